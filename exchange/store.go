@@ -1,0 +1,495 @@
+package exchange
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/nii-uk/nii"
+	"github.com/nii-uk/nii/exchange/chunker"
+)
+
+// Key layout in the shared badger DB (every package owns a prefix; see
+// docs/storage.md):
+//
+//	c/<hash:32>                         chunk bytes
+//	m/<hash:32>                         signed manifest (canonical CBOR)
+//	v/<org>/<name>/<version:8 BE>       VersionRecord (canonical CBOR)
+//
+// A version is visible exactly when its v/ key exists, and that key is
+// written in the same transaction as its manifest, after every chunk it names
+// is stored. A crash at any instant therefore leaves either the whole version
+// or none of it; chunks written by a publish that never committed are
+// harmless (and reused by the next attempt).
+var (
+	prefixChunk    = []byte("c/")
+	prefixManifest = []byte("m/")
+	prefixVersion  = []byte("v/")
+)
+
+func chunkKey(h nii.Hash) []byte    { return append(append([]byte{}, prefixChunk...), h[:]...) }
+func manifestKey(h nii.Hash) []byte { return append(append([]byte{}, prefixManifest...), h[:]...) }
+
+func datasetPrefix(d nii.DatasetID) []byte {
+	return []byte(string(prefixVersion) + d.Org + "/" + d.Name + "/")
+}
+
+func versionKey(d nii.DatasetID, v uint64) []byte {
+	return binary.BigEndian.AppendUint64(datasetPrefix(d), v)
+}
+
+// Errors a caller may branch on.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrCorrupt  = errors.New("corrupt")
+	ErrExists   = errors.New("already exists")
+)
+
+// VersionRecord is what the store keeps per version besides the manifest:
+// enough to list and describe versions without decoding chunk lists.
+type VersionRecord struct {
+	Ref       nii.Ref      `json:"-" cbor:"-"`
+	Manifest  nii.Hash     `json:"manifest" cbor:"1,keyasint"`
+	Publisher nii.NodeID   `json:"publisher" cbor:"2,keyasint"`
+	Created   time.Time    `json:"created" cbor:"3,keyasint"`
+	Size      int64        `json:"size" cbor:"4,keyasint"`
+	Chunks    int          `json:"chunks" cbor:"5,keyasint"`
+	Meta      nii.Metadata `json:"meta" cbor:"6,keyasint"`
+	Stored    time.Time    `json:"stored" cbor:"7,keyasint"` // when this node committed it
+}
+
+// Store is the content store: chunks by hash, signed manifests, and the
+// versions this node holds. It lives in a badger DB that it shares (under its
+// own key prefixes) with the rest of the node.
+type Store struct {
+	db     *badger.DB
+	params chunker.Params
+
+	commitMu sync.Mutex // serialises version commits, so numbering is race-free
+}
+
+// NewStore returns a store over db using chunk bounds p.
+func NewStore(db *badger.DB, p chunker.Params) (*Store, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	return &Store{db: db, params: p}, nil
+}
+
+// ChunkParams returns the store's chunker bounds.
+func (s *Store) ChunkParams() chunker.Params { return s.params }
+
+// Ingest cuts r into chunks, stores each chunk not already held, and returns
+// the chunk list and total size. Nothing becomes visible: the chunks are only
+// reachable once a manifest naming them is committed.
+//
+// Chunking and hashing run on the caller's goroutine while badger commits
+// earlier batches on its own, so the two overlap.
+func (s *Store) Ingest(ctx context.Context, r io.Reader) ([]nii.ChunkRef, int64, error) {
+	c, err := chunker.New(r, s.params)
+	if err != nil {
+		return nil, 0, err
+	}
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	var (
+		refs  []nii.ChunkRef
+		total int64
+		seen  = make(map[nii.Hash]struct{})
+	)
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, 0, err
+		}
+		b, err := c.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, 0, fmt.Errorf("read: %w", err)
+		}
+		h := nii.HashOf(b)
+		refs = append(refs, nii.ChunkRef{Hash: h, Size: uint32(len(b))})
+		total += int64(len(b))
+		if _, dup := seen[h]; dup {
+			continue
+		}
+		seen[h] = struct{}{}
+		has, err := s.HasChunk(h)
+		if err != nil {
+			return nil, 0, err
+		}
+		if has {
+			continue
+		}
+		if err := wb.Set(chunkKey(h), bytes.Clone(b)); err != nil {
+			return nil, 0, fmt.Errorf("store chunk: %w", err)
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return nil, 0, fmt.Errorf("store chunks: %w", err)
+	}
+	return refs, total, nil
+}
+
+// HasChunk reports whether the chunk is stored.
+func (s *Store) HasChunk(h nii.Hash) (bool, error) {
+	err := s.db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get(chunkKey(h))
+		return err
+	})
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, badger.ErrKeyNotFound):
+		return false, nil
+	}
+	return false, err
+}
+
+// PutChunk stores one chunk after checking that b hashes to h.
+func (s *Store) PutChunk(h nii.Hash, b []byte) error {
+	if nii.HashOf(b) != h {
+		return fmt.Errorf("chunk %s: %w: content does not match its hash", h, ErrCorrupt)
+	}
+	return s.db.Update(func(txn *badger.Txn) error { return txn.Set(chunkKey(h), b) })
+}
+
+// Chunk returns a chunk's bytes after verifying them against h.
+func (s *Store) Chunk(h nii.Hash) ([]byte, error) {
+	var b []byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(chunkKey(h))
+		if err != nil {
+			return err
+		}
+		b, err = item.ValueCopy(nil)
+		return err
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, fmt.Errorf("chunk %s: %w", h, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("chunk %s: %w", h, err)
+	}
+	if nii.HashOf(b) != h {
+		return nil, fmt.Errorf("chunk %s: %w: stored bytes do not match the hash", h, ErrCorrupt)
+	}
+	return b, nil
+}
+
+// NextVersion returns the number the next version of d would get. Callers
+// that publish hold the result only as a proposal: Commit refuses a number
+// that is taken.
+func (s *Store) NextVersion(d nii.DatasetID) (uint64, error) {
+	latest, err := s.Latest(d)
+	if errors.Is(err, ErrNotFound) {
+		return 1, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return latest.Ref.Version + 1, nil
+}
+
+// Publish commits a new version of d. build is called, with the commit lock
+// held, with the version number to use; it returns the signed manifest. The
+// version number is therefore never handed out twice.
+func (s *Store) Publish(d nii.DatasetID, build func(version uint64) (*nii.SignedManifest, error)) (*VersionRecord, error) {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	v, err := s.NextVersion(d)
+	if err != nil {
+		return nil, err
+	}
+	sm, err := build(v)
+	if err != nil {
+		return nil, err
+	}
+	return s.commitLocked(sm)
+}
+
+// Commit verifies and stores a signed manifest and makes its version visible.
+// Every chunk it names must already be stored. Committing the same manifest
+// twice is a no-op; committing a different manifest for a version that
+// exists is ErrExists.
+func (s *Store) Commit(sm *nii.SignedManifest) (*VersionRecord, error) {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	return s.commitLocked(sm)
+}
+
+func (s *Store) commitLocked(sm *nii.SignedManifest) (*VersionRecord, error) {
+	m, h, err := sm.Open()
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range m.Chunks {
+		has, err := s.HasChunk(c.Hash)
+		if err != nil {
+			return nil, err
+		}
+		if !has {
+			return nil, fmt.Errorf("commit %s: chunk %s: %w", m.Ref(), c.Hash, ErrNotFound)
+		}
+	}
+	// Make sure every chunk is durable before the version that names them.
+	if err := s.db.Sync(); err != nil {
+		return nil, fmt.Errorf("commit %s: sync: %w", m.Ref(), err)
+	}
+	rec := &VersionRecord{
+		Ref:       m.Ref(),
+		Manifest:  h,
+		Publisher: m.Publisher,
+		Created:   m.Created,
+		Size:      m.Size,
+		Chunks:    len(m.Chunks),
+		Meta:      m.Meta,
+		Stored:    time.Now().UTC(),
+	}
+	recBytes, err := nii.Marshal(rec)
+	if err != nil {
+		return nil, err
+	}
+	smBytes, err := nii.EncodeSignedManifest(sm)
+	if err != nil {
+		return nil, err
+	}
+	vk := versionKey(m.Dataset, m.Version)
+	err = s.db.Update(func(txn *badger.Txn) error {
+		item, err := txn.Get(vk)
+		if err == nil {
+			var old VersionRecord
+			if err := item.Value(func(b []byte) error { return nii.Unmarshal(b, &old) }); err != nil {
+				return err
+			}
+			if old.Manifest == h {
+				*rec = old
+				rec.Ref = m.Ref()
+				return errSame
+			}
+			return fmt.Errorf("%s: %w with another manifest", m.Ref(), ErrExists)
+		}
+		if !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
+		if err := txn.Set(manifestKey(h), smBytes); err != nil {
+			return err
+		}
+		return txn.Set(vk, recBytes)
+	})
+	if errors.Is(err, errSame) {
+		return rec, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("commit %s: %w", m.Ref(), err)
+	}
+	if err := s.db.Sync(); err != nil {
+		return nil, fmt.Errorf("commit %s: sync: %w", m.Ref(), err)
+	}
+	return rec, nil
+}
+
+var errSame = errors.New("same manifest already committed")
+
+// Version returns the record of r; Version 0 means the latest.
+func (s *Store) Version(r nii.Ref) (*VersionRecord, error) {
+	if r.Version == 0 {
+		return s.Latest(r.Dataset)
+	}
+	var rec VersionRecord
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(versionKey(r.Dataset, r.Version))
+		if err != nil {
+			return err
+		}
+		return item.Value(func(b []byte) error { return nii.Unmarshal(b, &rec) })
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		if _, lerr := s.Latest(r.Dataset); errors.Is(lerr, ErrNotFound) {
+			return nil, fmt.Errorf("dataset %s: %w", r.Dataset, ErrNotFound)
+		}
+		return nil, fmt.Errorf("version %s: %w", r, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("version %s: %w", r, err)
+	}
+	rec.Ref = r
+	return &rec, nil
+}
+
+// Latest returns the record of d's highest version.
+func (s *Store) Latest(d nii.DatasetID) (*VersionRecord, error) {
+	var rec *VersionRecord
+	err := s.db.View(func(txn *badger.Txn) error {
+		prefix := datasetPrefix(d)
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true})
+		defer it.Close()
+		// Reverse iteration starts at the first key ≤ the seek key.
+		it.Seek(append(bytes.Clone(prefix), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff))
+		if !it.ValidForPrefix(prefix) {
+			return nil
+		}
+		r, err := decodeVersion(it.Item())
+		rec = r
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if rec == nil {
+		return nil, fmt.Errorf("dataset %s: %w", d, ErrNotFound)
+	}
+	return rec, nil
+}
+
+func decodeVersion(item *badger.Item) (*VersionRecord, error) {
+	k := item.Key()
+	rest := k[len(prefixVersion):]
+	if len(rest) < 8+3 {
+		return nil, fmt.Errorf("version key %q: %w", k, ErrCorrupt)
+	}
+	dsPart := string(rest[:len(rest)-9]) // strip "/" + 8 bytes
+	d, err := nii.ParseDatasetID(dsPart)
+	if err != nil {
+		return nil, fmt.Errorf("version key %q: %w", k, ErrCorrupt)
+	}
+	var rec VersionRecord
+	if err := item.Value(func(b []byte) error { return nii.Unmarshal(b, &rec) }); err != nil {
+		return nil, fmt.Errorf("version record %s: %w: %v", d, ErrCorrupt, err)
+	}
+	rec.Ref = nii.Ref{Dataset: d, Version: binary.BigEndian.Uint64(rest[len(rest)-8:])}
+	return &rec, nil
+}
+
+// Versions returns every version held, ordered by dataset then version. If
+// d is non-nil only that dataset's versions are returned.
+func (s *Store) Versions(d *nii.DatasetID) ([]*VersionRecord, error) {
+	prefix := prefixVersion
+	if d != nil {
+		prefix = datasetPrefix(*d)
+	}
+	var out []*VersionRecord
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 64})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			rec, err := decodeVersion(it.Item())
+			if err != nil {
+				return err
+			}
+			out = append(out, rec)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Manifest returns the signed manifest stored under h.
+func (s *Store) Manifest(h nii.Hash) (*nii.SignedManifest, error) {
+	var sm *nii.SignedManifest
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(manifestKey(h))
+		if err != nil {
+			return err
+		}
+		return item.Value(func(b []byte) error {
+			var err error
+			sm, err = nii.DecodeSignedManifest(b)
+			return err
+		})
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, fmt.Errorf("manifest %s: %w", h, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", h, err)
+	}
+	return sm, nil
+}
+
+// OpenManifest returns the verified manifest of a version held.
+func (s *Store) OpenManifest(rec *VersionRecord) (*nii.Manifest, error) {
+	sm, err := s.Manifest(rec.Manifest)
+	if err != nil {
+		return nil, err
+	}
+	m, h, err := sm.Open()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w: %v", rec.Ref, ErrCorrupt, err)
+	}
+	if h != rec.Manifest {
+		return nil, fmt.Errorf("%s: %w: manifest hash mismatch", rec.Ref, ErrCorrupt)
+	}
+	return m, nil
+}
+
+// WriteTo writes the content of a version to w, verifying every chunk's
+// hash before its bytes are written. A corrupt or missing chunk stops the
+// write with an error wrapping ErrCorrupt or ErrNotFound.
+func (s *Store) WriteTo(ctx context.Context, rec *VersionRecord, w io.Writer) (int64, error) {
+	m, err := s.OpenManifest(rec)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for i, c := range m.Chunks {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		b, err := s.Chunk(c.Hash)
+		if err != nil {
+			return n, fmt.Errorf("%s chunk %d of %d: %w", rec.Ref, i+1, len(m.Chunks), err)
+		}
+		if len(b) != int(c.Size) {
+			return n, fmt.Errorf("%s chunk %d: %w: size %d, manifest says %d", rec.Ref, i+1, ErrCorrupt, len(b), c.Size)
+		}
+		k, err := w.Write(b)
+		n += int64(k)
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// Stats summarises the store.
+type Stats struct {
+	Chunks     int64 `json:"chunks"`
+	ChunkBytes int64 `json:"chunk_bytes"`
+	Versions   int64 `json:"versions"`
+	Datasets   int64 `json:"datasets"`
+}
+
+// Stats counts chunks (and their bytes), versions and datasets.
+func (s *Store) Stats() (Stats, error) {
+	var st Stats
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixChunk})
+		for it.Rewind(); it.Valid(); it.Next() {
+			st.Chunks++
+			st.ChunkBytes += it.Item().ValueSize()
+		}
+		it.Close()
+		it = txn.NewIterator(badger.IteratorOptions{Prefix: prefixVersion})
+		defer it.Close()
+		var last []byte
+		for it.Rewind(); it.Valid(); it.Next() {
+			st.Versions++
+			k := it.Item().Key()
+			ds := k[:len(k)-8]
+			if !bytes.Equal(ds, last) {
+				st.Datasets++
+				last = bytes.Clone(ds)
+			}
+		}
+		return nil
+	})
+	return st, err
+}

@@ -1,0 +1,154 @@
+package nii
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Access says who may pull a dataset's content. Catalog metadata is public
+// inside the federation whatever the access; content of a restricted dataset
+// needs a grant.
+type Access string
+
+const (
+	AccessOpen       Access = "open"
+	AccessRestricted Access = "restricted"
+)
+
+// ParseAccess parses "open" or "restricted"; "" means open.
+func ParseAccess(s string) (Access, error) {
+	switch Access(s) {
+	case "", AccessOpen:
+		return AccessOpen, nil
+	case AccessRestricted:
+		return AccessRestricted, nil
+	}
+	return "", fmt.Errorf("%w access %q: want open or restricted", ErrInvalid, s)
+}
+
+// Metadata describes a dataset version. Field names follow DCAT
+// (dct:title, dct:description, dct:publisher, dct:license, dcat:keyword,
+// dcat:theme, dct:accessRights, dcat:mediaType, dcat:byteSize, dct:issued,
+// dct:modified, dct:conformsTo), so the catalog maps onto DCAT and CKAN
+// without guessing.
+type Metadata struct {
+	Title         string    `json:"title" cbor:"1,keyasint,omitempty"`
+	Description   string    `json:"description,omitempty" cbor:"2,keyasint,omitempty"`
+	Publisher     string    `json:"publisher" cbor:"3,keyasint,omitempty"` // org slug
+	PublisherName string    `json:"publisher_name,omitempty" cbor:"4,keyasint,omitempty"`
+	Licence       string    `json:"licence,omitempty" cbor:"5,keyasint,omitempty"` // SPDX-style ID, e.g. OGL-UK-3.0
+	Keywords      []string  `json:"keywords,omitempty" cbor:"6,keyasint,omitempty"`
+	Themes        []string  `json:"themes,omitempty" cbor:"7,keyasint,omitempty"`
+	Access        Access    `json:"access" cbor:"8,keyasint,omitempty"`
+	MediaType     string    `json:"media_type" cbor:"9,keyasint,omitempty"`
+	ByteSize      int64     `json:"byte_size" cbor:"10,keyasint"`
+	Issued        time.Time `json:"issued" cbor:"11,keyasint"`   // first version's publication
+	Modified      time.Time `json:"modified" cbor:"12,keyasint"` // this version's publication
+	ConformsTo    string    `json:"conforms_to,omitempty" cbor:"13,keyasint,omitempty"`
+	Filename      string    `json:"filename,omitempty" cbor:"14,keyasint,omitempty"`
+	Table         *Table    `json:"table,omitempty" cbor:"15,keyasint,omitempty"`
+}
+
+// Limits on user-supplied metadata, so a record stays small enough to gossip.
+const (
+	MaxTitleLen       = 300
+	MaxDescriptionLen = 8 << 10
+	MaxTerms          = 32 // keywords, themes
+	MaxTermLen        = 64
+	MaxColumns        = 1024
+)
+
+// Validate checks user-supplied fields for size and shape.
+func (m *Metadata) Validate() error {
+	if len(m.Title) > MaxTitleLen {
+		return fmt.Errorf("%w title: longer than %d bytes", ErrInvalid, MaxTitleLen)
+	}
+	if len(m.Description) > MaxDescriptionLen {
+		return fmt.Errorf("%w description: longer than %d bytes", ErrInvalid, MaxDescriptionLen)
+	}
+	for _, terms := range []struct {
+		what string
+		list []string
+	}{{"keyword", m.Keywords}, {"theme", m.Themes}} {
+		if len(terms.list) > MaxTerms {
+			return fmt.Errorf("%w %ss: more than %d", ErrInvalid, terms.what, MaxTerms)
+		}
+		for _, t := range terms.list {
+			if t == "" || len(t) > MaxTermLen || strings.ContainsAny(t, "\n\r\t") {
+				return fmt.Errorf("%w %s %q: want 1 to %d characters on one line", ErrInvalid, terms.what, t, MaxTermLen)
+			}
+		}
+	}
+	if _, err := ParseAccess(string(m.Access)); err != nil {
+		return err
+	}
+	if len(m.Licence) > MaxTermLen || strings.ContainsAny(m.Licence, " \n\r\t") {
+		return fmt.Errorf("%w licence %q: want an identifier such as OGL-UK-3.0", ErrInvalid, m.Licence)
+	}
+	if len(m.ConformsTo) > 1024 {
+		return fmt.Errorf("%w conforms-to: longer than 1024 bytes", ErrInvalid)
+	}
+	if m.Table != nil && len(m.Table.Columns) > MaxColumns {
+		return fmt.Errorf("%w table: more than %d columns", ErrInvalid, MaxColumns)
+	}
+	return nil
+}
+
+// Normalize trims and de-duplicates list fields and fills defaults.
+func (m *Metadata) Normalize() {
+	m.Title = strings.TrimSpace(m.Title)
+	m.Description = strings.TrimSpace(m.Description)
+	m.Keywords = normTerms(m.Keywords)
+	m.Themes = normTerms(m.Themes)
+	if m.Access == "" {
+		m.Access = AccessOpen
+	}
+}
+
+func normTerms(in []string) []string {
+	var out []string
+	for _, t := range in {
+		t = strings.TrimSpace(t)
+		if t != "" && !slices.Contains(out, t) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// Table describes a tabular (CSV) file: its dialect, where its header is, how
+// many data rows it has, and its columns with Frictionless Table Schema types.
+type Table struct {
+	// Encoding is the character encoding detected ("utf-8" or "windows-1252").
+	Encoding string `json:"encoding" cbor:"1,keyasint,omitempty"`
+	// BOM is true when the file starts with a UTF-8 byte-order mark.
+	BOM bool `json:"bom,omitempty" cbor:"2,keyasint,omitempty"`
+	// Delimiter is the field separator, usually ",".
+	Delimiter string `json:"delimiter" cbor:"3,keyasint,omitempty"`
+	// LineTerminator is "\n" or "\r\n".
+	LineTerminator string `json:"line_terminator" cbor:"4,keyasint,omitempty"`
+	// HeaderRow is the 1-based line (record) number of the header; rows
+	// above it are a preamble (report titles, parameters).
+	HeaderRow int `json:"header_row" cbor:"5,keyasint,omitempty"`
+	// Rows counts data records below the header, blank lines excluded.
+	Rows int64 `json:"rows" cbor:"6,keyasint"`
+	// Columns are the header's columns in order. Blank trailing header
+	// cells with no data under them are dropped.
+	Columns []Column `json:"columns" cbor:"7,keyasint,omitempty"`
+	// RaggedRows counts data rows whose field count differs from the header's.
+	RaggedRows int64 `json:"ragged_rows,omitempty" cbor:"8,keyasint,omitempty"`
+	// SampledRows is how many data rows column types were inferred from.
+	SampledRows int64 `json:"sampled_rows" cbor:"9,keyasint,omitempty"`
+}
+
+// Column is one field of a Table, typed as in Frictionless Table Schema:
+// string, integer, number, boolean, date, datetime, time, year.
+type Column struct {
+	Name   string `json:"name" cbor:"1,keyasint"`
+	Type   string `json:"type" cbor:"2,keyasint"`
+	Format string `json:"format,omitempty" cbor:"3,keyasint,omitempty"` // e.g. "%d/%m/%Y" for dates
+	// Nulls counts empty cells in the sampled rows.
+	Nulls int64 `json:"nulls,omitempty" cbor:"4,keyasint,omitempty"`
+}
