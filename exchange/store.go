@@ -89,13 +89,50 @@ func (s *Store) ChunkParams() chunker.Params { return s.params }
 // the chunk list and total size. Nothing becomes visible: the chunks are only
 // reachable once a manifest naming them is committed.
 //
-// Chunking and hashing run on the caller's goroutine while badger commits
-// earlier batches on its own, so the two overlap.
+// Reading, chunking and hashing run on one goroutine and badger writes on
+// the caller's (and badger's own), so the two overlap on separate cores.
 func (s *Store) Ingest(ctx context.Context, r io.Reader) ([]nii.ChunkRef, int64, error) {
 	c, err := chunker.New(r, s.params)
 	if err != nil {
 		return nil, 0, err
 	}
+	type piece struct {
+		h nii.Hash
+		b []byte
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pieces := make(chan piece, 32)
+	var readErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer close(pieces)
+		for {
+			b, err := c.Next()
+			if errors.Is(err, io.EOF) {
+				return
+			}
+			if err != nil {
+				readErr = fmt.Errorf("read: %w", err)
+				return
+			}
+			p := piece{h: nii.HashOf(b), b: bytes.Clone(b)}
+			select {
+			case pieces <- p:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	// On any early return, stop the reader and wait for it.
+	defer func() {
+		cancel()
+		for range pieces {
+		}
+		<-done
+	}()
+
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
 	var (
@@ -103,34 +140,30 @@ func (s *Store) Ingest(ctx context.Context, r io.Reader) ([]nii.ChunkRef, int64,
 		total int64
 		seen  = make(map[nii.Hash]struct{})
 	)
-	for {
-		if err := ctx.Err(); err != nil {
-			return nil, 0, err
-		}
-		b, err := c.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, 0, fmt.Errorf("read: %w", err)
-		}
-		h := nii.HashOf(b)
-		refs = append(refs, nii.ChunkRef{Hash: h, Size: uint32(len(b))})
-		total += int64(len(b))
-		if _, dup := seen[h]; dup {
+	for p := range pieces {
+		refs = append(refs, nii.ChunkRef{Hash: p.h, Size: uint32(len(p.b))})
+		total += int64(len(p.b))
+		if _, dup := seen[p.h]; dup {
 			continue
 		}
-		seen[h] = struct{}{}
-		has, err := s.HasChunk(h)
+		seen[p.h] = struct{}{}
+		has, err := s.HasChunk(p.h)
 		if err != nil {
 			return nil, 0, err
 		}
 		if has {
 			continue
 		}
-		if err := wb.Set(chunkKey(h), bytes.Clone(b)); err != nil {
+		if err := wb.Set(chunkKey(p.h), p.b); err != nil {
 			return nil, 0, fmt.Errorf("store chunk: %w", err)
 		}
+	}
+	<-done
+	if readErr != nil {
+		return nil, 0, readErr
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, 0, err
 	}
 	if err := wb.Flush(); err != nil {
 		return nil, 0, fmt.Errorf("store chunks: %w", err)
