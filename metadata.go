@@ -137,7 +137,7 @@ type Table struct {
 	// Columns are the header's columns in order. Blank trailing header
 	// cells with no data under them are dropped.
 	Columns []Column `json:"columns" cbor:"7,keyasint,omitempty"`
-	// RaggedRows counts data rows whose field count differs from the header's.
+	// RaggedRows counts sampled data rows whose field count differs from the header's.
 	RaggedRows int64 `json:"ragged_rows,omitempty" cbor:"8,keyasint,omitempty"`
 	// SampledRows is how many data rows column types were inferred from.
 	SampledRows int64 `json:"sampled_rows" cbor:"9,keyasint,omitempty"`
