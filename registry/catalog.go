@@ -1,0 +1,460 @@
+package registry
+
+import (
+	"crypto/ed25519"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/nii-uk/nii"
+)
+
+// The federated catalog: every node keeps the newest signed advert per
+// (origin, dataset) it has seen, in badger, plus an in-memory search index.
+//
+// Key layout (see docs/storage.md):
+//
+//	ra/<origin>/<seq:8 BE>              signed advert (canonical CBOR)
+//	rd/<origin>/<org>/<name>            seq of that origin's newest advert for the dataset
+//	rw/<origin>                         watermark: every record of origin up to it is held
+//	rs                                  this node's own last issued seq
+//
+// Tombstones are kept like adverts, so an old advert replayed after a
+// withdrawal is recognised as stale.
+var (
+	prefixAdvert    = []byte("ra/")
+	prefixDatasetIx = []byte("rd/")
+	prefixWatermark = []byte("rw/")
+	keySelfSeq      = []byte("rs")
+)
+
+func advertKey(origin nii.NodeID, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte(string(prefixAdvert)+string(origin)+"/"), seq)
+}
+
+func datasetIxKey(origin nii.NodeID, d nii.DatasetID) []byte {
+	return []byte(string(prefixDatasetIx) + string(origin) + "/" + d.Org + "/" + d.Name)
+}
+
+func watermarkKey(origin nii.NodeID) []byte { return []byte(string(prefixWatermark) + string(origin)) }
+
+// Reasons a received record is not applied; each is counted.
+const (
+	RejectInvalid      = "invalid"       // does not decode or is inconsistent
+	RejectBadSignature = "bad_signature" // signature fails
+	RejectStale        = "stale"         // older than the record held for that origin and dataset
+	RejectReplay       = "replay"        // the very record already held
+)
+
+// ErrRejected matches every refusal of a received record.
+var ErrRejected = errors.New("record rejected")
+
+// RejectError says why a received record was refused.
+type RejectError struct {
+	Reason string // one of the Reject* constants
+	Detail string
+}
+
+func (e *RejectError) Error() string { return "record rejected (" + e.Reason + "): " + e.Detail }
+
+// Is makes errors.Is(err, ErrRejected) true for every RejectError.
+func (e *RejectError) Is(target error) bool { return target == ErrRejected }
+
+// CredentialVerifier checks a membership credential: that it is signed by a
+// trust anchor and binds node to an org. It returns the org proven. The grants
+// work supplies the real one; without it every org claim is unverified.
+type CredentialVerifier func(credential string, node nii.NodeID) (org string, err error)
+
+// Entry is one advert in the catalog with what this node knows of it.
+type Entry struct {
+	Advert   *nii.Advert `json:"advert"`
+	Verified bool        `json:"verified"`
+	Received time.Time   `json:"received"`
+}
+
+// Catalog is the federated catalog held by one node.
+type Catalog struct {
+	db     *badger.DB
+	self   nii.NodeID
+	key    ed25519.PrivateKey
+	verify CredentialVerifier
+
+	mu         sync.RWMutex
+	selfSeq    uint64
+	watermarks map[nii.NodeID]uint64
+	maxSeq     map[nii.NodeID]uint64                   // highest seq held per origin (≥ watermark)
+	entries    map[nii.DatasetID]map[nii.NodeID]*Entry // newest advert per dataset per origin, tombstones included
+	index      *Index
+
+	rejected sync.Map // reason -> *atomic.Int64
+	applied  atomic.Int64
+}
+
+// OpenCatalog loads the catalog kept in db. self and key are this node's ID
+// and signing key; verify may be nil.
+func OpenCatalog(db *badger.DB, self nii.NodeID, key ed25519.PrivateKey, verify CredentialVerifier) (*Catalog, error) {
+	c := &Catalog{
+		db:         db,
+		self:       self,
+		key:        key,
+		verify:     verify,
+		watermarks: make(map[nii.NodeID]uint64),
+		maxSeq:     make(map[nii.NodeID]uint64),
+		entries:    make(map[nii.DatasetID]map[nii.NodeID]*Entry),
+		index:      NewIndex(),
+	}
+	err := db.View(func(txn *badger.Txn) error {
+		if item, err := txn.Get(keySelfSeq); err == nil {
+			if err := item.Value(func(b []byte) error { c.selfSeq = binary.BigEndian.Uint64(b); return nil }); err != nil {
+				return err
+			}
+		} else if !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixWatermark, PrefetchValues: true})
+		for it.Rewind(); it.Valid(); it.Next() {
+			origin := nii.NodeID(it.Item().Key()[len(prefixWatermark):])
+			it.Item().Value(func(b []byte) error { c.watermarks[origin] = binary.BigEndian.Uint64(b); return nil })
+		}
+		it.Close()
+		// Records were verified when they arrived; loading trusts the store.
+		it = txn.NewIterator(badger.IteratorOptions{Prefix: prefixAdvert, PrefetchValues: true, PrefetchSize: 256})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var a nii.Advert
+			err := it.Item().Value(func(b []byte) error {
+				sa, err := nii.DecodeSignedAdvert(b)
+				if err != nil {
+					return err
+				}
+				return nii.Unmarshal(sa.Body, &a)
+			})
+			if err != nil {
+				return fmt.Errorf("catalog record %x: %w", it.Item().Key(), err)
+			}
+			c.install(&a)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open catalog: %w", err)
+	}
+	c.watermarks[self] = c.selfSeq
+	return c, nil
+}
+
+// install puts a verified advert into the in-memory views. c.mu held (or
+// not yet shared).
+func (c *Catalog) install(a *nii.Advert) {
+	byOrigin := c.entries[a.Dataset]
+	if byOrigin == nil {
+		byOrigin = make(map[nii.NodeID]*Entry)
+		c.entries[a.Dataset] = byOrigin
+	}
+	e := &Entry{Advert: a, Verified: c.verified(a), Received: time.Now().UTC()}
+	byOrigin[a.Origin] = e
+	if a.Seq > c.maxSeq[a.Origin] {
+		c.maxSeq[a.Origin] = a.Seq
+	}
+	key := docKey(a.Origin, a.Dataset)
+	if a.Withdrawn || a.Replica {
+		c.index.Delete(key)
+	} else {
+		c.index.Put(Doc{Key: key, Advert: a, Verified: e.Verified})
+	}
+}
+
+func docKey(origin nii.NodeID, d nii.DatasetID) string { return d.String() + " " + string(origin) }
+
+func (c *Catalog) verified(a *nii.Advert) bool {
+	if c.verify == nil || a.Credential == "" {
+		return false
+	}
+	org, err := c.verify(a.Credential, a.Origin)
+	return err == nil && org == a.Dataset.Org
+}
+
+func (c *Catalog) reject(reason string, format string, args ...any) error {
+	v, _ := c.rejected.LoadOrStore(reason, new(atomic.Int64))
+	v.(*atomic.Int64).Add(1)
+	return &RejectError{Reason: reason, Detail: fmt.Sprintf(format, args...)}
+}
+
+// Rejected returns how many received records were refused, by reason.
+func (c *Catalog) Rejected() map[string]int64 {
+	out := map[string]int64{}
+	c.rejected.Range(func(k, v any) bool {
+		out[k.(string)] = v.(*atomic.Int64).Load()
+		return true
+	})
+	return out
+}
+
+// Applied returns how many received records were accepted.
+func (c *Catalog) Applied() int64 { return c.applied.Load() }
+
+// Apply verifies a record received from the federation and stores it if it
+// is newer than what is held for its origin and dataset. It returns the
+// advert and true if it was new. A refused record's error wraps ErrRejected
+// and names the reason; refusals are counted, never fatal.
+func (c *Catalog) Apply(sa *nii.SignedAdvert) (*nii.Advert, bool, error) {
+	a, err := sa.Open()
+	switch {
+	case errors.Is(err, nii.ErrBadSignature):
+		return nil, false, c.reject(RejectBadSignature, "%v", err)
+	case err != nil:
+		return nil, false, c.reject(RejectInvalid, "%v", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if held := c.entries[a.Dataset][a.Origin]; held != nil {
+		switch {
+		case held.Advert.Seq == a.Seq:
+			return a, false, c.reject(RejectReplay, "%s seq %d from %s is already held", a.Dataset, a.Seq, a.Origin.Short())
+		case held.Advert.Seq > a.Seq:
+			return a, false, c.reject(RejectStale, "%s seq %d from %s is older than the held seq %d", a.Dataset, a.Seq, a.Origin.Short(), held.Advert.Seq)
+		case !a.Withdrawn && !held.Advert.Withdrawn && a.Version < held.Advert.Version:
+			return a, false, c.reject(RejectStale, "%s version %d from %s is older than the held version %d", a.Dataset, a.Version, a.Origin.Short(), held.Advert.Version)
+		}
+	}
+	if a.Origin == c.self {
+		// Our own records come only from us; one we do not hold is a
+		// forgery that the signature check would have caught, or a record
+		// from a previous life of this key — refuse rather than rewind.
+		if a.Seq > c.selfSeq {
+			return a, false, c.reject(RejectStale, "%s seq %d claims to be ours but is beyond our seq %d", a.Dataset, a.Seq, c.selfSeq)
+		}
+	}
+	if err := c.store(sa, a, nil); err != nil {
+		return nil, false, err
+	}
+	c.install(a)
+	c.applied.Add(1)
+	return a, true, nil
+}
+
+// store writes a record and its dataset index entry, deleting the record it
+// supersedes, in one transaction. extra runs in the same transaction.
+func (c *Catalog) store(sa *nii.SignedAdvert, a *nii.Advert, extra func(*badger.Txn) error) error {
+	b, err := nii.EncodeSignedAdvert(sa)
+	if err != nil {
+		return err
+	}
+	return c.db.Update(func(txn *badger.Txn) error {
+		ixKey := datasetIxKey(a.Origin, a.Dataset)
+		if item, err := txn.Get(ixKey); err == nil {
+			var old uint64
+			item.Value(func(v []byte) error { old = binary.BigEndian.Uint64(v); return nil })
+			if err := txn.Delete(advertKey(a.Origin, old)); err != nil {
+				return err
+			}
+		} else if !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
+		if err := txn.Set(advertKey(a.Origin, a.Seq), b); err != nil {
+			return err
+		}
+		if err := txn.Set(ixKey, binary.BigEndian.AppendUint64(nil, a.Seq)); err != nil {
+			return err
+		}
+		if extra != nil {
+			return extra(txn)
+		}
+		return nil
+	})
+}
+
+// Sign issues this node's next record: it fills Origin, Seq and Signed,
+// signs, stores and indexes it, and returns it for gossip.
+func (c *Catalog) Sign(a nii.Advert) (*nii.SignedAdvert, *nii.Advert, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	a.Origin = c.self
+	a.Seq = c.selfSeq + 1
+	a.Signed = time.Now().UTC()
+	sa, err := nii.SignAdvert(&a, c.key)
+	if err != nil {
+		return nil, nil, err
+	}
+	seq := binary.BigEndian.AppendUint64(nil, a.Seq)
+	err = c.store(sa, &a, func(txn *badger.Txn) error {
+		if err := txn.Set(keySelfSeq, seq); err != nil {
+			return err
+		}
+		return txn.Set(watermarkKey(c.self), seq)
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("store own advert: %w", err)
+	}
+	c.selfSeq = a.Seq
+	c.watermarks[c.self] = a.Seq
+	c.install(&a)
+	return sa, &a, nil
+}
+
+// Watermarks returns, per origin, the seq up to which this node holds every
+// record of that origin. Anti-entropy exchanges exactly this.
+func (c *Catalog) Watermarks() map[nii.NodeID]uint64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make(map[nii.NodeID]uint64, len(c.watermarks))
+	for k, v := range c.watermarks {
+		out[k] = v
+	}
+	return out
+}
+
+// Watermark returns the watermark for one origin.
+func (c *Catalog) Watermark(origin nii.NodeID) uint64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.watermarks[origin]
+}
+
+// SetWatermark records that every record of origin up to seq is held. It
+// never moves a watermark backwards.
+func (c *Catalog) SetWatermark(origin nii.NodeID, seq uint64) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if seq <= c.watermarks[origin] || origin == c.self {
+		return nil
+	}
+	err := c.db.Update(func(txn *badger.Txn) error {
+		return txn.Set(watermarkKey(origin), binary.BigEndian.AppendUint64(nil, seq))
+	})
+	if err != nil {
+		return err
+	}
+	c.watermarks[origin] = seq
+	return nil
+}
+
+// HasRecord reports whether the record origin/seq is held (or superseded:
+// anything at or below the watermark counts as held).
+func (c *Catalog) HasRecord(origin nii.NodeID, seq uint64) bool {
+	c.mu.RLock()
+	wm := c.watermarks[origin]
+	c.mu.RUnlock()
+	if seq <= wm {
+		return true
+	}
+	err := c.db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get(advertKey(origin, seq))
+		return err
+	})
+	return err == nil
+}
+
+// MaxPageRecords bounds one catalog page.
+const MaxPageRecords = 500
+
+// Page returns the records of origin with seq > after, in seq order, at
+// most limit, whether more follow, and this node's watermark for origin.
+// It serves the catalog protocol: a node catching up fetches pages until
+// more is false and then adopts the watermark.
+func (c *Catalog) Page(origin nii.NodeID, after uint64, limit int) ([]*nii.SignedAdvert, bool, uint64, error) {
+	limit = min(max(limit, 1), MaxPageRecords)
+	wm := c.Watermark(origin)
+	var out []*nii.SignedAdvert
+	more := false
+	prefix := []byte(string(prefixAdvert) + string(origin) + "/")
+	err := c.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: min(limit, 100)})
+		defer it.Close()
+		for it.Seek(binary.BigEndian.AppendUint64(prefix, after+1)); it.ValidForPrefix(prefix); it.Next() {
+			if len(out) == limit {
+				more = true
+				return nil
+			}
+			err := it.Item().Value(func(b []byte) error {
+				sa, err := nii.DecodeSignedAdvert(b)
+				if err != nil {
+					return err
+				}
+				out = append(out, sa)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return out, more, wm, err
+}
+
+// Lookup returns every origin's entry for a dataset, tombstones included,
+// the publisher's (by org, verified first) before replicas.
+func (c *Catalog) Lookup(d nii.DatasetID) []Entry {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var out []Entry
+	for _, e := range c.entries[d] {
+		out = append(out, *e)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Advert.Replica != b.Advert.Replica {
+			return !a.Advert.Replica
+		}
+		if a.Verified != b.Verified {
+			return a.Verified
+		}
+		if a.Advert.Version != b.Advert.Version {
+			return a.Advert.Version > b.Advert.Version
+		}
+		return a.Advert.Origin < b.Advert.Origin
+	})
+	return out
+}
+
+// Search runs a query over the catalog's live (not withdrawn) adverts.
+func (c *Catalog) Search(q Query) Result { return c.index.Search(q) }
+
+// Len returns the number of searchable adverts.
+func (c *Catalog) Len() int { return c.index.Len() }
+
+// Origins returns how many origins the catalog holds records from.
+func (c *Catalog) Origins() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.maxSeq)
+}
+
+// Own returns this node's entry for d, if any.
+func (c *Catalog) Own(d nii.DatasetID) (*nii.Advert, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	e := c.entries[d][c.self]
+	if e == nil {
+		return nil, false
+	}
+	return e.Advert, true
+}
+
+// CountByOrigin returns how many live datasets each origin advertises.
+func (c *Catalog) CountByOrigin() map[nii.NodeID]int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := map[nii.NodeID]int{}
+	for _, byOrigin := range c.entries {
+		for origin, e := range byOrigin {
+			if !e.Advert.Withdrawn {
+				out[origin]++
+			}
+		}
+	}
+	return out
+}
+
+// SelfSeq returns the seq of this node's newest record.
+func (c *Catalog) SelfSeq() uint64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.selfSeq
+}

@@ -1,0 +1,190 @@
+package registry
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/nii-uk/nii"
+)
+
+// memDB is an in-memory badger for fast unit tests; the node tests run the
+// same code over on-disk badger.
+func memDB(t testing.TB) *badger.DB {
+	t.Helper()
+	db, err := badger.Open(badger.DefaultOptions("").WithInMemory(true).WithLogger(nil).
+		WithMemTableSize(8 << 20).WithValueThreshold(256 << 10).WithBlockCacheSize(1 << 20).WithIndexCacheSize(1 << 20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+type ident struct {
+	id  nii.NodeID
+	key ed25519.PrivateKey
+}
+
+func newIdent() ident {
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	return ident{nii.NodeIDFromPublicKey(pub), priv}
+}
+
+func (o ident) advert(t testing.TB, seq uint64, name string, version uint64, title string) *nii.SignedAdvert {
+	t.Helper()
+	a := &nii.Advert{
+		Origin: o.id, Seq: seq, Dataset: nii.DatasetID{Org: "greenwich", Name: name}, Version: version,
+		Manifest: nii.HashOf([]byte(name + title)), Signed: time.Now().UTC(),
+		Meta: nii.Metadata{Title: title, Publisher: "greenwich", Access: nii.AccessOpen, Keywords: []string{"spend"}},
+	}
+	sa, err := nii.SignAdvert(a, o.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sa
+}
+
+func (o ident) tombstone(t testing.TB, seq uint64, name string) *nii.SignedAdvert {
+	t.Helper()
+	sa, err := nii.SignAdvert(&nii.Advert{Origin: o.id, Seq: seq, Dataset: nii.DatasetID{Org: "greenwich", Name: name},
+		Withdrawn: true, Signed: time.Now().UTC(), Meta: nii.Metadata{Publisher: "greenwich"}}, o.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sa
+}
+
+func openCat(t testing.TB) (*Catalog, ident) {
+	t.Helper()
+	self := newIdent()
+	c, err := OpenCatalog(memDB(t), self.id, self.key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, self
+}
+
+// TestApplyRejectsAttacks is the table of hostile or stale records a node
+// must refuse, each with its reason counted.
+func TestApplyRejectsAttacks(t *testing.T) {
+	c, self := openCat(t)
+	greenwich, mallory := newIdent(), newIdent()
+
+	v2 := greenwich.advert(t, 5, "spend", 2, "Spend v2")
+	if _, isNew, err := c.Apply(v2); err != nil || !isNew {
+		t.Fatalf("a valid advert: new=%v err=%v", isNew, err)
+	}
+	forged := *greenwich.advert(t, 9, "spend", 3, "Spend v3")
+	forged.Sig = ed25519.Sign(mallory.key, append([]byte("nii/advert/v1\x00"), forged.Body...))
+	tampered := *greenwich.advert(t, 10, "spend", 4, "Spend v4")
+	tampered.Body = append([]byte(nil), tampered.Body...)
+	for i := range tampered.Body { // change "Spend v4" into "Spend v5" in place
+		if string(tampered.Body[i:i+8]) == "Spend v4" {
+			tampered.Body[i+7] = '5'
+			break
+		}
+	}
+	unsigned := *greenwich.advert(t, 11, "spend", 5, "x")
+	unsigned.Sig = nil
+	c.Apply(greenwich.tombstone(t, 20, "old-spend"))
+
+	for _, tc := range []struct {
+		name   string
+		sa     *nii.SignedAdvert
+		reason string
+	}{
+		{"forged by another key", &forged, RejectBadSignature},
+		{"tampered body", &tampered, RejectBadSignature},
+		{"no signature", &unsigned, RejectBadSignature},
+		{"replayed", v2, RejectReplay},
+		{"older seq, same dataset", greenwich.advert(t, 4, "spend", 1, "Spend v1"), RejectStale},
+		{"newer seq, older version", greenwich.advert(t, 6, "spend", 1, "Spend v1 again"), RejectStale},
+		{"advert replayed after its withdrawal", greenwich.advert(t, 19, "old-spend", 1, "Old"), RejectStale},
+		{"claims to be ours", self.advert(t, 7, "spend", 9, "ours?"), RejectStale},
+		{"garbage", &nii.SignedAdvert{Body: []byte{0xa1, 0x01}, Sig: make([]byte, 64)}, RejectInvalid},
+		{"empty", &nii.SignedAdvert{}, RejectInvalid},
+	} {
+		before := c.Rejected()[tc.reason]
+		_, isNew, err := c.Apply(tc.sa)
+		var re *RejectError
+		if isNew || !errors.As(err, &re) || re.Reason != tc.reason || !errors.Is(err, ErrRejected) {
+			t.Errorf("%s: new=%v err=%v, want rejected as %s", tc.name, isNew, err, tc.reason)
+			continue
+		}
+		if got := c.Rejected()[tc.reason]; got != before+1 {
+			t.Errorf("%s: %s count went %d -> %d", tc.name, tc.reason, before, got)
+		}
+	}
+	// Nothing refused changed what is listed.
+	e := c.Lookup(nii.DatasetID{Org: "greenwich", Name: "spend"})
+	if len(e) != 1 || e[0].Advert.Version != 2 || e[0].Advert.Meta.Title != "Spend v2" {
+		t.Fatalf("after attacks the catalog lists %+v", e)
+	}
+	if res := c.Search(Query{Text: "spend"}); res.Total != 1 {
+		t.Fatalf("search finds %d datasets, want 1 (the withdrawn one is not listed)", res.Total)
+	}
+}
+
+func TestCatalogPersistsAndPages(t *testing.T) {
+	db := memDB(t)
+	self, other := newIdent(), newIdent()
+	c, err := OpenCatalog(db, self.id, self.key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := uint64(1); i <= 25; i++ {
+		c.Apply(other.advert(t, i, "ds-"+string(rune('a'+i-1)), 1, "Dataset"))
+	}
+	// Superseding ds-a drops its old record from the origin's log.
+	c.Apply(other.advert(t, 26, "ds-a", 2, "Dataset a v2"))
+	for v, title := range []string{"Mine one", "Mine two"} {
+		_, _, err := c.Sign(nii.Advert{Dataset: nii.DatasetID{Org: "greenwich", Name: "mine"}, Version: uint64(v + 1),
+			Manifest: nii.HashOf([]byte(title)), Meta: nii.Metadata{Title: title, Publisher: "greenwich"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	var seqs []uint64
+	after := uint64(0)
+	for {
+		recs, more, wm, err := c.Page(other.id, after, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if wm != 0 {
+			t.Fatalf("watermark %d for an origin only heard by broadcast, want 0", wm)
+		}
+		for _, sa := range recs {
+			a, _ := sa.Open()
+			seqs = append(seqs, a.Seq)
+			after = a.Seq
+		}
+		if !more {
+			break
+		}
+	}
+	if len(seqs) != 25 || seqs[0] != 2 || seqs[24] != 26 {
+		t.Fatalf("paged seqs %v, want 2..26 (seq 1 superseded)", seqs)
+	}
+
+	// Reopen: everything is still there, own seq included.
+	c2, err := OpenCatalog(db, self.id, self.key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c2.Len() != 26 || c2.SelfSeq() != 2 || c2.Watermark(self.id) != 2 {
+		t.Fatalf("reopened: len %d selfSeq %d wm %d", c2.Len(), c2.SelfSeq(), c2.Watermark(self.id))
+	}
+	if own, ok := c2.Own(nii.DatasetID{Org: "greenwich", Name: "mine"}); !ok || own.Meta.Title != "Mine two" {
+		t.Fatalf("own advert after reopen: %+v", own)
+	}
+	c2.SetWatermark(other.id, 26)
+	c2.SetWatermark(other.id, 3) // never backwards
+	if c2.Watermark(other.id) != 26 || !c2.HasRecord(other.id, 1) {
+		t.Fatal("watermark moved backwards or HasRecord ignores it")
+	}
+}

@@ -1,0 +1,612 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/nii-uk/nii"
+)
+
+// Gossip keeps a node in the federation: membership and failure detection
+// (memberlist's SWIM), node metadata, and the spread of catalog records.
+//
+// New records travel as memberlist broadcasts, re-broadcast by every node
+// that finds them new (epidemic spread, as serf does for user events). A
+// record too large for a gossip packet travels as a notice {origin, seq};
+// a node that lacks it fetches it from the sender over the catalog protocol.
+// Anti-entropy rides memberlist's periodic push/pull, which here carries only
+// per-origin watermarks (a few dozen bytes per origin, never the catalog); a
+// node that finds a peer ahead for some origin fetches that origin's records
+// from the peer in pages. The same happens when a member's metadata shows a
+// catalog seq beyond the watermark held for it.
+//
+// memberlist stays inside this package: callers see Gossip, Peer and
+// GossipConfig only.
+type Gossip struct {
+	cfg   GossipConfig
+	log   *slog.Logger
+	cat   *Catalog
+	fetch Fetcher
+	peers *Peers
+	ml    *memberlist.Memberlist
+	queue *memberlist.TransmitLimitedQueue
+
+	inbox     chan []byte
+	metaDirty chan struct{}
+	catchup   chan catchupTask
+	pendMu    sync.Mutex
+	pending   map[nii.NodeID]bool // origins with a catch-up queued
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+}
+
+// Fetcher fetches a page of an origin's catalog records from a peer (the
+// catalog protocol over libp2p; package node wires it). It returns the
+// records (unverified), whether more follow, and the peer's watermark for
+// origin.
+type Fetcher interface {
+	FetchCatalogPage(ctx context.Context, from, origin nii.NodeID, after uint64, limit int) ([]*nii.SignedAdvert, bool, uint64, error)
+}
+
+// GossipConfig configures a node's gossip.
+type GossipConfig struct {
+	Self       nii.NodeID
+	Org        string
+	Federation string // memberlist label: nodes of other federations are ignored
+	Registry   bool   // a registry-only node
+
+	BindAddr      string // e.g. 0.0.0.0
+	BindPort      int    // 0 picks a free port
+	AdvertiseAddr string // optional: the address others reach this node on
+
+	// Keys is the gossip keyring (16, 24 or 32 bytes each); Keys[0] is the
+	// primary. Empty: gossip is not encrypted.
+	Keys [][]byte
+
+	// Profile picks memberlist's timing defaults: "lan" (default), "wan"
+	// or "local".
+	Profile string
+	// Timing overrides for tests; zero keeps the profile's value.
+	GossipInterval   time.Duration
+	ProbeInterval    time.Duration
+	ProbeTimeout     time.Duration
+	PushPullInterval time.Duration
+	SuspicionMult    int
+
+	// P2PAddrs returns the node's current libp2p addresses, for its metadata.
+	P2PAddrs func() []string
+	// OnPeer is told a member's libp2p addresses whenever they are learnt.
+	OnPeer func(id nii.NodeID, addrs []string)
+
+	Logger *slog.Logger
+}
+
+// Message types on the gossip channel (first byte).
+const (
+	msgAdvert byte = 1 // an encoded nii.SignedAdvert
+	msgNotice byte = 2 // an encoded notice: fetch origin/seq from From
+)
+
+type notice struct {
+	From   nii.NodeID `cbor:"1,keyasint"`
+	Origin nii.NodeID `cbor:"2,keyasint"`
+	Seq    uint64     `cbor:"3,keyasint"`
+}
+
+// pushState is what the push/pull exchange carries: who we are and our
+// per-origin watermarks. At 60 bytes an origin it stays tiny next to
+// memberlist's 20 MiB cap even for thousands of nodes.
+type pushState struct {
+	From       nii.NodeID            `cbor:"1,keyasint"`
+	Watermarks map[nii.NodeID]uint64 `cbor:"2,keyasint"`
+}
+
+// nodeMeta is memberlist node metadata (at most 512 bytes).
+type nodeMeta struct {
+	ID       nii.NodeID `cbor:"1,keyasint"`
+	Org      string     `cbor:"2,keyasint"`
+	Addrs    []string   `cbor:"3,keyasint,omitempty"`
+	Seq      uint64     `cbor:"4,keyasint"`
+	Registry bool       `cbor:"5,keyasint,omitempty"`
+}
+
+type catchupTask struct {
+	origin, from nii.NodeID
+}
+
+// maxInlineAdvert is the largest encoded advert sent inside a gossip
+// packet; larger ones go as notices. memberlist packets are 1400 bytes.
+const maxInlineAdvert = 1000
+
+// NewGossip binds the gossip listener and starts serving. It does not join
+// anyone: call Join.
+func NewGossip(cfg GossipConfig, cat *Catalog, peers *Peers, fetch Fetcher) (*Gossip, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	g := &Gossip{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		cat:       cat,
+		fetch:     fetch,
+		peers:     peers,
+		inbox:     make(chan []byte, 1024),
+		metaDirty: make(chan struct{}, 1),
+		catchup:   make(chan catchupTask, 1024),
+		pending:   make(map[nii.NodeID]bool),
+	}
+	g.ctx, g.cancel = context.WithCancel(context.Background())
+
+	var mc *memberlist.Config
+	switch cfg.Profile {
+	case "", "lan":
+		mc = memberlist.DefaultLANConfig()
+	case "wan":
+		mc = memberlist.DefaultWANConfig()
+	case "local":
+		mc = memberlist.DefaultLocalConfig()
+	default:
+		return nil, fmt.Errorf("gossip profile %q: want lan, wan or local", cfg.Profile)
+	}
+	mc.Name = string(cfg.Self)
+	mc.BindAddr = cfg.BindAddr
+	mc.BindPort = cfg.BindPort
+	mc.AdvertisePort = cfg.BindPort
+	if cfg.AdvertiseAddr != "" {
+		mc.AdvertiseAddr = cfg.AdvertiseAddr
+	}
+	mc.Label = "nii/" + cfg.Federation
+	if len(cfg.Keys) > 0 {
+		kr, err := memberlist.NewKeyring(cfg.Keys, cfg.Keys[0])
+		if err != nil {
+			return nil, fmt.Errorf("gossip keyring: %w", err)
+		}
+		mc.Keyring = kr
+		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+	}
+	if cfg.GossipInterval > 0 {
+		mc.GossipInterval = cfg.GossipInterval
+	}
+	if cfg.ProbeInterval > 0 {
+		mc.ProbeInterval = cfg.ProbeInterval
+	}
+	if cfg.ProbeTimeout > 0 {
+		mc.ProbeTimeout = cfg.ProbeTimeout
+	}
+	if cfg.PushPullInterval > 0 {
+		mc.PushPullInterval = cfg.PushPullInterval
+	}
+	if cfg.SuspicionMult > 0 {
+		mc.SuspicionMult = cfg.SuspicionMult
+	}
+	mc.Delegate = &delegate{g}
+	mc.Events = &eventDelegate{g}
+	mc.Logger = log.New(&slogWriter{g.log}, "", 0)
+	g.queue = &memberlist.TransmitLimitedQueue{
+		NumNodes:       func() int { return g.ml.NumMembers() },
+		RetransmitMult: mc.RetransmitMult,
+	}
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return nil, fmt.Errorf("gossip: %w", err)
+	}
+	g.ml = ml
+	peers.setSuspect(func(id nii.NodeID) bool {
+		for _, m := range ml.Members() {
+			if m.Name == string(id) {
+				return m.State == memberlist.StateSuspect
+			}
+		}
+		return false
+	})
+	g.wg.Add(3)
+	go g.receiveLoop()
+	go g.catchupLoop()
+	go g.metaLoop()
+	return g, nil
+}
+
+var (
+	_ memberlist.Delegate      = (*delegate)(nil)
+	_ memberlist.EventDelegate = (*eventDelegate)(nil)
+	_ memberlist.Broadcast     = (*broadcast)(nil)
+)
+
+// Addr returns the gossip address others can join ("host:port").
+func (g *Gossip) Addr() string {
+	n := g.ml.LocalNode()
+	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
+}
+
+// Join contacts the given members ("host:port") and joins their federation.
+// It returns how many were reached.
+func (g *Gossip) Join(addrs []string) (int, error) {
+	if len(addrs) == 0 {
+		return 0, nil
+	}
+	n, err := g.ml.Join(addrs)
+	if err != nil && n == 0 {
+		return 0, fmt.Errorf("join %v: %w", addrs, err)
+	}
+	return n, nil
+}
+
+// NumMembers returns the number of live members, this node included.
+func (g *Gossip) NumMembers() int { return g.ml.NumMembers() }
+
+// Publish spreads one of this node's new records (already in the catalog)
+// and updates the node's metadata with its new seq.
+func (g *Gossip) Publish(sa *nii.SignedAdvert) {
+	a, err := sa.Open()
+	if err != nil {
+		g.log.Error("not gossiping an invalid own record", slog.String("err", err.Error()))
+		return
+	}
+	g.spread(sa, a)
+	// Let members that missed the broadcast learn of the new seq from our
+	// metadata; failing that, push/pull catches them up. UpdateNode blocks
+	// until the update is sent, so it runs on the meta goroutine.
+	select {
+	case g.metaDirty <- struct{}{}:
+	default: // an update is already pending; it will carry the new seq
+	}
+}
+
+// metaLoop pushes metadata updates (coalesced) off the publish path.
+func (g *Gossip) metaLoop() {
+	defer g.wg.Done()
+	for {
+		select {
+		case <-g.ctx.Done():
+			return
+		case <-g.metaDirty:
+			if err := g.ml.UpdateNode(time.Second); err != nil && g.ctx.Err() == nil {
+				g.log.Debug("gossip meta update", slog.String("err", err.Error()))
+			}
+		}
+	}
+}
+
+// spread queues a record (or a notice for it) for broadcast.
+func (g *Gossip) spread(sa *nii.SignedAdvert, a *nii.Advert) {
+	b, err := nii.EncodeSignedAdvert(sa)
+	if err != nil {
+		return
+	}
+	var msg []byte
+	if len(b) <= maxInlineAdvert {
+		msg = append([]byte{msgAdvert}, b...)
+	} else {
+		nb, err := nii.Marshal(notice{From: g.cfg.Self, Origin: a.Origin, Seq: a.Seq})
+		if err != nil {
+			return
+		}
+		msg = append([]byte{msgNotice}, nb...)
+	}
+	g.queue.QueueBroadcast(&broadcast{msg: msg})
+}
+
+// Leave announces departure and waits up to timeout for it to spread.
+func (g *Gossip) Leave(timeout time.Duration) error { return g.ml.Leave(timeout) }
+
+// Close leaves (briefly), stops memberlist and the workers, and waits for
+// them. It is idempotent.
+func (g *Gossip) Close() error {
+	var err error
+	g.once.Do(func() {
+		g.cancel()
+		if lerr := g.ml.Leave(500 * time.Millisecond); lerr != nil {
+			g.log.Debug("gossip leave", slog.String("err", lerr.Error()))
+		}
+		err = g.ml.Shutdown()
+		g.wg.Wait()
+		g.queue.Reset()
+	})
+	return err
+}
+
+// Stop halts gossip abruptly, without a leave message, as a crash would.
+// Tests use it to simulate failures and partitions.
+func (g *Gossip) Stop() error {
+	var err error
+	g.once.Do(func() {
+		g.cancel()
+		err = g.ml.Shutdown()
+		g.wg.Wait()
+		g.queue.Reset()
+	})
+	return err
+}
+
+// receiveLoop handles gossip messages off memberlist's packet goroutine.
+func (g *Gossip) receiveLoop() {
+	defer g.wg.Done()
+	for {
+		select {
+		case <-g.ctx.Done():
+			return
+		case msg := <-g.inbox:
+			g.handle(msg)
+		}
+	}
+}
+
+func (g *Gossip) handle(msg []byte) {
+	if len(msg) == 0 {
+		return
+	}
+	switch msg[0] {
+	case msgAdvert:
+		sa, err := nii.DecodeSignedAdvert(msg[1:])
+		if err != nil {
+			g.cat.reject(RejectInvalid, "gossip message: %v", err)
+			return
+		}
+		a, isNew, err := g.cat.Apply(sa)
+		if err != nil {
+			g.logReject(err)
+			return
+		}
+		if isNew {
+			g.queue.QueueBroadcast(&broadcast{msg: msg})
+			g.log.Debug("catalog record", slog.String("dataset", a.Dataset.String()), slog.Uint64("seq", a.Seq), slog.String("origin", a.Origin.Short()))
+		}
+	case msgNotice:
+		var n notice
+		if err := nii.Unmarshal(msg[1:], &n); err != nil || n.Seq == 0 || n.Origin.Validate() != nil || n.From.Validate() != nil {
+			g.cat.reject(RejectInvalid, "gossip notice: undecodable")
+			return
+		}
+		if g.cat.HasRecord(n.Origin, n.Seq) || n.From == g.cfg.Self {
+			return
+		}
+		ctx, cancel := context.WithTimeout(g.ctx, 10*time.Second)
+		recs, _, _, err := g.fetch.FetchCatalogPage(ctx, n.From, n.Origin, n.Seq-1, 1)
+		cancel()
+		if err != nil {
+			g.log.Debug("fetch noticed record", slog.String("from", n.From.Short()), slog.String("err", err.Error()))
+			g.queueCatchup(n.Origin, n.From)
+			return
+		}
+		for _, sa := range recs {
+			a, isNew, err := g.cat.Apply(sa)
+			if err != nil {
+				g.logReject(err)
+				continue
+			}
+			if isNew && a.Seq == n.Seq {
+				nb, _ := nii.Marshal(notice{From: g.cfg.Self, Origin: n.Origin, Seq: n.Seq})
+				g.queue.QueueBroadcast(&broadcast{msg: append([]byte{msgNotice}, nb...)})
+			}
+		}
+	default:
+		g.cat.reject(RejectInvalid, "gossip message type %d", msg[0])
+	}
+}
+
+func (g *Gossip) logReject(err error) {
+	// Replays are the normal echo of epidemic spread; anything else is worth
+	// an operator's attention.
+	if errors.Is(err, ErrRejected) && !isReplay(err) {
+		g.log.Warn("catalog record rejected", slog.String("err", err.Error()))
+	}
+}
+
+func isReplay(err error) bool {
+	var re *RejectError
+	return errors.As(err, &re) && re.Reason == RejectReplay
+}
+
+// queueCatchup asks the catch-up worker to fetch origin's records from a
+// peer, once per origin at a time.
+func (g *Gossip) queueCatchup(origin, from nii.NodeID) {
+	if origin == g.cfg.Self || from == g.cfg.Self {
+		return
+	}
+	g.pendMu.Lock()
+	if g.pending[origin] {
+		g.pendMu.Unlock()
+		return
+	}
+	g.pending[origin] = true
+	g.pendMu.Unlock()
+	select {
+	case g.catchup <- catchupTask{origin: origin, from: from}:
+	default:
+		g.pendMu.Lock()
+		delete(g.pending, origin)
+		g.pendMu.Unlock()
+	}
+}
+
+func (g *Gossip) catchupLoop() {
+	defer g.wg.Done()
+	for {
+		select {
+		case <-g.ctx.Done():
+			return
+		case t := <-g.catchup:
+			if err := g.catchUp(t); err != nil && g.ctx.Err() == nil {
+				g.log.Debug("catalog catch-up", slog.String("origin", t.origin.Short()), slog.String("from", t.from.Short()), slog.String("err", err.Error()))
+			}
+			g.pendMu.Lock()
+			delete(g.pending, t.origin)
+			g.pendMu.Unlock()
+		}
+	}
+}
+
+// pageSize is how many records one catch-up page asks for.
+const pageSize = 256
+
+// catchUp fetches every record of t.origin after our watermark from t.from,
+// page by page, then adopts the peer's watermark.
+func (g *Gossip) catchUp(t catchupTask) error {
+	after := g.cat.Watermark(t.origin)
+	for {
+		ctx, cancel := context.WithTimeout(g.ctx, 30*time.Second)
+		recs, more, wm, err := g.fetch.FetchCatalogPage(ctx, t.from, t.origin, after, pageSize)
+		cancel()
+		if err != nil {
+			return err
+		}
+		for _, sa := range recs {
+			a, _, err := g.cat.Apply(sa)
+			if err != nil && !errors.Is(err, ErrRejected) {
+				return err
+			}
+			if err != nil {
+				g.logReject(err)
+			}
+			if a != nil && a.Seq > after {
+				after = a.Seq
+			}
+		}
+		if !more {
+			return g.cat.SetWatermark(t.origin, wm)
+		}
+		if len(recs) == 0 {
+			return errors.New("peer said more but sent nothing")
+		}
+	}
+}
+
+// delegate is memberlist's view of us.
+type delegate struct{ g *Gossip }
+
+func (d *delegate) NodeMeta(limit int) []byte {
+	g := d.g
+	m := nodeMeta{ID: g.cfg.Self, Org: g.cfg.Org, Seq: g.cat.SelfSeq(), Registry: g.cfg.Registry}
+	if g.cfg.P2PAddrs != nil {
+		m.Addrs = g.cfg.P2PAddrs()
+	}
+	for {
+		b, err := nii.Marshal(m)
+		if err != nil {
+			return nil
+		}
+		if len(b) <= limit || len(m.Addrs) == 0 {
+			return b
+		}
+		m.Addrs = m.Addrs[:len(m.Addrs)-1]
+	}
+}
+
+func (d *delegate) NotifyMsg(b []byte) {
+	if len(b) == 0 || len(b) > nii.MaxAdvertSize+256 {
+		return
+	}
+	select {
+	case d.g.inbox <- append([]byte(nil), b...):
+	default:
+		// Full inbox: drop; anti-entropy will bring the record later.
+		d.g.cat.reject("overload", "gossip inbox full")
+	}
+}
+
+func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
+	return d.g.queue.GetBroadcasts(overhead, limit)
+}
+
+func (d *delegate) LocalState(join bool) []byte {
+	b, _ := nii.Marshal(pushState{From: d.g.cfg.Self, Watermarks: d.g.cat.Watermarks()})
+	return b
+}
+
+func (d *delegate) MergeRemoteState(buf []byte, join bool) {
+	var st pushState
+	if err := nii.Unmarshal(buf, &st); err != nil || st.From.Validate() != nil {
+		d.g.cat.reject(RejectInvalid, "push/pull state: undecodable")
+		return
+	}
+	mine := d.g.cat.Watermarks()
+	for origin, wm := range st.Watermarks {
+		if wm > mine[origin] && origin.Validate() == nil {
+			d.g.queueCatchup(origin, st.From)
+		}
+	}
+}
+
+// eventDelegate tracks members in the peer table.
+type eventDelegate struct{ g *Gossip }
+
+func (e *eventDelegate) NotifyJoin(n *memberlist.Node)   { e.update(n, PeerAlive) }
+func (e *eventDelegate) NotifyUpdate(n *memberlist.Node) { e.update(n, PeerAlive) }
+func (e *eventDelegate) NotifyLeave(n *memberlist.Node) {
+	state := PeerDead
+	if n.State == memberlist.StateLeft {
+		state = PeerLeft
+	}
+	e.update(n, state)
+}
+
+func (e *eventDelegate) update(n *memberlist.Node, state string) {
+	g := e.g
+	var m nodeMeta
+	if err := nii.Unmarshal(n.Meta, &m); err != nil || m.ID != nii.NodeID(n.Name) || m.ID.Validate() != nil {
+		g.log.Warn("member with bad metadata ignored", slog.String("name", n.Name))
+		return
+	}
+	if m.ID == g.cfg.Self {
+		return
+	}
+	g.peers.Update(Peer{
+		ID:       m.ID,
+		Org:      m.Org,
+		Addrs:    m.Addrs,
+		Gossip:   n.Address(),
+		Registry: m.Registry,
+		State:    state,
+		Seq:      m.Seq,
+	})
+	if state == PeerAlive {
+		if g.cfg.OnPeer != nil && len(m.Addrs) > 0 {
+			g.cfg.OnPeer(m.ID, m.Addrs)
+		}
+		if m.Seq > g.cat.Watermark(m.ID) {
+			g.queueCatchup(m.ID, m.ID)
+		}
+	}
+}
+
+// broadcast is one queued gossip message.
+type broadcast struct{ msg []byte }
+
+func (b *broadcast) Invalidates(memberlist.Broadcast) bool { return false }
+func (b *broadcast) Message() []byte                       { return b.msg }
+func (b *broadcast) Finished()                             {}
+
+// slogWriter turns memberlist's log lines into debug-level slog records
+// (warnings and errors keep their level).
+type slogWriter struct{ log *slog.Logger }
+
+func (w *slogWriter) Write(p []byte) (int, error) {
+	s := string(p)
+	for len(s) > 0 && s[len(s)-1] == '\n' {
+		s = s[:len(s)-1]
+	}
+	switch {
+	case strings.Contains(s, "[ERR]"):
+		w.log.Error("memberlist: " + s)
+	case strings.Contains(s, "[WARN]"):
+		w.log.Warn("memberlist: " + s)
+	default:
+		w.log.Debug("memberlist: " + s)
+	}
+	return len(p), nil
+}
+
+var _ io.Writer = (*slogWriter)(nil)

@@ -1,0 +1,206 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nii-uk/nii"
+)
+
+// memNet stands in for the libp2p catalog protocol in these unit tests: a
+// fetch reads the serving member's catalog directly and counts the bytes a
+// real transfer would carry. node/federation_test.go runs the same flows over
+// real libp2p.
+type memNet struct {
+	mu    sync.Mutex
+	cats  map[nii.NodeID]*Catalog
+	bytes atomic.Int64
+}
+
+func (m *memNet) FetchCatalogPage(ctx context.Context, from, origin nii.NodeID, after uint64, limit int) ([]*nii.SignedAdvert, bool, uint64, error) {
+	m.mu.Lock()
+	c := m.cats[from]
+	m.mu.Unlock()
+	if c == nil {
+		return nil, false, 0, errors.New("unreachable")
+	}
+	recs, more, wm, err := c.Page(origin, after, limit)
+	for _, r := range recs {
+		m.bytes.Add(int64(len(r.Body) + len(r.Sig) + 8))
+	}
+	return recs, more, wm, err
+}
+
+type member struct {
+	ident
+	cat    *Catalog
+	peers  *Peers
+	gossip *Gossip
+}
+
+func fastGossip(self nii.NodeID, keys [][]byte) GossipConfig {
+	return GossipConfig{
+		Self: self, Org: "greenwich", Federation: "test", BindAddr: "127.0.0.1", BindPort: 0, Keys: keys,
+		Profile: "local", GossipInterval: 10 * time.Millisecond, ProbeInterval: 100 * time.Millisecond,
+		ProbeTimeout: 50 * time.Millisecond, PushPullInterval: 200 * time.Millisecond, SuspicionMult: 2,
+	}
+}
+
+func (m *memNet) start(t testing.TB, keys [][]byte) *member {
+	t.Helper()
+	id := newIdent()
+	db := memDB(t)
+	cat, err := OpenCatalog(db, id.id, id.key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peers, err := OpenPeers(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := NewGossip(fastGossip(id.id, keys), cat, peers, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	m.mu.Lock()
+	if m.cats == nil {
+		m.cats = map[nii.NodeID]*Catalog{}
+	}
+	m.cats[id.id] = cat
+	m.mu.Unlock()
+	return &member{ident: id, cat: cat, peers: peers, gossip: g}
+}
+
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting until %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (m *member) publish(t testing.TB, name, title string, version uint64, description ...string) *nii.Advert {
+	t.Helper()
+	sa, a, err := m.cat.Sign(nii.Advert{Dataset: nii.DatasetID{Org: "greenwich", Name: name}, Version: version,
+		Manifest: nii.HashOf([]byte(name + title)), Meta: nii.Metadata{Title: title, Publisher: "greenwich",
+			Access: nii.AccessOpen, Description: strings.Join(description, "")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.gossip.Publish(sa)
+	return a
+}
+
+func hasAdvert(c *Catalog, a *nii.Advert) bool {
+	for _, e := range c.Lookup(a.Dataset) {
+		if e.Advert.Origin == a.Origin && e.Advert.Seq == a.Seq {
+			return true
+		}
+	}
+	return false
+}
+
+func TestGossipSpreadsAndLateJoinerCatchesUp(t *testing.T) {
+	var net memNet
+	ms := []*member{net.start(t, nil), net.start(t, nil), net.start(t, nil)}
+	for _, m := range ms[1:] {
+		if _, err := m.gossip.Join([]string{ms[0].gossip.Addr()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, "3 members", func() bool { return ms[2].gossip.NumMembers() == 3 })
+	a := ms[1].publish(t, "spend", "Spend over £500", 1)
+	waitFor(t, 5*time.Second, "the advert reaches every member", func() bool {
+		return hasAdvert(ms[0].cat, a) && hasAdvert(ms[2].cat, a)
+	})
+	// Large adverts travel as notices and are fetched.
+	big := ms[2].publish(t, "planning", "Planning applications", 1, strings.Repeat("A long description. ", 60))
+	waitFor(t, 5*time.Second, "the large advert reaches every member", func() bool {
+		return hasAdvert(ms[0].cat, big) && hasAdvert(ms[1].cat, big)
+	})
+	// A member that joins later learns everything through anti-entropy.
+	late := net.start(t, nil)
+	if _, err := late.gossip.Join([]string{ms[1].gossip.Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the late joiner catches up", func() bool {
+		return hasAdvert(late.cat, a) && hasAdvert(late.cat, big) &&
+			late.cat.Watermark(ms[1].id) == ms[1].cat.SelfSeq() && late.cat.Watermark(ms[2].id) == ms[2].cat.SelfSeq()
+	})
+	if p, ok := late.peers.Get(ms[0].id); !ok || p.State != PeerAlive || p.Org != "greenwich" {
+		t.Fatalf("peer table: %+v %v", p, ok)
+	}
+}
+
+func TestGossipRejectsForgedBroadcast(t *testing.T) {
+	var net memNet
+	a, b := net.start(t, nil), net.start(t, nil)
+	if _, err := b.gossip.Join([]string{a.gossip.Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	victim, mallory := newIdent(), newIdent()
+	forged := *victim.advert(t, 1, "spend", 1, "Forged")
+	forged.Sig = mallory.advert(t, 1, "spend", 1, "Forged").Sig
+	enc, _ := nii.EncodeSignedAdvert(&forged)
+	b.gossip.queue.QueueBroadcast(&broadcast{msg: append([]byte{msgAdvert}, enc...)})
+	waitFor(t, 5*time.Second, "the forged advert is refused", func() bool { return a.cat.Rejected()[RejectBadSignature] >= 1 })
+	if res := a.cat.Search(Query{Text: "forged"}); res.Total != 0 {
+		t.Fatal("a forged advert was listed")
+	}
+}
+
+func TestGossipWrongKeyCannotJoin(t *testing.T) {
+	var net memNet
+	k1, k2 := []byte("0123456789abcdef0123456789abcdef"), []byte("fedcba9876543210fedcba9876543210")
+	a := net.start(t, [][]byte{k1})
+	stranger := net.start(t, [][]byte{k2})
+	if n, err := stranger.gossip.Join([]string{a.gossip.Addr()}); err == nil && n > 0 {
+		t.Fatalf("a node with the wrong gossip key joined (%d reached)", n)
+	}
+	plain := net.start(t, nil)
+	if n, err := plain.gossip.Join([]string{a.gossip.Addr()}); err == nil && n > 0 {
+		t.Fatalf("a node with no gossip key joined an encrypted federation (%d reached)", n)
+	}
+	// Rotation, step 1: a node that holds the new key k2 besides the
+	// federation's primary k1 still joins (docs/registry.md).
+	friend := net.start(t, [][]byte{k1, k2})
+	if _, err := friend.gossip.Join([]string{a.gossip.Addr()}); err != nil {
+		t.Fatalf("a node holding the federation's key in its keyring could not join: %v", err)
+	}
+	if a.gossip.NumMembers() != 2 {
+		t.Fatalf("members = %d, want 2", a.gossip.NumMembers())
+	}
+}
+
+func FuzzGossipMessage(f *testing.F) {
+	var net memNet
+	m := net.start(f, nil)
+	id := newIdent()
+	sa := id.advert(f, 1, "spend", 1, "Spend")
+	enc, _ := nii.EncodeSignedAdvert(sa)
+	nb, _ := nii.Marshal(notice{From: id.id, Origin: id.id, Seq: 1})
+	ps, _ := nii.Marshal(pushState{From: id.id, Watermarks: map[nii.NodeID]uint64{id.id: 3}})
+	meta, _ := nii.Marshal(nodeMeta{ID: id.id, Org: "o", Seq: 2})
+	f.Add(append([]byte{msgAdvert}, enc...))
+	f.Add(append([]byte{msgNotice}, nb...))
+	f.Add(ps)
+	f.Add(meta)
+	f.Add([]byte{})
+	f.Add([]byte{9, 9, 9})
+	d := &delegate{m.gossip}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m.gossip.handle(b)
+		d.MergeRemoteState(b, false)
+		var nm nodeMeta
+		_ = nii.Unmarshal(b, &nm)
+	})
+}

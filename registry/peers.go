@@ -1,0 +1,157 @@
+package registry
+
+import (
+	"errors"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/nii-uk/nii"
+)
+
+// Peer states, as shown by 'nii peers'.
+const (
+	PeerAlive   = "alive"
+	PeerSuspect = "suspect" // failing probes; not yet declared dead
+	PeerDead    = "dead"    // failed: its datasets stay listed as offline
+	PeerLeft    = "left"    // left gracefully
+)
+
+// Peer is one member of the federation as this node knows it.
+type Peer struct {
+	ID       nii.NodeID `json:"id" cbor:"1,keyasint"`
+	Org      string     `json:"org" cbor:"2,keyasint"`
+	Addrs    []string   `json:"p2p_addrs,omitempty" cbor:"3,keyasint,omitempty"`
+	Gossip   string     `json:"gossip_addr" cbor:"4,keyasint"`
+	Registry bool       `json:"registry_only,omitempty" cbor:"5,keyasint,omitempty"`
+	State    string     `json:"state" cbor:"6,keyasint"`
+	Seq      uint64     `json:"catalog_seq" cbor:"7,keyasint"`
+	LastSeen time.Time  `json:"last_seen" cbor:"8,keyasint"`
+	// Verified is set when the peer's org claim is proven (grants work).
+	Verified bool `json:"verified" cbor:"-"`
+}
+
+// Online reports whether the peer is currently reachable by gossip.
+func (p Peer) Online() bool { return p.State == PeerAlive || p.State == PeerSuspect }
+
+// Peers is the member table, kept in badger (prefix "rp/") so that a
+// restarted node still knows who was there and when it was last seen.
+type Peers struct {
+	db *badger.DB
+	mu sync.RWMutex
+	m  map[nii.NodeID]*Peer
+	// suspect reports memberlist's current suspicion of a member.
+	suspect func(nii.NodeID) bool
+}
+
+var prefixPeer = []byte("rp/")
+
+// OpenPeers loads the member table. Every member loaded starts as dead
+// until gossip says otherwise: nothing is known to be up at start.
+func OpenPeers(db *badger.DB) (*Peers, error) {
+	p := &Peers{db: db, m: make(map[nii.NodeID]*Peer)}
+	err := db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixPeer, PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var peer Peer
+			if err := it.Item().Value(func(b []byte) error { return nii.Unmarshal(b, &peer) }); err != nil {
+				continue // a bad row is skipped, not fatal
+			}
+			if peer.State == PeerAlive || peer.State == PeerSuspect {
+				peer.State = PeerDead
+			}
+			p.m[peer.ID] = &peer
+		}
+		return nil
+	})
+	return p, err
+}
+
+func (p *Peers) setSuspect(f func(nii.NodeID) bool) {
+	p.mu.Lock()
+	p.suspect = f
+	p.mu.Unlock()
+}
+
+// Update records what gossip says of a member.
+func (p *Peers) Update(peer Peer) {
+	now := time.Now().UTC()
+	p.mu.Lock()
+	old := p.m[peer.ID]
+	if peer.State == PeerAlive || old == nil {
+		peer.LastSeen = now
+	} else {
+		peer.LastSeen = old.LastSeen
+		if old.State == PeerAlive {
+			peer.LastSeen = now
+		}
+	}
+	if old != nil && len(peer.Addrs) == 0 {
+		peer.Addrs = old.Addrs
+	}
+	cp := peer
+	p.m[peer.ID] = &cp
+	p.mu.Unlock()
+	if b, err := nii.Marshal(cp); err == nil {
+		p.db.Update(func(txn *badger.Txn) error {
+			return txn.Set(append(append([]byte{}, prefixPeer...), cp.ID...), b)
+		})
+	}
+}
+
+// Get returns one member.
+func (p *Peers) Get(id nii.NodeID) (Peer, bool) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	peer, ok := p.m[id]
+	if !ok {
+		return Peer{}, false
+	}
+	out := *peer
+	if out.State == PeerAlive && p.suspect != nil && p.suspect(id) {
+		out.State = PeerSuspect
+	}
+	if out.State == PeerAlive {
+		out.LastSeen = time.Now().UTC()
+	}
+	return out, true
+}
+
+// List returns every member known, ordered by org then ID.
+func (p *Peers) List() []Peer {
+	p.mu.RLock()
+	ids := make([]nii.NodeID, 0, len(p.m))
+	for id := range p.m {
+		ids = append(ids, id)
+	}
+	p.mu.RUnlock()
+	out := make([]Peer, 0, len(ids))
+	for _, id := range ids {
+		if peer, ok := p.Get(id); ok {
+			out = append(out, peer)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Org != out[j].Org {
+			return out[i].Org < out[j].Org
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+// Forget removes a member from the table (an operator's clean-up).
+func (p *Peers) Forget(id nii.NodeID) error {
+	p.mu.Lock()
+	delete(p.m, id)
+	p.mu.Unlock()
+	err := p.db.Update(func(txn *badger.Txn) error {
+		return txn.Delete(append(append([]byte{}, prefixPeer...), id...))
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil
+	}
+	return err
+}
