@@ -1,0 +1,398 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/dustin/go-humanize"
+	"github.com/nii-uk/nii"
+	"github.com/nii-uk/nii/node"
+	"github.com/spf13/cobra"
+)
+
+func initCmd(g *globals) *cobra.Command {
+	cfg := node.DefaultConfig("")
+	c := &cobra.Command{
+		Use:   "init --org ORG [--name NAME] [--federation ID]",
+		Short: "Create a node's home: config, node key",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg.Home = g.home
+			id, err := node.Init(cfg)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "initialised %s\n  node ID     %s\n  org         %s\n  federation  %s\nstart it with: nii run --home %s\n",
+				g.home, id, cfg.Org, cfg.Federation, g.home)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&cfg.Org, "org", "", "the publishing body this node speaks for (slug, e.g. greenwich)")
+	c.Flags().StringVar(&cfg.OrgName, "name", "", "the org's display name")
+	c.Flags().StringVar(&cfg.Federation, "federation", cfg.Federation, "the federation to belong to")
+	c.Flags().StringVar(&cfg.API, "api", cfg.API, "local API listen address")
+	c.MarkFlagRequired("org")
+	return c
+}
+
+func runCmd(g *globals) *cobra.Command {
+	var (
+		api, gossip  string
+		p2p, join    []string
+		registryOnly bool
+		level        string
+		jsonLogs     bool
+	)
+	c := &cobra.Command{
+		Use:   "run",
+		Short: "Run the node daemon until interrupted",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := node.LoadConfig(g.home)
+			if err != nil {
+				return err
+			}
+			if api != "" {
+				cfg.API = api
+			}
+			if gossip != "" {
+				cfg.Gossip.Listen = gossip
+			}
+			if len(p2p) > 0 {
+				cfg.P2P.Listen = p2p
+			}
+			cfg.Gossip.Join = append(cfg.Gossip.Join, join...)
+			if registryOnly {
+				cfg.RegistryOnly = true
+			}
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			var lv slog.Level
+			if err := lv.UnmarshalText([]byte(level)); err != nil {
+				return fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+			}
+			hopts := &slog.HandlerOptions{Level: lv}
+			if jsonLogs {
+				cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, hopts))
+			} else {
+				cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, hopts))
+			}
+			n, err := node.New(cfg)
+			if err != nil {
+				return err
+			}
+			if err := n.Start(cmd.Context()); err != nil {
+				return err
+			}
+			role := "node"
+			if cfg.RegistryOnly {
+				role = "registry-only node"
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "nii %s %s (%s, federation %s)\n  api     %s\n  gossip  %s\n  p2p     %s\nCtrl-C stops it\n",
+				role, n.ID(), cfg.Org, cfg.Federation, n.APIAddr(), n.GossipAddr(), strings.Join(n.P2PAddrs(), " "))
+			return n.Run(cmd.Context())
+		},
+	}
+	c.Flags().StringVar(&api, "api", "", "local API listen address (overrides the config)")
+	c.Flags().StringVar(&gossip, "gossip", "", "gossip listen address host:port (overrides the config)")
+	c.Flags().StringArrayVar(&p2p, "p2p", nil, "libp2p listen multiaddr (repeatable; overrides the config)")
+	c.Flags().StringSliceVar(&join, "join", nil, "members to join, host:port[,host:port...] (added to the config's)")
+	c.Flags().BoolVar(&registryOnly, "registry-only", false, "hold no data; only index the federation")
+	c.Flags().StringVar(&level, "log-level", "info", "log level: debug, info, warn, error")
+	c.Flags().BoolVar(&jsonLogs, "log-json", false, "log as JSON lines")
+	return c
+}
+
+func statusCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "status",
+		Short: "Show the node's ID, org, federation, addresses and counts",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := node.Dial(g.home)
+			if err != nil {
+				return err
+			}
+			st, err := cl.Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return printJSON(cmd.OutOrStdout(), st)
+			}
+			w := tabw(cmd.OutOrStdout())
+			fmt.Fprintf(w, "node ID\t%s\n", st.ID)
+			fmt.Fprintf(w, "org\t%s\t%s\n", st.Org, st.OrgName)
+			fmt.Fprintf(w, "federation\t%s\n", st.Federation)
+			for k, v := range st.Addresses {
+				fmt.Fprintf(w, "%s\t%s\n", k, v)
+			}
+			fmt.Fprintf(w, "datasets\t%d (%d versions)\n", st.Store.Datasets, st.Store.Versions)
+			fmt.Fprintf(w, "store\t%d chunks, %s\n", st.Store.Chunks, humanize.IBytes(uint64(st.Store.ChunkBytes)))
+			fmt.Fprintf(w, "uptime\t%s\n", st.Uptime)
+			return w.Flush()
+		},
+	}
+	addJSON(c, g)
+	return c
+}
+
+func publishCmd(g *globals) *cobra.Command {
+	var (
+		req    node.PublishRequest
+		access string
+	)
+	c := &cobra.Command{
+		Use:   "publish FILE --name NAME [--title T] [--licence L] [--keyword K]...",
+		Short: "Publish a file as the next version of a dataset",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path := args[0]
+			if err := nii.CheckSlug("dataset name", req.Name); err != nil {
+				return err
+			}
+			a, err := nii.ParseAccess(access)
+			if err != nil {
+				return err
+			}
+			if access != "" {
+				req.Meta.Access = a
+			}
+			f, err := openRegular(path)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			cl, err := node.Dial(g.home)
+			if err != nil {
+				return err
+			}
+			st, err := cl.Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			req.Filename = filepath.Base(path)
+			v, err := cl.Publish(cmd.Context(), nii.DatasetID{Org: st.Org, Name: req.Name}, f, req)
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return printJSON(cmd.OutOrStdout(), v)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "published %s: %s, %d chunks, manifest %s\n",
+				v.Ref, humanize.IBytes(uint64(v.Size)), v.Chunks, v.Manifest)
+			if t := v.Meta.Table; t != nil {
+				fmt.Fprintf(cmd.OutOrStdout(), "  table: %d rows, %d columns\n", t.Rows, len(t.Columns))
+			}
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&req.Name, "name", "", "dataset name (a slug); the org is the node's")
+	f.StringVar(&req.Meta.Title, "title", "", "title (kept from the previous version if omitted)")
+	f.StringVar(&req.Meta.Description, "description", "", "description")
+	f.StringVar(&req.Meta.Licence, "licence", "", "licence ID, e.g. OGL-UK-3.0")
+	f.StringVar(&access, "access", "", "open or restricted (default: the previous version's, else open)")
+	f.StringArrayVar(&req.Meta.Keywords, "keyword", nil, "keyword (repeatable)")
+	f.StringArrayVar(&req.Meta.Themes, "theme", nil, "theme (repeatable)")
+	f.StringVar(&req.Meta.ConformsTo, "conforms-to", "", "the standard the data conforms to (URI)")
+	f.StringVar(&req.Meta.MediaType, "media-type", "", "media type (detected if omitted)")
+	c.MarkFlagRequired("name")
+	return c
+}
+
+// openRegular opens a file for reading, refusing directories and other
+// non-regular files with a clear message.
+func openRegular(path string) (*os.File, error) {
+	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: no such file", path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if fi.IsDir() {
+		return nil, fmt.Errorf("%s is a directory: publish one file at a time", path)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read %s: %w", path, errors.Unwrap(err))
+	}
+	return f, nil
+}
+
+func datasetsCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "datasets",
+		Short: "List this node's datasets and versions",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := node.Dial(g.home)
+			if err != nil {
+				return err
+			}
+			ds, err := cl.Datasets(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return printJSON(cmd.OutOrStdout(), ds)
+			}
+			if len(ds) == 0 {
+				fmt.Fprintln(cmd.OutOrStdout(), "no datasets yet: publish one with 'nii publish FILE --name NAME'")
+				return nil
+			}
+			w := tabw(cmd.OutOrStdout())
+			fmt.Fprintln(w, "DATASET\tVERSION\tSIZE\tROWS\tCOLUMNS\tMODIFIED\tTITLE")
+			for _, d := range ds {
+				for _, v := range d.Versions {
+					rows, cols := "-", "-"
+					if t := v.Meta.Table; t != nil {
+						rows, cols = fmt.Sprint(t.Rows), fmt.Sprint(len(t.Columns))
+					}
+					fmt.Fprintf(w, "%s\t@%d\t%s\t%s\t%s\t%s\t%s\n", d.ID, v.Version, humanize.IBytes(uint64(v.Size)),
+						rows, cols, v.Meta.Modified.Format("2006-01-02 15:04"), v.Meta.Title)
+				}
+			}
+			return w.Flush()
+		},
+	}
+	addJSON(c, g)
+	return c
+}
+
+func showCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "show ORG/NAME[@N]",
+		Short: "Describe a dataset: with @N a version held here, else what the federation lists",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ref, err := nii.ParseRef(args[0])
+			if err != nil {
+				return err
+			}
+			cl, err := node.Dial(g.home)
+			if err != nil {
+				return err
+			}
+			return showRef(cmd, g, cl, ref)
+		},
+	}
+	addJSON(c, g)
+	return c
+}
+
+func printVersion(out io.Writer, v *node.VersionInfo) error {
+	m := v.Meta
+	w := tabw(out)
+	fmt.Fprintf(w, "%s\t%s\n", v.Ref, m.Title)
+	if m.Description != "" {
+		fmt.Fprintf(w, "description\t%s\n", m.Description)
+	}
+	fmt.Fprintf(w, "publisher\t%s %s (node %s)\n", m.Publisher, m.PublisherName, v.Publisher)
+	fmt.Fprintf(w, "licence\t%s\n", orDash(m.Licence))
+	fmt.Fprintf(w, "access\t%s\n", m.Access)
+	if len(m.Keywords) > 0 {
+		fmt.Fprintf(w, "keywords\t%s\n", strings.Join(m.Keywords, ", "))
+	}
+	if len(m.Themes) > 0 {
+		fmt.Fprintf(w, "themes\t%s\n", strings.Join(m.Themes, ", "))
+	}
+	if m.ConformsTo != "" {
+		fmt.Fprintf(w, "conforms to\t%s\n", m.ConformsTo)
+	}
+	fmt.Fprintf(w, "file\t%s (%s)\n", orDash(m.Filename), m.MediaType)
+	fmt.Fprintf(w, "size\t%s (%d bytes) in %d chunks\n", humanize.IBytes(uint64(v.Size)), v.Size, v.Chunks)
+	fmt.Fprintf(w, "issued\t%s\n", m.Issued.Format("2006-01-02 15:04:05 MST"))
+	fmt.Fprintf(w, "modified\t%s\n", m.Modified.Format("2006-01-02 15:04:05 MST"))
+	fmt.Fprintf(w, "manifest\t%s\n", v.Manifest)
+	if t := m.Table; t != nil {
+		fmt.Fprintf(w, "table\t%d rows, header on line %d, %s, %q-delimited\n", t.Rows, t.HeaderRow, t.Encoding, t.Delimiter)
+		for _, c := range t.Columns {
+			typ := c.Type
+			if c.Format != "" {
+				typ += " " + c.Format
+			}
+			fmt.Fprintf(w, "  %s\t%s\n", c.Name, typ)
+		}
+	}
+	return w.Flush()
+}
+
+func exportCmd(g *globals) *cobra.Command {
+	var out string
+	c := &cobra.Command{
+		Use:   "export ORG/NAME[@N] -o FILE",
+		Short: "Write a stored version out to a file, verifying every chunk",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ref, err := nii.ParseRef(args[0])
+			if err != nil {
+				return err
+			}
+			cl, err := node.Dial(g.home)
+			if err != nil {
+				return err
+			}
+			if out == "-" {
+				_, _, err := cl.Content(cmd.Context(), ref, cmd.OutOrStdout())
+				return err
+			}
+			var (
+				got string
+				n   int64
+			)
+			err = node.WriteFileAtomic(out, 0o644, func(w io.Writer) error {
+				var err error
+				got, n, err = cl.Content(cmd.Context(), ref, w)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s to %s (%s)\n", got, out, humanize.IBytes(uint64(n)))
+			return nil
+		},
+	}
+	c.Flags().StringVarP(&out, "output", "o", "", "file to write (- for standard output)")
+	c.MarkFlagRequired("output")
+	return c
+}
+
+func versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print nii's version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, args []string) {
+			fmt.Fprintln(cmd.OutOrStdout(), "nii", node.BuildVersion)
+		},
+	}
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func tabw(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0) }
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,310 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nii-uk/nii/node"
+)
+
+// These tests run the real nii binary as separate processes, as a data
+// officer would: init, run, publish, list, show, export, status.
+
+var niiBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "nii-e2e-")
+	if err != nil {
+		panic(err)
+	}
+	niiBin = filepath.Join(dir, "nii")
+	build := exec.Command("go", "build", "-o", niiBin, ".")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building nii:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func run(t *testing.T, home string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(niiBin, append([]string{"--home", home}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return result{out.String(), errb.String(), code}
+}
+
+func mustNii(t *testing.T, home string, args ...string) string {
+	t.Helper()
+	r := run(t, home, args...)
+	if r.code != 0 {
+		t.Fatalf("nii %s: exit %d\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	}
+	return r.stdout
+}
+
+// daemon is a running 'nii run' process.
+type daemon struct {
+	cmd    *exec.Cmd
+	stderr *bytes.Buffer
+	done   chan error
+}
+
+func startDaemon(t *testing.T, home string, extra ...string) *daemon {
+	t.Helper()
+	args := append([]string{"--home", home, "run", "--api", "127.0.0.1:0", "--gossip", "127.0.0.1:0",
+		"--p2p", "/ip4/127.0.0.1/tcp/0"}, extra...)
+	cmd := exec.Command(niiBin, args...)
+	d := &daemon{cmd: cmd, stderr: &bytes.Buffer{}, done: make(chan error, 1)}
+	cmd.Stderr = d.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-d.done
+	})
+	// Poll, with a deadline, until the daemon answers through its home.
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if r := run(t, home, "status", "--json"); r.code == 0 {
+			return d
+		}
+		select {
+		case err := <-d.done:
+			d.done <- err
+			t.Fatalf("nii run exited early: %v\n%s", err, d.stderr)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Fatalf("nii run did not come up in time\n%s", d.stderr)
+	return nil
+}
+
+func (d *daemon) stop(t *testing.T, sig syscall.Signal) error {
+	t.Helper()
+	d.cmd.Process.Signal(sig)
+	select {
+	case err := <-d.done:
+		d.done <- err
+		return err
+	case <-time.After(20 * time.Second):
+		t.Fatal("daemon did not stop within 20s")
+		return nil
+	}
+}
+
+func initHome(t *testing.T, org string) string {
+	t.Helper()
+	home := filepath.Join(t.TempDir(), org)
+	mustNii(t, home, "init", "--org", org, "--name", "Royal Borough of Greenwich", "--federation", "london")
+	return home
+}
+
+func realFile(t *testing.T, name string) string {
+	t.Helper()
+	p, err := filepath.Abs(filepath.Join("..", "..", "registry", "testdata", "spend", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestDataOfficerWorkflow(t *testing.T) {
+	home := initHome(t, "greenwich")
+	d := startDaemon(t, home)
+
+	q1, q2 := realFile(t, "trafford.csv"), realFile(t, "lambeth.csv")
+	out := mustNii(t, home, "publish", q1, "--name", "spend", "--title", "Spend over £500, Q1 2024",
+		"--licence", "OGL-UK-3.0", "--keyword", "spend", "--theme", "finance")
+	if !strings.Contains(out, "published greenwich/spend@1") {
+		t.Fatalf("publish said: %s", out)
+	}
+	out = mustNii(t, home, "publish", q2, "--name", "spend")
+	if !strings.Contains(out, "published greenwich/spend@2") {
+		t.Fatalf("second publish said: %s", out)
+	}
+
+	list := mustNii(t, home, "datasets")
+	for _, want := range []string{"greenwich/spend", "@1", "@2", "2000", "Spend over £500, Q1 2024"} {
+		if !strings.Contains(list, want) {
+			t.Errorf("nii datasets lacks %q:\n%s", want, list)
+		}
+	}
+
+	var v node.VersionInfo
+	if err := json.Unmarshal([]byte(mustNii(t, home, "show", "greenwich/spend@1", "--json")), &v); err != nil {
+		t.Fatal(err)
+	}
+	if v.Ref != "greenwich/spend@1" || v.Meta.Title != "Spend over £500, Q1 2024" || v.Meta.Licence != "OGL-UK-3.0" ||
+		v.Meta.Table == nil || v.Meta.Table.Rows != 2000 || v.Meta.Filename != "trafford.csv" || v.Manifest.IsZero() {
+		t.Fatalf("show --json: %+v", v)
+	}
+	human := mustNii(t, home, "show", "greenwich/spend")
+	if !strings.Contains(human, "greenwich/spend@2") || !strings.Contains(human, "Invoice Nett Amount") {
+		t.Fatalf("show (latest) says:\n%s", human)
+	}
+
+	copyPath := filepath.Join(t.TempDir(), "copy.csv")
+	mustNii(t, home, "export", "greenwich/spend@1", "-o", copyPath)
+	want, _ := os.ReadFile(q1)
+	got, _ := os.ReadFile(copyPath)
+	if !bytes.Equal(got, want) {
+		t.Fatal("exported file is not byte-identical to the original")
+	}
+
+	var st node.Status
+	if err := json.Unmarshal([]byte(mustNii(t, home, "status", "--json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(st.ID), "12D3KooW") || st.Org != "greenwich" || st.Federation != "london" ||
+		!strings.HasPrefix(st.Addresses["api"], "http://127.0.0.1:") || st.Store.Versions != 2 {
+		t.Fatalf("status --json: %+v", st)
+	}
+
+	// SIGTERM shuts down cleanly and takes the API files with it.
+	if err := d.stop(t, syscall.SIGTERM); err != nil {
+		t.Fatalf("nii run after SIGTERM: %v\n%s", err, d.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(home, node.TokenFile)); !os.IsNotExist(err) {
+		t.Fatalf("admin token still in home after shutdown: %v", err)
+	}
+	r := run(t, home, "datasets")
+	if r.code == 0 || !strings.Contains(r.stderr, "nii run") {
+		t.Fatalf("datasets with no daemon: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+func TestBadInputsGetClearErrors(t *testing.T) {
+	home := initHome(t, "greenwich")
+	startDaemon(t, home)
+	dir := t.TempDir()
+	unreadable := filepath.Join(dir, "secret.csv")
+	os.WriteFile(unreadable, []byte("a,b\n"), 0o000)
+	good := realFile(t, "trafford.csv")
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"missing file", []string{"publish", filepath.Join(dir, "nope.csv"), "--name", "x"}, "no such file"},
+		{"directory", []string{"publish", dir, "--name", "x"}, "is a directory"},
+		{"invalid name", []string{"publish", good, "--name", "Spend 2024"}, "invalid dataset name"},
+		{"no name", []string{"publish", good}, "name"},
+		{"bad access", []string{"publish", good, "--name", "x", "--access", "secret"}, "open or restricted"},
+		{"unknown dataset", []string{"show", "greenwich/nope"}, "not found"},
+		{"unknown version", []string{"export", "greenwich/spend@9", "-o", filepath.Join(dir, "o.csv")}, "not found"},
+		{"malformed ref", []string{"show", "greenwich"}, "ORG/NAME"},
+		{"zero version", []string{"show", "greenwich/spend@0"}, "whole number"},
+		{"second init", []string{"init", "--org", "greenwich"}, "never overwrites"},
+		{"second run", []string{"run", "--api", "127.0.0.1:0"}, "another nii run"},
+	} {
+		r := run(t, home, tc.args...)
+		if r.code == 0 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("%s: exit %d, stderr %q; want failure mentioning %q", tc.name, r.code, r.stderr, tc.want)
+		}
+	}
+	if os.Geteuid() != 0 { // root reads anything
+		r := run(t, home, "publish", unreadable, "--name", "x")
+		if r.code == 0 || !strings.Contains(r.stderr, "cannot read") {
+			t.Errorf("unreadable file: exit %d, stderr %q", r.code, r.stderr)
+		}
+	}
+	mustNii(t, home, "publish", good, "--name", "spend")
+	// Nothing the refused commands did is visible.
+	list := mustNii(t, home, "datasets", "--json")
+	var ds []node.DatasetInfo
+	json.Unmarshal([]byte(list), &ds)
+	if len(ds) != 1 || ds[0].ID != "greenwich/spend" || ds[0].Latest != 1 {
+		t.Fatalf("after refused commands: %s", list)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "o.csv")); !os.IsNotExist(err) {
+		t.Fatal("a failed export created its output file")
+	}
+}
+
+// TestKillDuringPublish kills a publishing daemon with SIGKILL at random
+// instants and checks, after each, that the store reopens and holds either
+// the whole new version or none of it.
+func TestKillDuringPublish(t *testing.T) {
+	trials := 12
+	if testing.Short() {
+		trials = 3
+	}
+	home := initHome(t, "greenwich")
+	dir := t.TempDir()
+	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	published := map[int][]byte{} // version -> content that must export exactly
+	sawPartial, sawComplete := 0, 0
+	for trial := range trials {
+		data := make([]byte, 12<<20+r.IntN(1<<20))
+		for i := range data {
+			data[i] = byte(r.Uint32())
+		}
+		file := filepath.Join(dir, fmt.Sprintf("v%d.bin", trial))
+		os.WriteFile(file, data, 0o644)
+
+		d := startDaemon(t, home)
+		pub := exec.Command(niiBin, "--home", home, "publish", file, "--name", "spend")
+		if err := pub.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(r.IntN(400)) * time.Millisecond) // the kill instant, not a wait for state
+		d.stop(t, syscall.SIGKILL)
+		pub.Wait()
+
+		// Reopen: the store must open cleanly and every version must be whole.
+		d = startDaemon(t, home)
+		var ds []node.DatasetInfo
+		json.Unmarshal([]byte(mustNii(t, home, "datasets", "--json")), &ds)
+		latest := uint64(0)
+		if len(ds) == 1 {
+			latest = ds[0].Latest
+		}
+		if int(latest) > len(published)+1 || int(latest) < len(published) {
+			t.Fatalf("trial %d: %d versions visible, %d known", trial, latest, len(published))
+		}
+		if int(latest) == len(published)+1 {
+			published[int(latest)] = data
+			sawComplete++
+		} else {
+			sawPartial++
+		}
+		for v, want := range published {
+			out := filepath.Join(dir, "out.bin")
+			mustNii(t, home, "export", fmt.Sprintf("greenwich/spend@%d", v), "-o", out)
+			got, _ := os.ReadFile(out)
+			if !bytes.Equal(got, want) {
+				t.Fatalf("trial %d: version %d is not byte-identical after a crash", trial, v)
+			}
+		}
+		d.stop(t, syscall.SIGKILL)
+	}
+	t.Logf("%d trials: %d killed before commit, %d committed", trials, sawPartial, sawComplete)
+}

@@ -1,0 +1,82 @@
+// Command nii is the one binary of nii: it runs the node daemon (nii run) and
+// is the CLI that talks to it through the daemon's local API, found through
+// the node's home. It is kept thin: parse flags, call the API or a package
+// function, print.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newRoot().ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "nii:", err)
+		var ee exitError
+		if errors.As(err, &ee) {
+			os.Exit(int(ee))
+		}
+		os.Exit(1)
+	}
+}
+
+type exitError int
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d", int(e)) }
+
+// globals holds the flags every command takes.
+type globals struct {
+	home string
+	json bool
+}
+
+func defaultHome() string {
+	if h := os.Getenv("NII_HOME"); h != "" {
+		return h
+	}
+	return "nii-data"
+}
+
+func newRoot() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:   "nii",
+		Short: "nii — a federated data-sharing node for public bodies",
+		Long: `nii runs a node that stores and publishes datasets, advertises them to the
+federation, and pulls or syncs datasets from other members.
+
+Every command takes --home (default $NII_HOME, else ./nii-data). Commands that
+talk to a running node find it through its home.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&g.home, "home", defaultHome(), "the node's home directory")
+	root.AddCommand(
+		initCmd(g),
+		runCmd(g),
+		statusCmd(g),
+		publishCmd(g),
+		datasetsCmd(g),
+		showCmd(g),
+		exportCmd(g),
+		searchCmd(g),
+		peersCmd(g),
+		withdrawCmd(g),
+		versionCmd(),
+	)
+	return root
+}
+
+// addJSON adds the --json flag to list and show commands.
+func addJSON(c *cobra.Command, g *globals) {
+	c.Flags().BoolVar(&g.json, "json", false, "print JSON instead of a table")
+}

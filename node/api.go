@@ -1,0 +1,360 @@
+package node
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nii-uk/nii"
+	"github.com/nii-uk/nii/exchange"
+)
+
+// The local HTTP API. Read endpoints are public (catalog metadata is public
+// inside the federation); anything that changes the node needs the admin
+// token that the daemon writes, mode 0600, into its home at each start.
+//
+//	GET  /api/v1/status
+//	GET  /api/v1/datasets
+//	GET  /api/v1/datasets/{org}/{name}
+//	GET  /api/v1/datasets/{org}/{name}/versions/{version}           version: N or "latest"
+//	GET  /api/v1/datasets/{org}/{name}/versions/{version}/content   bytes, verified; errors in the Nii-Error trailer
+//	POST /api/v1/datasets/{org}/{name}/versions                     admin; body = the file, metadata in the query
+//
+// docs/api.md documents each.
+
+// Status is what GET /api/v1/status returns.
+type Status struct {
+	ID           nii.NodeID        `json:"id"`
+	Org          string            `json:"org"`
+	OrgName      string            `json:"org_name,omitempty"`
+	Federation   string            `json:"federation"`
+	RegistryOnly bool              `json:"registry_only"`
+	Addresses    map[string]string `json:"addresses"`
+	Uptime       string            `json:"uptime"`
+	Store        exchange.Stats    `json:"store"`
+	P2PAddrs     []string          `json:"p2p_addrs"`
+	Members      int               `json:"members"` // live gossip members, this node included
+	Catalog      CatalogStats      `json:"catalog"`
+	Version      string            `json:"version"`
+}
+
+// CatalogStats summarises this node's view of the federated catalog.
+type CatalogStats struct {
+	Datasets int              `json:"datasets"` // searchable adverts
+	Origins  int              `json:"origins"`  // nodes records came from
+	Applied  int64            `json:"applied"`  // records accepted since start
+	Rejected map[string]int64 `json:"rejected"` // records refused since start, by reason
+}
+
+// VersionInfo describes one stored version.
+type VersionInfo struct {
+	Ref string `json:"ref"` // org/name@N
+	exchange.VersionRecord
+	Version uint64 `json:"version"`
+}
+
+// DatasetInfo describes one dataset held and its versions, oldest first.
+type DatasetInfo struct {
+	ID       string        `json:"id"` // org/name
+	Latest   uint64        `json:"latest"`
+	Versions []VersionInfo `json:"versions"`
+}
+
+// APIError is the body of every error response.
+type APIError struct {
+	Error string `json:"error"`
+	Code  string `json:"code"` // invalid, not_found, exists, unauthorized, conflict, unavailable, internal
+}
+
+// BuildVersion is set by the linker (-X) for release builds.
+var BuildVersion = "dev"
+
+func versionInfo(rec *exchange.VersionRecord) VersionInfo {
+	return VersionInfo{Ref: rec.Ref.String(), VersionRecord: *rec, Version: rec.Ref.Version}
+}
+
+func (n *Node) startAPI() error {
+	ln, err := net.Listen("tcp", n.cfg.API)
+	if err != nil {
+		return fmt.Errorf("api listen on %s: %w", n.cfg.API, err)
+	}
+	n.apiLn = ln
+	if n.apiToken, err = newToken(); err != nil {
+		return err
+	}
+	// The token first, then the address: a CLI that finds the address can
+	// always find the matching token.
+	if err := writeFileAtomic(filepath.Join(n.cfg.Home, TokenFile), []byte(n.apiToken+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write admin token: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(n.cfg.Home, APIFile), []byte("http://"+ln.Addr().String()+"\n"), 0o644); err != nil {
+		return fmt.Errorf("write api address: %w", err)
+	}
+	n.apiSrv = &http.Server{
+		Handler:           n.apiHandler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
+	}
+	srv := n.apiSrv
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("api server stopped", slog.String(LogErr, err.Error()))
+		}
+	}()
+	return nil
+}
+
+// APIAddr returns the local API's base URL ("http://127.0.0.1:port").
+func (n *Node) APIAddr() string {
+	if n.apiLn == nil {
+		return ""
+	}
+	return "http://" + n.apiLn.Addr().String()
+}
+
+// AdminToken returns the token that authorises changes through the API.
+func (n *Node) AdminToken() string { return n.apiToken }
+
+func (n *Node) apiHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/v1/status", n.handleStatus)
+	mux.HandleFunc("GET /api/v1/datasets", n.handleDatasets)
+	mux.HandleFunc("GET /api/v1/datasets/{org}/{name}", n.handleDataset)
+	mux.HandleFunc("GET /api/v1/datasets/{org}/{name}/versions/{version}", n.handleVersion)
+	mux.HandleFunc("GET /api/v1/datasets/{org}/{name}/versions/{version}/content", n.handleContent)
+	mux.HandleFunc("POST /api/v1/datasets/{org}/{name}/versions", n.admin(n.handlePublish))
+	mux.HandleFunc("POST /api/v1/datasets/{org}/{name}/withdraw", n.admin(n.handleWithdraw))
+	mux.HandleFunc("GET /api/v1/catalog", n.handleCatalog)
+	mux.HandleFunc("GET /api/v1/catalog/{org}/{name}", n.handleCatalogDataset)
+	mux.HandleFunc("GET /api/v1/peers", n.handlePeers)
+	return mux
+}
+
+// admin wraps a handler that changes the node: it runs only with the
+// local admin token, compared in constant time.
+func (n *Node) admin(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(n.apiToken)) != 1 {
+			writeError(w, http.StatusUnauthorized, "unauthorized", "this action needs the node's admin token (the nii CLI reads it from the home's "+TokenFile+")")
+			return
+		}
+		h(w, r)
+	}
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, kind, msg string) {
+	writeJSON(w, code, APIError{Error: msg, Code: kind})
+}
+
+// writeErr maps an error to a status code by what it wraps.
+func writeErr(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, nii.ErrInvalid):
+		writeError(w, http.StatusBadRequest, "invalid", err.Error())
+	case errors.Is(err, exchange.ErrNotFound):
+		writeError(w, http.StatusNotFound, "not_found", err.Error())
+	case errors.Is(err, exchange.ErrExists):
+		writeError(w, http.StatusConflict, "exists", err.Error())
+	case errors.Is(err, ErrRegistryOnly):
+		writeError(w, http.StatusConflict, "conflict", err.Error())
+	default:
+		writeError(w, http.StatusInternalServerError, "internal", err.Error())
+	}
+}
+
+func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
+	st, err := n.Status()
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+// Status reports the node's identity, addresses and counts.
+func (n *Node) Status() (*Status, error) {
+	stats, err := n.store.Stats()
+	if err != nil {
+		return nil, err
+	}
+	return &Status{
+		ID:           n.id,
+		Org:          n.cfg.Org,
+		OrgName:      n.cfg.OrgName,
+		Federation:   n.cfg.Federation,
+		RegistryOnly: n.cfg.RegistryOnly,
+		Addresses:    map[string]string{"api": n.APIAddr(), "gossip": n.gossip.Addr()},
+		P2PAddrs:     n.host.Addrs(),
+		Members:      n.gossip.NumMembers(),
+		Catalog: CatalogStats{
+			Datasets: n.catalog.Len(), Origins: n.catalog.Origins(),
+			Applied: n.catalog.Applied(), Rejected: n.catalog.Rejected(),
+		},
+		Uptime:  time.Since(n.startAt).Round(time.Second).String(),
+		Store:   stats,
+		Version: BuildVersion,
+	}, nil
+}
+
+func (n *Node) handleDatasets(w http.ResponseWriter, r *http.Request) {
+	recs, err := n.store.Versions(nil)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, groupDatasets(recs))
+}
+
+func groupDatasets(recs []*exchange.VersionRecord) []DatasetInfo {
+	out := []DatasetInfo{}
+	for _, rec := range recs {
+		id := rec.Ref.Dataset.String()
+		if len(out) == 0 || out[len(out)-1].ID != id {
+			out = append(out, DatasetInfo{ID: id})
+		}
+		d := &out[len(out)-1]
+		d.Versions = append(d.Versions, versionInfo(rec))
+		d.Latest = max(d.Latest, rec.Ref.Version)
+	}
+	return out
+}
+
+func datasetFromPath(r *http.Request) (nii.DatasetID, error) {
+	return nii.ParseDatasetID(r.PathValue("org") + "/" + r.PathValue("name"))
+}
+
+func refFromPath(r *http.Request) (nii.Ref, error) {
+	d, err := datasetFromPath(r)
+	if err != nil {
+		return nii.Ref{}, err
+	}
+	v := r.PathValue("version")
+	if v == "latest" {
+		return nii.Ref{Dataset: d}, nil
+	}
+	return nii.ParseRef(d.String() + "@" + v)
+}
+
+func (n *Node) handleDataset(w http.ResponseWriter, r *http.Request) {
+	d, err := datasetFromPath(r)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	recs, err := n.store.Versions(&d)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	if len(recs) == 0 {
+		writeErr(w, fmt.Errorf("dataset %s: %w", d, exchange.ErrNotFound))
+		return
+	}
+	writeJSON(w, http.StatusOK, groupDatasets(recs)[0])
+}
+
+func (n *Node) handleVersion(w http.ResponseWriter, r *http.Request) {
+	ref, err := refFromPath(r)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	rec, err := n.store.Version(ref)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, versionInfo(rec))
+}
+
+// TrailerError carries an error that happened after a content response
+// started: the client must treat the body as failed if it is set.
+const TrailerError = "Nii-Error"
+
+func (n *Node) handleContent(w http.ResponseWriter, r *http.Request) {
+	ref, err := refFromPath(r)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	rec, err := n.store.Version(ref)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	h := w.Header()
+	h.Set("Trailer", TrailerError)
+	h.Set("Content-Type", rec.Meta.MediaType)
+	h.Set("Nii-Ref", rec.Ref.String())
+	h.Set("Nii-Size", strconv.FormatInt(rec.Size, 10))
+	h.Set("Nii-Manifest", rec.Manifest.String())
+	w.WriteHeader(http.StatusOK)
+	if _, err := n.store.WriteTo(r.Context(), rec, w); err != nil {
+		n.log.Error("export failed", slog.String(LogDataset, rec.Ref.String()), slog.String(LogErr, err.Error()))
+		h.Set(TrailerError, err.Error())
+	}
+}
+
+func (n *Node) handlePublish(w http.ResponseWriter, r *http.Request) {
+	d, err := datasetFromPath(r)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	if d.Org != n.cfg.Org {
+		writeErr(w, fmt.Errorf("%w dataset %s: this node publishes for org %q only", nii.ErrInvalid, d, n.cfg.Org))
+		return
+	}
+	q := r.URL.Query()
+	access, err := nii.ParseAccess(q.Get("access"))
+	if err != nil && q.Get("access") != "" {
+		writeErr(w, err)
+		return
+	}
+	if q.Get("access") == "" {
+		access = ""
+	}
+	req := PublishRequest{
+		Name:     d.Name,
+		Filename: filepath.Base(q.Get("filename")),
+		Meta: nii.Metadata{
+			Title:       q.Get("title"),
+			Description: q.Get("description"),
+			Licence:     q.Get("licence"),
+			Keywords:    q["keyword"],
+			Themes:      q["theme"],
+			Access:      access,
+			ConformsTo:  q.Get("conforms_to"),
+			MediaType:   q.Get("media_type"),
+		},
+	}
+	if req.Filename == "." || req.Filename == string(os.PathSeparator) {
+		req.Filename = ""
+	}
+	rec, err := n.Publish(r.Context(), r.Body, req)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, versionInfo(rec))
+}

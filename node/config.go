@@ -1,0 +1,217 @@
+package node
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nii-uk/nii"
+	"github.com/pelletier/go-toml/v2"
+)
+
+// File names inside a node's home directory.
+const (
+	ConfigFile = "config.toml" // the operator's settings
+	KeyFile    = "node.key"    // the node's Ed25519 key (libp2p protobuf encoding), mode 0600
+	StoreDir   = "store"       // the badger database
+	LockFile   = "nii.lock"    // held (flock) by the running daemon
+	APIFile    = "api.addr"    // written by the daemon: where its local API listens
+	TokenFile  = "admin.token" // written by the daemon: the local admin token, mode 0600
+)
+
+// Config is a node's configuration: what config.toml holds, plus the home
+// it was read from and runtime-only settings.
+type Config struct {
+	// Home is the node's directory. Not stored in the file.
+	Home string `toml:"-"`
+
+	Org        string `toml:"org" comment:"the publishing body this node speaks for (a slug, e.g. greenwich)"`
+	OrgName    string `toml:"org_name,omitempty" comment:"its display name"`
+	Federation string `toml:"federation" comment:"the federation (trust domain) this node belongs to"`
+
+	// API is the local HTTP API's listen address. Loopback by default: the
+	// API changes the node only with the admin token, but reads are public.
+	API string `toml:"api" comment:"local HTTP API listen address (host:port; port 0 picks a free one)"`
+
+	// RegistryOnly nodes hold no data and only index the federation.
+	RegistryOnly bool `toml:"registry_only,omitempty"`
+
+	// LowMemory shrinks badger's caches and memtables (for small VMs and
+	// for tests that run many nodes in one process).
+	LowMemory bool `toml:"low_memory,omitempty" comment:"use small store caches (small machines)"`
+
+	Gossip GossipConfig `toml:"gossip"`
+	P2P    P2PConfig    `toml:"p2p"`
+
+	// Logger receives the node's logs. Runtime only.
+	Logger *slog.Logger `toml:"-"`
+}
+
+// GossipConfig configures membership and catalog gossip (memberlist).
+type GossipConfig struct {
+	Listen    string   `toml:"listen" comment:"gossip listen address, UDP and TCP (host:port)"`
+	Advertise string   `toml:"advertise,omitempty" comment:"address other members reach this node on, if not the listen address"`
+	Join      []string `toml:"join,omitempty" comment:"members to join at start (host:port); any one is enough"`
+	// Keys are base64 gossip encryption keys (16, 24 or 32 bytes); the
+	// first is used to encrypt, all are tried to decrypt (for rotation).
+	Keys    []string `toml:"keys,omitempty" comment:"gossip encryption keys, base64; the first encrypts, all decrypt (see docs/registry.md for rotation)"`
+	Profile string   `toml:"profile" comment:"timing profile: lan, wan or local"`
+
+	// Timing overrides, for tests. Runtime only.
+	Timing GossipTiming `toml:"-"`
+}
+
+// GossipTiming overrides memberlist's timings; zero keeps the profile's.
+type GossipTiming struct {
+	GossipInterval, ProbeInterval, ProbeTimeout, PushPullInterval time.Duration
+	SuspicionMult                                                 int
+}
+
+// P2PConfig configures the libp2p host that serves catalog pages, manifests
+// and chunks.
+type P2PConfig struct {
+	Listen []string `toml:"listen" comment:"libp2p listen multiaddrs"`
+}
+
+// DefaultFederation is used when init is given none.
+const DefaultFederation = "local"
+
+// DefaultAPI is the local API's default listen address.
+const DefaultAPI = "127.0.0.1:7947"
+
+// Default listen addresses: gossip on memberlist's usual port, libp2p next
+// to the API.
+const (
+	DefaultGossip = "0.0.0.0:7946"
+)
+
+// DefaultP2P are the default libp2p listen addresses (TCP and QUIC).
+var DefaultP2P = []string{"/ip4/0.0.0.0/tcp/7948", "/ip4/0.0.0.0/udp/7948/quic-v1"}
+
+// DefaultConfig returns the embedded defaults for a node in home.
+func DefaultConfig(home string) Config {
+	return Config{
+		Home:       home,
+		Federation: DefaultFederation,
+		API:        DefaultAPI,
+		Gossip:     GossipConfig{Listen: DefaultGossip, Profile: "lan"},
+		P2P:        P2PConfig{Listen: append([]string(nil), DefaultP2P...)},
+	}
+}
+
+// Validate checks the configuration and says what to fix.
+func (c *Config) Validate() error {
+	if c.Home == "" {
+		return errors.New("config: no home directory")
+	}
+	if err := nii.CheckSlug("org", c.Org); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	if err := nii.CheckSlug("federation", c.Federation); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	if len(c.OrgName) > nii.MaxTitleLen {
+		return fmt.Errorf("config: org_name longer than %d bytes", nii.MaxTitleLen)
+	}
+	if _, _, err := net.SplitHostPort(c.API); err != nil {
+		return fmt.Errorf("config: api %q: %v (want host:port, e.g. %s)", c.API, err, DefaultAPI)
+	}
+	if _, _, err := net.SplitHostPort(c.Gossip.Listen); err != nil {
+		return fmt.Errorf("config: gossip.listen %q: %v (want host:port, e.g. %s)", c.Gossip.Listen, err, DefaultGossip)
+	}
+	for _, j := range c.Gossip.Join {
+		if _, _, err := net.SplitHostPort(j); err != nil {
+			return fmt.Errorf("config: gossip.join %q: %v (want host:port)", j, err)
+		}
+	}
+	if _, err := c.gossipKeys(); err != nil {
+		return err
+	}
+	switch c.Gossip.Profile {
+	case "", "lan", "wan", "local":
+	default:
+		return fmt.Errorf("config: gossip.profile %q: want lan, wan or local", c.Gossip.Profile)
+	}
+	if len(c.P2P.Listen) == 0 {
+		return errors.New("config: p2p.listen is empty")
+	}
+	return nil
+}
+
+// gossipKeys decodes the gossip keyring.
+func (c *Config) gossipKeys() ([][]byte, error) {
+	var out [][]byte
+	for i, k := range c.Gossip.Keys {
+		b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(k))
+		if err != nil || (len(b) != 16 && len(b) != 24 && len(b) != 32) {
+			return nil, fmt.Errorf("config: gossip.keys[%d]: want base64 of 16, 24 or 32 random bytes (e.g. from 'nii keygen --gossip')", i)
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// ErrNoHome is returned when a home has not been initialised.
+var ErrNoHome = errors.New("no nii home")
+
+// LoadConfig reads home/config.toml over the defaults.
+func LoadConfig(home string) (Config, error) {
+	cfg := DefaultConfig(home)
+	b, err := os.ReadFile(filepath.Join(home, ConfigFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return cfg, fmt.Errorf("%w at %s: run 'nii init --org ORG' first, or pass --home", ErrNoHome, home)
+	}
+	if err != nil {
+		return cfg, fmt.Errorf("read config: %w", err)
+	}
+	dec := toml.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", filepath.Join(home, ConfigFile), err)
+	}
+	cfg.Home = home
+	return cfg, cfg.Validate()
+}
+
+// ErrHomeExists is returned by Init when the home already holds a node.
+var ErrHomeExists = errors.New("home already initialised")
+
+// Init creates a node's home: the directory (mode 0700), config.toml and a
+// new node key (mode 0600). It refuses to touch a home that already has a
+// config or a key. It returns the new node's ID.
+func Init(cfg Config) (nii.NodeID, error) {
+	if err := cfg.Validate(); err != nil {
+		return "", err
+	}
+	for _, f := range []string{ConfigFile, KeyFile} {
+		if _, err := os.Stat(filepath.Join(cfg.Home, f)); err == nil {
+			return "", fmt.Errorf("%w: %s exists; nii init never overwrites a node (use another --home)", ErrHomeExists, filepath.Join(cfg.Home, f))
+		}
+	}
+	if err := os.MkdirAll(cfg.Home, 0o700); err != nil {
+		return "", fmt.Errorf("create home: %w", err)
+	}
+	if err := os.Chmod(cfg.Home, 0o700); err != nil {
+		return "", fmt.Errorf("create home: %w", err)
+	}
+	id, err := generateKey(filepath.Join(cfg.Home, KeyFile))
+	if err != nil {
+		return "", err
+	}
+	b, err := toml.Marshal(cfg)
+	if err != nil {
+		return "", err
+	}
+	header := "# nii node configuration. See docs/operations.md.\n"
+	if err := writeFileAtomic(filepath.Join(cfg.Home, ConfigFile), append([]byte(header), b...), 0o600); err != nil {
+		return "", fmt.Errorf("write config: %w", err)
+	}
+	return id, nil
+}

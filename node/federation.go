@@ -1,0 +1,219 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/nii-uk/nii"
+	"github.com/nii-uk/nii/exchange"
+	"github.com/nii-uk/nii/registry"
+)
+
+// startFederation starts the parts that talk to other nodes: the libp2p
+// host (serving catalog pages), the catalog and member table, and gossip.
+// It wires registry and exchange together through small adapters, so that
+// neither imports the other.
+func (n *Node) startFederation() error {
+	var err error
+	if n.peers, err = registry.OpenPeers(n.db); err != nil {
+		return fmt.Errorf("open peers: %w", err)
+	}
+	if n.catalog, err = registry.OpenCatalog(n.db, n.id, n.key, n.verifyCredential); err != nil {
+		return err
+	}
+	n.host, err = exchange.NewHost(exchange.HostConfig{Key: n.p2pKey, Listen: n.cfg.P2P.Listen, Logger: n.log})
+	if err != nil {
+		return fmt.Errorf("p2p: %w", err)
+	}
+	n.host.ServeCatalog(catalogSource{n.catalog})
+
+	keys, err := n.cfg.gossipKeys()
+	if err != nil {
+		return err
+	}
+	host, portStr, _ := net.SplitHostPort(n.cfg.Gossip.Listen)
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return fmt.Errorf("gossip.listen %q: bad port", n.cfg.Gossip.Listen)
+	}
+	gc := registry.GossipConfig{
+		Self:             n.id,
+		Org:              n.cfg.Org,
+		Federation:       n.cfg.Federation,
+		Registry:         n.cfg.RegistryOnly,
+		BindAddr:         host,
+		BindPort:         port,
+		Keys:             keys,
+		Profile:          n.cfg.Gossip.Profile,
+		GossipInterval:   n.cfg.Gossip.Timing.GossipInterval,
+		ProbeInterval:    n.cfg.Gossip.Timing.ProbeInterval,
+		ProbeTimeout:     n.cfg.Gossip.Timing.ProbeTimeout,
+		PushPullInterval: n.cfg.Gossip.Timing.PushPullInterval,
+		SuspicionMult:    n.cfg.Gossip.Timing.SuspicionMult,
+		P2PAddrs:         n.host.Addrs,
+		OnPeer:           n.host.AddPeerAddrs,
+		Logger:           n.log,
+	}
+	if a := n.cfg.Gossip.Advertise; a != "" {
+		ah, ap, err := net.SplitHostPort(a)
+		if err != nil {
+			return fmt.Errorf("gossip.advertise %q: %w", a, err)
+		}
+		gc.AdvertiseAddr = ah
+		if gc.BindPort, err = strconv.Atoi(ap); err != nil {
+			return fmt.Errorf("gossip.advertise %q: bad port", a)
+		}
+	}
+	if n.gossip, err = registry.NewGossip(gc, n.catalog, n.peers, catalogFetcher{n.host}); err != nil {
+		return err
+	}
+	if err := n.advertiseHeld(); err != nil {
+		return err
+	}
+	if len(n.cfg.Gossip.Join) > 0 {
+		n.wg.Add(1)
+		go n.joinLoop(n.gossip, n.cfg.Gossip.Join)
+	}
+	return nil
+}
+
+// joinLoop joins the configured members, retrying with backoff until one
+// answers or the node closes: a node started before its peers still finds
+// them.
+func (n *Node) joinLoop(g *registry.Gossip, addrs []string) {
+	defer n.wg.Done()
+	wait := 500 * time.Millisecond
+	for {
+		k, err := g.Join(addrs)
+		if err == nil && k > 0 {
+			n.log.Info("joined federation", slog.Int("reached", k), slog.Int("members", g.NumMembers()))
+			return
+		}
+		n.log.Warn("cannot reach any member to join yet; retrying", slog.Any("join", addrs), slog.Duration("in", wait), slog.Any(LogErr, err))
+		select {
+		case <-n.closeCh:
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
+}
+
+// Join contacts more members (host:port) now.
+func (n *Node) Join(addrs ...string) (int, error) { return n.gossip.Join(addrs) }
+
+// GossipAddr returns the address other members join this node on.
+func (n *Node) GossipAddr() string { return n.gossip.Addr() }
+
+// P2PAddrs returns the node's libp2p addresses.
+func (n *Node) P2PAddrs() []string { return n.host.Addrs() }
+
+// Catalog returns the node's view of the federated catalog.
+func (n *Node) Catalog() *registry.Catalog { return n.catalog }
+
+// Peers returns the member table.
+func (n *Node) Peers() *registry.Peers { return n.peers }
+
+// StopGossip halts this node's gossip abruptly, as a crash or a network
+// partition would, leaving the rest of the node running. Tests use it.
+func (n *Node) StopGossip() error { return n.gossip.Stop() }
+
+// verifyCredential checks membership credentials. Until the grants work
+// lands there are no trust anchors, so every org claim is unverified.
+func (n *Node) verifyCredential(cred string, node nii.NodeID) (string, error) {
+	return "", errors.New("no trust anchors configured")
+}
+
+// advertiseHeld makes sure the catalog advertises the latest version of
+// every dataset this node published, e.g. after a crash between a publish's
+// commit and its advert.
+func (n *Node) advertiseHeld() error {
+	if n.cfg.RegistryOnly {
+		return nil
+	}
+	recs, err := n.store.Versions(nil)
+	if err != nil {
+		return err
+	}
+	latest := map[nii.DatasetID]*exchange.VersionRecord{}
+	for _, r := range recs {
+		if r.Publisher == n.id {
+			latest[r.Ref.Dataset] = r
+		}
+	}
+	for d, r := range latest {
+		if own, ok := n.catalog.Own(d); ok && (own.Withdrawn || own.Version >= r.Ref.Version) {
+			continue
+		}
+		if err := n.advertise(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// advertise signs and spreads an advert for a version this node published.
+func (n *Node) advertise(r *exchange.VersionRecord) error {
+	sa, _, err := n.catalog.Sign(nii.Advert{
+		Dataset:  r.Ref.Dataset,
+		Version:  r.Ref.Version,
+		Manifest: r.Manifest,
+		Meta:     r.Meta,
+	})
+	if err != nil {
+		return fmt.Errorf("advertise %s: %w", r.Ref, err)
+	}
+	if n.gossip != nil {
+		n.gossip.Publish(sa)
+	}
+	return nil
+}
+
+// ErrNotPublisher is returned when a node is asked to withdraw a dataset
+// it does not publish.
+var ErrNotPublisher = errors.New("not the publisher")
+
+// Withdraw tombstones one of this node's datasets: a signed record that
+// tells the federation to stop listing it. The data stays in the local
+// store; publishing again lists it again.
+func (n *Node) Withdraw(ctx context.Context, d nii.DatasetID) error {
+	if err := d.Validate(); err != nil {
+		return err
+	}
+	if d.Org != n.cfg.Org {
+		return fmt.Errorf("%w: %s belongs to org %s; this node publishes for %s", ErrNotPublisher, d, d.Org, n.cfg.Org)
+	}
+	own, ok := n.catalog.Own(d)
+	if !ok {
+		return fmt.Errorf("dataset %s: %w", d, exchange.ErrNotFound)
+	}
+	if own.Withdrawn {
+		return nil
+	}
+	sa, _, err := n.catalog.Sign(nii.Advert{Dataset: d, Withdrawn: true, Meta: nii.Metadata{Publisher: d.Org}})
+	if err != nil {
+		return err
+	}
+	n.gossip.Publish(sa)
+	n.log.Info("withdrawn", slog.String(LogDataset, d.String()))
+	return nil
+}
+
+// catalogSource serves catalog pages from the registry over libp2p.
+type catalogSource struct{ c *registry.Catalog }
+
+func (s catalogSource) CatalogPage(origin nii.NodeID, after uint64, limit int) ([]*nii.SignedAdvert, bool, uint64, error) {
+	return s.c.Page(origin, after, limit)
+}
+
+// catalogFetcher lets gossip fetch catalog pages through the libp2p host.
+type catalogFetcher struct{ h *exchange.Host }
+
+func (f catalogFetcher) FetchCatalogPage(ctx context.Context, from, origin nii.NodeID, after uint64, limit int) ([]*nii.SignedAdvert, bool, uint64, error) {
+	return f.h.FetchCatalogPage(ctx, from, origin, after, limit)
+}

@@ -1,0 +1,277 @@
+// Package node composes one nii node: its configuration and home, its
+// identity, its badger store, and (as they land) the registry, exchange and
+// auth parts, behind a local HTTP API that the nii CLI talks to.
+//
+// Lifecycle, as in serf and litestream: New validates and loads the key but
+// starts nothing; Start opens the store and binds the listeners (so their
+// addresses are known when it returns); Run serves until its context ends;
+// Close is idempotent and waits for every goroutine the node started.
+package node
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/nii-uk/nii"
+	"github.com/nii-uk/nii/exchange"
+	"github.com/nii-uk/nii/exchange/chunker"
+	"github.com/nii-uk/nii/registry"
+)
+
+// Node is one running nii node.
+type Node struct {
+	cfg    Config
+	log    *slog.Logger
+	p2pKey crypto.PrivKey
+	key    ed25519.PrivateKey
+	id     nii.NodeID
+
+	mu      sync.Mutex
+	started bool
+	closed  bool
+
+	lock    *os.File
+	db      *badger.DB
+	store   *exchange.Store
+	catalog *registry.Catalog
+	peers   *registry.Peers
+	host    *exchange.Host
+	gossip  *registry.Gossip
+
+	apiLn    net.Listener
+	apiSrv   *http.Server
+	apiToken string
+
+	wg       sync.WaitGroup
+	closeCh  chan struct{} // closed when the node stops: background work ends
+	stopOnce sync.Once
+	startAt  time.Time
+}
+
+// New validates cfg and loads the node key from its home. It opens nothing
+// else and starts no goroutine.
+func New(cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	p2pKey, key, id, err := loadKey(cfg.Home)
+	if err != nil {
+		return nil, err
+	}
+	return &Node{
+		cfg:     cfg,
+		log:     log.With(slog.String(LogNode, id.Short())),
+		p2pKey:  p2pKey,
+		key:     key,
+		id:      id,
+		closeCh: make(chan struct{}),
+	}, nil
+}
+
+// Fixed log attribute keys, so logs can be searched the same way everywhere.
+const (
+	LogNode    = "node"
+	LogDataset = "dataset"
+	LogAddr    = "addr"
+	LogErr     = "err"
+)
+
+// ID returns the node's ID (its libp2p peer ID).
+func (n *Node) ID() nii.NodeID { return n.id }
+
+// Config returns the node's configuration.
+func (n *Node) Config() Config { return n.cfg }
+
+// Store returns the node's content store (nil before Start).
+func (n *Node) Store() *exchange.Store { return n.store }
+
+// ErrInUse is returned by Start when another process runs this home.
+var ErrInUse = errors.New("home is in use")
+
+// Start takes the home's lock, opens the store and binds the local API. On
+// error everything it opened is closed again.
+func (n *Node) Start(ctx context.Context) (err error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return errors.New("node is closed")
+	}
+	if n.started {
+		return errors.New("node already started")
+	}
+	defer func() {
+		if err != nil {
+			n.closeResources()
+		}
+	}()
+	if err := n.takeLock(); err != nil {
+		return err
+	}
+	opts := badger.DefaultOptions(filepath.Join(n.cfg.Home, StoreDir)).
+		WithLogger(badgerLogger{n.log}).
+		// Chunks go to the value log rather than the LSM tree: 2.7× the
+		// write rate for 64–256 KiB values (docs/storage.md).
+		WithValueThreshold(1 << 10).
+		WithNumVersionsToKeep(1).
+		WithDetectConflicts(true)
+	if n.cfg.LowMemory {
+		opts = opts.WithMemTableSize(8 << 20).WithNumMemtables(2).WithBlockCacheSize(8 << 20).
+			WithIndexCacheSize(4 << 20).WithValueLogFileSize(64 << 20).WithNumCompactors(2)
+	}
+	if n.db, err = badger.Open(opts); err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	if n.store, err = exchange.NewStore(n.db, chunker.Default()); err != nil {
+		return err
+	}
+	if err := n.startFederation(); err != nil {
+		return err
+	}
+	if err := n.startAPI(); err != nil {
+		return err
+	}
+	n.started = true
+	n.startAt = time.Now()
+	n.log.Info("node started", slog.String("id", string(n.id)), slog.String("org", n.cfg.Org),
+		slog.String("federation", n.cfg.Federation), slog.String("api", n.apiLn.Addr().String()),
+		slog.String("gossip", n.gossip.Addr()), slog.Any("p2p", n.host.Addrs()))
+	return nil
+}
+
+func (n *Node) takeLock() error {
+	path := filepath.Join(n.cfg.Home, LockFile)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("lock home: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		b := make([]byte, 32)
+		k, _ := f.ReadAt(b, 0)
+		f.Close()
+		return fmt.Errorf("%w: another nii run (pid %s) is using %s; stop it first", ErrInUse, string(trimSpace(b[:k])), n.cfg.Home)
+	}
+	f.Truncate(0)
+	f.WriteAt([]byte(fmt.Sprintf("%d\n", os.Getpid())), 0)
+	n.lock = f
+	return nil
+}
+
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == ' ' || b[len(b)-1] == 0) {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// Run starts the node if needed and serves until ctx ends, then closes it.
+func (n *Node) Run(ctx context.Context) error {
+	n.mu.Lock()
+	started := n.started
+	n.mu.Unlock()
+	if !started {
+		if err := n.Start(ctx); err != nil {
+			return err
+		}
+	}
+	select {
+	case <-ctx.Done():
+	case <-n.closeCh:
+	}
+	return n.Close()
+}
+
+// Close stops everything the node started and waits for it. It is safe to
+// call more than once.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return nil
+	}
+	n.closed = true
+	err := n.closeResources()
+	n.log.Info("node stopped")
+	return err
+}
+
+// closeResources releases whatever Start opened, in reverse order.
+func (n *Node) closeResources() error {
+	var errs []error
+	n.stopOnce.Do(func() { close(n.closeCh) })
+	// Leave the federation first, so peers hear a goodbye rather than
+	// suspecting a failure, then stop serving.
+	if n.gossip != nil {
+		if err := n.gossip.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("gossip: %w", err))
+		}
+		n.gossip = nil
+	}
+	if n.host != nil {
+		if err := n.host.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("p2p: %w", err))
+		}
+		n.host = nil
+	}
+	if n.apiSrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := n.apiSrv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("api shutdown: %w", err))
+			n.apiSrv.Close()
+		}
+		cancel()
+		n.apiSrv = nil
+	} else if n.apiLn != nil {
+		n.apiLn.Close()
+	}
+	n.wg.Wait()
+	if n.apiLn != nil {
+		os.Remove(filepath.Join(n.cfg.Home, APIFile))
+		os.Remove(filepath.Join(n.cfg.Home, TokenFile))
+		n.apiLn = nil
+	}
+	if n.db != nil {
+		if err := n.db.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close store: %w", err))
+		}
+		n.db = nil
+	}
+	if n.lock != nil {
+		n.lock.Close() // releases the flock
+		n.lock = nil
+	}
+	return errors.Join(errs...)
+}
+
+func newToken() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// badgerLogger sends badger's logs to slog, demoting its chatty info lines.
+type badgerLogger struct{ log *slog.Logger }
+
+func (l badgerLogger) Errorf(f string, a ...any)   { l.log.Error("badger: " + fmt.Sprintf(f, a...)) }
+func (l badgerLogger) Warningf(f string, a ...any) { l.log.Warn("badger: " + fmt.Sprintf(f, a...)) }
+func (l badgerLogger) Infof(f string, a ...any)    { l.log.Debug("badger: " + fmt.Sprintf(f, a...)) }
+func (l badgerLogger) Debugf(f string, a ...any)   {}

@@ -1,0 +1,155 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/nii-uk/nii"
+	"github.com/nii-uk/nii/exchange"
+	"github.com/nii-uk/nii/registry"
+)
+
+// PublishRequest is what a data officer supplies with a file.
+type PublishRequest struct {
+	Name     string // dataset name; the org is the node's
+	Filename string // the file's base name, for media type and DCAT
+	// Meta holds the officer's fields (title, description, licence,
+	// keywords, themes, access, conforms-to, optionally media type). Fields
+	// left empty are carried over from the previous version.
+	Meta nii.Metadata
+}
+
+// ErrRegistryOnly is returned when a registry-only node is asked to hold data.
+var ErrRegistryOnly = errors.New("this is a registry-only node: it holds no data")
+
+// Publish stores r as the next version of org/name and returns its record.
+// The version becomes visible atomically once all its chunks and its signed
+// manifest are stored; on any error nothing new is visible.
+func (n *Node) Publish(ctx context.Context, r io.Reader, req PublishRequest) (*exchange.VersionRecord, error) {
+	if n.cfg.RegistryOnly {
+		return nil, ErrRegistryOnly
+	}
+	if n.store == nil {
+		return nil, errors.New("node not started")
+	}
+	ds := nii.DatasetID{Org: n.cfg.Org, Name: req.Name}
+	if err := ds.Validate(); err != nil {
+		return nil, err
+	}
+	prev, err := n.store.Latest(ds)
+	if err != nil && !errors.Is(err, exchange.ErrNotFound) {
+		return nil, err
+	}
+	meta := req.Meta
+	inherit(&meta, prev, req.Name)
+	meta.Normalize()
+	if err := meta.Validate(); err != nil {
+		return nil, err
+	}
+	meta.Publisher = n.cfg.Org
+	meta.PublisherName = n.cfg.OrgName
+	if req.Filename != "" {
+		meta.Filename = req.Filename
+	}
+
+	br := bufio.NewReaderSize(r, 64<<10)
+	head, err := br.Peek(4096)
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
+		return nil, fmt.Errorf("read %s: %w", req.Filename, err)
+	}
+	if req.Meta.MediaType == "" {
+		meta.MediaType = registry.DetectMediaType(req.Filename, head)
+	}
+	var src io.Reader = br
+	var prof *registry.TableProfiler
+	if registry.IsTabular(meta.MediaType) {
+		prof = registry.NewTableProfiler()
+		src = io.TeeReader(br, prof)
+	}
+
+	start := time.Now()
+	chunks, size, err := n.store.Ingest(ctx, src)
+	if err != nil {
+		return nil, fmt.Errorf("publish %s: %w", ds, err)
+	}
+	meta.ByteSize = size
+	meta.Table = nil
+	if prof != nil {
+		t, err := prof.Result()
+		if err != nil {
+			// A .csv that does not parse is still published, as a file.
+			n.log.Warn("not profiled as a table", slog.String(LogDataset, ds.String()), slog.String(LogErr, err.Error()))
+		} else {
+			meta.Table = t
+		}
+	}
+
+	rec, err := n.store.Publish(ds, func(version uint64) (*nii.SignedManifest, error) {
+		now := time.Now().UTC()
+		meta.Modified = now
+		if prev == nil || meta.Issued.IsZero() {
+			meta.Issued = now
+		}
+		m := &nii.Manifest{
+			Dataset:   ds,
+			Version:   version,
+			Publisher: n.id,
+			Created:   now,
+			Size:      size,
+			Chunker:   n.store.ChunkParams().String(),
+			Chunks:    chunks,
+			Meta:      meta,
+		}
+		sm, _, err := nii.SignManifest(m, n.key)
+		return sm, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("publish %s: %w", ds, err)
+	}
+	n.log.Info("published", slog.String(LogDataset, rec.Ref.String()), slog.Int64("bytes", size),
+		slog.Int("chunks", len(chunks)), slog.Duration("took", time.Since(start)))
+	// The version is committed; advertising it can fail without undoing
+	// that, and a restart re-advertises (advertiseHeld).
+	if err := n.advertise(rec); err != nil {
+		n.log.Error("advertise", slog.String(LogDataset, rec.Ref.String()), slog.String(LogErr, err.Error()))
+	}
+	return rec, nil
+}
+
+// inherit fills fields the officer left empty from the previous version, so
+// "nii publish q2.csv --name spend" keeps version 1's title and licence.
+func inherit(m *nii.Metadata, prev *exchange.VersionRecord, name string) {
+	if prev != nil {
+		p := prev.Meta
+		if m.Title == "" {
+			m.Title = p.Title
+		}
+		if m.Description == "" {
+			m.Description = p.Description
+		}
+		if m.Licence == "" {
+			m.Licence = p.Licence
+		}
+		if len(m.Keywords) == 0 {
+			m.Keywords = p.Keywords
+		}
+		if len(m.Themes) == 0 {
+			m.Themes = p.Themes
+		}
+		if m.Access == "" {
+			m.Access = p.Access
+		}
+		if m.ConformsTo == "" {
+			m.ConformsTo = p.ConformsTo
+		}
+		m.Issued = p.Issued
+	}
+	if m.Title == "" {
+		m.Title = name
+	}
+}
