@@ -190,3 +190,27 @@ func FuzzDecodeSignedManifest(f *testing.F) {
 		}
 	})
 }
+
+func FuzzDecodeSignedAdvert(f *testing.F) {
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	a := &nii.Advert{Origin: nii.NodeIDFromPublicKey(pub), Seq: 1, Dataset: nii.DatasetID{Org: "o", Name: "n"}, Version: 1,
+		Manifest: nii.HashOf([]byte("m")), Meta: nii.Metadata{Title: "t", Publisher: "o"}}
+	sa, _ := nii.SignAdvert(a, priv)
+	enc, _ := nii.EncodeSignedAdvert(sa)
+	f.Add(enc)
+	f.Add(sa.Body)
+	f.Add([]byte{0xa0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := nii.DecodeSignedAdvert(b)
+		if err != nil {
+			return
+		}
+		got, err := s.Open()
+		if err != nil {
+			return
+		}
+		if got.Check() != nil {
+			t.Fatal("an advert that opened fails its own check")
+		}
+	})
+}

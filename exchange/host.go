@@ -9,6 +9,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
@@ -113,6 +114,8 @@ type Host struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	served atomic.Int64 // chunk bytes sent by the chunk protocol (contentproto.go)
 }
 
 // NewHost starts a libp2p host with nii's transports, security, muxer and
@@ -399,6 +402,13 @@ func (h *Host) untrack(s network.Stream) {
 // that many bytes are reserved from the resource manager first. The stream
 // is closed if fn succeeds or got an error status, reset otherwise.
 func (h *Host) request(ctx context.Context, to nii.NodeID, proto protocol.ID, reserve int, fn func(rw io.ReadWriter) error) error {
+	return h.requestWithin(ctx, to, proto, reserve, requestTimeout, fn)
+}
+
+// requestWithin is request with a deadline of timeout instead of
+// requestTimeout, for exchanges whose size the client knows (a batch of
+// chunks).
+func (h *Host) requestWithin(ctx context.Context, to nii.NodeID, proto protocol.ID, reserve int, timeout time.Duration, fn func(rw io.ReadWriter) error) error {
 	pid, err := peerID(to)
 	if err != nil {
 		return err
@@ -409,7 +419,7 @@ func (h *Host) request(ctx context.Context, to nii.NodeID, proto protocol.ID, re
 	if h.ctx.Err() != nil {
 		return errClosed
 	}
-	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	stopOnClose := context.AfterFunc(h.ctx, cancel)
 	defer stopOnClose()

@@ -341,6 +341,21 @@ func clip(s string, n int) string {
 // readResponse reads a status and, if it is OK, the response message (at
 // most max bytes) into v. An error status comes back as a *wireError.
 func readResponse(r io.Reader, max int, v any) error {
+	if err := readStatus(r); err != nil {
+		return err
+	}
+	if err := readMsg(r, max, v); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return fmt.Errorf("read response: %w", err)
+	}
+	return nil
+}
+
+// readStatus reads a status: nil if it is OK, a *wireError if it is an
+// error status.
+func readStatus(r io.Reader) error {
 	var st status
 	if err := readMsg(r, maxStatusSize, &st); err != nil {
 		if errors.Is(err, io.EOF) {
@@ -356,12 +371,6 @@ func readResponse(r io.Reader, max int, v any) error {
 	}
 	if st.Code != "" || st.Message != "" {
 		return fmt.Errorf("%w: OK status with code %q", ErrMalformed, st.Code)
-	}
-	if err := readMsg(r, max, v); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
-		return fmt.Errorf("read response: %w", err)
 	}
 	return nil
 }

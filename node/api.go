@@ -66,6 +66,8 @@ type VersionInfo struct {
 type DatasetInfo struct {
 	ID       string        `json:"id"` // org/name
 	Latest   uint64        `json:"latest"`
+	Role     string        `json:"role,omitempty"` // "publisher" (this node's) or "replica" (pulled)
+	Follow   *Follow       `json:"follow,omitempty"`
 	Versions []VersionInfo `json:"versions"`
 }
 
@@ -138,6 +140,10 @@ func (n *Node) apiHandler() http.Handler {
 	mux.HandleFunc("GET /api/v1/catalog", n.handleCatalog)
 	mux.HandleFunc("GET /api/v1/catalog/{org}/{name}", n.handleCatalogDataset)
 	mux.HandleFunc("GET /api/v1/peers", n.handlePeers)
+	mux.HandleFunc("POST /api/v1/pull", n.admin(n.handlePull))
+	mux.HandleFunc("GET /api/v1/follows", n.handleFollows)
+	mux.HandleFunc("POST /api/v1/follows", n.admin(n.handleFollow))
+	mux.HandleFunc("DELETE /api/v1/follows/{org}/{name}", n.admin(n.handleUnfollow))
 	return mux
 }
 
@@ -177,6 +183,10 @@ func writeErr(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusConflict, "exists", err.Error())
 	case errors.Is(err, ErrRegistryOnly):
 		writeError(w, http.StatusConflict, "conflict", err.Error())
+	case errors.Is(err, exchange.ErrRefused):
+		writeError(w, http.StatusForbidden, "refused", err.Error())
+	case errors.Is(err, exchange.ErrNoProvider):
+		writeError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 	default:
 		writeError(w, http.StatusInternalServerError, "internal", err.Error())
 	}
@@ -217,12 +227,46 @@ func (n *Node) Status() (*Status, error) {
 }
 
 func (n *Node) handleDatasets(w http.ResponseWriter, r *http.Request) {
-	recs, err := n.store.Versions(nil)
+	ds, err := n.Datasets()
 	if err != nil {
 		writeErr(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, groupDatasets(recs))
+	writeJSON(w, http.StatusOK, ds)
+}
+
+// Datasets lists what this node holds — its own datasets and replicas —
+// and what it follows, with sync state.
+func (n *Node) Datasets() ([]DatasetInfo, error) {
+	recs, err := n.store.Versions(nil)
+	if err != nil {
+		return nil, err
+	}
+	ds := groupDatasets(recs)
+	follows, err := n.Follows()
+	if err != nil {
+		return nil, err
+	}
+	byID := map[string]*Follow{}
+	for i := range follows {
+		byID[follows[i].Dataset.String()] = &follows[i]
+	}
+	for i := range ds {
+		ds[i].Role = "replica"
+		if len(ds[i].Versions) > 0 && ds[i].Versions[0].Publisher == n.id {
+			ds[i].Role = "publisher"
+		}
+		if f := byID[ds[i].ID]; f != nil {
+			ds[i].Follow = f
+			delete(byID, ds[i].ID)
+		}
+	}
+	for _, f := range follows {
+		if byID[f.Dataset.String()] != nil {
+			ds = append(ds, DatasetInfo{ID: f.Dataset.String(), Role: "replica", Follow: byID[f.Dataset.String()], Versions: []VersionInfo{}})
+		}
+	}
+	return ds, nil
 }
 
 func groupDatasets(recs []*exchange.VersionRecord) []DatasetInfo {

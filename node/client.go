@@ -197,3 +197,53 @@ func (c *Client) Withdraw(ctx context.Context, d nii.DatasetID) error {
 	}
 	return resp.Body.Close()
 }
+
+// Pull asks the node to pull a version; progress (if set) is called as
+// chunks arrive.
+func (c *Client) Pull(ctx context.Context, ref nii.Ref, grant string, progress func(done, total int64)) (*PullSummary, error) {
+	b, _ := json.Marshal(PullRequestBody{Ref: ref.String(), Grant: grant})
+	resp, err := c.do(ctx, http.MethodPost, "/api/v1/pull", strings.NewReader(string(b)), true)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var ev PullEvent
+		if err := dec.Decode(&ev); err != nil {
+			return nil, fmt.Errorf("pull %s: the node stopped answering: %w", ref, err)
+		}
+		switch {
+		case ev.Error != nil:
+			return nil, &RemoteError{Status: http.StatusOK, APIError: *ev.Error}
+		case ev.Result != nil:
+			if progress != nil {
+				progress(ev.Total, ev.Total)
+			}
+			return ev.Result, nil
+		case progress != nil:
+			progress(ev.Done, ev.Total)
+		}
+	}
+}
+
+// Follow subscribes the node to a dataset.
+func (c *Client) Follow(ctx context.Context, d nii.DatasetID, grant string) (*Follow, error) {
+	b, _ := json.Marshal(FollowBody{Dataset: d.String(), Grant: grant})
+	resp, err := c.do(ctx, http.MethodPost, "/api/v1/follows", strings.NewReader(string(b)), true)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var f Follow
+	return &f, json.NewDecoder(resp.Body).Decode(&f)
+}
+
+// Unfollow removes a subscription.
+func (c *Client) Unfollow(ctx context.Context, d nii.DatasetID) error {
+	resp, err := c.do(ctx, http.MethodDelete, "/api/v1/follows/"+d.String(), nil, true)
+	if err != nil {
+		return err
+	}
+	return resp.Body.Close()
+}

@@ -47,8 +47,9 @@ type Config struct {
 	// for tests that run many nodes in one process).
 	LowMemory bool `toml:"low_memory,omitempty" comment:"use small store caches (small machines)"`
 
-	Gossip GossipConfig `toml:"gossip"`
-	P2P    P2PConfig    `toml:"p2p"`
+	Gossip  GossipConfig  `toml:"gossip"`
+	Replica ReplicaConfig `toml:"replica"`
+	P2P     P2PConfig     `toml:"p2p"`
 
 	// Logger receives the node's logs. Runtime only.
 	Logger *slog.Logger `toml:"-"`

@@ -31,6 +31,9 @@ func (n *Node) startFederation() error {
 		return fmt.Errorf("p2p: %w", err)
 	}
 	n.host.ServeCatalog(catalogSource{n.catalog})
+	if !n.cfg.RegistryOnly {
+		n.host.ServeContent(n.store, n.authorize)
+	}
 
 	keys, err := n.cfg.gossipKeys()
 	if err != nil {
@@ -78,6 +81,11 @@ func (n *Node) startFederation() error {
 	if len(n.cfg.Gossip.Join) > 0 {
 		n.wg.Add(1)
 		go n.joinLoop(n.gossip, n.cfg.Gossip.Join)
+	}
+	if !n.cfg.RegistryOnly {
+		n.catalog.OnChange(func(*nii.Advert) { n.kickFollow() })
+		n.wg.Add(1)
+		go n.followLoop()
 	}
 	return nil
 }

@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -56,6 +57,9 @@ type Node struct {
 	apiSrv   *http.Server
 	apiToken string
 
+	followKick  chan struct{}
+	pulledBytes atomic.Int64
+
 	wg       sync.WaitGroup
 	closeCh  chan struct{} // closed when the node stops: background work ends
 	stopOnce sync.Once
@@ -77,12 +81,13 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	return &Node{
-		cfg:     cfg,
-		log:     log.With(slog.String(LogNode, id.Short())),
-		p2pKey:  p2pKey,
-		key:     key,
-		id:      id,
-		closeCh: make(chan struct{}),
+		cfg:        cfg,
+		log:        log.With(slog.String(LogNode, id.Short())),
+		p2pKey:     p2pKey,
+		key:        key,
+		id:         id,
+		closeCh:    make(chan struct{}),
+		followKick: make(chan struct{}, 1),
 	}, nil
 }
 

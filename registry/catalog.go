@@ -93,6 +93,17 @@ type Catalog struct {
 
 	rejected sync.Map // reason -> *atomic.Int64
 	applied  atomic.Int64
+
+	onChange func(*nii.Advert) // called (with c.mu held) for every record applied
+}
+
+// OnChange registers f to be told of every record applied from the
+// federation. f runs with the catalog locked: it must not block or call back
+// into the catalog (a non-blocking channel send is the intended use).
+func (c *Catalog) OnChange(f func(*nii.Advert)) {
+	c.mu.Lock()
+	c.onChange = f
+	c.mu.Unlock()
 }
 
 // OpenCatalog loads the catalog kept in db. self and key are this node's ID
@@ -235,6 +246,9 @@ func (c *Catalog) Apply(sa *nii.SignedAdvert) (*nii.Advert, bool, error) {
 	}
 	c.install(a)
 	c.applied.Add(1)
+	if c.onChange != nil {
+		c.onChange(a)
+	}
 	return a, true, nil
 }
 

@@ -255,14 +255,21 @@ func datasetsCmd(g *globals) *cobra.Command {
 				return nil
 			}
 			w := tabw(cmd.OutOrStdout())
-			fmt.Fprintln(w, "DATASET\tVERSION\tSIZE\tROWS\tCOLUMNS\tMODIFIED\tTITLE")
+			fmt.Fprintln(w, "DATASET\tVERSION\tROLE\tSIZE\tROWS\tCOLUMNS\tMODIFIED\tTITLE")
 			for _, d := range ds {
+				if f := d.Follow; f != nil {
+					state := f.State
+					if f.LastError != "" {
+						state += ": " + f.LastError
+					}
+					fmt.Fprintf(w, "%s\tfollowing\t%s\t@%d of @%d\t\t\t\t%s\n", d.ID, d.Role, f.Version, f.Advertised, state)
+				}
 				for _, v := range d.Versions {
 					rows, cols := "-", "-"
 					if t := v.Meta.Table; t != nil {
 						rows, cols = fmt.Sprint(t.Rows), fmt.Sprint(len(t.Columns))
 					}
-					fmt.Fprintf(w, "%s\t@%d\t%s\t%s\t%s\t%s\t%s\n", d.ID, v.Version, humanize.IBytes(uint64(v.Size)),
+					fmt.Fprintf(w, "%s\t@%d\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, v.Version, d.Role, humanize.IBytes(uint64(v.Size)),
 						rows, cols, v.Meta.Modified.Format("2006-01-02 15:04"), v.Meta.Title)
 				}
 			}

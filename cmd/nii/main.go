@@ -71,6 +71,9 @@ talk to a running node find it through its home.`,
 		searchCmd(g),
 		peersCmd(g),
 		withdrawCmd(g),
+		pullCmd(g),
+		followCmd(g),
+		unfollowCmd(g),
 		versionCmd(),
 	)
 	return root

@@ -22,14 +22,16 @@ type Options struct {
 	Configure func(i int, cfg *node.Config)
 }
 
-// FastTiming is the gossip timing tests use: 10 ms gossip, 100 ms probes,
-// 250 ms push/pull anti-entropy.
+// FastTiming is the gossip timing tests use: 20 ms gossip and 500 ms
+// push/pull anti-entropy, so federations converge in well under a second,
+// with probe timeouts loose enough that 32 nodes under the race detector on
+// two cores are not falsely declared dead.
 var FastTiming = node.GossipTiming{
-	GossipInterval:   10 * time.Millisecond,
-	ProbeInterval:    100 * time.Millisecond,
-	ProbeTimeout:     50 * time.Millisecond,
-	PushPullInterval: 250 * time.Millisecond,
-	SuspicionMult:    2,
+	GossipInterval:   20 * time.Millisecond,
+	ProbeInterval:    400 * time.Millisecond,
+	ProbeTimeout:     200 * time.Millisecond,
+	PushPullInterval: 500 * time.Millisecond,
+	SuspicionMult:    4,
 }
 
 // Config returns a loopback, port-0 config for a node of org under dir.
@@ -92,7 +94,7 @@ func Federation(t testing.TB, n int, o Options) []*node.Node {
 			}
 		}
 	}
-	WaitFor(t, 20*time.Second, "all members see each other", func() bool {
+	WaitFor(t, 60*time.Second, "all members see each other", func() bool {
 		for _, nd := range nodes {
 			if st, err := nd.Status(); err != nil || st.Members != n {
 				return false

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/dustin/go-humanize"
+	"github.com/nii-uk/nii"
+	"github.com/nii-uk/nii/node"
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+)
+
+// readGrant takes a token or @FILE.
+func readGrant(s string) (string, error) {
+	if f, ok := strings.CutPrefix(s, "@"); ok {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return "", fmt.Errorf("--grant %s: %w", s, err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	return strings.TrimSpace(s), nil
+}
+
+func pullCmd(g *globals) *cobra.Command {
+	var out, grant string
+	var quiet bool
+	c := &cobra.Command{
+		Use:   "pull ORG/NAME[@N] [--grant TOKEN|@FILE] [-o FILE]",
+		Short: "Fetch a dataset version from the federation, verified, into the store",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ref, err := nii.ParseRef(args[0])
+			if err != nil {
+				return err
+			}
+			if grant, err = readGrant(grant); err != nil {
+				return err
+			}
+			if out != "" && out != "-" {
+				if fi, err := os.Stat(out); err == nil && fi.IsDir() {
+					return fmt.Errorf("%s is a directory: give a file name", out)
+				}
+			}
+			cl, err := node.Dial(g.home)
+			if err != nil {
+				return err
+			}
+			var bar *progressbar.ProgressBar
+			progress := func(done, total int64) {
+				if quiet || total == 0 {
+					return
+				}
+				if bar == nil {
+					bar = progressbar.DefaultBytes(total, "pulling "+ref.String())
+				}
+				bar.Set64(done)
+			}
+			sum, err := cl.Pull(cmd.Context(), ref, grant, progress)
+			if bar != nil {
+				bar.Finish()
+			}
+			if err != nil {
+				return err
+			}
+			v := sum.Version
+			msg := fmt.Sprintf("pulled %s (%s): fetched %d chunks (%s) from %d provider(s), %d already held",
+				v.Ref, humanize.IBytes(uint64(v.Size)), sum.FetchedChunks, humanize.IBytes(uint64(sum.FetchedBytes)),
+				len(sum.Providers), sum.HeldChunks)
+			if g.json {
+				printJSON(cmd.OutOrStdout(), sum)
+			} else {
+				fmt.Fprintln(cmd.ErrOrStderr(), msg)
+			}
+			if out == "" {
+				return nil
+			}
+			pulled := nii.Ref{Dataset: ref.Dataset, Version: v.Version}
+			if out == "-" {
+				_, _, err := cl.Content(cmd.Context(), pulled, cmd.OutOrStdout())
+				return err
+			}
+			err = node.WriteFileAtomic(out, 0o644, func(w io.Writer) error {
+				_, _, err := cl.Content(cmd.Context(), pulled, w)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s to %s\n", v.Ref, out)
+			return nil
+		},
+	}
+	c.Flags().StringVarP(&out, "output", "o", "", "also write the file here (- for standard output)")
+	c.Flags().StringVar(&grant, "grant", "", "access grant for a restricted dataset: the token, or @FILE")
+	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress bar")
+	addJSON(c, g)
+	return c
+}
+
+func followCmd(g *globals) *cobra.Command {
+	var grant string
+	c := &cobra.Command{
+		Use:   "follow ORG/NAME [--grant TOKEN|@FILE]",
+		Short: "Keep a dataset in sync: pull every new version as its advert arrives",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			d, err := nii.ParseDatasetID(args[0])
+			if err != nil {
+				return err
+			}
+			if grant, err = readGrant(grant); err != nil {
+				return err
+			}
+			cl, err := node.Dial(g.home)
+			if err != nil {
+				return err
+			}
+			if _, err := cl.Follow(cmd.Context(), d, grant); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "following %s: new versions are pulled as they are advertised; 'nii datasets' shows sync state\n", d)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&grant, "grant", "", "access grant for a restricted dataset: the token, or @FILE")
+	return c
+}
+
+func unfollowCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "unfollow ORG/NAME",
+		Short: "Stop keeping a dataset in sync (versions already pulled stay)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			d, err := nii.ParseDatasetID(args[0])
+			if err != nil {
+				return err
+			}
+			cl, err := node.Dial(g.home)
+			if err != nil {
+				return err
+			}
+			if err := cl.Unfollow(cmd.Context(), d); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "no longer following %s\n", d)
+			return nil
+		},
+	}
+}

@@ -1,0 +1,769 @@
+package exchange
+
+// The content protocols: how a node fetches a version's signed manifest and
+// its chunks from a provider (the publisher or any replica). Everything a
+// client receives is verified by hash or signature before it is used, so a
+// replica is as good as the publisher and a lying provider is caught at its
+// first bad byte.
+//
+// /nii/manifest/1.0.0 — "send me the signed manifest of dataset D, version V"
+//
+//	client → server  manifestRequest {1: dataset, 2: version, 3: grant, 4: action}   ≤ 16 KiB
+//	server → client  status {1: ok, 2: code, 3: message}                             ≤ 4 KiB
+//	server → client  manifestResponse {1: manifest}    (if ok)                       ≤ 64 MiB + 4 KiB
+//
+// Version 0 asks for the latest version the server holds. manifest is an
+// encoded nii.SignedManifest; the client verifies its signature and that it
+// is the dataset (and version) it asked for.
+//
+// /nii/chunks/1.0.0 — "send me these chunks of the version with manifest M"
+//
+//	client → server  chunksRequest {1: manifest, 2: hashes, 3: grant, 4: action}    ≤ 16 KiB
+//	server → client  status {1: ok, 2: code, 3: message}                             ≤ 4 KiB
+//	server → client  chunkFrame {1: hash, 2: data, 3: missing}  (if ok: one per      ≤ 1 MiB + 256
+//	                 requested hash, in request order)
+//
+// 1 to 64 hashes per request, each a chunk of manifest M (the server refuses
+// any other: access is checked against M, so an open version cannot be used
+// to read a restricted one's chunks). A chunk the server lacks comes back
+// with missing set and no data. The client checks that each frame names the
+// hash it asked for in that position and that the data hashes to it.
+//
+// Both servers check access with an Authorizer before revealing anything: a
+// restricted version's manifest lists its chunk hashes, so it is guarded
+// like the chunks. docs/protocol.md has the details.
+
+import (
+	"bytes"
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/nii-uk/nii"
+)
+
+// Protocol IDs of the content protocols.
+const (
+	manifestProtocol protocol.ID = "/nii/manifest/1.0.0"
+	chunksProtocol   protocol.ID = "/nii/chunks/1.0.0"
+)
+
+// MaxChunksPerRequest bounds the chunks one chunk request may ask for.
+const MaxChunksPerRequest = 64
+
+// Content protocol limits.
+const (
+	maxManifestRequest  = 16 << 10                    // manifest request frame (a grant is a few KiB)
+	maxChunksRequest    = 16 << 10                    // chunk request frame: 64 hashes and a grant
+	maxManifestResponse = nii.MaxManifestSize + 4<<10 // manifest response frame
+	maxChunkFrame       = nii.MaxChunkSize + 256      // one chunk frame: the data and its hash
+
+	// manifestReserve is what a manifest exchange reserves from the
+	// resource manager on each side. The frame limit (64 MiB) is above
+	// libp2p's per-stream memory cap (16 MiB), so the reservation covers
+	// the manifests nodes actually exchange: 4 MiB holds ~100,000 chunk
+	// entries, ~6 GiB of data at the default chunk sizes. The buffers of a
+	// larger manifest grow with the bytes that actually arrive.
+	manifestReserve = 4 << 20
+	// chunksReserve is what a chunk exchange reserves on each side: one
+	// chunk and its encoded frame.
+	chunksReserve = 2 * nii.MaxChunkSize
+)
+
+// Chunk stream deadlines: a batch may take chunksTimeoutBase plus
+// chunksTimeoutPerChunk for each chunk asked for, 94 s for a full batch of
+// 64. That is generous: a full batch of the largest chunks (1 MiB) needs
+// 0.7 MiB/s per stream, one of average chunks (64 KiB) 45 KiB/s. Clients on
+// slower links should ask for smaller batches.
+const (
+	chunksTimeoutBase     = requestTimeout
+	chunksTimeoutPerChunk = time.Second
+)
+
+// chunksTimeout is the deadline of a chunk exchange asking for n chunks.
+func chunksTimeout(n int) time.Duration {
+	return chunksTimeoutBase + time.Duration(n)*chunksTimeoutPerChunk
+}
+
+// Actions a client may ask the server's Authorizer for.
+const (
+	ActionRead = "read" // a pull
+	ActionSync = "sync" // following a dataset
+)
+
+// ErrBadChunk is wrapped when a provider sends a chunk that is not what was
+// asked for: another hash, out of order, content that does not hash to its
+// name, or an impossible size. The error names the provider and the chunk;
+// the caller should stop using that provider for the pull.
+var ErrBadChunk = errors.New("bad chunk")
+
+// Authorizer decides whether remote may perform action (ActionRead for a
+// pull, ActionSync for following) on the version m, given the grant it
+// presented (may be ""). A nil error allows it. Otherwise the error's text
+// reaches the client with the status code "refused" (the client's error
+// wraps ErrRefused), so it should say which check failed and nothing
+// secret. m is shared: the Authorizer must not modify it.
+type Authorizer func(remote nii.NodeID, m *nii.Manifest, action, grant string) error
+
+// ContentSource is what a node serves manifests and chunks from; *Store
+// satisfies it. Errors wrapping ErrNotFound reach the client as "not_found"
+// with their text; any other error only as "internal error".
+type ContentSource interface {
+	// Version returns the record of a version held; Version 0 means the
+	// latest.
+	Version(r nii.Ref) (*VersionRecord, error)
+	// Manifest returns the signed manifest whose body hashes to h.
+	Manifest(h nii.Hash) (*nii.SignedManifest, error)
+	// Chunk returns a chunk's bytes, verified against h.
+	Chunk(h nii.Hash) ([]byte, error)
+}
+
+var _ ContentSource = (*Store)(nil)
+
+// manifestRequest asks for the signed manifest of Dataset at Version (0:
+// the latest the server holds).
+type manifestRequest struct {
+	Dataset nii.DatasetID `cbor:"1,keyasint"`
+	Version uint64        `cbor:"2,keyasint"`
+	Grant   string        `cbor:"3,keyasint,omitempty"`
+	Action  string        `cbor:"4,keyasint"`
+}
+
+// manifestResponse carries an encoded nii.SignedManifest.
+type manifestResponse struct {
+	Manifest []byte `cbor:"1,keyasint"`
+}
+
+// chunksRequest asks for chunks of the version whose manifest hashes to
+// Manifest.
+type chunksRequest struct {
+	Manifest nii.Hash   `cbor:"1,keyasint"`
+	Hashes   []nii.Hash `cbor:"2,keyasint"`
+	Grant    string     `cbor:"3,keyasint,omitempty"`
+	Action   string     `cbor:"4,keyasint"`
+}
+
+// chunkFrame is one chunk of a chunk response: its hash and its bytes, or
+// Missing and no bytes if the server lacks it.
+type chunkFrame struct {
+	Hash    nii.Hash   `cbor:"1,keyasint"`
+	Data    frameBytes `cbor:"2,keyasint"`
+	Missing bool       `cbor:"3,keyasint,omitempty"`
+}
+
+// frameBytes is a byte string that, when decoded, points into the frame it
+// was decoded from instead of being copied. The client decodes each chunk
+// frame from a buffer it owns and reuses only once the chunk has been
+// handed over, so a chunk costs no allocation and no copy.
+// (encoding.BinaryUnmarshaler's contract asks implementations not to keep
+// the bytes; this one does, deliberately, for that buffer alone.)
+type frameBytes []byte
+
+func (b *frameBytes) UnmarshalBinary(p []byte) error {
+	*b = p
+	return nil
+}
+
+// ManifestRequest says which manifest FetchManifest asks for.
+type ManifestRequest struct {
+	Dataset nii.DatasetID
+	Version uint64 // 0: the latest the server holds
+	Grant   string // a JWT access grant, or "" for open datasets
+	Action  string // ActionRead (the default if empty) or ActionSync
+}
+
+// ChunkRequest says which chunks FetchChunks asks for.
+type ChunkRequest struct {
+	Manifest nii.Hash   // the version being pulled: access is checked against it
+	Hashes   []nii.Hash // 1 to MaxChunksPerRequest chunks of that version
+	Grant    string     // a JWT access grant, or "" for open datasets
+	Action   string     // ActionRead (the default if empty) or ActionSync
+}
+
+// checkAction returns the action a request names, "read" if none.
+func checkAction(a string) (string, error) {
+	switch a {
+	case "":
+		return ActionRead, nil
+	case ActionRead, ActionSync:
+		return a, nil
+	}
+	return "", fmt.Errorf("%w action %q: want %q or %q", nii.ErrInvalid, a, ActionRead, ActionSync)
+}
+
+// checkHashCount checks the number of chunks a request asks for.
+func checkHashCount(n int) error {
+	if n < 1 || n > MaxChunksPerRequest {
+		return fmt.Errorf("%w chunk request: %d hashes, want 1 to %d", nii.ErrInvalid, n, MaxChunksPerRequest)
+	}
+	return nil
+}
+
+// ServeContent serves the manifest and chunk protocols from src to peers
+// that auth allows. A nil auth allows every peer to read open versions and
+// refuses restricted ones. A nil src stops serving both protocols. Calling
+// it again replaces the source and the Authorizer.
+func (h *Host) ServeContent(src ContentSource, auth Authorizer) {
+	if src == nil {
+		h.removeHandler(manifestProtocol)
+		h.removeHandler(chunksProtocol)
+		return
+	}
+	cs := newContentServer(src, auth, &h.served)
+	h.setHandler(manifestProtocol, manifestReserve, func(rw io.ReadWriter, remote nii.NodeID) error {
+		return serveManifest(rw, remote, cs)
+	})
+	h.setHandler(chunksProtocol, chunksReserve, func(rw io.ReadWriter, remote nii.NodeID) error {
+		return serveChunks(rw, remote, cs)
+	})
+}
+
+// ServedBytes returns how many chunk bytes this host has sent to peers.
+func (h *Host) ServedBytes() int64 { return h.served.Load() }
+
+// FetchManifest asks node from for a version's signed manifest and verifies
+// it: the signature must be the publisher's, the manifest consistent, and
+// for req.Dataset (and req.Version, unless 0). It returns the manifest, its
+// hash (which names the version's content) and the signed manifest as
+// received (to store).
+//
+// The exchange is bounded by ctx and by a 30 s deadline. Errors wrap
+// ErrUnreachable, ErrNotSupported, ErrRemote (with ErrNotFound or
+// ErrRefused according to the status code), nii.ErrBadSignature or
+// nii.ErrInvalid (a manifest that does not verify), ErrMalformed (the wrong
+// manifest, or bytes that are not one), or the context's error.
+func (h *Host) FetchManifest(ctx context.Context, from nii.NodeID, req ManifestRequest) (*nii.Manifest, nii.Hash, *nii.SignedManifest, error) {
+	var (
+		m  *nii.Manifest
+		mh nii.Hash
+		sm *nii.SignedManifest
+	)
+	ref := nii.Ref{Dataset: req.Dataset, Version: req.Version}
+	if err := checkManifestRequest(req); err != nil {
+		return nil, nii.Hash{}, nil, fmt.Errorf("fetch manifest of %s: %w", ref, err)
+	}
+	err := h.request(ctx, from, manifestProtocol, manifestReserve, func(rw io.ReadWriter) error {
+		var err error
+		m, mh, sm, err = fetchManifest(rw, req)
+		return err
+	})
+	if err != nil {
+		return nil, nii.Hash{}, nil, fmt.Errorf("fetch manifest of %s from %s: %w", ref, from.Short(), err)
+	}
+	return m, mh, sm, nil
+}
+
+// FetchChunks streams the requested chunks from node from, verifying each,
+// and calls fn(hash, data) for each in request order; data is only valid
+// during the call. Chunks from lacks are reported by calling missing(hash)
+// (missing may be nil). It returns on the first error, which may be fn's.
+//
+// A request must ask for 1 to MaxChunksPerRequest hashes, or it fails
+// without contacting from. The exchange is bounded by ctx and by a deadline
+// of 30 s plus 1 s per chunk asked for. Errors wrap ErrBadChunk (from sent
+// a chunk that is not what was asked for: drop it as a provider),
+// ErrUnreachable, ErrNotSupported, ErrRemote (with ErrNotFound,
+// ErrRefused or ErrUnavailable according to the status code; "bad_request"
+// if a hash is not a chunk of the manifest), ErrMalformed, or the context's
+// error.
+func (h *Host) FetchChunks(ctx context.Context, from nii.NodeID, req ChunkRequest, fn func(nii.Hash, []byte) error, missing func(nii.Hash)) error {
+	if err := checkChunkRequest(req, fn); err != nil {
+		return fmt.Errorf("fetch chunks from %s: %w", from.Short(), err)
+	}
+	err := h.requestWithin(ctx, from, chunksProtocol, chunksReserve, chunksTimeout(len(req.Hashes)), func(rw io.ReadWriter) error {
+		return fetchChunks(rw, req, fn, missing)
+	})
+	if err != nil {
+		return fmt.Errorf("fetch chunks of %s from %s: %w", shortHash(req.Manifest), from.Short(), err)
+	}
+	return nil
+}
+
+// shortHash is the first 12 hex digits of h, for messages.
+func shortHash(h nii.Hash) string { return h.String()[:12] }
+
+func checkManifestRequest(req ManifestRequest) error {
+	if err := req.Dataset.Validate(); err != nil {
+		return err
+	}
+	_, err := checkAction(req.Action)
+	return err
+}
+
+func checkChunkRequest(req ChunkRequest, fn func(nii.Hash, []byte) error) error {
+	if err := checkHashCount(len(req.Hashes)); err != nil {
+		return err
+	}
+	if _, err := checkAction(req.Action); err != nil {
+		return err
+	}
+	if fn == nil {
+		return errors.New("fetch chunks: no function to take the chunks")
+	}
+	return nil
+}
+
+// writeRequest encodes a request and writes it as one frame, refusing one
+// longer than max (an oversized grant) before anything is sent, and then
+// closes the write side if rw can.
+func writeRequest(rw io.ReadWriter, max int, v any) error {
+	b, err := nii.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode request: %w", err)
+	}
+	if len(b) > max {
+		return fmt.Errorf("%w request: %d bytes is over the %d limit (is the grant that long?)", nii.ErrInvalid, len(b), max)
+	}
+	if err := writeFrame(rw, b); err != nil {
+		return fmt.Errorf("send request: %w", err)
+	}
+	if cw, ok := rw.(interface{ CloseWrite() error }); ok {
+		// The request is complete. (Failure shows up in the read after.)
+		_ = cw.CloseWrite()
+	}
+	return nil
+}
+
+// fetchManifest sends one manifest request over rw, reads the response and
+// verifies the manifest: it must decode, carry its publisher's signature,
+// be consistent, and be for the dataset (and version, unless 0) asked for.
+func fetchManifest(rw io.ReadWriter, req ManifestRequest) (*nii.Manifest, nii.Hash, *nii.SignedManifest, error) {
+	if err := checkManifestRequest(req); err != nil {
+		return nil, nii.Hash{}, nil, err
+	}
+	action, _ := checkAction(req.Action)
+	if err := writeRequest(rw, maxManifestRequest, &manifestRequest{Dataset: req.Dataset, Version: req.Version, Grant: req.Grant, Action: action}); err != nil {
+		return nil, nii.Hash{}, nil, err
+	}
+	var resp manifestResponse
+	if err := readResponse(newReader(rw), maxManifestResponse, &resp); err != nil {
+		return nil, nii.Hash{}, nil, err
+	}
+	sm, err := nii.DecodeSignedManifest(resp.Manifest)
+	if err != nil {
+		return nil, nii.Hash{}, nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	m, mh, err := sm.Open()
+	if err != nil {
+		return nil, nii.Hash{}, nil, fmt.Errorf("received manifest: %w", err)
+	}
+	if m.Dataset != req.Dataset {
+		return nil, nii.Hash{}, nil, fmt.Errorf("%w: received the manifest of %s, asked for %s", ErrMalformed, m.Ref(), req.Dataset)
+	}
+	if req.Version != 0 && m.Version != req.Version {
+		return nil, nii.Hash{}, nil, fmt.Errorf("%w: received the manifest of %s, asked for version %d", ErrMalformed, m.Ref(), req.Version)
+	}
+	return m, mh, sm, nil
+}
+
+// fetchChunks sends one chunk request over rw and reads the chunks, checking
+// each against the hash asked for in its position before handing it to fn.
+func fetchChunks(rw io.ReadWriter, req ChunkRequest, fn func(nii.Hash, []byte) error, missing func(nii.Hash)) error {
+	if err := checkChunkRequest(req, fn); err != nil {
+		return err
+	}
+	action, _ := checkAction(req.Action)
+	if err := writeRequest(rw, maxChunksRequest, &chunksRequest{Manifest: req.Manifest, Hashes: req.Hashes, Grant: req.Grant, Action: action}); err != nil {
+		return err
+	}
+	r := newReader(rw)
+	if err := readStatus(r); err != nil {
+		return err
+	}
+	var buf []byte
+	n := len(req.Hashes)
+	for i, want := range req.Hashes {
+		var err error
+		buf, err = readFrameInto(r, maxChunkFrame, buf)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return fmt.Errorf("read chunk %d of %d: %w", i+1, n, err)
+		}
+		var f chunkFrame
+		if err := nii.Unmarshal(buf, &f); err != nil {
+			return fmt.Errorf("%w: chunk %d of %d: %v", ErrMalformed, i+1, n, err)
+		}
+		var why string
+		switch {
+		case f.Hash != want:
+			why = "received " + shortHash(f.Hash) + " in its place"
+		case f.Missing && len(f.Data) > 0:
+			why = fmt.Sprintf("marked missing but carries %d bytes", len(f.Data))
+		case f.Missing:
+			if missing != nil {
+				missing(want)
+			}
+			continue
+		case len(f.Data) == 0:
+			why = "empty"
+		case len(f.Data) > nii.MaxChunkSize:
+			why = fmt.Sprintf("%d bytes is over the %d limit", len(f.Data), nii.MaxChunkSize)
+		case nii.HashOf(f.Data) != want:
+			why = "content does not match its hash"
+		}
+		if why != "" {
+			return fmt.Errorf("%w %d of %d (%s): %s", ErrBadChunk, i+1, n, shortHash(want), why)
+		}
+		if err := fn(want, f.Data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readFrameInto is readFrame reusing buf when the frame fits in it. It
+// returns the payload, which aliases buf if it fitted.
+func readFrameInto(r io.Reader, max int, buf []byte) ([]byte, error) {
+	br, ok := r.(io.ByteReader)
+	if !ok {
+		br = &oneByteReader{r: r}
+	}
+	n, err := readUvarint(br)
+	if err != nil {
+		return buf, err
+	}
+	if n > uint64(max) {
+		return buf, fmt.Errorf("%w: %d bytes declared, limit %d", ErrFrameTooLarge, n, max)
+	}
+	if int(n) > cap(buf) {
+		// Grow as the bytes arrive, not from the declared length.
+		return readPayload(r, int(n))
+	}
+	buf = buf[:n]
+	if _, err := io.ReadFull(r, buf); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return buf, err
+	}
+	return buf, nil
+}
+
+// contentServer is what the content protocol handlers share: the source,
+// the access check, a cache of opened manifests and the byte counter.
+type contentServer struct {
+	src    ContentSource
+	auth   Authorizer
+	served *atomic.Int64 // may be nil
+	cache  *manifestCache
+}
+
+func newContentServer(src ContentSource, auth Authorizer, served *atomic.Int64) *contentServer {
+	return &contentServer{src: src, auth: auth, served: served, cache: newManifestCache(manifestCacheBudget)}
+}
+
+// authorize asks the Authorizer whether remote may perform action on m. With
+// no Authorizer, open versions are allowed and restricted ones refused.
+func (cs *contentServer) authorize(remote nii.NodeID, m *nii.Manifest, action, grant string) error {
+	if cs.auth == nil {
+		if m.Meta.Access == "" || m.Meta.Access == nii.AccessOpen {
+			return nil
+		}
+		return fmt.Errorf("%s is restricted and this node checks no grants", m.Dataset)
+	}
+	return cs.auth(remote, m, action, grant)
+}
+
+// refuse answers a refused status carrying the Authorizer's text.
+func refuse(w io.Writer, remote nii.NodeID, action string, m *nii.Manifest, err error) error {
+	return answer(w, &wireError{Code: codeRefused, Message: err.Error()},
+		fmt.Errorf("%s %s by %s: %w: %w", action, m.Ref(), remote.Short(), ErrRefused, err))
+}
+
+// readRequest reads a request of at most max bytes into v, answering
+// bad_request to one that is oversized or does not decode.
+func readRequest(rw io.ReadWriter, remote nii.NodeID, what string, max int, v any) error {
+	if err := readMsg(rw, max, v); err != nil {
+		err = fmt.Errorf("%s request from %s: %w", what, remote.Short(), err)
+		if errors.Is(err, ErrMalformed) || errors.Is(err, ErrFrameTooLarge) {
+			return answer(rw, badRequest("%v", err), err)
+		}
+		return err
+	}
+	return nil
+}
+
+// serveManifest answers one manifest request read from rw. remote is the
+// authenticated requesting node. It returns an error if the exchange
+// failed; an *answeredError if the client was told why.
+func serveManifest(rw io.ReadWriter, remote nii.NodeID, cs *contentServer) error {
+	var req manifestRequest
+	if err := readRequest(rw, remote, "manifest", maxManifestRequest, &req); err != nil {
+		return err
+	}
+	ref := nii.Ref{Dataset: req.Dataset, Version: req.Version}
+	if err := req.Dataset.Validate(); err != nil {
+		return answer(rw, badRequest("dataset: %v", err), fmt.Errorf("manifest request from %s: %w", remote.Short(), err))
+	}
+	action, err := checkAction(req.Action)
+	if err != nil {
+		return answer(rw, badRequest("%v", err), fmt.Errorf("manifest request from %s: %w", remote.Short(), err))
+	}
+	rec, err := cs.src.Version(ref)
+	if err == nil && rec == nil {
+		err = errors.New("source returned no record")
+	}
+	if err != nil {
+		return answer(rw, toWireError(err), fmt.Errorf("manifest of %s: %w", ref, err))
+	}
+	om, err := cs.open(rec.Manifest)
+	if err != nil {
+		return answer(rw, toWireError(err), fmt.Errorf("manifest of %s: %w", ref, err))
+	}
+	if om.m.Dataset != req.Dataset || (req.Version != 0 && om.m.Version != req.Version) {
+		return answer(rw, internalError(), fmt.Errorf("manifest of %s: %w: the source's record names the manifest of %s", ref, ErrCorrupt, om.m.Ref()))
+	}
+	if err := cs.authorize(remote, om.m, action, req.Grant); err != nil {
+		return refuse(rw, remote, action, om.m, err)
+	}
+	return writeOK(rw, &manifestResponse{Manifest: om.enc})
+}
+
+// serveChunks answers one chunk request read from rw: a status, then one
+// frame per requested chunk. remote is the authenticated requesting node.
+// It returns an error if the exchange failed; an *answeredError if the
+// client was told why.
+func serveChunks(rw io.ReadWriter, remote nii.NodeID, cs *contentServer) error {
+	var req chunksRequest
+	if err := readRequest(rw, remote, "chunk", maxChunksRequest, &req); err != nil {
+		return err
+	}
+	if err := checkHashCount(len(req.Hashes)); err != nil {
+		return answer(rw, badRequest("%v", err), fmt.Errorf("chunk request from %s: %w", remote.Short(), err))
+	}
+	action, err := checkAction(req.Action)
+	if err != nil {
+		return answer(rw, badRequest("%v", err), fmt.Errorf("chunk request from %s: %w", remote.Short(), err))
+	}
+	// The request is in: the rest of the exchange gets the batch's deadline.
+	if d, ok := rw.(interface{ SetDeadline(time.Time) error }); ok {
+		if err := d.SetDeadline(time.Now().Add(chunksTimeout(len(req.Hashes)))); err != nil {
+			return err
+		}
+	}
+	om, err := cs.open(req.Manifest)
+	if err != nil {
+		return answer(rw, toWireError(err), fmt.Errorf("chunks of %s: %w", shortHash(req.Manifest), err))
+	}
+	if err := cs.authorize(remote, om.m, action, req.Grant); err != nil {
+		return refuse(rw, remote, action, om.m, err)
+	}
+	for _, h := range req.Hashes {
+		if !om.has(h) {
+			err := fmt.Errorf("chunk %s is not in the manifest of %s", shortHash(h), om.m.Ref())
+			return answer(rw, badRequest("%v", err), fmt.Errorf("chunk request from %s: %w", remote.Short(), err))
+		}
+	}
+	if err := writeMsg(rw, &status{OK: true}); err != nil {
+		return err
+	}
+	for _, h := range req.Hashes {
+		data, err := cs.src.Chunk(h)
+		switch {
+		case err == nil && (len(data) == 0 || len(data) > nii.MaxChunkSize):
+			// Not a chunk a manifest can name: the source is corrupt.
+			data = nil
+		case errors.Is(err, ErrNotFound), errors.Is(err, ErrCorrupt):
+			data = nil
+		case err != nil:
+			// The status has gone: all the client can be told is a reset.
+			return fmt.Errorf("chunk %s of %s: %w", shortHash(h), om.m.Ref(), err)
+		}
+		if data == nil {
+			if err := writeMsg(rw, &chunkFrame{Hash: h, Data: frameBytes{}, Missing: true}); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := writeChunkFrame(rw, h, data); err != nil {
+			return err
+		}
+		if cs.served != nil {
+			cs.served.Add(int64(len(data)))
+		}
+	}
+	return nil
+}
+
+// writeChunkFrame writes the frame of chunkFrame{Hash: h, Data: data}
+// without copying data into an encoding buffer: the CBOR head is encoded by
+// hand (canonically, exactly as nii.Marshal would; a test checks it) and
+// data follows it.
+func writeChunkFrame(w io.Writer, h nii.Hash, data []byte) error {
+	var head [48]byte
+	cb := append(head[:0], 0xa2, 0x01, 0x58, nii.HashSize) // {1: bytes(32)
+	cb = append(cb, h[:]...)
+	cb = append(cb, 0x02) // 2: bytes(len(data))
+	cb = appendBytesHead(cb, len(data))
+	var hdr [maxVarintLen]byte
+	n := putUvarint(hdr[:], uint64(len(cb)+len(data)))
+	if len(data) <= smallFrame {
+		buf := make([]byte, 0, n+len(cb)+len(data))
+		_, err := w.Write(append(append(append(buf, hdr[:n]...), cb...), data...))
+		return err
+	}
+	buf := make([]byte, 0, n+len(cb))
+	if _, err := w.Write(append(append(buf, hdr[:n]...), cb...)); err != nil {
+		return err
+	}
+	_, err := w.Write(data)
+	return err
+}
+
+// appendBytesHead appends the canonical CBOR head of a byte string of n
+// bytes (n < 2³²).
+func appendBytesHead(b []byte, n int) []byte {
+	switch {
+	case n < 24:
+		return append(b, 0x40|byte(n))
+	case n <= 0xff:
+		return append(b, 0x58, byte(n))
+	case n <= 0xffff:
+		return append(b, 0x59, byte(n>>8), byte(n))
+	}
+	return append(b, 0x5a, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+}
+
+// openedManifest is a manifest as the server serves it: verified, encoded
+// for the wire, and with its chunk hashes sorted for membership checks.
+type openedManifest struct {
+	m      *nii.Manifest
+	enc    []byte     // nii.EncodeSignedManifest of the stored manifest
+	chunks []nii.Hash // m's distinct chunk hashes, sorted
+}
+
+// has reports whether h is one of the manifest's chunks.
+func (om *openedManifest) has(h nii.Hash) bool {
+	_, ok := slices.BinarySearchFunc(om.chunks, h, func(a, b nii.Hash) int { return bytes.Compare(a[:], b[:]) })
+	return ok
+}
+
+// cost estimates the memory an openedManifest holds.
+func (om *openedManifest) cost() int {
+	const chunkRef = 40 // nii.ChunkRef in memory, padded
+	return 1<<10 + len(om.enc) + len(om.m.Chunks)*chunkRef + len(om.chunks)*nii.HashSize
+}
+
+// open returns the manifest stored under h, opened, from the cache or the
+// source. A stored manifest that does not verify, or does not hash to h,
+// is ErrCorrupt.
+func (cs *contentServer) open(h nii.Hash) (*openedManifest, error) {
+	return cs.cache.get(h, func() (*openedManifest, error) {
+		sm, err := cs.src.Manifest(h)
+		if err == nil && sm == nil {
+			err = errors.New("source returned no manifest")
+		}
+		if err != nil {
+			return nil, err
+		}
+		m, mh, err := sm.Open()
+		if err != nil {
+			return nil, fmt.Errorf("manifest %s: %w: %v", shortHash(h), ErrCorrupt, err)
+		}
+		if mh != h {
+			return nil, fmt.Errorf("manifest %s: %w: it hashes to %s", shortHash(h), ErrCorrupt, shortHash(mh))
+		}
+		enc, err := nii.EncodeSignedManifest(sm)
+		if err != nil {
+			return nil, fmt.Errorf("manifest %s: encode: %w", shortHash(h), err)
+		}
+		if len(enc) > maxManifestResponse-16 {
+			return nil, fmt.Errorf("manifest %s: %w: %d bytes encoded", shortHash(h), ErrCorrupt, len(enc))
+		}
+		chunks := make([]nii.Hash, len(m.Chunks))
+		for i, c := range m.Chunks {
+			chunks[i] = c.Hash
+		}
+		slices.SortFunc(chunks, func(a, b nii.Hash) int { return bytes.Compare(a[:], b[:]) })
+		return &openedManifest{m: m, enc: enc, chunks: slices.Clip(slices.Compact(chunks))}, nil
+	})
+}
+
+// manifestCacheBudget bounds the memory the manifest cache holds (its
+// newest entry is kept whatever its size). A pull asks for the same
+// manifest once per batch of chunks; decoding a large manifest each time
+// would cost more than sending the chunks.
+const manifestCacheBudget = 32 << 20
+
+// manifestCache keeps recently opened manifests by hash, least recently
+// used evicted first. Manifests are immutable (named by their hash), so an
+// entry never goes stale; access is still checked on every request.
+// Concurrent requests for a manifest not yet cached share one load.
+type manifestCache struct {
+	budget int
+
+	mu      sync.Mutex
+	entries map[nii.Hash]*cacheEntry
+	lru     *list.List // of *cacheEntry, most recently used at the front
+	size    int        // sum of the loaded entries' costs
+}
+
+type cacheEntry struct {
+	h     nii.Hash
+	elem  *list.Element
+	ready chan struct{} // closed once loaded (or failed)
+	om    *openedManifest
+	err   error
+	cost  int // 0 until loaded
+}
+
+func newManifestCache(budget int) *manifestCache {
+	return &manifestCache{budget: budget, entries: make(map[nii.Hash]*cacheEntry), lru: list.New()}
+}
+
+// get returns the entry for h, calling load to fill it if it is not cached.
+// Failed loads are not cached.
+func (c *manifestCache) get(h nii.Hash, load func() (*openedManifest, error)) (*openedManifest, error) {
+	c.mu.Lock()
+	if e, ok := c.entries[h]; ok {
+		c.lru.MoveToFront(e.elem)
+		c.mu.Unlock()
+		<-e.ready
+		return e.om, e.err
+	}
+	e := &cacheEntry{h: h, ready: make(chan struct{})}
+	e.elem = c.lru.PushFront(e)
+	c.entries[h] = e
+	c.mu.Unlock()
+
+	e.om, e.err = load()
+
+	c.mu.Lock()
+	if e.err != nil {
+		c.lru.Remove(e.elem)
+		delete(c.entries, h)
+	} else {
+		e.cost = e.om.cost()
+		c.size += e.cost
+		// Evict the least recently used loaded entries until within budget,
+		// never the one just loaded.
+		for el := c.lru.Back(); el != nil && c.size > c.budget; {
+			prev := el.Prev()
+			if old := el.Value.(*cacheEntry); old != e && old.cost > 0 {
+				c.lru.Remove(el)
+				delete(c.entries, old.h)
+				c.size -= old.cost
+			}
+			el = prev
+		}
+	}
+	c.mu.Unlock()
+	close(e.ready)
+	return e.om, e.err
+}
+
+// len returns the number of cached entries (for tests).
+func (c *manifestCache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.entries)
+}

@@ -1,0 +1,243 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/nii-uk/nii"
+	"github.com/nii-uk/nii/exchange"
+)
+
+// Follow states, as 'nii datasets' shows them.
+const (
+	FollowSynced    = "synced"    // holds the latest advertised version
+	FollowSyncing   = "syncing"   // a pull is running
+	FollowWaiting   = "waiting"   // behind; retrying with backoff (providers unreachable)
+	FollowRefused   = "refused"   // a provider refused access (grant missing, expired or revoked)
+	FollowWithdrawn = "withdrawn" // the publisher withdrew the dataset
+)
+
+// Follow is a persisted subscription: keep a dataset in sync.
+type Follow struct {
+	Dataset      nii.DatasetID `json:"dataset" cbor:"1,keyasint"`
+	Grant        string        `json:"-" cbor:"2,keyasint,omitempty"`
+	HasGrant     bool          `json:"has_grant" cbor:"-"`
+	Since        time.Time     `json:"since" cbor:"3,keyasint"`
+	State        string        `json:"state" cbor:"4,keyasint"`
+	Version      uint64        `json:"version" cbor:"5,keyasint,omitempty"` // newest version held
+	Advertised   uint64        `json:"advertised" cbor:"6,keyasint,omitempty"`
+	LastError    string        `json:"last_error,omitempty" cbor:"7,keyasint,omitempty"`
+	LastSync     time.Time     `json:"last_sync,omitempty" cbor:"8,keyasint,omitempty"`
+	NextAttempt  time.Time     `json:"next_attempt,omitempty" cbor:"9,keyasint,omitempty"`
+	Failures     int           `json:"failures,omitempty" cbor:"10,keyasint,omitempty"`
+	FetchedBytes int64         `json:"fetched_bytes" cbor:"11,keyasint,omitempty"`
+}
+
+var prefixFollow = []byte("f/")
+
+func followKey(d nii.DatasetID) []byte { return []byte(string(prefixFollow) + d.String()) }
+
+func (n *Node) saveFollow(f *Follow) error {
+	b, err := nii.Marshal(f)
+	if err != nil {
+		return err
+	}
+	return n.db.Update(func(txn *badger.Txn) error { return txn.Set(followKey(f.Dataset), b) })
+}
+
+// updateFollow saves f only if the subscription still exists, so the sync
+// loop never resurrects one that 'nii unfollow' removed meanwhile.
+func (n *Node) updateFollow(f *Follow) error {
+	b, err := nii.Marshal(f)
+	if err != nil {
+		return err
+	}
+	return n.db.Update(func(txn *badger.Txn) error {
+		if _, err := txn.Get(followKey(f.Dataset)); err != nil {
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				return nil
+			}
+			return err
+		}
+		return txn.Set(followKey(f.Dataset), b)
+	})
+}
+
+// Follows lists the node's subscriptions.
+func (n *Node) Follows() ([]Follow, error) {
+	var out []Follow
+	err := n.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixFollow, PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var f Follow
+			if err := it.Item().Value(func(b []byte) error { return nii.Unmarshal(b, &f) }); err != nil {
+				return err
+			}
+			f.HasGrant = f.Grant != ""
+			out = append(out, f)
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (n *Node) follow(d nii.DatasetID) (*Follow, error) {
+	var f Follow
+	err := n.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(followKey(d))
+		if err != nil {
+			return err
+		}
+		return item.Value(func(b []byte) error { return nii.Unmarshal(b, &f) })
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, fmt.Errorf("%s is not followed: %w", d, exchange.ErrNotFound)
+	}
+	return &f, err
+}
+
+// StartFollowing subscribes to a dataset: its latest version is pulled now
+// (in the background) and every newer version as soon as its advert arrives.
+func (n *Node) StartFollowing(d nii.DatasetID, grant string) (*Follow, error) {
+	if n.cfg.RegistryOnly {
+		return nil, ErrRegistryOnly
+	}
+	if err := d.Validate(); err != nil {
+		return nil, err
+	}
+	if d.Org == n.cfg.Org {
+		return nil, fmt.Errorf("%w dataset %s: this node publishes it", nii.ErrInvalid, d)
+	}
+	if len(n.catalog.Lookup(d)) == 0 {
+		return nil, fmt.Errorf("dataset %s: %w in the federated catalog (try 'nii search')", d, exchange.ErrNotFound)
+	}
+	f, err := n.follow(d)
+	if err != nil {
+		f = &Follow{Dataset: d, Since: time.Now().UTC(), State: FollowWaiting}
+	}
+	f.Grant = grant
+	f.NextAttempt = time.Time{}
+	if err := n.saveFollow(f); err != nil {
+		return nil, err
+	}
+	n.kickFollow()
+	f.HasGrant = f.Grant != ""
+	return f, nil
+}
+
+// StopFollowing removes a subscription; versions already pulled stay.
+func (n *Node) StopFollowing(d nii.DatasetID) error {
+	if _, err := n.follow(d); err != nil {
+		return err
+	}
+	return n.db.Update(func(txn *badger.Txn) error { return txn.Delete(followKey(d)) })
+}
+
+func (n *Node) kickFollow() {
+	select {
+	case n.followKick <- struct{}{}:
+	default:
+	}
+}
+
+// followLoop keeps followed datasets in sync: woken by every catalog change
+// and by a timer for retries.
+func (n *Node) followLoop() {
+	defer n.wg.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { <-n.closeCh; cancel() }()
+	timer := time.NewTimer(time.Second)
+	defer timer.Stop()
+	for {
+		select {
+		case <-n.closeCh:
+			return
+		case <-n.followKick:
+		case <-timer.C:
+		}
+		next := n.syncFollows(ctx)
+		timer.Reset(min(max(time.Until(next), 50*time.Millisecond), 30*time.Second))
+	}
+}
+
+// syncFollows brings every due subscription up to date and returns when
+// the next retry is due.
+func (n *Node) syncFollows(ctx context.Context) time.Time {
+	next := time.Now().Add(30 * time.Second)
+	follows, err := n.Follows()
+	if err != nil {
+		n.log.Error("read follows", slog.String(LogErr, err.Error()))
+		return next
+	}
+	for i := range follows {
+		if ctx.Err() != nil {
+			return next
+		}
+		f := &follows[i]
+		cd, err := n.LookupDataset(f.Dataset)
+		if err != nil || cd.Publisher == "" {
+			continue
+		}
+		f.Advertised = cd.Version
+		if cd.Withdrawn {
+			if f.State != FollowWithdrawn {
+				f.State = FollowWithdrawn
+				n.updateFollow(f)
+			}
+			continue
+		}
+		if f.Version >= cd.Version {
+			if f.State != FollowSynced {
+				f.State, f.LastError, f.Failures = FollowSynced, "", 0
+				n.updateFollow(f)
+			}
+			continue
+		}
+		if time.Now().Before(f.NextAttempt) {
+			next = minTime(next, f.NextAttempt)
+			continue
+		}
+		f.State = FollowSyncing
+		n.updateFollow(f)
+		res, err := n.Pull(ctx, nii.Ref{Dataset: f.Dataset}, PullOptions{Grant: f.Grant, Action: "sync"})
+		if ctx.Err() != nil {
+			return next
+		}
+		if err != nil {
+			f.Failures++
+			f.LastError = err.Error()
+			f.State = FollowWaiting
+			if errors.Is(err, exchange.ErrRefused) {
+				f.State = FollowRefused
+			}
+			backoff := min(time.Second<<min(f.Failures-1, 8), 5*time.Minute)
+			f.NextAttempt = time.Now().Add(backoff)
+			next = minTime(next, f.NextAttempt)
+		} else {
+			f.Version = res.Record.Ref.Version
+			f.State, f.LastError, f.Failures, f.NextAttempt = FollowSynced, "", 0, time.Time{}
+			f.LastSync = time.Now().UTC()
+			f.FetchedBytes += res.FetchedBytes
+			if f.Version < cd.Version {
+				next = time.Now()
+			}
+		}
+		if err := n.updateFollow(f); err != nil {
+			n.log.Error("save follow", slog.String(LogErr, err.Error()))
+		}
+	}
+	return next
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}

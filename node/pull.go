@@ -1,0 +1,148 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+
+	"github.com/nii-uk/nii"
+	"github.com/nii-uk/nii/exchange"
+	"github.com/nii-uk/nii/registry"
+)
+
+// PullOptions tune a pull.
+type PullOptions struct {
+	Grant    string
+	Action   string // "read" (default) or "sync" (follow)
+	Progress func(done, total int64)
+}
+
+// Pull fetches a version of a dataset from its providers (the publisher and
+// any replicas the catalog lists), verified, into the store, and — unless
+// replicas are turned off — advertises this node as a replica.
+func (n *Node) Pull(ctx context.Context, ref nii.Ref, opt PullOptions) (*exchange.PullResult, error) {
+	if n.cfg.RegistryOnly {
+		return nil, ErrRegistryOnly
+	}
+	if err := ref.Dataset.Validate(); err != nil {
+		return nil, err
+	}
+	entries := n.catalog.Lookup(ref.Dataset)
+	var pub *registry.Entry
+	for i := range entries {
+		if !entries[i].Advert.Replica {
+			pub = &entries[i]
+			break
+		}
+	}
+	if pub == nil {
+		return nil, fmt.Errorf("dataset %s: %w in the federated catalog (try 'nii search')", ref.Dataset, exchange.ErrNotFound)
+	}
+	if pub.Advert.Withdrawn {
+		return nil, fmt.Errorf("dataset %s: %w: withdrawn by its publisher", ref.Dataset, exchange.ErrNotFound)
+	}
+	if pub.Advert.Origin == n.id {
+		rec, err := n.store.Version(ref)
+		if err != nil {
+			return nil, err
+		}
+		return &exchange.PullResult{Record: rec, HeldChunks: rec.Chunks}, nil
+	}
+	req := exchange.PullRequest{
+		Ref:       ref,
+		Publisher: pub.Advert.Origin,
+		Grant:     opt.Grant,
+		Action:    opt.Action,
+		Progress:  opt.Progress,
+		Logger:    n.log,
+	}
+	if ref.Version == 0 || ref.Version == pub.Advert.Version {
+		req.Ref.Version = pub.Advert.Version
+		req.Manifest = pub.Advert.Manifest
+	}
+	req.Providers = n.providers(entries, pub.Advert, req.Ref.Version)
+	res, err := exchange.Pull(ctx, n.host, n.store, req)
+	if err != nil {
+		n.log.Warn("pull failed", slog.String(LogDataset, req.Ref.String()), slog.String(LogErr, err.Error()))
+		return res, err
+	}
+	n.log.Info("pulled", slog.String(LogDataset, res.Record.Ref.String()), slog.Int("fetched_chunks", res.FetchedChunks),
+		slog.Int64("fetched_bytes", res.FetchedBytes), slog.Int("held_chunks", res.HeldChunks))
+	n.pulledBytes.Add(res.FetchedBytes)
+	if n.cfg.Replica.serve() {
+		n.advertiseReplica(res.Record)
+	}
+	return res, nil
+}
+
+// providers orders the nodes that can serve version v: the publisher and
+// replicas holding it, online ones first, the publisher first among equals.
+func (n *Node) providers(entries []registry.Entry, pub *nii.Advert, v uint64) []nii.NodeID {
+	type cand struct {
+		id     nii.NodeID
+		online bool
+		pub    bool
+	}
+	var cs []cand
+	for _, e := range entries {
+		a := e.Advert
+		if a.Withdrawn || a.Origin == n.id {
+			continue
+		}
+		if a.Origin != pub.Origin && (!a.Replica || a.Version != v) {
+			continue
+		}
+		online, _ := n.presence(a.Origin)
+		cs = append(cs, cand{a.Origin, online, a.Origin == pub.Origin})
+	}
+	sort.SliceStable(cs, func(i, j int) bool {
+		if cs[i].online != cs[j].online {
+			return cs[i].online
+		}
+		return cs[i].pub && !cs[j].pub
+	})
+	out := make([]nii.NodeID, len(cs))
+	for i, c := range cs {
+		out[i] = c.id
+	}
+	return out
+}
+
+// advertiseReplica tells the federation this node serves a version it pulled.
+func (n *Node) advertiseReplica(rec *exchange.VersionRecord) {
+	if own, ok := n.catalog.Own(rec.Ref.Dataset); ok && own.Version >= rec.Ref.Version {
+		return
+	}
+	sa, _, err := n.catalog.Sign(nii.Advert{
+		Dataset: rec.Ref.Dataset, Version: rec.Ref.Version, Manifest: rec.Manifest, Replica: true, Meta: rec.Meta,
+	})
+	if err != nil {
+		n.log.Error("advertise replica", slog.String(LogDataset, rec.Ref.String()), slog.String(LogErr, err.Error()))
+		return
+	}
+	n.gossip.Publish(sa)
+}
+
+// ReplicaConfig says whether a node serves what it pulled.
+type ReplicaConfig struct {
+	// Disable stops this node from serving and advertising versions it
+	// pulled (it still serves what it publishes).
+	Disable bool `toml:"disable,omitempty" comment:"do not serve or advertise versions pulled from others"`
+}
+
+func (r ReplicaConfig) serve() bool { return !r.Disable }
+
+// authorize decides whether a remote node may read a version this node
+// serves. Open datasets are served to any member; restricted ones need a
+// grant, which the grants work will check here — until then they are
+// refused to everyone.
+func (n *Node) authorize(remote nii.NodeID, m *nii.Manifest, action, grant string) error {
+	if !n.cfg.Replica.serve() && m.Publisher != n.id {
+		return fmt.Errorf("%w: this node does not serve replicas", exchange.ErrRefused)
+	}
+	if m.Meta.Access != nii.AccessRestricted {
+		return nil
+	}
+	return fmt.Errorf("%w: %s is restricted and this node cannot verify grants yet", exchange.ErrRefused, m.Ref())
+}
