@@ -54,3 +54,17 @@ func ParseHash(s string) (Hash, error) {
 	}
 	return h, nil
 }
+
+// UnmarshalCBOR decodes a hash from a CBOR byte string of exactly 32
+// bytes; anything else is refused rather than padded or truncated.
+func (h *Hash) UnmarshalCBOR(b []byte) error {
+	var raw []byte
+	if err := decMode.Unmarshal(b, &raw); err != nil {
+		return fmt.Errorf("%w hash: %v", ErrInvalid, err)
+	}
+	if len(raw) != HashSize {
+		return fmt.Errorf("%w hash: %d bytes, want %d", ErrInvalid, len(raw), HashSize)
+	}
+	copy(h[:], raw)
+	return nil
+}

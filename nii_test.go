@@ -214,3 +214,20 @@ func FuzzDecodeSignedAdvert(f *testing.F) {
 		}
 	})
 }
+
+func TestHashCBORLength(t *testing.T) {
+	h := nii.HashOf([]byte("x"))
+	b, err := nii.Marshal(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back nii.Hash
+	if err := nii.Unmarshal(b, &back); err != nil || back != h {
+		t.Fatalf("round trip: %v %v", back, err)
+	}
+	for _, bad := range [][]byte{{0x41, 0x01}, append([]byte{0x58, 33}, make([]byte, 33)...)} {
+		if err := nii.Unmarshal(bad, &back); !errors.Is(err, nii.ErrInvalid) {
+			t.Errorf("a %d-byte hash decoded: %v", len(bad), err)
+		}
+	}
+}

@@ -113,8 +113,11 @@ var ErrBadChunk = errors.New("bad chunk")
 type Authorizer func(remote nii.NodeID, m *nii.Manifest, action, grant string) error
 
 // ContentSource is what a node serves manifests and chunks from; *Store
-// satisfies it. Errors wrapping ErrNotFound reach the client as "not_found"
-// with their text; any other error only as "internal error".
+// satisfies it. Errors from Version and Manifest wrapping ErrNotFound (or
+// ErrRefused, ErrUnavailable) reach the client with that status code and
+// their text; any other only as "internal error". A Chunk error wrapping
+// ErrNotFound or ErrCorrupt makes the chunk "missing" in the response; any
+// other resets the stream.
 type ContentSource interface {
 	// Version returns the record of a version held; Version 0 means the
 	// latest.
@@ -235,10 +238,12 @@ func (h *Host) ServedBytes() int64 { return h.served.Load() }
 // received (to store).
 //
 // The exchange is bounded by ctx and by a 30 s deadline. Errors wrap
-// ErrUnreachable, ErrNotSupported, ErrRemote (with ErrNotFound or
-// ErrRefused according to the status code), nii.ErrBadSignature or
-// nii.ErrInvalid (a manifest that does not verify), ErrMalformed (the wrong
-// manifest, or bytes that are not one), or the context's error.
+// nii.ErrInvalid (a request that cannot be sent: invalid dataset or action,
+// a grant too long), ErrUnreachable, ErrNotSupported, ErrRemote (with
+// ErrNotFound, ErrRefused or ErrUnavailable according to the status code),
+// nii.ErrBadSignature or nii.ErrInvalid (a manifest that does not verify),
+// ErrMalformed (the wrong manifest, or bytes that are not one), or the
+// context's error.
 func (h *Host) FetchManifest(ctx context.Context, from nii.NodeID, req ManifestRequest) (*nii.Manifest, nii.Hash, *nii.SignedManifest, error) {
 	var (
 		m  *nii.Manifest
@@ -761,8 +766,8 @@ func (c *manifestCache) get(h nii.Hash, load func() (*openedManifest, error)) (*
 	return e.om, e.err
 }
 
-// len returns the number of cached entries (for tests).
-func (c *manifestCache) len() int {
+// count returns the number of cached entries (for tests).
+func (c *manifestCache) count() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.entries)

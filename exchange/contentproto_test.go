@@ -1046,8 +1046,8 @@ func TestManifestCache(t *testing.T) {
 		t.Fatalf("cached entry not reused (%d loads)", loads)
 	}
 	get(3, 3<<10) // over budget: 2, least recently used, goes
-	if c.len() != 2 {
-		t.Fatalf("%d entries", c.len())
+	if c.count() != 2 {
+		t.Fatalf("%d entries", c.count())
 	}
 	get(1, 0)
 	if loads != 3 {
@@ -1059,8 +1059,8 @@ func TestManifestCache(t *testing.T) {
 	}
 	// An entry over the whole budget is kept, alone.
 	get(4, 64<<10)
-	if c.len() != 1 || get(4, 0) == nil || loads != 5 {
-		t.Fatalf("%d entries, %d loads", c.len(), loads)
+	if c.count() != 1 || get(4, 0) == nil || loads != 5 {
+		t.Fatalf("%d entries, %d loads", c.count(), loads)
 	}
 	// Failures are not cached; concurrent gets share one load.
 	fail := errors.New("nope")

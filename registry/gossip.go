@@ -169,6 +169,10 @@ func NewGossip(cfg GossipConfig, cat *Catalog, peers *Peers, fetch Fetcher) (*Go
 		mc.AdvertiseAddr = cfg.AdvertiseAddr
 	}
 	mc.Label = "nii/" + cfg.Federation
+	// A node restarted on a new address (a new container IP, port 0 in
+	// tests) reclaims its name once the old incarnation is declared dead,
+	// rather than being refused for GossipToTheDeadTime (30 s on LAN).
+	mc.DeadNodeReclaimTime = time.Second
 	if len(cfg.Keys) > 0 {
 		kr, err := memberlist.NewKeyring(cfg.Keys, cfg.Keys[0])
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,10 +75,28 @@ type daemon struct {
 	done   chan error
 }
 
+// gossipPorts keeps each home's gossip port across restarts, as an
+// operator's fixed config would.
+var gossipPorts = map[string]int{}
+
+func gossipPort(t *testing.T, home string) int {
+	if p, ok := gossipPorts[home]; ok {
+		return p
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	gossipPorts[home] = p
+	return p
+}
+
 func startDaemon(t *testing.T, home string, extra ...string) *daemon {
 	t.Helper()
-	args := append([]string{"--home", home, "run", "--api", "127.0.0.1:0", "--gossip", "127.0.0.1:0",
-		"--p2p", "/ip4/127.0.0.1/tcp/0"}, extra...)
+	args := append([]string{"--home", home, "run", "--api", "127.0.0.1:0",
+		"--gossip", fmt.Sprintf("127.0.0.1:%d", gossipPort(t, home)), "--p2p", "/ip4/127.0.0.1/tcp/0"}, extra...)
 	cmd := exec.Command(niiBin, args...)
 	d := &daemon{cmd: cmd, stderr: &bytes.Buffer{}, done: make(chan error, 1)}
 	cmd.Stderr = d.stderr
