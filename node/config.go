@@ -71,8 +71,8 @@ type GossipConfig struct {
 
 // GossipTiming overrides memberlist's timings; zero keeps the profile's.
 type GossipTiming struct {
-	GossipInterval, ProbeInterval, ProbeTimeout, PushPullInterval time.Duration
-	SuspicionMult                                                 int
+	GossipInterval, ProbeInterval, ProbeTimeout, PushPullInterval, TCPTimeout time.Duration
+	SuspicionMult                                                             int
 }
 
 // P2PConfig configures the libp2p host that serves catalog pages, manifests

@@ -58,6 +58,7 @@ func (n *Node) startFederation() error {
 		ProbeTimeout:     n.cfg.Gossip.Timing.ProbeTimeout,
 		PushPullInterval: n.cfg.Gossip.Timing.PushPullInterval,
 		SuspicionMult:    n.cfg.Gossip.Timing.SuspicionMult,
+		TCPTimeout:       n.cfg.Gossip.Timing.TCPTimeout,
 		P2PAddrs:         n.host.Addrs,
 		OnPeer:           n.host.AddPeerAddrs,
 		Logger:           n.log,

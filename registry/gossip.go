@@ -84,6 +84,7 @@ type GossipConfig struct {
 	ProbeInterval    time.Duration
 	ProbeTimeout     time.Duration
 	PushPullInterval time.Duration
+	TCPTimeout       time.Duration
 	SuspicionMult    int
 
 	// P2PAddrs returns the node's current libp2p addresses, for its metadata.
@@ -192,6 +193,9 @@ func NewGossip(cfg GossipConfig, cat *Catalog, peers *Peers, fetch Fetcher) (*Go
 	}
 	if cfg.PushPullInterval > 0 {
 		mc.PushPullInterval = cfg.PushPullInterval
+	}
+	if cfg.TCPTimeout > 0 {
+		mc.TCPTimeout = cfg.TCPTimeout
 	}
 	if cfg.SuspicionMult > 0 {
 		mc.SuspicionMult = cfg.SuspicionMult

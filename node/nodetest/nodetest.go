@@ -31,6 +31,7 @@ var FastTiming = node.GossipTiming{
 	ProbeInterval:    400 * time.Millisecond,
 	ProbeTimeout:     200 * time.Millisecond,
 	PushPullInterval: 500 * time.Millisecond,
+	TCPTimeout:       5 * time.Second,
 	SuspicionMult:    4,
 }
 
@@ -89,7 +90,17 @@ func Federation(t testing.TB, n int, o Options) []*node.Node {
 		}
 		nodes[i] = Start(t, cfg)
 		if i > 0 {
-			if _, err := nodes[i].Join(nodes[0].GossipAddr()); err != nil {
+			// Join through a few earlier members, retrying: on a loaded
+			// machine one member's TCP accept can time out.
+			var err error
+			for attempt := range 5 {
+				peer := nodes[(i-1-attempt+i)%i]
+				if _, err = nodes[i].Join(peer.GossipAddr()); err == nil {
+					break
+				}
+				time.Sleep(time.Duration(attempt+1) * 100 * time.Millisecond)
+			}
+			if err != nil {
 				t.Fatalf("node %d join: %v", i, err)
 			}
 		}
