@@ -241,8 +241,21 @@ func (c *Catalog) Apply(sa *nii.SignedAdvert) (*nii.Advert, bool, error) {
 			return a, false, c.reject(RejectStale, "%s seq %d claims to be ours but is beyond our seq %d", a.Dataset, a.Seq, c.selfSeq)
 		}
 	}
-	if err := c.store(sa, a, nil); err != nil {
+	// A record that directly follows the watermark extends it, so a node
+	// that received everything by broadcast can vouch for it in
+	// anti-entropy too.
+	var extra func(*badger.Txn) error
+	advance := a.Seq == c.watermarks[a.Origin]+1
+	if advance {
+		extra = func(txn *badger.Txn) error {
+			return txn.Set(watermarkKey(a.Origin), binary.BigEndian.AppendUint64(nil, a.Seq))
+		}
+	}
+	if err := c.store(sa, a, extra); err != nil {
 		return nil, false, err
+	}
+	if advance {
+		c.watermarks[a.Origin] = a.Seq
 	}
 	c.install(a)
 	c.applied.Add(1)

@@ -45,7 +45,7 @@ type Gossip struct {
 	metaDirty chan struct{}
 	catchup   chan catchupTask
 	pendMu    sync.Mutex
-	pending   map[nii.NodeID]bool // origins with a catch-up queued
+	pending   map[nii.NodeID]*catchupState // origins with a catch-up queued or running
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -147,7 +147,7 @@ func NewGossip(cfg GossipConfig, cat *Catalog, peers *Peers, fetch Fetcher) (*Go
 		inbox:     make(chan []byte, 1024),
 		metaDirty: make(chan struct{}, 1),
 		catchup:   make(chan catchupTask, 1024),
-		pending:   make(map[nii.NodeID]bool),
+		pending:   make(map[nii.NodeID]*catchupState),
 	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 
@@ -419,17 +419,20 @@ func isReplay(err error) bool {
 }
 
 // queueCatchup asks the catch-up worker to fetch origin's records from a
-// peer, once per origin at a time.
+// peer. One catch-up per origin runs at a time; a request that arrives while
+// one is queued or running makes it run once more afterwards (with the
+// newest peer), so a record announced mid-fetch is never left behind.
 func (g *Gossip) queueCatchup(origin, from nii.NodeID) {
 	if origin == g.cfg.Self || from == g.cfg.Self {
 		return
 	}
 	g.pendMu.Lock()
-	if g.pending[origin] {
+	if st, ok := g.pending[origin]; ok {
+		st.again, st.from = true, from
 		g.pendMu.Unlock()
 		return
 	}
-	g.pending[origin] = true
+	g.pending[origin] = &catchupState{}
 	g.pendMu.Unlock()
 	select {
 	case g.catchup <- catchupTask{origin: origin, from: from}:
@@ -440,6 +443,11 @@ func (g *Gossip) queueCatchup(origin, from nii.NodeID) {
 	}
 }
 
+type catchupState struct {
+	again bool
+	from  nii.NodeID
+}
+
 func (g *Gossip) catchupLoop() {
 	defer g.wg.Done()
 	for {
@@ -447,12 +455,21 @@ func (g *Gossip) catchupLoop() {
 		case <-g.ctx.Done():
 			return
 		case t := <-g.catchup:
-			if err := g.catchUp(t); err != nil && g.ctx.Err() == nil {
-				g.log.Debug("catalog catch-up", slog.String("origin", t.origin.Short()), slog.String("from", t.from.Short()), slog.String("err", err.Error()))
+			for {
+				if err := g.catchUp(t); err != nil && g.ctx.Err() == nil {
+					g.log.Debug("catalog catch-up", slog.String("origin", t.origin.Short()), slog.String("from", t.from.Short()), slog.String("err", err.Error()))
+				}
+				g.pendMu.Lock()
+				st := g.pending[t.origin]
+				if st == nil || !st.again || g.ctx.Err() != nil {
+					delete(g.pending, t.origin)
+					g.pendMu.Unlock()
+					break
+				}
+				st.again = false
+				t.from = st.from
+				g.pendMu.Unlock()
 			}
-			g.pendMu.Lock()
-			delete(g.pending, t.origin)
-			g.pendMu.Unlock()
 		}
 	}
 }

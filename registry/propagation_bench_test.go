@@ -61,12 +61,15 @@ func benchNii(b *testing.B, n int) {
 		net.cats[id.id] = cat
 		ms[i] = &member{ident: id, cat: cat, peers: peers, gossip: g}
 		if i > 0 {
-			if _, err := g.Join([]string{ms[0].gossip.Addr()}); err != nil {
+			// Join through an earlier member (not always the first), as
+			// boroughs would join through different neighbours.
+			if _, err := g.Join([]string{ms[(i*7919)%i].gossip.Addr()}); err != nil {
 				b.Fatal(err)
 			}
 		}
 	}
-	waitFor(b, 2*time.Minute, "all members see each other", func() bool {
+	formed := time.Now()
+	waitFor(b, 10*time.Minute, "all members see each other", func() bool {
 		for _, m := range ms {
 			if m.gossip.NumMembers() != n {
 				return false
@@ -74,6 +77,7 @@ func benchNii(b *testing.B, n int) {
 		}
 		return true
 	})
+	b.Logf("N=%d: membership converged %v after the last join", n, time.Since(formed).Round(time.Millisecond))
 	var times []time.Duration
 	b.ResetTimer()
 	for i := range b.N {
