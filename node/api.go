@@ -172,24 +172,30 @@ func writeError(w http.ResponseWriter, code int, kind, msg string) {
 	writeJSON(w, code, APIError{Error: msg, Code: kind})
 }
 
-// writeErr maps an error to a status code by what it wraps.
-func writeErr(w http.ResponseWriter, err error) {
+// errStatus maps an error to an HTTP status and an API error code by what
+// it wraps. It is the one place that mapping lives.
+func errStatus(err error) (int, string) {
 	switch {
 	case errors.Is(err, nii.ErrInvalid):
-		writeError(w, http.StatusBadRequest, "invalid", err.Error())
-	case errors.Is(err, exchange.ErrNotFound):
-		writeError(w, http.StatusNotFound, "not_found", err.Error())
-	case errors.Is(err, exchange.ErrExists):
-		writeError(w, http.StatusConflict, "exists", err.Error())
-	case errors.Is(err, ErrRegistryOnly):
-		writeError(w, http.StatusConflict, "conflict", err.Error())
+		return http.StatusBadRequest, "invalid"
 	case errors.Is(err, exchange.ErrRefused):
-		writeError(w, http.StatusForbidden, "refused", err.Error())
+		return http.StatusForbidden, "refused"
 	case errors.Is(err, exchange.ErrNoProvider):
-		writeError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
-	default:
-		writeError(w, http.StatusInternalServerError, "internal", err.Error())
+		return http.StatusServiceUnavailable, "unavailable"
+	case errors.Is(err, exchange.ErrNotFound):
+		return http.StatusNotFound, "not_found"
+	case errors.Is(err, exchange.ErrExists):
+		return http.StatusConflict, "exists"
+	case errors.Is(err, ErrRegistryOnly):
+		return http.StatusConflict, "conflict"
 	}
+	return http.StatusInternalServerError, "internal"
+}
+
+// writeErr writes err as an API error response.
+func writeErr(w http.ResponseWriter, err error) {
+	code, kind := errStatus(err)
+	writeError(w, code, kind, err.Error())
 }
 
 func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {

@@ -2,14 +2,12 @@ package node
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"sync"
 	"time"
 
 	"github.com/nii-uk/nii"
-	"github.com/nii-uk/nii/exchange"
 )
 
 // Pull and follow over the API (all admin):
@@ -77,7 +75,8 @@ func (n *Node) handlePull(w http.ResponseWriter, r *http.Request) {
 		emit(PullEvent{Done: done, Total: total}, false)
 	}})
 	if err != nil {
-		emit(PullEvent{Error: &APIError{Error: err.Error(), Code: errCode(err)}}, true)
+		_, code := errStatus(err)
+		emit(PullEvent{Error: &APIError{Error: err.Error(), Code: code}}, true)
 		return
 	}
 	sum := &PullSummary{
@@ -88,23 +87,6 @@ func (n *Node) handlePull(w http.ResponseWriter, r *http.Request) {
 		sum.Providers[string(p)] = b
 	}
 	emit(PullEvent{Done: res.FetchedBytes, Total: res.FetchedBytes, Result: sum}, true)
-}
-
-// errCode names an error's kind for API clients.
-func errCode(err error) string {
-	switch {
-	case errors.Is(err, nii.ErrInvalid):
-		return "invalid"
-	case errors.Is(err, exchange.ErrRefused):
-		return "refused"
-	case errors.Is(err, exchange.ErrNoProvider):
-		return "unavailable"
-	case errors.Is(err, exchange.ErrNotFound):
-		return "not_found"
-	case errors.Is(err, ErrRegistryOnly):
-		return "conflict"
-	}
-	return "internal"
 }
 
 // FollowBody is the body of POST /api/v1/follows.
