@@ -123,35 +123,28 @@ func peersCmd(g *globals) *cobra.Command {
 		Short: "List the federation's members: org, state, last seen",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := node.Dial(g.home)
-			if err != nil {
-				return err
-			}
-			ps, err := cl.Peers(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if g.json {
-				return printJSON(cmd.OutOrStdout(), ps)
-			}
-			if len(ps) == 0 {
-				fmt.Fprintln(cmd.OutOrStdout(), "no peers yet: join a federation with 'nii run --join HOST:PORT'")
-				return nil
-			}
-			w := tabw(cmd.OutOrStdout())
-			fmt.Fprintln(w, "NODE\tORG\tSTATE\tLAST SEEN\tDATASETS\tGOSSIP")
-			for _, p := range ps {
-				org := p.Org
-				if p.Registry {
-					org += " (registry)"
-				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\n", p.ID, org, p.State, ago(p.LastSeen, p.Online()), p.Datasets, p.Gossip)
-			}
-			return w.Flush()
+			return fetchAndPrint(cmd, g, (*node.Client).Peers, printPeers)
 		},
 	}
 	addJSON(c, g)
 	return c
+}
+
+func printPeers(out io.Writer, ps []node.PeerInfo) error {
+	if len(ps) == 0 {
+		fmt.Fprintln(out, "no peers yet: join a federation with 'nii run --join HOST:PORT'")
+		return nil
+	}
+	w := tabw(out)
+	fmt.Fprintln(w, "NODE\tORG\tSTATE\tLAST SEEN\tDATASETS\tGOSSIP")
+	for _, p := range ps {
+		org := p.Org
+		if p.Registry {
+			org += " (registry)"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\n", p.ID, org, p.State, ago(p.LastSeen, p.Online()), p.Datasets, p.Gossip)
+	}
+	return w.Flush()
 }
 
 func ago(t time.Time, online bool) string {

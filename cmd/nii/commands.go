@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -118,32 +119,27 @@ func statusCmd(g *globals) *cobra.Command {
 		Short: "Show the node's ID, org, federation, addresses and counts",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := node.Dial(g.home)
-			if err != nil {
-				return err
-			}
-			st, err := cl.Status(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if g.json {
-				return printJSON(cmd.OutOrStdout(), st)
-			}
-			w := tabw(cmd.OutOrStdout())
-			fmt.Fprintf(w, "node ID\t%s\n", st.ID)
-			fmt.Fprintf(w, "org\t%s\t%s\n", st.Org, st.OrgName)
-			fmt.Fprintf(w, "federation\t%s\n", st.Federation)
-			for k, v := range st.Addresses {
-				fmt.Fprintf(w, "%s\t%s\n", k, v)
-			}
-			fmt.Fprintf(w, "datasets\t%d (%d versions)\n", st.Store.Datasets, st.Store.Versions)
-			fmt.Fprintf(w, "store\t%d chunks, %s\n", st.Store.Chunks, humanize.IBytes(uint64(st.Store.ChunkBytes)))
-			fmt.Fprintf(w, "uptime\t%s\n", st.Uptime)
-			return w.Flush()
+			return fetchAndPrint(cmd, g, (*node.Client).Status, func(out io.Writer, st *node.Status) error {
+				return printStatus(out, st)
+			})
 		},
 	}
 	addJSON(c, g)
 	return c
+}
+
+func printStatus(out io.Writer, st *node.Status) error {
+	w := tabw(out)
+	fmt.Fprintf(w, "node ID\t%s\n", st.ID)
+	fmt.Fprintf(w, "org\t%s\t%s\n", st.Org, st.OrgName)
+	fmt.Fprintf(w, "federation\t%s\n", st.Federation)
+	for k, v := range st.Addresses {
+		fmt.Fprintf(w, "%s\t%s\n", k, v)
+	}
+	fmt.Fprintf(w, "datasets\t%d (%d versions)\n", st.Store.Datasets, st.Store.Versions)
+	fmt.Fprintf(w, "store\t%d chunks, %s\n", st.Store.Chunks, humanize.IBytes(uint64(st.Store.ChunkBytes)))
+	fmt.Fprintf(w, "uptime\t%s\n", st.Uptime)
+	return w.Flush()
 }
 
 func publishCmd(g *globals) *cobra.Command {
@@ -239,45 +235,38 @@ func datasetsCmd(g *globals) *cobra.Command {
 		Short: "List this node's datasets and versions",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := node.Dial(g.home)
-			if err != nil {
-				return err
-			}
-			ds, err := cl.Datasets(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if g.json {
-				return printJSON(cmd.OutOrStdout(), ds)
-			}
-			if len(ds) == 0 {
-				fmt.Fprintln(cmd.OutOrStdout(), "no datasets yet: publish one with 'nii publish FILE --name NAME'")
-				return nil
-			}
-			w := tabw(cmd.OutOrStdout())
-			fmt.Fprintln(w, "DATASET\tVERSION\tROLE\tSIZE\tROWS\tCOLUMNS\tMODIFIED\tTITLE")
-			for _, d := range ds {
-				if f := d.Follow; f != nil {
-					state := f.State
-					if f.LastError != "" {
-						state += ": " + f.LastError
-					}
-					fmt.Fprintf(w, "%s\tfollowing\t%s\t@%d of @%d\t\t\t\t%s\n", d.ID, d.Role, f.Version, f.Advertised, state)
-				}
-				for _, v := range d.Versions {
-					rows, cols := "-", "-"
-					if t := v.Meta.Table; t != nil {
-						rows, cols = fmt.Sprint(t.Rows), fmt.Sprint(len(t.Columns))
-					}
-					fmt.Fprintf(w, "%s\t@%d\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, v.Version, d.Role, humanize.IBytes(uint64(v.Size)),
-						rows, cols, v.Meta.Modified.Format("2006-01-02 15:04"), v.Meta.Title)
-				}
-			}
-			return w.Flush()
+			return fetchAndPrint(cmd, g, (*node.Client).Datasets, printDatasets)
 		},
 	}
 	addJSON(c, g)
 	return c
+}
+
+func printDatasets(out io.Writer, ds []node.DatasetInfo) error {
+	if len(ds) == 0 {
+		fmt.Fprintln(out, "no datasets yet: publish one with 'nii publish FILE --name NAME'")
+		return nil
+	}
+	w := tabw(out)
+	fmt.Fprintln(w, "DATASET\tVERSION\tROLE\tSIZE\tROWS\tCOLUMNS\tMODIFIED\tTITLE")
+	for _, d := range ds {
+		if f := d.Follow; f != nil {
+			state := f.State
+			if f.LastError != "" {
+				state += ": " + f.LastError
+			}
+			fmt.Fprintf(w, "%s\tfollowing\t%s\t@%d of @%d\t\t\t\t%s\n", d.ID, d.Role, f.Version, f.Advertised, state)
+		}
+		for _, v := range d.Versions {
+			rows, cols := "-", "-"
+			if t := v.Meta.Table; t != nil {
+				rows, cols = fmt.Sprint(t.Rows), fmt.Sprint(len(t.Columns))
+			}
+			fmt.Fprintf(w, "%s\t@%d\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, v.Version, d.Role, humanize.IBytes(uint64(v.Size)),
+				rows, cols, v.Meta.Modified.Format("2006-01-02 15:04"), v.Meta.Title)
+		}
+	}
+	return w.Flush()
 }
 
 func showCmd(g *globals) *cobra.Command {
@@ -387,6 +376,23 @@ func versionCmd() *cobra.Command {
 			fmt.Fprintln(cmd.OutOrStdout(), "nii", node.BuildVersion)
 		},
 	}
+}
+
+// fetchAndPrint dials the node of g's home, fetches one value, and prints
+// it as JSON (--json) or with human.
+func fetchAndPrint[T any](cmd *cobra.Command, g *globals, fetch func(*node.Client, context.Context) (T, error), human func(io.Writer, T) error) error {
+	cl, err := node.Dial(g.home)
+	if err != nil {
+		return err
+	}
+	v, err := fetch(cl, cmd.Context())
+	if err != nil {
+		return err
+	}
+	if g.json {
+		return printJSON(cmd.OutOrStdout(), v)
+	}
+	return human(cmd.OutOrStdout(), v)
 }
 
 func printJSON(w io.Writer, v any) error {
