@@ -323,13 +323,17 @@ func (n *Node) handleDataset(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, groupDatasets(recs)[0])
 }
 
-func (n *Node) handleVersion(w http.ResponseWriter, r *http.Request) {
+// versionFromPath looks up the stored version the request path names.
+func (n *Node) versionFromPath(r *http.Request) (*exchange.VersionRecord, error) {
 	ref, err := refFromPath(r)
 	if err != nil {
-		writeErr(w, err)
-		return
+		return nil, err
 	}
-	rec, err := n.store.Version(ref)
+	return n.store.Version(ref)
+}
+
+func (n *Node) handleVersion(w http.ResponseWriter, r *http.Request) {
+	rec, err := n.versionFromPath(r)
 	if err != nil {
 		writeErr(w, err)
 		return
@@ -342,12 +346,7 @@ func (n *Node) handleVersion(w http.ResponseWriter, r *http.Request) {
 const TrailerError = "Nii-Error"
 
 func (n *Node) handleContent(w http.ResponseWriter, r *http.Request) {
-	ref, err := refFromPath(r)
-	if err != nil {
-		writeErr(w, err)
-		return
-	}
-	rec, err := n.store.Version(ref)
+	rec, err := n.versionFromPath(r)
 	if err != nil {
 		writeErr(w, err)
 		return

@@ -163,19 +163,13 @@ func withdrawCmd(g *globals) *cobra.Command {
 		Short: "Stop the federation listing one of this node's datasets (a signed tombstone)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			d, err := nii.ParseDatasetID(args[0])
-			if err != nil {
-				return err
-			}
-			cl, err := node.Dial(g.home)
-			if err != nil {
-				return err
-			}
-			if err := cl.Withdraw(cmd.Context(), d); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "withdrew %s: the federation will stop listing it within seconds; the data stays in this node's store\n", d)
-			return nil
+			return withDataset(cmd, g, args[0], func(cl *node.Client, d nii.DatasetID) error {
+				if err := cl.Withdraw(cmd.Context(), d); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "withdrew %s: the federation will stop listing it within seconds; the data stays in this node's store\n", d)
+				return nil
+			})
 		},
 	}
 }

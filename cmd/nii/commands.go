@@ -378,6 +378,20 @@ func versionCmd() *cobra.Command {
 	}
 }
 
+// withDataset parses arg as ORG/NAME, dials the node of g's home, and runs
+// fn with both: the shape of every command that acts on one dataset.
+func withDataset(cmd *cobra.Command, g *globals, arg string, fn func(*node.Client, nii.DatasetID) error) error {
+	d, err := nii.ParseDatasetID(arg)
+	if err != nil {
+		return err
+	}
+	cl, err := node.Dial(g.home)
+	if err != nil {
+		return err
+	}
+	return fn(cl, d)
+}
+
 // fetchAndPrint dials the node of g's home, fetches one value, and prints
 // it as JSON (--json) or with human.
 func fetchAndPrint[T any](cmd *cobra.Command, g *globals, fetch func(*node.Client, context.Context) (T, error), human func(io.Writer, T) error) error {

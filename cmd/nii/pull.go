@@ -108,22 +108,17 @@ func followCmd(g *globals) *cobra.Command {
 		Short: "Keep a dataset in sync: pull every new version as its advert arrives",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			d, err := nii.ParseDatasetID(args[0])
+			tok, err := readGrant(grant)
 			if err != nil {
 				return err
 			}
-			if grant, err = readGrant(grant); err != nil {
-				return err
-			}
-			cl, err := node.Dial(g.home)
-			if err != nil {
-				return err
-			}
-			if _, err := cl.Follow(cmd.Context(), d, grant); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "following %s: new versions are pulled as they are advertised; 'nii datasets' shows sync state\n", d)
-			return nil
+			return withDataset(cmd, g, args[0], func(cl *node.Client, d nii.DatasetID) error {
+				if _, err := cl.Follow(cmd.Context(), d, tok); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "following %s: new versions are pulled as they are advertised; 'nii datasets' shows sync state\n", d)
+				return nil
+			})
 		},
 	}
 	c.Flags().StringVar(&grant, "grant", "", "access grant for a restricted dataset: the token, or @FILE")
@@ -136,19 +131,13 @@ func unfollowCmd(g *globals) *cobra.Command {
 		Short: "Stop keeping a dataset in sync (versions already pulled stay)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			d, err := nii.ParseDatasetID(args[0])
-			if err != nil {
-				return err
-			}
-			cl, err := node.Dial(g.home)
-			if err != nil {
-				return err
-			}
-			if err := cl.Unfollow(cmd.Context(), d); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "no longer following %s\n", d)
-			return nil
+			return withDataset(cmd, g, args[0], func(cl *node.Client, d nii.DatasetID) error {
+				if err := cl.Unfollow(cmd.Context(), d); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "no longer following %s\n", d)
+				return nil
+			})
 		},
 	}
 }
