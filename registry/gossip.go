@@ -33,13 +33,15 @@ import (
 // memberlist stays inside this package: callers see Gossip, Peer and
 // GossipConfig only.
 type Gossip struct {
-	cfg   GossipConfig
-	log   *slog.Logger
-	cat   *Catalog
-	fetch Fetcher
-	peers *Peers
-	ml    *memberlist.Memberlist
-	queue *memberlist.TransmitLimitedQueue
+	cfg            GossipConfig
+	log            *slog.Logger
+	cat            *Catalog
+	fetch          Fetcher
+	peers          *Peers
+	ml             *memberlist.Memberlist
+	queue          *memberlist.TransmitLimitedQueue
+	gossipInterval time.Duration
+	addr           string // gossip address, fixed at Create (LocalNode's fields are written under memberlist's lock)
 
 	inbox     chan []byte
 	metaDirty chan struct{}
@@ -99,6 +101,7 @@ type GossipConfig struct {
 const (
 	msgAdvert byte = 1 // an encoded nii.SignedAdvert
 	msgNotice byte = 2 // an encoded notice: fetch origin/seq from From
+	msgLeave  byte = 3 // a node ID saying goodbye (memberlist does not tell delegates leave from failure)
 )
 
 type notice struct {
@@ -207,19 +210,16 @@ func NewGossip(cfg GossipConfig, cat *Catalog, peers *Peers, fetch Fetcher) (*Go
 		NumNodes:       func() int { return g.ml.NumMembers() },
 		RetransmitMult: mc.RetransmitMult,
 	}
+	g.gossipInterval = mc.GossipInterval
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		return nil, fmt.Errorf("gossip: %w", err)
 	}
 	g.ml = ml
-	peers.setSuspect(func(id nii.NodeID) bool {
-		for _, m := range ml.Members() {
-			if m.Name == string(id) {
-				return m.State == memberlist.StateSuspect
-			}
-		}
-		return false
-	})
+	// Read the local address now, before anything can update the local node:
+	// memberlist rewrites LocalNode's fields in place on UpdateNode.
+	local := ml.LocalNode()
+	g.addr = net.JoinHostPort(local.Addr.String(), strconv.Itoa(int(local.Port)))
 	g.wg.Add(3)
 	go g.receiveLoop()
 	go g.catchupLoop()
@@ -234,10 +234,7 @@ var (
 )
 
 // Addr returns the gossip address others can join ("host:port").
-func (g *Gossip) Addr() string {
-	n := g.ml.LocalNode()
-	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
-}
+func (g *Gossip) Addr() string { return g.addr }
 
 // Join contacts the given members ("host:port") and joins their federation.
 // It returns how many were reached.
@@ -316,6 +313,7 @@ func (g *Gossip) Close() error {
 	var err error
 	g.once.Do(func() {
 		g.cancel()
+		g.sayGoodbye()
 		if lerr := g.ml.Leave(500 * time.Millisecond); lerr != nil {
 			g.log.Debug("gossip leave", slog.String("err", lerr.Error()))
 		}
@@ -324,6 +322,22 @@ func (g *Gossip) Close() error {
 		g.queue.Reset()
 	})
 	return err
+}
+
+// sayGoodbye queues a leave notice and gives gossip a few rounds to carry
+// it, so that members show this node as "left" rather than "dead".
+// memberlist's own leave message reaches delegates only as NotifyLeave,
+// with no way to tell a departure from a failure.
+func (g *Gossip) sayGoodbye() {
+	if g.ml.NumMembers() <= 1 {
+		return
+	}
+	g.queue.QueueBroadcast(&broadcast{msg: append([]byte{msgLeave}, g.cfg.Self...)})
+	interval := g.gossipInterval
+	deadline := time.Now().Add(3 * interval)
+	for g.queue.NumQueued() > 0 && time.Now().Before(deadline) {
+		time.Sleep(interval / 4) // bounded: at most three gossip rounds
+	}
 }
 
 // Stop halts gossip abruptly, without a leave message, as a crash would.
@@ -371,6 +385,11 @@ func (g *Gossip) handle(msg []byte) {
 		if isNew {
 			g.queue.QueueBroadcast(&broadcast{msg: msg})
 			g.log.Debug("catalog record", slog.String("dataset", a.Dataset.String()), slog.Uint64("seq", a.Seq), slog.String("origin", a.Origin.Short()))
+		}
+	case msgLeave:
+		id := nii.NodeID(msg[1:])
+		if id.Validate() == nil && id != g.cfg.Self {
+			g.peers.Leaving(id)
 		}
 	case msgNotice:
 		var n notice
@@ -570,13 +589,7 @@ type eventDelegate struct{ g *Gossip }
 
 func (e *eventDelegate) NotifyJoin(n *memberlist.Node)   { e.update(n, PeerAlive) }
 func (e *eventDelegate) NotifyUpdate(n *memberlist.Node) { e.update(n, PeerAlive) }
-func (e *eventDelegate) NotifyLeave(n *memberlist.Node) {
-	state := PeerDead
-	if n.State == memberlist.StateLeft {
-		state = PeerLeft
-	}
-	e.update(n, state)
-}
+func (e *eventDelegate) NotifyLeave(n *memberlist.Node)  { e.update(n, PeerDead) }
 
 func (e *eventDelegate) update(n *memberlist.Node, state string) {
 	g := e.g

@@ -208,3 +208,30 @@ func FuzzGossipMessage(f *testing.F) {
 		_ = nii.Unmarshal(b, &nm)
 	})
 }
+
+// A member that shuts down cleanly is shown as left; one that stops
+// answering is shown as dead. memberlist tells delegates neither apart, so
+// this checks nii's own goodbye.
+func TestGossipLeftVersusDead(t *testing.T) {
+	var net memNet
+	a, leaver, crasher := net.start(t, nil), net.start(t, nil), net.start(t, nil)
+	for _, m := range []*member{leaver, crasher} {
+		if _, err := m.gossip.Join([]string{a.gossip.Addr()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, "3 members", func() bool { return a.gossip.NumMembers() == 3 })
+	if err := leaver.gossip.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := crasher.gossip.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	state := func(id nii.NodeID) string { p, _ := a.peers.Get(id); return p.State }
+	waitFor(t, 10*time.Second, "the leaver is left and the crasher dead", func() bool {
+		return state(leaver.id) == PeerLeft && state(crasher.id) == PeerDead
+	})
+	if p, _ := a.peers.Get(crasher.id); p.Online() || p.LastSeen.IsZero() {
+		t.Fatalf("dead peer: %+v", p)
+	}
+}

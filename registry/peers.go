@@ -12,10 +12,9 @@ import (
 
 // Peer states, as shown by 'nii peers'.
 const (
-	PeerAlive   = "alive"
-	PeerSuspect = "suspect" // failing probes; not yet declared dead
-	PeerDead    = "dead"    // failed: its datasets stay listed as offline
-	PeerLeft    = "left"    // left gracefully
+	PeerAlive = "alive"
+	PeerDead  = "dead" // failed: its datasets stay listed as offline
+	PeerLeft  = "left" // left gracefully
 )
 
 // Peer is one member of the federation as this node knows it.
@@ -33,7 +32,7 @@ type Peer struct {
 }
 
 // Online reports whether the peer is currently reachable by gossip.
-func (p Peer) Online() bool { return p.State == PeerAlive || p.State == PeerSuspect }
+func (p Peer) Online() bool { return p.State == PeerAlive }
 
 // Peers is the member table, kept in badger (prefix "rp/") so that a
 // restarted node still knows who was there and when it was last seen.
@@ -41,8 +40,9 @@ type Peers struct {
 	db *badger.DB
 	mu sync.RWMutex
 	m  map[nii.NodeID]*Peer
-	// suspect reports memberlist's current suspicion of a member.
-	suspect func(nii.NodeID) bool
+	// leaving holds members that said goodbye; their NotifyLeave (which
+	// may come before or after the goodbye) means "left", not "dead".
+	leaving map[nii.NodeID]time.Time
 }
 
 var prefixPeer = []byte("rp/")
@@ -50,7 +50,7 @@ var prefixPeer = []byte("rp/")
 // OpenPeers loads the member table. Every member loaded starts as dead
 // until gossip says otherwise: nothing is known to be up at start.
 func OpenPeers(db *badger.DB) (*Peers, error) {
-	p := &Peers{db: db, m: make(map[nii.NodeID]*Peer)}
+	p := &Peers{db: db, m: make(map[nii.NodeID]*Peer), leaving: make(map[nii.NodeID]time.Time)}
 	err := db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixPeer, PrefetchValues: true})
 		defer it.Close()
@@ -59,7 +59,7 @@ func OpenPeers(db *badger.DB) (*Peers, error) {
 			if err := it.Item().Value(func(b []byte) error { return nii.Unmarshal(b, &peer) }); err != nil {
 				continue // a bad row is skipped, not fatal
 			}
-			if peer.State == PeerAlive || peer.State == PeerSuspect {
+			if peer.State == PeerAlive {
 				peer.State = PeerDead
 			}
 			p.m[peer.ID] = &peer
@@ -69,17 +69,19 @@ func OpenPeers(db *badger.DB) (*Peers, error) {
 	return p, err
 }
 
-func (p *Peers) setSuspect(f func(nii.NodeID) bool) {
-	p.mu.Lock()
-	p.suspect = f
-	p.mu.Unlock()
-}
-
 // Update records what gossip says of a member.
 func (p *Peers) Update(peer Peer) {
 	now := time.Now().UTC()
 	p.mu.Lock()
 	old := p.m[peer.ID]
+	switch peer.State {
+	case PeerAlive:
+		delete(p.leaving, peer.ID) // back again
+	case PeerDead:
+		if at, ok := p.leaving[peer.ID]; ok && now.Sub(at) < leaveWindow {
+			peer.State = PeerLeft
+		}
+	}
 	if peer.State == PeerAlive || old == nil {
 		peer.LastSeen = now
 	} else {
@@ -94,11 +96,41 @@ func (p *Peers) Update(peer Peer) {
 	cp := peer
 	p.m[peer.ID] = &cp
 	p.mu.Unlock()
-	if b, err := nii.Marshal(cp); err == nil {
+	p.save(cp)
+}
+
+func (p *Peers) save(peer Peer) {
+	if b, err := nii.Marshal(peer); err == nil {
 		p.db.Update(func(txn *badger.Txn) error {
-			return txn.Set(append(append([]byte{}, prefixPeer...), cp.ID...), b)
+			return txn.Set(append(append([]byte{}, prefixPeer...), peer.ID...), b)
 		})
 	}
+}
+
+// leaveWindow is how long a goodbye explains a member's disappearance.
+const leaveWindow = time.Minute
+
+// Leaving records a member's goodbye. If it is already gone, it is shown
+// as left; if it is still listed alive, its coming NotifyLeave will be.
+func (p *Peers) Leaving(id nii.NodeID) {
+	now := time.Now().UTC()
+	p.mu.Lock()
+	for k, at := range p.leaving { // keep the map small
+		if now.Sub(at) >= leaveWindow {
+			delete(p.leaving, k)
+		}
+	}
+	p.leaving[id] = now
+	old := p.m[id]
+	if old == nil || old.State != PeerDead {
+		p.mu.Unlock()
+		return
+	}
+	cp := *old
+	cp.State = PeerLeft
+	p.m[id] = &cp
+	p.mu.Unlock()
+	p.save(cp)
 }
 
 // Get returns one member.
@@ -110,9 +142,6 @@ func (p *Peers) Get(id nii.NodeID) (Peer, bool) {
 		return Peer{}, false
 	}
 	out := *peer
-	if out.State == PeerAlive && p.suspect != nil && p.suspect(id) {
-		out.State = PeerSuspect
-	}
 	if out.State == PeerAlive {
 		out.LastSeen = time.Now().UTC()
 	}
