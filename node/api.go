@@ -144,7 +144,10 @@ func (n *Node) apiHandler() http.Handler {
 	mux.HandleFunc("GET /api/v1/follows", n.handleFollows)
 	mux.HandleFunc("POST /api/v1/follows", n.admin(n.handleFollow))
 	mux.HandleFunc("DELETE /api/v1/follows/{org}/{name}", n.admin(n.handleUnfollow))
-	return mux
+	n.authRoutes(mux)
+	n.openDataRoutes(mux)
+	n.opsRoutes(mux)
+	return n.frontDoor(mux)
 }
 
 // admin wraps a handler that changes the node: it runs only with the
