@@ -66,3 +66,17 @@ func (v *Verifier) Inspect(token string, r *Request) Report {
 	rep.Valid = true
 	return rep
 }
+
+// Peek returns a token's ID and expiry without verifying anything: for a
+// holder deciding whether its own grant is still worth presenting.
+func Peek(token string) (jti string, exp time.Time, err error) {
+	m, err := unverifiedClaims(token)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	jti, _ = m["jti"].(string)
+	if e, ok := m["exp"].(float64); ok {
+		exp = time.Unix(int64(e), 0).UTC()
+	}
+	return jti, exp, nil
+}

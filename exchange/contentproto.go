@@ -8,7 +8,7 @@ package exchange
 //
 // /nii/manifest/1.0.0 — "send me the signed manifest of dataset D, version V"
 //
-//	client → server  manifestRequest {1: dataset, 2: version, 3: grant, 4: action}   ≤ 16 KiB
+//	client → server  manifestRequest {1: dataset, 2: version, 3: grant, 4: action, 5: credential} ≤ 16 KiB
 //	server → client  status {1: ok, 2: code, 3: message}                             ≤ 4 KiB
 //	server → client  manifestResponse {1: manifest}    (if ok)                       ≤ 64 MiB + 4 KiB
 //
@@ -18,7 +18,7 @@ package exchange
 //
 // /nii/chunks/1.0.0 — "send me these chunks of the version with manifest M"
 //
-//	client → server  chunksRequest {1: manifest, 2: hashes, 3: grant, 4: action}    ≤ 16 KiB
+//	client → server  chunksRequest {1: manifest, 2: hashes, 3: grant, 4: action, 5: credential} ≤ 24 KiB
 //	server → client  status {1: ok, 2: code, 3: message}                             ≤ 4 KiB
 //	server → client  chunkFrame {1: hash, 2: data, 3: missing}  (if ok: one per      ≤ 1 MiB + 256
 //	                 requested hash, in request order)
@@ -61,7 +61,7 @@ const MaxChunksPerRequest = 64
 // Content protocol limits.
 const (
 	maxManifestRequest  = 16 << 10                    // manifest request frame (a grant is a few KiB)
-	maxChunksRequest    = 16 << 10                    // chunk request frame: 64 hashes and a grant
+	maxChunksRequest    = 24 << 10                    // chunk request frame: 64 hashes, a grant and a credential
 	maxManifestResponse = nii.MaxManifestSize + 4<<10 // manifest response frame
 	maxChunkFrame       = nii.MaxChunkSize + 256      // one chunk frame: the data and its hash
 
@@ -104,13 +104,26 @@ const (
 // the caller should stop using that provider for the pull.
 var ErrBadChunk = errors.New("bad chunk")
 
-// Authorizer decides whether remote may perform action (ActionRead for a
-// pull, ActionSync for following) on the version m, given the grant it
-// presented (may be ""). A nil error allows it. Otherwise the error's text
-// reaches the client with the status code "refused" (the client's error
-// wraps ErrRefused), so it should say which check failed and nothing
-// secret. m is shared: the Authorizer must not modify it.
-type Authorizer func(remote nii.NodeID, m *nii.Manifest, action, grant string) error
+// AccessRequest is what an Authorizer decides on: the authenticated remote
+// node asks to perform Action (ActionRead for a pull, ActionSync for
+// following) on the version Manifest, presenting a grant and its
+// membership credential (either may be "").
+type AccessRequest struct {
+	Remote     nii.NodeID
+	Manifest   *nii.Manifest // shared: must not be modified
+	Action     string
+	Grant      string
+	Credential string
+	// Chunks is set for a chunk request (the manifest request of the same
+	// pull was decided already); unset for a manifest request.
+	Chunks bool
+}
+
+// Authorizer decides an AccessRequest. A nil error allows it. Otherwise
+// the error's text reaches the client with the status code "refused" (the
+// client's error wraps ErrRefused), so it should say which check failed
+// and nothing secret.
+type Authorizer func(AccessRequest) error
 
 // ContentSource is what a node serves manifests and chunks from; *Store
 // satisfies it. Errors from Version and Manifest wrapping ErrNotFound (or
@@ -137,6 +150,7 @@ type manifestRequest struct {
 	Version uint64        `cbor:"2,keyasint"`
 	Grant   string        `cbor:"3,keyasint,omitempty"`
 	Action  string        `cbor:"4,keyasint"`
+	Cred    string        `cbor:"5,keyasint,omitempty"` // the requester's membership credential
 }
 
 // manifestResponse carries an encoded nii.SignedManifest.
@@ -151,6 +165,7 @@ type chunksRequest struct {
 	Hashes   []nii.Hash `cbor:"2,keyasint"`
 	Grant    string     `cbor:"3,keyasint,omitempty"`
 	Action   string     `cbor:"4,keyasint"`
+	Cred     string     `cbor:"5,keyasint,omitempty"` // the requester's membership credential
 }
 
 // chunkFrame is one chunk of a chunk response: its hash and its bytes, or
@@ -180,14 +195,18 @@ type ManifestRequest struct {
 	Version uint64 // 0: the latest the server holds
 	Grant   string // a JWT access grant, or "" for open datasets
 	Action  string // ActionRead (the default if empty) or ActionSync
+	// Credential is the requester's membership credential, so a grant to
+	// its org can be checked; "" if it has none.
+	Credential string
 }
 
 // ChunkRequest says which chunks FetchChunks asks for.
 type ChunkRequest struct {
-	Manifest nii.Hash   // the version being pulled: access is checked against it
-	Hashes   []nii.Hash // 1 to MaxChunksPerRequest chunks of that version
-	Grant    string     // a JWT access grant, or "" for open datasets
-	Action   string     // ActionRead (the default if empty) or ActionSync
+	Manifest   nii.Hash   // the version being pulled: access is checked against it
+	Hashes     []nii.Hash // 1 to MaxChunksPerRequest chunks of that version
+	Grant      string     // a JWT access grant, or "" for open datasets
+	Action     string     // ActionRead (the default if empty) or ActionSync
+	Credential string     // the requester's membership credential, if any
 }
 
 // checkAction returns the action a request names, "read" if none.
@@ -344,7 +363,7 @@ func fetchManifest(rw io.ReadWriter, req ManifestRequest) (*nii.Manifest, nii.Ha
 		return nil, nii.Hash{}, nil, err
 	}
 	action, _ := checkAction(req.Action)
-	if err := writeRequest(rw, maxManifestRequest, &manifestRequest{Dataset: req.Dataset, Version: req.Version, Grant: req.Grant, Action: action}); err != nil {
+	if err := writeRequest(rw, maxManifestRequest, &manifestRequest{Dataset: req.Dataset, Version: req.Version, Grant: req.Grant, Action: action, Cred: req.Credential}); err != nil {
 		return nil, nii.Hash{}, nil, err
 	}
 	var resp manifestResponse
@@ -375,7 +394,7 @@ func fetchChunks(rw io.ReadWriter, req ChunkRequest, fn func(nii.Hash, []byte) e
 		return err
 	}
 	action, _ := checkAction(req.Action)
-	if err := writeRequest(rw, maxChunksRequest, &chunksRequest{Manifest: req.Manifest, Hashes: req.Hashes, Grant: req.Grant, Action: action}); err != nil {
+	if err := writeRequest(rw, maxChunksRequest, &chunksRequest{Manifest: req.Manifest, Hashes: req.Hashes, Grant: req.Grant, Action: action, Cred: req.Credential}); err != nil {
 		return err
 	}
 	r := newReader(rw)
@@ -468,14 +487,14 @@ func newContentServer(src ContentSource, auth Authorizer, served *atomic.Int64) 
 
 // authorize asks the Authorizer whether remote may perform action on m. With
 // no Authorizer, open versions are allowed and restricted ones refused.
-func (cs *contentServer) authorize(remote nii.NodeID, m *nii.Manifest, action, grant string) error {
+func (cs *contentServer) authorize(req AccessRequest) error {
 	if cs.auth == nil {
-		if m.Meta.Access == "" || m.Meta.Access == nii.AccessOpen {
+		if m := req.Manifest; m.Meta.Access == "" || m.Meta.Access == nii.AccessOpen {
 			return nil
 		}
-		return fmt.Errorf("%s is restricted and this node checks no grants", m.Dataset)
+		return fmt.Errorf("%s is restricted and this node checks no grants", req.Manifest.Dataset)
 	}
-	return cs.auth(remote, m, action, grant)
+	return cs.auth(req)
 }
 
 // refuse answers a refused status carrying the Authorizer's text.
@@ -527,7 +546,7 @@ func serveManifest(rw io.ReadWriter, remote nii.NodeID, cs *contentServer) error
 	if om.m.Dataset != req.Dataset || (req.Version != 0 && om.m.Version != req.Version) {
 		return answer(rw, internalError(), fmt.Errorf("manifest of %s: %w: the source's record names the manifest of %s", ref, ErrCorrupt, om.m.Ref()))
 	}
-	if err := cs.authorize(remote, om.m, action, req.Grant); err != nil {
+	if err := cs.authorize(AccessRequest{Remote: remote, Manifest: om.m, Action: action, Grant: req.Grant, Credential: req.Cred}); err != nil {
 		return refuse(rw, remote, action, om.m, err)
 	}
 	return writeOK(rw, &manifestResponse{Manifest: om.enc})
@@ -559,7 +578,7 @@ func serveChunks(rw io.ReadWriter, remote nii.NodeID, cs *contentServer) error {
 	if err != nil {
 		return answer(rw, toWireError(err), fmt.Errorf("chunks of %s: %w", shortHash(req.Manifest), err))
 	}
-	if err := cs.authorize(remote, om.m, action, req.Grant); err != nil {
+	if err := cs.authorize(AccessRequest{Remote: remote, Manifest: om.m, Action: action, Grant: req.Grant, Credential: req.Cred, Chunks: true}); err != nil {
 		return refuse(rw, remote, action, om.m, err)
 	}
 	for _, h := range req.Hashes {

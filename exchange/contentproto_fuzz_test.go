@@ -137,7 +137,7 @@ func FuzzManifestResponse(f *testing.F) {
 		cs := newContentServer(fc.src, auth, nil)
 		return respond(requestFrame(f, &req), func(rw io.ReadWriter) error { return serveManifest(rw, "12D3KooWclient", cs) })
 	}
-	refuse := func(nii.NodeID, *nii.Manifest, string, string) error { return errors.New("no grant") }
+	refuse := func(AccessRequest) error { return errors.New("no grant") }
 	seeds := [][]byte{
 		serve(manifestRequest{Dataset: spend, Action: "read"}, nil),
 		serve(manifestRequest{Dataset: spend, Version: 1, Action: "read"}, nil),

@@ -97,10 +97,10 @@ type recordingAuth struct {
 	err   error
 }
 
-func (a *recordingAuth) authorize(remote nii.NodeID, m *nii.Manifest, action, grant string) error {
+func (a *recordingAuth) authorize(r AccessRequest) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.calls = append(a.calls, authCall{remote, m.Ref(), action, grant})
+	a.calls = append(a.calls, authCall{r.Remote, r.Manifest.Ref(), r.Action, r.Grant})
 	return a.err
 }
 
@@ -683,8 +683,8 @@ func TestChunksMustBelongToManifest(t *testing.T) {
 	open := publishAccess(t, s, sg, spend, randBytes(1, 300<<10), nii.AccessOpen)
 	secret := publishAccess(t, s, sg, children, randBytes(2, 300<<10), nii.AccessRestricted)
 	om, sm := mustManifest(t, s, open), mustManifest(t, s, secret)
-	auth := func(remote nii.NodeID, m *nii.Manifest, action, grant string) error {
-		if m.Meta.Access == nii.AccessRestricted {
+	auth := func(r AccessRequest) error {
+		if r.Manifest.Meta.Access == nii.AccessRestricted {
 			return errors.New("no grant")
 		}
 		return nil

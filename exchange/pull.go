@@ -25,6 +25,9 @@ type PullRequest struct {
 	Providers []nii.NodeID
 	Grant     string
 	Action    string // "read" (default) or "sync"
+	// Credential is this node's membership credential, presented with the
+	// grant so providers can check a grant made out to its org.
+	Credential string
 	// InFlight is how many chunk requests run at once (default 8).
 	InFlight int
 	// Progress, if set, is called as chunks are stored.
@@ -74,7 +77,7 @@ func Pull(ctx context.Context, h *Host, s *Store, req PullRequest) (*PullResult,
 		usable []nii.NodeID
 	)
 	for _, p := range req.Providers {
-		pm, ph, psm, err := h.FetchManifest(ctx, p, ManifestRequest{Dataset: req.Ref.Dataset, Version: req.Ref.Version, Grant: req.Grant, Action: req.Action})
+		pm, ph, psm, err := h.FetchManifest(ctx, p, ManifestRequest{Dataset: req.Ref.Dataset, Version: req.Ref.Version, Grant: req.Grant, Action: req.Action, Credential: req.Credential})
 		if err == nil && !req.Manifest.IsZero() && ph != req.Manifest {
 			err = fmt.Errorf("serves manifest %s, the catalog advertises %s", ph.String()[:12], req.Manifest.String()[:12])
 		}
@@ -234,7 +237,7 @@ func fetchMissing(ctx context.Context, h *Host, s *Store, req PullRequest, mh ni
 				b.tried[p] = true
 				var got []chunkData
 				var missing []nii.Hash
-				err := h.FetchChunks(ctx, p, ChunkRequest{Manifest: mh, Hashes: b.hashes, Grant: req.Grant, Action: req.Action},
+				err := h.FetchChunks(ctx, p, ChunkRequest{Manifest: mh, Hashes: b.hashes, Grant: req.Grant, Action: req.Action, Credential: req.Credential},
 					func(hh nii.Hash, data []byte) error {
 						got = append(got, chunkData{hh, append([]byte(nil), data...)})
 						return nil

@@ -23,7 +23,7 @@ func (e evilSource) Chunk(h nii.Hash) ([]byte, error) {
 	return b, nil
 }
 
-func allow(nii.NodeID, *nii.Manifest, string, string) error { return nil }
+func allow(AccessRequest) error { return nil }
 
 func newPullHost(t *testing.T) *Host {
 	t.Helper()

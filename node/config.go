@@ -18,12 +18,13 @@ import (
 
 // File names inside a node's home directory.
 const (
-	ConfigFile = "config.toml" // the operator's settings
-	KeyFile    = "node.key"    // the node's Ed25519 key (libp2p protobuf encoding), mode 0600
-	StoreDir   = "store"       // the badger database
-	LockFile   = "nii.lock"    // held (flock) by the running daemon
-	APIFile    = "api.addr"    // written by the daemon: where its local API listens
-	TokenFile  = "admin.token" // written by the daemon: the local admin token, mode 0600
+	ConfigFile = "config.toml"    // the operator's settings
+	KeyFile    = "node.key"       // the node's Ed25519 key (libp2p protobuf encoding), mode 0600
+	StoreDir   = "store"          // the badger database
+	LockFile   = "nii.lock"       // held (flock) by the running daemon
+	APIFile    = "api.addr"       // written by the daemon: where its local API listens
+	TokenFile  = "admin.token"    // written by the daemon: the local admin token, mode 0600
+	CredFile   = "credential.jwt" // this node's membership credential, if enrolled
 )
 
 // Config is a node's configuration: what config.toml holds, plus the home
@@ -50,6 +51,12 @@ type Config struct {
 	Gossip  GossipConfig  `toml:"gossip"`
 	Replica ReplicaConfig `toml:"replica"`
 	P2P     P2PConfig     `toml:"p2p"`
+	Audit   AuditConfig   `toml:"audit"`
+
+	// Trust lists the issuer (federation admin) keys this node trusts:
+	// grants, membership credentials and revocations signed by them are
+	// accepted. 'nii trust add' maintains it.
+	Trust []TrustAnchor `toml:"trust,omitempty" comment:"issuer keys this node trusts (nii trust add); see docs/security.md"`
 
 	// Logger receives the node's logs. Runtime only.
 	Logger *slog.Logger `toml:"-"`
@@ -79,6 +86,35 @@ type GossipTiming struct {
 // and chunks.
 type P2PConfig struct {
 	Listen []string `toml:"listen" comment:"libp2p listen multiaddrs"`
+}
+
+// TrustAnchor is one trusted issuer key.
+type TrustAnchor struct {
+	Name string `toml:"name,omitempty"`
+	// Key is the Ed25519 public key, base64url (a JWK's "x").
+	Key string `toml:"key"`
+	// KID is the key's ID (its JWK thumbprint); informational, checked.
+	KID string `toml:"kid,omitempty"`
+}
+
+// AuditConfig configures the audit log of access decisions.
+type AuditConfig struct {
+	// Retention is how long decisions are kept ("2160h" = 90 days).
+	Retention string `toml:"retention,omitempty" comment:"how long access decisions are kept (Go duration, e.g. 2160h = 90 days)"`
+}
+
+// DefaultAuditRetention is how long the audit log keeps decisions.
+const DefaultAuditRetention = 90 * 24 * time.Hour
+
+func (a AuditConfig) retention() (time.Duration, error) {
+	if a.Retention == "" {
+		return DefaultAuditRetention, nil
+	}
+	d, err := time.ParseDuration(a.Retention)
+	if err != nil || d < time.Hour {
+		return 0, fmt.Errorf("config: audit.retention %q: want a duration of at least 1h (e.g. 2160h)", a.Retention)
+	}
+	return d, nil
 }
 
 // DefaultFederation is used when init is given none.
@@ -142,6 +178,12 @@ func (c *Config) Validate() error {
 	}
 	if len(c.P2P.Listen) == 0 {
 		return errors.New("config: p2p.listen is empty")
+	}
+	if _, err := c.Audit.retention(); err != nil {
+		return err
+	}
+	if _, err := c.anchors(); err != nil {
+		return err
 	}
 	return nil
 }

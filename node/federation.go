@@ -23,9 +23,13 @@ func (n *Node) startFederation() error {
 	if n.peers, err = registry.OpenPeers(n.db); err != nil {
 		return fmt.Errorf("open peers: %w", err)
 	}
+	if err := n.startAuth(); err != nil {
+		return err
+	}
 	if n.catalog, err = registry.OpenCatalog(n.db, n.id, n.key, n.verifyCredential); err != nil {
 		return err
 	}
+	n.catalog.SetCredential(n.credential)
 	n.host, err = exchange.NewHost(exchange.HostConfig{Key: n.p2pKey, Listen: n.cfg.P2P.Listen, Logger: n.log})
 	if err != nil {
 		return fmt.Errorf("p2p: %w", err)
@@ -61,6 +65,8 @@ func (n *Node) startFederation() error {
 		TCPTimeout:       n.cfg.Gossip.Timing.TCPTimeout,
 		P2PAddrs:         n.host.Addrs,
 		OnPeer:           n.host.AddPeerAddrs,
+		Revocations:      n.revocations,
+		OnRevocation:     n.revoked,
 		Logger:           n.log,
 	}
 	if a := n.cfg.Gossip.Advertise; a != "" {
@@ -83,6 +89,9 @@ func (n *Node) startFederation() error {
 		n.wg.Add(1)
 		go n.joinLoop(n.gossip, n.cfg.Gossip.Join)
 	}
+	retention, _ := n.cfg.Audit.retention() // validated
+	n.wg.Add(1)
+	go n.authLoop(retention)
 	if !n.cfg.RegistryOnly {
 		n.catalog.OnChange(func(*nii.Advert) { n.kickFollow() })
 		n.wg.Add(1)
@@ -131,12 +140,6 @@ func (n *Node) Peers() *registry.Peers { return n.peers }
 // StopGossip halts this node's gossip abruptly, as a crash or a network
 // partition would, leaving the rest of the node running. Tests use it.
 func (n *Node) StopGossip() error { return n.gossip.Stop() }
-
-// verifyCredential checks membership credentials. Until the grants work
-// lands there are no trust anchors, so every org claim is unverified.
-func (n *Node) verifyCredential(cred string, node nii.NodeID) (string, error) {
-	return "", errors.New("no trust anchors configured")
-}
 
 // advertiseHeld makes sure the catalog advertises the latest version of
 // every dataset this node published, e.g. after a crash between a publish's

@@ -9,6 +9,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/nii-uk/nii"
+	"github.com/nii-uk/nii/auth"
 	"github.com/nii-uk/nii/exchange"
 )
 
@@ -19,6 +20,10 @@ const (
 	FollowWaiting   = "waiting"   // behind; retrying with backoff (providers unreachable)
 	FollowRefused   = "refused"   // a provider refused access (grant missing, expired or revoked)
 	FollowWithdrawn = "withdrawn" // the publisher withdrew the dataset
+	// The follow's grant can no longer be used; it stops until 'nii follow'
+	// is run again with a new grant.
+	FollowGrantExpired = "grant_expired"
+	FollowGrantRevoked = "grant_revoked"
 )
 
 // Follow is a persisted subscription: keep a dataset in sync.
@@ -180,6 +185,15 @@ func (n *Node) syncFollows(ctx context.Context) time.Time {
 			return next
 		}
 		f := &follows[i]
+		if f.State == FollowGrantExpired || f.State == FollowGrantRevoked {
+			continue
+		}
+		if state, why := n.grantUsable(f.Grant); state != "" {
+			f.State, f.LastError, f.NextAttempt = state, why, time.Time{}
+			n.log.Warn("follow stopped", slog.String(LogDataset, f.Dataset.String()), slog.String("why", why))
+			n.updateFollow(f)
+			continue
+		}
 		cd, err := n.LookupDataset(f.Dataset)
 		if err != nil || cd.Publisher == "" {
 			continue
@@ -233,6 +247,26 @@ func (n *Node) syncFollows(ctx context.Context) time.Time {
 		}
 	}
 	return next
+}
+
+// grantUsable checks a follow's grant as far as this node can: whether it
+// has expired or been revoked (the provider makes every other check). It
+// returns the follow state to stop in, and why, or "" to carry on.
+func (n *Node) grantUsable(grant string) (string, string) {
+	if grant == "" {
+		return "", ""
+	}
+	jti, exp, err := auth.Peek(grant)
+	if err != nil {
+		return "", "" // the provider will say what is wrong with it
+	}
+	if n.revocations.Revoked(jti) {
+		return FollowGrantRevoked, fmt.Sprintf("grant %s was revoked; follow again with a new grant (nii follow --grant)", jti)
+	}
+	if !exp.IsZero() && time.Now().After(exp.Add(auth.DefaultLeeway)) {
+		return FollowGrantExpired, fmt.Sprintf("grant %s expired at %s; follow again with a new grant (nii follow --grant)", jti, exp.Format(time.RFC3339))
+	}
+	return "", ""
 }
 
 func minTime(a, b time.Time) time.Time {

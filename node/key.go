@@ -82,3 +82,9 @@ func loadKey(home string) (crypto.PrivKey, ed25519.PrivateKey, nii.NodeID, error
 	}
 	return priv, ed25519.PrivateKey(raw), nii.NodeID(pid.String()), nil
 }
+
+// HomeNodeID returns the ID of the node whose home is home.
+func HomeNodeID(home string) (nii.NodeID, error) {
+	_, _, id, err := loadKey(home)
+	return id, err
+}

@@ -28,6 +28,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/nii-uk/nii"
+	"github.com/nii-uk/nii/auth"
 	"github.com/nii-uk/nii/exchange"
 	"github.com/nii-uk/nii/exchange/chunker"
 	"github.com/nii-uk/nii/registry"
@@ -52,6 +53,13 @@ type Node struct {
 	peers   *registry.Peers
 	host    *exchange.Host
 	gossip  *registry.Gossip
+
+	anchors     *auth.Anchors
+	verifier    *auth.Verifier
+	revocations *auth.Revocations
+	audit       *auth.AuditLog
+	credMu      sync.Mutex
+	credential  string // this node's membership credential, if enrolled
 
 	apiLn    net.Listener
 	apiSrv   *http.Server

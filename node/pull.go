@@ -50,12 +50,13 @@ func (n *Node) Pull(ctx context.Context, ref nii.Ref, opt PullOptions) (*exchang
 		return &exchange.PullResult{Record: rec, HeldChunks: rec.Chunks}, nil
 	}
 	req := exchange.PullRequest{
-		Ref:       ref,
-		Publisher: pub.Advert.Origin,
-		Grant:     opt.Grant,
-		Action:    opt.Action,
-		Progress:  opt.Progress,
-		Logger:    n.log,
+		Ref:        ref,
+		Publisher:  pub.Advert.Origin,
+		Grant:      opt.Grant,
+		Action:     opt.Action,
+		Credential: n.Credential(),
+		Progress:   opt.Progress,
+		Logger:     n.log,
 	}
 	if ref.Version == 0 || ref.Version == pub.Advert.Version {
 		req.Ref.Version = pub.Advert.Version
@@ -132,17 +133,3 @@ type ReplicaConfig struct {
 }
 
 func (r ReplicaConfig) serve() bool { return !r.Disable }
-
-// authorize decides whether a remote node may read a version this node
-// serves. Open datasets are served to any member; restricted ones need a
-// grant, which the grants work will check here — until then they are
-// refused to everyone.
-func (n *Node) authorize(remote nii.NodeID, m *nii.Manifest, action, grant string) error {
-	if !n.cfg.Replica.serve() && m.Publisher != n.id {
-		return fmt.Errorf("%w: this node does not serve replicas", exchange.ErrRefused)
-	}
-	if m.Meta.Access != nii.AccessRestricted {
-		return nil
-	}
-	return fmt.Errorf("%w: %s is restricted and this node cannot verify grants yet", exchange.ErrRefused, m.Ref())
-}

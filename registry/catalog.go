@@ -95,6 +95,42 @@ type Catalog struct {
 	applied  atomic.Int64
 
 	onChange func(*nii.Advert) // called (with c.mu held) for every record applied
+
+	credential string // this node's membership credential, carried in its adverts
+}
+
+// SetCredential sets the membership credential this node's next adverts
+// carry ("" for none).
+func (c *Catalog) SetCredential(cred string) {
+	c.mu.Lock()
+	c.credential = cred
+	c.mu.Unlock()
+}
+
+// Reverify checks every advert's org claim again (after trust anchors
+// change, a revocation arrives, or credentials may have expired) and
+// reindexes those whose verified status changed. It returns how many
+// changed.
+func (c *Catalog) Reverify() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	changed := 0
+	for _, byOrigin := range c.entries {
+		for _, e := range byOrigin {
+			v := c.verified(e.Advert)
+			if v == e.Verified {
+				continue
+			}
+			changed++
+			cp := *e
+			cp.Verified = v
+			byOrigin[e.Advert.Origin] = &cp
+			if !e.Advert.Withdrawn && !e.Advert.Replica {
+				c.index.Put(Doc{Key: docKey(e.Advert.Origin, e.Advert.Dataset), Advert: e.Advert, Verified: v})
+			}
+		}
+	}
+	return changed
 }
 
 // OnChange registers f to be told of every record applied from the
@@ -304,6 +340,7 @@ func (c *Catalog) Sign(a nii.Advert) (*nii.SignedAdvert, *nii.Advert, error) {
 	a.Origin = c.self
 	a.Seq = c.selfSeq + 1
 	a.Signed = time.Now().UTC()
+	a.Credential = c.credential
 	sa, err := nii.SignAdvert(&a, c.key)
 	if err != nil {
 		return nil, nil, err
@@ -462,6 +499,20 @@ func (c *Catalog) Own(d nii.DatasetID) (*nii.Advert, bool) {
 		return nil, false
 	}
 	return e.Advert, true
+}
+
+// OwnRecords returns this node's own current records (adverts, replica
+// adverts and tombstones).
+func (c *Catalog) OwnRecords() []*nii.Advert {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var out []*nii.Advert
+	for _, byOrigin := range c.entries {
+		if e := byOrigin[c.self]; e != nil {
+			out = append(out, e.Advert)
+		}
+	}
+	return out
 }
 
 // CountByOrigin returns how many live datasets each origin advertises.

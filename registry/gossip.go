@@ -93,15 +93,32 @@ type GossipConfig struct {
 	P2PAddrs func() []string
 	// OnPeer is told a member's libp2p addresses whenever they are learnt.
 	OnPeer func(id nii.NodeID, addrs []string)
+	// Revocations, if set, is where revocations gossip delivers are
+	// verified and kept; OnRevocation is told of each new one.
+	Revocations  RevocationStore
+	OnRevocation func(jti string)
 
 	Logger *slog.Logger
 }
+
+// RevocationStore verifies and keeps revocations (auth.Revocations).
+// Gossip spreads them like adverts: broadcast when new, and carried whole
+// in push/pull (they are few and small) so a node that missed one learns
+// it at its next exchange.
+type RevocationStore interface {
+	Add(token string) (jti string, isNew bool, err error)
+	Tokens(max int) []string
+}
+
+// maxPushRevocations bounds the revocation bytes one push/pull carries.
+const maxPushRevocations = 256 << 10
 
 // Message types on the gossip channel (first byte).
 const (
 	msgAdvert byte = 1 // an encoded nii.SignedAdvert
 	msgNotice byte = 2 // an encoded notice: fetch origin/seq from From
 	msgLeave  byte = 3 // a node ID saying goodbye (memberlist does not tell delegates leave from failure)
+	msgRevoke byte = 4 // a revocation token (a compact JWS)
 )
 
 type notice struct {
@@ -114,8 +131,9 @@ type notice struct {
 // per-origin watermarks. At 60 bytes an origin it stays tiny next to
 // memberlist's 20 MiB cap even for thousands of nodes.
 type pushState struct {
-	From       nii.NodeID            `cbor:"1,keyasint"`
-	Watermarks map[nii.NodeID]uint64 `cbor:"2,keyasint"`
+	From        nii.NodeID            `cbor:"1,keyasint"`
+	Watermarks  map[nii.NodeID]uint64 `cbor:"2,keyasint"`
+	Revocations []string              `cbor:"3,keyasint,omitempty"`
 }
 
 // nodeMeta is memberlist node metadata (at most 512 bytes).
@@ -340,6 +358,36 @@ func (g *Gossip) sayGoodbye() {
 	}
 }
 
+// SpreadRevocation gossips a revocation this node has verified and kept.
+func (g *Gossip) SpreadRevocation(token string) {
+	g.queue.QueueBroadcast(&broadcast{msg: append([]byte{msgRevoke}, token...)})
+}
+
+// applyRevocation keeps a revocation received from gossip and, if it is
+// new, passes it on (when it came by broadcast) and reports it.
+func (g *Gossip) applyRevocation(token string, rebroadcast bool) {
+	rs := g.cfg.Revocations
+	if rs == nil {
+		return
+	}
+	jti, isNew, err := rs.Add(token)
+	if err != nil {
+		g.cat.reject(RejectInvalid, "revocation: %v", err)
+		g.log.Debug("revocation refused", slog.String("err", err.Error()))
+		return
+	}
+	if !isNew {
+		return
+	}
+	g.log.Info("revocation received", slog.String("revokes", jti))
+	if rebroadcast {
+		g.SpreadRevocation(token)
+	}
+	if g.cfg.OnRevocation != nil {
+		g.cfg.OnRevocation(jti)
+	}
+}
+
 // Stop halts gossip abruptly, without a leave message, as a crash would.
 // Tests use it to simulate failures and partitions.
 func (g *Gossip) Stop() error {
@@ -391,6 +439,8 @@ func (g *Gossip) handle(msg []byte) {
 		if id.Validate() == nil && id != g.cfg.Self {
 			g.peers.Leaving(id)
 		}
+	case msgRevoke:
+		g.applyRevocation(string(msg[1:]), true)
 	case msgNotice:
 		var n notice
 		if err := nii.Unmarshal(msg[1:], &n); err != nil || n.Seq == 0 || n.Origin.Validate() != nil || n.From.Validate() != nil {
@@ -566,7 +616,11 @@ func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
 }
 
 func (d *delegate) LocalState(join bool) []byte {
-	b, _ := nii.Marshal(pushState{From: d.g.cfg.Self, Watermarks: d.g.cat.Watermarks()})
+	st := pushState{From: d.g.cfg.Self, Watermarks: d.g.cat.Watermarks()}
+	if d.g.cfg.Revocations != nil {
+		st.Revocations = d.g.cfg.Revocations.Tokens(maxPushRevocations)
+	}
+	b, _ := nii.Marshal(st)
 	return b
 }
 
@@ -581,6 +635,12 @@ func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 		if wm > mine[origin] && origin.Validate() == nil {
 			d.g.queueCatchup(origin, st.From)
 		}
+	}
+	for i, tok := range st.Revocations {
+		if i == 4096 {
+			break
+		}
+		d.g.applyRevocation(tok, false)
 	}
 }
 

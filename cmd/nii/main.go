@@ -74,6 +74,12 @@ talk to a running node find it through its home.`,
 		pullCmd(g),
 		followCmd(g),
 		unfollowCmd(g),
+		keygenCmd(g),
+		trustCmd(g),
+		enrolCmd(g),
+		credentialCmd(g),
+		grantCmd(g),
+		auditCmd(g),
 		versionCmd(),
 	)
 	return root

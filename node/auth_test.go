@@ -1,0 +1,179 @@
+package node_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nii-uk/nii"
+	"github.com/nii-uk/nii/auth"
+	"github.com/nii-uk/nii/exchange"
+	"github.com/nii-uk/nii/node"
+	"github.com/nii-uk/nii/node/nodetest"
+)
+
+// A federation with a trusted admin: Greenwich publishes a restricted
+// dataset; Lambeth, enrolled and granted, pulls and follows it; Southwark,
+// with neither, is refused; a revocation spreads and stops Lambeth too;
+// every decision is in Greenwich's audit log.
+func TestGrantsEnforcedAcrossTheFederation(t *testing.T) {
+	admin, _ := auth.GenerateKey()
+	pub := admin.Public().(ed25519.PublicKey)
+	orgs := []string{"greenwich", "lambeth", "southwark"}
+	nodes := nodetest.Federation(t, 3, nodetest.Options{Configure: func(i int, cfg *node.Config) {
+		cfg.Org = orgs[i]
+		cfg.Trust = []node.TrustAnchor{{Name: "test-admin", Key: base64.RawURLEncoding.EncodeToString(pub)}}
+	}})
+	greenwich, lambeth, southwark := nodes[0], nodes[1], nodes[2]
+	fed := greenwich.Config().Federation
+	for _, n := range []*node.Node{greenwich, lambeth} {
+		cred, _, err := auth.IssueCredential(admin, fed, n.ID(), n.Config().Org, "", time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := n.InstallCredential(cred); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A credential for another node, or from an untrusted key, is refused.
+	other, _, _ := auth.IssueCredential(admin, fed, greenwich.ID(), "southwark", "", time.Hour)
+	if _, err := southwark.InstallCredential(other); !errors.Is(err, nii.ErrInvalid) {
+		t.Fatalf("southwark installed greenwich's credential: %v", err)
+	}
+
+	v1 := randBytes(7, 3<<20)
+	ref := publishData(t, greenwich, "spend-2024", v1, nii.AccessRestricted)
+	publishData(t, southwark, "spend", []byte("claimed,but,unproven\n"), nii.AccessOpen)
+	nodetest.WaitFor(t, 15*time.Second, "lambeth lists greenwich's dataset as verified, southwark's as not", func() bool {
+		g, err1 := lambeth.LookupDataset(ref.Dataset)
+		s, err2 := lambeth.LookupDataset(nii.DatasetID{Org: "southwark", Name: "spend"})
+		return err1 == nil && err2 == nil && g.Verified && g.Version == 1 && !s.Verified
+	})
+
+	grant, gc, err := auth.IssueGrant(admin, auth.GrantSpec{Federation: fed, Subject: "lambeth",
+		Datasets: []string{"greenwich/spend-*"}, Actions: []string{"read", "sync"}, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := lambeth.Pull(ctx, *ref, node.PullOptions{Grant: grant}); err != nil {
+		t.Fatalf("lambeth with a grant: %v", err)
+	}
+	if !bytes.Equal(exportAll(t, lambeth, *ref), v1) {
+		t.Fatal("lambeth's copy differs")
+	}
+	if _, err := southwark.Pull(ctx, *ref, node.PullOptions{}); !errors.Is(err, exchange.ErrRefused) || !strings.Contains(err.Error(), auth.ReasonNoGrant) {
+		t.Fatalf("southwark without a grant: %v", err)
+	}
+	if _, err := southwark.Pull(ctx, *ref, node.PullOptions{Grant: grant}); !errors.Is(err, exchange.ErrRefused) || !strings.Contains(err.Error(), auth.ReasonSubject) {
+		t.Fatalf("southwark with lambeth's grant: %v", err)
+	}
+
+	// Follow: v2 arrives by sync while the grant is valid.
+	if _, err := lambeth.StartFollowing(ref.Dataset, grant); err != nil {
+		t.Fatal(err)
+	}
+	v2 := append(append([]byte{}, v1...), randBytes(8, 200<<10)...)
+	publishData(t, greenwich, "spend-2024", v2, nii.AccessRestricted)
+	nodetest.WaitFor(t, 20*time.Second, "lambeth's follow syncs v2", func() bool {
+		f := followOf(t, lambeth, ref.Dataset)
+		return f != nil && f.Version == 2 && f.State == node.FollowSynced
+	})
+
+	// Revoke the grant on greenwich: it spreads to every node, and
+	// lambeth's next pull and its follow are refused.
+	rv, _, err := auth.IssueRevocation(admin, fed, gc.ID, 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, isNew, err := greenwich.Revoke(rv); err != nil || !isNew {
+		t.Fatalf("revoke: %v %v", isNew, err)
+	}
+	nodetest.WaitFor(t, 10*time.Second, "the revocation reaches every node", func() bool {
+		for _, n := range nodes {
+			if len(n.Revocations()) != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	nodetest.WaitFor(t, 10*time.Second, "lambeth's follow stops as revoked", func() bool {
+		f := followOf(t, lambeth, ref.Dataset)
+		return f != nil && f.State == node.FollowGrantRevoked
+	})
+	publishData(t, greenwich, "spend-2024", append(v2, 'x'), nii.AccessRestricted)
+	waitListed(t, lambeth, "greenwich/spend-2024", 3)
+	if _, err := lambeth.Pull(ctx, nii.Ref{Dataset: ref.Dataset}, node.PullOptions{Grant: grant}); !errors.Is(err, exchange.ErrRefused) || !strings.Contains(err.Error(), auth.ReasonRevoked) {
+		t.Fatalf("lambeth after revocation: %v", err)
+	}
+
+	// Greenwich's audit log holds every decision, with who and why.
+	recs, _, err := greenwich.Audit(auth.AuditQuery{Dataset: "greenwich/spend-2024", Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, r := range recs {
+		seen[r.Result+"/"+r.Reason+"/"+string(r.Node)] = true
+		if r.Node == lambeth.ID() && r.Org != "lambeth" {
+			t.Fatalf("lambeth's org not recorded: %+v", r)
+		}
+	}
+	for _, want := range []string{
+		auth.Allowed + "/" + auth.ReasonGranted + "/" + string(lambeth.ID()),
+		auth.Refused + "/" + auth.ReasonNoGrant + "/" + string(southwark.ID()),
+		auth.Refused + "/" + auth.ReasonSubject + "/" + string(southwark.ID()),
+		auth.Refused + "/" + auth.ReasonRevoked + "/" + string(lambeth.ID()),
+	} {
+		if !seen[want] {
+			t.Errorf("audit log lacks %s; has %v", want, seen)
+		}
+	}
+	for _, r := range recs {
+		if r.Result == auth.Allowed && r.Grant != gc.ID {
+			t.Fatalf("allowed without the grant's ID recorded: %+v", r)
+		}
+	}
+
+	// Over the API: the JWKS is public, the audit log is admin-only.
+	resp, err := http.Get(greenwich.APIAddr() + "/.well-known/jwks.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var set auth.JWKS
+	json.NewDecoder(resp.Body).Decode(&set)
+	resp.Body.Close()
+	if len(set.Keys) != 1 || set.Keys[0].Kid != auth.KeyID(pub) {
+		t.Fatalf("jwks: %+v", set)
+	}
+	resp, err = http.Get(greenwich.APIAddr() + "/api/v1/audit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("audit without the admin token: %d", resp.StatusCode)
+	}
+}
+
+func followOf(t *testing.T, n *node.Node, d nii.DatasetID) *node.Follow {
+	fs, err := n.Follows()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range fs {
+		if fs[i].Dataset == d {
+			return &fs[i]
+		}
+	}
+	return nil
+}
