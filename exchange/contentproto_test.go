@@ -917,7 +917,7 @@ func TestChunksClientRefusesBadRequests(t *testing.T) {
 		{"1000 hashes", ChunkRequest{Hashes: hashes(1000)}, fn},
 		{"no hashes", ChunkRequest{}, fn},
 		{"bad action", ChunkRequest{Hashes: hashes(1), Action: "delete"}, fn},
-		{"grant too long", ChunkRequest{Hashes: hashes(64), Grant: strings.Repeat("x", 14<<10)}, fn},
+		{"grant too long", ChunkRequest{Hashes: hashes(64), Grant: strings.Repeat("x", 22<<10)}, fn},
 		{"no fn", ChunkRequest{Hashes: hashes(1)}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
