@@ -50,6 +50,7 @@ type Config struct {
 	Gossip  GossipConfig  `toml:"gossip"`
 	Replica ReplicaConfig `toml:"replica"`
 	P2P     P2PConfig     `toml:"p2p"`
+	HTTP    HTTPConfig    `toml:"http"` // the API's rate limit and proxies (ratelimit.go)
 
 	// Logger receives the node's logs. Runtime only.
 	Logger *slog.Logger `toml:"-"`
@@ -104,6 +105,7 @@ func DefaultConfig(home string) Config {
 		API:        DefaultAPI,
 		Gossip:     GossipConfig{Listen: DefaultGossip, Profile: "lan"},
 		P2P:        P2PConfig{Listen: append([]string(nil), DefaultP2P...)},
+		HTTP:       DefaultHTTP(),
 	}
 }
 
@@ -143,7 +145,7 @@ func (c *Config) Validate() error {
 	if len(c.P2P.Listen) == 0 {
 		return errors.New("config: p2p.listen is empty")
 	}
-	return nil
+	return c.HTTP.Validate()
 }
 
 // gossipKeys decodes the gossip keyring.
