@@ -33,9 +33,13 @@ func cors(h http.Handler) http.Handler {
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
-		if r.Header.Get("Origin") != "" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
-			w.Header().Set("Access-Control-Allow-Origin", "*")
-			w.Header().Set("Access-Control-Expose-Headers", corsExposed)
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			// The answer differs with and without Origin: tell caches.
+			w.Header().Add("Vary", "Origin")
+			if r.Header.Get("Origin") != "" {
+				w.Header().Set("Access-Control-Allow-Origin", "*")
+				w.Header().Set("Access-Control-Expose-Headers", corsExposed)
+			}
 		}
 		h.ServeHTTP(w, r)
 	})
