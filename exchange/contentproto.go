@@ -239,6 +239,7 @@ func (h *Host) ServeContent(src ContentSource, auth Authorizer) {
 		return
 	}
 	cs := newContentServer(src, auth, &h.served)
+	cs.servedChunks = &h.servedChunks
 	h.setHandler(manifestProtocol, manifestReserve, func(rw io.ReadWriter, remote nii.NodeID) error {
 		return serveManifest(rw, remote, cs)
 	})
@@ -249,6 +250,9 @@ func (h *Host) ServeContent(src ContentSource, auth Authorizer) {
 
 // ServedBytes returns how many chunk bytes this host has sent to peers.
 func (h *Host) ServedBytes() int64 { return h.served.Load() }
+
+// ServedChunks returns how many chunks this host has sent to peers.
+func (h *Host) ServedChunks() int64 { return h.servedChunks.Load() }
 
 // FetchManifest asks node from for a version's signed manifest and verifies
 // it: the signature must be the publisher's, the manifest consistent, and
@@ -479,6 +483,8 @@ type contentServer struct {
 	auth   Authorizer
 	served *atomic.Int64 // may be nil
 	cache  *manifestCache
+
+	servedChunks *atomic.Int64 // may be nil
 }
 
 func newContentServer(src ContentSource, auth Authorizer, served *atomic.Int64) *contentServer {
@@ -613,6 +619,9 @@ func serveChunks(rw io.ReadWriter, remote nii.NodeID, cs *contentServer) error {
 		}
 		if cs.served != nil {
 			cs.served.Add(int64(len(data)))
+		}
+		if cs.servedChunks != nil {
+			cs.servedChunks.Add(1)
 		}
 	}
 	return nil

@@ -115,7 +115,8 @@ type Host struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	served atomic.Int64 // chunk bytes sent by the chunk protocol (contentproto.go)
+	served       atomic.Int64 // chunk bytes sent by the chunk protocol (contentproto.go)
+	servedChunks atomic.Int64 // chunks sent by it
 }
 
 // NewHost starts a libp2p host with nii's transports, security, muxer and

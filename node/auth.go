@@ -337,3 +337,12 @@ func (n *Node) authLoop(retention time.Duration) {
 		}
 	}
 }
+
+// accessDecisionCounts returns the access decisions made since start, by
+// (result, reason), for the metrics collector.
+func (n *Node) accessDecisionCounts() map[[2]string]uint64 {
+	if n.audit == nil {
+		return nil
+	}
+	return n.audit.Counts()
+}

@@ -51,6 +51,7 @@ type Config struct {
 	Gossip  GossipConfig  `toml:"gossip"`
 	Replica ReplicaConfig `toml:"replica"`
 	P2P     P2PConfig     `toml:"p2p"`
+	HTTP    HTTPConfig    `toml:"http"` // the API's rate limit and proxies (ratelimit.go)
 	Audit   AuditConfig   `toml:"audit"`
 
 	// Trust lists the issuer (federation admin) keys this node trusts:
@@ -140,6 +141,7 @@ func DefaultConfig(home string) Config {
 		API:        DefaultAPI,
 		Gossip:     GossipConfig{Listen: DefaultGossip, Profile: "lan"},
 		P2P:        P2PConfig{Listen: append([]string(nil), DefaultP2P...)},
+		HTTP:       DefaultHTTP(),
 	}
 }
 
@@ -185,7 +187,7 @@ func (c *Config) Validate() error {
 	if _, err := c.anchors(); err != nil {
 		return err
 	}
-	return nil
+	return c.HTTP.Validate()
 }
 
 // gossipKeys decodes the gossip keyring.

@@ -109,6 +109,7 @@ func (n *Node) joinLoop(g *registry.Gossip, addrs []string) {
 	for {
 		k, err := g.Join(addrs)
 		if err == nil && k > 0 {
+			n.ops.joined.Store(true)
 			n.log.Info("joined federation", slog.Int("reached", k), slog.Int("members", g.NumMembers()))
 			return
 		}

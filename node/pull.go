@@ -63,14 +63,17 @@ func (n *Node) Pull(ctx context.Context, ref nii.Ref, opt PullOptions) (*exchang
 		req.Manifest = pub.Advert.Manifest
 	}
 	req.Providers = n.providers(entries, pub.Advert, req.Ref.Version)
+	n.ops.pullsStarted.Add(1)
 	res, err := exchange.Pull(ctx, n.host, n.store, req)
 	if err != nil {
+		n.ops.pullsFailed.Add(1)
 		n.log.Warn("pull failed", slog.String(LogDataset, req.Ref.String()), slog.String(LogErr, err.Error()))
 		return res, err
 	}
 	n.log.Info("pulled", slog.String(LogDataset, res.Record.Ref.String()), slog.Int("fetched_chunks", res.FetchedChunks),
 		slog.Int64("fetched_bytes", res.FetchedBytes), slog.Int("held_chunks", res.HeldChunks))
 	n.pulledBytes.Add(res.FetchedBytes)
+	n.ops.pullsCompleted.Add(1)
 	if n.cfg.Replica.serve() {
 		n.advertiseReplica(res.Record)
 	}
