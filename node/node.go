@@ -230,20 +230,10 @@ func (n *Node) Close() error {
 func (n *Node) closeResources() error {
 	var errs []error
 	n.stopOnce.Do(func() { close(n.closeCh) })
-	// Leave the federation first, so peers hear a goodbye rather than
-	// suspecting a failure, then stop serving.
-	if n.gossip != nil {
-		if err := n.gossip.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("gossip: %w", err))
-		}
-		n.gossip = nil
-	}
-	if n.host != nil {
-		if err := n.host.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("p2p: %w", err))
-		}
-		n.host = nil
-	}
+	// Stop serving the API first, so no handler is left using the parts
+	// closed below; then leave the federation, so peers hear a goodbye
+	// rather than suspecting a failure; then stop the libp2p host. The
+	// fields stay set until every goroutine of the node has stopped.
 	if n.apiSrv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := n.apiSrv.Shutdown(ctx); err != nil {
@@ -251,11 +241,21 @@ func (n *Node) closeResources() error {
 			n.apiSrv.Close()
 		}
 		cancel()
-		n.apiSrv = nil
 	} else if n.apiLn != nil {
 		n.apiLn.Close()
 	}
+	if n.gossip != nil {
+		if err := n.gossip.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("gossip: %w", err))
+		}
+	}
+	if n.host != nil {
+		if err := n.host.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("p2p: %w", err))
+		}
+	}
 	n.wg.Wait()
+	n.apiSrv, n.gossip, n.host = nil, nil, nil
 	if n.apiLn != nil {
 		os.Remove(filepath.Join(n.cfg.Home, APIFile))
 		os.Remove(filepath.Join(n.cfg.Home, TokenFile))
