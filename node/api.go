@@ -1,7 +1,6 @@
 package node
 
 import (
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nii-uk/nii"
@@ -154,8 +152,7 @@ func (n *Node) apiHandler() http.Handler {
 // local admin token, compared in constant time.
 func (n *Node) admin(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(n.apiToken)) != 1 {
+		if !n.hasAdminToken(r) {
 			writeError(w, http.StatusUnauthorized, "unauthorized", "this action needs the node's admin token (the nii CLI reads it from the home's "+TokenFile+")")
 			return
 		}
@@ -352,6 +349,13 @@ func (n *Node) handleContent(w http.ResponseWriter, r *http.Request) {
 	rec, err := n.versionFromPath(r)
 	if err != nil {
 		writeErr(w, err)
+		return
+	}
+	// Restricted data leaves a node over HTTP only to its own operator:
+	// other readers (a dashboard, a harvester, the relay) need a grant and
+	// the libp2p protocols, which check it.
+	if rec.Meta.Access == nii.AccessRestricted && !n.hasAdminToken(r) {
+		writeError(w, http.StatusForbidden, "refused", fmt.Sprintf("%s is restricted: its content is served over this API only with the node's admin token (other members pull it with a grant)", rec.Ref))
 		return
 	}
 	h := w.Header()

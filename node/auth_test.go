@@ -70,6 +70,26 @@ func TestGrantsEnforcedAcrossTheFederation(t *testing.T) {
 	if !bytes.Equal(exportAll(t, lambeth, *ref), v1) {
 		t.Fatal("lambeth's copy differs")
 	}
+	// Over HTTP, restricted content goes only to the node's own operator.
+	url := lambeth.APIAddr() + "/api/v1/datasets/greenwich/spend-2024/versions/1/content"
+	for _, tc := range []struct {
+		token string
+		code  int
+	}{{"", http.StatusForbidden}, {"wrong", http.StatusForbidden}, {lambeth.AdminToken(), http.StatusOK}} {
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		if tc.token != "" {
+			req.Header.Set("Authorization", "Bearer "+tc.token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.code || (tc.code == http.StatusOK && !bytes.Equal(body, v1)) {
+			t.Fatalf("restricted content with token %q: %d", tc.token, resp.StatusCode)
+		}
+	}
 	if _, err := southwark.Pull(ctx, *ref, node.PullOptions{}); !errors.Is(err, exchange.ErrRefused) || !strings.Contains(err.Error(), auth.ReasonNoGrant) {
 		t.Fatalf("southwark without a grant: %v", err)
 	}

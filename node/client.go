@@ -150,7 +150,9 @@ func (c *Client) Publish(ctx context.Context, d nii.DatasetID, body io.Reader, r
 // written. An error in mid-stream (a corrupt chunk, say) is reported, so
 // the caller must discard what w received.
 func (c *Client) Content(ctx context.Context, r nii.Ref, w io.Writer) (string, int64, error) {
-	resp, err := c.do(ctx, http.MethodGet, versionPath(r)+"/content", nil, false)
+	// With the admin token when the CLI has it: restricted content is
+	// served only to the node's operator.
+	resp, err := c.do(ctx, http.MethodGet, versionPath(r)+"/content", nil, c.Token != "")
 	if err != nil {
 		return "", 0, err
 	}

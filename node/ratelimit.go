@@ -205,7 +205,8 @@ func remoteAddr(s string) netip.Addr {
 // rateExempt are the paths tooling polls: never limited.
 var rateExempt = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
 
-// hasAdminToken reports whether r carries the node's admin token.
+// hasAdminToken reports whether r carries the node's admin token,
+// compared in constant time. It is the one check the API makes of it.
 func (n *Node) hasAdminToken(r *http.Request) bool {
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	return ok && subtle.ConstantTimeCompare([]byte(tok), []byte(n.apiToken)) == 1
