@@ -135,6 +135,17 @@ func TestGrantsEnforcedAcrossTheFederation(t *testing.T) {
 		t.Fatalf("lambeth after revocation: %v", err)
 	}
 
+	// A follow whose grant has expired stops at once, in a clear state.
+	expired, _, _ := auth.IssueGrant(admin, auth.GrantSpec{Federation: fed, Subject: "lambeth",
+		Datasets: []string{"greenwich/*"}, Actions: []string{"sync"}, NotBefore: time.Now().Add(-2 * time.Hour), TTL: time.Hour})
+	if _, err := lambeth.StartFollowing(ref.Dataset, expired); err != nil {
+		t.Fatal(err)
+	}
+	nodetest.WaitFor(t, 10*time.Second, "the follow stops as expired", func() bool {
+		f := followOf(t, lambeth, ref.Dataset)
+		return f != nil && f.State == node.FollowGrantExpired && strings.Contains(f.LastError, "expired")
+	})
+
 	// Greenwich's audit log holds every decision, with who and why.
 	recs, _, err := greenwich.Audit(auth.AuditQuery{Dataset: "greenwich/spend-2024", Limit: 1000})
 	if err != nil {

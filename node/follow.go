@@ -125,8 +125,10 @@ func (n *Node) StartFollowing(d nii.DatasetID, grant string) (*Follow, error) {
 	if err != nil {
 		f = &Follow{Dataset: d, Since: time.Now().UTC(), State: FollowWaiting}
 	}
+	// Following again (with a new grant, say) starts afresh: a follow that
+	// stopped on an expired or revoked grant resumes.
 	f.Grant = grant
-	f.NextAttempt = time.Time{}
+	f.State, f.LastError, f.Failures, f.NextAttempt = FollowWaiting, "", 0, time.Time{}
 	if err := n.saveFollow(f); err != nil {
 		return nil, err
 	}
