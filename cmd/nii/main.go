@@ -74,6 +74,7 @@ talk to a running node find it through its home.`,
 		pullCmd(g),
 		followCmd(g),
 		unfollowCmd(g),
+		demoCmd(g),
 		versionCmd(),
 	)
 	return root
