@@ -80,6 +80,7 @@ talk to a running node find it through its home.`,
 		credentialCmd(g),
 		grantCmd(g),
 		auditCmd(g),
+		demoCmd(g),
 		versionCmd(),
 	)
 	return root

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nii-uk/nii/node"
+)
+
+// syncBuffer is a bytes.Buffer safe to read while a process writes to it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// demoProc is a running 'nii demo' process.
+type demoProc struct {
+	cmd    *exec.Cmd
+	stderr *syncBuffer
+	done   chan error
+	info   DemoInfo
+}
+
+// startDemo runs 'nii demo --json' with extra flags and waits, with a
+// deadline, for its readiness line.
+func startDemo(t *testing.T, extra ...string) *demoProc {
+	t.Helper()
+	cmd := exec.Command(niiBin, append([]string{"demo", "--json"}, extra...)...)
+	p := &demoProc{cmd: cmd, stderr: &syncBuffer{}, done: make(chan error, 1)}
+	cmd.Stderr = p.stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(nil, 1<<20)
+		if sc.Scan() {
+			lines <- sc.Text()
+		}
+		io.Copy(io.Discard, stdout)
+		p.done <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-p.done
+	})
+	select {
+	case line := <-lines:
+		if err := json.Unmarshal([]byte(line), &p.info); err != nil {
+			t.Fatalf("demo --json printed %q: %v", line, err)
+		}
+		t.Logf("nii demo ready in %v", time.Since(start).Round(time.Millisecond))
+	case err := <-p.done:
+		p.done <- err
+		t.Fatalf("nii demo exited before it was ready: %v\n%s", err, p.stderr)
+	case <-time.After(60 * time.Second):
+		t.Fatalf("nii demo not ready within 60s\n%s", p.stderr)
+	}
+	return p
+}
+
+// stop signals the demo and waits, with a deadline, for a clean exit.
+func (p *demoProc) stop(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	p.cmd.Process.Signal(sig)
+	select {
+	case err := <-p.done:
+		p.done <- err
+		if err != nil {
+			t.Fatalf("nii demo after %v: %v\n%s", sig, err, p.stderr)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("nii demo did not stop within 30s of %v\n%s", sig, p.stderr)
+	}
+}
+
+func demoNodeOf(t *testing.T, info DemoInfo, org string) DemoNode {
+	t.Helper()
+	for _, n := range info.Nodes {
+		if n.Org == org {
+			return n
+		}
+	}
+	t.Fatalf("demo has no node %s: %+v", org, info.Nodes)
+	return DemoNode{}
+}
+
+// TestDemoFederation runs 'nii demo' as a newcomer would, uses what it
+// prints (the registry's API, the homes), and stops it with Ctrl-C.
+func TestDemoFederation(t *testing.T) {
+	p := startDemo(t)
+	info := p.info
+	if info.Kept || info.Registry.API == "" || !info.Registry.RegistryOnly || len(info.Nodes) != len(demoBoroughs) {
+		t.Fatalf("demo info: %+v", info)
+	}
+	if _, err := os.Stat(info.Dir); err != nil {
+		t.Fatalf("demo dir: %v", err)
+	}
+
+	// The registry's catalog lists every sample dataset, from all boroughs.
+	var want []string
+	for _, b := range demoBoroughs {
+		for _, d := range b.datasets {
+			want = append(want, b.org+"/"+d.name)
+		}
+	}
+	resp, err := http.Get(info.Registry.API + "/api/v1/catalog?limit=100")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res node.CatalogResult
+	err = json.NewDecoder(resp.Body).Decode(&res)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("registry catalog: %v %v", resp.Status, err)
+	}
+	var got []string
+	publishers := map[string]bool{}
+	for _, h := range res.Hits {
+		got = append(got, h.ID)
+		publishers[h.Meta.Publisher] = true
+		if h.Meta.Table == nil || h.Meta.Licence != demoLicence {
+			t.Errorf("%s: not profiled as a table or no licence: %+v", h.ID, h.Meta)
+		}
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) || len(publishers) != 4 || res.Total != len(want) {
+		t.Fatalf("registry lists %v from %v; want %v from 4 boroughs", got, publishers, want)
+	}
+	if !slices.Equal(sortedCopy(info.Datasets), want) {
+		t.Fatalf("demo --json lists datasets %v; want %v", info.Datasets, want)
+	}
+
+	// The printed homes work with the CLI: search the registry, pull from
+	// another borough.
+	var sr node.CatalogResult
+	if err := json.Unmarshal([]byte(mustNii(t, info.Registry.Home, "search", "spend", "--json")), &sr); err != nil || sr.Total != 4 {
+		t.Fatalf("search spend on the registry: %d hits, %v", sr.Total, err)
+	}
+	out := filepath.Join(t.TempDir(), "lambeth-spend.csv")
+	mustNii(t, demoNodeOf(t, info, "greenwich").Home, "pull", "lambeth/spend", "-o", out, "-q")
+	gotFile, _ := os.ReadFile(out)
+	wantFile, _ := demoFiles.ReadFile("demodata/lambeth-spend.csv")
+	if len(wantFile) == 0 || !bytes.Equal(gotFile, wantFile) {
+		t.Fatalf("pulled lambeth/spend: %d bytes, not the %d-byte sample", len(gotFile), len(wantFile))
+	}
+
+	// Ctrl-C: every node closes, the temporary homes go.
+	p.stop(t, syscall.SIGINT)
+	if _, err := os.Stat(info.Dir); !os.IsNotExist(err) {
+		t.Fatalf("demo dir after Ctrl-C: %v", err)
+	}
+}
+
+func sortedCopy(s []string) []string {
+	c := slices.Clone(s)
+	slices.Sort(c)
+	return c
+}
+
+// TestDemoKeepsDir checks --dir: the homes stay after exit, and a second
+// demo on them starts the same nodes without publishing again.
+func TestDemoKeepsDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "demo")
+	p := startDemo(t, "--dir", dir)
+	if !p.info.Kept || p.info.Dir != dir {
+		t.Fatalf("demo info: dir %q kept %v", p.info.Dir, p.info.Kept)
+	}
+	p.stop(t, syscall.SIGTERM)
+	for _, org := range []string{demoRegistry, "lambeth"} {
+		if _, err := os.Stat(filepath.Join(dir, org, node.ConfigFile)); err != nil {
+			t.Fatalf("home %s after exit: %v", org, err)
+		}
+	}
+
+	p = startDemo(t, "--dir", dir)
+	var ds []node.DatasetInfo
+	if err := json.Unmarshal([]byte(mustNii(t, filepath.Join(dir, "lambeth"), "datasets", "--json")), &ds); err != nil {
+		t.Fatal(err)
+	}
+	if len(ds) != 1 || ds[0].ID != "lambeth/spend" || ds[0].Latest != 1 {
+		t.Fatalf("lambeth after a second demo on the same dir: %+v", ds)
+	}
+	p.stop(t, syscall.SIGTERM)
+}
