@@ -2,8 +2,11 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -138,6 +141,57 @@ func TestFederationScript(t *testing.T) {
 		var res node.CatalogResult
 		return json.Unmarshal([]byte(out), &res) == nil && res.Total == 1
 	}, "search", "spend", "--json")
+	// A third node's CKAN API finds it, as a harvester would, and its
+	// resource URL downloads the exact bytes; then that node pulls it.
+	org := status(t, homes[0]).Org
+	base := status(t, homes[2]).Addresses["api"]
+	var found struct {
+		Success bool `json:"success"`
+		Result  struct {
+			Count   int `json:"count"`
+			Results []struct {
+				Name      string `json:"name"`
+				Resources []struct {
+					URL  string `json:"url"`
+					Size int64  `json:"size"`
+				} `json:"resources"`
+			} `json:"results"`
+		} `json:"result"`
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get(base + "/api/3/action/package_search?q=spend&fq=organization:" + org)
+		if err == nil {
+			json.NewDecoder(resp.Body).Decode(&found)
+			resp.Body.Close()
+		}
+		if found.Success && found.Result.Count == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("CKAN package_search on %s never found %s/spend: %+v (%v)", homes[2], org, found, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	want, _ := os.ReadFile(realFile(t, "lambeth.csv"))
+	pkg := found.Result.Results[0]
+	if pkg.Name != org+"-spend" || len(pkg.Resources) != 1 || pkg.Resources[0].Size != int64(len(want)) {
+		t.Fatalf("CKAN package: %+v", pkg)
+	}
+	resp, err := http.Get(pkg.Resources[0].URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Equal(got, want) {
+		t.Fatalf("the CKAN resource URL gave %d bytes, not the published file", len(got))
+	}
+	out := filepath.Join(t.TempDir(), "spend.csv")
+	mustNii(t, homes[2], "pull", org+"/spend", "-o", out, "--quiet")
+	if got, _ := os.ReadFile(out); !bytes.Equal(got, want) {
+		t.Fatal("the pulled file differs")
+	}
 
 	if out, err := fedScript(t, dir, "stop").CombinedOutput(); err != nil {
 		t.Fatalf("federation.sh stop: %v\n%s", err, out)
