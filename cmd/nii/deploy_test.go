@@ -91,7 +91,7 @@ func TestDeployCompose(t *testing.T) {
 	}
 	services, _ := docs[0]["services"].(map[string]any)
 	volumes, _ := docs[0]["volumes"].(map[string]any)
-	if len(services) != 4 {
+	if len(services) != 5 {
 		t.Fatalf("compose services: %v", services)
 	}
 	for name, s := range services {
