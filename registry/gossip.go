@@ -183,6 +183,11 @@ func NewGossip(cfg GossipConfig, cat *Catalog, peers *Peers, fetch Fetcher) (*Go
 	default:
 		return nil, fmt.Errorf("gossip profile %q: want lan, wan or local", cfg.Profile)
 	}
+	// A broadcast counts one transmit per member it is sent to, so memberlist's
+	// local profile (RetransmitMult 2) sends each record to only two members
+	// in a small federation, and one that misses it waits for push/pull.
+	// Catalog records are worth more than that: at least LAN's 4.
+	mc.RetransmitMult = max(mc.RetransmitMult, 4)
 	mc.Name = string(cfg.Self)
 	mc.BindAddr = cfg.BindAddr
 	mc.BindPort = cfg.BindPort

@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,6 +54,12 @@ func fastGossip(self nii.NodeID, keys [][]byte) GossipConfig {
 
 func (m *memNet) start(t testing.TB, keys [][]byte) *member {
 	t.Helper()
+	return m.startWith(t, keys, nil)
+}
+
+// startWith starts a member whose gossip config mod may change.
+func (m *memNet) startWith(t testing.TB, keys [][]byte, mod func(*GossipConfig)) *member {
+	t.Helper()
 	id := newIdent()
 	db := memDB(t)
 	cat, err := OpenCatalog(db, id.id, id.key, nil)
@@ -63,7 +70,11 @@ func (m *memNet) start(t testing.TB, keys [][]byte) *member {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := NewGossip(fastGossip(id.id, keys), cat, peers, m)
+	gc := fastGossip(id.id, keys)
+	if mod != nil {
+		mod(&gc)
+	}
+	g, err := NewGossip(gc, cat, peers, m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,4 +245,44 @@ func TestGossipLeftVersusDead(t *testing.T) {
 	if p, _ := a.peers.Get(crasher.id); p.Online() || p.LastSeen.IsZero() {
 		t.Fatalf("dead peer: %+v", p)
 	}
+}
+
+// Broadcasts alone reach every member, without anti-entropy's help: with
+// push/pull pushed out of the test's reach, a burst of records from one
+// member must reach all of a small federation within seconds. (memberlist's
+// local profile sends each broadcast to only two members; nii raises that.)
+func TestBroadcastsReachEveryMemberWithoutPushPull(t *testing.T) {
+	var net memNet
+	var ms []*member
+	for range 6 {
+		cfg := func(c *GossipConfig) { c.PushPullInterval = time.Hour }
+		ms = append(ms, net.startWith(t, nil, cfg))
+	}
+	for _, m := range ms[1:] {
+		if _, err := m.gossip.Join([]string{ms[0].gossip.Addr()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, "6 members", func() bool {
+		for _, m := range ms {
+			if m.gossip.NumMembers() != 6 {
+				return false
+			}
+		}
+		return true
+	})
+	var ads []*nii.Advert
+	for i := range 10 {
+		ads = append(ads, ms[i%6].publish(t, fmt.Sprintf("set-%d", i), "Set", 1))
+	}
+	waitFor(t, 5*time.Second, "every record reaches every member", func() bool {
+		for _, m := range ms {
+			for _, a := range ads {
+				if !hasAdvert(m.cat, a) {
+					return false
+				}
+			}
+		}
+		return true
+	})
 }

@@ -233,16 +233,14 @@ func runDemo(ctx context.Context, out, errw io.Writer, o demoOptions) (err error
 }
 
 // startDemoNode creates (unless it exists) and starts one node's home
-// under dir: loopback, free ports, small store caches, and the production
-// "lan" gossip profile. (The "local" profile retransmits each broadcast
-// only twice, so in a five-node federation a record often misses one node
-// until the next push/pull, 15 s later; "lan" reaches all within a second.)
+// under dir: loopback, free ports, small store caches, and the "local"
+// gossip profile (one machine).
 func startDemoNode(ctx context.Context, dir, org, name string, join []string, log *slog.Logger) (*node.Node, error) {
 	cfg := node.DefaultConfig(filepath.Join(dir, org))
 	cfg.Org, cfg.OrgName, cfg.Federation = org, name, demoFederation
 	cfg.API = "127.0.0.1:0"
 	cfg.Gossip.Listen = "127.0.0.1:0"
-	cfg.Gossip.Profile = "lan"
+	cfg.Gossip.Profile = "local"
 	cfg.P2P.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
 	cfg.LowMemory = true
 	cfg.RegistryOnly = org == demoRegistry
