@@ -226,8 +226,15 @@ func (n *Node) handlePeers(w http.ResponseWriter, r *http.Request) {
 // advertises.
 func (n *Node) PeerList() []PeerInfo {
 	counts := n.catalog.CountByOrigin()
+	creds := n.catalog.Credentials()
 	out := []PeerInfo{}
 	for _, p := range n.peers.List() {
+		// A member is verified when the credential its records carry
+		// proves, against this node's anchors, the org it claims.
+		if cred := creds[p.ID]; cred != "" {
+			org, err := n.verifyCredential(cred, p.ID)
+			p.Verified = err == nil && org == p.Org
+		}
 		out = append(out, PeerInfo{Peer: p, Datasets: counts[p.ID]})
 	}
 	return out

@@ -58,6 +58,12 @@ func TestGrantsEnforcedAcrossTheFederation(t *testing.T) {
 		return err1 == nil && err2 == nil && g.Verified && g.Version == 1 && !s.Verified
 	})
 
+	for _, p := range lambeth.PeerList() {
+		if want := p.ID == greenwich.ID(); p.Verified != want {
+			t.Fatalf("lambeth's peer list: %s (%s) verified=%v", p.Org, p.ID.Short(), p.Verified)
+		}
+	}
+
 	grant, gc, err := auth.IssueGrant(admin, auth.GrantSpec{Federation: fed, Subject: "lambeth",
 		Datasets: []string{"greenwich/spend-*"}, Actions: []string{"read", "sync"}, TTL: time.Hour})
 	if err != nil {

@@ -515,6 +515,26 @@ func (c *Catalog) OwnRecords() []*nii.Advert {
 	return out
 }
 
+// Credentials returns, per origin, the membership credential its newest
+// record carries ("" if none), for showing which members are verified.
+func (c *Catalog) Credentials() map[nii.NodeID]string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	newest := map[nii.NodeID]*nii.Advert{}
+	for _, byOrigin := range c.entries {
+		for o, e := range byOrigin {
+			if cur := newest[o]; cur == nil || e.Advert.Seq > cur.Seq {
+				newest[o] = e.Advert
+			}
+		}
+	}
+	out := make(map[nii.NodeID]string, len(newest))
+	for o, a := range newest {
+		out[o] = a.Credential
+	}
+	return out
+}
+
 // CountByOrigin returns how many live datasets each origin advertises.
 func (c *Catalog) CountByOrigin() map[nii.NodeID]int {
 	c.mu.RLock()

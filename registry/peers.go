@@ -27,7 +27,8 @@ type Peer struct {
 	State    string     `json:"state" cbor:"6,keyasint"`
 	Seq      uint64     `json:"catalog_seq" cbor:"7,keyasint"`
 	LastSeen time.Time  `json:"last_seen" cbor:"8,keyasint"`
-	// Verified is set when the peer's org claim is proven (grants work).
+	// Verified is set when the peer's org claim is proven by the membership
+	// credential its catalog records carry (set by package node).
 	Verified bool `json:"verified" cbor:"-"`
 }
 

@@ -142,6 +142,9 @@ func printPeers(out io.Writer, ps []node.PeerInfo) error {
 		if p.Registry {
 			org += " (registry)"
 		}
+		if !p.Verified {
+			org += " (unverified)"
+		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\n", p.ID, org, p.State, ago(p.LastSeen, p.Online()), p.Datasets, p.Gossip)
 	}
 	return w.Flush()
