@@ -357,6 +357,23 @@ func (s *Store) Version(r nii.Ref) (*VersionRecord, error) {
 	return &rec, nil
 }
 
+// HasVersion reports whether version r (r.Version ≥ 1) is held: one key
+// lookup, where Version, on a miss, also looks for the dataset to say
+// which is missing.
+func (s *Store) HasVersion(r nii.Ref) (bool, error) {
+	err := s.db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get(versionKey(r.Dataset, r.Version))
+		return err
+	})
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, badger.ErrKeyNotFound):
+		return false, nil
+	}
+	return false, err
+}
+
 // Latest returns the record of d's highest version.
 func (s *Store) Latest(d nii.DatasetID) (*VersionRecord, error) {
 	var rec *VersionRecord

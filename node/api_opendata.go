@@ -85,7 +85,7 @@ func (n *Node) site(r *http.Request) opendata.Site {
 // downloadURL is where this node serves a version's bytes: the content
 // endpoint if it holds the version, else the relay.
 func (n *Node) downloadURL(base string, ref nii.Ref) string {
-	if _, err := n.store.Version(ref); err == nil {
+	if held, _ := n.store.HasVersion(ref); held {
 		return base + opendata.ContentPath(ref.Dataset, ref.Version)
 	}
 	return base + opendata.DatasetPath(ref.Dataset) + "/versions/" + strconv.FormatUint(ref.Version, 10) + "/download"
@@ -112,32 +112,14 @@ func (n *Node) published(d nii.DatasetID) (registry.Entry, bool) {
 	return registry.Entry{}, false
 }
 
-// allPublished pages through every live dataset of the catalog, A→Z by
-// title. Paging the index keeps this to the search's public surface; a
-// publish landing mid-walk may be missed or seen twice, as with any
-// paged read.
-func (n *Node) allPublished(fn func(h registry.Hit)) {
-	for off := 0; ; off += 1000 {
-		res := n.catalog.Search(registry.Query{Sort: "title", Offset: off, Limit: 1000})
-		for _, h := range res.Hits {
-			fn(h)
-		}
-		if len(res.Hits) < 1000 || off+len(res.Hits) >= res.Total {
-			return
-		}
-	}
-}
-
-// orgTitle returns an org's display name from one of its adverts.
+// orgTitle returns an org's display name: this node's own, or the one
+// its newest advert gives (kept by the catalog, so the organization facet
+// of package_search costs a map lookup per org).
 func (n *Node) orgTitle(org string) string {
 	if org == n.cfg.Org && n.cfg.OrgName != "" {
 		return n.cfg.OrgName
 	}
-	res := n.catalog.Search(registry.Query{Publisher: []string{org}, Sort: "modified", Limit: 1})
-	if len(res.Hits) == 1 && res.Hits[0].Doc.Advert.Meta.PublisherName != "" {
-		return res.Hits[0].Doc.Advert.Meta.PublisherName
-	}
-	return ""
+	return n.catalog.OrgName(org)
 }
 
 // ---- CKAN ----
@@ -263,9 +245,9 @@ func (n *Node) lookupPackage(id string) (registry.Entry, *opendata.Error) {
 	}
 	if opendata.IsUUID(id) {
 		var found *nii.DatasetID
-		n.allPublished(func(h registry.Hit) {
-			if found == nil && opendata.PackageUUID(h.Doc.Advert.Dataset) == id {
-				d := h.Doc.Advert.Dataset
+		n.catalog.EachLive(func(e registry.Entry) {
+			if found == nil && opendata.PackageUUID(e.Advert.Dataset) == id {
+				d := e.Advert.Dataset
 				found = &d
 			}
 		})
@@ -313,7 +295,7 @@ func (n *Node) ckanPackageList(p opendata.Params) (any, *opendata.Error) {
 		return nil, err
 	}
 	names := []string{}
-	n.allPublished(func(h registry.Hit) { names = append(names, opendata.CKANName(h.Doc.Advert.Dataset)) })
+	n.catalog.EachLive(func(e registry.Entry) { names = append(names, opendata.CKANName(e.Advert.Dataset)) })
 	slices.Sort(names)
 	names = slices.Compact(names) // two origins may claim one dataset
 	names = names[min(offset, len(names)):]
@@ -337,11 +319,30 @@ func (n *Node) orgs() map[string]*opendata.Organization {
 		}
 		return o
 	}
-	n.allPublished(func(h registry.Hit) {
-		a := h.Doc.Advert
-		o := add(a.Dataset.Org, a.Meta.PublisherName, a.Meta.Issued)
-		*o.PackageCount++
+	// One walk of the catalog for the counts and the earliest issue date
+	// (no catalog calls inside it: it holds the catalog's lock), then
+	// each org's name from the catalog.
+	type seen struct {
+		count  int
+		issued time.Time
+	}
+	published := map[string]*seen{}
+	n.catalog.EachLive(func(e registry.Entry) {
+		a := e.Advert
+		s := published[a.Dataset.Org]
+		if s == nil {
+			s = &seen{issued: a.Meta.Issued}
+			published[a.Dataset.Org] = s
+		}
+		s.count++
+		if !a.Meta.Issued.IsZero() && (s.issued.IsZero() || a.Meta.Issued.Before(s.issued)) {
+			s.issued = a.Meta.Issued
+		}
 	})
+	for org, s := range published {
+		o := add(org, n.orgTitle(org), s.issued)
+		*o.PackageCount = s.count
+	}
 	for _, peer := range n.peers.List() {
 		if peer.Org != "" {
 			add(peer.Org, "", time.Time{})

@@ -90,6 +90,7 @@ type Catalog struct {
 	maxSeq     map[nii.NodeID]uint64                   // highest seq held per origin (≥ watermark)
 	entries    map[nii.DatasetID]map[nii.NodeID]*Entry // newest advert per dataset per origin, tombstones included
 	index      *Index
+	orgNames   map[string]orgName // org → the name its newest live advert gives it
 
 	rejected sync.Map // reason -> *atomic.Int64
 	applied  atomic.Int64
@@ -154,6 +155,7 @@ func OpenCatalog(db *badger.DB, self nii.NodeID, key ed25519.PrivateKey, verify 
 		maxSeq:     make(map[nii.NodeID]uint64),
 		entries:    make(map[nii.DatasetID]map[nii.NodeID]*Entry),
 		index:      NewIndex(),
+		orgNames:   make(map[string]orgName),
 	}
 	err := db.View(func(txn *badger.Txn) error {
 		if item, err := txn.Get(keySelfSeq); err == nil {
@@ -213,7 +215,19 @@ func (c *Catalog) install(a *nii.Advert) {
 		c.index.Delete(key)
 	} else {
 		c.index.Put(Doc{Key: key, Advert: a, Verified: e.Verified})
+		if name := a.Meta.PublisherName; name != "" {
+			if held, ok := c.orgNames[a.Dataset.Org]; !ok || !a.Meta.Modified.Before(held.modified) {
+				c.orgNames[a.Dataset.Org] = orgName{name, a.Meta.Modified}
+			}
+		}
 	}
+}
+
+// orgName is the display name an org's adverts give it, and when the
+// advert that gave it was modified.
+type orgName struct {
+	name     string
+	modified time.Time
 }
 
 func docKey(origin nii.NodeID, d nii.DatasetID) string { return d.String() + " " + string(origin) }
@@ -479,6 +493,31 @@ func (c *Catalog) Lookup(d nii.DatasetID) []Entry {
 
 // Search runs a query over the catalog's live (not withdrawn) adverts.
 func (c *Catalog) Search(q Query) Result { return c.index.Search(q) }
+
+// OrgName returns the display name an org gives itself in the most
+// recently modified of its live adverts that names it, "" if none does.
+// It is kept as adverts are applied: asking costs a map lookup.
+func (c *Catalog) OrgName(org string) string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.orgNames[org].name
+}
+
+// EachLive calls fn with every live publisher entry — what Search can
+// find: no tombstones, no replicas — in no particular order. It walks the
+// catalog once under its read lock, so fn must be quick and must not call
+// the catalog.
+func (c *Catalog) EachLive(fn func(Entry)) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for _, byOrigin := range c.entries {
+		for _, e := range byOrigin {
+			if !e.Advert.Withdrawn && !e.Advert.Replica {
+				fn(*e)
+			}
+		}
+	}
+}
 
 // Len returns the number of searchable adverts.
 func (c *Catalog) Len() int { return c.index.Len() }

@@ -207,6 +207,11 @@ type Resource struct {
 	State            string  `json:"state"`
 	URLType          *string `json:"url_type"`
 	DatastoreActive  bool    `json:"datastore_active"`
+	// CKAN's cache and inner-type columns: always null in nii (no cache,
+	// no archives), but present, as CKAN returns them.
+	MimetypeInner    *string `json:"mimetype_inner"`
+	CacheURL         *string `json:"cache_url"`
+	CacheLastUpdated *string `json:"cache_last_updated"`
 	// Nii-specific, as extra resource fields are in CKAN.
 	Version  uint64 `json:"nii_version"`
 	Manifest string `json:"nii_manifest"`
@@ -246,7 +251,7 @@ type Organization struct {
 	Description    string    `json:"description"`
 	ImageURL       string    `json:"image_url"`
 	ImageDisplay   string    `json:"image_display_url"`
-	Created        string    `json:"created"`
+	Created        *string   `json:"created"` // null when nii does not know
 	IsOrganization bool      `json:"is_organization"`
 	Type           string    `json:"type"`
 	State          string    `json:"state"`
@@ -264,13 +269,24 @@ func ckanTime(t time.Time) string {
 	return t.UTC().Format("2006-01-02T15:04:05.000000")
 }
 
-// NewOrganization returns the organization dict of an org.
+// ckanTimeOrNull is ckanTime, or nil (JSON null) for the zero time: a
+// client parses null as "unknown", where "" is not a timestamp.
+func ckanTimeOrNull(t time.Time) *string {
+	if t.IsZero() {
+		return nil
+	}
+	s := ckanTime(t)
+	return &s
+}
+
+// NewOrganization returns the organization dict of an org; created may be
+// zero (unknown).
 func NewOrganization(org, title string, created time.Time) Organization {
 	if title == "" {
 		title = org
 	}
 	return Organization{
-		ID: org, Name: org, Title: title, DisplayName: title, Created: ckanTime(created),
+		ID: org, Name: org, Title: title, DisplayName: title, Created: ckanTimeOrNull(created),
 		IsOrganization: true, Type: "organization", State: "active", ApprovalStatus: "approved",
 	}
 }

@@ -90,6 +90,11 @@ type Field struct {
 	Name   string `json:"name"`
 	Type   string `json:"type"`
 	Format string `json:"format,omitempty"`
+	// GroupChar is set on numbers: nii infers "number" for values with
+	// thousands separators ("1,100.00", common in UK spend files), which
+	// a Table Schema reader refuses unless told the group character.
+	// Plain numbers read the same with it.
+	GroupChar string `json:"groupChar,omitempty"`
 }
 
 // NewDataPackage describes one version of a dataset. a may be the
@@ -148,7 +153,11 @@ func NewDataPackage(site Site, e Entry) DataPackage {
 		}
 		res.Schema = &TableSchema{Fields: make([]Field, 0, len(t.Columns)), MissingValues: []string{""}}
 		for _, c := range t.Columns {
-			res.Schema.Fields = append(res.Schema.Fields, Field{Name: c.Name, Type: frictionlessType(c.Type), Format: c.Format})
+			f := Field{Name: c.Name, Type: frictionlessType(c.Type), Format: c.Format}
+			if f.Type == "number" {
+				f.GroupChar = ","
+			}
+			res.Schema.Fields = append(res.Schema.Fields, f)
 		}
 	}
 	dp.Resources = []DPResource{res}

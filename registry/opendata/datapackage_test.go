@@ -37,11 +37,13 @@ func TestNewDataPackage(t *testing.T) {
 		t.Errorf("dialect %v", d)
 	}
 	fields := res["schema"].(map[string]any)["fields"].([]any)
-	want := []string{"Date date %d/%m/%Y", "Amount number ", "Supplier string "}
+	// Numbers carry groupChar: nii's "number" includes "1,100.00".
+	want := []string{"Date date %d/%m/%Y ", "Amount number  ,", "Supplier string  "}
 	for i, f := range fields {
 		m := f.(map[string]any)
 		format, _ := m["format"].(string)
-		if got := m["name"].(string) + " " + m["type"].(string) + " " + format; got != want[i] {
+		group, _ := m["groupChar"].(string)
+		if got := m["name"].(string) + " " + m["type"].(string) + " " + format + " " + group; got != want[i] {
 			t.Errorf("field %d = %q, want %q", i, got, want[i])
 		}
 	}
