@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/nii-uk/nii"
+	"github.com/nii-uk/nii/auth"
 	"github.com/nii-uk/nii/exchange"
 	"github.com/nii-uk/nii/node"
 	"github.com/spf13/cobra"
@@ -33,6 +35,7 @@ var demoFiles embed.FS
 type demoDataset struct {
 	file, name, title, description string
 	keywords, themes               []string
+	restricted                     bool // needs a grant: shows the trust model
 }
 
 // demoBorough is one publishing node of the demo federation.
@@ -52,28 +55,28 @@ var demoBoroughs = []demoBorough{
 	{"greenwich", "Royal Borough of Greenwich", []demoDataset{
 		{"greenwich-spend.csv", "spend", "Spend over £500, April 2024",
 			"Payments to suppliers over £500. ISO dates, credits in brackets." + synthetic,
-			[]string{"spend", "transparency", "payments"}, []string{"finance"}},
+			[]string{"spend", "transparency", "payments"}, []string{"finance"}, false},
 		{"greenwich-planning-applications.csv", "planning-applications", "Planning applications received, spring 2024",
-			"Planning applications with their status and decision." + synthetic,
-			[]string{"planning", "applications"}, []string{"planning"}},
+			"Planning applications with their status and decision. Restricted in the demo, to show grants." + synthetic,
+			[]string{"planning", "applications"}, []string{"planning"}, true},
 	}},
 	{"lambeth", "London Borough of Lambeth", []demoDataset{
 		{"lambeth-spend.csv", "spend", "Invoices over £500, June 2012",
 			"Lambeth's invoices over the specified nett amount, June 2012 (first 250 rows). Real data: contains public sector information licensed under the Open Government Licence v3.0.",
-			[]string{"spend", "transparency", "invoices"}, []string{"finance"}},
+			[]string{"spend", "transparency", "invoices"}, []string{"finance"}, false},
 	}},
 	{"camden", "London Borough of Camden", []demoDataset{
 		{"camden-spend.csv", "spend", "Payments over £500, May 2024",
 			"Payments to suppliers over £500 with net, VAT and gross amounts." + synthetic,
-			[]string{"spend", "transparency", "payments"}, []string{"finance"}},
+			[]string{"spend", "transparency", "payments"}, []string{"finance"}, false},
 		{"camden-air-quality.csv", "air-quality", "Air quality sensor readings, June 2024",
 			"Hourly NO2, PM2.5 and PM10 readings from three roadside and background sensors." + synthetic,
-			[]string{"air quality", "sensors", "no2", "pm2.5"}, []string{"environment"}},
+			[]string{"air quality", "sensors", "no2", "pm2.5"}, []string{"environment"}, false},
 	}},
 	{"trafford", "Trafford Council", []demoDataset{
 		{"trafford-spend.csv", "spend", "Expenditure over £500, September 2014",
 			"Trafford Council's expenditure over £500, September 2014 (first 160 rows), in the DCLG/LGA layout. Real data: contains public sector information licensed under the Open Government Licence v3.0.",
-			[]string{"spend", "transparency", "expenditure"}, []string{"finance"}},
+			[]string{"spend", "transparency", "expenditure"}, []string{"finance"}, false},
 	}},
 }
 
@@ -87,6 +90,7 @@ type DemoNode struct {
 	P2P          []string `json:"p2p"`
 	RegistryOnly bool     `json:"registry_only,omitempty"`
 	Datasets     []string `json:"datasets,omitempty"`
+	Verified     bool     `json:"verified,omitempty"` // enrolled with the demo admin's credential
 }
 
 // DemoInfo is what 'nii demo --json' prints, on one line, once the
@@ -98,6 +102,10 @@ type DemoInfo struct {
 	Registry   DemoNode   `json:"registry"`
 	Nodes      []DemoNode `json:"nodes"`
 	Datasets   []string   `json:"datasets"`
+	Restricted []string   `json:"restricted"` // datasets that need a grant
+	// AdminKey is the demo federation admin's issuer key: every node
+	// trusts it, every borough is enrolled with it, and it issues grants.
+	AdminKey string `json:"admin_key"`
 }
 
 func demoCmd(g *globals) *cobra.Command {
@@ -192,6 +200,11 @@ func runDemo(ctx context.Context, out, errw io.Writer, o demoOptions) (err error
 		}
 		nodes = append(nodes, n)
 	}
+	// A federation admin: every node trusts the demo's issuer key and every
+	// borough is enrolled, so its adverts show as verified.
+	if err := demoTrust(dir, nodes); err != nil {
+		return err
+	}
 	// Publish once everyone is a member, so the adverts' first gossip
 	// reaches the registry rather than waiting for anti-entropy.
 	deadline := time.Now().Add(o.timeout)
@@ -261,6 +274,58 @@ func startDemoNode(ctx context.Context, dir, org, name string, join []string, lo
 	return n, nil
 }
 
+func demoAccess(d demoDataset) nii.Access {
+	if d.restricted {
+		return nii.AccessRestricted
+	}
+	return nii.AccessOpen
+}
+
+// demoAdminKeyFile is the demo admin's issuer key, in the demo's dir.
+const demoAdminKeyFile = "demo-admin.key"
+
+// demoTrust makes (or, on a kept --dir, reloads) the demo admin's issuer
+// key, has every node trust it and enrols every borough.
+func demoTrust(dir string, nodes []*node.Node) error {
+	path := filepath.Join(dir, demoAdminKeyFile)
+	key, err := auth.LoadPrivateKey(path)
+	if errors.Is(err, os.ErrNotExist) {
+		if key, err = auth.GenerateKey(); err != nil {
+			return err
+		}
+		b, err := auth.MarshalPrivateKey(key)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			return err
+		}
+		jwk, _ := json.MarshalIndent(auth.PublicJWK(key.Public().(ed25519.PublicKey), "demo-admin"), "", "  ")
+		if err := os.WriteFile(auth.PublicPath(path), append(jwk, '\n'), 0o644); err != nil {
+			return err
+		}
+	} else if err != nil {
+		return err
+	}
+	pub := key.Public().(ed25519.PublicKey)
+	for _, n := range nodes {
+		if _, err := n.AddTrust(pub, "demo-admin"); err != nil {
+			return fmt.Errorf("%s: trust the demo admin: %w", n.Config().Org, err)
+		}
+		if n.Config().RegistryOnly {
+			continue
+		}
+		cred, _, err := auth.IssueCredential(key, demoFederation, n.ID(), n.Config().Org, n.Config().OrgName, 365*24*time.Hour)
+		if err != nil {
+			return err
+		}
+		if _, err := n.InstallCredential(cred); err != nil {
+			return fmt.Errorf("%s: enrol: %w", n.Config().Org, err)
+		}
+	}
+	return nil
+}
+
 // publishSample publishes one embedded file, unless the node already holds
 // the dataset (a demo rerun on the same --dir).
 func publishSample(ctx context.Context, n *node.Node, d demoDataset) error {
@@ -280,7 +345,7 @@ func publishSample(ctx context.Context, n *node.Node, d demoDataset) error {
 		Filename: d.file,
 		Meta: nii.Metadata{
 			Title: d.title, Description: d.description, Licence: demoLicence,
-			Keywords: d.keywords, Themes: d.themes,
+			Keywords: d.keywords, Themes: d.themes, Access: demoAccess(d),
 		},
 	})
 	return err
@@ -343,7 +408,8 @@ func closeAll(nodes []*node.Node) error {
 }
 
 func demoInfo(dir string, kept bool, nodes []*node.Node) DemoInfo {
-	info := DemoInfo{Dir: dir, Kept: kept, Federation: demoFederation, Datasets: []string{}}
+	info := DemoInfo{Dir: dir, Kept: kept, Federation: demoFederation, Datasets: []string{}, Restricted: []string{},
+		AdminKey: filepath.Join(dir, demoAdminKeyFile)}
 	for i, n := range nodes {
 		cfg := n.Config()
 		dn := DemoNode{Org: cfg.Org, Name: cfg.OrgName, Home: cfg.Home, API: n.APIAddr(), Gossip: n.GossipAddr(),
@@ -356,10 +422,23 @@ func demoInfo(dir string, kept bool, nodes []*node.Node) DemoInfo {
 			id := cfg.Org + "/" + d.name
 			dn.Datasets = append(dn.Datasets, id)
 			info.Datasets = append(info.Datasets, id)
+			if d.restricted {
+				info.Restricted = append(info.Restricted, id)
+			}
 		}
+		dn.Verified = n.Credential() != ""
 		info.Nodes = append(info.Nodes, dn)
 	}
 	return info
+}
+
+func demoNodeHome(info DemoInfo, org string) string {
+	for _, n := range info.Nodes {
+		if n.Org == org {
+			return n.Home
+		}
+	}
+	return ""
 }
 
 func printDemo(w io.Writer, info DemoInfo) {
@@ -392,12 +471,24 @@ The registry lists all %d datasets. Try, in another terminal:
   %s --home %s pull %s -o %s.csv      # verified pull; %s becomes a replica
   %s --home %s peers
 
+Restricted data: %s needs a grant. Every node trusts the demo admin's
+issuer key (%s) and every borough is enrolled with it, so its
+adverts show as verified. Issue lambeth a grant and pull:
+
+  %s grant issue --key %s --federation %s --to lambeth --datasets '%s' --actions read,sync --ttl 1h -o lambeth.jwt
+  %s --home %s pull %s --grant @lambeth.jwt -o restricted.csv
+  %s --home %s audit            # the publisher's record of who asked, allowed or refused, and why
+
 Ctrl-C stops every node`, len(info.Datasets),
 		reg.API, reg.API, reg.API, reg.API, b.API, b.Datasets[0],
 		bin, reg.Home,
 		bin, a.Home, b.Datasets[0],
 		bin, a.Home, b.Datasets[0], strings.ReplaceAll(b.Datasets[0], "/", "-"), a.Org,
-		bin, a.Home)
+		bin, a.Home,
+		strings.Join(info.Restricted, ", "), info.AdminKey,
+		bin, info.AdminKey, info.Federation, info.Restricted[0],
+		bin, demoNodeHome(info, "lambeth"), info.Restricted[0],
+		bin, demoNodeHome(info, strings.Split(info.Restricted[0], "/")[0]))
 	if info.Kept {
 		fmt.Fprintf(w, "; the homes stay in %s.\n", info.Dir)
 	} else {

@@ -175,6 +175,37 @@ func TestDemoFederation(t *testing.T) {
 		t.Fatalf("pulled lambeth/spend: %d bytes, not the %d-byte sample", len(gotFile), len(wantFile))
 	}
 
+	// Restricted data, as the demo prints it: every borough is verified;
+	// lambeth is refused without a grant and allowed with one from the
+	// demo admin's key; the publisher's audit log says so.
+	if len(info.Restricted) != 1 || info.AdminKey == "" {
+		t.Fatalf("demo info: restricted %v, admin key %q", info.Restricted, info.AdminKey)
+	}
+	for _, n := range info.Nodes {
+		if !n.Verified {
+			t.Fatalf("%s is not enrolled", n.Org)
+		}
+	}
+	var cd node.CatalogDataset
+	json.Unmarshal([]byte(mustNii(t, info.Registry.Home, "show", "lambeth/spend", "--json")), &cd)
+	if !cd.Verified {
+		t.Fatalf("the registry shows lambeth/spend unverified: %+v", cd)
+	}
+	lambeth := demoNodeOf(t, info, "lambeth").Home
+	restricted := info.Restricted[0]
+	if r := run(t, lambeth, "pull", restricted, "-q"); r.code == 0 {
+		t.Fatalf("lambeth pulled %s without a grant", restricted)
+	}
+	grant := filepath.Join(t.TempDir(), "lambeth.jwt")
+	mustNii(t, lambeth, "grant", "issue", "--key", info.AdminKey, "--federation", info.Federation, "--to", "lambeth",
+		"--datasets", restricted, "--actions", "read", "--ttl", "1h", "-o", grant)
+	mustNii(t, lambeth, "pull", restricted, "--grant", "@"+grant, "-o", filepath.Join(t.TempDir(), "r.csv"), "-q")
+	var page node.AuditPage
+	json.Unmarshal([]byte(mustNii(t, demoNodeOf(t, info, "greenwich").Home, "audit", "--json")), &page)
+	if len(page.Records) < 2 {
+		t.Fatalf("greenwich's audit log: %+v", page)
+	}
+
 	// Ctrl-C: every node closes, the temporary homes go.
 	p.stop(t, syscall.SIGINT)
 	if _, err := os.Stat(info.Dir); !os.IsNotExist(err) {
