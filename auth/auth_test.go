@@ -473,3 +473,50 @@ func TestInspect(t *testing.T) {
 		t.Fatalf("inspect junk: %+v", rep)
 	}
 }
+
+// A longer revocation of the same token replaces a shorter one (an admin
+// correcting a too-short --ttl), on disk too; a shorter one never
+// replaces a longer. Copies of a held revocation cost no signature check.
+func TestRevocationLongestWins(t *testing.T) {
+	f := newFixture(t)
+	dir := t.TempDir()
+	db := openDB(t, dir)
+	revs, err := OpenRevocations(db, f.v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.v.Revoked = revs.Revoked
+	tok, gc := f.grant(t, func(s *GrantSpec) { s.TTL = 30 * 24 * time.Hour })
+	req := Request{Dataset: nii.DatasetID{Org: "greenwich", Name: "spend-2024"}, Action: ActionRead, Node: f.lambeth, Org: "lambeth"}
+	short, _, _ := IssueRevocation(f.admin, fed, gc.ID, time.Minute)
+	long, _, _ := IssueRevocation(f.admin, fed, gc.ID, MaxTTL)
+	if _, isNew, err := revs.Add(short); err != nil || !isNew {
+		t.Fatal(isNew, err)
+	}
+	if _, isNew, err := revs.Add(long); err != nil || !isNew {
+		t.Fatalf("the longer revocation was not taken: %v %v", isNew, err)
+	}
+	if _, isNew, _ := revs.Add(short); isNew {
+		t.Fatal("the shorter revocation replaced the longer")
+	}
+	if n, _ := revs.Prune(time.Now().Add(2 * time.Minute)); n != 0 {
+		t.Fatalf("pruned %d: the long revocation went", n)
+	}
+	if _, err := f.v.CheckGrant(tok, req); ReasonOf(err) != ReasonRevoked {
+		t.Fatalf("after the short revocation's expiry: %v", err)
+	}
+	db.Close()
+	db = openDB(t, dir)
+	defer db.Close()
+	revs, _ = OpenRevocations(db, f.v)
+	if l := revs.List(); len(l) != 1 || l[0].Token != long {
+		t.Fatalf("after reopening: %+v", l)
+	}
+	// Forged tokens are refused once, then from the cache.
+	forged := long[:len(long)-4] + "AAAA"
+	for range 2 {
+		if _, _, err := revs.Add(forged); ReasonOf(err) != ReasonSignature {
+			t.Fatalf("forged revocation: %v", err)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"sort"
@@ -20,6 +21,9 @@ type Revocations struct {
 
 	mu sync.RWMutex
 	m  map[string]revocation // revoked jti → revocation
+	// held names the tokens already kept, by hash, so that anti-entropy's
+	// copies of them cost a map lookup rather than a signature check.
+	held map[[32]byte]struct{}
 }
 
 type revocation struct {
@@ -33,7 +37,7 @@ var prefixRevocation = []byte("ar/")
 // against v's anchors as it is loaded: one whose issuer is no longer
 // trusted is kept on disk but does not apply.
 func OpenRevocations(db *badger.DB, v *Verifier) (*Revocations, error) {
-	r := &Revocations{db: db, v: v, m: make(map[string]revocation)}
+	r := &Revocations{db: db, v: v, m: make(map[string]revocation), held: make(map[[32]byte]struct{})}
 	err := db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixRevocation, PrefetchValues: true})
 		defer it.Close()
@@ -53,13 +57,22 @@ func (r *Revocations) load(token string) (string, bool) {
 	if err != nil {
 		return "", false
 	}
+	return c.Revokes, r.keep(token, c)
+}
+
+// keep holds a verified revocation in memory. For one token ID the
+// revocation that lasts longest wins: a later, longer revocation replaces a
+// shorter one (an admin correcting a too-short --ttl), never the reverse.
+// It reports whether the held set changed.
+func (r *Revocations) keep(token string, c *RevocationClaims) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.m[c.Revokes]; ok {
-		return c.Revokes, false
+	r.held[sha256.Sum256([]byte(token))] = struct{}{}
+	if cur, ok := r.m[c.Revokes]; ok && !c.ExpiresAt.Time.After(cur.exp) {
+		return false
 	}
 	r.m[c.Revokes] = revocation{token: token, exp: c.ExpiresAt.Time}
-	return c.Revokes, true
+	return true
 }
 
 // Revoked reports whether the token with ID jti is revoked.
@@ -71,13 +84,28 @@ func (r *Revocations) Revoked(jti string) bool {
 }
 
 // Add verifies a revocation and stores it. It returns the revoked ID and
-// whether it was new to this node; an invalid revocation is a *Denial.
+// whether it changed what this node holds (new, or longer-lasting than the
+// one held for that ID); an invalid revocation is a *Denial.
 func (r *Revocations) Add(token string) (string, bool, error) {
+	h := sha256.Sum256([]byte(token))
+	r.mu.RLock()
+	_, seen := r.held[h]
+	r.mu.RUnlock()
+	if seen { // this very token is held: nothing to verify or store
+		jti := ""
+		if c, err := r.v.VerifyRevocation(token); err == nil { // cached
+			jti = c.Revokes
+		}
+		return jti, false, nil
+	}
 	c, err := r.v.VerifyRevocation(token)
 	if err != nil {
 		return "", false, err
 	}
-	if r.Revoked(c.Revokes) {
+	r.mu.RLock()
+	cur, ok := r.m[c.Revokes]
+	r.mu.RUnlock()
+	if ok && !c.ExpiresAt.Time.After(cur.exp) {
 		return c.Revokes, false, nil
 	}
 	err = r.db.Update(func(txn *badger.Txn) error {
@@ -86,8 +114,7 @@ func (r *Revocations) Add(token string) (string, bool, error) {
 	if err != nil {
 		return "", false, fmt.Errorf("store revocation: %w", err)
 	}
-	jti, isNew := r.load(token)
-	return jti, isNew, nil
+	return c.Revokes, r.keep(token, c), nil
 }
 
 // Revocation is one held revocation as the API lists it.
@@ -140,6 +167,7 @@ func (r *Revocations) Prune(now time.Time) (int, error) {
 		if now.After(rv.exp.Add(DefaultLeeway)) {
 			gone = append(gone, jti)
 			delete(r.m, jti)
+			delete(r.held, sha256.Sum256([]byte(rv.token)))
 		}
 	}
 	r.mu.Unlock()

@@ -88,6 +88,7 @@ type Verifier struct {
 type cached struct {
 	gen    uint64 // anchors generation it was verified under
 	claims any
+	err    error // a failure that does not change while the anchors do not (bad signature, untrusted key …)
 }
 
 func (v *Verifier) now() time.Time {
@@ -171,50 +172,17 @@ func (v *Verifier) parse(token, typ string, claims jwt.Claims, checkRevoked bool
 	v.mu.Unlock()
 	var out any
 	if hit && c.gen == gen {
+		if c.err != nil {
+			return nil, c.err
+		}
 		out = c.claims
 	} else {
-		kid := h.Kid
-		if kid == "" { // no kid: the issuer claim names the key
-			if m, err := unverifiedClaims(token); err == nil {
-				kid, _ = m["iss"].(string)
-			}
-		}
-		anchor, ok := v.Anchors.Get(kid)
-		if !ok {
-			return nil, deny(ReasonUntrusted, "issuer key %q is not a trust anchor of this node", trim(kid, 64))
-		}
-		p := jwt.NewParser(jwt.WithValidMethods([]string{"EdDSA"}), jwt.WithoutClaimsValidation())
-		if _, err := p.ParseWithClaims(token, claims, func(*jwt.Token) (any, error) { return anchor.Key, nil }); err != nil {
-			switch {
-			case errors.Is(err, jwt.ErrTokenSignatureInvalid):
-				return nil, deny(ReasonSignature, "signature does not verify against issuer %s", anchor.KID)
-			default:
-				return nil, deny(ReasonMalformed, "%v", err)
-			}
-		}
-		rc := registeredOf(claims)
-		if rc.Issuer != anchor.KID {
-			return nil, deny(ReasonIssuer, "iss %q is not the signing key %s", trim(rc.Issuer, 64), anchor.KID)
-		}
-		if rc.ID == "" || len(rc.ID) > 128 {
-			return nil, deny(ReasonClaims, "jti missing or too long")
-		}
-		if rc.ExpiresAt == nil {
-			return nil, deny(ReasonClaims, "exp missing: nii accepts no token without an expiry")
+		claims, err := v.verifySignature(token, h, claims)
+		v.remember(key, cached{gen: gen, claims: claims, err: err})
+		if err != nil {
+			return nil, err
 		}
 		out = claims
-		v.mu.Lock()
-		if v.cache == nil {
-			v.cache = make(map[[32]byte]cached)
-		}
-		if len(v.cache) >= cacheSize {
-			for k := range v.cache { // evict an arbitrary entry
-				delete(v.cache, k)
-				break
-			}
-		}
-		v.cache[key] = cached{gen: gen, claims: claims}
-		v.mu.Unlock()
 	}
 	rc := registeredOf(out.(jwt.Claims))
 	if err := v.checkTime(rc); err != nil {
@@ -227,6 +195,56 @@ func (v *Verifier) parse(token, typ string, claims jwt.Claims, checkRevoked bool
 		return nil, deny(ReasonRevoked, "token %s was revoked by an issuer", rc.ID)
 	}
 	return out, nil
+}
+
+// verifySignature makes the checks whose outcome depends only on the token
+// and the anchors: trusted key, signature, issuer, required claims.
+func (v *Verifier) verifySignature(token string, h header, claims jwt.Claims) (jwt.Claims, error) {
+	kid := h.Kid
+	if kid == "" { // no kid: the issuer claim names the key
+		if m, err := unverifiedClaims(token); err == nil {
+			kid, _ = m["iss"].(string)
+		}
+	}
+	anchor, ok := v.Anchors.Get(kid)
+	if !ok {
+		return nil, deny(ReasonUntrusted, "issuer key %q is not a trust anchor of this node", trim(kid, 64))
+	}
+	p := jwt.NewParser(jwt.WithValidMethods([]string{"EdDSA"}), jwt.WithoutClaimsValidation())
+	if _, err := p.ParseWithClaims(token, claims, func(*jwt.Token) (any, error) { return anchor.Key, nil }); err != nil {
+		if errors.Is(err, jwt.ErrTokenSignatureInvalid) {
+			return nil, deny(ReasonSignature, "signature does not verify against issuer %s", anchor.KID)
+		}
+		return nil, deny(ReasonMalformed, "%v", err)
+	}
+	rc := registeredOf(claims)
+	if rc.Issuer != anchor.KID {
+		return nil, deny(ReasonIssuer, "iss %q is not the signing key %s", trim(rc.Issuer, 64), anchor.KID)
+	}
+	if rc.ID == "" || len(rc.ID) > 128 {
+		return nil, deny(ReasonClaims, "jti missing or too long")
+	}
+	if rc.ExpiresAt == nil {
+		return nil, deny(ReasonClaims, "exp missing: nii accepts no token without an expiry")
+	}
+	return claims, nil
+}
+
+// remember caches a verification outcome, evicting an arbitrary entry
+// when full.
+func (v *Verifier) remember(key [32]byte, c cached) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.cache == nil {
+		v.cache = make(map[[32]byte]cached)
+	}
+	if len(v.cache) >= cacheSize {
+		for k := range v.cache {
+			delete(v.cache, k)
+			break
+		}
+	}
+	v.cache[key] = c
 }
 
 func (v *Verifier) checkTime(rc *jwt.RegisteredClaims) error {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/nii-uk/nii"
@@ -76,28 +77,44 @@ func Pull(ctx context.Context, h *Host, s *Store, req PullRequest) (*PullResult,
 		errs   []error
 		usable []nii.NodeID
 	)
-	for _, p := range req.Providers {
-		pm, ph, psm, err := h.FetchManifest(ctx, p, ManifestRequest{Dataset: req.Ref.Dataset, Version: req.Ref.Version, Grant: req.Grant, Action: req.Action, Credential: req.Credential})
-		if err == nil && !req.Manifest.IsZero() && ph != req.Manifest {
-			err = fmt.Errorf("serves manifest %s, the catalog advertises %s", ph.String()[:12], req.Manifest.String()[:12])
-		}
-		if err == nil && req.Publisher != "" && pm.Publisher != req.Publisher {
-			err = fmt.Errorf("manifest signed by %s, not the publisher %s", pm.Publisher.Short(), req.Publisher.Short())
-		}
-		if err != nil {
-			if errors.Is(err, ErrRefused) {
-				return nil, fmt.Errorf("pull %s: %w", req.Ref, err)
+	// A round that fails only because no provider could be reached (a dial
+	// or handshake that timed out on a busy host) is tried again, twice,
+	// after a short wait: those failures are usually transient.
+	for round := 0; m == nil && round < manifestRounds; round++ {
+		if round > 0 {
+			if !allUnreachable(errs) {
+				break
 			}
-			errs = append(errs, fmt.Errorf("%s: %w", p.Short(), err))
-			res.Dropped = append(res.Dropped, p)
-			continue
+			select {
+			case <-ctx.Done():
+				return nil, fmt.Errorf("pull %s: %w", req.Ref, ctx.Err())
+			case <-time.After(time.Duration(round) * manifestRetryWait):
+			}
+			errs, res.Dropped = nil, nil
 		}
-		// Chunks come from this provider and every one after it: a
-		// provider serving the wrong content is dropped at its first bad
-		// chunk, since every chunk is checked against this manifest.
-		m, mh, sm = pm, ph, psm
-		usable = append([]nii.NodeID{p}, remaining(req.Providers, p)...)
-		break
+		for _, p := range req.Providers {
+			pm, ph, psm, err := h.FetchManifest(ctx, p, ManifestRequest{Dataset: req.Ref.Dataset, Version: req.Ref.Version, Grant: req.Grant, Action: req.Action, Credential: req.Credential})
+			if err == nil && !req.Manifest.IsZero() && ph != req.Manifest {
+				err = fmt.Errorf("serves manifest %s, the catalog advertises %s", ph.String()[:12], req.Manifest.String()[:12])
+			}
+			if err == nil && req.Publisher != "" && pm.Publisher != req.Publisher {
+				err = fmt.Errorf("manifest signed by %s, not the publisher %s", pm.Publisher.Short(), req.Publisher.Short())
+			}
+			if err != nil {
+				if errors.Is(err, ErrRefused) {
+					return nil, fmt.Errorf("pull %s: %w", req.Ref, err)
+				}
+				errs = append(errs, fmt.Errorf("%s: %w", p.Short(), err))
+				res.Dropped = append(res.Dropped, p)
+				continue
+			}
+			// Chunks come from this provider and every one after it: a
+			// provider serving the wrong content is dropped at its first bad
+			// chunk, since every chunk is checked against this manifest.
+			m, mh, sm = pm, ph, psm
+			usable = append([]nii.NodeID{p}, remaining(req.Providers, p)...)
+			break
+		}
 	}
 	if m == nil {
 		return nil, fmt.Errorf("pull %s: %w: %w", req.Ref, ErrNoProvider, errors.Join(errs...))
@@ -148,6 +165,24 @@ func Pull(ctx context.Context, h *Host, s *Store, req PullRequest) (*PullResult,
 	return res, nil
 }
 
+// Manifest fetch retries: up to manifestRounds rounds over the providers,
+// waiting round × manifestRetryWait before each retry.
+const (
+	manifestRounds    = 3
+	manifestRetryWait = time.Second
+)
+
+// allUnreachable reports whether every error in errs is ErrUnreachable.
+func allUnreachable(errs []error) bool {
+	for _, err := range errs {
+		if !errors.Is(err, ErrUnreachable) {
+			return false
+		}
+	}
+	return len(errs) > 0
+}
+
+// remaining returns the providers after the one given, in order.
 func remaining(all []nii.NodeID, after nii.NodeID) []nii.NodeID {
 	for i, p := range all {
 		if p == after {

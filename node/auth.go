@@ -85,10 +85,14 @@ func (n *Node) verifyCredential(cred string, node nii.NodeID) (string, error) {
 
 // authorize decides whether a remote node may read a version this node
 // serves, and records the decision. Open datasets are served to any
-// member; restricted ones only with a grant that passes every check
-// (auth.Verifier.CheckGrant). Chunk requests are checked the same way but
-// only refusals are recorded: the manifest request that starts every pull
-// was recorded already, and a pull makes one chunk request per 64 chunks.
+// member; restricted ones only by their publisher, and only with a grant
+// that passes every check (auth.Verifier.CheckGrant). Every manifest
+// request is recorded; chunk requests are checked the same way but, since
+// a pull makes one per 64 chunks, an allowed one is recorded only when it
+// is the first from that node for that version and grant in
+// chunkAuditWindow (so reading a version with a manifest fetched earlier
+// or elsewhere still leaves a record). A restricted read whose record
+// cannot be written is refused.
 func (n *Node) authorize(r exchange.AccessRequest) error {
 	m := r.Manifest
 	rec := auth.Record{Node: r.Remote, Dataset: m.Ref().String(), Action: r.Action}
@@ -100,15 +104,23 @@ func (n *Node) authorize(r exchange.AccessRequest) error {
 	err := n.decide(r, &rec)
 	if err != nil {
 		rec.Result, rec.Detail = auth.Refused, err.Error()
-		if rec.Reason = auth.ReasonOf(err); rec.Reason == "" {
+		if reason := auth.ReasonOf(err); reason != "" {
+			rec.Reason = reason
+		} else if rec.Reason == "" {
 			rec.Reason = "not_served"
 		}
 	} else {
 		rec.Result = auth.Allowed
+		if r.Chunks {
+			rec.Detail = "chunks"
+		}
 	}
-	if err != nil || !r.Chunks {
+	if err != nil || !r.Chunks || n.firstChunkRead(rec) {
 		if _, aerr := n.audit.Append(rec); aerr != nil {
 			n.log.Error("audit log write failed", slog.String(LogErr, aerr.Error()))
+			if err == nil && m.Meta.Access == nii.AccessRestricted {
+				return fmt.Errorf("%w: %s: this node cannot record the access, so it refuses it", exchange.ErrRefused, m.Ref())
+			}
 		}
 	}
 	if err != nil {
@@ -118,10 +130,48 @@ func (n *Node) authorize(r exchange.AccessRequest) error {
 	return err
 }
 
+// chunkAuditWindow is how long one allowed chunk read of a version by a
+// node (with one grant) stands for the rest.
+const chunkAuditWindow = 10 * time.Minute
+
+// firstChunkRead reports whether an allowed chunk request is the first of
+// its (node, version, grant) in chunkAuditWindow, and notes it.
+func (n *Node) firstChunkRead(rec auth.Record) bool {
+	key := string(rec.Node) + " " + rec.Dataset + " " + rec.Grant
+	now := time.Now()
+	n.chunkMu.Lock()
+	defer n.chunkMu.Unlock()
+	if n.chunkReads == nil {
+		n.chunkReads = make(map[string]time.Time)
+	}
+	if at, ok := n.chunkReads[key]; ok && now.Sub(at) < chunkAuditWindow {
+		return false
+	}
+	if len(n.chunkReads) >= 4096 {
+		for k, at := range n.chunkReads {
+			if now.Sub(at) >= chunkAuditWindow {
+				delete(n.chunkReads, k)
+			}
+		}
+		if len(n.chunkReads) >= 4096 {
+			clear(n.chunkReads) // bounded: at worst, some extra records
+		}
+	}
+	n.chunkReads[key] = now
+	return true
+}
+
 func (n *Node) decide(r exchange.AccessRequest, rec *auth.Record) error {
 	m := r.Manifest
 	if !n.cfg.Replica.serve() && m.Publisher != n.id {
 		return fmt.Errorf("%w: this node does not serve replicas", exchange.ErrRefused)
+	}
+	if m.Meta.Access == nii.AccessRestricted && m.Publisher != n.id {
+		// The publisher's trust anchors and revocations decide who reads its
+		// restricted data; a replica's may differ (an extra issuer would
+		// widen access), so replicas never serve it.
+		rec.Reason = "replica_restricted"
+		return fmt.Errorf("%w: %s is restricted: only its publisher serves it", exchange.ErrRefused, m.Ref())
 	}
 	if m.Meta.Access != nii.AccessRestricted {
 		rec.Reason = auth.ReasonOpen
@@ -144,6 +194,8 @@ func (n *Node) Trust() []auth.Anchor { return n.anchors.List() }
 // AddTrust makes this node trust an issuer key, now and after restarts
 // (it is written to config.toml).
 func (n *Node) AddTrust(pub ed25519.PublicKey, name string) (auth.Anchor, error) {
+	n.trustMu.Lock()
+	defer n.trustMu.Unlock()
 	if err := EditConfig(n.cfg.Home, func(c *Config) error { return addAnchor(c, pub, name) }); err != nil {
 		return auth.Anchor{}, err
 	}
@@ -152,15 +204,24 @@ func (n *Node) AddTrust(pub ed25519.PublicKey, name string) (auth.Anchor, error)
 	return a, nil
 }
 
-// RemoveTrust stops trusting an issuer key.
+// RemoveTrust stops trusting an issuer key, now and after restarts. It
+// removes the key from config.toml even if the running node had already
+// dropped it, so a leaked key can always be removed.
 func (n *Node) RemoveTrust(kid string) error {
-	if _, ok := n.anchors.Get(kid); !ok {
-		return fmt.Errorf("issuer key %s: %w among this node's trust anchors", kid, exchange.ErrNotFound)
-	}
-	if err := EditConfig(n.cfg.Home, func(c *Config) error { return removeAnchor(c, kid) }); err != nil {
+	n.trustMu.Lock()
+	defer n.trustMu.Unlock()
+	found := false
+	err := EditConfig(n.cfg.Home, func(c *Config) error {
+		var err error
+		found, err = removeAnchor(c, kid)
+		return err
+	})
+	if err != nil {
 		return err
 	}
-	n.anchors.Remove(kid)
+	if inMemory := n.anchors.Remove(kid); !found && !inMemory {
+		return fmt.Errorf("issuer key %s: %w among this node's trust anchors", kid, exchange.ErrNotFound)
+	}
 	n.trustChanged()
 	return nil
 }
@@ -177,18 +238,22 @@ func addAnchor(c *Config, pub ed25519.PublicKey, name string) error {
 	return nil
 }
 
-func removeAnchor(c *Config, kid string) error {
+// RemoveAnchor removes the issuer key with ID kid from c, reporting whether
+// it was there. 'nii trust remove' uses it directly when no daemon runs.
+func RemoveAnchor(c *Config, kid string) (bool, error) { return removeAnchor(c, kid) }
+
+func removeAnchor(c *Config, kid string) (bool, error) {
 	as, err := c.anchors()
 	if err != nil {
-		return err
+		return false, err
 	}
 	for i, a := range as {
 		if a.KID == kid {
 			c.Trust = append(c.Trust[:i], c.Trust[i+1:]...)
-			return nil
+			return true, nil
 		}
 	}
-	return nil
+	return false, nil
 }
 
 // EditConfig changes home's config.toml through f, atomically. The daemon

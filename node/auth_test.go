@@ -214,3 +214,123 @@ func followOf(t *testing.T, n *node.Node, d nii.DatasetID) *node.Follow {
 	}
 	return nil
 }
+
+// Only the publisher serves restricted data: a replica would judge grants
+// by its own trust anchors, and one extra issuer there would widen access.
+// Here lambeth holds greenwich's restricted version and trusts a local
+// issuer too; a grant from that issuer opens nothing, at greenwich or at
+// lambeth. And a chunk read with a manifest fetched earlier still leaves a
+// record in the publisher's audit log.
+func TestRestrictedDataOnlyFromItsPublisher(t *testing.T) {
+	admin, _ := auth.GenerateKey()
+	local, _ := auth.GenerateKey()
+	b64 := func(k ed25519.PrivateKey) string { return base64.RawURLEncoding.EncodeToString(k.Public().(ed25519.PublicKey)) }
+	orgs := []string{"greenwich", "lambeth", "southwark"}
+	nodes := nodetest.Federation(t, 3, nodetest.Options{Configure: func(i int, cfg *node.Config) {
+		cfg.Org = orgs[i]
+		cfg.Trust = []node.TrustAnchor{{Name: "london-admin", Key: b64(admin)}}
+		if i == 1 {
+			cfg.Trust = append(cfg.Trust, node.TrustAnchor{Name: "lambeth-local", Key: b64(local)})
+		}
+	}})
+	greenwich, lambeth, southwark := nodes[0], nodes[1], nodes[2]
+	fed := greenwich.Config().Federation
+	creds := map[nii.NodeID]string{}
+	for _, n := range nodes {
+		cred, _, _ := auth.IssueCredential(admin, fed, n.ID(), n.Config().Org, "", time.Hour)
+		if _, err := n.InstallCredential(cred); err != nil {
+			t.Fatal(err)
+		}
+		creds[n.ID()] = cred
+	}
+	data := randBytes(5, 1<<20)
+	ref := publishData(t, greenwich, "spend-2024", data, nii.AccessRestricted)
+	waitListed(t, lambeth, "greenwich/spend-2024", 1)
+	g, _, _ := auth.IssueGrant(admin, auth.GrantSpec{Federation: fed, Subject: "lambeth", Datasets: []string{"greenwich/*"}, Actions: []string{"read"}, TTL: time.Hour})
+	ctx := context.Background()
+	res, err := lambeth.Pull(ctx, *ref, node.PullOptions{Grant: g})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if own, ok := lambeth.Catalog().Own(ref.Dataset); ok {
+		t.Fatalf("lambeth advertises a replica of restricted data: %+v", own)
+	}
+	lg, _, _ := auth.IssueGrant(local, auth.GrantSpec{Federation: fed, Subject: "southwark", Datasets: []string{"*/*"}, Actions: []string{"read"}, TTL: time.Hour})
+	h := southwark.HostForTest()
+	for _, from := range []*node.Node{greenwich, lambeth} {
+		_, _, _, err := h.FetchManifest(ctx, from.ID(), exchange.ManifestRequest{Dataset: ref.Dataset, Version: 1, Grant: lg, Credential: creds[southwark.ID()]})
+		if !errors.Is(err, exchange.ErrRefused) {
+			t.Fatalf("southwark's manifest request to %s with lambeth's local grant: %v", from.Config().Org, err)
+		}
+	}
+	sm, err := lambeth.Store().Manifest(res.Record.Manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _, err := sm.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hashes []nii.Hash
+	for _, c := range m.Chunks {
+		hashes = append(hashes, c.Hash)
+	}
+	if err := h.FetchChunks(ctx, lambeth.ID(), exchange.ChunkRequest{Manifest: res.Record.Manifest, Hashes: hashes[:1], Grant: lg, Credential: creds[southwark.ID()]},
+		func(nii.Hash, []byte) error { return nil }, nil); !errors.Is(err, exchange.ErrRefused) {
+		t.Fatalf("southwark's chunk request to lambeth's copy: %v", err)
+	}
+
+	// Lambeth, with a second grant, reads chunks straight from greenwich
+	// with no manifest request: the first such read is recorded.
+	g2, g2c, _ := auth.IssueGrant(admin, auth.GrantSpec{Federation: fed, Subject: "lambeth", Datasets: []string{"greenwich/*"}, Actions: []string{"read"}, TTL: time.Hour})
+	for range 3 {
+		err := lambeth.HostForTest().FetchChunks(ctx, greenwich.ID(), exchange.ChunkRequest{Manifest: res.Record.Manifest, Hashes: hashes[:1], Grant: g2, Credential: creds[lambeth.ID()]},
+			func(nii.Hash, []byte) error { return nil }, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs, _, _ := greenwich.Audit(auth.AuditQuery{Limit: 1000})
+	chunkReads := 0
+	for _, r := range recs {
+		if r.Grant == g2c.ID && r.Result == auth.Allowed {
+			chunkReads++
+		}
+	}
+	if chunkReads != 1 {
+		t.Fatalf("chunk reads with a fresh grant left %d records, want 1 (the first in the window)", chunkReads)
+	}
+}
+
+// Two nodes claiming one dataset, neither verified: nii will not guess
+// which publishes it (nor send either a grant).
+func TestAmbiguousPublisherRefused(t *testing.T) {
+	nodes := nodetest.Federation(t, 3, nodetest.Options{Configure: func(i int, cfg *node.Config) {
+		cfg.Org = []string{"greenwich", "mallory", "lambeth"}[i]
+	}})
+	publishData(t, nodes[0], "spend", []byte("real\n"), nii.AccessOpen)
+	waitListed(t, nodes[2], "greenwich/spend", 1)
+	if _, err := nodes[2].Pull(context.Background(), nii.Ref{Dataset: nii.DatasetID{Org: "greenwich", Name: "spend"}}, node.PullOptions{}); err != nil {
+		t.Fatalf("one unverified claim: %v", err)
+	}
+	// Mallory claims greenwich/spend at a higher version: its catalog signs
+	// an advert for a dataset of another org.
+	sa, _, err := nodes[1].Catalog().Sign(nii.Advert{Dataset: nii.DatasetID{Org: "greenwich", Name: "spend"}, Version: 99,
+		Manifest: nii.HashOf([]byte("x")), Meta: nii.Metadata{Title: "spend", Publisher: "greenwich", Access: nii.AccessOpen}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes[1].GossipForTest().Publish(sa)
+	nodetest.WaitFor(t, 15*time.Second, "lambeth sees mallory's claim", func() bool {
+		for _, e := range nodes[2].Catalog().Lookup(nii.DatasetID{Org: "greenwich", Name: "spend"}) {
+			if e.Advert.Origin == nodes[1].ID() {
+				return true
+			}
+		}
+		return false
+	})
+	_, err = nodes[2].Pull(context.Background(), nii.Ref{Dataset: nii.DatasetID{Org: "greenwich", Name: "spend"}}, node.PullOptions{})
+	if !errors.Is(err, node.ErrAmbiguous) {
+		t.Fatalf("pull with two unverified claims: %v", err)
+	}
+}

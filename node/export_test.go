@@ -3,6 +3,7 @@ package node
 import (
 	"net/http"
 
+	"github.com/nii-uk/nii/exchange"
 	"github.com/nii-uk/nii/registry"
 )
 
@@ -15,3 +16,11 @@ func (n *Node) CatalogForTest() *registry.Catalog { return n.catalog }
 // APIHandlerForTest returns the running API server's handler (routing,
 // metrics, CORS, rate limit and all), to be driven with httptest.
 func (n *Node) APIHandlerForTest() http.Handler { return n.apiSrv.Handler }
+
+// HostForTest returns the node's libp2p host, so a test can speak the
+// content protocols to another node directly, as a hostile member would.
+func (n *Node) HostForTest() *exchange.Host { return n.host }
+
+// GossipForTest returns the node's gossip, so a test can spread a record
+// the node would never sign in normal use.
+func (n *Node) GossipForTest() *registry.Gossip { return n.gossip }

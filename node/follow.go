@@ -24,6 +24,10 @@ const (
 	// is run again with a new grant.
 	FollowGrantExpired = "grant_expired"
 	FollowGrantRevoked = "grant_revoked"
+	// Another node now claims to publish the dataset than the one followed
+	// (pinned when the follow began); the follow stops rather than take its
+	// versions (and hand it the grant). Follow again to accept the new one.
+	FollowPublisherChanged = "publisher_changed"
 )
 
 // Follow is a persisted subscription: keep a dataset in sync.
@@ -40,6 +44,7 @@ type Follow struct {
 	NextAttempt  time.Time     `json:"next_attempt,omitempty" cbor:"9,keyasint,omitempty"`
 	Failures     int           `json:"failures,omitempty" cbor:"10,keyasint,omitempty"`
 	FetchedBytes int64         `json:"fetched_bytes" cbor:"11,keyasint,omitempty"`
+	Publisher    nii.NodeID    `json:"publisher,omitempty" cbor:"12,keyasint,omitempty"` // pinned at follow
 }
 
 var prefixFollow = []byte("f/")
@@ -118,8 +123,9 @@ func (n *Node) StartFollowing(d nii.DatasetID, grant string) (*Follow, error) {
 	if d.Org == n.cfg.Org {
 		return nil, fmt.Errorf("%w dataset %s: this node publishes it", nii.ErrInvalid, d)
 	}
-	if len(n.catalog.Lookup(d)) == 0 {
-		return nil, fmt.Errorf("dataset %s: %w in the federated catalog (try 'nii search')", d, exchange.ErrNotFound)
+	pub, _, err := n.publisherOf(d)
+	if err != nil {
+		return nil, err
 	}
 	f, err := n.follow(d)
 	if err != nil {
@@ -128,6 +134,7 @@ func (n *Node) StartFollowing(d nii.DatasetID, grant string) (*Follow, error) {
 	// Following again (with a new grant, say) starts afresh: a follow that
 	// stopped on an expired or revoked grant resumes.
 	f.Grant = grant
+	f.Publisher = pub.Advert.Origin
 	f.State, f.LastError, f.Failures, f.NextAttempt = FollowWaiting, "", 0, time.Time{}
 	if err := n.saveFollow(f); err != nil {
 		return nil, err
@@ -187,7 +194,14 @@ func (n *Node) syncFollows(ctx context.Context) time.Time {
 			return next
 		}
 		f := &follows[i]
-		if f.State == FollowGrantExpired || f.State == FollowGrantRevoked {
+		if f.State == FollowGrantExpired || f.State == FollowGrantRevoked || f.State == FollowPublisherChanged {
+			continue
+		}
+		if pub, _, err := n.publisherOf(f.Dataset); err == nil && f.Publisher != "" && pub.Advert.Origin != f.Publisher {
+			f.State, f.NextAttempt = FollowPublisherChanged, time.Time{}
+			f.LastError = fmt.Sprintf("%s is now published by node %s, not %s as when it was followed; follow it again to accept that", f.Dataset, pub.Advert.Origin.Short(), f.Publisher.Short())
+			n.log.Warn("follow stopped", slog.String(LogDataset, f.Dataset.String()), slog.String("why", f.LastError))
+			n.updateFollow(f)
 			continue
 		}
 		if state, why := n.grantUsable(f.Grant); state != "" {

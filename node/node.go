@@ -59,7 +59,10 @@ type Node struct {
 	revocations *auth.Revocations
 	audit       *auth.AuditLog
 	credMu      sync.Mutex
-	credential  string // this node's membership credential, if enrolled
+	credential  string     // this node's membership credential, if enrolled
+	trustMu     sync.Mutex // serialises trust-anchor edits (config file and memory)
+	chunkMu     sync.Mutex
+	chunkReads  map[string]time.Time // allowed chunk reads recorded (see firstChunkRead)
 
 	apiLn    net.Listener
 	apiSrv   *http.Server

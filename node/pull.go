@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -28,16 +29,9 @@ func (n *Node) Pull(ctx context.Context, ref nii.Ref, opt PullOptions) (*exchang
 	if err := ref.Dataset.Validate(); err != nil {
 		return nil, err
 	}
-	entries := n.catalog.Lookup(ref.Dataset)
-	var pub *registry.Entry
-	for i := range entries {
-		if !entries[i].Advert.Replica {
-			pub = &entries[i]
-			break
-		}
-	}
-	if pub == nil {
-		return nil, fmt.Errorf("dataset %s: %w in the federated catalog (try 'nii search')", ref.Dataset, exchange.ErrNotFound)
+	pub, entries, err := n.publisherOf(ref.Dataset)
+	if err != nil {
+		return nil, err
 	}
 	if pub.Advert.Withdrawn {
 		return nil, fmt.Errorf("dataset %s: %w: withdrawn by its publisher", ref.Dataset, exchange.ErrNotFound)
@@ -82,7 +76,10 @@ func (n *Node) Pull(ctx context.Context, ref nii.Ref, opt PullOptions) (*exchang
 
 // providers orders the nodes that can serve version v: the publisher and
 // replicas holding it, online ones first, the publisher first among equals.
+// A restricted dataset is served by its publisher only: a replica would
+// judge grants against its own trust anchors, not the publisher's.
 func (n *Node) providers(entries []registry.Entry, pub *nii.Advert, v uint64) []nii.NodeID {
+	restricted := pub.Meta.Access == nii.AccessRestricted
 	type cand struct {
 		id     nii.NodeID
 		online bool
@@ -94,7 +91,7 @@ func (n *Node) providers(entries []registry.Entry, pub *nii.Advert, v uint64) []
 		if a.Withdrawn || a.Origin == n.id {
 			continue
 		}
-		if a.Origin != pub.Origin && (!a.Replica || a.Version != v) {
+		if a.Origin != pub.Origin && (!a.Replica || a.Version != v || restricted) {
 			continue
 		}
 		online, _ := n.presence(a.Origin)
@@ -115,6 +112,9 @@ func (n *Node) providers(entries []registry.Entry, pub *nii.Advert, v uint64) []
 
 // advertiseReplica tells the federation this node serves a version it pulled.
 func (n *Node) advertiseReplica(rec *exchange.VersionRecord) {
+	if rec.Meta.Access == nii.AccessRestricted {
+		return // only its publisher serves a restricted version (see providers)
+	}
 	if own, ok := n.catalog.Own(rec.Ref.Dataset); ok && own.Version >= rec.Ref.Version {
 		return
 	}
@@ -136,3 +136,31 @@ type ReplicaConfig struct {
 }
 
 func (r ReplicaConfig) serve() bool { return !r.Disable }
+
+// ErrAmbiguous is returned when more than one node claims to publish a
+// dataset and none of the claims is verified: nii will not guess which is
+// the real publisher (and send it a grant).
+var ErrAmbiguous = errors.New("ambiguous publisher")
+
+// publisherOf chooses the advert a node treats as the publisher of d: the
+// newest verified claim, or — if none is verified — the only claim. Two or
+// more unverified claims are refused: otherwise any member could take over
+// a dataset whose real publisher is unverified here (its credential
+// expired, or its issuer not trusted) by advertising a higher version.
+func (n *Node) publisherOf(d nii.DatasetID) (*registry.Entry, []registry.Entry, error) {
+	entries := n.catalog.Lookup(d)
+	var claims []*registry.Entry
+	for i := range entries {
+		if !entries[i].Advert.Replica {
+			claims = append(claims, &entries[i])
+		}
+	}
+	switch {
+	case len(claims) == 0:
+		return nil, entries, fmt.Errorf("dataset %s: %w in the federated catalog (try 'nii search')", d, exchange.ErrNotFound)
+	case claims[0].Verified || len(claims) == 1:
+		return claims[0], entries, nil
+	}
+	return nil, entries, fmt.Errorf("dataset %s: %w: %d nodes claim to publish it and none is verified by this node's trust anchors (enrol the publisher with 'nii enrol', or trust its issuer with 'nii trust add')",
+		d, ErrAmbiguous, len(claims))
+}

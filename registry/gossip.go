@@ -641,8 +641,12 @@ func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 			d.g.queueCatchup(origin, st.From)
 		}
 	}
-	for i, tok := range st.Revocations {
-		if i == 4096 {
+	// A sender puts at most maxPushRevocations bytes of revocations in its
+	// state; more than twice that is not an honest member's, and is cut.
+	budget := 2 * maxPushRevocations
+	for _, tok := range st.Revocations {
+		if budget -= len(tok); budget < 0 {
+			d.g.cat.reject(RejectInvalid, "push/pull state: revocations over %d bytes", 2*maxPushRevocations)
 			break
 		}
 		d.g.applyRevocation(tok, false)

@@ -150,10 +150,25 @@ func trustCmd(g *globals) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cl, err := node.Dial(g.home)
-			if err != nil {
-				return err
-			}
-			if err := cl.RemoveTrust(cmd.Context(), args[0]); err != nil {
+			switch {
+			case err == nil:
+				if err := cl.RemoveTrust(cmd.Context(), args[0]); err != nil {
+					return err
+				}
+			case errors.Is(err, node.ErrNotRunning): // no daemon: edit the config
+				found := false
+				err := node.EditConfig(g.home, func(c *node.Config) error {
+					var err error
+					found, err = node.RemoveAnchor(c, args[0])
+					return err
+				})
+				if err != nil {
+					return err
+				}
+				if !found {
+					return fmt.Errorf("issuer key %s is not among this node's trust anchors ('nii trust list')", args[0])
+				}
+			default:
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "no longer trusted: %s\n", args[0])
@@ -184,7 +199,12 @@ func writeToken(cmd *cobra.Command, path, token string) error {
 		fmt.Fprintln(cmd.OutOrStdout(), token)
 		return nil
 	}
-	return os.WriteFile(path, []byte(token+"\n"), 0o600)
+	// Atomically, as a new file of mode 0600: never into an existing file
+	// (which may be readable by others) or through a symlink.
+	return node.WriteFileAtomic(path, 0o600, func(w io.Writer) error {
+		_, err := io.WriteString(w, token+"\n")
+		return err
+	})
 }
 
 func enrolCmd(g *globals) *cobra.Command {
@@ -243,7 +263,7 @@ printed) for the node's operator to install with 'nii credential install'.`,
 func installCredential(cmd *cobra.Command, g *globals, tok string) error {
 	cl, err := node.Dial(g.home)
 	if errors.Is(err, node.ErrNotRunning) {
-		if err := os.WriteFile(filepath.Join(g.home, node.CredFile), []byte(tok+"\n"), 0o600); err != nil {
+		if err := writeToken(cmd, filepath.Join(g.home, node.CredFile), tok); err != nil {
 			return err
 		}
 		fmt.Fprintln(cmd.OutOrStdout(), "credential saved; the node will carry it when it starts")
