@@ -224,7 +224,9 @@ func followOf(t *testing.T, n *node.Node, d nii.DatasetID) *node.Follow {
 func TestRestrictedDataOnlyFromItsPublisher(t *testing.T) {
 	admin, _ := auth.GenerateKey()
 	local, _ := auth.GenerateKey()
-	b64 := func(k ed25519.PrivateKey) string { return base64.RawURLEncoding.EncodeToString(k.Public().(ed25519.PublicKey)) }
+	b64 := func(k ed25519.PrivateKey) string {
+		return base64.RawURLEncoding.EncodeToString(k.Public().(ed25519.PublicKey))
+	}
 	orgs := []string{"greenwich", "lambeth", "southwark"}
 	nodes := nodetest.Federation(t, 3, nodetest.Options{Configure: func(i int, cfg *node.Config) {
 		cfg.Org = orgs[i]
