@@ -88,6 +88,10 @@ type GossipConfig struct {
 	PushPullInterval time.Duration
 	TCPTimeout       time.Duration
 	SuspicionMult    int
+	// tune, if set, adjusts memberlist's configuration last: this
+	// package's benchmarks use it to run hundreds of members in one
+	// process (docs/benchmarks.md).
+	tune func(*memberlist.Config)
 
 	// P2PAddrs returns the node's current libp2p addresses, for its metadata.
 	P2PAddrs func() []string
@@ -225,6 +229,9 @@ func NewGossip(cfg GossipConfig, cat *Catalog, peers *Peers, fetch Fetcher) (*Go
 	}
 	if cfg.SuspicionMult > 0 {
 		mc.SuspicionMult = cfg.SuspicionMult
+	}
+	if cfg.tune != nil {
+		cfg.tune(mc)
 	}
 	mc.Delegate = &delegate{g}
 	mc.Events = &eventDelegate{g}

@@ -21,6 +21,7 @@ type memNet struct {
 	mu    sync.Mutex
 	cats  map[nii.NodeID]*Catalog
 	bytes atomic.Int64
+	recs  atomic.Int64 // records fetched
 }
 
 func (m *memNet) FetchCatalogPage(ctx context.Context, from, origin nii.NodeID, after uint64, limit int) ([]*nii.SignedAdvert, bool, uint64, error) {
@@ -34,6 +35,7 @@ func (m *memNet) FetchCatalogPage(ctx context.Context, from, origin nii.NodeID, 
 	for _, r := range recs {
 		m.bytes.Add(int64(len(r.Body) + len(r.Sig) + 8))
 	}
+	m.recs.Add(int64(len(recs)))
 	return recs, more, wm, err
 }
 
