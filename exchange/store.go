@@ -133,8 +133,8 @@ func (s *Store) Ingest(ctx context.Context, r io.Reader) ([]nii.ChunkRef, int64,
 		<-done
 	}()
 
-	wb := s.db.NewWriteBatch()
-	defer wb.Cancel()
+	w := newChunkWriter(s.db)
+	defer w.cancel()
 	var (
 		refs  []nii.ChunkRef
 		total int64
@@ -154,7 +154,7 @@ func (s *Store) Ingest(ctx context.Context, r io.Reader) ([]nii.ChunkRef, int64,
 		if has {
 			continue
 		}
-		if err := wb.Set(chunkKey(p.h), p.b); err != nil {
+		if err := w.set(chunkKey(p.h), p.b); err != nil {
 			return nil, 0, fmt.Errorf("store chunk: %w", err)
 		}
 	}
@@ -165,10 +165,104 @@ func (s *Store) Ingest(ctx context.Context, r io.Reader) ([]nii.ChunkRef, int64,
 	if err := ctx.Err(); err != nil {
 		return nil, 0, err
 	}
-	if err := wb.Flush(); err != nil {
+	if err := w.flush(); err != nil {
 		return nil, 0, fmt.Errorf("store chunks: %w", err)
 	}
 	return refs, total, nil
+}
+
+// chunkWriter writes chunks in transactions of about ingestTxnBytes of
+// values, each committed in the background while the next fills, so badger
+// writes one part of a file while the next is being cut and hashed.
+// (badger's WriteBatch would put a whole file of 64 KiB values in one
+// transaction — its limit counts entries, not value-log bytes — so nothing
+// reached the disk until the file had been read to its end.)
+type chunkWriter struct {
+	db      *badger.DB
+	txn     *badger.Txn
+	size    int
+	slots   chan struct{} // bounds the commits in flight
+	pending sync.WaitGroup
+	mu      sync.Mutex
+	err     error
+}
+
+const (
+	ingestTxnBytes   = 16 << 20
+	ingestTxnPending = 2
+)
+
+func newChunkWriter(db *badger.DB) *chunkWriter {
+	return &chunkWriter{db: db, slots: make(chan struct{}, ingestTxnPending)}
+}
+
+func (w *chunkWriter) failed() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+// set adds k=v to the current transaction. v must not change until flush
+// returns.
+func (w *chunkWriter) set(k, v []byte) error {
+	if err := w.failed(); err != nil {
+		return err
+	}
+	if w.txn == nil {
+		w.txn = w.db.NewTransaction(true)
+	}
+	err := w.txn.Set(k, v)
+	if errors.Is(err, badger.ErrTxnTooBig) {
+		w.commit()
+		w.txn = w.db.NewTransaction(true)
+		err = w.txn.Set(k, v)
+	}
+	if err != nil {
+		return err
+	}
+	if w.size += len(v); w.size >= ingestTxnBytes {
+		w.commit()
+	}
+	return nil
+}
+
+// commit sends the current transaction to badger without waiting for it,
+// once fewer than ingestTxnPending are in flight.
+func (w *chunkWriter) commit() {
+	txn := w.txn
+	w.txn, w.size = nil, 0
+	w.slots <- struct{}{}
+	w.pending.Add(1)
+	txn.CommitWith(func(err error) {
+		if err != nil {
+			w.mu.Lock()
+			if w.err == nil {
+				w.err = err
+			}
+			w.mu.Unlock()
+		}
+		<-w.slots
+		w.pending.Done()
+	})
+}
+
+// flush commits what is left and waits for every commit.
+func (w *chunkWriter) flush() error {
+	if w.txn != nil && w.failed() == nil {
+		w.commit()
+	}
+	w.pending.Wait()
+	return w.failed()
+}
+
+// cancel drops what is not committed and waits for commits in flight.
+// Chunks already committed stay: harmless, and reused by the next ingest.
+func (w *chunkWriter) cancel() {
+	if w.txn != nil {
+		w.txn.Discard()
+		w.txn = nil
+	}
+	w.pending.Wait()
 }
 
 // HasChunk reports whether the chunk is stored.
