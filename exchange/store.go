@@ -117,7 +117,8 @@ func (s *Store) Ingest(ctx context.Context, r io.Reader) ([]nii.ChunkRef, int64,
 				readErr = fmt.Errorf("read: %w", err)
 				return
 			}
-			p := piece{h: nii.HashOf(b), b: bytes.Clone(b)}
+			// b is ours to keep: the chunker never reuses its bytes.
+			p := piece{h: nii.HashOf(b), b: b}
 			select {
 			case pieces <- p:
 			case <-ctx.Done():
