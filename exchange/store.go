@@ -70,6 +70,7 @@ type VersionRecord struct {
 type Store struct {
 	db     *badger.DB
 	params chunker.Params
+	counts chunkCounts
 
 	commitMu sync.Mutex // serialises version commits, so numbering is race-free
 }
@@ -79,7 +80,16 @@ func NewStore(db *badger.DB, p chunker.Params) (*Store, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	return &Store{db: db, params: p}, nil
+	if !db.Opts().DetectConflicts {
+		// Chunk counting relies on badger refusing a transaction that
+		// read a key another one wrote meanwhile.
+		return nil, errors.New("store: badger must detect conflicts")
+	}
+	s := &Store{db: db, params: p}
+	if err := s.loadCounts(); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 // ChunkParams returns the store's chunker bounds.
@@ -134,7 +144,7 @@ func (s *Store) Ingest(ctx context.Context, r io.Reader) ([]nii.ChunkRef, int64,
 		<-done
 	}()
 
-	w := newChunkWriter(s.db)
+	w := s.newChunkWriter()
 	defer w.cancel()
 	var (
 		refs  []nii.ChunkRef
@@ -148,14 +158,7 @@ func (s *Store) Ingest(ctx context.Context, r io.Reader) ([]nii.ChunkRef, int64,
 			continue
 		}
 		seen[p.h] = struct{}{}
-		has, err := s.HasChunk(p.h)
-		if err != nil {
-			return nil, 0, err
-		}
-		if has {
-			continue
-		}
-		if err := w.set(chunkKey(p.h), p.b); err != nil {
+		if err := w.set(p.h, p.b); err != nil {
 			return nil, 0, fmt.Errorf("store chunk: %w", err)
 		}
 	}
@@ -170,100 +173,6 @@ func (s *Store) Ingest(ctx context.Context, r io.Reader) ([]nii.ChunkRef, int64,
 		return nil, 0, fmt.Errorf("store chunks: %w", err)
 	}
 	return refs, total, nil
-}
-
-// chunkWriter writes chunks in transactions of about ingestTxnBytes of
-// values, each committed in the background while the next fills, so badger
-// writes one part of a file while the next is being cut and hashed.
-// (badger's WriteBatch would put a whole file of 64 KiB values in one
-// transaction — its limit counts entries, not value-log bytes — so nothing
-// reached the disk until the file had been read to its end.)
-type chunkWriter struct {
-	db      *badger.DB
-	txn     *badger.Txn
-	size    int
-	slots   chan struct{} // bounds the commits in flight
-	pending sync.WaitGroup
-	mu      sync.Mutex
-	err     error
-}
-
-const (
-	ingestTxnBytes   = 16 << 20
-	ingestTxnPending = 2
-)
-
-func newChunkWriter(db *badger.DB) *chunkWriter {
-	return &chunkWriter{db: db, slots: make(chan struct{}, ingestTxnPending)}
-}
-
-func (w *chunkWriter) failed() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.err
-}
-
-// set adds k=v to the current transaction. v must not change until flush
-// returns.
-func (w *chunkWriter) set(k, v []byte) error {
-	if err := w.failed(); err != nil {
-		return err
-	}
-	if w.txn == nil {
-		w.txn = w.db.NewTransaction(true)
-	}
-	err := w.txn.Set(k, v)
-	if errors.Is(err, badger.ErrTxnTooBig) {
-		w.commit()
-		w.txn = w.db.NewTransaction(true)
-		err = w.txn.Set(k, v)
-	}
-	if err != nil {
-		return err
-	}
-	if w.size += len(v); w.size >= ingestTxnBytes {
-		w.commit()
-	}
-	return nil
-}
-
-// commit sends the current transaction to badger without waiting for it,
-// once fewer than ingestTxnPending are in flight.
-func (w *chunkWriter) commit() {
-	txn := w.txn
-	w.txn, w.size = nil, 0
-	w.slots <- struct{}{}
-	w.pending.Add(1)
-	txn.CommitWith(func(err error) {
-		if err != nil {
-			w.mu.Lock()
-			if w.err == nil {
-				w.err = err
-			}
-			w.mu.Unlock()
-		}
-		<-w.slots
-		w.pending.Done()
-	})
-}
-
-// flush commits what is left and waits for every commit.
-func (w *chunkWriter) flush() error {
-	if w.txn != nil && w.failed() == nil {
-		w.commit()
-	}
-	w.pending.Wait()
-	return w.failed()
-}
-
-// cancel drops what is not committed and waits for commits in flight.
-// Chunks already committed stay: harmless, and reused by the next ingest.
-func (w *chunkWriter) cancel() {
-	if w.txn != nil {
-		w.txn.Discard()
-		w.txn = nil
-	}
-	w.pending.Wait()
 }
 
 // HasChunk reports whether the chunk is stored.
@@ -286,7 +195,7 @@ func (s *Store) PutChunk(h nii.Hash, b []byte) error {
 	if nii.HashOf(b) != h {
 		return fmt.Errorf("chunk %s: %w: content does not match its hash", h, ErrCorrupt)
 	}
-	return s.db.Update(func(txn *badger.Txn) error { return txn.Set(chunkKey(h), b) })
+	return s.putChunks([]chunkData{{h, b}})
 }
 
 // Chunk returns a chunk's bytes after verifying them against h.
@@ -612,17 +521,13 @@ type Stats struct {
 	Datasets   int64 `json:"datasets"`
 }
 
-// Stats counts chunks (and their bytes), versions and datasets.
+// Stats counts chunks (and their bytes: kept as chunks are written, so
+// O(1)), versions and datasets (a scan of the version keys).
 func (s *Store) Stats() (Stats, error) {
 	var st Stats
+	st.Chunks, st.ChunkBytes = s.counts.get()
 	err := s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixChunk})
-		for it.Rewind(); it.Valid(); it.Next() {
-			st.Chunks++
-			st.ChunkBytes += it.Item().ValueSize()
-		}
-		it.Close()
-		it = txn.NewIterator(badger.IteratorOptions{Prefix: prefixVersion})
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixVersion})
 		defer it.Close()
 		var last []byte
 		for it.Rewind(); it.Valid(); it.Next() {
