@@ -60,8 +60,9 @@ type Chunker struct {
 	err          error // the first read error, io.EOF at the end
 }
 
-// slabSize is how much the chunker reads at a time (and the unit of its
-// allocations): big enough that read calls and end-of-slab copies are rare.
+// slabSize is the most the chunker reads at a time (and the unit of its
+// allocations once a stream is large): big enough that read calls and
+// end-of-slab copies are rare.
 const slabSize = 4 << 20
 
 // New returns a chunker reading r with bounds p.
@@ -100,7 +101,9 @@ func (c *Chunker) Next() ([]byte, error) {
 func (c *Chunker) fill() {
 	if cap(c.buf)-len(c.buf) < c.p.Max {
 		rest := c.buf[c.off:]
-		slab := make([]byte, len(rest), max(slabSize, 2*c.p.Max))
+		// Start small (most published files are small) and double up to
+		// slabSize.
+		slab := make([]byte, len(rest), max(min(2*cap(c.buf), slabSize), 2*c.p.Max))
 		copy(slab, rest)
 		c.buf, c.off = slab, 0
 	}
