@@ -24,7 +24,7 @@ type Manifest struct {
 	Publisher NodeID     `json:"publisher" cbor:"3,keyasint"`
 	Created   time.Time  `json:"created" cbor:"4,keyasint"`
 	Size      int64      `json:"size" cbor:"5,keyasint"`
-	Chunker   string     `json:"chunker" cbor:"6,keyasint"` // algorithm and bounds, e.g. "fastcdc-v1.0.0/16384/65536/262144"
+	Chunker   string     `json:"chunker" cbor:"6,keyasint"` // algorithm and bounds, e.g. "fastcdc-v1.0.0/8192/32768/131072"
 	Chunks    []ChunkRef `json:"chunks" cbor:"7,keyasint"`
 	Meta      Metadata   `json:"meta" cbor:"8,keyasint"`
 }
@@ -62,7 +62,8 @@ func (m *Manifest) Check() error {
 const MaxChunkSize = 1 << 20
 
 // MaxManifestSize bounds an encoded manifest: about 24 M chunk entries' worth
-// would be absurd; 64 MiB holds ~1.5 M chunks, i.e. ~100 GiB at 64 KiB.
+// would be absurd; 64 MiB holds ~1.5 M chunks, i.e. ~100 GiB at 64 KiB
+// average chunks, ~50 GiB at the default 32 KiB.
 const MaxManifestSize = 64 << 20
 
 // SignedManifest is a manifest body as encoded and signed by its publisher.

@@ -18,16 +18,26 @@ import (
 //
 //	MB/s              ingest throughput (chunk + hash + badger write)
 //	new-KiB/edit      bytes the edited copy adds to the store, per edited row
+//	KiB/100KiB-edit   bytes a copy with ten scattered 100 KiB overwrites adds,
+//	                  per overwrite (the DeltaSync case, at 64 MiB)
 //	manifest-KiB      the manifest's chunk list for the 64 MiB file (36 B a chunk)
 //
 // go test ./exchange -run XXX -bench ChunkSizes -benchtime 1x
 func BenchmarkChunkSizes(b *testing.B) {
 	orig, edited := editedCSV(64<<20, 10)
+	blocks := bytes.Clone(orig)
+	r := rand.New(rand.NewPCG(6, 6))
+	for range 10 {
+		at := r.IntN(len(blocks) - 100<<10)
+		for j := at; j < at+100<<10; j++ {
+			blocks[j] = byte(r.Uint32())
+		}
+	}
 	for _, avg := range []int{8 << 10, 16 << 10, 32 << 10, 64 << 10, 128 << 10, 256 << 10} {
 		p := chunker.Params{Min: avg / 4, Avg: avg, Max: avg * 4}
 		b.Run(fmt.Sprintf("avg=%dKiB", avg>>10), func(b *testing.B) {
 			b.SetBytes(int64(len(orig)))
-			var newBytes, chunks int64
+			var newBytes, blockBytes, chunks int64
 			for b.Loop() {
 				b.StopTimer()
 				db, err := badger.Open(badger.DefaultOptions(b.TempDir()).WithLogger(nil).WithValueThreshold(1 << 10))
@@ -46,11 +56,17 @@ func BenchmarkChunkSizes(b *testing.B) {
 					b.Fatal(err)
 				}
 				after, _ := s.Stats()
+				if _, _, err := s.Ingest(context.Background(), bytes.NewReader(blocks)); err != nil {
+					b.Fatal(err)
+				}
+				last, _ := s.Stats()
 				newBytes, chunks = after.ChunkBytes-before.ChunkBytes, int64(len(refs))
+				blockBytes = last.ChunkBytes - after.ChunkBytes
 				db.Close()
 				b.StartTimer()
 			}
 			b.ReportMetric(float64(newBytes)/10/1024, "new-KiB/edit")
+			b.ReportMetric(float64(blockBytes)/10/1024, "KiB/100KiB-edit")
 			b.ReportMetric(float64(chunks*36)/1024, "manifest-KiB")
 		})
 	}

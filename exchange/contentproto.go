@@ -80,7 +80,7 @@ const (
 // Chunk stream deadlines: a batch may take chunksTimeoutBase plus
 // chunksTimeoutPerChunk for each chunk asked for, 94 s for a full batch of
 // 64. That is generous: a full batch of the largest chunks (1 MiB) needs
-// 0.7 MiB/s per stream, one of average chunks (64 KiB) 45 KiB/s. Clients on
+// 0.7 MiB/s per stream, one of average chunks (32 KiB) 22 KiB/s. Clients on
 // slower links should ask for smaller batches.
 const (
 	chunksTimeoutBase     = requestTimeout

@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
 	"github.com/nii-uk/nii"
 )
 
@@ -359,13 +358,4 @@ func unfetched(want []nii.Hash, got []chunkData) []nii.Hash {
 
 // putVerified stores chunks whose hashes the caller has already checked
 // (FetchChunks verifies every chunk before handing it over).
-func (s *Store) putVerified(chunks []chunkData) error {
-	wb := s.db.NewWriteBatch()
-	defer wb.Cancel()
-	for _, c := range chunks {
-		if err := wb.SetEntry(badger.NewEntry(chunkKey(c.h), c.data)); err != nil {
-			return err
-		}
-	}
-	return wb.Flush()
-}
+func (s *Store) putVerified(chunks []chunkData) error { return s.putChunks(chunks) }

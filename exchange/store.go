@@ -70,6 +70,7 @@ type VersionRecord struct {
 type Store struct {
 	db     *badger.DB
 	params chunker.Params
+	counts chunkCounts
 
 	commitMu sync.Mutex // serialises version commits, so numbering is race-free
 }
@@ -79,7 +80,16 @@ func NewStore(db *badger.DB, p chunker.Params) (*Store, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	return &Store{db: db, params: p}, nil
+	if !db.Opts().DetectConflicts {
+		// Chunk counting relies on badger refusing a transaction that
+		// read a key another one wrote meanwhile.
+		return nil, errors.New("store: badger must detect conflicts")
+	}
+	s := &Store{db: db, params: p}
+	if err := s.loadCounts(); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 // ChunkParams returns the store's chunker bounds.
@@ -117,7 +127,8 @@ func (s *Store) Ingest(ctx context.Context, r io.Reader) ([]nii.ChunkRef, int64,
 				readErr = fmt.Errorf("read: %w", err)
 				return
 			}
-			p := piece{h: nii.HashOf(b), b: bytes.Clone(b)}
+			// b is ours to keep: the chunker never reuses its bytes.
+			p := piece{h: nii.HashOf(b), b: b}
 			select {
 			case pieces <- p:
 			case <-ctx.Done():
@@ -133,8 +144,8 @@ func (s *Store) Ingest(ctx context.Context, r io.Reader) ([]nii.ChunkRef, int64,
 		<-done
 	}()
 
-	wb := s.db.NewWriteBatch()
-	defer wb.Cancel()
+	w := s.newChunkWriter()
+	defer w.cancel()
 	var (
 		refs  []nii.ChunkRef
 		total int64
@@ -147,14 +158,7 @@ func (s *Store) Ingest(ctx context.Context, r io.Reader) ([]nii.ChunkRef, int64,
 			continue
 		}
 		seen[p.h] = struct{}{}
-		has, err := s.HasChunk(p.h)
-		if err != nil {
-			return nil, 0, err
-		}
-		if has {
-			continue
-		}
-		if err := wb.Set(chunkKey(p.h), p.b); err != nil {
+		if err := w.set(p.h, p.b); err != nil {
 			return nil, 0, fmt.Errorf("store chunk: %w", err)
 		}
 	}
@@ -165,7 +169,7 @@ func (s *Store) Ingest(ctx context.Context, r io.Reader) ([]nii.ChunkRef, int64,
 	if err := ctx.Err(); err != nil {
 		return nil, 0, err
 	}
-	if err := wb.Flush(); err != nil {
+	if err := w.flush(); err != nil {
 		return nil, 0, fmt.Errorf("store chunks: %w", err)
 	}
 	return refs, total, nil
@@ -191,7 +195,7 @@ func (s *Store) PutChunk(h nii.Hash, b []byte) error {
 	if nii.HashOf(b) != h {
 		return fmt.Errorf("chunk %s: %w: content does not match its hash", h, ErrCorrupt)
 	}
-	return s.db.Update(func(txn *badger.Txn) error { return txn.Set(chunkKey(h), b) })
+	return s.putChunks([]chunkData{{h, b}})
 }
 
 // Chunk returns a chunk's bytes after verifying them against h.
@@ -517,17 +521,13 @@ type Stats struct {
 	Datasets   int64 `json:"datasets"`
 }
 
-// Stats counts chunks (and their bytes), versions and datasets.
+// Stats counts chunks (and their bytes: kept as chunks are written, so
+// O(1)), versions and datasets (a scan of the version keys).
 func (s *Store) Stats() (Stats, error) {
 	var st Stats
+	st.Chunks, st.ChunkBytes = s.counts.get()
 	err := s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixChunk})
-		for it.Rewind(); it.Valid(); it.Next() {
-			st.Chunks++
-			st.ChunkBytes += it.Item().ValueSize()
-		}
-		it.Close()
-		it = txn.NewIterator(badger.IteratorOptions{Prefix: prefixVersion})
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixVersion})
 		defer it.Close()
 		var last []byte
 		for it.Rewind(); it.Valid(); it.Next() {

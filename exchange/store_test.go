@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"testing"
 	"time"
 
@@ -207,5 +208,127 @@ func TestStoreDetectsCorruptChunk(t *testing.T) {
 	}
 	if buf.Len() >= len(data) {
 		t.Fatal("the corrupt chunk's bytes were written")
+	}
+}
+
+// scanCounts counts chunk keys the slow way, to check the kept counts.
+func scanCounts(t *testing.T, db *badger.DB) (chunks, size int64) {
+	t.Helper()
+	err := db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixChunk})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			chunks++
+			size += it.Item().ValueSize()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return chunks, size
+}
+
+func checkCounts(t *testing.T, s *Store, db *badger.DB) {
+	t.Helper()
+	st, err := s.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunks, size := scanCounts(t, db)
+	if st.Chunks != chunks || st.ChunkBytes != size {
+		t.Fatalf("Stats counts %d chunks, %d bytes; a scan finds %d, %d", st.Chunks, st.ChunkBytes, chunks, size)
+	}
+}
+
+// TestChunkCountsUnderConcurrentWrites stores overlapping content from
+// several ingests and chunk puts (as concurrent publishes and pulls do)
+// and checks the kept counts against a scan; then that they survive a
+// close and reopen, and that a write after Close discards the saved counts.
+func TestChunkCountsUnderConcurrentWrites(t *testing.T) {
+	dir := t.TempDir()
+	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithValueThreshold(1 << 10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { db.Close() }()
+	p := chunker.Params{Min: 1 << 10, Avg: 4 << 10, Max: 16 << 10}
+	s, err := NewStore(db, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Four files sharing most of their content, each ingested twice at once.
+	base := randBytes(1, 3<<20)
+	var files [][]byte
+	for i := range 4 {
+		f := bytes.Clone(base)
+		copy(f[i*(700<<10):], randBytes(uint64(10+i), 200<<10))
+		files = append(files, f)
+	}
+	// The chunks of the base, to put directly as a pull would.
+	var direct []chunkData
+	c, _ := chunker.New(bytes.NewReader(base), p)
+	for {
+		b, err := c.Next()
+		if err != nil {
+			break
+		}
+		direct = append(direct, chunkData{nii.HashOf(b), b})
+	}
+	errs := make(chan error, 16)
+	var wg sync.WaitGroup
+	for _, f := range append(files, files...) {
+		wg.Go(func() {
+			_, _, err := s.Ingest(context.Background(), bytes.NewReader(f))
+			errs <- err
+		})
+	}
+	for i := range 4 {
+		wg.Go(func() {
+			for j := i; j < len(direct); j += 2 {
+				if err := s.putVerified(direct[j : j+1]); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- s.putVerified(direct)
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkCounts(t, s, db)
+	if st, _ := s.Stats(); st.Chunks < int64(len(direct)) {
+		t.Fatalf("%d chunks counted, want at least the base's %d", st.Chunks, len(direct))
+	}
+
+	// Saved at Close, read back at open without a scan.
+	want, _ := s.Stats()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := NewStore(db, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s2.Stats(); got != want {
+		t.Fatalf("after reopen: %+v, want %+v", got, want)
+	}
+	// A write (by s, closed, or any other) discards the saved counts, so a
+	// reopen counts afresh.
+	if err := s.PutChunk(nii.HashOf([]byte("late")), []byte("late")); err != nil {
+		t.Fatal(err)
+	}
+	s3, err := NewStore(db, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkCounts(t, s3, db)
+	if got, _ := s3.Stats(); got.Chunks != want.Chunks+1 {
+		t.Fatalf("after a late write: %d chunks, want %d", got.Chunks, want.Chunks+1)
 	}
 }

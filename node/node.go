@@ -264,6 +264,11 @@ func (n *Node) closeResources() error {
 		os.Remove(filepath.Join(n.cfg.Home, TokenFile))
 		n.apiLn = nil
 	}
+	if n.store != nil {
+		if err := n.store.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if n.db != nil {
 		if err := n.db.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close store: %w", err))

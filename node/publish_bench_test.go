@@ -72,6 +72,8 @@ func publishOnce(b *testing.B, file string) error {
 	home := filepath.Join(b.TempDir(), "n")
 	cfg := node.DefaultConfig(home)
 	cfg.Org, cfg.API = "bench", "127.0.0.1:0"
+	// Any free ports: the defaults may be taken by another node on the machine.
+	cfg.Gossip.Listen, cfg.P2P.Listen = "127.0.0.1:0", []string{"/ip4/127.0.0.1/tcp/0"}
 	if _, err := node.Init(cfg); err != nil {
 		return err
 	}
