@@ -22,7 +22,6 @@ import (
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
-	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	tls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
@@ -47,9 +46,6 @@ var defaultListen = []string{
 // request, receive the whole response) must finish within requestTimeout on
 // both sides; the client's context can only shorten it.
 const requestTimeout = 30 * time.Second
-
-// dialTimeout bounds connecting to a peer, security handshake included.
-const dialTimeout = 15 * time.Second
 
 // Connection manager watermarks: above connHighWater open connections, libp2p
 // closes the least useful ones down to connLowWater (never ones younger than
@@ -183,12 +179,6 @@ func NewHost(cfg HostConfig) (*Host, error) {
 		libp2p.DisableMetrics(),
 		libp2p.Ping(false),
 		libp2p.UserAgent(userAgent),
-		// libp2p gives a dial to a local (loopback or private) address 5 s,
-		// handshake included; a publisher answering many pullers at once on
-		// a busy host can need longer, and a pull that cannot dial its only
-		// provider fails. Dials get dialTimeout, well inside requestTimeout.
-		libp2p.WithDialTimeout(dialTimeout),
-		libp2p.SwarmOpts(swarm.WithDialTimeoutLocal(dialTimeout)),
 	)
 	if err != nil {
 		cm.Close()

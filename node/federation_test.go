@@ -100,7 +100,10 @@ func TestThirtyTwoNodesConvergeAfterBurst(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	nodetest.WaitFor(t, 90*time.Second, "all 32 catalogs hold 64 datasets", func() bool {
+	// Bounded generously: under the race detector on two cores this takes
+	// 35-60 s (each record reaches each node several times, and every
+	// node's CPU is shared by 32); docs/benchmarks.md has real timings.
+	nodetest.WaitFor(t, 150*time.Second, "all 32 catalogs hold 64 datasets", func() bool {
 		for _, n := range nodes {
 			if n.Catalog().Len() != 64 {
 				return false
