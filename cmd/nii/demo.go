@@ -352,7 +352,7 @@ func publishSample(ctx context.Context, n *node.Node, d demoDataset) error {
 }
 
 // awaitDemo polls, with a deadline, until every node sees every member and
-// the registry (nodes[0]) lists every dataset in want.
+// lists every dataset in want.
 func awaitDemo(ctx context.Context, nodes []*node.Node, want []nii.DatasetID, deadline time.Time) error {
 	for {
 		missing := demoMissing(nodes, want)
@@ -381,9 +381,13 @@ func demoMissing(nodes []*node.Node, want []nii.DatasetID) string {
 			return fmt.Sprintf("%s sees %d of %d members", n.Config().Org, st.Members, len(nodes))
 		}
 	}
-	for _, d := range want {
-		if _, err := nodes[0].LookupDataset(d); err != nil {
-			return fmt.Sprintf("the registry does not list %s yet", d)
+	// Every node, not only the registry: the commands the demo prints run
+	// against the boroughs' homes too.
+	for _, n := range nodes {
+		for _, d := range want {
+			if _, err := n.LookupDataset(d); err != nil {
+				return fmt.Sprintf("%s does not list %s yet", n.Config().Org, d)
+			}
 		}
 	}
 	return ""
