@@ -176,9 +176,12 @@ func (s *Store) Ingest(ctx context.Context, r io.Reader) ([]nii.ChunkRef, int64,
 }
 
 // HasChunk reports whether the chunk is stored.
-func (s *Store) HasChunk(h nii.Hash) (bool, error) {
+func (s *Store) HasChunk(h nii.Hash) (bool, error) { return s.has(chunkKey(h)) }
+
+// has reports whether key is stored, with one key lookup.
+func (s *Store) has(key []byte) (bool, error) {
 	err := s.db.View(func(txn *badger.Txn) error {
-		_, err := txn.Get(chunkKey(h))
+		_, err := txn.Get(key)
 		return err
 	})
 	switch {
@@ -364,19 +367,7 @@ func (s *Store) Version(r nii.Ref) (*VersionRecord, error) {
 // HasVersion reports whether version r (r.Version ≥ 1) is held: one key
 // lookup, where Version, on a miss, also looks for the dataset to say
 // which is missing.
-func (s *Store) HasVersion(r nii.Ref) (bool, error) {
-	err := s.db.View(func(txn *badger.Txn) error {
-		_, err := txn.Get(versionKey(r.Dataset, r.Version))
-		return err
-	})
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, badger.ErrKeyNotFound):
-		return false, nil
-	}
-	return false, err
-}
+func (s *Store) HasVersion(r nii.Ref) (bool, error) { return s.has(versionKey(r.Dataset, r.Version)) }
 
 // Latest returns the record of d's highest version.
 func (s *Store) Latest(d nii.DatasetID) (*VersionRecord, error) {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -88,6 +89,7 @@ type Catalog struct {
 	selfSeq    uint64
 	watermarks map[nii.NodeID]uint64
 	maxSeq     map[nii.NodeID]uint64                   // highest seq held per origin (≥ watermark)
+	creds      map[nii.NodeID]string                   // the credential of each origin's newest record
 	entries    map[nii.DatasetID]map[nii.NodeID]*Entry // newest advert per dataset per origin, tombstones included
 	index      *Index
 	orgNames   map[string]orgName // org → the name its newest live advert gives it
@@ -153,6 +155,7 @@ func OpenCatalog(db *badger.DB, self nii.NodeID, key ed25519.PrivateKey, verify 
 		verify:     verify,
 		watermarks: make(map[nii.NodeID]uint64),
 		maxSeq:     make(map[nii.NodeID]uint64),
+		creds:      make(map[nii.NodeID]string),
 		entries:    make(map[nii.DatasetID]map[nii.NodeID]*Entry),
 		index:      NewIndex(),
 		orgNames:   make(map[string]orgName),
@@ -207,6 +210,9 @@ func (c *Catalog) install(a *nii.Advert) {
 	}
 	e := &Entry{Advert: a, Verified: c.verified(a), Received: time.Now().UTC()}
 	byOrigin[a.Origin] = e
+	if a.Seq >= c.maxSeq[a.Origin] {
+		c.creds[a.Origin] = a.Credential
+	}
 	if a.Seq > c.maxSeq[a.Origin] {
 		c.maxSeq[a.Origin] = a.Seq
 	}
@@ -577,19 +583,7 @@ func (c *Catalog) OwnRecords() []*nii.Advert {
 func (c *Catalog) Credentials() map[nii.NodeID]string {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	newest := map[nii.NodeID]*nii.Advert{}
-	for _, byOrigin := range c.entries {
-		for o, e := range byOrigin {
-			if cur := newest[o]; cur == nil || e.Advert.Seq > cur.Seq {
-				newest[o] = e.Advert
-			}
-		}
-	}
-	out := make(map[nii.NodeID]string, len(newest))
-	for o, a := range newest {
-		out[o] = a.Credential
-	}
-	return out
+	return maps.Clone(c.creds)
 }
 
 // CountByOrigin returns how many live datasets each origin advertises.

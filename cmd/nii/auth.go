@@ -193,6 +193,17 @@ func federationOf(g *globals, flag string) (string, error) {
 	return cfg.Federation, nil
 }
 
+// issuer loads the issuer key file and resolves the federation tokens are
+// minted for: what every minting command starts with.
+func issuer(g *globals, keyFile, fed string) (ed25519.PrivateKey, string, error) {
+	k, err := auth.LoadPrivateKey(keyFile)
+	if err != nil {
+		return nil, "", err
+	}
+	fed, err = federationOf(g, fed)
+	return k, fed, err
+}
+
 // writeToken writes a token to path (mode 0600) or, with no path, stdout.
 func writeToken(cmd *cobra.Command, path, token string) error {
 	if path == "" {
@@ -219,11 +230,8 @@ node, the credential is installed there; otherwise it is written to -o (or
 printed) for the node's operator to install with 'nii credential install'.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			k, err := auth.LoadPrivateKey(key)
+			k, fed, err := issuer(g, key, fed)
 			if err != nil {
-				return err
-			}
-			if fed, err = federationOf(g, fed); err != nil {
 				return err
 			}
 			tok, cc, err := auth.IssueCredential(k, fed, nii.NodeID(nodeID), org, name, ttl)
@@ -330,11 +338,8 @@ func grantIssueCmd(g *globals) *cobra.Command {
 		Short: "Issue an access grant",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			k, err := auth.LoadPrivateKey(key)
+			k, fed, err := issuer(g, key, fed)
 			if err != nil {
-				return err
-			}
-			if fed, err = federationOf(g, fed); err != nil {
 				return err
 			}
 			tok, gc, err := auth.IssueGrant(k, auth.GrantSpec{Federation: fed, Subject: to, Datasets: splitList(datasets),
@@ -460,11 +465,8 @@ made offline and handed to a node later with --submit FILE.`,
 			case len(args) != 1 || key == "":
 				return errors.New("give --key FILE and the ID (jti) of the grant or credential to revoke")
 			default:
-				k, err := auth.LoadPrivateKey(key)
+				k, fed, err := issuer(g, key, fed)
 				if err != nil {
-					return err
-				}
-				if fed, err = federationOf(g, fed); err != nil {
 					return err
 				}
 				if tok, _, err = auth.IssueRevocation(k, fed, args[0], ttl); err != nil {
