@@ -10,6 +10,7 @@ import (
 	"github.com/nii-uk/nii"
 	"github.com/nii-uk/nii/exchange"
 	"github.com/nii-uk/nii/registry"
+	"github.com/nii-uk/nii/registry/search"
 )
 
 // The federated catalog over the API:
@@ -34,11 +35,11 @@ type CatalogHit struct {
 
 // CatalogResult is a page of search results with facet counts.
 type CatalogResult struct {
-	Total  int                              `json:"total"`
-	Offset int                              `json:"offset"`
-	Limit  int                              `json:"limit"`
-	Hits   []CatalogHit                     `json:"hits"`
-	Facets map[string][]registry.FacetCount `json:"facets"`
+	Total  int                            `json:"total"`
+	Offset int                            `json:"offset"`
+	Limit  int                            `json:"limit"`
+	Hits   []CatalogHit                   `json:"hits"`
+	Facets map[string][]search.FacetCount `json:"facets"`
 }
 
 // Provider is a node that serves a version of a dataset.
@@ -99,7 +100,7 @@ func (n *Node) handleCatalog(w http.ResponseWriter, r *http.Request) {
 }
 
 // Search queries the federated catalog.
-func (n *Node) Search(q registry.Query) CatalogResult {
+func (n *Node) Search(q search.Query) CatalogResult {
 	res := n.catalog.Search(q)
 	out := CatalogResult{Total: res.Total, Offset: q.Offset, Limit: q.Limit, Hits: []CatalogHit{}, Facets: res.Facets}
 	for _, h := range res.Hits {
@@ -113,9 +114,9 @@ func (n *Node) Search(q registry.Query) CatalogResult {
 	return out
 }
 
-func parseQuery(r *http.Request) (registry.Query, error) {
+func parseQuery(r *http.Request) (search.Query, error) {
 	v := r.URL.Query()
-	q := registry.Query{
+	q := search.Query{
 		Text:       v.Get("q"),
 		Publisher:  v["publisher"],
 		Theme:      v["theme"],

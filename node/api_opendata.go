@@ -15,6 +15,7 @@ import (
 	"github.com/nii-uk/nii/exchange"
 	"github.com/nii-uk/nii/registry"
 	"github.com/nii-uk/nii/registry/opendata"
+	"github.com/nii-uk/nii/registry/search"
 )
 
 // The federated catalog in the formats existing tools speak, on every node
@@ -217,9 +218,9 @@ func (n *Node) ckanPackageSearch(base string, p opendata.Params) (any, *opendata
 	if err != nil {
 		return nil, err
 	}
-	var res registry.Result
+	var res search.Result
 	if s.None {
-		res = registry.Result{Facets: map[string][]registry.FacetCount{}}
+		res = search.Result{Facets: map[string][]search.FacetCount{}}
 	} else {
 		res = n.catalog.Search(s.Query)
 	}
@@ -418,7 +419,7 @@ func (n *Node) ckanOrganizationShow(base string, p opendata.Params) (any, *opend
 	}
 	if withDatasets {
 		o.Packages = []opendata.Package{}
-		res := n.catalog.Search(registry.Query{Publisher: []string{id}, Sort: "title", Limit: 1000})
+		res := n.catalog.Search(search.Query{Publisher: []string{id}, Sort: "title", Limit: 1000})
 		for _, h := range res.Hits {
 			o.Packages = append(o.Packages, opendata.NewPackage(n.odEntry(base, h.Doc.Advert, h.Doc.Verified)))
 		}

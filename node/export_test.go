@@ -5,6 +5,7 @@ import (
 
 	"github.com/nii-uk/nii/exchange"
 	"github.com/nii-uk/nii/registry"
+	"github.com/nii-uk/nii/registry/gossip"
 )
 
 // Hooks for the node_test package's benchmarks.
@@ -23,4 +24,4 @@ func (n *Node) HostForTest() *exchange.Host { return n.host }
 
 // GossipForTest returns the node's gossip, so a test can spread a record
 // the node would never sign in normal use.
-func (n *Node) GossipForTest() *registry.Gossip { return n.gossip }
+func (n *Node) GossipForTest() *gossip.Gossip { return n.gossip }

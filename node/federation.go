@@ -12,6 +12,7 @@ import (
 	"github.com/nii-uk/nii"
 	"github.com/nii-uk/nii/exchange"
 	"github.com/nii-uk/nii/registry"
+	"github.com/nii-uk/nii/registry/gossip"
 )
 
 // startFederation starts the parts that talk to other nodes: the libp2p
@@ -48,7 +49,7 @@ func (n *Node) startFederation() error {
 	if err != nil {
 		return fmt.Errorf("gossip.listen %q: bad port", n.cfg.Gossip.Listen)
 	}
-	gc := registry.GossipConfig{
+	gc := gossip.Config{
 		Self:             n.id,
 		Org:              n.cfg.Org,
 		Federation:       n.cfg.Federation,
@@ -79,7 +80,7 @@ func (n *Node) startFederation() error {
 			return fmt.Errorf("gossip.advertise %q: bad port", a)
 		}
 	}
-	if n.gossip, err = registry.NewGossip(gc, n.catalog, n.peers, catalogFetcher{n.host}); err != nil {
+	if n.gossip, err = gossip.New(gc, n.catalog, n.peers, catalogFetcher{n.host}); err != nil {
 		return err
 	}
 	if err := n.advertiseHeld(); err != nil {
@@ -103,7 +104,7 @@ func (n *Node) startFederation() error {
 // joinLoop joins the configured members, retrying with backoff until one
 // answers or the node closes: a node started before its peers still finds
 // them.
-func (n *Node) joinLoop(g *registry.Gossip, addrs []string) {
+func (n *Node) joinLoop(g *gossip.Gossip, addrs []string) {
 	defer n.wg.Done()
 	wait := 500 * time.Millisecond
 	for {

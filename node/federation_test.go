@@ -12,6 +12,7 @@ import (
 	"github.com/nii-uk/nii/node"
 	"github.com/nii-uk/nii/node/nodetest"
 	"github.com/nii-uk/nii/registry"
+	"github.com/nii-uk/nii/registry/search"
 )
 
 func publishTo(t *testing.T, n *node.Node, name, title string, meta ...nii.Metadata) {
@@ -46,11 +47,11 @@ func TestThreeNodesSeeEachOthersDatasets(t *testing.T) {
 		}
 		return true
 	})
-	res := nodes[2].Search(registry.Query{Text: "spend", Limit: 10})
+	res := nodes[2].Search(search.Query{Text: "spend", Limit: 10})
 	if res.Total != 2 || res.Hits[0].Meta.Title == "" || !res.Hits[0].Online {
 		t.Fatalf("search spend: %+v", res)
 	}
-	res = nodes[0].Search(registry.Query{Publisher: []string{"org2"}, Theme: []string{"environment"}})
+	res = nodes[0].Search(search.Query{Publisher: []string{"org2"}, Theme: []string{"environment"}})
 	if res.Total != 1 || res.Hits[0].ID != "org2/air-quality" || res.Hits[0].Verified {
 		t.Fatalf("filtered search: %+v", res)
 	}
@@ -126,7 +127,7 @@ func TestWithdrawPropagates(t *testing.T) {
 	}
 	nodetest.WaitFor(t, 10*time.Second, "every node stops listing it", func() bool {
 		for _, n := range nodes {
-			if n.Search(registry.Query{Text: "old"}).Total != 0 {
+			if n.Search(search.Query{Text: "old"}).Total != 0 {
 				return false
 			}
 		}
@@ -159,7 +160,7 @@ func TestStoppedNodeCatchesUpOnRestart(t *testing.T) {
 		return ok && !p.Online()
 	})
 	// Its dataset stays listed, as offline.
-	res := nodes[0].Search(registry.Query{Text: "outage"})
+	res := nodes[0].Search(search.Query{Text: "outage"})
 	if res.Total != 1 || res.Hits[0].Online {
 		t.Fatalf("while node 2 is down: %+v", res)
 	}
@@ -175,7 +176,7 @@ func TestStoppedNodeCatchesUpOnRestart(t *testing.T) {
 	}
 	nodetest.WaitFor(t, 15*time.Second, "the restarted node catches up", func() bool { return n2.Catalog().Len() == 21 })
 	nodetest.WaitFor(t, 10*time.Second, "the others see it back online", func() bool {
-		return nodes[0].Search(registry.Query{Text: "outage"}).Hits[0].Online
+		return nodes[0].Search(search.Query{Text: "outage"}).Hits[0].Online
 	})
 }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/nii-uk/nii/exchange"
 	"github.com/nii-uk/nii/registry"
+	"github.com/nii-uk/nii/registry/gossip"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -60,7 +61,7 @@ type nodeCollector struct {
 	store   *exchange.Store
 	catalog *registry.Catalog
 	peers   *registry.Peers
-	gossip  *registry.Gossip
+	gossip  *gossip.Gossip
 	host    *exchange.Host
 
 	statsMu sync.Mutex

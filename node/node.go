@@ -32,6 +32,7 @@ import (
 	"github.com/nii-uk/nii/exchange"
 	"github.com/nii-uk/nii/exchange/chunker"
 	"github.com/nii-uk/nii/registry"
+	"github.com/nii-uk/nii/registry/gossip"
 )
 
 // Node is one running nii node.
@@ -52,7 +53,7 @@ type Node struct {
 	catalog *registry.Catalog
 	peers   *registry.Peers
 	host    *exchange.Host
-	gossip  *registry.Gossip
+	gossip  *gossip.Gossip
 
 	anchors     *auth.Anchors
 	verifier    *auth.Verifier

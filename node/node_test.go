@@ -181,7 +181,7 @@ func TestNewVersionStoresOnlyChangedChunks(t *testing.T) {
 func TestPublishRealCouncilFiles(t *testing.T) {
 	tn := startNode(t, newHome(t, "lambeth"))
 	for _, f := range []string{"lambeth.csv", "trafford.csv"} {
-		data, err := os.ReadFile(filepath.Join("..", "registry", "testdata", "spend", f))
+		data, err := os.ReadFile(filepath.Join("..", "registry", "table", "testdata", "spend", f))
 		if err != nil {
 			t.Fatal(err)
 		}

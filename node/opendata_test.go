@@ -32,7 +32,7 @@ func openDataFederation(t *testing.T) (registry, lambeth, trafford *node.Node, f
 	}})
 	files = map[string][]byte{}
 	for _, org := range []string{"lambeth", "trafford"} {
-		b, err := os.ReadFile("../registry/testdata/spend/" + org + ".csv")
+		b, err := os.ReadFile("../registry/table/testdata/spend/" + org + ".csv")
 		if err != nil {
 			t.Fatal(err)
 		}

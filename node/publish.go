@@ -11,7 +11,7 @@ import (
 
 	"github.com/nii-uk/nii"
 	"github.com/nii-uk/nii/exchange"
-	"github.com/nii-uk/nii/registry"
+	"github.com/nii-uk/nii/registry/table"
 )
 
 // PublishRequest is what a data officer supplies with a file.
@@ -63,12 +63,12 @@ func (n *Node) Publish(ctx context.Context, r io.Reader, req PublishRequest) (*e
 		return nil, fmt.Errorf("read %s: %w", req.Filename, err)
 	}
 	if req.Meta.MediaType == "" {
-		meta.MediaType = registry.DetectMediaType(req.Filename, head)
+		meta.MediaType = table.DetectMediaType(req.Filename, head)
 	}
 	var src io.Reader = br
-	var prof *registry.TableProfiler
-	if registry.IsTabular(meta.MediaType) {
-		prof = registry.NewTableProfiler()
+	var prof *table.Profiler
+	if table.IsTabular(meta.MediaType) {
+		prof = table.NewProfiler()
 		src = io.TeeReader(br, prof)
 	}
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/nii-uk/nii"
+	"github.com/nii-uk/nii/registry/search"
 )
 
 // The federated catalog: every node keeps the newest signed advert per
@@ -50,6 +51,7 @@ const (
 	RejectBadSignature = "bad_signature" // signature fails
 	RejectStale        = "stale"         // older than the record held for that origin and dataset
 	RejectReplay       = "replay"        // the very record already held
+	RejectOverload     = "overload"      // dropped unread: gossip could not keep up (anti-entropy brings it later)
 )
 
 // ErrRejected matches every refusal of a received record.
@@ -91,7 +93,7 @@ type Catalog struct {
 	maxSeq     map[nii.NodeID]uint64                   // highest seq held per origin (≥ watermark)
 	creds      map[nii.NodeID]string                   // the credential of each origin's newest record
 	entries    map[nii.DatasetID]map[nii.NodeID]*Entry // newest advert per dataset per origin, tombstones included
-	index      *Index
+	index      *search.Index
 	orgNames   map[string]orgName // org → the name its newest live advert gives it
 
 	rejected sync.Map // reason -> *atomic.Int64
@@ -129,7 +131,7 @@ func (c *Catalog) Reverify() int {
 			cp.Verified = v
 			byOrigin[e.Advert.Origin] = &cp
 			if !e.Advert.Withdrawn && !e.Advert.Replica {
-				c.index.Put(Doc{Key: docKey(e.Advert.Origin, e.Advert.Dataset), Advert: e.Advert, Verified: v})
+				c.index.Put(search.Doc{Key: docKey(e.Advert.Origin, e.Advert.Dataset), Advert: e.Advert, Verified: v})
 			}
 		}
 	}
@@ -157,7 +159,7 @@ func OpenCatalog(db *badger.DB, self nii.NodeID, key ed25519.PrivateKey, verify 
 		maxSeq:     make(map[nii.NodeID]uint64),
 		creds:      make(map[nii.NodeID]string),
 		entries:    make(map[nii.DatasetID]map[nii.NodeID]*Entry),
-		index:      NewIndex(),
+		index:      search.NewIndex(),
 		orgNames:   make(map[string]orgName),
 	}
 	err := db.View(func(txn *badger.Txn) error {
@@ -220,7 +222,7 @@ func (c *Catalog) install(a *nii.Advert) {
 	if a.Withdrawn || a.Replica {
 		c.index.Delete(key)
 	} else {
-		c.index.Put(Doc{Key: key, Advert: a, Verified: e.Verified})
+		c.index.Put(search.Doc{Key: key, Advert: a, Verified: e.Verified})
 		if name := a.Meta.PublisherName; name != "" {
 			if held, ok := c.orgNames[a.Dataset.Org]; !ok || !a.Meta.Modified.Before(held.modified) {
 				c.orgNames[a.Dataset.Org] = orgName{name, a.Meta.Modified}
@@ -250,6 +252,14 @@ func (c *Catalog) reject(reason string, format string, args ...any) error {
 	v, _ := c.rejected.LoadOrStore(reason, new(atomic.Int64))
 	v.(*atomic.Int64).Add(1)
 	return &RejectError{Reason: reason, Detail: fmt.Sprintf(format, args...)}
+}
+
+// Reject counts a received record refused before it could reach Apply —
+// a gossip message that does not decode, a full inbox — under reason (one
+// of the Reject* constants), as Apply counts its own refusals, and returns
+// the refusal.
+func (c *Catalog) Reject(reason, detail string) error {
+	return c.reject(reason, "%s", detail)
 }
 
 // Rejected returns how many received records were refused, by reason.
@@ -516,7 +526,7 @@ func (c *Catalog) Lookup(d nii.DatasetID) []Entry {
 }
 
 // Search runs a query over the catalog's live (not withdrawn) adverts.
-func (c *Catalog) Search(q Query) Result { return c.index.Search(q) }
+func (c *Catalog) Search(q search.Query) search.Result { return c.index.Search(q) }
 
 // OrgName returns the display name an org gives itself in the most
 // recently modified of its live adverts that names it, "" if none does.

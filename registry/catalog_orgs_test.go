@@ -17,10 +17,10 @@ func TestOrgNameAndEachLive(t *testing.T) {
 	day := time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)
 	apply := func(seq uint64, name, orgName string, modified time.Time, replica bool) {
 		t.Helper()
-		a := &nii.Advert{Origin: g.id, Seq: seq, Dataset: nii.DatasetID{Org: "greenwich", Name: name}, Version: 1,
+		a := &nii.Advert{Origin: g.ID, Seq: seq, Dataset: nii.DatasetID{Org: "greenwich", Name: name}, Version: 1,
 			Manifest: nii.HashOf([]byte(name)), Signed: modified, Replica: replica,
 			Meta: nii.Metadata{Title: name, Publisher: "greenwich", PublisherName: orgName, Modified: modified, Access: nii.AccessOpen}}
-		sa, err := nii.SignAdvert(a, g.key)
+		sa, err := nii.SignAdvert(a, g.Key)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -37,7 +37,7 @@ func TestOrgNameAndEachLive(t *testing.T) {
 	if got := c.OrgName("nobody"); got != "" {
 		t.Errorf("OrgName(nobody) = %q", got)
 	}
-	if _, _, err := c.Apply(g.tombstone(t, 4, "trees")); err != nil {
+	if _, _, err := c.Apply(g.Tombstone(t, 4, "trees")); err != nil {
 		t.Fatal(err)
 	}
 	var live []string

@@ -4,63 +4,24 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"testing"
-	"time"
 
-	"github.com/dgraph-io/badger/v4"
 	"github.com/nii-uk/nii"
+	"github.com/nii-uk/nii/registry/registrytest"
+	"github.com/nii-uk/nii/registry/search"
 )
 
-// memDB is an in-memory badger for fast unit tests; the node tests run the
-// same code over on-disk badger.
-func memDB(t testing.TB) *badger.DB {
-	t.Helper()
-	db, err := badger.Open(badger.DefaultOptions("").WithInMemory(true).WithLogger(nil).
-		WithMemTableSize(8 << 20).WithValueThreshold(256 << 10).WithBlockCacheSize(1 << 20).WithIndexCacheSize(1 << 20))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
-}
+// ident and memDB are registrytest's, under the short names these tests use.
+type ident = registrytest.Ident
 
-type ident struct {
-	id  nii.NodeID
-	key ed25519.PrivateKey
-}
-
-func newIdent() ident {
-	pub, priv, _ := ed25519.GenerateKey(nil)
-	return ident{nii.NodeIDFromPublicKey(pub), priv}
-}
-
-func (o ident) advert(t testing.TB, seq uint64, name string, version uint64, title string) *nii.SignedAdvert {
-	t.Helper()
-	a := &nii.Advert{
-		Origin: o.id, Seq: seq, Dataset: nii.DatasetID{Org: "greenwich", Name: name}, Version: version,
-		Manifest: nii.HashOf([]byte(name + title)), Signed: time.Now().UTC(),
-		Meta: nii.Metadata{Title: title, Publisher: "greenwich", Access: nii.AccessOpen, Keywords: []string{"spend"}},
-	}
-	sa, err := nii.SignAdvert(a, o.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sa
-}
-
-func (o ident) tombstone(t testing.TB, seq uint64, name string) *nii.SignedAdvert {
-	t.Helper()
-	sa, err := nii.SignAdvert(&nii.Advert{Origin: o.id, Seq: seq, Dataset: nii.DatasetID{Org: "greenwich", Name: name},
-		Withdrawn: true, Signed: time.Now().UTC(), Meta: nii.Metadata{Publisher: "greenwich"}}, o.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sa
-}
+var (
+	newIdent = registrytest.NewIdent
+	memDB    = registrytest.MemDB
+)
 
 func openCat(t testing.TB) (*Catalog, ident) {
 	t.Helper()
 	self := newIdent()
-	c, err := OpenCatalog(memDB(t), self.id, self.key, nil)
+	c, err := OpenCatalog(memDB(t), self.ID, self.Key, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,13 +34,13 @@ func TestApplyRejectsAttacks(t *testing.T) {
 	c, self := openCat(t)
 	greenwich, mallory := newIdent(), newIdent()
 
-	v2 := greenwich.advert(t, 5, "spend", 2, "Spend v2")
+	v2 := greenwich.Advert(t, 5, "spend", 2, "Spend v2")
 	if _, isNew, err := c.Apply(v2); err != nil || !isNew {
 		t.Fatalf("a valid advert: new=%v err=%v", isNew, err)
 	}
-	forged := *greenwich.advert(t, 9, "spend", 3, "Spend v3")
-	forged.Sig = ed25519.Sign(mallory.key, append([]byte("nii/advert/v1\x00"), forged.Body...))
-	tampered := *greenwich.advert(t, 10, "spend", 4, "Spend v4")
+	forged := *greenwich.Advert(t, 9, "spend", 3, "Spend v3")
+	forged.Sig = ed25519.Sign(mallory.Key, append([]byte("nii/advert/v1\x00"), forged.Body...))
+	tampered := *greenwich.Advert(t, 10, "spend", 4, "Spend v4")
 	tampered.Body = append([]byte(nil), tampered.Body...)
 	for i := range tampered.Body { // change "Spend v4" into "Spend v5" in place
 		if string(tampered.Body[i:i+8]) == "Spend v4" {
@@ -87,9 +48,9 @@ func TestApplyRejectsAttacks(t *testing.T) {
 			break
 		}
 	}
-	unsigned := *greenwich.advert(t, 11, "spend", 5, "x")
+	unsigned := *greenwich.Advert(t, 11, "spend", 5, "x")
 	unsigned.Sig = nil
-	c.Apply(greenwich.tombstone(t, 20, "old-spend"))
+	c.Apply(greenwich.Tombstone(t, 20, "old-spend"))
 
 	for _, tc := range []struct {
 		name   string
@@ -100,10 +61,10 @@ func TestApplyRejectsAttacks(t *testing.T) {
 		{"tampered body", &tampered, RejectBadSignature},
 		{"no signature", &unsigned, RejectBadSignature},
 		{"replayed", v2, RejectReplay},
-		{"older seq, same dataset", greenwich.advert(t, 4, "spend", 1, "Spend v1"), RejectStale},
-		{"newer seq, older version", greenwich.advert(t, 6, "spend", 1, "Spend v1 again"), RejectStale},
-		{"advert replayed after its withdrawal", greenwich.advert(t, 19, "old-spend", 1, "Old"), RejectStale},
-		{"claims to be ours", self.advert(t, 7, "spend", 9, "ours?"), RejectStale},
+		{"older seq, same dataset", greenwich.Advert(t, 4, "spend", 1, "Spend v1"), RejectStale},
+		{"newer seq, older version", greenwich.Advert(t, 6, "spend", 1, "Spend v1 again"), RejectStale},
+		{"advert replayed after its withdrawal", greenwich.Advert(t, 19, "old-spend", 1, "Old"), RejectStale},
+		{"claims to be ours", self.Advert(t, 7, "spend", 9, "ours?"), RejectStale},
 		{"garbage", &nii.SignedAdvert{Body: []byte{0xa1, 0x01}, Sig: make([]byte, 64)}, RejectInvalid},
 		{"empty", &nii.SignedAdvert{}, RejectInvalid},
 	} {
@@ -123,7 +84,7 @@ func TestApplyRejectsAttacks(t *testing.T) {
 	if len(e) != 1 || e[0].Advert.Version != 2 || e[0].Advert.Meta.Title != "Spend v2" {
 		t.Fatalf("after attacks the catalog lists %+v", e)
 	}
-	if res := c.Search(Query{Text: "spend"}); res.Total != 1 {
+	if res := c.Search(search.Query{Text: "spend"}); res.Total != 1 {
 		t.Fatalf("search finds %d datasets, want 1 (the withdrawn one is not listed)", res.Total)
 	}
 }
@@ -131,15 +92,15 @@ func TestApplyRejectsAttacks(t *testing.T) {
 func TestCatalogPersistsAndPages(t *testing.T) {
 	db := memDB(t)
 	self, other := newIdent(), newIdent()
-	c, err := OpenCatalog(db, self.id, self.key, nil)
+	c, err := OpenCatalog(db, self.ID, self.Key, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := uint64(1); i <= 25; i++ {
-		c.Apply(other.advert(t, i, "ds-"+string(rune('a'+i-1)), 1, "Dataset"))
+		c.Apply(other.Advert(t, i, "ds-"+string(rune('a'+i-1)), 1, "Dataset"))
 	}
 	// Superseding ds-a drops its old record from the origin's log.
-	c.Apply(other.advert(t, 26, "ds-a", 2, "Dataset a v2"))
+	c.Apply(other.Advert(t, 26, "ds-a", 2, "Dataset a v2"))
 	for v, title := range []string{"Mine one", "Mine two"} {
 		_, _, err := c.Sign(nii.Advert{Dataset: nii.DatasetID{Org: "greenwich", Name: "mine"}, Version: uint64(v + 1),
 			Manifest: nii.HashOf([]byte(title)), Meta: nii.Metadata{Title: title, Publisher: "greenwich"}})
@@ -151,7 +112,7 @@ func TestCatalogPersistsAndPages(t *testing.T) {
 	var seqs []uint64
 	after := uint64(0)
 	for {
-		recs, more, wm, err := c.Page(other.id, after, 10)
+		recs, more, wm, err := c.Page(other.ID, after, 10)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -172,18 +133,18 @@ func TestCatalogPersistsAndPages(t *testing.T) {
 	}
 
 	// Reopen: everything is still there, own seq included.
-	c2, err := OpenCatalog(db, self.id, self.key, nil)
+	c2, err := OpenCatalog(db, self.ID, self.Key, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c2.Len() != 26 || c2.SelfSeq() != 2 || c2.Watermark(self.id) != 2 {
-		t.Fatalf("reopened: len %d selfSeq %d wm %d", c2.Len(), c2.SelfSeq(), c2.Watermark(self.id))
+	if c2.Len() != 26 || c2.SelfSeq() != 2 || c2.Watermark(self.ID) != 2 {
+		t.Fatalf("reopened: len %d selfSeq %d wm %d", c2.Len(), c2.SelfSeq(), c2.Watermark(self.ID))
 	}
 	if own, ok := c2.Own(nii.DatasetID{Org: "greenwich", Name: "mine"}); !ok || own.Meta.Title != "Mine two" {
 		t.Fatalf("own advert after reopen: %+v", own)
 	}
-	c2.SetWatermark(other.id, 3) // never backwards
-	if c2.Watermark(other.id) != 26 || !c2.HasRecord(other.id, 1) {
+	c2.SetWatermark(other.ID, 3) // never backwards
+	if c2.Watermark(other.ID) != 26 || !c2.HasRecord(other.ID, 1) {
 		t.Fatal("watermark moved backwards or HasRecord ignores it")
 	}
 }
@@ -191,13 +152,13 @@ func TestCatalogPersistsAndPages(t *testing.T) {
 func TestWatermarkAdvancesOnlyWithoutGaps(t *testing.T) {
 	c, _ := openCat(t)
 	o := newIdent()
-	c.Apply(o.advert(t, 1, "a", 1, "A"))
-	c.Apply(o.advert(t, 3, "c", 1, "C")) // seq 2 not seen yet
-	if wm := c.Watermark(o.id); wm != 1 {
+	c.Apply(o.Advert(t, 1, "a", 1, "A"))
+	c.Apply(o.Advert(t, 3, "c", 1, "C")) // seq 2 not seen yet
+	if wm := c.Watermark(o.ID); wm != 1 {
 		t.Fatalf("watermark %d with seq 2 missing, want 1", wm)
 	}
-	c.Apply(o.advert(t, 2, "b", 1, "B"))
-	if wm := c.Watermark(o.id); wm != 2 {
+	c.Apply(o.Advert(t, 2, "b", 1, "B"))
+	if wm := c.Watermark(o.ID); wm != 2 {
 		t.Fatalf("watermark %d after seq 2 arrived, want 2 (3 arrived before it, so only catch-up may vouch for it)", wm)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/dustin/go-humanize"
 	"github.com/nii-uk/nii"
 	"github.com/nii-uk/nii/node"
+	"github.com/nii-uk/nii/registry/table"
 	"github.com/spf13/cobra"
 )
 
@@ -68,7 +69,7 @@ func searchCmd(g *globals) *cobra.Command {
 				if !h.Verified {
 					status += ", unverified"
 				}
-				fmt.Fprintf(w, "%s\t@%d\t%s\t%s\t%s\t%s\t%s\n", h.ID, h.Version, shortFormat(h.Meta.MediaType),
+				fmt.Fprintf(w, "%s\t@%d\t%s\t%s\t%s\t%s\t%s\n", h.ID, h.Version, table.FormatName(h.Meta.MediaType),
 					humanize.IBytes(uint64(h.Meta.ByteSize)), h.Meta.Publisher, status, h.Meta.Title)
 			}
 			w.Flush()
@@ -101,20 +102,6 @@ func searchCmd(g *globals) *cobra.Command {
 	f.BoolVar(&facets, "facets", false, "also print facet counts")
 	addJSON(c, g)
 	return c
-}
-
-func shortFormat(mediaType string) string {
-	_, sub, ok := strings.Cut(mediaType, "/")
-	if !ok {
-		return mediaType
-	}
-	switch sub {
-	case "vnd.openxmlformats-officedocument.spreadsheetml.sheet":
-		return "xlsx"
-	case "tab-separated-values":
-		return "tsv"
-	}
-	return strings.TrimPrefix(sub, "vnd.")
 }
 
 func peersCmd(g *globals) *cobra.Command {

@@ -147,7 +147,7 @@ func initHome(t *testing.T, org string) string {
 
 func realFile(t *testing.T, name string) string {
 	t.Helper()
-	p, err := filepath.Abs(filepath.Join("..", "..", "registry", "testdata", "spend", name))
+	p, err := filepath.Abs(filepath.Join("..", "..", "registry", "table", "testdata", "spend", name))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/nii-uk/nii"
-	"github.com/nii-uk/nii/registry"
+	"github.com/nii-uk/nii/registry/search"
 )
 
 // The CKAN action API subset: response shapes as CKAN 2.9/2.10 returns
@@ -362,7 +362,7 @@ type Search struct {
 	// Query is what to ask the index. Its Limit is at least 1 (the
 	// index's minimum); Rows is what the caller asked for, maybe 0 (only
 	// the count and facets).
-	Query      registry.Query
+	Query      search.Query
 	Rows       int
 	Sort       string   // as echoed in the result
 	Facets     []string // CKAN facet fields asked for
@@ -505,7 +505,7 @@ type SearchResult struct {
 // NewSearchResult assembles package_search's result from the index's
 // result and the hits' entries (in hit order). orgTitle names an org for
 // the organization facet's display_name ("" if unknown).
-func NewSearchResult(s Search, res registry.Result, entries []Entry, orgTitle func(string) string) SearchResult {
+func NewSearchResult(s Search, res search.Result, entries []Entry, orgTitle func(string) string) SearchResult {
 	out := SearchResult{
 		Count: res.Total, Results: []Package{}, Sort: s.Sort,
 		Facets: map[string]map[string]int{}, SearchFacets: map[string]SearchFacet{},

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/nii-uk/nii"
-	"github.com/nii-uk/nii/registry"
+	"github.com/nii-uk/nii/registry/search"
 )
 
 func TestNewPackage(t *testing.T) {
@@ -141,7 +141,7 @@ func TestErrorShape(t *testing.T) {
 
 func TestNewSearchResultFacets(t *testing.T) {
 	s, _ := ParseSearch(Params{"facet.field": `["organization","res_format"]`, "facet.limit": "1"})
-	res := registry.Result{Total: 3, Facets: map[string][]registry.FacetCount{
+	res := search.Result{Total: 3, Facets: map[string][]search.FacetCount{
 		"publisher": {{Value: "lambeth", Count: 2}, {Value: "camden", Count: 1}},
 		"format":    {{Value: "csv", Count: 3}},
 	}}

@@ -6,12 +6,12 @@ import (
 	"time"
 
 	"github.com/nii-uk/nii"
-	"github.com/nii-uk/nii/registry"
+	"github.com/nii-uk/nii/registry/table"
 )
 
 // Frictionless Data Package (v1, with the v2 headerRows where a CSV has a
 // preamble). The Table Schema comes from the columns nii inferred at
-// publish time (registry/table.go), which already uses Frictionless types
+// publish time (registry/table), which already uses Frictionless types
 // and strptime-style date formats.
 
 // DataPackage is a datapackage.json descriptor.
@@ -131,7 +131,7 @@ func NewDataPackage(site Site, e Entry) DataPackage {
 		Name:      resourceName(d, m),
 		Path:      e.Download,
 		Title:     m.Title,
-		Format:    registry.FormatName(mt),
+		Format:    table.FormatName(mt),
 		Mediatype: mt,
 		Bytes:     m.ByteSize,
 		Manifest:  a.Manifest.String(),

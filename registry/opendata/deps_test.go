@@ -3,6 +3,7 @@ package opendata
 import (
 	"go/parser"
 	"go/token"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -10,10 +11,20 @@ import (
 )
 
 // TestImports keeps the translation free of networking: it may use the
-// registry's query types, but never node, exchange, libp2p or memberlist
-// directly. (registry itself imports memberlist for gossip, so the
-// transitive closure includes it; that is registry's business.)
+// registry's catalog and query types, but never node, exchange, libp2p or
+// memberlist, directly or through what it imports.
 func TestImports(t *testing.T) {
+	if out, err := exec.Command("go", "list", "-deps", ".", "..").Output(); err != nil {
+		t.Errorf("go list -deps: %v", err)
+	} else {
+		for _, p := range strings.Fields(string(out)) {
+			for _, banned := range []string{"github.com/nii-uk/nii/node", "github.com/nii-uk/nii/exchange", "libp2p", "memberlist"} {
+				if strings.Contains(p, banned) {
+					t.Errorf("registry or registry/opendata links %s", p)
+				}
+			}
+		}
+	}
 	files, err := filepath.Glob("*.go")
 	if err != nil {
 		t.Fatal(err)

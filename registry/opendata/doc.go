@@ -3,7 +3,7 @@
 //
 //   - the CKAN action API (CKAN 2.9/2.10 shapes): packages, resources,
 //     organizations, and package_search's parameters (q, fq, sort, rows,
-//     start, facet.field), mapped onto a registry.Query so that the
+//     start, facet.field), mapped onto a search.Query so that the
 //     catalog's one search index answers them;
 //   - DCAT v3 (DCAT-AP compatible) as RDF, serialised as JSON-LD and
 //     Turtle, with Hydra paging for large catalogs;

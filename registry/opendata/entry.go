@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/nii-uk/nii"
-	"github.com/nii-uk/nii/registry"
+	"github.com/nii-uk/nii/registry/table"
 )
 
 // Entry is one dataset of the federated catalog as the translations see
@@ -179,7 +179,7 @@ func formatName(mediaType string) string {
 	if mediaType == "" {
 		return ""
 	}
-	return strings.ToUpper(registry.FormatName(mediaType))
+	return strings.ToUpper(table.FormatName(mediaType))
 }
 
 // orgTitle is the display name of an advert's publisher.

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/nii-uk/nii/registry"
+	"github.com/nii-uk/nii/registry/search"
 )
 
 // The CKAN/Solr filter subset nii understands, in fq and as field clauses
@@ -428,7 +428,7 @@ func (f Filter) Merge(g Filter) (Filter, error) {
 }
 
 // Apply sets the filter's fields on q.
-func (f Filter) Apply(q *registry.Query) {
+func (f Filter) Apply(q *search.Query) {
 	q.Publisher = f.Publisher
 	q.Theme = f.Theme
 	q.Keyword = f.Keyword

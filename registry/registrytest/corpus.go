@@ -1,9 +1,13 @@
-// Package registrytest generates a realistic federated catalog for
-// benchmarks: the 100,000-dataset catalog of docs/benchmarks.md, shared by
-// the registry's search and catalog benchmarks and the node's open-data
-// benchmark, so that all of them measure the same data.
+// Package registrytest holds what the registry packages' tests share: a
+// realistic federated catalog for benchmarks (the 100,000-dataset catalog
+// of docs/benchmarks.md, with the query mix timed over it), shared by the
+// search, catalog and propagation benchmarks and the node's open-data
+// benchmark so that all of them measure the same data; an in-memory badger;
+// and test identities that sign records.
 //
-// It imports only nii, so the registry's own tests can use it.
+// It imports nii, registry/search and badger, never registry or
+// registry/gossip, so the tests of those can use it (search's own
+// benchmarks are in package search_test for that reason).
 package registrytest
 
 import (

@@ -1,4 +1,4 @@
-package registry
+package search
 
 import (
 	"fmt"
@@ -212,27 +212,6 @@ func checkSearchIndex(t *testing.T, ix *Index) {
 	for d := range ix.dead {
 		if _, ok := ix.termIDs[d]; ok {
 			t.Fatalf("live term %q marked dead", d)
-		}
-	}
-}
-
-func TestFormatName(t *testing.T) {
-	for in, want := range map[string]string{
-		"text/csv":                  "csv",
-		"text/csv; charset=utf-8":   "csv",
-		"TEXT/CSV":                  "csv",
-		"application/json":          "json",
-		"application/geo+json":      "geojson",
-		"text/tab-separated-values": "tsv",
-		"application/pdf":           "pdf",
-		"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx",
-		"application/vnd.ms-excel": "xls",
-		"application/x-shapefile":  "x-shapefile",
-		"image/png":                "png",
-		"":                         "",
-	} {
-		if got := FormatName(in); got != want {
-			t.Errorf("FormatName(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

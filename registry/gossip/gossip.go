@@ -1,4 +1,4 @@
-package registry
+package gossip
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"github.com/nii-uk/nii"
+	"github.com/nii-uk/nii/registry"
 )
 
 // Gossip keeps a node in the federation: membership and failure detection
@@ -31,13 +32,13 @@ import (
 // catalog seq beyond the watermark held for it.
 //
 // memberlist stays inside this package: callers see Gossip, Peer and
-// GossipConfig only.
+// Config only.
 type Gossip struct {
-	cfg            GossipConfig
+	cfg            Config
 	log            *slog.Logger
-	cat            *Catalog
+	cat            *registry.Catalog
 	fetch          Fetcher
-	peers          *Peers
+	peers          *registry.Peers
 	ml             *memberlist.Memberlist
 	queue          *memberlist.TransmitLimitedQueue
 	gossipInterval time.Duration
@@ -63,8 +64,8 @@ type Fetcher interface {
 	FetchCatalogPage(ctx context.Context, from, origin nii.NodeID, after uint64, limit int) ([]*nii.SignedAdvert, bool, uint64, error)
 }
 
-// GossipConfig configures a node's gossip.
-type GossipConfig struct {
+// Config configures a node's gossip.
+type Config struct {
 	Self       nii.NodeID
 	Org        string
 	Federation string // memberlist label: nodes of other federations are ignored
@@ -157,9 +158,9 @@ type catchupTask struct {
 // packet; larger ones go as notices. memberlist packets are 1400 bytes.
 const maxInlineAdvert = 1000
 
-// NewGossip binds the gossip listener and starts serving. It does not join
+// New binds the gossip listener and starts serving. It does not join
 // anyone: call Join.
-func NewGossip(cfg GossipConfig, cat *Catalog, peers *Peers, fetch Fetcher) (*Gossip, error) {
+func New(cfg Config, cat *registry.Catalog, peers *registry.Peers, fetch Fetcher) (*Gossip, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -384,7 +385,7 @@ func (g *Gossip) applyRevocation(token string, rebroadcast bool) {
 	}
 	jti, isNew, err := rs.Add(token)
 	if err != nil {
-		g.cat.reject(RejectInvalid, "revocation: %v", err)
+		g.cat.Reject(registry.RejectInvalid, "revocation: "+err.Error())
 		g.log.Debug("revocation refused", slog.String("err", err.Error()))
 		return
 	}
@@ -434,7 +435,7 @@ func (g *Gossip) handle(msg []byte) {
 	case msgAdvert:
 		sa, err := nii.DecodeSignedAdvert(msg[1:])
 		if err != nil {
-			g.cat.reject(RejectInvalid, "gossip message: %v", err)
+			g.cat.Reject(registry.RejectInvalid, "gossip message: "+err.Error())
 			return
 		}
 		a, isNew, err := g.cat.Apply(sa)
@@ -456,7 +457,7 @@ func (g *Gossip) handle(msg []byte) {
 	case msgNotice:
 		var n notice
 		if err := nii.Unmarshal(msg[1:], &n); err != nil || n.Seq == 0 || n.Origin.Validate() != nil || n.From.Validate() != nil {
-			g.cat.reject(RejectInvalid, "gossip notice: undecodable")
+			g.cat.Reject(registry.RejectInvalid, "gossip notice: undecodable")
 			return
 		}
 		if g.cat.HasRecord(n.Origin, n.Seq) || n.From == g.cfg.Self {
@@ -482,21 +483,21 @@ func (g *Gossip) handle(msg []byte) {
 			}
 		}
 	default:
-		g.cat.reject(RejectInvalid, "gossip message type %d", msg[0])
+		g.cat.Reject(registry.RejectInvalid, fmt.Sprintf("gossip message type %d", msg[0]))
 	}
 }
 
 func (g *Gossip) logReject(err error) {
 	// Replays are the normal echo of epidemic spread; anything else is worth
 	// an operator's attention.
-	if errors.Is(err, ErrRejected) && !isReplay(err) {
+	if errors.Is(err, registry.ErrRejected) && !isReplay(err) {
 		g.log.Warn("catalog record rejected", slog.String("err", err.Error()))
 	}
 }
 
 func isReplay(err error) bool {
-	var re *RejectError
-	return errors.As(err, &re) && re.Reason == RejectReplay
+	var re *registry.RejectError
+	return errors.As(err, &re) && re.Reason == registry.RejectReplay
 }
 
 // queueCatchup asks the catch-up worker to fetch origin's records from a
@@ -571,7 +572,7 @@ func (g *Gossip) catchUp(t catchupTask) error {
 		}
 		for _, sa := range recs {
 			a, _, err := g.cat.Apply(sa)
-			if err != nil && !errors.Is(err, ErrRejected) {
+			if err != nil && !errors.Is(err, registry.ErrRejected) {
 				return err
 			}
 			if err != nil {
@@ -619,7 +620,7 @@ func (d *delegate) NotifyMsg(b []byte) {
 	case d.g.inbox <- append([]byte(nil), b...):
 	default:
 		// Full inbox: drop; anti-entropy will bring the record later.
-		d.g.cat.reject("overload", "gossip inbox full")
+		d.g.cat.Reject(registry.RejectOverload, "gossip inbox full")
 	}
 }
 
@@ -639,7 +640,7 @@ func (d *delegate) LocalState(join bool) []byte {
 func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 	var st pushState
 	if err := nii.Unmarshal(buf, &st); err != nil || st.From.Validate() != nil {
-		d.g.cat.reject(RejectInvalid, "push/pull state: undecodable")
+		d.g.cat.Reject(registry.RejectInvalid, "push/pull state: undecodable")
 		return
 	}
 	mine := d.g.cat.Watermarks()
@@ -653,7 +654,7 @@ func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 	budget := 2 * maxPushRevocations
 	for _, tok := range st.Revocations {
 		if budget -= len(tok); budget < 0 {
-			d.g.cat.reject(RejectInvalid, "push/pull state: revocations over %d bytes", 2*maxPushRevocations)
+			d.g.cat.Reject(registry.RejectInvalid, fmt.Sprintf("push/pull state: revocations over %d bytes", 2*maxPushRevocations))
 			break
 		}
 		d.g.applyRevocation(tok, false)
@@ -663,9 +664,9 @@ func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 // eventDelegate tracks members in the peer table.
 type eventDelegate struct{ g *Gossip }
 
-func (e *eventDelegate) NotifyJoin(n *memberlist.Node)   { e.update(n, PeerAlive) }
-func (e *eventDelegate) NotifyUpdate(n *memberlist.Node) { e.update(n, PeerAlive) }
-func (e *eventDelegate) NotifyLeave(n *memberlist.Node)  { e.update(n, PeerDead) }
+func (e *eventDelegate) NotifyJoin(n *memberlist.Node)   { e.update(n, registry.PeerAlive) }
+func (e *eventDelegate) NotifyUpdate(n *memberlist.Node) { e.update(n, registry.PeerAlive) }
+func (e *eventDelegate) NotifyLeave(n *memberlist.Node)  { e.update(n, registry.PeerDead) }
 
 func (e *eventDelegate) update(n *memberlist.Node, state string) {
 	g := e.g
@@ -677,7 +678,7 @@ func (e *eventDelegate) update(n *memberlist.Node, state string) {
 	if m.ID == g.cfg.Self {
 		return
 	}
-	g.peers.Update(Peer{
+	g.peers.Update(registry.Peer{
 		ID:       m.ID,
 		Org:      m.Org,
 		Addrs:    m.Addrs,
@@ -686,7 +687,7 @@ func (e *eventDelegate) update(n *memberlist.Node, state string) {
 		State:    state,
 		Seq:      m.Seq,
 	})
-	if state == PeerAlive {
+	if state == registry.PeerAlive {
 		if g.cfg.OnPeer != nil && len(m.Addrs) > 0 {
 			g.cfg.OnPeer(m.ID, m.Addrs)
 		}

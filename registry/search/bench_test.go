@@ -1,4 +1,4 @@
-package registry
+package search_test
 
 import (
 	"fmt"
@@ -12,35 +12,26 @@ import (
 
 	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/nii-uk/nii/registry/registrytest"
+	"github.com/nii-uk/nii/registry/search"
 )
-
-// srchCorpus is registrytest's corpus as index documents.
-func srchCorpus(n int) []Doc {
-	c := registrytest.Corpus(n)
-	docs := make([]Doc, len(c))
-	for i, d := range c {
-		docs[i] = Doc{Key: string(d.Advert.Origin) + " " + d.Advert.Dataset.String(), Advert: d.Advert, Verified: d.Verified}
-	}
-	return docs
-}
 
 var srch100k struct {
 	once    sync.Once
-	docs    []Doc
-	ix      *Index
+	docs    []search.Doc
+	ix      *search.Index
 	buildMS float64
 	heapMiB float64
 }
 
-func srchIndex() (*Index, []Doc) {
+func srchIndex() (*search.Index, []search.Doc) {
 	b := &srch100k
 	b.once.Do(func() {
-		b.docs = srchCorpus(100_000)
+		b.docs = registrytest.Docs(100_000)
 		var m0, m1 runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&m0)
 		start := time.Now()
-		ix := NewIndex()
+		ix := search.NewIndex()
 		for _, d := range b.docs {
 			ix.Put(d)
 		}
@@ -53,32 +44,6 @@ func srchIndex() (*Index, []Doc) {
 	return b.ix, b.docs
 }
 
-func srchQueries() []Query {
-	yes := true
-	return []Query{
-		{Text: "spend"},                 // common term
-		{Text: "parking"},               // single term
-		{Text: "air quality"},           // two terms
-		{Text: "planning applications"}, // two terms, plural
-		{Text: "spen"},                  // prefix
-		{Text: "street tre"},            // term + prefix
-		{Text: "con"},                   // short, wide prefix
-		{Text: "parking", Publisher: []string{"lambeth"}},
-		{Text: "trees", Publisher: []string{"hackney", "camden", "islington"}, Licence: []string{"OGL-UK-3.0"}},
-		{Theme: []string{"environment"}}, // filter only
-		{},                               // empty query, all facets
-		{Text: "defibrillator"},          // rare term
-		{Text: "spend", Offset: 500},     // deep page
-		{Text: "council"},                // very common term
-		{Text: "business rates", Format: []string{"csv"}, Sort: "title"},
-		{Sort: "modified", Offset: 500}, // deep page, no text
-		{Text: "supplier amount"},       // column names
-		{Keyword: []string{"transparency"}, Access: []string{"open"}, Verified: &yes},
-		{Text: "2023 q1"},                         // numbers
-		{Text: "london borough data", Limit: 100}, // three very common terms
-	}
-}
-
 func latencyPercentile(sorted []time.Duration, p float64) time.Duration {
 	if len(sorted) == 0 {
 		return 0
@@ -88,7 +53,7 @@ func latencyPercentile(sorted []time.Duration, p float64) time.Duration {
 }
 
 // describe prints the set fields of q.
-func describeQuery(q Query) string {
+func describeQuery(q search.Query) string {
 	var parts []string
 	if q.Text != "" {
 		parts = append(parts, fmt.Sprintf("text=%q", q.Text))
@@ -126,7 +91,7 @@ func describeQuery(q Query) string {
 // its build time (build-ms). With -v it logs each query's latencies.
 func BenchmarkSearch100k(b *testing.B) {
 	ix, _ := srchIndex()
-	qs := srchQueries()
+	qs := registrytest.Queries()
 	lat := make([]time.Duration, 0, b.N)
 	perQuery := make([][]time.Duration, len(qs))
 	hits := make([]int, len(qs))
@@ -162,7 +127,7 @@ func BenchmarkSearch100k(b *testing.B) {
 func BenchmarkIndexPut(b *testing.B) {
 	b.Run("new", func(b *testing.B) {
 		_, docs := srchIndex()
-		ix := NewIndex()
+		ix := search.NewIndex()
 		b.ReportAllocs()
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
@@ -189,7 +154,7 @@ func BenchmarkIndexPut(b *testing.B) {
 // to place facetScanPerBlock.
 func BenchmarkFacets(b *testing.B) {
 	ix, _ := srchIndex()
-	defer func(f int) { facetScanPerBlock = f }(facetScanPerBlock)
+	defer search.SetFacetScanPerBlock(search.SetFacetScanPerBlock(0))
 	rng := rand.New(rand.NewPCG(1, 1))
 	for _, n := range []int{100, 1000, 4000, 16000, 37000, 60000, 90000} {
 		match := roaring.New()
@@ -201,12 +166,10 @@ func BenchmarkFacets(b *testing.B) {
 			max  int
 		}{{"scan", 1 << 30}, {"and", 0}} {
 			b.Run(fmt.Sprintf("%d/%s", n, way.name), func(b *testing.B) {
-				facetScanPerBlock = way.max
-				out := map[string][]FacetCount{}
-				ix.mu.RLock()
-				defer ix.mu.RUnlock()
+				search.SetFacetScanPerBlock(way.max)
+				out := map[string][]search.FacetCount{}
 				for b.Loop() {
-					ix.facets(match, false, out)
+					ix.CountFacets(match, out)
 				}
 			})
 		}

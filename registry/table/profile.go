@@ -1,4 +1,4 @@
-package registry
+package table
 
 import (
 	"bytes"
@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"path"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -39,13 +38,21 @@ const (
 	typeConfidenceDen = 10
 )
 
+// Errors Result returns for content that is not a usable table. Both are
+// the file's fault, never the reader's: the file can still be kept, as a
+// file (package node publishes it unprofiled).
 var (
-	errEmpty = errors.New("empty file")
-	utf8BOM  = []byte{0xEF, 0xBB, 0xBF}
+	// ErrEmpty: the content is empty, or only a byte-order mark.
+	ErrEmpty = errors.New("empty file")
+	// ErrNotTable: the content is binary, or no header row and no record of
+	// two or more fields is to be found. The error says which.
+	ErrNotTable = errors.New("not a CSV table")
 )
 
+var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
+
 func notTable(format string, args ...any) error {
-	return fmt.Errorf("not a CSV table: "+format, args...)
+	return fmt.Errorf("%w: "+format, append([]any{ErrNotTable}, args...)...)
 }
 
 type profilePhase uint8
@@ -56,7 +63,7 @@ const (
 	phaseFailed                       // the sample is not a usable table; input ignored
 )
 
-// TableProfiler is an io.Writer that profiles CSV content streamed through it:
+// Profiler is an io.Writer that profiles CSV content streamed through it:
 // dialect, preamble/header position, exact data row count, columns with
 // Frictionless Table Schema types inferred from a sample.
 //
@@ -86,9 +93,9 @@ const (
 //   - RaggedRows counts sampled data rows whose field count differs from the
 //     header's.
 //
-// A TableProfiler is not safe for concurrent use.
-type TableProfiler struct {
-	// Limits; NewTableProfiler sets the defaults, tests may shrink them.
+// A Profiler is not safe for concurrent use.
+type Profiler struct {
+	// Limits; NewProfiler sets the defaults, tests may shrink them.
 	maxRows, maxLines, maxBytes int
 
 	phase      profilePhase
@@ -117,18 +124,18 @@ type sampleProfile struct {
 	columns   []nii.Column
 }
 
-// NewTableProfiler returns a profiler ready for Write.
-func NewTableProfiler() *TableProfiler {
-	return newTableProfiler(sampleRows, sampleLines, sampleBytes)
+// NewProfiler returns a profiler ready for Write.
+func NewProfiler() *Profiler {
+	return newProfiler(sampleRows, sampleLines, sampleBytes)
 }
 
-func newTableProfiler(maxRows, maxLines, maxBytes int) *TableProfiler {
-	return &TableProfiler{maxRows: maxRows, maxLines: maxLines, maxBytes: maxBytes}
+func newProfiler(maxRows, maxLines, maxBytes int) *Profiler {
+	return &Profiler{maxRows: maxRows, maxLines: maxLines, maxBytes: maxBytes}
 }
 
 // Write feeds the next bytes of the file. It always consumes all of b and
 // never returns an error: problems with the content surface in Result.
-func (p *TableProfiler) Write(b []byte) (int, error) {
+func (p *Profiler) Write(b []byte) (int, error) {
 	n := len(b)
 	if p.done {
 		return n, nil
@@ -146,7 +153,7 @@ func (p *TableProfiler) Write(b []byte) (int, error) {
 // once a limit is reached, and returns the bytes it did not take. Where the
 // sample stops depends only on the content, never on how it was split into
 // Writes.
-func (p *TableProfiler) fill(b []byte) []byte {
+func (p *Profiler) fill(b []byte) []byte {
 	for {
 		c := b[:min(len(b), p.maxBytes-len(p.buf))]
 		take := len(c)
@@ -180,7 +187,7 @@ func (p *TableProfiler) fill(b []byte) []byte {
 // extendSample is called when the sample has reached its newline budget. If
 // quoted fields spanning lines leave it short of rows, it raises the budget
 // (a few times at most) and reports true.
-func (p *TableProfiler) extendSample() bool {
+func (p *Profiler) extendSample() bool {
 	if p.extensions >= maxExtensions {
 		return false
 	}
@@ -204,7 +211,7 @@ func (p *TableProfiler) extendSample() bool {
 // Result returns the table profile. Call it after the last Write. It returns
 // an error if the content is not a usable CSV table: empty, binary, or with
 // no header row to be found.
-func (p *TableProfiler) Result() (*nii.Table, error) {
+func (p *Profiler) Result() (*nii.Table, error) {
 	if !p.done {
 		p.done = true
 		if p.phase == phaseSampling {
@@ -235,16 +242,16 @@ func (p *TableProfiler) Result() (*nii.Table, error) {
 	return &t, nil
 }
 
-// ProfileTable reads r to the end and profiles it as a CSV table.
-func ProfileTable(r io.Reader) (*nii.Table, error) {
-	p := NewTableProfiler()
+// Profile reads r to the end and profiles it as a CSV table.
+func Profile(r io.Reader) (*nii.Table, error) {
+	p := NewProfiler()
 	if _, err := io.Copy(p, r); err != nil {
 		return nil, fmt.Errorf("reading table: %w", err)
 	}
 	return p.Result()
 }
 
-func (p *TableProfiler) fail(err error) {
+func (p *Profiler) fail(err error) {
 	p.err = err
 	p.phase = phaseFailed
 	p.buf = nil
@@ -253,7 +260,7 @@ func (p *TableProfiler) fail(err error) {
 // analyze profiles the buffered sample. final says the whole input is in the
 // buffer; otherwise the sample ends at the last complete record in the buffer
 // and the bytes after it go to the counting scanner.
-func (p *TableProfiler) analyze(final bool) {
+func (p *Profiler) analyze(final bool) {
 	data := p.buf
 	p.buf = nil
 	an := &p.an
@@ -262,7 +269,7 @@ func (p *TableProfiler) analyze(final bool) {
 		data = data[len(utf8BOM):]
 	}
 	if len(data) == 0 {
-		p.fail(errEmpty)
+		p.fail(ErrEmpty)
 		return
 	}
 	if bytes.IndexByte(data[:min(len(data), binaryWindow)], 0) >= 0 {
@@ -552,43 +559,6 @@ func findHeader(infos []recordInfo, modalFields, modalWidth int) int {
 		}
 	}
 	return first
-}
-
-// DetectMediaType returns the IANA media type for a file from its name and
-// first bytes. Known extensions decide: .csv "text/csv", .tsv
-// "text/tab-separated-values", .json "application/json", .geojson
-// "application/geo+json", .xlsx
-// "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", .pdf
-// "application/pdf", .zip "application/zip", .txt "text/plain". Otherwise the
-// content is sniffed with net/http.DetectContentType (parameters such as
-// charset dropped), defaulting to "application/octet-stream".
-func DetectMediaType(filename string, head []byte) string {
-	switch strings.ToLower(path.Ext(filename)) {
-	case ".csv":
-		return "text/csv"
-	case ".tsv", ".tab":
-		return "text/tab-separated-values"
-	case ".json":
-		return "application/json"
-	case ".geojson":
-		return "application/geo+json"
-	case ".xlsx":
-		return "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-	case ".pdf":
-		return "application/pdf"
-	case ".zip":
-		return "application/zip"
-	case ".txt":
-		return "text/plain"
-	}
-	if len(head) == 0 {
-		return "application/octet-stream"
-	}
-	mt, _, _ := strings.Cut(http.DetectContentType(head), ";")
-	if mt = strings.TrimSpace(mt); mt == "" {
-		return "application/octet-stream"
-	}
-	return mt
 }
 
 // cp1252 maps windows-1252 bytes 0x80–0x9F to Unicode; bytes 0xA0–0xFF are

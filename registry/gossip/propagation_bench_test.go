@@ -1,4 +1,4 @@
-package registry
+package gossip
 
 import (
 	"context"
@@ -22,6 +22,7 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/serf/serf"
 	"github.com/nii-uk/nii"
+	"github.com/nii-uk/nii/registry"
 )
 
 // BenchmarkPropagation measures how long a new advert takes to reach every
@@ -30,8 +31,8 @@ import (
 // same memberlist LAN timings on both sides (200 ms gossip interval, fanout
 // 3, 1 s probes, 30 s push/pull scaled by memberlist for N > 32).
 //
-//	go test ./registry -run XXX -bench Propagation -benchtime 20x -timeout 60m
-//	go test ./registry -run XXX -bench 'Propagation/.*/N=256$' -benchtime 20x -timeout 30m
+//	go test ./registry/gossip -run XXX -bench Propagation -benchtime 20x -timeout 60m
+//	go test ./registry/gossip -run XXX -bench 'Propagation/.*/N=256$' -benchtime 20x -timeout 30m
 //
 // Each federation is formed once per size (joins through random earlier
 // members, then eager push/pull syncs until every member sees all N) and
@@ -431,21 +432,21 @@ func (m niiMember) send(tb testing.TB, key string) {
 // catalogs in memory, signatures verified on receipt, catch-up through
 // memNet) with the LAN profile.
 func startNii(tb testing.TB, f *propFed) func(int) propMember {
-	net := &memNet{cats: map[nii.NodeID]*Catalog{}}
+	net := &memNet{cats: map[nii.NodeID]*registry.Catalog{}}
 	f.fetched = net.recs.Load
 	logger := slog.New(&f.log)
 	return func(i int) propMember {
 		id := newIdent()
 		db := benchDB(tb)
 		f.finally = append(f.finally, func() { db.Close() })
-		cat, err := OpenCatalog(db, id.id, id.key, nil)
+		cat, err := registry.OpenCatalog(db, id.ID, id.Key, nil)
 		if err != nil {
 			tb.Fatal(err)
 		}
 		cat.OnChange(func(a *nii.Advert) { f.arrive(i, a.Dataset.Name) })
-		peers, _ := OpenPeers(db)
-		cfg := GossipConfig{Self: id.id, Org: fmt.Sprintf("org%d", i), Federation: "bench", BindAddr: "127.0.0.1", Profile: "lan", Logger: logger, tune: f.tune}
-		g, err := NewGossip(cfg, cat, peers, net)
+		peers, _ := registry.OpenPeers(db)
+		cfg := Config{Self: id.ID, Org: fmt.Sprintf("org%d", i), Federation: "bench", BindAddr: "127.0.0.1", Profile: "lan", Logger: logger, tune: f.tune}
+		g, err := New(cfg, cat, peers, net)
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -453,7 +454,7 @@ func startNii(tb testing.TB, f *propFed) func(int) propMember {
 		// take longer than the measurement.
 		f.closers = append(f.closers, func() { g.Stop() })
 		net.mu.Lock()
-		net.cats[id.id] = cat
+		net.cats[id.ID] = cat
 		net.mu.Unlock()
 		return niiMember{&member{ident: id, cat: cat, peers: peers, gossip: g}}
 	}

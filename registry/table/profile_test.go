@@ -1,4 +1,4 @@
-package registry
+package table
 
 import (
 	"bytes"
@@ -19,7 +19,7 @@ import (
 // profileBytes profiles b, written in one piece.
 func profileBytes(t testing.TB, b []byte) (*nii.Table, error) {
 	t.Helper()
-	p := NewTableProfiler()
+	p := NewProfiler()
 	if n, err := p.Write(b); n != len(b) || err != nil {
 		t.Fatalf("Write = %d, %v; want %d, nil", n, err, len(b))
 	}
@@ -28,7 +28,7 @@ func profileBytes(t testing.TB, b []byte) (*nii.Table, error) {
 
 // profilePieces profiles b written in pieces of 1 to 7 bytes, sizes chosen
 // by seed, through p.
-func profilePieces(t testing.TB, p *TableProfiler, b []byte, seed uint64) (*nii.Table, error) {
+func profilePieces(t testing.TB, p *Profiler, b []byte, seed uint64) (*nii.Table, error) {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(seed, 0x5eed))
 	for len(b) > 0 {
@@ -138,9 +138,9 @@ func TestProfileRealFiles(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			tb, err := ProfileTable(bytes.NewReader(b))
+			tb, err := Profile(bytes.NewReader(b))
 			if err != nil {
-				t.Fatalf("ProfileTable: %v", err)
+				t.Fatalf("Profile: %v", err)
 			}
 			if tb.Encoding != tt.encoding || tb.BOM != tt.bom || tb.LineTerminator != tt.lineTerm || tb.Delimiter != tt.delim {
 				t.Errorf("dialect = %q bom=%v %q %q; want %q bom=%v %q %q",
@@ -173,11 +173,11 @@ func TestProfileRealFiles(t *testing.T) {
 			// Split anywhere, and with a tiny sample (so that nearly all
 			// rows go through the counting scanner), the answer is the same
 			// where it doesn't depend on the sample.
-			pieces, err := profilePieces(t, NewTableProfiler(), b, 1)
+			pieces, err := profilePieces(t, NewProfiler(), b, 1)
 			if err != nil || !reflect.DeepEqual(pieces, tb) {
 				t.Errorf("in pieces: %+v, %v\nwant %+v", pieces, err, tb)
 			}
-			small, err := profilePieces(t, newTableProfiler(5, 20, 4096), b, 2)
+			small, err := profilePieces(t, newProfiler(5, 20, 4096), b, 2)
 			if err != nil {
 				t.Fatalf("small sample: %v", err)
 			}
@@ -421,7 +421,7 @@ func TestProfileTable(t *testing.T) {
 				t.Errorf("got  %+v\nwant %+v", got, wantT)
 			}
 			for seed := range uint64(3) {
-				pieces, err := profilePieces(t, NewTableProfiler(), []byte(tt.in), seed)
+				pieces, err := profilePieces(t, NewProfiler(), []byte(tt.in), seed)
 				if err != nil || !reflect.DeepEqual(pieces, got) {
 					t.Errorf("in pieces (seed %d): %+v, %v\nwant %+v", seed, pieces, err, got)
 				}
@@ -459,11 +459,18 @@ func TestProfileTableErrors(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Result = %+v, %v; want error containing %q", tb, err, tt.want)
 			}
+			kind := ErrNotTable
+			if strings.HasPrefix(tt.want, "empty") {
+				kind = ErrEmpty
+			}
+			if !errors.Is(err, kind) {
+				t.Errorf("error %q does not match %q", err, kind)
+			}
 			if tt.name == "empty" && err.Error() != "empty file" {
 				t.Errorf("error %q, want exactly %q", err, "empty file")
 			}
 			// And the same when streamed in pieces.
-			_, err2 := profilePieces(t, NewTableProfiler(), tt.in, 7)
+			_, err2 := profilePieces(t, NewProfiler(), tt.in, 7)
 			if err2 == nil || err2.Error() != err.Error() {
 				t.Errorf("in pieces: %v; want %v", err2, err)
 			}
@@ -471,9 +478,9 @@ func TestProfileTableErrors(t *testing.T) {
 	}
 
 	// A read error is reported as such.
-	_, err := ProfileTable(io.MultiReader(strings.NewReader("a,b\n"), errReader{}))
+	_, err := Profile(io.MultiReader(strings.NewReader("a,b\n"), errReader{}))
 	if err == nil || !strings.Contains(err.Error(), "reading table: boom") {
-		t.Errorf("ProfileTable with failing reader: %v", err)
+		t.Errorf("Profile with failing reader: %v", err)
 	}
 }
 
@@ -484,7 +491,7 @@ func (errReader) Read([]byte) (int, error) { return 0, errors.New("boom") }
 // TestResultIdempotent checks Result can be called again, and returns
 // copies the caller may change.
 func TestResultIdempotent(t *testing.T) {
-	p := NewTableProfiler()
+	p := NewProfiler()
 	fmt.Fprint(p, "a,b\n1,2\n")
 	t1, err := p.Result()
 	if err != nil {
@@ -546,7 +553,7 @@ func TestProfileLarge(t *testing.T) {
 			want.LineTerminator = "\r\n"
 		}
 		for _, chunk := range []int{1 << 20, 4093, 64 << 10} {
-			p := NewTableProfiler()
+			p := NewProfiler()
 			for b := data; len(b) > 0; {
 				n := min(chunk, len(b))
 				p.Write(b[:n])
@@ -570,7 +577,7 @@ func TestProfileSampleByteLimit(t *testing.T) {
 	}
 	data := []byte(b.String())
 	for _, maxBytes := range []int{64, 100, 1000, 4096, len(data) - 1} {
-		got, err := profilePieces(t, newTableProfiler(sampleRows, sampleLines, maxBytes), data, uint64(maxBytes))
+		got, err := profilePieces(t, newProfiler(sampleRows, sampleLines, maxBytes), data, uint64(maxBytes))
 		if err != nil || got.Rows != 500 || got.HeaderRow != 1 || len(got.Columns) != 2 {
 			t.Errorf("maxBytes %d: %+v, %v", maxBytes, got, err)
 		}
@@ -699,39 +706,6 @@ func TestDecodeWindows1252(t *testing.T) {
 	} {
 		if got := decodeWindows1252(in); got != want {
 			t.Errorf("decodeWindows1252(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
-func TestDetectMediaType(t *testing.T) {
-	tests := []struct {
-		filename string
-		head     string
-		want     string
-	}{
-		{"spend.csv", "a,b\n", "text/csv"},
-		{"SPEND.CSV", "", "text/csv"},
-		{"dir/spend.tsv", "a\tb\n", "text/tab-separated-values"},
-		{"data.json", "{}", "application/json"},
-		{"wards.geojson", `{"type":"FeatureCollection"}`, "application/geo+json"},
-		{"budget.xlsx", "PK\x03\x04", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"},
-		{"report.pdf", "%PDF-1.7", "application/pdf"},
-		{"bundle.zip", "PK\x03\x04", "application/zip"},
-		{"readme.txt", "hello", "text/plain"},
-		{"C:\\Users\\x\\spend.csv", "", "text/csv"},
-		// Sniffed.
-		{"report", "%PDF-1.7\n", "application/pdf"},
-		{"archive", "PK\x03\x04\x14\x00\x00\x00", "application/zip"},
-		{"notes", "hello, world\n", "text/plain"},
-		{"page.html", "<!DOCTYPE html><html></html>", "text/html"},
-		{"image.dat", "\x89PNG\r\n\x1a\n", "image/png"},
-		{"blob", "\x00\x01\x02\x03", "application/octet-stream"},
-		{"empty", "", "application/octet-stream"},
-		{"", "", "application/octet-stream"},
-	}
-	for _, tt := range tests {
-		if got := DetectMediaType(tt.filename, []byte(tt.head)); got != tt.want {
-			t.Errorf("DetectMediaType(%q, %q) = %q, want %q", tt.filename, tt.head, got, tt.want)
 		}
 	}
 }

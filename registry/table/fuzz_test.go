@@ -1,4 +1,4 @@
-package registry
+package table
 
 import (
 	"bytes"
@@ -35,17 +35,17 @@ func FuzzTableProfiler(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		whole, errWhole := profileBytes(t, data)
-		pieces, errPieces := profilePieces(t, NewTableProfiler(), data, uint64(len(data)))
+		pieces, errPieces := profilePieces(t, NewProfiler(), data, uint64(len(data)))
 		if !sameResult(whole, errWhole, pieces, errPieces) {
 			t.Fatalf("one Write: %+v, %v\nin pieces: %+v, %v", whole, errWhole, pieces, errPieces)
 		}
 		checkTable(t, data, whole, errWhole)
 
 		// A tiny sample: the counting scanner does nearly all the work.
-		p := newTableProfiler(2, 3, 64)
+		p := newProfiler(2, 3, 64)
 		p.Write(data)
 		small, errSmall := p.Result()
-		smallPieces, errSmallPieces := profilePieces(t, newTableProfiler(2, 3, 64), data, uint64(len(data))+1)
+		smallPieces, errSmallPieces := profilePieces(t, newProfiler(2, 3, 64), data, uint64(len(data))+1)
 		if !sameResult(small, errSmall, smallPieces, errSmallPieces) {
 			t.Fatalf("small sample, one Write: %+v, %v\nin pieces: %+v, %v", small, errSmall, smallPieces, errSmallPieces)
 		}

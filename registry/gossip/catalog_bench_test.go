@@ -1,4 +1,4 @@
-package registry
+package gossip
 
 import (
 	"runtime"
@@ -8,6 +8,8 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/nii-uk/nii"
+	"github.com/nii-uk/nii/registry"
+	"github.com/nii-uk/nii/registry/registrytest"
 )
 
 // BenchmarkCatalog100k builds a federation catalog of 100,000 signed
@@ -23,10 +25,10 @@ import (
 //     (per-origin watermarks) and the catalog pages fetched, and how long it
 //     takes over real memberlist gossip.
 //
-//     go test ./registry -run XXX -bench Catalog100k -benchtime 1x -timeout 20m
+//     go test ./registry/gossip -run XXX -bench Catalog100k -benchtime 1x -timeout 20m
 func BenchmarkCatalog100k(b *testing.B) {
 	const n = 100_000
-	docs := srchCorpus(n)
+	docs := registrytest.Docs(n)
 	origins := map[string]ident{}
 	seqs := map[nii.NodeID]uint64{}
 	signed := make([]*nii.SignedAdvert, n)
@@ -38,15 +40,15 @@ func BenchmarkCatalog100k(b *testing.B) {
 			id = newIdent()
 			origins[org] = id
 		}
-		seqs[id.id]++
-		a.Origin, a.Seq, a.Dataset.Org = id.id, seqs[id.id], org
+		seqs[id.ID]++
+		a.Origin, a.Seq, a.Dataset.Org = id.ID, seqs[id.ID], org
 		if a.Version == 0 {
 			a.Version = 1
 		}
 		if a.Manifest.IsZero() {
 			a.Manifest = nii.HashOf([]byte(a.Dataset.String()))
 		}
-		sa, err := nii.SignAdvert(&a, id.key)
+		sa, err := nii.SignAdvert(&a, id.Key)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -64,14 +66,14 @@ func BenchmarkCatalog100k(b *testing.B) {
 	}
 
 	var net memNet
-	net.cats = map[nii.NodeID]*Catalog{}
+	net.cats = map[nii.NodeID]*registry.Catalog{}
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	start := time.Now()
 	holder := newIdent()
 	db := diskDB()
-	cat, err := OpenCatalog(db, holder.id, holder.key, nil)
+	cat, err := registry.OpenCatalog(db, holder.ID, holder.Key, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -91,7 +93,7 @@ func BenchmarkCatalog100k(b *testing.B) {
 	}
 
 	// Search latency.
-	queries := srchQueries()
+	queries := registrytest.Queries()
 	var lat []time.Duration
 	b.ResetTimer()
 	for range b.N {
@@ -107,18 +109,18 @@ func BenchmarkCatalog100k(b *testing.B) {
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 
 	// A new node joins the holder and catches up over gossip + pages.
-	peersA, _ := OpenPeers(db)
-	gA, err := NewGossip(GossipConfig{Self: holder.id, Org: "registry", Federation: "bench", BindAddr: "127.0.0.1", Profile: "lan"}, cat, peersA, &net)
+	peersA, _ := registry.OpenPeers(db)
+	gA, err := New(Config{Self: holder.ID, Org: "registry", Federation: "bench", BindAddr: "127.0.0.1", Profile: "lan"}, cat, peersA, &net)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer gA.Stop()
-	net.cats[holder.id] = cat
+	net.cats[holder.ID] = cat
 	newcomer := newIdent()
 	dbB := diskDB()
-	catB, _ := OpenCatalog(dbB, newcomer.id, newcomer.key, nil)
-	peersB, _ := OpenPeers(dbB)
-	gB, err := NewGossip(GossipConfig{Self: newcomer.id, Org: "newcomer", Federation: "bench", BindAddr: "127.0.0.1", Profile: "lan"}, catB, peersB, &net)
+	catB, _ := registry.OpenCatalog(dbB, newcomer.ID, newcomer.Key, nil)
+	peersB, _ := registry.OpenPeers(dbB)
+	gB, err := New(Config{Self: newcomer.ID, Org: "newcomer", Federation: "bench", BindAddr: "127.0.0.1", Profile: "lan"}, catB, peersB, &net)
 	if err != nil {
 		b.Fatal(err)
 	}

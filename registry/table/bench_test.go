@@ -1,4 +1,4 @@
-package registry
+package table
 
 import (
 	"testing"
@@ -19,7 +19,7 @@ func BenchmarkTableProfiler(b *testing.B) {
 	b.Run("profile", func(b *testing.B) {
 		b.SetBytes(int64(len(quoted)))
 		for b.Loop() {
-			p := NewTableProfiler()
+			p := NewProfiler()
 			for d := quoted; len(d) > 0; d = d[min(piece, len(d)):] {
 				p.Write(d[:min(piece, len(d))])
 			}

@@ -1,4 +1,4 @@
-package registry
+package gossip
 
 import (
 	"context"
@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/nii-uk/nii"
+	"github.com/nii-uk/nii/registry"
+	"github.com/nii-uk/nii/registry/registrytest"
+	"github.com/nii-uk/nii/registry/search"
 )
 
 // memNet stands in for the libp2p catalog protocol in these unit tests: a
@@ -19,7 +22,7 @@ import (
 // real libp2p.
 type memNet struct {
 	mu    sync.Mutex
-	cats  map[nii.NodeID]*Catalog
+	cats  map[nii.NodeID]*registry.Catalog
 	bytes atomic.Int64
 	recs  atomic.Int64 // records fetched
 }
@@ -39,15 +42,23 @@ func (m *memNet) FetchCatalogPage(ctx context.Context, from, origin nii.NodeID, 
 	return recs, more, wm, err
 }
 
+// ident and memDB are registrytest's, under the short names these tests use.
+type ident = registrytest.Ident
+
+var (
+	newIdent = registrytest.NewIdent
+	memDB    = registrytest.MemDB
+)
+
 type member struct {
 	ident
-	cat    *Catalog
-	peers  *Peers
+	cat    *registry.Catalog
+	peers  *registry.Peers
 	gossip *Gossip
 }
 
-func fastGossip(self nii.NodeID, keys [][]byte) GossipConfig {
-	return GossipConfig{
+func fastGossip(self nii.NodeID, keys [][]byte) Config {
+	return Config{
 		Self: self, Org: "greenwich", Federation: "test", BindAddr: "127.0.0.1", BindPort: 0, Keys: keys,
 		Profile: "local", GossipInterval: 10 * time.Millisecond, ProbeInterval: 100 * time.Millisecond,
 		ProbeTimeout: 50 * time.Millisecond, PushPullInterval: 200 * time.Millisecond, SuspicionMult: 2,
@@ -60,32 +71,32 @@ func (m *memNet) start(t testing.TB, keys [][]byte) *member {
 }
 
 // startWith starts a member whose gossip config mod may change.
-func (m *memNet) startWith(t testing.TB, keys [][]byte, mod func(*GossipConfig)) *member {
+func (m *memNet) startWith(t testing.TB, keys [][]byte, mod func(*Config)) *member {
 	t.Helper()
 	id := newIdent()
 	db := memDB(t)
-	cat, err := OpenCatalog(db, id.id, id.key, nil)
+	cat, err := registry.OpenCatalog(db, id.ID, id.Key, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	peers, err := OpenPeers(db)
+	peers, err := registry.OpenPeers(db)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gc := fastGossip(id.id, keys)
+	gc := fastGossip(id.ID, keys)
 	if mod != nil {
 		mod(&gc)
 	}
-	g, err := NewGossip(gc, cat, peers, m)
+	g, err := New(gc, cat, peers, m)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { g.Close() })
 	m.mu.Lock()
 	if m.cats == nil {
-		m.cats = map[nii.NodeID]*Catalog{}
+		m.cats = map[nii.NodeID]*registry.Catalog{}
 	}
-	m.cats[id.id] = cat
+	m.cats[id.ID] = cat
 	m.mu.Unlock()
 	return &member{ident: id, cat: cat, peers: peers, gossip: g}
 }
@@ -113,7 +124,7 @@ func (m *member) publish(t testing.TB, name, title string, version uint64, descr
 	return a
 }
 
-func hasAdvert(c *Catalog, a *nii.Advert) bool {
+func hasAdvert(c *registry.Catalog, a *nii.Advert) bool {
 	for _, e := range c.Lookup(a.Dataset) {
 		if e.Advert.Origin == a.Origin && e.Advert.Seq == a.Seq {
 			return true
@@ -147,9 +158,9 @@ func TestGossipSpreadsAndLateJoinerCatchesUp(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "the late joiner catches up", func() bool {
 		return hasAdvert(late.cat, a) && hasAdvert(late.cat, big) &&
-			late.cat.Watermark(ms[1].id) == ms[1].cat.SelfSeq() && late.cat.Watermark(ms[2].id) == ms[2].cat.SelfSeq()
+			late.cat.Watermark(ms[1].ID) == ms[1].cat.SelfSeq() && late.cat.Watermark(ms[2].ID) == ms[2].cat.SelfSeq()
 	})
-	if p, ok := late.peers.Get(ms[0].id); !ok || p.State != PeerAlive || p.Org != "greenwich" {
+	if p, ok := late.peers.Get(ms[0].ID); !ok || p.State != registry.PeerAlive || p.Org != "greenwich" {
 		t.Fatalf("peer table: %+v %v", p, ok)
 	}
 }
@@ -161,12 +172,12 @@ func TestGossipRejectsForgedBroadcast(t *testing.T) {
 		t.Fatal(err)
 	}
 	victim, mallory := newIdent(), newIdent()
-	forged := *victim.advert(t, 1, "spend", 1, "Forged")
-	forged.Sig = mallory.advert(t, 1, "spend", 1, "Forged").Sig
+	forged := *victim.Advert(t, 1, "spend", 1, "Forged")
+	forged.Sig = mallory.Advert(t, 1, "spend", 1, "Forged").Sig
 	enc, _ := nii.EncodeSignedAdvert(&forged)
 	b.gossip.queue.QueueBroadcast(&broadcast{msg: append([]byte{msgAdvert}, enc...)})
-	waitFor(t, 5*time.Second, "the forged advert is refused", func() bool { return a.cat.Rejected()[RejectBadSignature] >= 1 })
-	if res := a.cat.Search(Query{Text: "forged"}); res.Total != 0 {
+	waitFor(t, 5*time.Second, "the forged advert is refused", func() bool { return a.cat.Rejected()[registry.RejectBadSignature] >= 1 })
+	if res := a.cat.Search(search.Query{Text: "forged"}); res.Total != 0 {
 		t.Fatal("a forged advert was listed")
 	}
 }
@@ -192,7 +203,7 @@ func TestGossipWrongKeyCannotJoin(t *testing.T) {
 	waitFor(t, 5*time.Second, "the member with the key is admitted", func() bool { return a.gossip.NumMembers() == 2 })
 	// The strangers never were.
 	for _, p := range a.peers.List() {
-		if p.ID == stranger.id || p.ID == plain.id {
+		if p.ID == stranger.ID || p.ID == plain.ID {
 			t.Fatalf("a node without the key got into the member table: %+v", p)
 		}
 	}
@@ -202,11 +213,11 @@ func FuzzGossipMessage(f *testing.F) {
 	var net memNet
 	m := net.start(f, nil)
 	id := newIdent()
-	sa := id.advert(f, 1, "spend", 1, "Spend")
+	sa := id.Advert(f, 1, "spend", 1, "Spend")
 	enc, _ := nii.EncodeSignedAdvert(sa)
-	nb, _ := nii.Marshal(notice{From: id.id, Origin: id.id, Seq: 1})
-	ps, _ := nii.Marshal(pushState{From: id.id, Watermarks: map[nii.NodeID]uint64{id.id: 3}})
-	meta, _ := nii.Marshal(nodeMeta{ID: id.id, Org: "o", Seq: 2})
+	nb, _ := nii.Marshal(notice{From: id.ID, Origin: id.ID, Seq: 1})
+	ps, _ := nii.Marshal(pushState{From: id.ID, Watermarks: map[nii.NodeID]uint64{id.ID: 3}})
+	meta, _ := nii.Marshal(nodeMeta{ID: id.ID, Org: "o", Seq: 2})
 	f.Add(append([]byte{msgAdvert}, enc...))
 	f.Add(append([]byte{msgNotice}, nb...))
 	f.Add(ps)
@@ -242,9 +253,9 @@ func TestGossipLeftVersusDead(t *testing.T) {
 	}
 	state := func(id nii.NodeID) string { p, _ := a.peers.Get(id); return p.State }
 	waitFor(t, 10*time.Second, "the leaver is left and the crasher dead", func() bool {
-		return state(leaver.id) == PeerLeft && state(crasher.id) == PeerDead
+		return state(leaver.ID) == registry.PeerLeft && state(crasher.ID) == registry.PeerDead
 	})
-	if p, _ := a.peers.Get(crasher.id); p.Online() || p.LastSeen.IsZero() {
+	if p, _ := a.peers.Get(crasher.ID); p.Online() || p.LastSeen.IsZero() {
 		t.Fatalf("dead peer: %+v", p)
 	}
 }
@@ -257,7 +268,7 @@ func TestBroadcastsReachEveryMemberWithoutPushPull(t *testing.T) {
 	var net memNet
 	var ms []*member
 	for range 6 {
-		cfg := func(c *GossipConfig) { c.PushPullInterval = time.Hour }
+		cfg := func(c *Config) { c.PushPullInterval = time.Hour }
 		ms = append(ms, net.startWith(t, nil, cfg))
 	}
 	for _, m := range ms[1:] {

@@ -1,0 +1,429 @@
+package search
+
+import (
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/RoaringBitmap/roaring/v2"
+	"github.com/nii-uk/nii"
+)
+
+// Doc is one searchable catalog entry: the newest advert of a dataset from one origin.
+type Doc struct {
+	Key      string      // unique: caller-chosen, e.g. origin + " " + dataset
+	Advert   *nii.Advert // never a tombstone
+	Verified bool        // the origin's org claim is proven by a membership credential
+}
+
+// term is a text term's posting list.
+//
+// Most of a catalog's vocabulary is in one doc only (codes, numbers,
+// names), and a roaring bitmap costs a few hundred bytes however small,
+// so a term in one doc keeps that doc's ID in one and has no bitmap.
+type term struct {
+	bm *roaring.Bitmap // nil when the term is in one doc
+	// w holds each doc's weighted term frequency in bitmap order: the doc
+	// of rank r (1-based, as Bitmap.Rank counts) has weight w[r-1]. So
+	// len(w) is the term's document frequency.
+	w    []uint8
+	one  uint32 // the doc, if bm is nil
+	name string
+}
+
+// df returns how many docs hold the term.
+func (t *term) df() int { return len(t.w) }
+
+// weight returns doc d's weighted frequency of the term, 0 if none.
+func (t *term) weight(d uint32) uint8 {
+	if t.bm == nil {
+		if t.one == d && len(t.w) == 1 {
+			return t.w[0]
+		}
+		return 0
+	}
+	if !t.bm.Contains(d) {
+		return 0
+	}
+	return t.w[t.bm.Rank(d)-1]
+}
+
+// value is a field value's posting list.
+type value struct {
+	bm    *roaring.Bitmap
+	key   string // normalised, for lookups
+	show  string // as first seen, for facets
+	field int8
+}
+
+type slot struct {
+	doc Doc
+	// tids are the doc's term IDs, so that it can be taken out of exactly
+	// those posting lists. (Its value IDs are in Index.varena.)
+	tids []uint32
+	live bool
+}
+
+// Index is an in-memory search index over catalog docs. It is safe for
+// concurrent use. Adverts passed to Put must not be modified afterwards.
+type Index struct {
+	mu sync.RWMutex
+
+	byKey map[string]uint32
+	slots []slot
+	mod   []int64   // Advert.Meta.Modified in Unix nanoseconds, by doc ID
+	dl    []float32 // weighted document length, by doc ID
+	title []string  // lowercased title, by doc ID
+	free  []uint32  // doc IDs free for reuse
+	sumDL float64
+
+	all      *roaring.Bitmap // live docs
+	verified *roaring.Bitmap
+
+	// Each doc's value IDs live in one shared arena, in doc-ID order after
+	// a bulk load, so that counting facets by scanning the matching docs
+	// reads memory nearly sequentially. vref[id] is offset<<24 | count.
+	varena   []uint32
+	vref     []uint64
+	vgarbage int
+
+	terms     []term
+	freeTerms []uint32
+	termIDs   map[string]uint32
+
+	vals     []value
+	freeVals []uint32
+	fields   [nFields]map[string]uint32 // normalised value → value ID
+
+	// The term dictionary, for prefix lookups: dict is sorted; dictNew is a
+	// small sorted slice of terms added since the last merge; dead holds
+	// terms removed since then, still in dict or dictNew.
+	dict    []string
+	dictNew []string
+	dead    map[string]struct{}
+}
+
+// NewIndex returns an empty index.
+func NewIndex() *Index {
+	ix := &Index{
+		byKey:    make(map[string]uint32),
+		all:      roaring.New(),
+		verified: roaring.New(),
+		termIDs:  make(map[string]uint32),
+		dead:     make(map[string]struct{}),
+	}
+	for i := range ix.fields {
+		ix.fields[i] = make(map[string]uint32)
+	}
+	return ix
+}
+
+// Len returns the number of docs indexed.
+func (ix *Index) Len() int {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return len(ix.byKey)
+}
+
+// Get returns the doc with the given key.
+func (ix *Index) Get(key string) (Doc, bool) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	id, ok := ix.byKey[key]
+	if !ok {
+		return Doc{}, false
+	}
+	return ix.slots[id].doc, true
+}
+
+// Delete removes the doc with the given key, if any.
+func (ix *Index) Delete(key string) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	id, ok := ix.byKey[key]
+	if !ok {
+		return
+	}
+	ix.unindex(id)
+	ix.setDocVals(id, nil)
+	delete(ix.byKey, key)
+	ix.slots[id] = slot{}
+	ix.title[id] = ""
+	ix.free = append(ix.free, id)
+}
+
+// Put inserts d, or replaces the doc with the same key. A doc without an
+// advert, or with a tombstone, is deleted instead.
+func (ix *Index) Put(d Doc) {
+	if d.Advert == nil || d.Advert.Withdrawn {
+		ix.Delete(d.Key)
+		return
+	}
+	// Analyse outside the lock.
+	var a analysis
+	a.analyse(d.Advert)
+	title := strings.ToLower(d.Advert.Meta.Title)
+
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	id, ok := ix.byKey[d.Key]
+	if ok {
+		ix.unindex(id)
+	} else {
+		id = ix.newID()
+		ix.byKey[d.Key] = id
+	}
+	// A brand-new ID is above every ID in every posting list, so its
+	// weights are appended rather than inserted.
+	last := id == uint32(len(ix.slots)-1)
+	s := &ix.slots[id]
+	s.doc = d
+	s.live = true
+	var vb [16]uint32
+	vids := vb[:0] // at most maxDocValues < 1<<vrefShift
+	for _, v := range a.values {
+		vids = append(vids, ix.addValue(id, v.field, v.key, v.show))
+	}
+	ix.setDocVals(id, vids)
+	tids := slices.Grow(s.tids[:0], len(a.terms))
+	for t, w := range a.terms {
+		tids = append(tids, ix.addTerm(id, last, t, uint8(min(w, math.MaxUint8))))
+	}
+	s.tids = slices.Clip(tids)
+	ix.mod[id] = modKey(d.Advert.Meta.Modified)
+	ix.dl[id] = float32(a.length)
+	ix.sumDL += float64(a.length)
+	ix.title[id] = title
+	ix.all.Add(id)
+	if d.Verified {
+		ix.verified.Add(id)
+	}
+}
+
+var (
+	minNano = time.Unix(0, math.MinInt64)
+	maxNano = time.Unix(0, math.MaxInt64)
+)
+
+// modKey returns t in Unix nanoseconds, clamped (a zero time sorts oldest).
+func modKey(t time.Time) int64 {
+	switch {
+	case t.Before(minNano):
+		return math.MinInt64
+	case t.After(maxNano):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
+func (ix *Index) newID() uint32 {
+	if n := len(ix.free); n > 0 {
+		id := ix.free[n-1]
+		ix.free = ix.free[:n-1]
+		return id
+	}
+	id := uint32(len(ix.slots))
+	ix.slots = append(ix.slots, slot{})
+	ix.mod = append(ix.mod, 0)
+	ix.dl = append(ix.dl, 0)
+	ix.title = append(ix.title, "")
+	ix.vref = append(ix.vref, 0)
+	return id
+}
+
+const vrefShift = 24
+
+// vgarbageMin is the least garbage in the value arena worth compacting (a
+// var for tests).
+var vgarbageMin = 1 << 16
+
+// docVals returns doc id's value IDs.
+func (ix *Index) docVals(id uint32) []uint32 {
+	r := ix.vref[id]
+	off, n := r>>vrefShift, r&(1<<vrefShift-1)
+	return ix.varena[off : off+n : off+n]
+}
+
+// setDocVals records doc id's value IDs, over its old ones if they fit.
+func (ix *Index) setDocVals(id uint32, vids []uint32) {
+	old := ix.docVals(id)
+	off := ix.vref[id] >> vrefShift
+	if len(vids) > len(old) {
+		off = uint64(len(ix.varena))
+		ix.varena = append(ix.varena, vids...)
+		ix.vgarbage += len(old)
+	} else {
+		copy(old, vids)
+		ix.vgarbage += len(old) - len(vids)
+	}
+	ix.vref[id] = off<<vrefShift | uint64(len(vids))
+	if ix.vgarbage > vgarbageMin && ix.vgarbage > len(ix.varena)/2 {
+		ix.compactVals()
+	}
+}
+
+// compactVals rewrites the value arena in doc-ID order without garbage.
+func (ix *Index) compactVals() {
+	arena := make([]uint32, 0, len(ix.varena)-ix.vgarbage)
+	for id := range ix.vref {
+		v := ix.docVals(uint32(id))
+		ix.vref[id] = uint64(len(arena))<<vrefShift | uint64(len(v))
+		arena = append(arena, v...)
+	}
+	ix.varena = arena
+	ix.vgarbage = 0
+}
+
+// unindex removes doc id from every posting list, keeping its ID and key.
+func (ix *Index) unindex(id uint32) {
+	s := &ix.slots[id]
+	for _, vid := range ix.docVals(id) {
+		v := &ix.vals[vid]
+		v.bm.Remove(id)
+		if v.bm.IsEmpty() {
+			delete(ix.fields[v.field], v.key)
+			*v = value{}
+			ix.freeVals = append(ix.freeVals, vid)
+		}
+	}
+	for _, tid := range s.tids {
+		t := &ix.terms[tid]
+		if t.bm != nil {
+			r := int(t.bm.Rank(id)) // id is in bm
+			t.w = slices.Delete(t.w, r-1, r)
+			t.bm.Remove(id)
+			if len(t.w) == 1 {
+				t.one, t.bm = t.bm.Minimum(), nil
+			}
+		} else {
+			t.w = t.w[:0]
+		}
+		if len(t.w) == 0 {
+			delete(ix.termIDs, t.name)
+			ix.dead[t.name] = struct{}{}
+			*t = term{}
+			ix.freeTerms = append(ix.freeTerms, tid)
+		}
+	}
+	ix.maybeMergeDict()
+	s.tids = s.tids[:0]
+	s.live = false
+	ix.all.Remove(id)
+	ix.verified.Remove(id)
+	ix.sumDL -= float64(ix.dl[id])
+	ix.dl[id] = 0
+	ix.mod[id] = 0
+}
+
+func (ix *Index) addValue(id uint32, field int8, key, show string) uint32 {
+	vid, ok := ix.fields[field][key]
+	if !ok {
+		if n := len(ix.freeVals); n > 0 {
+			vid = ix.freeVals[n-1]
+			ix.freeVals = ix.freeVals[:n-1]
+		} else {
+			vid = uint32(len(ix.vals))
+			ix.vals = append(ix.vals, value{})
+		}
+		ix.vals[vid] = value{bm: roaring.New(), key: key, show: show, field: field}
+		ix.fields[field][key] = vid
+	}
+	ix.vals[vid].bm.Add(id)
+	return vid
+}
+
+func (ix *Index) addTerm(id uint32, last bool, name string, w uint8) uint32 {
+	tid, ok := ix.termIDs[name]
+	if !ok {
+		if n := len(ix.freeTerms); n > 0 {
+			tid = ix.freeTerms[n-1]
+			ix.freeTerms = ix.freeTerms[:n-1]
+		} else {
+			tid = uint32(len(ix.terms))
+			ix.terms = append(ix.terms, term{})
+		}
+		name = strings.Clone(name) // not pinning the text it was cut from
+		ix.terms[tid] = term{w: []uint8{w}, one: id, name: name}
+		ix.termIDs[name] = tid
+		ix.addDict(name)
+		return tid
+	}
+	t := &ix.terms[tid]
+	if t.bm == nil {
+		t.bm = roaring.BitmapOf(t.one)
+	}
+	t.bm.Add(id)
+	if last {
+		t.w = append(t.w, w)
+	} else {
+		t.w = slices.Insert(t.w, int(t.bm.Rank(id))-1, w)
+	}
+	return tid
+}
+
+// addDict records a new term for prefix lookups.
+func (ix *Index) addDict(name string) {
+	if _, ok := ix.dead[name]; ok {
+		// Removed and back before a merge: still in dict or dictNew.
+		delete(ix.dead, name)
+		return
+	}
+	i, _ := slices.BinarySearch(ix.dictNew, name)
+	ix.dictNew = slices.Insert(ix.dictNew, i, name)
+	ix.maybeMergeDict()
+}
+
+// Merge thresholds: a merge costs O(vocabulary), an insert into dictNew
+// O(len(dictNew)).
+const (
+	dictNewMax  = 2048
+	dictDeadMin = 1024
+)
+
+// maybeMergeDict folds dictNew into dict and purges dead terms once either
+// has grown enough that the merge is amortised.
+func (ix *Index) maybeMergeDict() {
+	if len(ix.dictNew) < dictNewMax && (len(ix.dead) < dictDeadMin || len(ix.dead) < len(ix.dict)/4) {
+		return
+	}
+	merged := make([]string, 0, len(ix.dict)+len(ix.dictNew)-len(ix.dead))
+	i, j := 0, 0
+	for i < len(ix.dict) || j < len(ix.dictNew) {
+		var t string
+		if j == len(ix.dictNew) || (i < len(ix.dict) && ix.dict[i] <= ix.dictNew[j]) {
+			t = ix.dict[i]
+			i++
+		} else {
+			t = ix.dictNew[j]
+			j++
+		}
+		if len(ix.dead) > 0 {
+			if _, ok := ix.dead[t]; ok {
+				continue
+			}
+		}
+		merged = append(merged, t)
+	}
+	ix.dict = merged
+	ix.dictNew = ix.dictNew[:0]
+	clear(ix.dead)
+}
+
+// prefixTerms appends the IDs of live terms starting with p, other than
+// exact.
+func (ix *Index) prefixTerms(dst []uint32, p, exact string) []uint32 {
+	for _, d := range [2][]string{ix.dict, ix.dictNew} {
+		i, _ := slices.BinarySearch(d, p)
+		for ; i < len(d) && strings.HasPrefix(d[i], p); i++ {
+			if d[i] == exact {
+				continue
+			}
+			if tid, ok := ix.termIDs[d[i]]; ok {
+				dst = append(dst, tid)
+			}
+		}
+	}
+	return dst
+}
