@@ -326,12 +326,9 @@ func (n *Node) InstallCredential(token string) (*auth.CredentialClaims, error) {
 // seq) so that they carry its current credential.
 func (n *Node) readvertise() error {
 	for _, a := range n.catalog.OwnRecords() {
-		cp := *a
-		sa, _, err := n.catalog.Sign(cp)
-		if err != nil {
+		if _, err := n.announce(*a); err != nil {
 			return err
 		}
-		n.gossip.Publish(sa)
 	}
 	return nil
 }

@@ -317,12 +317,12 @@ func TestAmbiguousPublisherRefused(t *testing.T) {
 	}
 	// Mallory claims greenwich/spend at a higher version: its catalog signs
 	// an advert for a dataset of another org.
-	sa, _, err := nodes[1].Catalog().Sign(nii.Advert{Dataset: nii.DatasetID{Org: "greenwich", Name: "spend"}, Version: 99,
+	sa, signed, err := nodes[1].Catalog().Sign(nii.Advert{Dataset: nii.DatasetID{Org: "greenwich", Name: "spend"}, Version: 99,
 		Manifest: nii.HashOf([]byte("x")), Meta: nii.Metadata{Title: "spend", Publisher: "greenwich", Access: nii.AccessOpen}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	nodes[1].GossipForTest().Publish(sa)
+	nodes[1].GossipForTest().Publish(sa, signed)
 	nodetest.WaitFor(t, 15*time.Second, "lambeth sees mallory's claim", func() bool {
 		for _, e := range nodes[2].Catalog().Lookup(nii.DatasetID{Org: "greenwich", Name: "spend"}) {
 			if e.Advert.Origin == nodes[1].ID() {

@@ -171,9 +171,25 @@ func (n *Node) advertiseHeld() error {
 	return nil
 }
 
-// advertise signs and spreads an advert for a version this node published.
+// announce is the one way this node tells the federation something about
+// its datasets (an advert, a replica advert, a tombstone, a re-signed
+// record): the catalog signs the record as this node's next (origin, seq,
+// credential), stores it and indexes it, and gossip spreads it. It returns
+// the record as signed.
+func (n *Node) announce(a nii.Advert) (*nii.Advert, error) {
+	sa, signed, err := n.catalog.Sign(a)
+	if err != nil {
+		return nil, err
+	}
+	if n.gossip != nil { // nil once the node has closed
+		n.gossip.Publish(sa, signed)
+	}
+	return signed, nil
+}
+
+// advertise announces a version this node published.
 func (n *Node) advertise(r *exchange.VersionRecord) error {
-	sa, _, err := n.catalog.Sign(nii.Advert{
+	_, err := n.announce(nii.Advert{
 		Dataset:  r.Ref.Dataset,
 		Version:  r.Ref.Version,
 		Manifest: r.Manifest,
@@ -181,9 +197,6 @@ func (n *Node) advertise(r *exchange.VersionRecord) error {
 	})
 	if err != nil {
 		return fmt.Errorf("advertise %s: %w", r.Ref, err)
-	}
-	if n.gossip != nil {
-		n.gossip.Publish(sa)
 	}
 	return nil
 }
@@ -209,11 +222,9 @@ func (n *Node) Withdraw(ctx context.Context, d nii.DatasetID) error {
 	if own.Withdrawn {
 		return nil
 	}
-	sa, _, err := n.catalog.Sign(nii.Advert{Dataset: d, Withdrawn: true, Meta: nii.Metadata{Publisher: d.Org}})
-	if err != nil {
+	if _, err := n.announce(nii.Advert{Dataset: d, Withdrawn: true, Meta: nii.Metadata{Publisher: d.Org}}); err != nil {
 		return err
 	}
-	n.gossip.Publish(sa)
 	n.log.Info("withdrawn", slog.String(LogDataset, d.String()))
 	return nil
 }

@@ -118,14 +118,12 @@ func (n *Node) advertiseReplica(rec *exchange.VersionRecord) {
 	if own, ok := n.catalog.Own(rec.Ref.Dataset); ok && own.Version >= rec.Ref.Version {
 		return
 	}
-	sa, _, err := n.catalog.Sign(nii.Advert{
+	_, err := n.announce(nii.Advert{
 		Dataset: rec.Ref.Dataset, Version: rec.Ref.Version, Manifest: rec.Manifest, Replica: true, Meta: rec.Meta,
 	})
 	if err != nil {
 		n.log.Error("advertise replica", slog.String(LogDataset, rec.Ref.String()), slog.String(LogErr, err.Error()))
-		return
 	}
-	n.gossip.Publish(sa)
 }
 
 // ReplicaConfig says whether a node serves what it pulled.

@@ -283,14 +283,11 @@ func (g *Gossip) Join(addrs []string) (int, error) {
 // NumMembers returns the number of live members, this node included.
 func (g *Gossip) NumMembers() int { return g.ml.NumMembers() }
 
-// Publish spreads one of this node's new records (already in the catalog)
-// and updates the node's metadata with its new seq.
-func (g *Gossip) Publish(sa *nii.SignedAdvert) {
-	a, err := sa.Open()
-	if err != nil {
-		g.log.Error("not gossiping an invalid own record", slog.String("err", err.Error()))
-		return
-	}
+// Publish spreads one of this node's new records, as Catalog.Sign returned
+// it: the signed record and the advert it carries (which this node has just
+// signed, so it is not verified again). It also updates the node's metadata
+// with its new seq.
+func (g *Gossip) Publish(sa *nii.SignedAdvert, a *nii.Advert) {
 	g.spread(sa, a)
 	// Let members that missed the broadcast learn of the new seq from our
 	// metadata; failing that, push/pull catches them up. UpdateNode blocks

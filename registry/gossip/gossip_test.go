@@ -120,7 +120,7 @@ func (m *member) publish(t testing.TB, name, title string, version uint64, descr
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.gossip.Publish(sa)
+	m.gossip.Publish(sa, a)
 	return a
 }
 
