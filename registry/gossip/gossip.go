@@ -251,17 +251,20 @@ func New(cfg Config, cat *registry.Catalog, peers *registry.Peers, fetch Fetcher
 	// memberlist rewrites LocalNode's fields in place on UpdateNode.
 	local := ml.LocalNode()
 	g.addr = net.JoinHostPort(local.Addr.String(), strconv.Itoa(int(local.Port)))
-	g.wg.Add(3)
+	g.wg.Add(2 + catchupWorkers)
 	go g.receiveLoop()
-	go g.catchupLoop()
 	go g.metaLoop()
+	for range catchupWorkers {
+		go g.catchupLoop()
+	}
 	return g, nil
 }
 
 var (
-	_ memberlist.Delegate      = (*delegate)(nil)
-	_ memberlist.EventDelegate = (*eventDelegate)(nil)
-	_ memberlist.Broadcast     = (*broadcast)(nil)
+	_ memberlist.Delegate        = (*delegate)(nil)
+	_ memberlist.EventDelegate   = (*eventDelegate)(nil)
+	_ memberlist.Broadcast       = (*broadcast)(nil)
+	_ memberlist.UniqueBroadcast = (*broadcast)(nil)
 )
 
 // Addr returns the gossip address others can join ("host:port").
@@ -460,25 +463,11 @@ func (g *Gossip) handle(msg []byte) {
 		if g.cat.HasRecord(n.Origin, n.Seq) || n.From == g.cfg.Self {
 			return
 		}
-		ctx, cancel := context.WithTimeout(g.ctx, 10*time.Second)
-		recs, _, _, err := g.fetch.FetchCatalogPage(ctx, n.From, n.Origin, n.Seq-1, 1)
-		cancel()
-		if err != nil {
-			g.log.Debug("fetch noticed record", slog.String("from", n.From.Short()), slog.String("err", err.Error()))
-			g.queueCatchup(n.Origin, n.From)
-			return
-		}
-		for _, sa := range recs {
-			a, isNew, err := g.cat.Apply(sa)
-			if err != nil {
-				g.logReject(err)
-				continue
-			}
-			if isNew && a.Seq == n.Seq {
-				nb, _ := nii.Marshal(notice{From: g.cfg.Self, Origin: n.Origin, Seq: n.Seq})
-				g.queue.QueueBroadcast(&broadcast{msg: append([]byte{msgNotice}, nb...)})
-			}
-		}
+		// The record is fetched by the catch-up workers, never here: this
+		// loop must not wait on the network, or one slow peer would hold up
+		// every message behind its notice (serf's NotifyMsg does no I/O
+		// either). The worker passes the notice on once the record is held.
+		g.queueNotice(n.Origin, n.From, n.Seq)
 	default:
 		g.cat.Reject(registry.RejectInvalid, fmt.Sprintf("gossip message type %d", msg[0]))
 	}
@@ -497,35 +486,61 @@ func isReplay(err error) bool {
 	return errors.As(err, &re) && re.Reason == registry.RejectReplay
 }
 
-// queueCatchup asks the catch-up worker to fetch origin's records from a
+// queueCatchup asks a catch-up worker to fetch origin's records from a
 // peer. One catch-up per origin runs at a time; a request that arrives while
 // one is queued or running makes it run once more afterwards (with the
 // newest peer), so a record announced mid-fetch is never left behind.
-func (g *Gossip) queueCatchup(origin, from nii.NodeID) {
+func (g *Gossip) queueCatchup(origin, from nii.NodeID) { g.queueNotice(origin, from, 0) }
+
+// queueNotice is queueCatchup for a notice of record seq (0: none): once a
+// catch-up has brought that record in, it is noticed onward, as a record
+// that arrives by broadcast is broadcast onward.
+func (g *Gossip) queueNotice(origin, from nii.NodeID, seq uint64) {
 	if origin == g.cfg.Self || from == g.cfg.Self {
 		return
 	}
 	g.pendMu.Lock()
-	if st, ok := g.pending[origin]; ok {
+	st, ok := g.pending[origin]
+	if !ok {
+		st = &catchupState{}
+		g.pending[origin] = st
+	}
+	if seq > 0 && len(st.noticed) < maxNoticed {
+		if st.noticed == nil {
+			st.noticed = map[uint64]bool{}
+		}
+		st.noticed[seq] = true
+	}
+	if ok {
 		st.again, st.from = true, from
 		g.pendMu.Unlock()
 		return
 	}
-	g.pending[origin] = &catchupState{}
 	g.pendMu.Unlock()
 	select {
 	case g.catchup <- catchupTask{origin: origin, from: from}:
 	default:
+		// Every worker busy and the queue full: anti-entropy asks again.
 		g.pendMu.Lock()
 		delete(g.pending, origin)
 		g.pendMu.Unlock()
 	}
 }
 
+// maxNoticed bounds the notices held per origin awaiting their record; past
+// it a record is still fetched, only not noticed onward (the members that
+// miss the notice learn the record at their next push/pull).
+const maxNoticed = 1024
+
 type catchupState struct {
-	again bool
-	from  nii.NodeID
+	again   bool
+	from    nii.NodeID
+	noticed map[uint64]bool // seqs whose notice is passed on once held
 }
+
+// catchupWorkers is how many origins are caught up at once, so that one
+// peer slow to serve a page holds up only the origin it was asked for.
+const catchupWorkers = 4
 
 func (g *Gossip) catchupLoop() {
 	defer g.wg.Done()
@@ -553,6 +568,22 @@ func (g *Gossip) catchupLoop() {
 	}
 }
 
+// applied notices a record a catch-up brought in if a notice for it is
+// waiting.
+func (g *Gossip) applied(a *nii.Advert) {
+	g.pendMu.Lock()
+	st := g.pending[a.Origin]
+	ok := st != nil && st.noticed[a.Seq]
+	if ok {
+		delete(st.noticed, a.Seq)
+	}
+	g.pendMu.Unlock()
+	if ok {
+		nb, _ := nii.Marshal(notice{From: g.cfg.Self, Origin: a.Origin, Seq: a.Seq})
+		g.queue.QueueBroadcast(&broadcast{msg: append([]byte{msgNotice}, nb...)})
+	}
+}
+
 // pageSize is how many records one catch-up page asks for.
 const pageSize = 256
 
@@ -568,12 +599,15 @@ func (g *Gossip) catchUp(t catchupTask) error {
 			return err
 		}
 		for _, sa := range recs {
-			a, _, err := g.cat.Apply(sa)
+			a, isNew, err := g.cat.Apply(sa)
 			if err != nil && !errors.Is(err, registry.ErrRejected) {
 				return err
 			}
 			if err != nil {
 				g.logReject(err)
+			}
+			if isNew {
+				g.applied(a)
 			}
 			if a != nil && a.Seq > after {
 				after = a.Seq
@@ -694,12 +728,17 @@ func (e *eventDelegate) update(n *memberlist.Node, state string) {
 	}
 }
 
-// broadcast is one queued gossip message.
+// broadcast is one queued gossip message. Each is unique (a record, a
+// notice or a revocation is never superseded in the queue: the catalog
+// sorts out newer and older), and says so: memberlist otherwise scans its
+// whole queue, under the queue's lock, for messages each new one
+// invalidates.
 type broadcast struct{ msg []byte }
 
 func (b *broadcast) Invalidates(memberlist.Broadcast) bool { return false }
 func (b *broadcast) Message() []byte                       { return b.msg }
 func (b *broadcast) Finished()                             {}
+func (b *broadcast) UniqueBroadcast()                      {}
 
 // slogWriter turns memberlist's log lines into debug-level slog records
 // (warnings and errors keep their level).

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/memberlist"
 	"github.com/nii-uk/nii"
 	"github.com/nii-uk/nii/registry"
 	"github.com/nii-uk/nii/registry/registrytest"
@@ -21,17 +23,27 @@ import (
 // real transfer would carry. node/federation_test.go runs the same flows over
 // real libp2p.
 type memNet struct {
-	mu    sync.Mutex
-	cats  map[nii.NodeID]*registry.Catalog
-	bytes atomic.Int64
-	recs  atomic.Int64 // records fetched
+	mu     sync.Mutex
+	cats   map[nii.NodeID]*registry.Catalog
+	silent map[nii.NodeID]bool // members that never answer a fetch
+	bytes  atomic.Int64
+	recs   atomic.Int64 // records fetched
+	// refuse makes every fetch from a member that is not silent fail at once.
+	refuse atomic.Bool
+	// stalled counts fetches from silent members begun.
+	stalled atomic.Int64
 }
 
 func (m *memNet) FetchCatalogPage(ctx context.Context, from, origin nii.NodeID, after uint64, limit int) ([]*nii.SignedAdvert, bool, uint64, error) {
 	m.mu.Lock()
-	c := m.cats[from]
+	c, silent := m.cats[from], m.silent[from]
 	m.mu.Unlock()
-	if c == nil {
+	if silent {
+		m.stalled.Add(1)
+		<-ctx.Done() // as a peer that accepts the stream and never answers
+		return nil, false, 0, ctx.Err()
+	}
+	if c == nil || m.refuse.Load() {
 		return nil, false, 0, errors.New("unreachable")
 	}
 	recs, more, wm, err := c.Page(origin, after, limit)
@@ -290,6 +302,78 @@ func TestBroadcastsReachEveryMemberWithoutPushPull(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, "every record reaches every member", func() bool {
 		for _, m := range ms {
+			for _, a := range ads {
+				if !hasAdvert(m.cat, a) {
+					return false
+				}
+			}
+		}
+		return true
+	})
+}
+
+// spreadBound is how long a burst of k small records broadcast by one of n
+// members may take to reach them all, from the gossip settings: every
+// member that holds a record sends it RetransmitMult·⌈log10(n+1)⌉ times
+// (memberlist's retransmit limit), to GossipNodes members each gossip
+// interval, so k records leave its queue within ⌈k·limit/GossipNodes⌉
+// intervals, and a record crosses at most n-1 members. A factor of ten
+// covers a loaded machine running -race, where gossip rounds slip.
+func spreadBound(cfg Config, n, k int) time.Duration {
+	mc := memberlist.DefaultLocalConfig() // the profile fastGossip uses
+	mult := max(mc.RetransmitMult, 4)     // as New raises it
+	limit := mult * int(math.Ceil(math.Log10(float64(n+1))))
+	rounds := (k*limit + mc.GossipNodes - 1) / mc.GossipNodes
+	return 10 * time.Duration((n-1)*rounds) * cfg.GossipInterval
+}
+
+// A member that never answers a record fetch holds up nothing but its own
+// records: the others' still reach every member by broadcast within the
+// usual bound. Before gossip handed notices to the catch-up workers, each
+// notice from such a peer stalled a member's receive loop for ten seconds,
+// and every message queued behind it.
+func TestSilentPeerDoesNotDelayGossip(t *testing.T) {
+	net := memNet{silent: map[nii.NodeID]bool{}}
+	// Broadcasts only: push/pull and the other catch-ups are shut off
+	// (every fetch from a member that answers is refused), so the records
+	// can arrive only through the receive loop the silent peer would block.
+	net.refuse.Store(true)
+	noPushPull := func(c *Config) { c.PushPullInterval = time.Hour }
+	ms := []*member{net.startWith(t, nil, noPushPull), net.startWith(t, nil, noPushPull), net.startWith(t, nil, noPushPull)}
+	silent := net.startWith(t, nil, noPushPull)
+	net.mu.Lock()
+	net.silent[silent.ID] = true
+	net.mu.Unlock()
+	all := append(ms[1:], silent)
+	for _, m := range all {
+		if _, err := m.gossip.Join([]string{ms[0].gossip.Addr()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, "4 members", func() bool {
+		for _, m := range append(all, ms[0]) {
+			if m.gossip.NumMembers() != 4 {
+				return false
+			}
+		}
+		return true
+	})
+	// The silent peer notices records of its own, many more than one
+	// member's fetches could wait out.
+	for seq := range uint64(20) {
+		nb, _ := nii.Marshal(notice{From: silent.ID, Origin: silent.ID, Seq: seq + 1})
+		silent.gossip.queue.QueueBroadcast(&broadcast{msg: append([]byte{msgNotice}, nb...)})
+	}
+	// Each member asks it for one (one fetch per origin runs at a time).
+	waitFor(t, 10*time.Second, "every member asks the silent peer", func() bool { return net.stalled.Load() >= int64(len(ms)) })
+	const k = 10
+	var ads []*nii.Advert
+	for i := range k {
+		ads = append(ads, ms[i%len(ms)].publish(t, fmt.Sprintf("set-%d", i), "Set", 1))
+	}
+	bound := spreadBound(fastGossip("", nil), len(all)+1, k)
+	waitFor(t, bound, "every record reaches every member despite the silent peer", func() bool {
+		for _, m := range append(ms, silent) {
 			for _, a := range ads {
 				if !hasAdvert(m.cat, a) {
 					return false
