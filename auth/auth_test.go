@@ -47,7 +47,7 @@ func newFixture(t testing.TB) *fixture {
 
 func (f *fixture) grant(t testing.TB, mod func(*GrantSpec)) (string, *GrantClaims) {
 	t.Helper()
-	s := GrantSpec{Federation: fed, Subject: "lambeth", Datasets: []string{"greenwich/spend-*"}, Actions: []string{"read"}, TTL: time.Hour}
+	s := GrantSpec{Federation: fed, Subject: "lambeth", Datasets: []string{"greenwich/spend-*"}, Actions: []nii.Action{"read"}, TTL: time.Hour}
 	if mod != nil {
 		mod(&s)
 	}
@@ -127,7 +127,7 @@ func TestAttackTokensRefusedWithTheirReason(t *testing.T) {
 	iatFuture := handMint(t, f.admin, hdr, grantClaims(f, func(c map[string]any) { c["iat"] = f.now.Add(time.Hour).Unix() }))
 	wrongAud, _ := f.grant(t, func(s *GrantSpec) { s.Federation = "manchester" })
 	otherDataset, _ := f.grant(t, func(s *GrantSpec) { s.Datasets = []string{"greenwich/planning-*", "lambeth/*"} })
-	syncOnly, _ := f.grant(t, func(s *GrantSpec) { s.Actions = []string{"sync"} })
+	syncOnly, _ := f.grant(t, func(s *GrantSpec) { s.Actions = []nii.Action{"sync"} })
 	bound, _ := f.grant(t, func(s *GrantSpec) { s.Node = f.other })
 	otherOrg, _ := f.grant(t, func(s *GrantSpec) { s.Subject = "southwark" })
 	revoked, revokedClaims := f.grant(t, nil)
@@ -293,14 +293,14 @@ func TestKeyFiles(t *testing.T) {
 
 func TestIssueRefusesBadSpecs(t *testing.T) {
 	k, _ := GenerateKey()
-	base := GrantSpec{Federation: fed, Subject: "lambeth", Datasets: []string{"greenwich/*"}, Actions: []string{"read"}, TTL: time.Hour}
+	base := GrantSpec{Federation: fed, Subject: "lambeth", Datasets: []string{"greenwich/*"}, Actions: []nii.Action{"read"}, TTL: time.Hour}
 	for name, mod := range map[string]func(*GrantSpec){
 		"no federation":  func(s *GrantSpec) { s.Federation = "" },
 		"bad subject":    func(s *GrantSpec) { s.Subject = "Lambeth Council" },
 		"no datasets":    func(s *GrantSpec) { s.Datasets = nil },
 		"bad pattern":    func(s *GrantSpec) { s.Datasets = []string{"greenwich"} },
 		"broken pattern": func(s *GrantSpec) { s.Datasets = []string{"greenwich/[a"} },
-		"bad action":     func(s *GrantSpec) { s.Actions = []string{"write"} },
+		"bad action":     func(s *GrantSpec) { s.Actions = []nii.Action{"write"} },
 		"no ttl":         func(s *GrantSpec) { s.TTL = 0 },
 		"bad node":       func(s *GrantSpec) { s.Node = "12D3KooWnope" },
 	} {

@@ -71,12 +71,14 @@ const (
 )
 
 // ErrUnreachable is wrapped when no connection to a peer could be made: no
-// known address, nothing listening, a timeout while dialling.
-var ErrUnreachable = errors.New("peer unreachable")
+// known address, nothing listening, a timeout while dialling. It is of kind
+// nii.ErrUnavailable.
+var ErrUnreachable = nii.Errorf(nii.ErrUnavailable, "peer unreachable")
 
 // ErrNotSupported is wrapped when a peer does not speak the protocol asked
-// for (an older or newer version, or a node that does not serve it).
-var ErrNotSupported = errors.New("protocol not supported by peer")
+// for (an older or newer version, or a node that does not serve it). It is
+// of kind nii.ErrUnavailable: that peer cannot serve it.
+var ErrNotSupported = nii.Errorf(nii.ErrUnavailable, "protocol not supported by peer")
 
 // errClosed is returned by a Host after Close.
 var errClosed = fmt.Errorf("exchange host: %w", net.ErrClosed)
@@ -432,7 +434,7 @@ func (h *Host) requestWithin(ctx context.Context, to nii.NodeID, proto protocol.
 	if reserve > 0 {
 		if err := s.Scope().ReserveMemory(reserve, network.ReservationPriorityHigh); err != nil {
 			s.Reset()
-			return fmt.Errorf("%w: over local resource limits: %v", ErrUnavailable, err)
+			return fmt.Errorf("%w: over local resource limits: %v", nii.ErrUnavailable, err)
 		}
 		defer s.Scope().ReleaseMemory(reserve)
 	}
@@ -469,7 +471,7 @@ func (h *Host) openError(to nii.NodeID, err error) error {
 	case errors.Is(err, msmux.ErrNotSupported[protocol.ID]{}):
 		return fmt.Errorf("%w: %s", ErrNotSupported, to.Short())
 	case errors.Is(err, network.ErrResourceLimitExceeded):
-		return fmt.Errorf("%w: over local resource limits: %w", ErrUnavailable, err)
+		return fmt.Errorf("%w: over local resource limits: %w", nii.ErrUnavailable, err)
 	}
 	return fmt.Errorf("%w: %s: %w", ErrUnreachable, to.Short(), err)
 }

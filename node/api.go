@@ -178,13 +178,13 @@ func errStatus(err error) (int, string) {
 	switch {
 	case errors.Is(err, nii.ErrInvalid):
 		return http.StatusBadRequest, "invalid"
-	case errors.Is(err, exchange.ErrRefused):
+	case errors.Is(err, nii.ErrRefused):
 		return http.StatusForbidden, "refused"
 	case errors.Is(err, exchange.ErrNoProvider):
 		return http.StatusServiceUnavailable, "unavailable"
-	case errors.Is(err, exchange.ErrNotFound):
+	case errors.Is(err, nii.ErrNotFound):
 		return http.StatusNotFound, "not_found"
-	case errors.Is(err, exchange.ErrExists):
+	case errors.Is(err, nii.ErrExists):
 		return http.StatusConflict, "exists"
 	case errors.Is(err, ErrRegistryOnly):
 		return http.StatusConflict, "conflict"
@@ -317,7 +317,7 @@ func (n *Node) handleDataset(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(recs) == 0 {
-		writeErr(w, fmt.Errorf("dataset %s: %w", d, exchange.ErrNotFound))
+		writeErr(w, fmt.Errorf("dataset %s: %w", d, nii.ErrNotFound))
 		return
 	}
 	writeJSON(w, http.StatusOK, groupDatasets(recs)[0])

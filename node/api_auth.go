@@ -206,9 +206,11 @@ func (n *Node) handleInspect(w http.ResponseWriter, r *http.Request) {
 			writeErr(w, err)
 			return
 		}
-		req = &auth.Request{Dataset: d, Action: body.Action, Node: body.Node, Org: body.Org}
+		// An action other than read or sync is checked, not refused: the
+		// report says the grant does not allow it.
+		req = &auth.Request{Dataset: d, Action: nii.Action(body.Action), Node: body.Node, Org: body.Org}
 		if req.Action == "" {
-			req.Action = auth.ActionRead
+			req.Action = nii.ActionRead
 		}
 		if req.Node == "" {
 			req.Node = n.id

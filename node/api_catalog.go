@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/nii-uk/nii"
-	"github.com/nii-uk/nii/exchange"
 	"github.com/nii-uk/nii/registry"
 )
 
@@ -190,7 +189,7 @@ func (n *Node) LookupDataset(d nii.DatasetID) (*CatalogDataset, error) {
 		if local != nil {
 			return &CatalogDataset{ID: d.String(), Version: local.Latest, Local: local, Providers: []Provider{}}, nil
 		}
-		return nil, fmt.Errorf("dataset %s: %w in the federated catalog", d, exchange.ErrNotFound)
+		return nil, fmt.Errorf("dataset %s: %w in the federated catalog", d, nii.ErrNotFound)
 	}
 	a := pub.Advert
 	online, seen := n.presence(a.Origin)

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/nii-uk/nii"
-	"github.com/nii-uk/nii/exchange"
 	"github.com/nii-uk/nii/registry"
 	"github.com/nii-uk/nii/registry/opendata"
 )
@@ -531,7 +530,7 @@ func (n *Node) publishedFromPath(r *http.Request) (registry.Entry, error) {
 	}
 	e, ok := n.published(d)
 	if !ok {
-		return registry.Entry{}, fmt.Errorf("dataset %s: %w in the federated catalog", d, exchange.ErrNotFound)
+		return registry.Entry{}, fmt.Errorf("dataset %s: %w in the federated catalog", d, nii.ErrNotFound)
 	}
 	return e, nil
 }
@@ -577,9 +576,9 @@ func (n *Node) handleDataPackage(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			switch {
 			case ok:
-				writeErr(w, fmt.Errorf("version %d of %s: %w here; the federation advertises only the latest, version %d", version, d, exchange.ErrNotFound, e.Advert.Version))
+				writeErr(w, fmt.Errorf("version %d of %s: %w here; the federation advertises only the latest, version %d", version, d, nii.ErrNotFound, e.Advert.Version))
 			default:
-				writeErr(w, fmt.Errorf("dataset %s: %w in the federated catalog", d, exchange.ErrNotFound))
+				writeErr(w, fmt.Errorf("dataset %s: %w in the federated catalog", d, nii.ErrNotFound))
 			}
 			return
 		}

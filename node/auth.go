@@ -107,7 +107,7 @@ func (n *Node) authorize(r exchange.AccessRequest) error {
 		if reason := auth.ReasonOf(err); reason != "" {
 			rec.Reason = reason
 		} else if rec.Reason == "" {
-			rec.Reason = "not_served"
+			rec.Reason = auth.ReasonNotServed
 		}
 	} else {
 		rec.Result = auth.Allowed
@@ -119,13 +119,13 @@ func (n *Node) authorize(r exchange.AccessRequest) error {
 		if _, aerr := n.audit.Append(rec); aerr != nil {
 			n.log.Error("audit log write failed", slog.String(LogErr, aerr.Error()))
 			if err == nil && m.Meta.Access == nii.AccessRestricted {
-				return fmt.Errorf("%w: %s: this node cannot record the access, so it refuses it", exchange.ErrRefused, m.Ref())
+				return fmt.Errorf("%w: %s: this node cannot record the access, so it refuses it", nii.ErrRefused, m.Ref())
 			}
 		}
 	}
 	if err != nil {
-		n.log.Info("access refused", slog.String("node", r.Remote.Short()), slog.String("org", rec.Org),
-			slog.String(LogDataset, rec.Dataset), slog.String("action", r.Action), slog.String("reason", rec.Reason))
+		n.log.Info("access refused", slog.String(nii.LogPeer, r.Remote.Short()), slog.String(nii.LogOrg, rec.Org),
+			slog.String(nii.LogDataset, rec.Dataset), slog.String(nii.LogAction, string(r.Action)), slog.String(nii.LogReason, rec.Reason))
 	}
 	return err
 }
@@ -164,14 +164,14 @@ func (n *Node) firstChunkRead(rec auth.Record) bool {
 func (n *Node) decide(r exchange.AccessRequest, rec *auth.Record) error {
 	m := r.Manifest
 	if !n.cfg.Replica.serve() && m.Publisher != n.id {
-		return fmt.Errorf("%w: this node does not serve replicas", exchange.ErrRefused)
+		return fmt.Errorf("%w: this node does not serve replicas", nii.ErrRefused)
 	}
 	if m.Meta.Access == nii.AccessRestricted && m.Publisher != n.id {
 		// The publisher's trust anchors and revocations decide who reads its
 		// restricted data; a replica's may differ (an extra issuer would
 		// widen access), so replicas never serve it.
-		rec.Reason = "replica_restricted"
-		return fmt.Errorf("%w: %s is restricted: only its publisher serves it", exchange.ErrRefused, m.Ref())
+		rec.Reason = auth.ReasonReplicaRestricted
+		return fmt.Errorf("%w: %s is restricted: only its publisher serves it", nii.ErrRefused, m.Ref())
 	}
 	if m.Meta.Access != nii.AccessRestricted {
 		rec.Reason = auth.ReasonOpen
@@ -220,7 +220,7 @@ func (n *Node) RemoveTrust(kid string) error {
 		return err
 	}
 	if inMemory := n.anchors.Remove(kid); !found && !inMemory {
-		return fmt.Errorf("issuer key %s: %w among this node's trust anchors", kid, exchange.ErrNotFound)
+		return fmt.Errorf("issuer key %s: %w among this node's trust anchors", kid, nii.ErrNotFound)
 	}
 	n.trustChanged()
 	return nil

@@ -225,8 +225,9 @@ func LoadConfig(home string) (Config, error) {
 	return cfg, cfg.Validate()
 }
 
-// ErrHomeExists is returned by Init when the home already holds a node.
-var ErrHomeExists = errors.New("home already initialised")
+// ErrHomeExists is returned by Init when the home already holds a node. It
+// is of kind nii.ErrExists.
+var ErrHomeExists = nii.Errorf(nii.ErrExists, "home already initialised")
 
 // Init creates a node's home: the directory (mode 0700), config.toml and a
 // new node key (mode 0600). It refuses to touch a home that already has a

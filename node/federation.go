@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -188,8 +187,8 @@ func (n *Node) advertise(r *exchange.VersionRecord) error {
 }
 
 // ErrNotPublisher is returned when a node is asked to withdraw a dataset
-// it does not publish.
-var ErrNotPublisher = errors.New("not the publisher")
+// it does not publish. It is of kind nii.ErrRefused.
+var ErrNotPublisher = nii.Errorf(nii.ErrRefused, "not the publisher")
 
 // Withdraw tombstones one of this node's datasets: a signed record that
 // tells the federation to stop listing it. The data stays in the local
@@ -203,7 +202,7 @@ func (n *Node) Withdraw(ctx context.Context, d nii.DatasetID) error {
 	}
 	own, ok := n.catalog.Own(d)
 	if !ok {
-		return fmt.Errorf("dataset %s: %w", d, exchange.ErrNotFound)
+		return fmt.Errorf("dataset %s: %w", d, nii.ErrNotFound)
 	}
 	if own.Withdrawn {
 		return nil

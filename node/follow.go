@@ -10,7 +10,6 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/nii-uk/nii"
 	"github.com/nii-uk/nii/auth"
-	"github.com/nii-uk/nii/exchange"
 )
 
 // Follow states, as 'nii datasets' shows them.
@@ -106,7 +105,7 @@ func (n *Node) follow(d nii.DatasetID) (*Follow, error) {
 		return item.Value(func(b []byte) error { return nii.Unmarshal(b, &f) })
 	})
 	if errors.Is(err, badger.ErrKeyNotFound) {
-		return nil, fmt.Errorf("%s is not followed: %w", d, exchange.ErrNotFound)
+		return nil, fmt.Errorf("%s is not followed: %w", d, nii.ErrNotFound)
 	}
 	return &f, err
 }
@@ -235,7 +234,7 @@ func (n *Node) syncFollows(ctx context.Context) time.Time {
 		}
 		f.State = FollowSyncing
 		n.updateFollow(f)
-		res, err := n.Pull(ctx, nii.Ref{Dataset: f.Dataset}, PullOptions{Grant: f.Grant, Action: "sync"})
+		res, err := n.Pull(ctx, nii.Ref{Dataset: f.Dataset}, PullOptions{Grant: f.Grant, Action: nii.ActionSync})
 		if ctx.Err() != nil {
 			return next
 		}
@@ -243,7 +242,7 @@ func (n *Node) syncFollows(ctx context.Context) time.Time {
 			f.Failures++
 			f.LastError = err.Error()
 			f.State = FollowWaiting
-			if errors.Is(err, exchange.ErrRefused) {
+			if errors.Is(err, nii.ErrRefused) {
 				f.State = FollowRefused
 			}
 			backoff := min(time.Second<<min(f.Failures-1, 8), 5*time.Minute)

@@ -120,8 +120,9 @@ func (n *Node) Config() Config { return n.cfg }
 // Store returns the node's content store (nil before Start).
 func (n *Node) Store() *exchange.Store { return n.store }
 
-// ErrInUse is returned by Start when another process runs this home.
-var ErrInUse = errors.New("home is in use")
+// ErrInUse is returned by Start when another process runs this home. It is
+// of kind nii.ErrConflict.
+var ErrInUse = nii.Errorf(nii.ErrConflict, "home is in use")
 
 // Start takes the home's lock, opens the store and binds the local API. On
 // error everything it opened is closed again.

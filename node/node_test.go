@@ -14,7 +14,6 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/nii-uk/nii"
-	"github.com/nii-uk/nii/exchange"
 	"github.com/nii-uk/nii/exchange/chunker"
 	"github.com/nii-uk/nii/node"
 	"go.uber.org/goleak"
@@ -246,7 +245,7 @@ func TestInterruptedUploadLeavesNothing(t *testing.T) {
 	if err == nil {
 		t.Fatal("publish of a failing reader succeeded")
 	}
-	if _, err := tn.Store().Latest(nii.DatasetID{Org: "greenwich", Name: "spend"}); !errors.Is(err, exchange.ErrNotFound) {
+	if _, err := tn.Store().Latest(nii.DatasetID{Org: "greenwich", Name: "spend"}); !errors.Is(err, nii.ErrNotFound) {
 		t.Fatalf("a failed publish left a version: %v", err)
 	}
 }

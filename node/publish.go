@@ -24,8 +24,9 @@ type PublishRequest struct {
 	Meta nii.Metadata
 }
 
-// ErrRegistryOnly is returned when a registry-only node is asked to hold data.
-var ErrRegistryOnly = errors.New("this is a registry-only node: it holds no data")
+// ErrRegistryOnly is returned when a registry-only node is asked to hold
+// data. It is of kind nii.ErrConflict.
+var ErrRegistryOnly = nii.Errorf(nii.ErrConflict, "this is a registry-only node: it holds no data")
 
 // Publish stores r as the next version of org/name and returns its record.
 // The version becomes visible atomically once all its chunks and its signed
@@ -42,7 +43,7 @@ func (n *Node) Publish(ctx context.Context, r io.Reader, req PublishRequest) (*e
 		return nil, err
 	}
 	prev, err := n.store.Latest(ds)
-	if err != nil && !errors.Is(err, exchange.ErrNotFound) {
+	if err != nil && !errors.Is(err, nii.ErrNotFound) {
 		return nil, err
 	}
 	meta := req.Meta

@@ -343,14 +343,14 @@ func grantIssueCmd(g *globals) *cobra.Command {
 				return err
 			}
 			tok, gc, err := auth.IssueGrant(k, auth.GrantSpec{Federation: fed, Subject: to, Datasets: splitList(datasets),
-				Actions: splitList(actions), Node: nii.NodeID(bind), TTL: ttl})
+				Actions: actionList(actions), Node: nii.NodeID(bind), TTL: ttl})
 			if err != nil {
 				return err
 			}
 			if err := writeToken(cmd, out, tok); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "grant %s: %s may %s %s until %s\n", gc.ID, to, strings.Join(gc.Actions, ","),
+			fmt.Fprintf(cmd.ErrOrStderr(), "grant %s: %s may %s %s until %s\n", gc.ID, to, joinActions(gc.Actions),
 				strings.Join(gc.Datasets, ","), gc.ExpiresAt.UTC().Format(time.RFC3339))
 			return nil
 		},
@@ -367,6 +367,22 @@ func grantIssueCmd(g *globals) *cobra.Command {
 		c.MarkFlagRequired(f)
 	}
 	return c
+}
+
+func actionList(s string) []nii.Action {
+	var out []nii.Action
+	for _, a := range splitList(s) {
+		out = append(out, nii.Action(a))
+	}
+	return out
+}
+
+func joinActions(as []nii.Action) string {
+	s := make([]string, len(as))
+	for i, a := range as {
+		s[i] = string(a)
+	}
+	return strings.Join(s, ",")
 }
 
 func splitList(s string) []string {
@@ -403,7 +419,7 @@ func grantInspectCmd(g *globals) *cobra.Command {
 				// No node to ask: decode only.
 				v := &auth.Verifier{Anchors: auth.NewAnchors()}
 				r := v.Inspect(tok, nil)
-				r.Valid, r.Reason, r.Detail = false, "not_checked", "no running node at "+g.home+" to check it against; claims shown unverified"
+				r.Valid, r.Reason, r.Detail = false, auth.ReasonNotChecked, "no running node at "+g.home+" to check it against; claims shown unverified"
 				rep = &r
 			}
 			if g.json {

@@ -20,7 +20,6 @@ import (
 
 	"github.com/nii-uk/nii"
 	"github.com/nii-uk/nii/auth"
-	"github.com/nii-uk/nii/exchange"
 	"github.com/nii-uk/nii/node"
 	"github.com/spf13/cobra"
 )
@@ -332,7 +331,7 @@ func publishSample(ctx context.Context, n *node.Node, d demoDataset) error {
 	id := nii.DatasetID{Org: n.Config().Org, Name: d.name}
 	if _, err := n.Store().Latest(id); err == nil {
 		return nil
-	} else if !errors.Is(err, exchange.ErrNotFound) {
+	} else if !errors.Is(err, nii.ErrNotFound) {
 		return err
 	}
 	f, err := demoFiles.Open(path.Join("demodata", d.file))
