@@ -84,7 +84,7 @@ func distinctChunks(m *nii.Manifest) []nii.Hash {
 
 // authCall records one Authorizer call.
 type authCall struct {
-	remote        nii.NodeID
+	remote nii.NodeID
 	ref    nii.Ref
 	action nii.Action
 	grant  string
