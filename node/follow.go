@@ -10,23 +10,25 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/nii-uk/nii"
 	"github.com/nii-uk/nii/auth"
+	"github.com/nii-uk/nii/node/api"
 )
 
-// Follow states, as 'nii datasets' shows them.
+// Follow states, as 'nii datasets' shows them: the API's (node/api
+// documents each).
 const (
-	FollowSynced    = "synced"    // holds the latest advertised version
-	FollowSyncing   = "syncing"   // a pull is running
-	FollowWaiting   = "waiting"   // behind; retrying with backoff (providers unreachable)
-	FollowRefused   = "refused"   // a provider refused access (grant missing, expired or revoked)
-	FollowWithdrawn = "withdrawn" // the publisher withdrew the dataset
+	FollowSynced    = api.FollowSynced
+	FollowSyncing   = api.FollowSyncing
+	FollowWaiting   = api.FollowWaiting
+	FollowRefused   = api.FollowRefused
+	FollowWithdrawn = api.FollowWithdrawn
 	// The follow's grant can no longer be used; it stops until 'nii follow'
 	// is run again with a new grant.
-	FollowGrantExpired = "grant_expired"
-	FollowGrantRevoked = "grant_revoked"
+	FollowGrantExpired = api.FollowGrantExpired
+	FollowGrantRevoked = api.FollowGrantRevoked
 	// Another node now claims to publish the dataset than the one followed
 	// (pinned when the follow began); the follow stops rather than take its
 	// versions (and hand it the grant). Follow again to accept the new one.
-	FollowPublisherChanged = "publisher_changed"
+	FollowPublisherChanged = api.FollowPublisherChanged
 )
 
 // Follow is a persisted subscription: keep a dataset in sync.

@@ -17,6 +17,7 @@ import (
 	"github.com/nii-uk/nii"
 	"github.com/nii-uk/nii/auth"
 	"github.com/nii-uk/nii/node"
+	"github.com/nii-uk/nii/node/api"
 	"github.com/spf13/cobra"
 )
 
@@ -106,12 +107,12 @@ func trustCmd(g *globals) *cobra.Command {
 			if name == "" {
 				name = jwkName
 			}
-			var info *node.TrustInfo
-			if cl, err := node.Dial(g.home); err == nil {
+			var info *api.TrustInfo
+			if cl, err := api.Dial(g.home); err == nil {
 				if info, err = cl.AddTrust(cmd.Context(), b, name); err != nil {
 					return err
 				}
-			} else if errors.Is(err, node.ErrNotRunning) {
+			} else if errors.Is(err, api.ErrNotRunning) {
 				err := node.EditConfig(g.home, func(c *node.Config) error {
 					c.Trust = append(c.Trust, node.TrustAnchor{Name: name, Key: b64(pub), KID: auth.KeyID(pub)})
 					return nil
@@ -119,7 +120,7 @@ func trustCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				info = &node.TrustInfo{KID: auth.KeyID(pub), Name: name}
+				info = &api.TrustInfo{KID: auth.KeyID(pub), Name: name}
 			} else {
 				return err
 			}
@@ -133,7 +134,7 @@ func trustCmd(g *globals) *cobra.Command {
 		Short: "List the issuer keys this node trusts",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return fetchAndPrint(cmd, g, (*node.Client).Trust, func(w io.Writer, ts []node.TrustInfo) error {
+			return fetchAndPrint(cmd, g, (*api.Client).Trust, func(w io.Writer, ts []api.TrustInfo) error {
 				tw := tabw(w)
 				fmt.Fprintln(tw, "KID\tNAME")
 				for _, t := range ts {
@@ -149,13 +150,13 @@ func trustCmd(g *globals) *cobra.Command {
 		Short: "Stop trusting an issuer key",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := node.Dial(g.home)
+			cl, err := api.Dial(g.home)
 			switch {
 			case err == nil:
 				if err := cl.RemoveTrust(cmd.Context(), args[0]); err != nil {
 					return err
 				}
-			case errors.Is(err, node.ErrNotRunning): // no daemon: edit the config
+			case errors.Is(err, api.ErrNotRunning): // no daemon: edit the config
 				found := false
 				err := node.EditConfig(g.home, func(c *node.Config) error {
 					var err error
@@ -269,8 +270,8 @@ printed) for the node's operator to install with 'nii credential install'.`,
 // installCredential installs a credential in the node of g's home: through
 // its API if it runs (verified there), else as a file it reads at start.
 func installCredential(cmd *cobra.Command, g *globals, tok string) error {
-	cl, err := node.Dial(g.home)
-	if errors.Is(err, node.ErrNotRunning) {
+	cl, err := api.Dial(g.home)
+	if errors.Is(err, api.ErrNotRunning) {
 		if err := writeToken(cmd, filepath.Join(g.home, node.CredFile), tok); err != nil {
 			return err
 		}
@@ -294,7 +295,7 @@ func credentialCmd(g *globals) *cobra.Command {
 		Short: "Show this node's membership credential",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return fetchAndPrint(cmd, g, (*node.Client).Credential, func(w io.Writer, ci *node.CredentialInfo) error {
+			return fetchAndPrint(cmd, g, (*api.Client).Credential, func(w io.Writer, ci *api.CredentialInfo) error {
 				if !ci.Installed {
 					_, err := fmt.Fprintln(w, "no membership credential: this node's org claim shows as unverified (an admin runs nii enrol)")
 					return err
@@ -396,7 +397,7 @@ func splitList(s string) []string {
 }
 
 func grantInspectCmd(g *globals) *cobra.Command {
-	var body node.InspectBody
+	var body api.InspectRequest
 	c := &cobra.Command{
 		Use:   "inspect TOKEN|@FILE",
 		Short: "Show a token's claims and whether this node would accept it, and why not",
@@ -407,19 +408,17 @@ func grantInspectCmd(g *globals) *cobra.Command {
 				return err
 			}
 			body.Token = tok
-			var rep *auth.Report
-			cl, err := node.Dial(g.home)
+			var rep *api.TokenReport
+			cl, err := api.Dial(g.home)
 			if err == nil {
 				rep, err = cl.Inspect(cmd.Context(), body)
 			}
 			if err != nil {
-				if !errors.Is(err, node.ErrNotRunning) && !errors.Is(err, node.ErrNoHome) {
+				if !errors.Is(err, api.ErrNotRunning) && !errors.Is(err, api.ErrNoHome) {
 					return err
 				}
 				// No node to ask: decode only.
-				v := &auth.Verifier{Anchors: auth.NewAnchors()}
-				r := v.Inspect(tok, nil)
-				r.Valid, r.Reason, r.Detail = false, auth.ReasonNotChecked, "no running node at "+g.home+" to check it against; claims shown unverified"
+				r := node.InspectUnchecked(tok, "no running node at "+g.home+" to check it against; claims shown unverified")
 				rep = &r
 			}
 			if g.json {
@@ -436,7 +435,7 @@ func grantInspectCmd(g *globals) *cobra.Command {
 	return c
 }
 
-func printReport(w io.Writer, r *auth.Report) error {
+func printReport(w io.Writer, r *api.TokenReport) error {
 	tw := tabw(w)
 	fmt.Fprintf(tw, "type\t%s\n", orDash(r.Type))
 	for _, k := range []string{"iss", "sub", "aud", "jti", "org", "name", "datasets", "actions", "cnf", "revokes"} {
@@ -494,7 +493,7 @@ made offline and handed to a node later with --submit FILE.`,
 					}
 				}
 			}
-			cl, err := node.Dial(g.home)
+			cl, err := api.Dial(g.home)
 			if err != nil {
 				if out != "" {
 					fmt.Fprintf(cmd.OutOrStdout(), "revocation saved to %s; hand it to a running node with: nii grant revoke --submit %s\n", out, out)
@@ -541,8 +540,8 @@ func auditCmd(g *globals) *cobra.Command {
 					q.Set(k, v)
 				}
 			}
-			return fetchAndPrint(cmd, g, func(cl *node.Client, ctx context.Context) (*node.AuditPage, error) { return cl.Audit(ctx, q) },
-				func(w io.Writer, p *node.AuditPage) error {
+			return fetchAndPrint(cmd, g, func(cl *api.Client, ctx context.Context) (*api.AuditPage, error) { return cl.Audit(ctx, q) },
+				func(w io.Writer, p *api.AuditPage) error {
 					tw := tabw(w)
 					fmt.Fprintln(tw, "SEQ\tTIME\tNODE\tORG\tDATASET\tACTION\tRESULT\tREASON\tGRANT")
 					for _, r := range p.Records {

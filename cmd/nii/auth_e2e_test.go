@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/nii-uk/nii/auth"
-	"github.com/nii-uk/nii/node"
+	"github.com/nii-uk/nii/node/api"
 )
 
 // TestGrantsWorkflow is issue 5's admin and user story with real
@@ -46,7 +46,7 @@ func TestGrantsWorkflow(t *testing.T) {
 	cred := filepath.Join(adminDir, "lambeth.cred")
 	mustNii(t, nohome, "enrol", "--key", key, "--org", "lambeth", "--node", string(status(t, lambeth).ID), "--federation", "london", "-o", cred)
 	mustNii(t, lambeth, "credential", "install", cred)
-	var ci node.CredentialInfo
+	var ci api.CredentialInfo
 	json.Unmarshal([]byte(mustNii(t, lambeth, "credential", "--json")), &ci)
 	if !ci.Valid || ci.Org != "lambeth" {
 		t.Fatalf("lambeth's credential: %+v", ci)
@@ -54,7 +54,7 @@ func TestGrantsWorkflow(t *testing.T) {
 
 	mustNii(t, greenwich, "publish", realFile(t, "trafford.csv"), "--name", "spend-2024", "--access", "restricted", "--title", "Spend 2024")
 	pollNii(t, lambeth, "lambeth sees greenwich/spend-2024 verified", func(out string) bool {
-		var cd node.CatalogDataset
+		var cd api.CatalogDataset
 		return json.Unmarshal([]byte(out), &cd) == nil && cd.Verified && cd.Version == 1
 	}, "show", "greenwich/spend-2024", "--json")
 
@@ -92,14 +92,14 @@ func TestGrantsWorkflow(t *testing.T) {
 	}, "grant", "inspect", "@"+grant, "--json")
 	mustNii(t, greenwich, "publish", realFile(t, "lambeth.csv"), "--name", "spend-2024", "--access", "restricted")
 	pollNii(t, lambeth, "lambeth sees v2", func(o string) bool {
-		var cd node.CatalogDataset
+		var cd api.CatalogDataset
 		return json.Unmarshal([]byte(o), &cd) == nil && cd.Version == 2
 	}, "show", "greenwich/spend-2024", "--json")
 	if r := run(t, lambeth, "pull", "greenwich/spend-2024", "--grant", "@"+grant, "--quiet"); r.code == 0 || !strings.Contains(r.stderr, auth.ReasonRevoked) {
 		t.Fatalf("lambeth after revocation: exit %d %s", r.code, r.stderr)
 	}
 
-	var page node.AuditPage
+	var page api.AuditPage
 	json.Unmarshal([]byte(mustNii(t, greenwich, "audit", "--json", "--limit", "1000")), &page)
 	seen := map[string]bool{}
 	for _, r := range page.Records {
