@@ -20,6 +20,18 @@ const (
 	LogBytes     = "bytes"     // a byte count
 	LogChunks    = "chunks"    // a chunk count
 	LogTook      = "took"      // a duration
+	LogCount     = "count"     // how many things a line is about
+	LogRetryIn   = "retry_in"  // how long until the next attempt
 	LogComponent = "component" // a library that logs through the node's logger (libp2p, badger)
 	LogSubsystem = "subsystem" // that library's own name for the part that logged
+
+	// What a node says of itself when it starts.
+	LogNodeID     = "node_id"    // its full node ID
+	LogFederation = "federation" // the federation it belongs to
+	LogAPIAddr    = "api"        // where its local API listens
+	LogGossipAddr = "gossip"     // where it gossips
+	LogP2PAddrs   = "p2p"        // its libp2p addresses
+	LogMembers    = "members"    // live gossip members
+	LogJTI        = "jti"        // a grant's or credential's ID
+	LogExpires    = "expires"    // when a token expires
 )

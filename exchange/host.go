@@ -63,13 +63,6 @@ const maxPeerAddrs = 32
 // userAgent is what identify tells peers this node runs.
 const userAgent = "nii"
 
-// Log attribute keys.
-const (
-	logPeer  = "peer"
-	logProto = "protocol"
-	logErr   = "err"
-)
-
 // ErrUnreachable is wrapped when no connection to a peer could be made: no
 // known address, nothing listening, a timeout while dialling. It is of kind
 // nii.ErrUnavailable.
@@ -116,6 +109,7 @@ type Host struct {
 
 	closeOnce sync.Once
 	closeErr  error
+	logSink   *logSink // where libp2p's own records go while the host is open
 
 	served       atomic.Int64 // chunk bytes sent by the chunk protocol (contentproto.go)
 	servedChunks atomic.Int64 // chunks sent by it
@@ -147,6 +141,15 @@ func NewHost(cfg HostConfig) (*Host, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// libp2p's own records go to this host's logger from here on, its
+	// construction's included (libp2plog.go).
+	sink := libp2pLogs.add(log.Handler())
+	ok := false
+	defer func() {
+		if !ok {
+			libp2pLogs.remove(sink)
+		}
+	}()
 
 	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(resourceLimits()), rcmgr.WithMetricsDisabled())
 	if err != nil {
@@ -201,9 +204,11 @@ func NewHost(cfg HostConfig) (*Host, error) {
 		cancel:    cancel,
 		protocols: make(map[protocol.ID]struct{}),
 		streams:   make(map[network.Stream]struct{}),
+		logSink:   sink,
 	}
+	ok = true
 	h.log = log
-	h.log.Debug("p2p listening", slog.Any("addrs", h.Addrs()))
+	h.log.Debug("p2p listening", slog.Any(nii.LogAddr, h.Addrs()))
 	return h, nil
 }
 
@@ -251,12 +256,12 @@ func (h *Host) AddPeerAddrs(id nii.NodeID, addrs []string) {
 		}
 		a, err := ma.NewMultiaddr(s)
 		if err != nil {
-			h.log.Debug("ignoring peer address", slog.String(logPeer, id.Short()), slog.String("addr", s), slog.String(logErr, err.Error()))
+			h.log.Debug("ignoring peer address", slog.String(nii.LogPeer, id.Short()), slog.String(nii.LogAddr, s), slog.String(nii.LogErr, err.Error()))
 			continue
 		}
 		tpt, p := peer.SplitAddr(a)
 		if tpt == nil || (p != "" && p != pid) {
-			h.log.Debug("ignoring peer address", slog.String(logPeer, id.Short()), slog.String("addr", s))
+			h.log.Debug("ignoring peer address", slog.String(nii.LogPeer, id.Short()), slog.String(nii.LogAddr, s))
 			continue
 		}
 		mas = append(mas, tpt)
@@ -288,6 +293,7 @@ func (h *Host) Close() error {
 		h.cancel()
 		h.handlers.Wait()
 		h.closeErr = h.host.Close()
+		libp2pLogs.remove(h.logSink)
 		h.log.Debug("p2p closed")
 	})
 	return h.closeErr
@@ -343,15 +349,15 @@ func (h *Host) serveStream(proto protocol.ID, reserve int, fn handlerFunc, s net
 	}
 	defer h.untrack(s)
 	remote := nii.NodeID(s.Conn().RemotePeer().String())
-	log := h.log.With(slog.String(logPeer, remote.Short()), slog.String(logProto, string(proto)))
+	log := h.log.With(slog.String(nii.LogPeer, remote.Short()), slog.String(nii.LogProtocol, string(proto)))
 	if err := s.SetDeadline(time.Now().Add(requestTimeout)); err != nil {
-		log.Debug("stream deadline", slog.String(logErr, err.Error()))
+		log.Debug("stream deadline", slog.String(nii.LogErr, err.Error()))
 		s.Reset()
 		return
 	}
 	if reserve > 0 {
 		if err := s.Scope().ReserveMemory(reserve, network.ReservationPriorityMedium); err != nil {
-			log.Warn("refusing stream: over resource limits", slog.String(logErr, err.Error()))
+			log.Warn("refusing stream: over resource limits", slog.String(nii.LogErr, err.Error()))
 			if writeError(s, &wireError{Code: codeUnavailable, Message: "over resource limits, try later"}) != nil {
 				s.Reset()
 				return
@@ -367,17 +373,17 @@ func (h *Host) serveStream(proto protocol.ID, reserve int, fn handlerFunc, s net
 	switch {
 	case err == nil:
 		s.Close()
-		log.Debug("served", slog.Duration("took", time.Since(start)))
+		log.Debug("served", slog.Duration(nii.LogTook, time.Since(start)))
 	case errors.As(err, &ans):
 		s.Close()
 		level := slog.LevelDebug // the client's problem, not ours
 		if ans.code == codeInternal {
 			level = slog.LevelWarn
 		}
-		log.Log(context.Background(), level, "answered with an error", slog.String("code", ans.code), slog.String(logErr, err.Error()))
+		log.Log(context.Background(), level, "answered with an error", slog.String(nii.LogCode, ans.code), slog.String(nii.LogErr, err.Error()))
 	default:
 		s.Reset()
-		log.Debug("stream failed", slog.String(logErr, err.Error()))
+		log.Debug("stream failed", slog.String(nii.LogErr, err.Error()))
 	}
 }
 

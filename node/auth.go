@@ -66,7 +66,7 @@ func (n *Node) startAuth() error {
 		n.credential = strings.TrimSpace(string(b))
 		if _, err := n.verifier.VerifyCredential(n.credential, n.id); err != nil {
 			// Peers judge it against their own anchors; say so, carry on.
-			n.log.Warn("this node's membership credential does not verify here", slog.String(LogErr, err.Error()))
+			n.log.Warn("this node's membership credential does not verify here", slog.String(nii.LogErr, err.Error()))
 		}
 	}
 	return nil
@@ -117,7 +117,7 @@ func (n *Node) authorize(r exchange.AccessRequest) error {
 	}
 	if err != nil || !r.Chunks || n.firstChunkRead(rec) {
 		if _, aerr := n.audit.Append(rec); aerr != nil {
-			n.log.Error("audit log write failed", slog.String(LogErr, aerr.Error()))
+			n.log.Error("audit log write failed", slog.String(nii.LogErr, aerr.Error()))
 			if err == nil && m.Meta.Access == nii.AccessRestricted {
 				return fmt.Errorf("%w: %s: this node cannot record the access, so it refuses it", nii.ErrRefused, m.Ref())
 			}
@@ -283,7 +283,7 @@ func EditConfig(home string, f func(*Config) error) error {
 func (n *Node) trustChanged() {
 	if n.catalog != nil {
 		if k := n.catalog.Reverify(); k > 0 {
-			n.log.Info("catalog org claims re-verified", slog.Int("changed", k))
+			n.log.Info("catalog org claims re-verified", slog.Int(nii.LogCount, k))
 		}
 	}
 }
@@ -318,7 +318,7 @@ func (n *Node) InstallCredential(token string) (*auth.CredentialClaims, error) {
 	if err := n.readvertise(); err != nil {
 		return c, err
 	}
-	n.log.Info("membership credential installed", slog.String("org", c.Org), slog.String("expires", c.ExpiresAt.UTC().Format(time.RFC3339)))
+	n.log.Info("membership credential installed", slog.String(nii.LogOrg, c.Org), slog.String(nii.LogExpires, c.ExpiresAt.UTC().Format(time.RFC3339)))
 	return c, nil
 }
 
@@ -353,7 +353,7 @@ func (n *Node) Revoke(token string) (string, bool, error) {
 // revoked reacts to a new revocation: org claims resting on a revoked
 // credential become unverified, and follows stop using a revoked grant.
 func (n *Node) revoked(jti string) {
-	n.log.Info("token revoked", slog.String("jti", jti))
+	n.log.Info("token revoked", slog.String(nii.LogJTI, jti))
 	n.trustChanged()
 	n.kickFollow()
 }
@@ -381,9 +381,9 @@ func (n *Node) authLoop(retention time.Duration) {
 	defer tick.Stop()
 	prune := func() {
 		if k, err := n.audit.Prune(time.Now().Add(-retention)); err != nil {
-			n.log.Error("audit prune", slog.String(LogErr, err.Error()))
+			n.log.Error("audit prune", slog.String(nii.LogErr, err.Error()))
 		} else if k > 0 {
-			n.log.Info("audit records past retention removed", slog.Int("records", k))
+			n.log.Info("audit records past retention removed", slog.Int(nii.LogCount, k))
 		}
 		n.revocations.Prune(time.Now())
 	}

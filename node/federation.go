@@ -109,10 +109,10 @@ func (n *Node) joinLoop(g *registry.Gossip, addrs []string) {
 		k, err := g.Join(addrs)
 		if err == nil && k > 0 {
 			n.ops.joined.Store(true)
-			n.log.Info("joined federation", slog.Int("reached", k), slog.Int("members", g.NumMembers()))
+			n.log.Info("joined federation", slog.Int(nii.LogCount, k), slog.Int(nii.LogMembers, g.NumMembers()))
 			return
 		}
-		n.log.Warn("cannot reach any member to join yet; retrying", slog.Any("join", addrs), slog.Duration("in", wait), slog.Any(LogErr, err))
+		n.log.Warn("cannot reach any member to join yet; retrying", slog.Any(nii.LogAddr, addrs), slog.Duration(nii.LogRetryIn, wait), slog.Any(nii.LogErr, err))
 		select {
 		case <-n.closeCh:
 			return
@@ -212,7 +212,7 @@ func (n *Node) Withdraw(ctx context.Context, d nii.DatasetID) error {
 		return err
 	}
 	n.gossip.Publish(sa)
-	n.log.Info("withdrawn", slog.String(LogDataset, d.String()))
+	n.log.Info("withdrawn", slog.String(nii.LogDataset, d.String()))
 	return nil
 }
 

@@ -187,7 +187,7 @@ func (n *Node) syncFollows(ctx context.Context) time.Time {
 	next := time.Now().Add(30 * time.Second)
 	follows, err := n.Follows()
 	if err != nil {
-		n.log.Error("read follows", slog.String(LogErr, err.Error()))
+		n.log.Error("read follows", slog.String(nii.LogErr, err.Error()))
 		return next
 	}
 	for i := range follows {
@@ -201,13 +201,13 @@ func (n *Node) syncFollows(ctx context.Context) time.Time {
 		if pub, _, err := n.publisherOf(f.Dataset); err == nil && f.Publisher != "" && pub.Advert.Origin != f.Publisher {
 			f.State, f.NextAttempt = FollowPublisherChanged, time.Time{}
 			f.LastError = fmt.Sprintf("%s is now published by node %s, not %s as when it was followed; follow it again to accept that", f.Dataset, pub.Advert.Origin.Short(), f.Publisher.Short())
-			n.log.Warn("follow stopped", slog.String(LogDataset, f.Dataset.String()), slog.String("why", f.LastError))
+			n.log.Warn("follow stopped", slog.String(nii.LogDataset, f.Dataset.String()), slog.String(nii.LogErr, f.LastError))
 			n.updateFollow(f)
 			continue
 		}
 		if state, why := n.grantUsable(f.Grant); state != "" {
 			f.State, f.LastError, f.NextAttempt = state, why, time.Time{}
-			n.log.Warn("follow stopped", slog.String(LogDataset, f.Dataset.String()), slog.String("why", why))
+			n.log.Warn("follow stopped", slog.String(nii.LogDataset, f.Dataset.String()), slog.String(nii.LogErr, why))
 			n.updateFollow(f)
 			continue
 		}
@@ -260,7 +260,7 @@ func (n *Node) syncFollows(ctx context.Context) time.Time {
 			}
 		}
 		if err := n.updateFollow(f); err != nil {
-			n.log.Error("save follow", slog.String(LogErr, err.Error()))
+			n.log.Error("save follow", slog.String(nii.LogErr, err.Error()))
 		}
 	}
 	return next

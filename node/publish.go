@@ -84,7 +84,7 @@ func (n *Node) Publish(ctx context.Context, r io.Reader, req PublishRequest) (*e
 		t, err := prof.Result()
 		if err != nil {
 			// A .csv that does not parse is still published, as a file.
-			n.log.Warn("not profiled as a table", slog.String(LogDataset, ds.String()), slog.String(LogErr, err.Error()))
+			n.log.Warn("not profiled as a table", slog.String(nii.LogDataset, ds.String()), slog.String(nii.LogErr, err.Error()))
 		} else {
 			meta.Table = t
 		}
@@ -112,12 +112,12 @@ func (n *Node) Publish(ctx context.Context, r io.Reader, req PublishRequest) (*e
 	if err != nil {
 		return nil, fmt.Errorf("publish %s: %w", ds, err)
 	}
-	n.log.Info("published", slog.String(LogDataset, rec.Ref.String()), slog.Int64("bytes", size),
-		slog.Int("chunks", len(chunks)), slog.Duration("took", time.Since(start)))
+	n.log.Info("published", slog.String(nii.LogDataset, rec.Ref.String()), slog.Int64(nii.LogBytes, size),
+		slog.Int(nii.LogChunks, len(chunks)), slog.Duration(nii.LogTook, time.Since(start)))
 	// The version is committed; advertising it can fail without undoing
 	// that, and a restart re-advertises (advertiseHeld).
 	if err := n.advertise(rec); err != nil {
-		n.log.Error("advertise", slog.String(LogDataset, rec.Ref.String()), slog.String(LogErr, err.Error()))
+		n.log.Error("advertise", slog.String(nii.LogDataset, rec.Ref.String()), slog.String(nii.LogErr, err.Error()))
 	}
 	return rec, nil
 }
