@@ -3,12 +3,12 @@ package node
 import (
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/nii-uk/nii"
 	"github.com/nii-uk/nii/node/api"
 	"github.com/nii-uk/nii/registry"
+	"github.com/nii-uk/nii/registry/opendata"
 )
 
 // The federated catalog over the API:
@@ -54,46 +54,7 @@ func (n *Node) Search(q registry.Query) api.CatalogResult {
 	return out
 }
 
-func parseQuery(r *http.Request) (registry.Query, error) {
-	v := r.URL.Query()
-	q := registry.Query{
-		Text:       v.Get("q"),
-		Publisher:  v["publisher"],
-		Theme:      v["theme"],
-		Keyword:    v["keyword"],
-		Licence:    v["licence"],
-		Format:     v["format"],
-		Access:     v["access"],
-		ConformsTo: v["conforms_to"],
-		Sort:       v.Get("sort"),
-		Limit:      20,
-	}
-	switch q.Sort {
-	case "", "relevance", "modified", "title":
-	default:
-		return q, fmt.Errorf("%w sort %q: want relevance, modified or title", nii.ErrInvalid, q.Sort)
-	}
-	if s := v.Get("verified"); s != "" {
-		b, err := strconv.ParseBool(s)
-		if err != nil {
-			return q, fmt.Errorf("%w verified %q: want true or false", nii.ErrInvalid, s)
-		}
-		q.Verified = &b
-	}
-	for name, dst := range map[string]*int{"offset": &q.Offset, "limit": &q.Limit} {
-		if s := v.Get(name); s != "" {
-			k, err := strconv.Atoi(s)
-			if err != nil || k < 0 || (name == "limit" && (k == 0 || k > 1000)) {
-				return q, fmt.Errorf("%w %s %q: want a whole number (limit 1 to 1000)", nii.ErrInvalid, name, s)
-			}
-			*dst = k
-		}
-	}
-	if len(q.Text) > 1000 {
-		return q, fmt.Errorf("%w q: longer than 1000 bytes", nii.ErrInvalid)
-	}
-	return q, nil
-}
+func parseQuery(r *http.Request) (registry.Query, error) { return opendata.CatalogQuery(r.URL.Query()) }
 
 func (n *Node) handleCatalogDataset(w http.ResponseWriter, r *http.Request) {
 	d, err := datasetFromPath(r)
