@@ -520,3 +520,47 @@ func TestRevocationLongestWins(t *testing.T) {
 		}
 	}
 }
+
+func TestWriteKeyPair(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "london-admin.key")
+	kp, err := WriteKeyPair(path, "london-admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kp.PublicPath != filepath.Join(dir, "london-admin.pub") || PublicPath(filepath.Join(dir, "admin")) != filepath.Join(dir, "admin.pub") {
+		t.Fatalf("public path %q", kp.PublicPath)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("private key file: %v %v", fi, err)
+	}
+	k, err := LoadPrivateKey(path)
+	if err != nil || !k.Equal(kp.Key) {
+		t.Fatalf("reloaded key: %v", err)
+	}
+	b, err := os.ReadFile(kp.PublicPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, name, err := ParsePublicKey(b)
+	if err != nil || !pub.Equal(kp.Key.Public()) || name != "london-admin" || kp.Public.Kid != KeyID(pub) {
+		t.Fatalf("public key file: %v %q %v", pub, name, err)
+	}
+	if _, err := WriteKeyPair(path, "again"); err == nil || !strings.Contains(err.Error(), "exists") {
+		t.Fatalf("second WriteKeyPair: %v, want a refusal", err)
+	}
+	if again, _ := LoadPrivateKey(path); !again.Equal(kp.Key) {
+		t.Fatal("the key was overwritten")
+	}
+	// The public half existing alone is enough to refuse, and nothing is written.
+	other := filepath.Join(dir, "other.key")
+	if err := os.WriteFile(PublicPath(other), []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := WriteKeyPair(other, "other"); err == nil {
+		t.Fatal("WriteKeyPair wrote beside an existing public key")
+	}
+	if _, err := os.Stat(other); !os.IsNotExist(err) {
+		t.Fatalf("private key written though the pair was refused: %v", err)
+	}
+}

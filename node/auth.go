@@ -196,7 +196,7 @@ func (n *Node) Trust() []auth.Anchor { return n.anchors.List() }
 func (n *Node) AddTrust(pub ed25519.PublicKey, name string) (auth.Anchor, error) {
 	n.trustMu.Lock()
 	defer n.trustMu.Unlock()
-	if err := EditConfig(n.cfg.Home, func(c *Config) error { return addAnchor(c, pub, name) }); err != nil {
+	if err := TrustIssuer(n.cfg.Home, pub, name); err != nil {
 		return auth.Anchor{}, err
 	}
 	a := n.anchors.Add(pub, name)
@@ -210,12 +210,7 @@ func (n *Node) AddTrust(pub ed25519.PublicKey, name string) (auth.Anchor, error)
 func (n *Node) RemoveTrust(kid string) error {
 	n.trustMu.Lock()
 	defer n.trustMu.Unlock()
-	found := false
-	err := EditConfig(n.cfg.Home, func(c *Config) error {
-		var err error
-		found, err = removeAnchor(c, kid)
-		return err
-	})
+	found, err := UntrustIssuer(n.cfg.Home, kid)
 	if err != nil {
 		return err
 	}
@@ -226,34 +221,67 @@ func (n *Node) RemoveTrust(kid string) error {
 	return nil
 }
 
-func addAnchor(c *Config, pub ed25519.PublicKey, name string) error {
-	kid := auth.KeyID(pub)
-	for i, t := range c.Trust {
-		if t.KID == kid || t.Key == base64.RawURLEncoding.EncodeToString(pub) {
-			c.Trust[i].Name = name
-			return nil
-		}
-	}
-	c.Trust = append(c.Trust, TrustAnchor{Name: name, Key: base64.RawURLEncoding.EncodeToString(pub), KID: kid})
-	return nil
+// TrustIssuer adds an issuer key to home's config.toml, or renames it if
+// it is there already: a key is listed once, however often it is added
+// (copies an older 'nii trust add' left are folded into one). A running
+// node does it through AddTrust, which also trusts the key at once; with no
+// daemon running, 'nii trust add' calls it directly, and the node reads the
+// key at its next start.
+func TrustIssuer(home string, pub ed25519.PublicKey, name string) error {
+	return EditConfig(home, func(c *Config) error { return addAnchor(c, pub, name) })
 }
 
-// RemoveAnchor removes the issuer key with ID kid from c, reporting whether
-// it was there. 'nii trust remove' uses it directly when no daemon runs.
-func RemoveAnchor(c *Config, kid string) (bool, error) { return removeAnchor(c, kid) }
+// UntrustIssuer removes the issuer key with ID kid from home's
+// config.toml, reporting whether it was there. RemoveTrust uses it, and
+// 'nii trust remove' when no daemon runs.
+func UntrustIssuer(home, kid string) (bool, error) {
+	found := false
+	err := EditConfig(home, func(c *Config) error {
+		var err error
+		found, err = removeAnchor(c, kid)
+		return err
+	})
+	return found, err
+}
+
+func addAnchor(c *Config, pub ed25519.PublicKey, name string) error {
+	kid := auth.KeyID(pub)
+	key := base64.RawURLEncoding.EncodeToString(pub)
+	out, found := c.Trust[:0], false
+	for _, t := range c.Trust {
+		if t.KID == kid || strings.TrimRight(t.Key, "=") == key {
+			if found {
+				continue // a copy: drop it
+			}
+			found = true
+			t.Name, t.Key, t.KID = name, key, kid
+		}
+		out = append(out, t)
+	}
+	if !found {
+		out = append(out, TrustAnchor{Name: name, Key: key, KID: kid})
+	}
+	c.Trust = out
+	return nil
+}
 
 func removeAnchor(c *Config, kid string) (bool, error) {
 	as, err := c.anchors()
 	if err != nil {
 		return false, err
 	}
+	// Every copy goes: an older 'nii trust add' may have listed it twice.
+	found := false
+	out := c.Trust[:0]
 	for i, a := range as {
 		if a.KID == kid {
-			c.Trust = append(c.Trust[:i], c.Trust[i+1:]...)
-			return true, nil
+			found = true
+			continue
 		}
+		out = append(out, c.Trust[i])
 	}
-	return false, nil
+	c.Trust = out
+	return found, nil
 }
 
 // EditConfig changes home's config.toml through f, atomically. The daemon

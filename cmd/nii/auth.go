@@ -39,42 +39,15 @@ Give the .pub file to every node: nii trust add FILE.pub.`,
 			if out == "" {
 				return errors.New("--out FILE is required (e.g. --out london-admin.key)")
 			}
-			pubPath := auth.PublicPath(out)
-			if pubPath == out {
-				pubPath = out + ".pub"
-			}
-			for _, p := range []string{out, pubPath} {
-				if _, err := os.Stat(p); err == nil {
-					return fmt.Errorf("%s exists; keygen never overwrites a key", p)
-				}
-			}
 			if name == "" {
 				name = strings.TrimSuffix(filepath.Base(out), filepath.Ext(out))
 			}
-			k, err := auth.GenerateKey()
+			kp, err := auth.WriteKeyPair(out, name)
 			if err != nil {
 				return err
 			}
-			pemb, err := auth.MarshalPrivateKey(k)
-			if err != nil {
-				return err
-			}
-			f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-			if err != nil {
-				return err
-			}
-			if _, err := f.Write(pemb); err != nil {
-				f.Close()
-				return err
-			}
-			if err := f.Close(); err != nil {
-				return err
-			}
-			jwk := auth.PublicJWK(k.Public().(ed25519.PublicKey), name)
+			pubPath, jwk := kp.PublicPath, kp.Public
 			b, _ := json.MarshalIndent(jwk, "", "  ")
-			if err := os.WriteFile(pubPath, append(b, '\n'), 0o644); err != nil {
-				return err
-			}
 			if g.json {
 				return printJSON(cmd.OutOrStdout(), map[string]any{"key": out, "public": pubPath, "kid": jwk.Kid, "jwk": jwk})
 			}
@@ -113,11 +86,8 @@ func trustCmd(g *globals) *cobra.Command {
 					return err
 				}
 			} else if errors.Is(err, api.ErrNotRunning) {
-				err := node.EditConfig(g.home, func(c *node.Config) error {
-					c.Trust = append(c.Trust, node.TrustAnchor{Name: name, Key: b64(pub), KID: auth.KeyID(pub)})
-					return nil
-				})
-				if err != nil {
+				// No daemon: the same config edit the daemon makes.
+				if err := node.TrustIssuer(g.home, pub, name); err != nil {
 					return err
 				}
 				info = &api.TrustInfo{KID: auth.KeyID(pub), Name: name}
@@ -156,13 +126,8 @@ func trustCmd(g *globals) *cobra.Command {
 				if err := cl.RemoveTrust(cmd.Context(), args[0]); err != nil {
 					return err
 				}
-			case errors.Is(err, api.ErrNotRunning): // no daemon: edit the config
-				found := false
-				err := node.EditConfig(g.home, func(c *node.Config) error {
-					var err error
-					found, err = node.RemoveAnchor(c, args[0])
-					return err
-				})
+			case errors.Is(err, api.ErrNotRunning): // no daemon: the same config edit the daemon makes
+				found, err := node.UntrustIssuer(g.home, args[0])
 				if err != nil {
 					return err
 				}
@@ -179,8 +144,6 @@ func trustCmd(g *globals) *cobra.Command {
 	c.AddCommand(add, list, remove)
 	return c
 }
-
-func b64(pub ed25519.PublicKey) string { return auth.PublicJWK(pub, "").X }
 
 // federationOf returns the --federation flag, else the home's federation.
 func federationOf(g *globals, flag string) (string, error) {

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/nii-uk/nii/auth"
+	"github.com/nii-uk/nii/node"
 	"github.com/nii-uk/nii/node/api"
 )
 
@@ -112,5 +113,29 @@ func TestGrantsWorkflow(t *testing.T) {
 	}
 	if r := run(t, greenwich, "audit"); r.code != 0 || !strings.Contains(r.stdout, "granted") {
 		t.Fatalf("audit table: %d %s %s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestTrustAddOfflineListsKeyOnce: 'nii trust add' with no daemon running
+// makes the daemon's own config edit, so adding a key twice leaves one
+// [[trust]] entry (it used to append a copy each time).
+func TestTrustAddOfflineListsKeyOnce(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "london-admin.key")
+	mustNii(t, filepath.Join(dir, "no-node"), "keygen", "--out", key)
+	home := initHome(t, "greenwich")
+	mustNii(t, home, "trust", "add", auth.PublicPath(key))
+	mustNii(t, home, "trust", "add", "--name", "london", auth.PublicPath(key))
+	cfg, err := node.LoadConfig(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(home, node.ConfigFile))
+	if len(cfg.Trust) != 1 || cfg.Trust[0].Name != "london" || bytes.Count(b, []byte("[[trust]]")) != 1 {
+		t.Fatalf("after two offline adds: %+v\n%s", cfg.Trust, b)
+	}
+	mustNii(t, home, "trust", "remove", cfg.Trust[0].KID)
+	if cfg, err := node.LoadConfig(home); err != nil || len(cfg.Trust) != 0 {
+		t.Fatalf("after remove: %+v %v", cfg.Trust, err)
 	}
 }
