@@ -123,13 +123,6 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 	writeJSON(w, status, api.APIError{Error: msg, Code: code})
 }
 
-// errStatus maps an error to an HTTP status and an API error code by its
-// kind (the table is node/api's).
-func errStatus(err error) (int, string) {
-	status, body := api.ErrorFor(err)
-	return status, body.Code
-}
-
 // writeErr writes err as an API error response, its status and code by its
 // kind.
 func writeErr(w http.ResponseWriter, err error) {
