@@ -19,7 +19,10 @@ import (
 
 	"github.com/nii-uk/nii"
 	"github.com/nii-uk/nii/node/api"
+	"go.uber.org/goleak"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // TestDeps keeps the API's package light: a third-party Go client must not
 // link the node's storage or networking.
