@@ -8,15 +8,11 @@
 package nii
 
 import (
-	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
 )
-
-// ErrInvalid is wrapped by every error about a malformed identifier.
-var ErrInvalid = errors.New("invalid")
 
 // slugRE is the shape of an org or dataset name: lowercase letters, digits
 // and hyphens, starting with a letter or digit.

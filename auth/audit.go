@@ -32,7 +32,7 @@ type Record struct {
 	Node    nii.NodeID `json:"node"`          // the requesting node (authenticated)
 	Org     string     `json:"org,omitempty"` // its verified org, if proven
 	Dataset string     `json:"dataset"`       // org/name@N
-	Action  string     `json:"action"`
+	Action  nii.Action `json:"action"`
 	Grant   string     `json:"grant_id,omitempty"` // the grant's jti, if one was presented and decoded
 	Result  string     `json:"result"`             // allowed or refused
 	Reason  string     `json:"reason"`

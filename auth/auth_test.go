@@ -47,7 +47,7 @@ func newFixture(t testing.TB) *fixture {
 
 func (f *fixture) grant(t testing.TB, mod func(*GrantSpec)) (string, *GrantClaims) {
 	t.Helper()
-	s := GrantSpec{Federation: fed, Subject: "lambeth", Datasets: []string{"greenwich/spend-*"}, Actions: []string{"read"}, TTL: time.Hour}
+	s := GrantSpec{Federation: fed, Subject: "lambeth", Datasets: []string{"greenwich/spend-*"}, Actions: []nii.Action{"read"}, TTL: time.Hour}
 	if mod != nil {
 		mod(&s)
 	}
@@ -127,7 +127,7 @@ func TestAttackTokensRefusedWithTheirReason(t *testing.T) {
 	iatFuture := handMint(t, f.admin, hdr, grantClaims(f, func(c map[string]any) { c["iat"] = f.now.Add(time.Hour).Unix() }))
 	wrongAud, _ := f.grant(t, func(s *GrantSpec) { s.Federation = "manchester" })
 	otherDataset, _ := f.grant(t, func(s *GrantSpec) { s.Datasets = []string{"greenwich/planning-*", "lambeth/*"} })
-	syncOnly, _ := f.grant(t, func(s *GrantSpec) { s.Actions = []string{"sync"} })
+	syncOnly, _ := f.grant(t, func(s *GrantSpec) { s.Actions = []nii.Action{"sync"} })
 	bound, _ := f.grant(t, func(s *GrantSpec) { s.Node = f.other })
 	otherOrg, _ := f.grant(t, func(s *GrantSpec) { s.Subject = "southwark" })
 	revoked, revokedClaims := f.grant(t, nil)
@@ -293,14 +293,14 @@ func TestKeyFiles(t *testing.T) {
 
 func TestIssueRefusesBadSpecs(t *testing.T) {
 	k, _ := GenerateKey()
-	base := GrantSpec{Federation: fed, Subject: "lambeth", Datasets: []string{"greenwich/*"}, Actions: []string{"read"}, TTL: time.Hour}
+	base := GrantSpec{Federation: fed, Subject: "lambeth", Datasets: []string{"greenwich/*"}, Actions: []nii.Action{"read"}, TTL: time.Hour}
 	for name, mod := range map[string]func(*GrantSpec){
 		"no federation":  func(s *GrantSpec) { s.Federation = "" },
 		"bad subject":    func(s *GrantSpec) { s.Subject = "Lambeth Council" },
 		"no datasets":    func(s *GrantSpec) { s.Datasets = nil },
 		"bad pattern":    func(s *GrantSpec) { s.Datasets = []string{"greenwich"} },
 		"broken pattern": func(s *GrantSpec) { s.Datasets = []string{"greenwich/[a"} },
-		"bad action":     func(s *GrantSpec) { s.Actions = []string{"write"} },
+		"bad action":     func(s *GrantSpec) { s.Actions = []nii.Action{"write"} },
 		"no ttl":         func(s *GrantSpec) { s.TTL = 0 },
 		"bad node":       func(s *GrantSpec) { s.Node = "12D3KooWnope" },
 	} {
@@ -518,5 +518,49 @@ func TestRevocationLongestWins(t *testing.T) {
 		if _, _, err := revs.Add(forged); ReasonOf(err) != ReasonSignature {
 			t.Fatalf("forged revocation: %v", err)
 		}
+	}
+}
+
+func TestWriteKeyPair(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "london-admin.key")
+	kp, err := WriteKeyPair(path, "london-admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kp.PublicPath != filepath.Join(dir, "london-admin.pub") || PublicPath(filepath.Join(dir, "admin")) != filepath.Join(dir, "admin.pub") {
+		t.Fatalf("public path %q", kp.PublicPath)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("private key file: %v %v", fi, err)
+	}
+	k, err := LoadPrivateKey(path)
+	if err != nil || !k.Equal(kp.Key) {
+		t.Fatalf("reloaded key: %v", err)
+	}
+	b, err := os.ReadFile(kp.PublicPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, name, err := ParsePublicKey(b)
+	if err != nil || !pub.Equal(kp.Key.Public()) || name != "london-admin" || kp.Public.Kid != KeyID(pub) {
+		t.Fatalf("public key file: %v %q %v", pub, name, err)
+	}
+	if _, err := WriteKeyPair(path, "again"); err == nil || !strings.Contains(err.Error(), "exists") {
+		t.Fatalf("second WriteKeyPair: %v, want a refusal", err)
+	}
+	if again, _ := LoadPrivateKey(path); !again.Equal(kp.Key) {
+		t.Fatal("the key was overwritten")
+	}
+	// The public half existing alone is enough to refuse, and nothing is written.
+	other := filepath.Join(dir, "other.key")
+	if err := os.WriteFile(PublicPath(other), []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := WriteKeyPair(other, "other"); err == nil {
+		t.Fatal("WriteKeyPair wrote beside an existing public key")
+	}
+	if _, err := os.Stat(other); !os.IsNotExist(err) {
+		t.Fatalf("private key written though the pair was refused: %v", err)
 	}
 }

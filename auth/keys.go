@@ -174,8 +174,72 @@ func LoadPrivateKey(path string) (ed25519.PrivateKey, error) {
 	return ParsePrivateKey(b)
 }
 
-// PublicPath is where keygen writes the public half of the key at path:
-// "london-admin.key" → "london-admin.pub".
+// PublicPath is where WriteKeyPair writes the public half of the key at
+// path: "london-admin.key" → "london-admin.pub", "admin" → "admin.pub".
 func PublicPath(path string) string {
-	return strings.TrimSuffix(path, ".key") + ".pub"
+	if p := strings.TrimSuffix(path, ".key"); p != path {
+		return p + ".pub"
+	}
+	return path + ".pub"
+}
+
+// KeyPair is an issuer key written to files by WriteKeyPair.
+type KeyPair struct {
+	Key        ed25519.PrivateKey
+	Public     JWK    // the public key, as written
+	Path       string // the private key: PEM PKCS#8, mode 0600
+	PublicPath string // the public key: a JWK, mode 0644
+}
+
+// WriteKeyPair makes a new issuer key named name and writes it: the private
+// key to path (PEM PKCS#8, mode 0600; keep it offline), the public key
+// beside it as a JWK (PublicPath(path), mode 0644; give it to every node).
+// It never overwrites a file: if either exists it fails and writes
+// nothing, and if writing fails half way it removes what it wrote.
+func WriteKeyPair(path, name string) (*KeyPair, error) {
+	kp := &KeyPair{Path: path, PublicPath: PublicPath(path)}
+	for _, p := range []string{kp.Path, kp.PublicPath} {
+		if _, err := os.Lstat(p); err == nil {
+			return nil, fmt.Errorf("%s exists: an issuer key is never overwritten (choose another name, or remove it if it is unused)", p)
+		}
+	}
+	k, err := GenerateKey()
+	if err != nil {
+		return nil, err
+	}
+	pemb, err := MarshalPrivateKey(k)
+	if err != nil {
+		return nil, err
+	}
+	kp.Key = k
+	kp.Public = PublicJWK(k.Public().(ed25519.PublicKey), name)
+	jwk, err := json.MarshalIndent(kp.Public, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := writeNew(kp.Path, pemb, 0o600); err != nil {
+		return nil, err
+	}
+	if err := writeNew(kp.PublicPath, append(jwk, '\n'), 0o644); err != nil {
+		os.Remove(kp.Path)
+		return nil, err
+	}
+	return kp, nil
+}
+
+// writeNew writes a file that must not exist yet, removing it again if the
+// write fails.
+func writeNew(path string, b []byte, mode os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+	}
+	return err
 }

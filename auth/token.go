@@ -21,10 +21,13 @@ const (
 	TypeRevocation = "nii-revocation+jwt"
 )
 
-// Actions a grant may allow.
+// Actions a grant may allow: nii.ActionRead and nii.ActionSync. These names
+// remain for code written before Action moved to package nii.
 const (
-	ActionRead = "read" // pull a version
-	ActionSync = "sync" // follow a dataset: pull each new version
+	// Deprecated: use nii.ActionRead.
+	ActionRead = nii.ActionRead
+	// Deprecated: use nii.ActionSync.
+	ActionSync = nii.ActionSync
 )
 
 // Limits on what is accepted.
@@ -44,7 +47,7 @@ type Confirmation struct {
 type GrantClaims struct {
 	jwt.RegisteredClaims
 	Datasets []string      `json:"datasets"`
-	Actions  []string      `json:"actions"`
+	Actions  []nii.Action  `json:"actions"`
 	Cnf      *Confirmation `json:"cnf,omitempty"`
 }
 
@@ -66,11 +69,11 @@ type RevocationClaims struct {
 // GrantSpec describes a grant to issue.
 type GrantSpec struct {
 	Federation string
-	Subject    string     // an org slug or a node ID
-	Datasets   []string   // patterns: "greenwich/spend-*"
-	Actions    []string   // read, sync
-	Node       nii.NodeID // if set, bind the grant to this node (cnf)
-	NotBefore  time.Time  // zero: now
+	Subject    string       // an org slug or a node ID
+	Datasets   []string     // patterns: "greenwich/spend-*"
+	Actions    []nii.Action // read, sync
+	Node       nii.NodeID   // if set, bind the grant to this node (cnf)
+	NotBefore  time.Time    // zero: now
 	TTL        time.Duration
 }
 
@@ -101,12 +104,12 @@ func MatchDataset(patterns []string, d nii.DatasetID) bool {
 	return false
 }
 
-func checkActions(as []string) error {
+func checkActions(as []nii.Action) error {
 	if len(as) == 0 {
 		return fmt.Errorf("%w: a grant needs at least one action (read, sync)", nii.ErrInvalid)
 	}
 	for _, a := range as {
-		if a != ActionRead && a != ActionSync {
+		if !a.Valid() {
 			return fmt.Errorf("%w action %q: want read or sync", nii.ErrInvalid, a)
 		}
 	}

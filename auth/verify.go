@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -15,7 +16,9 @@ import (
 )
 
 // Reasons a token or a request is refused: stable codes, recorded in the
-// audit log and shown to the refused client.
+// audit log and shown to the refused client. They are the only reason codes
+// nii records or shows: other packages use these constants, never their own
+// strings.
 const (
 	ReasonNoGrant     = "no_grant"            // a restricted dataset and no grant presented
 	ReasonTooLarge    = "too_large"           // over MaxTokenSize
@@ -34,9 +37,15 @@ const (
 	ReasonAction      = "action"              // the action is not granted
 	ReasonSubject     = "subject"             // sub is neither the requesting node nor its verified org
 	ReasonBound       = "bound_to_other_node" // cnf names another node
+
+	// Refusals a serving node makes before any token is looked at.
+	ReasonNotServed         = "not_served"         // this node does not serve it (replicas turned off, the access could not be recorded)
+	ReasonReplicaRestricted = "replica_restricted" // a restricted version asked of a replica: only its publisher serves it
+	ReasonNotChecked        = "not_checked"        // no node was there to check the token against (an offline inspect)
 )
 
-// Denial is why a token or request was refused.
+// Denial is why a token or request was refused. It is of kind
+// nii.ErrRefused, and nii.ReasonOf gives its Reason.
 type Denial struct {
 	Reason string // one of the Reason constants
 	Detail string // for people; never contains the token
@@ -48,6 +57,12 @@ func (d *Denial) Error() string {
 	}
 	return "refused (" + d.Reason + "): " + d.Detail
 }
+
+// Is makes a Denial of kind nii.ErrRefused.
+func (d *Denial) Is(target error) bool { return target == nii.ErrRefused }
+
+// RefusalReason returns d.Reason, for nii.ReasonOf.
+func (d *Denial) RefusalReason() string { return d.Reason }
 
 func deny(reason, format string, args ...any) *Denial {
 	return &Denial{Reason: reason, Detail: fmt.Sprintf(format, args...)}
@@ -292,7 +307,7 @@ func trim(s string, n int) string {
 // Request is an access request a grant is checked against.
 type Request struct {
 	Dataset nii.DatasetID
-	Action  string     // ActionRead or ActionSync
+	Action  nii.Action // nii.ActionRead or nii.ActionSync
 	Node    nii.NodeID // the authenticated requesting node
 	Org     string     // the requesting node's verified org; "" if unproven
 }
@@ -314,7 +329,7 @@ func (v *Verifier) CheckGrant(token string, r Request) (*GrantClaims, error) {
 	if !MatchDataset(g.Datasets, r.Dataset) {
 		return g, deny(ReasonDataset, "%s matches none of the grant's patterns %v", r.Dataset, g.Datasets)
 	}
-	if !contains(g.Actions, r.Action) {
+	if !slices.Contains(g.Actions, r.Action) {
 		return g, deny(ReasonAction, "action %q is not granted (grant allows %v)", r.Action, g.Actions)
 	}
 	if g.Cnf != nil && g.Cnf.Node != r.Node {
@@ -357,13 +372,4 @@ func (v *Verifier) VerifyRevocation(token string) (*RevocationClaims, error) {
 		return r, deny(ReasonClaims, "revokes: want the ID of a grant or credential")
 	}
 	return r, nil
-}
-
-func contains(xs []string, x string) bool {
-	for _, y := range xs {
-		if y == x {
-			return true
-		}
-	}
-	return false
 }

@@ -73,8 +73,8 @@ type catalogPage struct {
 // order, at most limit of them, whether there are more, and the source's
 // watermark for origin (every record of origin up to that seq is held, or
 // was superseded by one that is). An unknown origin is an empty page with
-// watermark 0, not an error. Errors wrapping ErrNotFound,
-// ErrRefused or ErrUnavailable reach the client with that code and their
+// watermark 0, not an error. Errors wrapping nii.ErrNotFound,
+// nii.ErrRefused or nii.ErrUnavailable reach the client with that code and their
 // text; any other error reaches it only as "internal error".
 type CatalogSource interface {
 	CatalogPage(origin nii.NodeID, after uint64, limit int) (recs []*nii.SignedAdvert, more bool, watermark uint64, err error)
@@ -109,7 +109,7 @@ func (h *Host) ServeCatalog(src CatalogSource) {
 // The exchange is bounded by ctx and by a 30 s deadline. Errors wrap
 // ErrUnreachable (no connection to from), ErrNotSupported (from does not
 // serve the catalog), ErrRemote (from answered with an error status, e.g.
-// ErrNotFound), ErrMalformed, or the context's error.
+// nii.ErrNotFound), ErrMalformed, or the context's error.
 func (h *Host) FetchCatalogPage(ctx context.Context, from, origin nii.NodeID, after uint64, limit int) (recs []*nii.SignedAdvert, more bool, watermark uint64, err error) {
 	if err := origin.Validate(); err != nil {
 		return nil, false, 0, fmt.Errorf("fetch catalog: origin: %w", err)

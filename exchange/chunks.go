@@ -67,7 +67,7 @@ func (s *Store) loadCounts() error {
 		if err == nil {
 			return item.Value(func(b []byte) error {
 				if len(b) != 16 {
-					return fmt.Errorf("chunk counts: %w: %d bytes", ErrCorrupt, len(b))
+					return fmt.Errorf("chunk counts: %w: %d bytes", nii.ErrCorrupt, len(b))
 				}
 				s.counts.chunks = int64(binary.BigEndian.Uint64(b))
 				s.counts.bytes = int64(binary.BigEndian.Uint64(b[8:]))

@@ -92,10 +92,14 @@ func chunksTimeout(n int) time.Duration {
 	return chunksTimeoutBase + time.Duration(n)*chunksTimeoutPerChunk
 }
 
-// Actions a client may ask the server's Authorizer for.
+// Actions a client may ask the server's Authorizer for: nii.ActionRead (a
+// pull) and nii.ActionSync (following a dataset). These names remain for
+// code written before Action moved to package nii.
 const (
-	ActionRead = "read" // a pull
-	ActionSync = "sync" // following a dataset
+	// Deprecated: use nii.ActionRead.
+	ActionRead = nii.ActionRead
+	// Deprecated: use nii.ActionSync.
+	ActionSync = nii.ActionSync
 )
 
 // ErrBadChunk is wrapped when a provider sends a chunk that is not what was
@@ -105,13 +109,13 @@ const (
 var ErrBadChunk = errors.New("bad chunk")
 
 // AccessRequest is what an Authorizer decides on: the authenticated remote
-// node asks to perform Action (ActionRead for a pull, ActionSync for
-// following) on the version Manifest, presenting a grant and its
+// node asks to perform Action (nii.ActionRead for a pull, nii.ActionSync
+// for following) on the version Manifest, presenting a grant and its
 // membership credential (either may be "").
 type AccessRequest struct {
 	Remote     nii.NodeID
 	Manifest   *nii.Manifest // shared: must not be modified
-	Action     string
+	Action     nii.Action
 	Grant      string
 	Credential string
 	// Chunks is set for a chunk request (the manifest request of the same
@@ -121,15 +125,15 @@ type AccessRequest struct {
 
 // Authorizer decides an AccessRequest. A nil error allows it. Otherwise
 // the error's text reaches the client with the status code "refused" (the
-// client's error wraps ErrRefused), so it should say which check failed
+// client's error wraps nii.ErrRefused), so it should say which check failed
 // and nothing secret.
 type Authorizer func(AccessRequest) error
 
 // ContentSource is what a node serves manifests and chunks from; *Store
-// satisfies it. Errors from Version and Manifest wrapping ErrNotFound (or
-// ErrRefused, ErrUnavailable) reach the client with that status code and
+// satisfies it. Errors from Version and Manifest wrapping nii.ErrNotFound (or
+// nii.ErrRefused, nii.ErrUnavailable) reach the client with that status code and
 // their text; any other only as "internal error". A Chunk error wrapping
-// ErrNotFound or ErrCorrupt makes the chunk "missing" in the response; any
+// nii.ErrNotFound or nii.ErrCorrupt makes the chunk "missing" in the response; any
 // other resets the stream.
 type ContentSource interface {
 	// Version returns the record of a version held; Version 0 means the
@@ -149,7 +153,7 @@ type manifestRequest struct {
 	Dataset nii.DatasetID `cbor:"1,keyasint"`
 	Version uint64        `cbor:"2,keyasint"`
 	Grant   string        `cbor:"3,keyasint,omitempty"`
-	Action  string        `cbor:"4,keyasint"`
+	Action  nii.Action    `cbor:"4,keyasint"`
 	Cred    string        `cbor:"5,keyasint,omitempty"` // the requester's membership credential
 }
 
@@ -164,7 +168,7 @@ type chunksRequest struct {
 	Manifest nii.Hash   `cbor:"1,keyasint"`
 	Hashes   []nii.Hash `cbor:"2,keyasint"`
 	Grant    string     `cbor:"3,keyasint,omitempty"`
-	Action   string     `cbor:"4,keyasint"`
+	Action   nii.Action `cbor:"4,keyasint"`
 	Cred     string     `cbor:"5,keyasint,omitempty"` // the requester's membership credential
 }
 
@@ -192,9 +196,9 @@ func (b *frameBytes) UnmarshalBinary(p []byte) error {
 // ManifestRequest says which manifest FetchManifest asks for.
 type ManifestRequest struct {
 	Dataset nii.DatasetID
-	Version uint64 // 0: the latest the server holds
-	Grant   string // a JWT access grant, or "" for open datasets
-	Action  string // ActionRead (the default if empty) or ActionSync
+	Version uint64     // 0: the latest the server holds
+	Grant   string     // a JWT access grant, or "" for open datasets
+	Action  nii.Action // nii.ActionRead (the default if empty) or nii.ActionSync
 	// Credential is the requester's membership credential, so a grant to
 	// its org can be checked; "" if it has none.
 	Credential string
@@ -205,20 +209,12 @@ type ChunkRequest struct {
 	Manifest   nii.Hash   // the version being pulled: access is checked against it
 	Hashes     []nii.Hash // 1 to MaxChunksPerRequest chunks of that version
 	Grant      string     // a JWT access grant, or "" for open datasets
-	Action     string     // ActionRead (the default if empty) or ActionSync
+	Action     nii.Action // nii.ActionRead (the default if empty) or nii.ActionSync
 	Credential string     // the requester's membership credential, if any
 }
 
-// checkAction returns the action a request names, "read" if none.
-func checkAction(a string) (string, error) {
-	switch a {
-	case "":
-		return ActionRead, nil
-	case ActionRead, ActionSync:
-		return a, nil
-	}
-	return "", fmt.Errorf("%w action %q: want %q or %q", nii.ErrInvalid, a, ActionRead, ActionSync)
-}
+// checkAction returns the action a request names, read if none.
+func checkAction(a nii.Action) (nii.Action, error) { return nii.ParseAction(string(a)) }
 
 // checkHashCount checks the number of chunks a request asks for.
 func checkHashCount(n int) error {
@@ -263,7 +259,7 @@ func (h *Host) ServedChunks() int64 { return h.servedChunks.Load() }
 // The exchange is bounded by ctx and by a 30 s deadline. Errors wrap
 // nii.ErrInvalid (a request that cannot be sent: invalid dataset or action,
 // a grant too long), ErrUnreachable, ErrNotSupported, ErrRemote (with
-// ErrNotFound, ErrRefused or ErrUnavailable according to the status code),
+// nii.ErrNotFound, nii.ErrRefused or nii.ErrUnavailable according to the status code),
 // nii.ErrBadSignature or nii.ErrInvalid (a manifest that does not verify),
 // ErrMalformed (the wrong manifest, or bytes that are not one), or the
 // context's error.
@@ -297,8 +293,8 @@ func (h *Host) FetchManifest(ctx context.Context, from nii.NodeID, req ManifestR
 // without contacting from. The exchange is bounded by ctx and by a deadline
 // of 30 s plus 1 s per chunk asked for. Errors wrap ErrBadChunk (from sent
 // a chunk that is not what was asked for: drop it as a provider),
-// ErrUnreachable, ErrNotSupported, ErrRemote (with ErrNotFound,
-// ErrRefused or ErrUnavailable according to the status code; "bad_request"
+// ErrUnreachable, ErrNotSupported, ErrRemote (with nii.ErrNotFound,
+// nii.ErrRefused or nii.ErrUnavailable according to the status code; "bad_request"
 // if a hash is not a chunk of the manifest), ErrMalformed, or the context's
 // error.
 func (h *Host) FetchChunks(ctx context.Context, from nii.NodeID, req ChunkRequest, fn func(nii.Hash, []byte) error, missing func(nii.Hash)) error {
@@ -504,9 +500,9 @@ func (cs *contentServer) authorize(req AccessRequest) error {
 }
 
 // refuse answers a refused status carrying the Authorizer's text.
-func refuse(w io.Writer, remote nii.NodeID, action string, m *nii.Manifest, err error) error {
+func refuse(w io.Writer, remote nii.NodeID, action nii.Action, m *nii.Manifest, err error) error {
 	return answer(w, &wireError{Code: codeRefused, Message: err.Error()},
-		fmt.Errorf("%s %s by %s: %w: %w", action, m.Ref(), remote.Short(), ErrRefused, err))
+		fmt.Errorf("%s %s by %s: %w: %w", action, m.Ref(), remote.Short(), nii.ErrRefused, err))
 }
 
 // readRequest reads a request of at most max bytes into v, answering
@@ -550,7 +546,7 @@ func serveManifest(rw io.ReadWriter, remote nii.NodeID, cs *contentServer) error
 		return answer(rw, toWireError(err), fmt.Errorf("manifest of %s: %w", ref, err))
 	}
 	if om.m.Dataset != req.Dataset || (req.Version != 0 && om.m.Version != req.Version) {
-		return answer(rw, internalError(), fmt.Errorf("manifest of %s: %w: the source's record names the manifest of %s", ref, ErrCorrupt, om.m.Ref()))
+		return answer(rw, internalError(), fmt.Errorf("manifest of %s: %w: the source's record names the manifest of %s", ref, nii.ErrCorrupt, om.m.Ref()))
 	}
 	if err := cs.authorize(AccessRequest{Remote: remote, Manifest: om.m, Action: action, Grant: req.Grant, Credential: req.Cred}); err != nil {
 		return refuse(rw, remote, action, om.m, err)
@@ -602,7 +598,7 @@ func serveChunks(rw io.ReadWriter, remote nii.NodeID, cs *contentServer) error {
 		case err == nil && (len(data) == 0 || len(data) > nii.MaxChunkSize):
 			// Not a chunk a manifest can name: the source is corrupt.
 			data = nil
-		case errors.Is(err, ErrNotFound), errors.Is(err, ErrCorrupt):
+		case errors.Is(err, nii.ErrNotFound), errors.Is(err, nii.ErrCorrupt):
 			data = nil
 		case err != nil:
 			// The status has gone: all the client can be told is a reset.
@@ -688,7 +684,7 @@ func (om *openedManifest) cost() int {
 
 // open returns the manifest stored under h, opened, from the cache or the
 // source. A stored manifest that does not verify, or does not hash to h,
-// is ErrCorrupt.
+// is nii.ErrCorrupt.
 func (cs *contentServer) open(h nii.Hash) (*openedManifest, error) {
 	return cs.cache.get(h, func() (*openedManifest, error) {
 		sm, err := cs.src.Manifest(h)
@@ -700,17 +696,17 @@ func (cs *contentServer) open(h nii.Hash) (*openedManifest, error) {
 		}
 		m, mh, err := sm.Open()
 		if err != nil {
-			return nil, fmt.Errorf("manifest %s: %w: %v", shortHash(h), ErrCorrupt, err)
+			return nil, fmt.Errorf("manifest %s: %w: %v", shortHash(h), nii.ErrCorrupt, err)
 		}
 		if mh != h {
-			return nil, fmt.Errorf("manifest %s: %w: it hashes to %s", shortHash(h), ErrCorrupt, shortHash(mh))
+			return nil, fmt.Errorf("manifest %s: %w: it hashes to %s", shortHash(h), nii.ErrCorrupt, shortHash(mh))
 		}
 		enc, err := nii.EncodeSignedManifest(sm)
 		if err != nil {
 			return nil, fmt.Errorf("manifest %s: encode: %w", shortHash(h), err)
 		}
 		if len(enc) > maxManifestResponse-16 {
-			return nil, fmt.Errorf("manifest %s: %w: %d bytes encoded", shortHash(h), ErrCorrupt, len(enc))
+			return nil, fmt.Errorf("manifest %s: %w: %d bytes encoded", shortHash(h), nii.ErrCorrupt, len(enc))
 		}
 		chunks := make([]nii.Hash, len(m.Chunks))
 		for i, c := range m.Chunks {

@@ -84,9 +84,10 @@ func distinctChunks(m *nii.Manifest) []nii.Hash {
 
 // authCall records one Authorizer call.
 type authCall struct {
-	remote        nii.NodeID
-	ref           nii.Ref
-	action, grant string
+	remote nii.NodeID
+	ref    nii.Ref
+	action nii.Action
+	grant  string
 }
 
 // recordingAuth is an Authorizer that records its calls and refuses with
@@ -259,7 +260,7 @@ func TestManifestFetch(t *testing.T) {
 		name    string
 		req     ManifestRequest
 		want    *VersionRecord
-		action  string
+		action  nii.Action
 		grantIn string
 	}{
 		{"latest", ManifestRequest{Dataset: spend}, v2, "read", ""},

@@ -63,20 +63,15 @@ const maxPeerAddrs = 32
 // userAgent is what identify tells peers this node runs.
 const userAgent = "nii"
 
-// Log attribute keys.
-const (
-	logPeer  = "peer"
-	logProto = "protocol"
-	logErr   = "err"
-)
-
 // ErrUnreachable is wrapped when no connection to a peer could be made: no
-// known address, nothing listening, a timeout while dialling.
-var ErrUnreachable = errors.New("peer unreachable")
+// known address, nothing listening, a timeout while dialling. It is of kind
+// nii.ErrUnavailable.
+var ErrUnreachable = nii.Errorf(nii.ErrUnavailable, "peer unreachable")
 
 // ErrNotSupported is wrapped when a peer does not speak the protocol asked
-// for (an older or newer version, or a node that does not serve it).
-var ErrNotSupported = errors.New("protocol not supported by peer")
+// for (an older or newer version, or a node that does not serve it). It is
+// of kind nii.ErrUnavailable: that peer cannot serve it.
+var ErrNotSupported = nii.Errorf(nii.ErrUnavailable, "protocol not supported by peer")
 
 // errClosed is returned by a Host after Close.
 var errClosed = fmt.Errorf("exchange host: %w", net.ErrClosed)
@@ -114,6 +109,7 @@ type Host struct {
 
 	closeOnce sync.Once
 	closeErr  error
+	logSink   *logSink // where libp2p's own records go while the host is open
 
 	served       atomic.Int64 // chunk bytes sent by the chunk protocol (contentproto.go)
 	servedChunks atomic.Int64 // chunks sent by it
@@ -145,6 +141,15 @@ func NewHost(cfg HostConfig) (*Host, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// libp2p's own records go to this host's logger from here on, its
+	// construction's included (libp2plog.go).
+	sink := libp2pLogs.add(log.Handler())
+	ok := false
+	defer func() {
+		if !ok {
+			libp2pLogs.remove(sink)
+		}
+	}()
 
 	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(resourceLimits()), rcmgr.WithMetricsDisabled())
 	if err != nil {
@@ -199,9 +204,11 @@ func NewHost(cfg HostConfig) (*Host, error) {
 		cancel:    cancel,
 		protocols: make(map[protocol.ID]struct{}),
 		streams:   make(map[network.Stream]struct{}),
+		logSink:   sink,
 	}
+	ok = true
 	h.log = log
-	h.log.Debug("p2p listening", slog.Any("addrs", h.Addrs()))
+	h.log.Debug("p2p listening", slog.Any(nii.LogAddr, h.Addrs()))
 	return h, nil
 }
 
@@ -249,12 +256,12 @@ func (h *Host) AddPeerAddrs(id nii.NodeID, addrs []string) {
 		}
 		a, err := ma.NewMultiaddr(s)
 		if err != nil {
-			h.log.Debug("ignoring peer address", slog.String(logPeer, id.Short()), slog.String("addr", s), slog.String(logErr, err.Error()))
+			h.log.Debug("ignoring peer address", slog.String(nii.LogPeer, id.Short()), slog.String(nii.LogAddr, s), slog.String(nii.LogErr, err.Error()))
 			continue
 		}
 		tpt, p := peer.SplitAddr(a)
 		if tpt == nil || (p != "" && p != pid) {
-			h.log.Debug("ignoring peer address", slog.String(logPeer, id.Short()), slog.String("addr", s))
+			h.log.Debug("ignoring peer address", slog.String(nii.LogPeer, id.Short()), slog.String(nii.LogAddr, s))
 			continue
 		}
 		mas = append(mas, tpt)
@@ -286,6 +293,7 @@ func (h *Host) Close() error {
 		h.cancel()
 		h.handlers.Wait()
 		h.closeErr = h.host.Close()
+		libp2pLogs.remove(h.logSink)
 		h.log.Debug("p2p closed")
 	})
 	return h.closeErr
@@ -341,15 +349,15 @@ func (h *Host) serveStream(proto protocol.ID, reserve int, fn handlerFunc, s net
 	}
 	defer h.untrack(s)
 	remote := nii.NodeID(s.Conn().RemotePeer().String())
-	log := h.log.With(slog.String(logPeer, remote.Short()), slog.String(logProto, string(proto)))
+	log := h.log.With(slog.String(nii.LogPeer, remote.Short()), slog.String(nii.LogProtocol, string(proto)))
 	if err := s.SetDeadline(time.Now().Add(requestTimeout)); err != nil {
-		log.Debug("stream deadline", slog.String(logErr, err.Error()))
+		log.Debug("stream deadline", slog.String(nii.LogErr, err.Error()))
 		s.Reset()
 		return
 	}
 	if reserve > 0 {
 		if err := s.Scope().ReserveMemory(reserve, network.ReservationPriorityMedium); err != nil {
-			log.Warn("refusing stream: over resource limits", slog.String(logErr, err.Error()))
+			log.Warn("refusing stream: over resource limits", slog.String(nii.LogErr, err.Error()))
 			if writeError(s, &wireError{Code: codeUnavailable, Message: "over resource limits, try later"}) != nil {
 				s.Reset()
 				return
@@ -365,17 +373,17 @@ func (h *Host) serveStream(proto protocol.ID, reserve int, fn handlerFunc, s net
 	switch {
 	case err == nil:
 		s.Close()
-		log.Debug("served", slog.Duration("took", time.Since(start)))
+		log.Debug("served", slog.Duration(nii.LogTook, time.Since(start)))
 	case errors.As(err, &ans):
 		s.Close()
 		level := slog.LevelDebug // the client's problem, not ours
 		if ans.code == codeInternal {
 			level = slog.LevelWarn
 		}
-		log.Log(context.Background(), level, "answered with an error", slog.String("code", ans.code), slog.String(logErr, err.Error()))
+		log.Log(context.Background(), level, "answered with an error", slog.String(nii.LogCode, ans.code), slog.String(nii.LogErr, err.Error()))
 	default:
 		s.Reset()
-		log.Debug("stream failed", slog.String(logErr, err.Error()))
+		log.Debug("stream failed", slog.String(nii.LogErr, err.Error()))
 	}
 }
 
@@ -432,7 +440,7 @@ func (h *Host) requestWithin(ctx context.Context, to nii.NodeID, proto protocol.
 	if reserve > 0 {
 		if err := s.Scope().ReserveMemory(reserve, network.ReservationPriorityHigh); err != nil {
 			s.Reset()
-			return fmt.Errorf("%w: over local resource limits: %v", ErrUnavailable, err)
+			return fmt.Errorf("%w: over local resource limits: %v", nii.ErrUnavailable, err)
 		}
 		defer s.Scope().ReleaseMemory(reserve)
 	}
@@ -469,7 +477,7 @@ func (h *Host) openError(to nii.NodeID, err error) error {
 	case errors.Is(err, msmux.ErrNotSupported[protocol.ID]{}):
 		return fmt.Errorf("%w: %s", ErrNotSupported, to.Short())
 	case errors.Is(err, network.ErrResourceLimitExceeded):
-		return fmt.Errorf("%w: over local resource limits: %w", ErrUnavailable, err)
+		return fmt.Errorf("%w: over local resource limits: %w", nii.ErrUnavailable, err)
 	}
 	return fmt.Errorf("%w: %s: %w", ErrUnreachable, to.Short(), err)
 }

@@ -24,7 +24,7 @@ type PullRequest struct {
 	// Providers to try, best first (the publisher and replicas).
 	Providers []nii.NodeID
 	Grant     string
-	Action    string // "read" (default) or "sync"
+	Action    nii.Action // nii.ActionRead (default) or nii.ActionSync
 	// Credential is this node's membership credential, presented with the
 	// grant so providers can check a grant made out to its org.
 	Credential string
@@ -46,8 +46,9 @@ type PullResult struct {
 	Dropped       []nii.NodeID         // providers dropped for bad data or errors
 }
 
-// ErrNoProvider is returned when no provider could serve the pull.
-var ErrNoProvider = errors.New("no reachable provider")
+// ErrNoProvider is returned when no provider could serve the pull. It is of
+// kind nii.ErrUnavailable.
+var ErrNoProvider = nii.Errorf(nii.ErrUnavailable, "no reachable provider")
 
 // Pull fetches a version into the store: the manifest first (verified
 // against the publisher's signature and the advertised hash), then only the

@@ -44,11 +44,16 @@ func versionKey(d nii.DatasetID, v uint64) []byte {
 	return binary.BigEndian.AppendUint64(datasetPrefix(d), v)
 }
 
-// Errors a caller may branch on.
+// The store's errors are of the root kinds: nii.ErrNotFound, nii.ErrCorrupt,
+// nii.ErrExists. These names remain for code written before the kinds
+// moved there.
 var (
-	ErrNotFound = errors.New("not found")
-	ErrCorrupt  = errors.New("corrupt")
-	ErrExists   = errors.New("already exists")
+	// Deprecated: use nii.ErrNotFound.
+	ErrNotFound = nii.ErrNotFound
+	// Deprecated: use nii.ErrCorrupt.
+	ErrCorrupt = nii.ErrCorrupt
+	// Deprecated: use nii.ErrExists.
+	ErrExists = nii.ErrExists
 )
 
 // VersionRecord is what the store keeps per version besides the manifest:
@@ -196,7 +201,7 @@ func (s *Store) has(key []byte) (bool, error) {
 // PutChunk stores one chunk after checking that b hashes to h.
 func (s *Store) PutChunk(h nii.Hash, b []byte) error {
 	if nii.HashOf(b) != h {
-		return fmt.Errorf("chunk %s: %w: content does not match its hash", h, ErrCorrupt)
+		return fmt.Errorf("chunk %s: %w: content does not match its hash", h, nii.ErrCorrupt)
 	}
 	return s.putChunks([]chunkData{{h, b}})
 }
@@ -213,13 +218,13 @@ func (s *Store) Chunk(h nii.Hash) ([]byte, error) {
 		return err
 	})
 	if errors.Is(err, badger.ErrKeyNotFound) {
-		return nil, fmt.Errorf("chunk %s: %w", h, ErrNotFound)
+		return nil, fmt.Errorf("chunk %s: %w", h, nii.ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("chunk %s: %w", h, err)
 	}
 	if nii.HashOf(b) != h {
-		return nil, fmt.Errorf("chunk %s: %w: stored bytes do not match the hash", h, ErrCorrupt)
+		return nil, fmt.Errorf("chunk %s: %w: stored bytes do not match the hash", h, nii.ErrCorrupt)
 	}
 	return b, nil
 }
@@ -229,7 +234,7 @@ func (s *Store) Chunk(h nii.Hash) ([]byte, error) {
 // that is taken.
 func (s *Store) NextVersion(d nii.DatasetID) (uint64, error) {
 	latest, err := s.Latest(d)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, nii.ErrNotFound) {
 		return 1, nil
 	}
 	if err != nil {
@@ -258,7 +263,7 @@ func (s *Store) Publish(d nii.DatasetID, build func(version uint64) (*nii.Signed
 // Commit verifies and stores a signed manifest and makes its version visible.
 // Every chunk it names must already be stored. Committing the same manifest
 // twice is a no-op; committing a different manifest for a version that
-// exists is ErrExists.
+// exists is nii.ErrExists.
 func (s *Store) Commit(sm *nii.SignedManifest) (*VersionRecord, error) {
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
@@ -276,7 +281,7 @@ func (s *Store) commitLocked(sm *nii.SignedManifest) (*VersionRecord, error) {
 			return nil, err
 		}
 		if !has {
-			return nil, fmt.Errorf("commit %s: chunk %s: %w", m.Ref(), c.Hash, ErrNotFound)
+			return nil, fmt.Errorf("commit %s: chunk %s: %w", m.Ref(), c.Hash, nii.ErrNotFound)
 		}
 	}
 	// Make sure every chunk is durable before the version that names them.
@@ -314,7 +319,7 @@ func (s *Store) commitLocked(sm *nii.SignedManifest) (*VersionRecord, error) {
 				rec.Ref = m.Ref()
 				return errSame
 			}
-			return fmt.Errorf("%s: %w with another manifest", m.Ref(), ErrExists)
+			return fmt.Errorf("%s: %w with another manifest", m.Ref(), nii.ErrExists)
 		}
 		if !errors.Is(err, badger.ErrKeyNotFound) {
 			return err
@@ -352,10 +357,10 @@ func (s *Store) Version(r nii.Ref) (*VersionRecord, error) {
 		return item.Value(func(b []byte) error { return nii.Unmarshal(b, &rec) })
 	})
 	if errors.Is(err, badger.ErrKeyNotFound) {
-		if _, lerr := s.Latest(r.Dataset); errors.Is(lerr, ErrNotFound) {
-			return nil, fmt.Errorf("dataset %s: %w", r.Dataset, ErrNotFound)
+		if _, lerr := s.Latest(r.Dataset); errors.Is(lerr, nii.ErrNotFound) {
+			return nil, fmt.Errorf("dataset %s: %w", r.Dataset, nii.ErrNotFound)
 		}
-		return nil, fmt.Errorf("version %s: %w", r, ErrNotFound)
+		return nil, fmt.Errorf("version %s: %w", r, nii.ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("version %s: %w", r, err)
@@ -389,7 +394,7 @@ func (s *Store) Latest(d nii.DatasetID) (*VersionRecord, error) {
 		return nil, err
 	}
 	if rec == nil {
-		return nil, fmt.Errorf("dataset %s: %w", d, ErrNotFound)
+		return nil, fmt.Errorf("dataset %s: %w", d, nii.ErrNotFound)
 	}
 	return rec, nil
 }
@@ -398,16 +403,16 @@ func decodeVersion(item *badger.Item) (*VersionRecord, error) {
 	k := item.Key()
 	rest := k[len(prefixVersion):]
 	if len(rest) < 8+3 {
-		return nil, fmt.Errorf("version key %q: %w", k, ErrCorrupt)
+		return nil, fmt.Errorf("version key %q: %w", k, nii.ErrCorrupt)
 	}
 	dsPart := string(rest[:len(rest)-9]) // strip "/" + 8 bytes
 	d, err := nii.ParseDatasetID(dsPart)
 	if err != nil {
-		return nil, fmt.Errorf("version key %q: %w", k, ErrCorrupt)
+		return nil, fmt.Errorf("version key %q: %w", k, nii.ErrCorrupt)
 	}
 	var rec VersionRecord
 	if err := item.Value(func(b []byte) error { return nii.Unmarshal(b, &rec) }); err != nil {
-		return nil, fmt.Errorf("version record %s: %w: %v", d, ErrCorrupt, err)
+		return nil, fmt.Errorf("version record %s: %w: %v", d, nii.ErrCorrupt, err)
 	}
 	rec.Ref = nii.Ref{Dataset: d, Version: binary.BigEndian.Uint64(rest[len(rest)-8:])}
 	return &rec, nil
@@ -451,7 +456,7 @@ func (s *Store) Manifest(h nii.Hash) (*nii.SignedManifest, error) {
 		})
 	})
 	if errors.Is(err, badger.ErrKeyNotFound) {
-		return nil, fmt.Errorf("manifest %s: %w", h, ErrNotFound)
+		return nil, fmt.Errorf("manifest %s: %w", h, nii.ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("manifest %s: %w", h, err)
@@ -467,17 +472,17 @@ func (s *Store) OpenManifest(rec *VersionRecord) (*nii.Manifest, error) {
 	}
 	m, h, err := sm.Open()
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w: %v", rec.Ref, ErrCorrupt, err)
+		return nil, fmt.Errorf("%s: %w: %v", rec.Ref, nii.ErrCorrupt, err)
 	}
 	if h != rec.Manifest {
-		return nil, fmt.Errorf("%s: %w: manifest hash mismatch", rec.Ref, ErrCorrupt)
+		return nil, fmt.Errorf("%s: %w: manifest hash mismatch", rec.Ref, nii.ErrCorrupt)
 	}
 	return m, nil
 }
 
 // WriteTo writes the content of a version to w, verifying every chunk's
 // hash before its bytes are written. A corrupt or missing chunk stops the
-// write with an error wrapping ErrCorrupt or ErrNotFound.
+// write with an error wrapping nii.ErrCorrupt or nii.ErrNotFound.
 func (s *Store) WriteTo(ctx context.Context, rec *VersionRecord, w io.Writer) (int64, error) {
 	m, err := s.OpenManifest(rec)
 	if err != nil {
@@ -493,7 +498,7 @@ func (s *Store) WriteTo(ctx context.Context, rec *VersionRecord, w io.Writer) (i
 			return n, fmt.Errorf("%s chunk %d of %d: %w", rec.Ref, i+1, len(m.Chunks), err)
 		}
 		if len(b) != int(c.Size) {
-			return n, fmt.Errorf("%s chunk %d: %w: size %d, manifest says %d", rec.Ref, i+1, ErrCorrupt, len(b), c.Size)
+			return n, fmt.Errorf("%s chunk %d: %w: size %d, manifest says %d", rec.Ref, i+1, nii.ErrCorrupt, len(b), c.Size)
 		}
 		k, err := w.Write(b)
 		n += int64(k)

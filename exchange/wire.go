@@ -43,24 +43,48 @@ var (
 	// ErrRemote is wrapped by every error status a remote node answers with;
 	// the error's text carries the code and the remote's message.
 	ErrRemote = errors.New("remote error")
-	// ErrRefused is wrapped when the remote refused the request (status code
-	// "refused"): the caller is not allowed what it asked for.
-	ErrRefused = errors.New("refused")
-	// ErrUnavailable is wrapped when the remote could not serve the request
-	// for now (status code "unavailable": shutting down, over its resource
-	// limits); trying again later, or elsewhere, may work.
-	ErrUnavailable = errors.New("unavailable")
+
+	// Deprecated: use nii.ErrRefused (status code "refused").
+	ErrRefused = nii.ErrRefused
+	// Deprecated: use nii.ErrUnavailable (status code "unavailable").
+	ErrUnavailable = nii.ErrUnavailable
 )
 
 // Status codes carried by a status message that is not OK. A client must
 // accept codes it does not know and treat them like codeInternal.
 const (
-	codeNotFound    = "not_found"   // the thing asked for does not exist here; wraps ErrNotFound
-	codeRefused     = "refused"     // not allowed (no grant, not a member); wraps ErrRefused
-	codeBadRequest  = "bad_request" // the request was malformed or out of range
-	codeUnavailable = "unavailable" // try later: shutting down, over resource limits; wraps ErrUnavailable
+	codeNotFound    = "not_found"   // the thing asked for does not exist here: nii.ErrNotFound
+	codeRefused     = "refused"     // not allowed (no grant, not a member): nii.ErrRefused
+	codeBadRequest  = "bad_request" // the request was malformed or out of range: nii.ErrInvalid
+	codeUnavailable = "unavailable" // try later: shutting down, over resource limits: nii.ErrUnavailable
 	codeInternal    = "internal"    // the server failed; details are in its log, not on the wire
 )
+
+// wireCodes is the one table between error kinds and status codes, used
+// both ways: a server answers an error of a kind listed here with its code
+// (and its text); a client's error for that code is of that kind. Kinds not
+// listed (exists, ambiguous, corrupt, ...) are server-side matters and go
+// out as codeInternal, their details kept in the server's log. The order is
+// nii.Kinds': an error of two kinds is sent as the first.
+var wireCodes = []struct {
+	kind error
+	code string
+}{
+	{nii.ErrInvalid, codeBadRequest},
+	{nii.ErrRefused, codeRefused},
+	{nii.ErrUnavailable, codeUnavailable},
+	{nii.ErrNotFound, codeNotFound},
+}
+
+// wireKind returns the kind a status code stands for, or nil.
+func wireKind(code string) error {
+	for _, c := range wireCodes {
+		if c.code == code {
+			return c.kind
+		}
+	}
+	return nil
+}
 
 // Limits on the envelope itself.
 const (
@@ -81,8 +105,7 @@ type status struct {
 // wireError is an error status as sent or received: Code is one of the code
 // constants (or a code this version does not know), Message is for people.
 // It is the error a client gets when the remote answers with an error status;
-// errors.Is matches ErrRemote, and ErrNotFound, ErrRefused or ErrUnavailable
-// according to the code.
+// errors.Is matches ErrRemote, and the kind wireCodes gives the code.
 type wireError struct {
 	Code    string
 	Message string
@@ -95,20 +118,32 @@ func (e *wireError) Error() string {
 	return "remote: " + e.Code + ": " + e.Message
 }
 
-// Is lets errors.Is match ErrRemote for every error status and the sentinel
+// Is lets errors.Is match ErrRemote for every error status and the kind
 // that corresponds to the code.
 func (e *wireError) Is(target error) bool {
-	switch target {
-	case ErrRemote:
+	if target == ErrRemote {
 		return true
-	case ErrNotFound:
-		return e.Code == codeNotFound
-	case ErrRefused:
-		return e.Code == codeRefused
-	case ErrUnavailable:
-		return e.Code == codeUnavailable
 	}
-	return false
+	k := wireKind(e.Code)
+	return k != nil && k == target
+}
+
+// RefusalReason returns the reason code of a refusal, for nii.ReasonOf. A
+// refusal's message starts with the refusing check's reason in parentheses
+// when package auth made it: "refused (no_grant): ...".
+func (e *wireError) RefusalReason() string {
+	if e.Code != codeRefused {
+		return ""
+	}
+	rest, ok := strings.CutPrefix(e.Message, "refused (")
+	if !ok {
+		return ""
+	}
+	reason, _, ok := strings.Cut(rest, ")")
+	if !ok || reason == "" || strings.IndexFunc(reason, func(r rune) bool { return (r < 'a' || r > 'z') && r != '_' }) >= 0 {
+		return ""
+	}
+	return reason
 }
 
 // badRequest returns a wireError with code bad_request.
@@ -117,20 +152,18 @@ func badRequest(format string, a ...any) *wireError {
 }
 
 // toWireError turns an error a handler or a source returned into the status
-// a client sees. Errors that are not wireErrors and do not wrap a known
-// sentinel become "internal" with a generic message: server-side details
+// a client sees. Errors that are not wireErrors and are of no kind in
+// wireCodes become "internal" with a generic message: server-side details
 // (paths, database errors) stay in the server's log.
 func toWireError(err error) *wireError {
 	var we *wireError
-	switch {
-	case errors.As(err, &we):
+	if errors.As(err, &we) {
 		return we
-	case errors.Is(err, ErrNotFound):
-		return &wireError{Code: codeNotFound, Message: err.Error()}
-	case errors.Is(err, ErrRefused):
-		return &wireError{Code: codeRefused, Message: err.Error()}
-	case errors.Is(err, ErrUnavailable):
-		return &wireError{Code: codeUnavailable, Message: err.Error()}
+	}
+	for _, c := range wireCodes {
+		if errors.Is(err, c.kind) {
+			return &wireError{Code: c.code, Message: err.Error()}
+		}
 	}
 	return internalError()
 }

@@ -7,13 +7,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"time"
 
 	"github.com/nii-uk/nii"
 	"github.com/nii-uk/nii/exchange"
+	"github.com/nii-uk/nii/node/api"
 )
 
 // The local HTTP API. Read endpoints are public (catalog metadata is public
@@ -29,58 +29,8 @@ import (
 //
 // docs/api.md documents each.
 
-// Status is what GET /api/v1/status returns.
-type Status struct {
-	ID           nii.NodeID        `json:"id"`
-	Org          string            `json:"org"`
-	OrgName      string            `json:"org_name,omitempty"`
-	Federation   string            `json:"federation"`
-	RegistryOnly bool              `json:"registry_only"`
-	Addresses    map[string]string `json:"addresses"`
-	Uptime       string            `json:"uptime"`
-	Store        exchange.Stats    `json:"store"`
-	P2PAddrs     []string          `json:"p2p_addrs"`
-	Members      int               `json:"members"` // live gossip members, this node included
-	Catalog      CatalogStats      `json:"catalog"`
-	Version      string            `json:"version"`
-}
-
-// CatalogStats summarises this node's view of the federated catalog.
-type CatalogStats struct {
-	Datasets int              `json:"datasets"` // searchable adverts
-	Origins  int              `json:"origins"`  // nodes records came from
-	Applied  int64            `json:"applied"`  // records accepted since start
-	Rejected map[string]int64 `json:"rejected"` // records refused since start, by reason
-}
-
-// VersionInfo describes one stored version.
-type VersionInfo struct {
-	Ref string `json:"ref"` // org/name@N
-	exchange.VersionRecord
-	Version uint64 `json:"version"`
-}
-
-// DatasetInfo describes one dataset held and its versions, oldest first.
-type DatasetInfo struct {
-	ID       string        `json:"id"` // org/name
-	Latest   uint64        `json:"latest"`
-	Role     string        `json:"role,omitempty"` // "publisher" (this node's) or "replica" (pulled)
-	Follow   *Follow       `json:"follow,omitempty"`
-	Versions []VersionInfo `json:"versions"`
-}
-
-// APIError is the body of every error response.
-type APIError struct {
-	Error string `json:"error"`
-	Code  string `json:"code"` // invalid, not_found, exists, unauthorized, conflict, unavailable, internal
-}
-
 // BuildVersion is set by the linker (-X) for release builds.
 var BuildVersion = "dev"
-
-func versionInfo(rec *exchange.VersionRecord) VersionInfo {
-	return VersionInfo{Ref: rec.Ref.String(), VersionRecord: *rec, Version: rec.Ref.Version}
-}
 
 func (n *Node) startAPI() error {
 	ln, err := net.Listen("tcp", n.cfg.API)
@@ -109,7 +59,7 @@ func (n *Node) startAPI() error {
 	go func() {
 		defer n.wg.Done()
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			n.log.Error("api server stopped", slog.String(LogErr, err.Error()))
+			n.log.Error("api server stopped", slog.String(nii.LogErr, err.Error()))
 		}
 	}()
 	return nil
@@ -153,7 +103,7 @@ func (n *Node) apiHandler() http.Handler {
 func (n *Node) admin(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !n.hasAdminToken(r) {
-			writeError(w, http.StatusUnauthorized, "unauthorized", "this action needs the node's admin token (the nii CLI reads it from the home's "+TokenFile+")")
+			writeErr(w, nii.Errorf(nii.ErrUnauthorized, "this action needs the node's admin token (the nii CLI reads it from the home's %s)", TokenFile))
 			return
 		}
 		h(w, r)
@@ -168,34 +118,16 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	enc.Encode(v)
 }
 
-func writeError(w http.ResponseWriter, code int, kind, msg string) {
-	writeJSON(w, code, APIError{Error: msg, Code: kind})
+// writeError writes an error response with an explicit status and code.
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, api.APIError{Error: msg, Code: code})
 }
 
-// errStatus maps an error to an HTTP status and an API error code by what
-// it wraps. It is the one place that mapping lives.
-func errStatus(err error) (int, string) {
-	switch {
-	case errors.Is(err, nii.ErrInvalid):
-		return http.StatusBadRequest, "invalid"
-	case errors.Is(err, exchange.ErrRefused):
-		return http.StatusForbidden, "refused"
-	case errors.Is(err, exchange.ErrNoProvider):
-		return http.StatusServiceUnavailable, "unavailable"
-	case errors.Is(err, exchange.ErrNotFound):
-		return http.StatusNotFound, "not_found"
-	case errors.Is(err, exchange.ErrExists):
-		return http.StatusConflict, "exists"
-	case errors.Is(err, ErrRegistryOnly):
-		return http.StatusConflict, "conflict"
-	}
-	return http.StatusInternalServerError, "internal"
-}
-
-// writeErr writes err as an API error response.
+// writeErr writes err as an API error response, its status and code by its
+// kind.
 func writeErr(w http.ResponseWriter, err error) {
-	code, kind := errStatus(err)
-	writeError(w, code, kind, err.Error())
+	status, body := api.ErrorFor(err)
+	writeJSON(w, status, body)
 }
 
 func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
@@ -208,12 +140,12 @@ func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 // Status reports the node's identity, addresses and counts.
-func (n *Node) Status() (*Status, error) {
+func (n *Node) Status() (*api.Status, error) {
 	stats, err := n.store.Stats()
 	if err != nil {
 		return nil, err
 	}
-	return &Status{
+	return &api.Status{
 		ID:           n.id,
 		Org:          n.cfg.Org,
 		OrgName:      n.cfg.OrgName,
@@ -222,12 +154,12 @@ func (n *Node) Status() (*Status, error) {
 		Addresses:    map[string]string{"api": n.APIAddr(), "gossip": n.gossip.Addr()},
 		P2PAddrs:     n.host.Addrs(),
 		Members:      n.gossip.NumMembers(),
-		Catalog: CatalogStats{
+		Catalog: api.CatalogStats{
 			Datasets: n.catalog.Len(), Origins: n.catalog.Origins(),
 			Applied: n.catalog.Applied(), Rejected: n.catalog.Rejected(),
 		},
 		Uptime:  time.Since(n.startAt).Round(time.Second).String(),
-		Store:   stats,
+		Store:   storeStats(stats),
 		Version: BuildVersion,
 	}, nil
 }
@@ -243,7 +175,7 @@ func (n *Node) handleDatasets(w http.ResponseWriter, r *http.Request) {
 
 // Datasets lists what this node holds — its own datasets and replicas —
 // and what it follows, with sync state.
-func (n *Node) Datasets() ([]DatasetInfo, error) {
+func (n *Node) Datasets() ([]api.DatasetInfo, error) {
 	recs, err := n.store.Versions(nil)
 	if err != nil {
 		return nil, err
@@ -253,14 +185,14 @@ func (n *Node) Datasets() ([]DatasetInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	byID := map[string]*Follow{}
+	byID := map[string]*api.Follow{}
 	for i := range follows {
-		byID[follows[i].Dataset.String()] = &follows[i]
+		byID[follows[i].Dataset.String()] = followInfo(&follows[i])
 	}
 	for i := range ds {
-		ds[i].Role = "replica"
+		ds[i].Role = api.RoleReplica
 		if len(ds[i].Versions) > 0 && ds[i].Versions[0].Publisher == n.id {
-			ds[i].Role = "publisher"
+			ds[i].Role = api.RolePublisher
 		}
 		if f := byID[ds[i].ID]; f != nil {
 			ds[i].Follow = f
@@ -268,19 +200,19 @@ func (n *Node) Datasets() ([]DatasetInfo, error) {
 		}
 	}
 	for _, f := range follows {
-		if byID[f.Dataset.String()] != nil {
-			ds = append(ds, DatasetInfo{ID: f.Dataset.String(), Role: "replica", Follow: byID[f.Dataset.String()], Versions: []VersionInfo{}})
+		if fi := byID[f.Dataset.String()]; fi != nil {
+			ds = append(ds, api.DatasetInfo{ID: f.Dataset.String(), Role: api.RoleReplica, Follow: fi, Versions: []api.VersionInfo{}})
 		}
 	}
 	return ds, nil
 }
 
-func groupDatasets(recs []*exchange.VersionRecord) []DatasetInfo {
-	out := []DatasetInfo{}
+func groupDatasets(recs []*exchange.VersionRecord) []api.DatasetInfo {
+	out := []api.DatasetInfo{}
 	for _, rec := range recs {
 		id := rec.Ref.Dataset.String()
 		if len(out) == 0 || out[len(out)-1].ID != id {
-			out = append(out, DatasetInfo{ID: id})
+			out = append(out, api.DatasetInfo{ID: id})
 		}
 		d := &out[len(out)-1]
 		d.Versions = append(d.Versions, versionInfo(rec))
@@ -317,7 +249,7 @@ func (n *Node) handleDataset(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(recs) == 0 {
-		writeErr(w, fmt.Errorf("dataset %s: %w", d, exchange.ErrNotFound))
+		writeErr(w, fmt.Errorf("dataset %s: %w", d, nii.ErrNotFound))
 		return
 	}
 	writeJSON(w, http.StatusOK, groupDatasets(recs)[0])
@@ -343,7 +275,7 @@ func (n *Node) handleVersion(w http.ResponseWriter, r *http.Request) {
 
 // TrailerError carries an error that happened after a content response
 // started: the client must treat the body as failed if it is set.
-const TrailerError = "Nii-Error"
+const TrailerError = api.TrailerError
 
 func (n *Node) handleContent(w http.ResponseWriter, r *http.Request) {
 	rec, err := n.versionFromPath(r)
@@ -355,18 +287,18 @@ func (n *Node) handleContent(w http.ResponseWriter, r *http.Request) {
 	// other readers (a dashboard, a harvester, the relay) need a grant and
 	// the libp2p protocols, which check it.
 	if rec.Meta.Access == nii.AccessRestricted && !n.hasAdminToken(r) {
-		writeError(w, http.StatusForbidden, "refused", fmt.Sprintf("%s is restricted: its content is served over this API only with the node's admin token (other members pull it with a grant)", rec.Ref))
+		writeErr(w, nii.Errorf(nii.ErrRefused, "%s is restricted: its content is served over this API only with the node's admin token (other members pull it with a grant)", rec.Ref))
 		return
 	}
 	h := w.Header()
 	h.Set("Trailer", TrailerError)
 	h.Set("Content-Type", rec.Meta.MediaType)
-	h.Set("Nii-Ref", rec.Ref.String())
-	h.Set("Nii-Size", strconv.FormatInt(rec.Size, 10))
-	h.Set("Nii-Manifest", rec.Manifest.String())
+	h.Set(api.HeaderRef, rec.Ref.String())
+	h.Set(api.HeaderSize, strconv.FormatInt(rec.Size, 10))
+	h.Set(api.HeaderManifest, rec.Manifest.String())
 	w.WriteHeader(http.StatusOK)
 	if _, err := n.store.WriteTo(r.Context(), rec, w); err != nil {
-		n.log.Error("export failed", slog.String(LogDataset, rec.Ref.String()), slog.String(LogErr, err.Error()))
+		n.log.Error("export failed", slog.String(nii.LogDataset, rec.Ref.String()), slog.String(nii.LogErr, err.Error()))
 		h.Set(TrailerError, err.Error())
 	}
 }
@@ -381,32 +313,12 @@ func (n *Node) handlePublish(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, fmt.Errorf("%w dataset %s: this node publishes for org %q only", nii.ErrInvalid, d, n.cfg.Org))
 		return
 	}
-	q := r.URL.Query()
-	access, err := nii.ParseAccess(q.Get("access"))
-	if err != nil && q.Get("access") != "" {
+	o, err := api.ParsePublishQuery(r.URL.Query())
+	if err != nil {
 		writeErr(w, err)
 		return
 	}
-	if q.Get("access") == "" {
-		access = ""
-	}
-	req := PublishRequest{
-		Name:     d.Name,
-		Filename: filepath.Base(q.Get("filename")),
-		Meta: nii.Metadata{
-			Title:       q.Get("title"),
-			Description: q.Get("description"),
-			Licence:     q.Get("licence"),
-			Keywords:    q["keyword"],
-			Themes:      q["theme"],
-			Access:      access,
-			ConformsTo:  q.Get("conforms_to"),
-			MediaType:   q.Get("media_type"),
-		},
-	}
-	if req.Filename == "." || req.Filename == string(os.PathSeparator) {
-		req.Filename = ""
-	}
+	req := PublishRequest{Name: d.Name, Filename: o.Filename, Meta: o.Meta}
 	rec, err := n.Publish(r.Context(), r.Body, req)
 	if err != nil {
 		writeErr(w, err)

@@ -7,10 +7,10 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/nii-uk/nii"
 	"github.com/nii-uk/nii/auth"
+	"github.com/nii-uk/nii/node/api"
 )
 
 // The trust endpoints:
@@ -23,7 +23,7 @@ import (
 //	PUT    /api/v1/credential            admin; body: a membership credential (JWT)
 //	GET    /api/v1/revocations           revocations held
 //	POST   /api/v1/revocations           admin; body: a revocation (JWT); spread by gossip
-//	POST   /api/v1/grants/inspect        body: InspectBody → auth.Report
+//	POST   /api/v1/grants/inspect        body: api.InspectRequest → api.TokenReport
 //	GET    /api/v1/audit?after=&limit=&order=newest&dataset=&node=&result=   admin
 func (n *Node) authRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /.well-known/jwks.json", n.handleJWKS)
@@ -55,19 +55,8 @@ func (n *Node) handleJWKS(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(n.JWKS())
 }
 
-// TrustInfo is one trusted issuer key as the API lists it.
-type TrustInfo struct {
-	KID  string   `json:"kid"`
-	Name string   `json:"name,omitempty"`
-	JWK  auth.JWK `json:"jwk"`
-}
-
-func trustInfo(a auth.Anchor) TrustInfo {
-	return TrustInfo{KID: a.KID, Name: a.Name, JWK: auth.PublicJWK(a.Key, a.Name)}
-}
-
 func (n *Node) handleTrust(w http.ResponseWriter, r *http.Request) {
-	out := []TrustInfo{}
+	out := []api.TrustInfo{}
 	for _, a := range n.Trust() {
 		out = append(out, trustInfo(a))
 	}
@@ -108,25 +97,12 @@ func (n *Node) handleTrustRemove(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// CredentialInfo is what GET /api/v1/credential returns.
-type CredentialInfo struct {
-	Installed bool      `json:"installed"`
-	Org       string    `json:"org,omitempty"`
-	Name      string    `json:"name,omitempty"`
-	Issuer    string    `json:"issuer,omitempty"`
-	ID        string    `json:"id,omitempty"`
-	Expires   time.Time `json:"expires,omitzero"`
-	Valid     bool      `json:"valid"`            // verifies against this node's own anchors
-	Reason    string    `json:"reason,omitempty"` // why not
-	Token     string    `json:"token,omitempty"`  // the credential (public: it travels in adverts)
-}
-
-func (n *Node) credentialInfo() CredentialInfo {
+func (n *Node) credentialInfo() api.CredentialInfo {
 	tok := n.Credential()
 	if tok == "" {
-		return CredentialInfo{}
+		return api.CredentialInfo{}
 	}
-	ci := CredentialInfo{Installed: true, Token: tok}
+	ci := api.CredentialInfo{Installed: true, Token: tok}
 	rep := n.verifier.Inspect(tok, nil)
 	ci.Valid, ci.Reason, ci.Expires = rep.Valid, rep.Reason, rep.Expires
 	ci.Org, _ = rep.Claims["org"].(string)
@@ -159,13 +135,11 @@ func (n *Node) handleCredentialPut(w http.ResponseWriter, r *http.Request) {
 }
 
 func (n *Node) handleRevocations(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, n.Revocations())
-}
-
-// RevokeResult is what POST /api/v1/revocations returns.
-type RevokeResult struct {
-	Revokes string `json:"revokes"`
-	New     bool   `json:"new"` // false: this node held it already
+	out := []api.Revocation{}
+	for _, rv := range n.Revocations() {
+		out = append(out, revocationInfo(rv))
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (n *Node) handleRevoke(w http.ResponseWriter, r *http.Request) {
@@ -179,22 +153,11 @@ func (n *Node) handleRevoke(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, RevokeResult{Revokes: jti, New: isNew})
-}
-
-// InspectBody is the body of POST /api/v1/grants/inspect. Dataset, if
-// given, makes the check a full one: as if Node (default: this node), of
-// verified org Org, asked to perform Action (default read) on Dataset.
-type InspectBody struct {
-	Token   string     `json:"token"`
-	Dataset string     `json:"dataset,omitempty"`
-	Action  string     `json:"action,omitempty"`
-	Node    nii.NodeID `json:"node,omitempty"`
-	Org     string     `json:"org,omitempty"`
+	writeJSON(w, http.StatusOK, api.RevokeResult{Revokes: jti, New: isNew})
 }
 
 func (n *Node) handleInspect(w http.ResponseWriter, r *http.Request) {
-	var body InspectBody
+	var body api.InspectRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxAuthBody)).Decode(&body); err != nil {
 		writeErr(w, fmt.Errorf("%w request body: %v", nii.ErrInvalid, err))
 		return
@@ -206,21 +169,17 @@ func (n *Node) handleInspect(w http.ResponseWriter, r *http.Request) {
 			writeErr(w, err)
 			return
 		}
-		req = &auth.Request{Dataset: d, Action: body.Action, Node: body.Node, Org: body.Org}
+		// An action other than read or sync is checked, not refused: the
+		// report says the grant does not allow it.
+		req = &auth.Request{Dataset: d, Action: nii.Action(body.Action), Node: body.Node, Org: body.Org}
 		if req.Action == "" {
-			req.Action = auth.ActionRead
+			req.Action = nii.ActionRead
 		}
 		if req.Node == "" {
 			req.Node = n.id
 		}
 	}
-	writeJSON(w, http.StatusOK, n.InspectGrant(body.Token, req))
-}
-
-// AuditPage is what GET /api/v1/audit returns.
-type AuditPage struct {
-	Records []auth.Record `json:"records"`
-	Next    uint64        `json:"next,omitempty"` // pass as after= for the next page
+	writeJSON(w, http.StatusOK, tokenReport(n.InspectGrant(body.Token, req)))
 }
 
 func (n *Node) handleAudit(w http.ResponseWriter, r *http.Request) {
@@ -253,5 +212,19 @@ func (n *Node) handleAudit(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, AuditPage{Records: recs, Next: next})
+	page := api.AuditPage{Records: make([]api.AuditRecord, len(recs)), Next: next}
+	for i, rec := range recs {
+		page.Records[i] = auditRecord(rec)
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+// InspectUnchecked decodes a token for display when there is no node to
+// check it against ('nii grant inspect' with no daemon running): its
+// claims, shown unverified, and the verdict not_checked with why.
+func InspectUnchecked(token, why string) api.TokenReport {
+	v := &auth.Verifier{Anchors: auth.NewAnchors()}
+	r := v.Inspect(token, nil)
+	r.Valid, r.Reason, r.Detail = false, auth.ReasonNotChecked, why
+	return tokenReport(r)
 }

@@ -1,15 +1,14 @@
 package node
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/nii-uk/nii"
-	"github.com/nii-uk/nii/exchange"
+	"github.com/nii-uk/nii/node/api"
 	"github.com/nii-uk/nii/registry"
+	"github.com/nii-uk/nii/registry/opendata"
 	"github.com/nii-uk/nii/registry/search"
 )
 
@@ -19,64 +18,6 @@ import (
 //	GET  /api/v1/catalog/{org}/{name}
 //	GET  /api/v1/peers
 //	POST /api/v1/datasets/{org}/{name}/withdraw      admin
-
-// CatalogHit is one dataset in search results.
-type CatalogHit struct {
-	ID        string       `json:"id"` // org/name
-	Version   uint64       `json:"version"`
-	Manifest  nii.Hash     `json:"manifest"`
-	Publisher nii.NodeID   `json:"publisher_node"`
-	Verified  bool         `json:"verified"`
-	Online    bool         `json:"online"`
-	LastSeen  time.Time    `json:"last_seen"`
-	Score     float64      `json:"score"`
-	Meta      nii.Metadata `json:"meta"`
-}
-
-// CatalogResult is a page of search results with facet counts.
-type CatalogResult struct {
-	Total  int                            `json:"total"`
-	Offset int                            `json:"offset"`
-	Limit  int                            `json:"limit"`
-	Hits   []CatalogHit                   `json:"hits"`
-	Facets map[string][]search.FacetCount `json:"facets"`
-}
-
-// Provider is a node that serves a version of a dataset.
-type Provider struct {
-	Node     nii.NodeID `json:"node"`
-	Org      string     `json:"org,omitempty"`
-	Version  uint64     `json:"version"`
-	Replica  bool       `json:"replica"`
-	Verified bool       `json:"verified"`
-	Online   bool       `json:"online"`
-	LastSeen time.Time  `json:"last_seen"`
-}
-
-// CatalogDataset is what the federation knows of one dataset.
-type CatalogDataset struct {
-	ID        string       `json:"id"`
-	Version   uint64       `json:"version"`
-	Manifest  nii.Hash     `json:"manifest"`
-	Publisher nii.NodeID   `json:"publisher_node"`
-	Verified  bool         `json:"verified"`
-	Online    bool         `json:"online"`
-	LastSeen  time.Time    `json:"last_seen"`
-	Withdrawn bool         `json:"withdrawn,omitempty"`
-	Signed    time.Time    `json:"signed"`
-	Meta      nii.Metadata `json:"meta"`
-	Providers []Provider   `json:"providers"`
-	// Others lists other origins that advertise the same dataset ID (an
-	// unverified claim beside a verified one, say).
-	Others []Provider   `json:"other_claims,omitempty"`
-	Local  *DatasetInfo `json:"local,omitempty"` // the versions this node holds
-}
-
-// PeerInfo is a member as 'nii peers' shows it.
-type PeerInfo struct {
-	registry.Peer
-	Datasets int `json:"datasets"`
-}
 
 // presence says whether a node is up and when it was last seen.
 func (n *Node) presence(id nii.NodeID) (bool, time.Time) {
@@ -100,13 +41,13 @@ func (n *Node) handleCatalog(w http.ResponseWriter, r *http.Request) {
 }
 
 // Search queries the federated catalog.
-func (n *Node) Search(q search.Query) CatalogResult {
+func (n *Node) Search(q search.Query) api.CatalogResult {
 	res := n.catalog.Search(q)
-	out := CatalogResult{Total: res.Total, Offset: q.Offset, Limit: q.Limit, Hits: []CatalogHit{}, Facets: res.Facets}
+	out := api.CatalogResult{Total: res.Total, Offset: q.Offset, Limit: q.Limit, Hits: []api.CatalogHit{}, Facets: facetCounts(res.Facets)}
 	for _, h := range res.Hits {
 		a := h.Doc.Advert
 		online, seen := n.presence(a.Origin)
-		out.Hits = append(out.Hits, CatalogHit{
+		out.Hits = append(out.Hits, api.CatalogHit{
 			ID: a.Dataset.String(), Version: a.Version, Manifest: a.Manifest, Publisher: a.Origin,
 			Verified: h.Doc.Verified, Online: online, LastSeen: seen, Score: h.Score, Meta: a.Meta,
 		})
@@ -114,46 +55,7 @@ func (n *Node) Search(q search.Query) CatalogResult {
 	return out
 }
 
-func parseQuery(r *http.Request) (search.Query, error) {
-	v := r.URL.Query()
-	q := search.Query{
-		Text:       v.Get("q"),
-		Publisher:  v["publisher"],
-		Theme:      v["theme"],
-		Keyword:    v["keyword"],
-		Licence:    v["licence"],
-		Format:     v["format"],
-		Access:     v["access"],
-		ConformsTo: v["conforms_to"],
-		Sort:       v.Get("sort"),
-		Limit:      20,
-	}
-	switch q.Sort {
-	case "", "relevance", "modified", "title":
-	default:
-		return q, fmt.Errorf("%w sort %q: want relevance, modified or title", nii.ErrInvalid, q.Sort)
-	}
-	if s := v.Get("verified"); s != "" {
-		b, err := strconv.ParseBool(s)
-		if err != nil {
-			return q, fmt.Errorf("%w verified %q: want true or false", nii.ErrInvalid, s)
-		}
-		q.Verified = &b
-	}
-	for name, dst := range map[string]*int{"offset": &q.Offset, "limit": &q.Limit} {
-		if s := v.Get(name); s != "" {
-			k, err := strconv.Atoi(s)
-			if err != nil || k < 0 || (name == "limit" && (k == 0 || k > 1000)) {
-				return q, fmt.Errorf("%w %s %q: want a whole number (limit 1 to 1000)", nii.ErrInvalid, name, s)
-			}
-			*dst = k
-		}
-	}
-	if len(q.Text) > 1000 {
-		return q, fmt.Errorf("%w q: longer than 1000 bytes", nii.ErrInvalid)
-	}
-	return q, nil
-}
+func parseQuery(r *http.Request) (search.Query, error) { return opendata.CatalogQuery(r.URL.Query()) }
 
 func (n *Node) handleCatalogDataset(w http.ResponseWriter, r *http.Request) {
 	d, err := datasetFromPath(r)
@@ -172,9 +74,9 @@ func (n *Node) handleCatalogDataset(w http.ResponseWriter, r *http.Request) {
 // LookupDataset returns what the federation knows of a dataset: the
 // publisher's newest advert (verified claims first), its providers, and the
 // versions held here.
-func (n *Node) LookupDataset(d nii.DatasetID) (*CatalogDataset, error) {
+func (n *Node) LookupDataset(d nii.DatasetID) (*api.CatalogDataset, error) {
 	entries := n.catalog.Lookup(d)
-	var local *DatasetInfo
+	var local *api.DatasetInfo
 	if n.store != nil {
 		if recs, err := n.store.Versions(&d); err == nil && len(recs) > 0 {
 			local = &groupDatasets(recs)[0]
@@ -189,20 +91,20 @@ func (n *Node) LookupDataset(d nii.DatasetID) (*CatalogDataset, error) {
 	}
 	if pub == nil {
 		if local != nil {
-			return &CatalogDataset{ID: d.String(), Version: local.Latest, Local: local, Providers: []Provider{}}, nil
+			return &api.CatalogDataset{ID: d.String(), Version: local.Latest, Local: local, Providers: []api.Provider{}}, nil
 		}
-		return nil, fmt.Errorf("dataset %s: %w in the federated catalog", d, exchange.ErrNotFound)
+		return nil, fmt.Errorf("dataset %s: %w in the federated catalog", d, nii.ErrNotFound)
 	}
 	a := pub.Advert
 	online, seen := n.presence(a.Origin)
-	cd := &CatalogDataset{
+	cd := &api.CatalogDataset{
 		ID: d.String(), Version: a.Version, Manifest: a.Manifest, Publisher: a.Origin, Verified: pub.Verified,
 		Online: online, LastSeen: seen, Withdrawn: a.Withdrawn, Signed: a.Signed, Meta: a.Meta,
-		Providers: []Provider{}, Local: local,
+		Providers: []api.Provider{}, Local: local,
 	}
 	for _, e := range entries {
 		on, ls := n.presence(e.Advert.Origin)
-		p := Provider{Node: e.Advert.Origin, Version: e.Advert.Version, Replica: e.Advert.Replica, Verified: e.Verified, Online: on, LastSeen: ls}
+		p := api.Provider{Node: e.Advert.Origin, Version: e.Advert.Version, Replica: e.Advert.Replica, Verified: e.Verified, Online: on, LastSeen: ls}
 		if peer, ok := n.peers.Get(e.Advert.Origin); ok {
 			p.Org = peer.Org
 		} else if e.Advert.Origin == n.id {
@@ -225,10 +127,10 @@ func (n *Node) handlePeers(w http.ResponseWriter, r *http.Request) {
 
 // PeerList returns every member known, with how many datasets each
 // advertises.
-func (n *Node) PeerList() []PeerInfo {
+func (n *Node) PeerList() []api.PeerInfo {
 	counts := n.catalog.CountByOrigin()
 	creds := n.catalog.Credentials()
-	out := []PeerInfo{}
+	out := []api.PeerInfo{}
 	for _, p := range n.peers.List() {
 		// A member is verified when the credential its records carry
 		// proves, against this node's anchors, the org it claims.
@@ -236,7 +138,7 @@ func (n *Node) PeerList() []PeerInfo {
 			org, err := n.verifyCredential(cred, p.ID)
 			p.Verified = err == nil && org == p.Org
 		}
-		out = append(out, PeerInfo{Peer: p, Datasets: counts[p.ID]})
+		out = append(out, peerInfo(p, counts[p.ID]))
 	}
 	return out
 }
@@ -248,12 +150,8 @@ func (n *Node) handleWithdraw(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := n.Withdraw(r.Context(), d); err != nil {
-		if errors.Is(err, ErrNotPublisher) {
-			writeError(w, http.StatusForbidden, "forbidden", err.Error())
-			return
-		}
 		writeErr(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"withdrawn": d.String()})
+	writeJSON(w, http.StatusOK, api.WithdrawResult{Withdrawn: d.String()})
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nii-uk/nii"
+	"github.com/nii-uk/nii/node/api"
 )
 
 // Pull and follow over the API (all admin):
@@ -17,33 +18,8 @@ import (
 //	POST   /api/v1/follows                   {"dataset": "org/name", "grant": "…"}
 //	DELETE /api/v1/follows/{org}/{name}
 
-// PullRequestBody is the body of POST /api/v1/pull.
-type PullRequestBody struct {
-	Ref   string `json:"ref"`
-	Grant string `json:"grant,omitempty"`
-}
-
-// PullEvent is one line of the pull response stream: progress, then a
-// final line with Result or Error.
-type PullEvent struct {
-	Done   int64        `json:"done"`
-	Total  int64        `json:"total"`
-	Result *PullSummary `json:"result,omitempty"`
-	Error  *APIError    `json:"error,omitempty"`
-}
-
-// PullSummary reports a finished pull.
-type PullSummary struct {
-	Version       VersionInfo      `json:"version"`
-	FetchedChunks int              `json:"fetched_chunks"`
-	FetchedBytes  int64            `json:"fetched_bytes"`
-	HeldChunks    int              `json:"held_chunks"`
-	Providers     map[string]int64 `json:"providers"` // bytes per provider
-	Dropped       []nii.NodeID     `json:"dropped,omitempty"`
-}
-
 func (n *Node) handlePull(w http.ResponseWriter, r *http.Request) {
-	var body PullRequestBody
+	var body api.PullRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&body); err != nil {
 		writeErr(w, fmt.Errorf("%w request body: %v", nii.ErrInvalid, err))
 		return
@@ -57,11 +33,17 @@ func (n *Node) handlePull(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	enc := json.NewEncoder(w)
 	flusher, _ := w.(http.Flusher)
-	var mu sync.Mutex
-	last := time.Time{}
-	emit := func(ev PullEvent, force bool) {
+	var (
+		mu   sync.Mutex
+		last time.Time     // when a line was last written
+		cur  api.PullEvent // the newest progress, written or not
+	)
+	emit := func(ev api.PullEvent, force bool) {
 		mu.Lock()
 		defer mu.Unlock()
+		if ev.Result == nil && ev.Error == nil {
+			cur = ev
+		}
 		if !force && time.Since(last) < 100*time.Millisecond {
 			return
 		}
@@ -71,28 +53,47 @@ func (n *Node) handlePull(w http.ResponseWriter, r *http.Request) {
 			flusher.Flush()
 		}
 	}
+	// A heartbeat: while the pull waits on providers (a manifest request
+	// may take 30 s per provider), repeat the newest progress at least
+	// every api.PullHeartbeat, so the client can tell a slow pull from a
+	// dead node. It stops before the handler returns.
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(api.PullHeartbeat / 2)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				mu.Lock()
+				quiet, ev := time.Since(last) >= api.PullHeartbeat/2, cur
+				mu.Unlock()
+				if quiet {
+					emit(ev, true)
+				}
+			}
+		}
+	}()
 	res, err := n.Pull(r.Context(), ref, PullOptions{Grant: body.Grant, Progress: func(done, total int64) {
-		emit(PullEvent{Done: done, Total: total}, false)
+		emit(api.PullEvent{Done: done, Total: total}, false)
 	}})
+	close(stop)
+	<-stopped
 	if err != nil {
-		_, code := errStatus(err)
-		emit(PullEvent{Error: &APIError{Error: err.Error(), Code: code}}, true)
+		_, body := api.ErrorFor(err)
+		emit(api.PullEvent{Error: &body}, true)
 		return
 	}
-	sum := &PullSummary{
+	sum := &api.PullSummary{
 		Version: versionInfo(res.Record), FetchedChunks: res.FetchedChunks, FetchedBytes: res.FetchedBytes,
 		HeldChunks: res.HeldChunks, Providers: map[string]int64{}, Dropped: res.Dropped,
 	}
 	for p, b := range res.Providers {
 		sum.Providers[string(p)] = b
 	}
-	emit(PullEvent{Done: res.FetchedBytes, Total: res.FetchedBytes, Result: sum}, true)
-}
-
-// FollowBody is the body of POST /api/v1/follows.
-type FollowBody struct {
-	Dataset string `json:"dataset"`
-	Grant   string `json:"grant,omitempty"`
+	emit(api.PullEvent{Done: res.FetchedBytes, Total: res.FetchedBytes, Result: sum}, true)
 }
 
 func (n *Node) handleFollows(w http.ResponseWriter, r *http.Request) {
@@ -101,14 +102,15 @@ func (n *Node) handleFollows(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	if fs == nil {
-		fs = []Follow{}
+	out := make([]api.Follow, len(fs))
+	for i := range fs {
+		out[i] = *followInfo(&fs[i])
 	}
-	writeJSON(w, http.StatusOK, fs)
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (n *Node) handleFollow(w http.ResponseWriter, r *http.Request) {
-	var body FollowBody
+	var body api.FollowRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&body); err != nil {
 		writeErr(w, fmt.Errorf("%w request body: %v", nii.ErrInvalid, err))
 		return
@@ -123,7 +125,7 @@ func (n *Node) handleFollow(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, f)
+	writeJSON(w, http.StatusCreated, followInfo(f))
 }
 
 func (n *Node) handleUnfollow(w http.ResponseWriter, r *http.Request) {
@@ -136,5 +138,5 @@ func (n *Node) handleUnfollow(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"unfollowed": d.String()})
+	writeJSON(w, http.StatusOK, api.UnfollowResult{Unfollowed: d.String()})
 }

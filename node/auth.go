@@ -66,7 +66,7 @@ func (n *Node) startAuth() error {
 		n.credential = strings.TrimSpace(string(b))
 		if _, err := n.verifier.VerifyCredential(n.credential, n.id); err != nil {
 			// Peers judge it against their own anchors; say so, carry on.
-			n.log.Warn("this node's membership credential does not verify here", slog.String(LogErr, err.Error()))
+			n.log.Warn("this node's membership credential does not verify here", slog.String(nii.LogErr, err.Error()))
 		}
 	}
 	return nil
@@ -107,7 +107,7 @@ func (n *Node) authorize(r exchange.AccessRequest) error {
 		if reason := auth.ReasonOf(err); reason != "" {
 			rec.Reason = reason
 		} else if rec.Reason == "" {
-			rec.Reason = "not_served"
+			rec.Reason = auth.ReasonNotServed
 		}
 	} else {
 		rec.Result = auth.Allowed
@@ -117,15 +117,15 @@ func (n *Node) authorize(r exchange.AccessRequest) error {
 	}
 	if err != nil || !r.Chunks || n.firstChunkRead(rec) {
 		if _, aerr := n.audit.Append(rec); aerr != nil {
-			n.log.Error("audit log write failed", slog.String(LogErr, aerr.Error()))
+			n.log.Error("audit log write failed", slog.String(nii.LogErr, aerr.Error()))
 			if err == nil && m.Meta.Access == nii.AccessRestricted {
-				return fmt.Errorf("%w: %s: this node cannot record the access, so it refuses it", exchange.ErrRefused, m.Ref())
+				return fmt.Errorf("%w: %s: this node cannot record the access, so it refuses it", nii.ErrRefused, m.Ref())
 			}
 		}
 	}
 	if err != nil {
-		n.log.Info("access refused", slog.String("node", r.Remote.Short()), slog.String("org", rec.Org),
-			slog.String(LogDataset, rec.Dataset), slog.String("action", r.Action), slog.String("reason", rec.Reason))
+		n.log.Info("access refused", slog.String(nii.LogPeer, r.Remote.Short()), slog.String(nii.LogOrg, rec.Org),
+			slog.String(nii.LogDataset, rec.Dataset), slog.String(nii.LogAction, string(r.Action)), slog.String(nii.LogReason, rec.Reason))
 	}
 	return err
 }
@@ -164,14 +164,14 @@ func (n *Node) firstChunkRead(rec auth.Record) bool {
 func (n *Node) decide(r exchange.AccessRequest, rec *auth.Record) error {
 	m := r.Manifest
 	if !n.cfg.Replica.serve() && m.Publisher != n.id {
-		return fmt.Errorf("%w: this node does not serve replicas", exchange.ErrRefused)
+		return fmt.Errorf("%w: this node does not serve replicas", nii.ErrRefused)
 	}
 	if m.Meta.Access == nii.AccessRestricted && m.Publisher != n.id {
 		// The publisher's trust anchors and revocations decide who reads its
 		// restricted data; a replica's may differ (an extra issuer would
 		// widen access), so replicas never serve it.
-		rec.Reason = "replica_restricted"
-		return fmt.Errorf("%w: %s is restricted: only its publisher serves it", exchange.ErrRefused, m.Ref())
+		rec.Reason = auth.ReasonReplicaRestricted
+		return fmt.Errorf("%w: %s is restricted: only its publisher serves it", nii.ErrRefused, m.Ref())
 	}
 	if m.Meta.Access != nii.AccessRestricted {
 		rec.Reason = auth.ReasonOpen
@@ -196,7 +196,7 @@ func (n *Node) Trust() []auth.Anchor { return n.anchors.List() }
 func (n *Node) AddTrust(pub ed25519.PublicKey, name string) (auth.Anchor, error) {
 	n.trustMu.Lock()
 	defer n.trustMu.Unlock()
-	if err := EditConfig(n.cfg.Home, func(c *Config) error { return addAnchor(c, pub, name) }); err != nil {
+	if err := TrustIssuer(n.cfg.Home, pub, name); err != nil {
 		return auth.Anchor{}, err
 	}
 	a := n.anchors.Add(pub, name)
@@ -210,50 +210,78 @@ func (n *Node) AddTrust(pub ed25519.PublicKey, name string) (auth.Anchor, error)
 func (n *Node) RemoveTrust(kid string) error {
 	n.trustMu.Lock()
 	defer n.trustMu.Unlock()
-	found := false
-	err := EditConfig(n.cfg.Home, func(c *Config) error {
-		var err error
-		found, err = removeAnchor(c, kid)
-		return err
-	})
+	found, err := UntrustIssuer(n.cfg.Home, kid)
 	if err != nil {
 		return err
 	}
 	if inMemory := n.anchors.Remove(kid); !found && !inMemory {
-		return fmt.Errorf("issuer key %s: %w among this node's trust anchors", kid, exchange.ErrNotFound)
+		return fmt.Errorf("issuer key %s: %w among this node's trust anchors", kid, nii.ErrNotFound)
 	}
 	n.trustChanged()
 	return nil
 }
 
-func addAnchor(c *Config, pub ed25519.PublicKey, name string) error {
-	kid := auth.KeyID(pub)
-	for i, t := range c.Trust {
-		if t.KID == kid || t.Key == base64.RawURLEncoding.EncodeToString(pub) {
-			c.Trust[i].Name = name
-			return nil
-		}
-	}
-	c.Trust = append(c.Trust, TrustAnchor{Name: name, Key: base64.RawURLEncoding.EncodeToString(pub), KID: kid})
-	return nil
+// TrustIssuer adds an issuer key to home's config.toml, or renames it if
+// it is there already: a key is listed once, however often it is added
+// (copies an older 'nii trust add' left are folded into one). A running
+// node does it through AddTrust, which also trusts the key at once; with no
+// daemon running, 'nii trust add' calls it directly, and the node reads the
+// key at its next start.
+func TrustIssuer(home string, pub ed25519.PublicKey, name string) error {
+	return EditConfig(home, func(c *Config) error { return addAnchor(c, pub, name) })
 }
 
-// RemoveAnchor removes the issuer key with ID kid from c, reporting whether
-// it was there. 'nii trust remove' uses it directly when no daemon runs.
-func RemoveAnchor(c *Config, kid string) (bool, error) { return removeAnchor(c, kid) }
+// UntrustIssuer removes the issuer key with ID kid from home's
+// config.toml, reporting whether it was there. RemoveTrust uses it, and
+// 'nii trust remove' when no daemon runs.
+func UntrustIssuer(home, kid string) (bool, error) {
+	found := false
+	err := EditConfig(home, func(c *Config) error {
+		var err error
+		found, err = removeAnchor(c, kid)
+		return err
+	})
+	return found, err
+}
+
+func addAnchor(c *Config, pub ed25519.PublicKey, name string) error {
+	kid := auth.KeyID(pub)
+	key := base64.RawURLEncoding.EncodeToString(pub)
+	out, found := c.Trust[:0], false
+	for _, t := range c.Trust {
+		if t.KID == kid || strings.TrimRight(t.Key, "=") == key {
+			if found {
+				continue // a copy: drop it
+			}
+			found = true
+			t.Name, t.Key, t.KID = name, key, kid
+		}
+		out = append(out, t)
+	}
+	if !found {
+		out = append(out, TrustAnchor{Name: name, Key: key, KID: kid})
+	}
+	c.Trust = out
+	return nil
+}
 
 func removeAnchor(c *Config, kid string) (bool, error) {
 	as, err := c.anchors()
 	if err != nil {
 		return false, err
 	}
+	// Every copy goes: an older 'nii trust add' may have listed it twice.
+	found := false
+	out := c.Trust[:0]
 	for i, a := range as {
 		if a.KID == kid {
-			c.Trust = append(c.Trust[:i], c.Trust[i+1:]...)
-			return true, nil
+			found = true
+			continue
 		}
+		out = append(out, c.Trust[i])
 	}
-	return false, nil
+	c.Trust = out
+	return found, nil
 }
 
 // EditConfig changes home's config.toml through f, atomically. The daemon
@@ -283,7 +311,7 @@ func EditConfig(home string, f func(*Config) error) error {
 func (n *Node) trustChanged() {
 	if n.catalog != nil {
 		if k := n.catalog.Reverify(); k > 0 {
-			n.log.Info("catalog org claims re-verified", slog.Int("changed", k))
+			n.log.Info("catalog org claims re-verified", slog.Int(nii.LogCount, k))
 		}
 	}
 }
@@ -318,7 +346,7 @@ func (n *Node) InstallCredential(token string) (*auth.CredentialClaims, error) {
 	if err := n.readvertise(); err != nil {
 		return c, err
 	}
-	n.log.Info("membership credential installed", slog.String("org", c.Org), slog.String("expires", c.ExpiresAt.UTC().Format(time.RFC3339)))
+	n.log.Info("membership credential installed", slog.String(nii.LogOrg, c.Org), slog.String(nii.LogExpires, c.ExpiresAt.UTC().Format(time.RFC3339)))
 	return c, nil
 }
 
@@ -350,7 +378,7 @@ func (n *Node) Revoke(token string) (string, bool, error) {
 // revoked reacts to a new revocation: org claims resting on a revoked
 // credential become unverified, and follows stop using a revoked grant.
 func (n *Node) revoked(jti string) {
-	n.log.Info("token revoked", slog.String("jti", jti))
+	n.log.Info("token revoked", slog.String(nii.LogJTI, jti))
 	n.trustChanged()
 	n.kickFollow()
 }
@@ -378,9 +406,9 @@ func (n *Node) authLoop(retention time.Duration) {
 	defer tick.Stop()
 	prune := func() {
 		if k, err := n.audit.Prune(time.Now().Add(-retention)); err != nil {
-			n.log.Error("audit prune", slog.String(LogErr, err.Error()))
+			n.log.Error("audit prune", slog.String(nii.LogErr, err.Error()))
 		} else if k > 0 {
-			n.log.Info("audit records past retention removed", slog.Int("records", k))
+			n.log.Info("audit records past retention removed", slog.Int(nii.LogCount, k))
 		}
 		n.revocations.Prune(time.Now())
 	}

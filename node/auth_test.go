@@ -65,7 +65,7 @@ func TestGrantsEnforcedAcrossTheFederation(t *testing.T) {
 	}
 
 	grant, gc, err := auth.IssueGrant(admin, auth.GrantSpec{Federation: fed, Subject: "lambeth",
-		Datasets: []string{"greenwich/spend-*"}, Actions: []string{"read", "sync"}, TTL: time.Hour})
+		Datasets: []string{"greenwich/spend-*"}, Actions: []nii.Action{"read", "sync"}, TTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,10 +96,10 @@ func TestGrantsEnforcedAcrossTheFederation(t *testing.T) {
 			t.Fatalf("restricted content with token %q: %d", tc.token, resp.StatusCode)
 		}
 	}
-	if _, err := southwark.Pull(ctx, *ref, node.PullOptions{}); !errors.Is(err, exchange.ErrRefused) || !strings.Contains(err.Error(), auth.ReasonNoGrant) {
+	if _, err := southwark.Pull(ctx, *ref, node.PullOptions{}); !errors.Is(err, nii.ErrRefused) || !strings.Contains(err.Error(), auth.ReasonNoGrant) {
 		t.Fatalf("southwark without a grant: %v", err)
 	}
-	if _, err := southwark.Pull(ctx, *ref, node.PullOptions{Grant: grant}); !errors.Is(err, exchange.ErrRefused) || !strings.Contains(err.Error(), auth.ReasonSubject) {
+	if _, err := southwark.Pull(ctx, *ref, node.PullOptions{Grant: grant}); !errors.Is(err, nii.ErrRefused) || !strings.Contains(err.Error(), auth.ReasonSubject) {
 		t.Fatalf("southwark with lambeth's grant: %v", err)
 	}
 
@@ -137,13 +137,13 @@ func TestGrantsEnforcedAcrossTheFederation(t *testing.T) {
 	})
 	publishData(t, greenwich, "spend-2024", append(v2, 'x'), nii.AccessRestricted)
 	waitListed(t, lambeth, "greenwich/spend-2024", 3)
-	if _, err := lambeth.Pull(ctx, nii.Ref{Dataset: ref.Dataset}, node.PullOptions{Grant: grant}); !errors.Is(err, exchange.ErrRefused) || !strings.Contains(err.Error(), auth.ReasonRevoked) {
+	if _, err := lambeth.Pull(ctx, nii.Ref{Dataset: ref.Dataset}, node.PullOptions{Grant: grant}); !errors.Is(err, nii.ErrRefused) || !strings.Contains(err.Error(), auth.ReasonRevoked) {
 		t.Fatalf("lambeth after revocation: %v", err)
 	}
 
 	// A follow whose grant has expired stops at once, in a clear state.
 	expired, _, _ := auth.IssueGrant(admin, auth.GrantSpec{Federation: fed, Subject: "lambeth",
-		Datasets: []string{"greenwich/*"}, Actions: []string{"sync"}, NotBefore: time.Now().Add(-2 * time.Hour), TTL: time.Hour})
+		Datasets: []string{"greenwich/*"}, Actions: []nii.Action{"sync"}, NotBefore: time.Now().Add(-2 * time.Hour), TTL: time.Hour})
 	if _, err := lambeth.StartFollowing(ref.Dataset, expired); err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +248,7 @@ func TestRestrictedDataOnlyFromItsPublisher(t *testing.T) {
 	data := randBytes(5, 1<<20)
 	ref := publishData(t, greenwich, "spend-2024", data, nii.AccessRestricted)
 	waitListed(t, lambeth, "greenwich/spend-2024", 1)
-	g, _, _ := auth.IssueGrant(admin, auth.GrantSpec{Federation: fed, Subject: "lambeth", Datasets: []string{"greenwich/*"}, Actions: []string{"read"}, TTL: time.Hour})
+	g, _, _ := auth.IssueGrant(admin, auth.GrantSpec{Federation: fed, Subject: "lambeth", Datasets: []string{"greenwich/*"}, Actions: []nii.Action{"read"}, TTL: time.Hour})
 	ctx := context.Background()
 	res, err := lambeth.Pull(ctx, *ref, node.PullOptions{Grant: g})
 	if err != nil {
@@ -257,11 +257,11 @@ func TestRestrictedDataOnlyFromItsPublisher(t *testing.T) {
 	if own, ok := lambeth.Catalog().Own(ref.Dataset); ok {
 		t.Fatalf("lambeth advertises a replica of restricted data: %+v", own)
 	}
-	lg, _, _ := auth.IssueGrant(local, auth.GrantSpec{Federation: fed, Subject: "southwark", Datasets: []string{"*/*"}, Actions: []string{"read"}, TTL: time.Hour})
+	lg, _, _ := auth.IssueGrant(local, auth.GrantSpec{Federation: fed, Subject: "southwark", Datasets: []string{"*/*"}, Actions: []nii.Action{"read"}, TTL: time.Hour})
 	h := southwark.HostForTest()
 	for _, from := range []*node.Node{greenwich, lambeth} {
 		_, _, _, err := h.FetchManifest(ctx, from.ID(), exchange.ManifestRequest{Dataset: ref.Dataset, Version: 1, Grant: lg, Credential: creds[southwark.ID()]})
-		if !errors.Is(err, exchange.ErrRefused) {
+		if !errors.Is(err, nii.ErrRefused) {
 			t.Fatalf("southwark's manifest request to %s with lambeth's local grant: %v", from.Config().Org, err)
 		}
 	}
@@ -278,13 +278,13 @@ func TestRestrictedDataOnlyFromItsPublisher(t *testing.T) {
 		hashes = append(hashes, c.Hash)
 	}
 	if err := h.FetchChunks(ctx, lambeth.ID(), exchange.ChunkRequest{Manifest: res.Record.Manifest, Hashes: hashes[:1], Grant: lg, Credential: creds[southwark.ID()]},
-		func(nii.Hash, []byte) error { return nil }, nil); !errors.Is(err, exchange.ErrRefused) {
+		func(nii.Hash, []byte) error { return nil }, nil); !errors.Is(err, nii.ErrRefused) {
 		t.Fatalf("southwark's chunk request to lambeth's copy: %v", err)
 	}
 
 	// Lambeth, with a second grant, reads chunks straight from greenwich
 	// with no manifest request: the first such read is recorded.
-	g2, g2c, _ := auth.IssueGrant(admin, auth.GrantSpec{Federation: fed, Subject: "lambeth", Datasets: []string{"greenwich/*"}, Actions: []string{"read"}, TTL: time.Hour})
+	g2, g2c, _ := auth.IssueGrant(admin, auth.GrantSpec{Federation: fed, Subject: "lambeth", Datasets: []string{"greenwich/*"}, Actions: []nii.Action{"read"}, TTL: time.Hour})
 	for range 3 {
 		err := lambeth.HostForTest().FetchChunks(ctx, greenwich.ID(), exchange.ChunkRequest{Manifest: res.Record.Manifest, Hashes: hashes[:1], Grant: g2, Credential: creds[lambeth.ID()]},
 			func(nii.Hash, []byte) error { return nil }, nil)

@@ -13,18 +13,21 @@ import (
 	"time"
 
 	"github.com/nii-uk/nii"
+	"github.com/nii-uk/nii/node/api"
 	"github.com/pelletier/go-toml/v2"
 )
 
-// File names inside a node's home directory.
+// File names inside a node's home directory. Those a client of the local
+// API reads to find the daemon are node/api's.
 const (
-	ConfigFile = "config.toml"    // the operator's settings
+	ConfigFile = api.ConfigFile   // the operator's settings
 	KeyFile    = "node.key"       // the node's Ed25519 key (libp2p protobuf encoding), mode 0600
 	StoreDir   = "store"          // the badger database
-	LockFile   = "nii.lock"       // held (flock) by the running daemon
-	APIFile    = "api.addr"       // written by the daemon: where its local API listens
-	TokenFile  = "admin.token"    // written by the daemon: the local admin token, mode 0600
+	LockFile   = api.LockFile     // held (flock) by the running daemon, which writes its pid there
+	APIFile    = api.AddrFile     // written by the daemon: where its local API listens
+	TokenFile  = api.TokenFile    // written by the daemon: the local admin token, mode 0600
 	CredFile   = "credential.jwt" // this node's membership credential, if enrolled
+	CrashFile  = api.CrashFile    // the Go runtime's report if the daemon dies of a fatal error ('nii run' sets it up)
 )
 
 // Config is a node's configuration: what config.toml holds, plus the home
@@ -203,8 +206,9 @@ func (c *Config) gossipKeys() ([][]byte, error) {
 	return out, nil
 }
 
-// ErrNoHome is returned when a home has not been initialised.
-var ErrNoHome = errors.New("no nii home")
+// ErrNoHome is returned when a home has not been initialised. It is
+// node/api's (Dial returns it too), of kind nii.ErrNotFound.
+var ErrNoHome = api.ErrNoHome
 
 // LoadConfig reads home/config.toml over the defaults.
 func LoadConfig(home string) (Config, error) {
@@ -225,8 +229,9 @@ func LoadConfig(home string) (Config, error) {
 	return cfg, cfg.Validate()
 }
 
-// ErrHomeExists is returned by Init when the home already holds a node.
-var ErrHomeExists = errors.New("home already initialised")
+// ErrHomeExists is returned by Init when the home already holds a node. It
+// is of kind nii.ErrExists.
+var ErrHomeExists = nii.Errorf(nii.ErrExists, "home already initialised")
 
 // Init creates a node's home: the directory (mode 0700), config.toml and a
 // new node key (mode 0600). It refuses to touch a home that already has a

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -111,10 +110,10 @@ func (n *Node) joinLoop(g *gossip.Gossip, addrs []string) {
 		k, err := g.Join(addrs)
 		if err == nil && k > 0 {
 			n.ops.joined.Store(true)
-			n.log.Info("joined federation", slog.Int("reached", k), slog.Int("members", g.NumMembers()))
+			n.log.Info("joined federation", slog.Int(nii.LogCount, k), slog.Int(nii.LogMembers, g.NumMembers()))
 			return
 		}
-		n.log.Warn("cannot reach any member to join yet; retrying", slog.Any("join", addrs), slog.Duration("in", wait), slog.Any(LogErr, err))
+		n.log.Warn("cannot reach any member to join yet; retrying", slog.Any(nii.LogAddr, addrs), slog.Duration(nii.LogRetryIn, wait), slog.Any(nii.LogErr, err))
 		select {
 		case <-n.closeCh:
 			return
@@ -202,8 +201,8 @@ func (n *Node) advertise(r *exchange.VersionRecord) error {
 }
 
 // ErrNotPublisher is returned when a node is asked to withdraw a dataset
-// it does not publish.
-var ErrNotPublisher = errors.New("not the publisher")
+// it does not publish. It is of kind nii.ErrRefused.
+var ErrNotPublisher = nii.Errorf(nii.ErrRefused, "not the publisher")
 
 // Withdraw tombstones one of this node's datasets: a signed record that
 // tells the federation to stop listing it. The data stays in the local
@@ -217,7 +216,7 @@ func (n *Node) Withdraw(ctx context.Context, d nii.DatasetID) error {
 	}
 	own, ok := n.catalog.Own(d)
 	if !ok {
-		return fmt.Errorf("dataset %s: %w", d, exchange.ErrNotFound)
+		return fmt.Errorf("dataset %s: %w", d, nii.ErrNotFound)
 	}
 	if own.Withdrawn {
 		return nil
@@ -225,7 +224,7 @@ func (n *Node) Withdraw(ctx context.Context, d nii.DatasetID) error {
 	if _, err := n.announce(nii.Advert{Dataset: d, Withdrawn: true, Meta: nii.Metadata{Publisher: d.Org}}); err != nil {
 		return err
 	}
-	n.log.Info("withdrawn", slog.String(LogDataset, d.String()))
+	n.log.Info("withdrawn", slog.String(nii.LogDataset, d.String()))
 	return nil
 }
 

@@ -10,24 +10,25 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/nii-uk/nii"
 	"github.com/nii-uk/nii/auth"
-	"github.com/nii-uk/nii/exchange"
+	"github.com/nii-uk/nii/node/api"
 )
 
-// Follow states, as 'nii datasets' shows them.
+// Follow states, as 'nii datasets' shows them: the API's (node/api
+// documents each).
 const (
-	FollowSynced    = "synced"    // holds the latest advertised version
-	FollowSyncing   = "syncing"   // a pull is running
-	FollowWaiting   = "waiting"   // behind; retrying with backoff (providers unreachable)
-	FollowRefused   = "refused"   // a provider refused access (grant missing, expired or revoked)
-	FollowWithdrawn = "withdrawn" // the publisher withdrew the dataset
+	FollowSynced    = api.FollowSynced
+	FollowSyncing   = api.FollowSyncing
+	FollowWaiting   = api.FollowWaiting
+	FollowRefused   = api.FollowRefused
+	FollowWithdrawn = api.FollowWithdrawn
 	// The follow's grant can no longer be used; it stops until 'nii follow'
 	// is run again with a new grant.
-	FollowGrantExpired = "grant_expired"
-	FollowGrantRevoked = "grant_revoked"
+	FollowGrantExpired = api.FollowGrantExpired
+	FollowGrantRevoked = api.FollowGrantRevoked
 	// Another node now claims to publish the dataset than the one followed
 	// (pinned when the follow began); the follow stops rather than take its
 	// versions (and hand it the grant). Follow again to accept the new one.
-	FollowPublisherChanged = "publisher_changed"
+	FollowPublisherChanged = api.FollowPublisherChanged
 )
 
 // Follow is a persisted subscription: keep a dataset in sync.
@@ -106,7 +107,7 @@ func (n *Node) follow(d nii.DatasetID) (*Follow, error) {
 		return item.Value(func(b []byte) error { return nii.Unmarshal(b, &f) })
 	})
 	if errors.Is(err, badger.ErrKeyNotFound) {
-		return nil, fmt.Errorf("%s is not followed: %w", d, exchange.ErrNotFound)
+		return nil, fmt.Errorf("%s is not followed: %w", d, nii.ErrNotFound)
 	}
 	return &f, err
 }
@@ -186,7 +187,7 @@ func (n *Node) syncFollows(ctx context.Context) time.Time {
 	next := time.Now().Add(30 * time.Second)
 	follows, err := n.Follows()
 	if err != nil {
-		n.log.Error("read follows", slog.String(LogErr, err.Error()))
+		n.log.Error("read follows", slog.String(nii.LogErr, err.Error()))
 		return next
 	}
 	for i := range follows {
@@ -200,13 +201,13 @@ func (n *Node) syncFollows(ctx context.Context) time.Time {
 		if pub, _, err := n.publisherOf(f.Dataset); err == nil && f.Publisher != "" && pub.Advert.Origin != f.Publisher {
 			f.State, f.NextAttempt = FollowPublisherChanged, time.Time{}
 			f.LastError = fmt.Sprintf("%s is now published by node %s, not %s as when it was followed; follow it again to accept that", f.Dataset, pub.Advert.Origin.Short(), f.Publisher.Short())
-			n.log.Warn("follow stopped", slog.String(LogDataset, f.Dataset.String()), slog.String("why", f.LastError))
+			n.log.Warn("follow stopped", slog.String(nii.LogDataset, f.Dataset.String()), slog.String(nii.LogErr, f.LastError))
 			n.updateFollow(f)
 			continue
 		}
 		if state, why := n.grantUsable(f.Grant); state != "" {
 			f.State, f.LastError, f.NextAttempt = state, why, time.Time{}
-			n.log.Warn("follow stopped", slog.String(LogDataset, f.Dataset.String()), slog.String("why", why))
+			n.log.Warn("follow stopped", slog.String(nii.LogDataset, f.Dataset.String()), slog.String(nii.LogErr, why))
 			n.updateFollow(f)
 			continue
 		}
@@ -235,7 +236,7 @@ func (n *Node) syncFollows(ctx context.Context) time.Time {
 		}
 		f.State = FollowSyncing
 		n.updateFollow(f)
-		res, err := n.Pull(ctx, nii.Ref{Dataset: f.Dataset}, PullOptions{Grant: f.Grant, Action: "sync"})
+		res, err := n.Pull(ctx, nii.Ref{Dataset: f.Dataset}, PullOptions{Grant: f.Grant, Action: nii.ActionSync})
 		if ctx.Err() != nil {
 			return next
 		}
@@ -243,7 +244,7 @@ func (n *Node) syncFollows(ctx context.Context) time.Time {
 			f.Failures++
 			f.LastError = err.Error()
 			f.State = FollowWaiting
-			if errors.Is(err, exchange.ErrRefused) {
+			if errors.Is(err, nii.ErrRefused) {
 				f.State = FollowRefused
 			}
 			backoff := min(time.Second<<min(f.Failures-1, 8), 5*time.Minute)
@@ -259,7 +260,7 @@ func (n *Node) syncFollows(ctx context.Context) time.Time {
 			}
 		}
 		if err := n.updateFollow(f); err != nil {
-			n.log.Error("save follow", slog.String(LogErr, err.Error()))
+			n.log.Error("save follow", slog.String(nii.LogErr, err.Error()))
 		}
 	}
 	return next

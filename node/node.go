@@ -95,7 +95,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	return &Node{
 		cfg:        cfg,
-		log:        log.With(slog.String(LogNode, id.Short())),
+		log:        log.With(slog.String(nii.LogNode, id.Short())),
 		p2pKey:     p2pKey,
 		key:        key,
 		id:         id,
@@ -104,12 +104,17 @@ func New(cfg Config) (*Node, error) {
 	}, nil
 }
 
-// Fixed log attribute keys, so logs can be searched the same way everywhere.
+// Log attribute keys: the root package's (nii.LogNode, ...). These names
+// remain for code written before the keys moved there.
 const (
-	LogNode    = "node"
-	LogDataset = "dataset"
-	LogAddr    = "addr"
-	LogErr     = "err"
+	// Deprecated: use nii.LogNode.
+	LogNode = nii.LogNode
+	// Deprecated: use nii.LogDataset.
+	LogDataset = nii.LogDataset
+	// Deprecated: use nii.LogAddr.
+	LogAddr = nii.LogAddr
+	// Deprecated: use nii.LogErr.
+	LogErr = nii.LogErr
 )
 
 // ID returns the node's ID (its libp2p peer ID).
@@ -121,8 +126,9 @@ func (n *Node) Config() Config { return n.cfg }
 // Store returns the node's content store (nil before Start).
 func (n *Node) Store() *exchange.Store { return n.store }
 
-// ErrInUse is returned by Start when another process runs this home.
-var ErrInUse = errors.New("home is in use")
+// ErrInUse is returned by Start when another process runs this home. It is
+// of kind nii.ErrConflict.
+var ErrInUse = nii.Errorf(nii.ErrConflict, "home is in use")
 
 // Start takes the home's lock, opens the store and binds the local API. On
 // error everything it opened is closed again.
@@ -168,9 +174,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	}
 	n.started = true
 	n.startAt = time.Now()
-	n.log.Info("node started", slog.String("id", string(n.id)), slog.String("org", n.cfg.Org),
-		slog.String("federation", n.cfg.Federation), slog.String("api", n.apiLn.Addr().String()),
-		slog.String("gossip", n.gossip.Addr()), slog.Any("p2p", n.host.Addrs()))
+	n.log.Info("node started", slog.String(nii.LogNodeID, string(n.id)), slog.String(nii.LogOrg, n.cfg.Org),
+		slog.String(nii.LogFederation, n.cfg.Federation), slog.String(nii.LogAPIAddr, n.apiLn.Addr().String()),
+		slog.String(nii.LogGossipAddr, n.gossip.Addr()), slog.Any(nii.LogP2PAddrs, n.host.Addrs()))
 	return nil
 }
 
@@ -294,7 +300,13 @@ func newToken() (string, error) {
 // badgerLogger sends badger's logs to slog, demoting its chatty info lines.
 type badgerLogger struct{ log *slog.Logger }
 
-func (l badgerLogger) Errorf(f string, a ...any)   { l.log.Error("badger: " + fmt.Sprintf(f, a...)) }
-func (l badgerLogger) Warningf(f string, a ...any) { l.log.Warn("badger: " + fmt.Sprintf(f, a...)) }
-func (l badgerLogger) Infof(f string, a ...any)    { l.log.Debug("badger: " + fmt.Sprintf(f, a...)) }
-func (l badgerLogger) Debugf(f string, a ...any)   {}
+func (l badgerLogger) Errorf(f string, a ...any) {
+	l.log.Error("badger: "+fmt.Sprintf(f, a...), slog.String(nii.LogComponent, "badger"))
+}
+func (l badgerLogger) Warningf(f string, a ...any) {
+	l.log.Warn("badger: "+fmt.Sprintf(f, a...), slog.String(nii.LogComponent, "badger"))
+}
+func (l badgerLogger) Infof(f string, a ...any) {
+	l.log.Debug("badger: "+fmt.Sprintf(f, a...), slog.String(nii.LogComponent, "badger"))
+}
+func (l badgerLogger) Debugf(f string, a ...any) {}

@@ -14,9 +14,9 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/nii-uk/nii"
-	"github.com/nii-uk/nii/exchange"
 	"github.com/nii-uk/nii/exchange/chunker"
 	"github.com/nii-uk/nii/node"
+	"github.com/nii-uk/nii/node/api"
 	"go.uber.org/goleak"
 )
 
@@ -27,7 +27,7 @@ func TestMain(m *testing.M) {
 type testNode struct {
 	*node.Node
 	home   string
-	client *node.Client
+	client *api.Client
 }
 
 func newHome(t *testing.T, org string) string {
@@ -58,7 +58,7 @@ func startNode(t *testing.T, home string) *testNode {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Close() })
-	c, err := node.Dial(home)
+	c, err := api.Dial(home)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,10 +74,10 @@ func randBytes(seed uint64, n int) []byte {
 	return b
 }
 
-func (tn *testNode) publish(t *testing.T, name string, data []byte, req node.PublishRequest) *node.VersionInfo {
+func (tn *testNode) publish(t *testing.T, name string, data []byte, req node.PublishRequest) *api.VersionInfo {
 	t.Helper()
 	req.Name = name
-	v, err := tn.client.Publish(context.Background(), nii.DatasetID{Org: tn.Config().Org, Name: name}, bytes.NewReader(data), req)
+	v, err := tn.client.Publish(context.Background(), nii.DatasetID{Org: tn.Config().Org, Name: name}, bytes.NewReader(data), api.PublishOptions{Filename: req.Filename, Meta: req.Meta})
 	if err != nil {
 		t.Fatalf("publish %s: %v", name, err)
 	}
@@ -207,7 +207,7 @@ func TestBadRequests(t *testing.T) {
 
 	check := func(what string, err error, status int, contains string) {
 		t.Helper()
-		var re *node.RemoteError
+		var re *api.RemoteError
 		if !errors.As(err, &re) || re.Status != status || !strings.Contains(re.Error(), contains) {
 			t.Errorf("%s: got %v, want HTTP %d mentioning %q", what, err, status, contains)
 		}
@@ -216,19 +216,19 @@ func TestBadRequests(t *testing.T) {
 	check("unknown dataset", err, 404, "greenwich/nope")
 	_, err = tn.client.Version(ctx, nii.Ref{Dataset: nii.DatasetID{Org: "greenwich", Name: "spend"}, Version: 7})
 	check("unknown version", err, 404, "greenwich/spend@7")
-	_, err = tn.client.Publish(ctx, nii.DatasetID{Org: "greenwich", Name: "Bad Name"}, strings.NewReader("x"), node.PublishRequest{})
+	_, err = tn.client.Publish(ctx, nii.DatasetID{Org: "greenwich", Name: "Bad Name"}, strings.NewReader("x"), api.PublishOptions{})
 	check("invalid name", err, 400, "dataset name")
-	_, err = tn.client.Publish(ctx, nii.DatasetID{Org: "lambeth", Name: "spend"}, strings.NewReader("x"), node.PublishRequest{})
+	_, err = tn.client.Publish(ctx, nii.DatasetID{Org: "lambeth", Name: "spend"}, strings.NewReader("x"), api.PublishOptions{})
 	check("another org", err, 400, "publishes for org")
-	_, err = tn.client.Publish(ctx, nii.DatasetID{Org: "greenwich", Name: "spend"}, strings.NewReader("x"), node.PublishRequest{Meta: nii.Metadata{Keywords: []string{strings.Repeat("k", 100)}}})
+	_, err = tn.client.Publish(ctx, nii.DatasetID{Org: "greenwich", Name: "spend"}, strings.NewReader("x"), api.PublishOptions{Meta: nii.Metadata{Keywords: []string{strings.Repeat("k", 100)}}})
 	check("oversized keyword", err, 400, "keyword")
 
 	anon := *tn.client
 	anon.Token = ""
-	_, err = anon.Publish(ctx, nii.DatasetID{Org: "greenwich", Name: "spend"}, strings.NewReader("x"), node.PublishRequest{})
+	_, err = anon.Publish(ctx, nii.DatasetID{Org: "greenwich", Name: "spend"}, strings.NewReader("x"), api.PublishOptions{})
 	check("no admin token", err, 401, "admin token")
 	anon.Token = strings.Repeat("0", 64)
-	_, err = anon.Publish(ctx, nii.DatasetID{Org: "greenwich", Name: "spend"}, strings.NewReader("x"), node.PublishRequest{})
+	_, err = anon.Publish(ctx, nii.DatasetID{Org: "greenwich", Name: "spend"}, strings.NewReader("x"), api.PublishOptions{})
 	check("wrong admin token", err, 401, "admin token")
 
 	// None of the refused requests changed anything.
@@ -246,7 +246,7 @@ func TestInterruptedUploadLeavesNothing(t *testing.T) {
 	if err == nil {
 		t.Fatal("publish of a failing reader succeeded")
 	}
-	if _, err := tn.Store().Latest(nii.DatasetID{Org: "greenwich", Name: "spend"}); !errors.Is(err, exchange.ErrNotFound) {
+	if _, err := tn.Store().Latest(nii.DatasetID{Org: "greenwich", Name: "spend"}); !errors.Is(err, nii.ErrNotFound) {
 		t.Fatalf("a failed publish left a version: %v", err)
 	}
 }
@@ -287,7 +287,7 @@ func TestHomeIsPrivateAndLocked(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(home, node.TokenFile)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("admin token left behind after Close: %v", err)
 	}
-	if _, err := node.Dial(home); !errors.Is(err, node.ErrNotRunning) {
+	if _, err := api.Dial(home); !errors.Is(err, api.ErrNotRunning) {
 		t.Fatalf("Dial after Close: %v, want ErrNotRunning", err)
 	}
 	startNode(t, home)

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/nii-uk/nii/node/api"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -61,13 +63,6 @@ func handleHealthz(w http.ResponseWriter, r *http.Request) {
 	w.Write([]byte("ok\n"))
 }
 
-// Readiness is the body of GET /readyz.
-type Readiness struct {
-	Ready  bool              `json:"ready"`
-	Reason string            `json:"reason,omitempty"` // why not, when not
-	Checks map[string]string `json:"checks"`
-}
-
 func (n *Node) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	rd := n.Readiness()
 	code := http.StatusOK
@@ -80,8 +75,8 @@ func (n *Node) handleReadyz(w http.ResponseWriter, r *http.Request) {
 // Readiness says whether the node can serve the federation: its store is
 // open and, if it was given members to join, it has joined one of them (a
 // node with none is the federation's first member, ready alone).
-func (n *Node) Readiness() Readiness {
-	rd := Readiness{Ready: true, Checks: map[string]string{}}
+func (n *Node) Readiness() api.Readiness {
+	rd := api.Readiness{Ready: true, Checks: map[string]string{}}
 	fail := func(check, reason string) {
 		rd.Checks[check] = reason
 		if rd.Ready {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nii-uk/nii"
 	"github.com/nii-uk/nii/node"
+	"github.com/nii-uk/nii/node/api"
 	"github.com/nii-uk/nii/node/nodetest"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
@@ -258,7 +259,7 @@ func TestOpsHealthAndReadiness(t *testing.T) {
 	cfg.Gossip.Join = []string{"127.0.0.1:1"}
 	second := nodetest.Start(t, cfg)
 	resp, b = do(t, c, second, call{path: "/readyz"})
-	var rd node.Readiness
+	var rd api.Readiness
 	if err := json.Unmarshal(b, &rd); err != nil {
 		t.Fatalf("readyz body: %v: %s", err, b)
 	}
@@ -296,7 +297,7 @@ func TestOpsRateLimit(t *testing.T) {
 	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || s < 1 || s > 100 {
 		t.Fatalf("Retry-After %q", resp.Header.Get("Retry-After"))
 	}
-	var e node.APIError
+	var e api.APIError
 	if err := json.Unmarshal(b, &e); err != nil || e.Code != "rate_limited" || e.Error == "" {
 		t.Fatalf("429 body: %s", b)
 	}

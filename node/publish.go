@@ -24,8 +24,9 @@ type PublishRequest struct {
 	Meta nii.Metadata
 }
 
-// ErrRegistryOnly is returned when a registry-only node is asked to hold data.
-var ErrRegistryOnly = errors.New("this is a registry-only node: it holds no data")
+// ErrRegistryOnly is returned when a registry-only node is asked to hold
+// data. It is of kind nii.ErrConflict.
+var ErrRegistryOnly = nii.Errorf(nii.ErrConflict, "this is a registry-only node: it holds no data")
 
 // Publish stores r as the next version of org/name and returns its record.
 // The version becomes visible atomically once all its chunks and its signed
@@ -42,7 +43,7 @@ func (n *Node) Publish(ctx context.Context, r io.Reader, req PublishRequest) (*e
 		return nil, err
 	}
 	prev, err := n.store.Latest(ds)
-	if err != nil && !errors.Is(err, exchange.ErrNotFound) {
+	if err != nil && !errors.Is(err, nii.ErrNotFound) {
 		return nil, err
 	}
 	meta := req.Meta
@@ -83,7 +84,7 @@ func (n *Node) Publish(ctx context.Context, r io.Reader, req PublishRequest) (*e
 		t, err := prof.Result()
 		if err != nil {
 			// A .csv that does not parse is still published, as a file.
-			n.log.Warn("not profiled as a table", slog.String(LogDataset, ds.String()), slog.String(LogErr, err.Error()))
+			n.log.Warn("not profiled as a table", slog.String(nii.LogDataset, ds.String()), slog.String(nii.LogErr, err.Error()))
 		} else {
 			meta.Table = t
 		}
@@ -111,12 +112,12 @@ func (n *Node) Publish(ctx context.Context, r io.Reader, req PublishRequest) (*e
 	if err != nil {
 		return nil, fmt.Errorf("publish %s: %w", ds, err)
 	}
-	n.log.Info("published", slog.String(LogDataset, rec.Ref.String()), slog.Int64("bytes", size),
-		slog.Int("chunks", len(chunks)), slog.Duration("took", time.Since(start)))
+	n.log.Info("published", slog.String(nii.LogDataset, rec.Ref.String()), slog.Int64(nii.LogBytes, size),
+		slog.Int(nii.LogChunks, len(chunks)), slog.Duration(nii.LogTook, time.Since(start)))
 	// The version is committed; advertising it can fail without undoing
 	// that, and a restart re-advertises (advertiseHeld).
 	if err := n.advertise(rec); err != nil {
-		n.log.Error("advertise", slog.String(LogDataset, rec.Ref.String()), slog.String(LogErr, err.Error()))
+		n.log.Error("advertise", slog.String(nii.LogDataset, rec.Ref.String()), slog.String(nii.LogErr, err.Error()))
 	}
 	return rec, nil
 }

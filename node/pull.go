@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -15,7 +14,7 @@ import (
 // PullOptions tune a pull.
 type PullOptions struct {
 	Grant    string
-	Action   string // "read" (default) or "sync" (follow)
+	Action   nii.Action // nii.ActionRead (default) or nii.ActionSync (follow)
 	Progress func(done, total int64)
 }
 
@@ -135,10 +134,12 @@ type ReplicaConfig struct {
 
 func (r ReplicaConfig) serve() bool { return !r.Disable }
 
-// ErrAmbiguous is returned when more than one node claims to publish a
+// ErrAmbiguous is wrapped when more than one node claims to publish a
 // dataset and none of the claims is verified: nii will not guess which is
 // the real publisher (and send it a grant).
-var ErrAmbiguous = errors.New("ambiguous publisher")
+//
+// Deprecated: use nii.ErrAmbiguous.
+var ErrAmbiguous = nii.ErrAmbiguous
 
 // publisherOf chooses the advert a node treats as the publisher of d: the
 // newest verified claim, or — if none is verified — the only claim. Two or
@@ -159,6 +160,6 @@ func (n *Node) publisherOf(d nii.DatasetID) (*registry.Entry, []registry.Entry, 
 	case claims[0].Verified || len(claims) == 1:
 		return claims[0], entries, nil
 	}
-	return nil, entries, fmt.Errorf("dataset %s: %w: %d nodes claim to publish it and none is verified by this node's trust anchors (enrol the publisher with 'nii enrol', or trust its issuer with 'nii trust add')",
+	return nil, entries, fmt.Errorf("dataset %s: %w publisher: %d nodes claim to publish it and none is verified by this node's trust anchors (enrol the publisher with 'nii enrol', or trust its issuer with 'nii trust add')",
 		d, ErrAmbiguous, len(claims))
 }

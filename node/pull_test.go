@@ -101,9 +101,9 @@ func TestPullErrors(t *testing.T) {
 		ref  string
 		want error
 	}{
-		{"unknown dataset", "org0/nope", exchange.ErrNotFound},
+		{"unknown dataset", "org0/nope", nii.ErrNotFound},
 		{"unknown version", "org0/open@7", exchange.ErrNoProvider},
-		{"restricted without a grant", "org0/secret", exchange.ErrRefused},
+		{"restricted without a grant", "org0/secret", nii.ErrRefused},
 	} {
 		ref, _ := nii.ParseRef(tc.ref)
 		_, err := nodes[1].Pull(ctx, ref, node.PullOptions{})

@@ -17,6 +17,7 @@ import (
 	"github.com/nii-uk/nii"
 	"github.com/nii-uk/nii/auth"
 	"github.com/nii-uk/nii/node"
+	"github.com/nii-uk/nii/node/api"
 	"github.com/spf13/cobra"
 )
 
@@ -38,42 +39,15 @@ Give the .pub file to every node: nii trust add FILE.pub.`,
 			if out == "" {
 				return errors.New("--out FILE is required (e.g. --out london-admin.key)")
 			}
-			pubPath := auth.PublicPath(out)
-			if pubPath == out {
-				pubPath = out + ".pub"
-			}
-			for _, p := range []string{out, pubPath} {
-				if _, err := os.Stat(p); err == nil {
-					return fmt.Errorf("%s exists; keygen never overwrites a key", p)
-				}
-			}
 			if name == "" {
 				name = strings.TrimSuffix(filepath.Base(out), filepath.Ext(out))
 			}
-			k, err := auth.GenerateKey()
+			kp, err := auth.WriteKeyPair(out, name)
 			if err != nil {
 				return err
 			}
-			pemb, err := auth.MarshalPrivateKey(k)
-			if err != nil {
-				return err
-			}
-			f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-			if err != nil {
-				return err
-			}
-			if _, err := f.Write(pemb); err != nil {
-				f.Close()
-				return err
-			}
-			if err := f.Close(); err != nil {
-				return err
-			}
-			jwk := auth.PublicJWK(k.Public().(ed25519.PublicKey), name)
+			pubPath, jwk := kp.PublicPath, kp.Public
 			b, _ := json.MarshalIndent(jwk, "", "  ")
-			if err := os.WriteFile(pubPath, append(b, '\n'), 0o644); err != nil {
-				return err
-			}
 			if g.json {
 				return printJSON(cmd.OutOrStdout(), map[string]any{"key": out, "public": pubPath, "kid": jwk.Kid, "jwk": jwk})
 			}
@@ -106,20 +80,17 @@ func trustCmd(g *globals) *cobra.Command {
 			if name == "" {
 				name = jwkName
 			}
-			var info *node.TrustInfo
-			if cl, err := node.Dial(g.home); err == nil {
+			var info *api.TrustInfo
+			if cl, err := api.Dial(g.home); err == nil {
 				if info, err = cl.AddTrust(cmd.Context(), b, name); err != nil {
 					return err
 				}
-			} else if errors.Is(err, node.ErrNotRunning) {
-				err := node.EditConfig(g.home, func(c *node.Config) error {
-					c.Trust = append(c.Trust, node.TrustAnchor{Name: name, Key: b64(pub), KID: auth.KeyID(pub)})
-					return nil
-				})
-				if err != nil {
+			} else if errors.Is(err, api.ErrNotRunning) {
+				// No daemon: the same config edit the daemon makes.
+				if err := node.TrustIssuer(g.home, pub, name); err != nil {
 					return err
 				}
-				info = &node.TrustInfo{KID: auth.KeyID(pub), Name: name}
+				info = &api.TrustInfo{KID: auth.KeyID(pub), Name: name}
 			} else {
 				return err
 			}
@@ -133,7 +104,7 @@ func trustCmd(g *globals) *cobra.Command {
 		Short: "List the issuer keys this node trusts",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return fetchAndPrint(cmd, g, (*node.Client).Trust, func(w io.Writer, ts []node.TrustInfo) error {
+			return fetchAndPrint(cmd, g, (*api.Client).Trust, func(w io.Writer, ts []api.TrustInfo) error {
 				tw := tabw(w)
 				fmt.Fprintln(tw, "KID\tNAME")
 				for _, t := range ts {
@@ -149,19 +120,14 @@ func trustCmd(g *globals) *cobra.Command {
 		Short: "Stop trusting an issuer key",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := node.Dial(g.home)
+			cl, err := api.Dial(g.home)
 			switch {
 			case err == nil:
 				if err := cl.RemoveTrust(cmd.Context(), args[0]); err != nil {
 					return err
 				}
-			case errors.Is(err, node.ErrNotRunning): // no daemon: edit the config
-				found := false
-				err := node.EditConfig(g.home, func(c *node.Config) error {
-					var err error
-					found, err = node.RemoveAnchor(c, args[0])
-					return err
-				})
+			case errors.Is(err, api.ErrNotRunning): // no daemon: the same config edit the daemon makes
+				found, err := node.UntrustIssuer(g.home, args[0])
 				if err != nil {
 					return err
 				}
@@ -178,8 +144,6 @@ func trustCmd(g *globals) *cobra.Command {
 	c.AddCommand(add, list, remove)
 	return c
 }
-
-func b64(pub ed25519.PublicKey) string { return auth.PublicJWK(pub, "").X }
 
 // federationOf returns the --federation flag, else the home's federation.
 func federationOf(g *globals, flag string) (string, error) {
@@ -269,8 +233,8 @@ printed) for the node's operator to install with 'nii credential install'.`,
 // installCredential installs a credential in the node of g's home: through
 // its API if it runs (verified there), else as a file it reads at start.
 func installCredential(cmd *cobra.Command, g *globals, tok string) error {
-	cl, err := node.Dial(g.home)
-	if errors.Is(err, node.ErrNotRunning) {
+	cl, err := api.Dial(g.home)
+	if errors.Is(err, api.ErrNotRunning) {
 		if err := writeToken(cmd, filepath.Join(g.home, node.CredFile), tok); err != nil {
 			return err
 		}
@@ -294,7 +258,7 @@ func credentialCmd(g *globals) *cobra.Command {
 		Short: "Show this node's membership credential",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return fetchAndPrint(cmd, g, (*node.Client).Credential, func(w io.Writer, ci *node.CredentialInfo) error {
+			return fetchAndPrint(cmd, g, (*api.Client).Credential, func(w io.Writer, ci *api.CredentialInfo) error {
 				if !ci.Installed {
 					_, err := fmt.Fprintln(w, "no membership credential: this node's org claim shows as unverified (an admin runs nii enrol)")
 					return err
@@ -343,14 +307,14 @@ func grantIssueCmd(g *globals) *cobra.Command {
 				return err
 			}
 			tok, gc, err := auth.IssueGrant(k, auth.GrantSpec{Federation: fed, Subject: to, Datasets: splitList(datasets),
-				Actions: splitList(actions), Node: nii.NodeID(bind), TTL: ttl})
+				Actions: actionList(actions), Node: nii.NodeID(bind), TTL: ttl})
 			if err != nil {
 				return err
 			}
 			if err := writeToken(cmd, out, tok); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "grant %s: %s may %s %s until %s\n", gc.ID, to, strings.Join(gc.Actions, ","),
+			fmt.Fprintf(cmd.ErrOrStderr(), "grant %s: %s may %s %s until %s\n", gc.ID, to, joinActions(gc.Actions),
 				strings.Join(gc.Datasets, ","), gc.ExpiresAt.UTC().Format(time.RFC3339))
 			return nil
 		},
@@ -369,6 +333,22 @@ func grantIssueCmd(g *globals) *cobra.Command {
 	return c
 }
 
+func actionList(s string) []nii.Action {
+	var out []nii.Action
+	for _, a := range splitList(s) {
+		out = append(out, nii.Action(a))
+	}
+	return out
+}
+
+func joinActions(as []nii.Action) string {
+	s := make([]string, len(as))
+	for i, a := range as {
+		s[i] = string(a)
+	}
+	return strings.Join(s, ",")
+}
+
 func splitList(s string) []string {
 	var out []string
 	for _, p := range strings.Split(s, ",") {
@@ -380,7 +360,7 @@ func splitList(s string) []string {
 }
 
 func grantInspectCmd(g *globals) *cobra.Command {
-	var body node.InspectBody
+	var body api.InspectRequest
 	c := &cobra.Command{
 		Use:   "inspect TOKEN|@FILE",
 		Short: "Show a token's claims and whether this node would accept it, and why not",
@@ -391,19 +371,17 @@ func grantInspectCmd(g *globals) *cobra.Command {
 				return err
 			}
 			body.Token = tok
-			var rep *auth.Report
-			cl, err := node.Dial(g.home)
+			var rep *api.TokenReport
+			cl, err := api.Dial(g.home)
 			if err == nil {
 				rep, err = cl.Inspect(cmd.Context(), body)
 			}
 			if err != nil {
-				if !errors.Is(err, node.ErrNotRunning) && !errors.Is(err, node.ErrNoHome) {
+				if !errors.Is(err, api.ErrNotRunning) && !errors.Is(err, api.ErrNoHome) {
 					return err
 				}
 				// No node to ask: decode only.
-				v := &auth.Verifier{Anchors: auth.NewAnchors()}
-				r := v.Inspect(tok, nil)
-				r.Valid, r.Reason, r.Detail = false, "not_checked", "no running node at "+g.home+" to check it against; claims shown unverified"
+				r := node.InspectUnchecked(tok, "no running node at "+g.home+" to check it against; claims shown unverified")
 				rep = &r
 			}
 			if g.json {
@@ -420,7 +398,7 @@ func grantInspectCmd(g *globals) *cobra.Command {
 	return c
 }
 
-func printReport(w io.Writer, r *auth.Report) error {
+func printReport(w io.Writer, r *api.TokenReport) error {
 	tw := tabw(w)
 	fmt.Fprintf(tw, "type\t%s\n", orDash(r.Type))
 	for _, k := range []string{"iss", "sub", "aud", "jti", "org", "name", "datasets", "actions", "cnf", "revokes"} {
@@ -478,7 +456,7 @@ made offline and handed to a node later with --submit FILE.`,
 					}
 				}
 			}
-			cl, err := node.Dial(g.home)
+			cl, err := api.Dial(g.home)
 			if err != nil {
 				if out != "" {
 					fmt.Fprintf(cmd.OutOrStdout(), "revocation saved to %s; hand it to a running node with: nii grant revoke --submit %s\n", out, out)
@@ -525,8 +503,8 @@ func auditCmd(g *globals) *cobra.Command {
 					q.Set(k, v)
 				}
 			}
-			return fetchAndPrint(cmd, g, func(cl *node.Client, ctx context.Context) (*node.AuditPage, error) { return cl.Audit(ctx, q) },
-				func(w io.Writer, p *node.AuditPage) error {
+			return fetchAndPrint(cmd, g, func(cl *api.Client, ctx context.Context) (*api.AuditPage, error) { return cl.Audit(ctx, q) },
+				func(w io.Writer, p *api.AuditPage) error {
 					tw := tabw(w)
 					fmt.Fprintln(tw, "SEQ\tTIME\tNODE\tORG\tDATASET\tACTION\tRESULT\tREASON\tGRANT")
 					for _, r := range p.Records {

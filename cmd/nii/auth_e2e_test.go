@@ -10,6 +10,7 @@ import (
 
 	"github.com/nii-uk/nii/auth"
 	"github.com/nii-uk/nii/node"
+	"github.com/nii-uk/nii/node/api"
 )
 
 // TestGrantsWorkflow is issue 5's admin and user story with real
@@ -46,7 +47,7 @@ func TestGrantsWorkflow(t *testing.T) {
 	cred := filepath.Join(adminDir, "lambeth.cred")
 	mustNii(t, nohome, "enrol", "--key", key, "--org", "lambeth", "--node", string(status(t, lambeth).ID), "--federation", "london", "-o", cred)
 	mustNii(t, lambeth, "credential", "install", cred)
-	var ci node.CredentialInfo
+	var ci api.CredentialInfo
 	json.Unmarshal([]byte(mustNii(t, lambeth, "credential", "--json")), &ci)
 	if !ci.Valid || ci.Org != "lambeth" {
 		t.Fatalf("lambeth's credential: %+v", ci)
@@ -54,7 +55,7 @@ func TestGrantsWorkflow(t *testing.T) {
 
 	mustNii(t, greenwich, "publish", realFile(t, "trafford.csv"), "--name", "spend-2024", "--access", "restricted", "--title", "Spend 2024")
 	pollNii(t, lambeth, "lambeth sees greenwich/spend-2024 verified", func(out string) bool {
-		var cd node.CatalogDataset
+		var cd api.CatalogDataset
 		return json.Unmarshal([]byte(out), &cd) == nil && cd.Verified && cd.Version == 1
 	}, "show", "greenwich/spend-2024", "--json")
 
@@ -92,14 +93,14 @@ func TestGrantsWorkflow(t *testing.T) {
 	}, "grant", "inspect", "@"+grant, "--json")
 	mustNii(t, greenwich, "publish", realFile(t, "lambeth.csv"), "--name", "spend-2024", "--access", "restricted")
 	pollNii(t, lambeth, "lambeth sees v2", func(o string) bool {
-		var cd node.CatalogDataset
+		var cd api.CatalogDataset
 		return json.Unmarshal([]byte(o), &cd) == nil && cd.Version == 2
 	}, "show", "greenwich/spend-2024", "--json")
 	if r := run(t, lambeth, "pull", "greenwich/spend-2024", "--grant", "@"+grant, "--quiet"); r.code == 0 || !strings.Contains(r.stderr, auth.ReasonRevoked) {
 		t.Fatalf("lambeth after revocation: exit %d %s", r.code, r.stderr)
 	}
 
-	var page node.AuditPage
+	var page api.AuditPage
 	json.Unmarshal([]byte(mustNii(t, greenwich, "audit", "--json", "--limit", "1000")), &page)
 	seen := map[string]bool{}
 	for _, r := range page.Records {
@@ -112,5 +113,29 @@ func TestGrantsWorkflow(t *testing.T) {
 	}
 	if r := run(t, greenwich, "audit"); r.code != 0 || !strings.Contains(r.stdout, "granted") {
 		t.Fatalf("audit table: %d %s %s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestTrustAddOfflineListsKeyOnce: 'nii trust add' with no daemon running
+// makes the daemon's own config edit, so adding a key twice leaves one
+// [[trust]] entry (it used to append a copy each time).
+func TestTrustAddOfflineListsKeyOnce(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "london-admin.key")
+	mustNii(t, filepath.Join(dir, "no-node"), "keygen", "--out", key)
+	home := initHome(t, "greenwich")
+	mustNii(t, home, "trust", "add", auth.PublicPath(key))
+	mustNii(t, home, "trust", "add", "--name", "london", auth.PublicPath(key))
+	cfg, err := node.LoadConfig(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(home, node.ConfigFile))
+	if len(cfg.Trust) != 1 || cfg.Trust[0].Name != "london" || bytes.Count(b, []byte("[[trust]]")) != 1 {
+		t.Fatalf("after two offline adds: %+v\n%s", cfg.Trust, b)
+	}
+	mustNii(t, home, "trust", "remove", cfg.Trust[0].KID)
+	if cfg, err := node.LoadConfig(home); err != nil || len(cfg.Trust) != 0 {
+		t.Fatalf("after remove: %+v %v", cfg.Trust, err)
 	}
 }

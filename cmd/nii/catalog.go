@@ -11,7 +11,7 @@ import (
 
 	"github.com/dustin/go-humanize"
 	"github.com/nii-uk/nii"
-	"github.com/nii-uk/nii/node"
+	"github.com/nii-uk/nii/node/api"
 	"github.com/nii-uk/nii/registry/table"
 	"github.com/spf13/cobra"
 )
@@ -43,7 +43,7 @@ func searchCmd(g *globals) *cobra.Command {
 			}
 			q.Set("limit", strconv.Itoa(limit))
 			q.Set("offset", strconv.Itoa(offset))
-			cl, err := node.Dial(g.home)
+			cl, err := api.Dial(g.home)
 			if err != nil {
 				return err
 			}
@@ -110,14 +110,14 @@ func peersCmd(g *globals) *cobra.Command {
 		Short: "List the federation's members: org, state, last seen",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return fetchAndPrint(cmd, g, (*node.Client).Peers, printPeers)
+			return fetchAndPrint(cmd, g, (*api.Client).Peers, printPeers)
 		},
 	}
 	addJSON(c, g)
 	return c
 }
 
-func printPeers(out io.Writer, ps []node.PeerInfo) error {
+func printPeers(out io.Writer, ps []api.PeerInfo) error {
 	if len(ps) == 0 {
 		fmt.Fprintln(out, "no peers yet: join a federation with 'nii run --join HOST:PORT'")
 		return nil
@@ -153,7 +153,7 @@ func withdrawCmd(g *globals) *cobra.Command {
 		Short: "Stop the federation listing one of this node's datasets (a signed tombstone)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withDataset(cmd, g, args[0], func(cl *node.Client, d nii.DatasetID) error {
+			return withDataset(cmd, g, args[0], func(cl *api.Client, d nii.DatasetID) error {
 				if err := cl.Withdraw(cmd.Context(), d); err != nil {
 					return err
 				}
@@ -166,11 +166,11 @@ func withdrawCmd(g *globals) *cobra.Command {
 
 // showVersionOrCatalog prints a locally held version when @N names one,
 // otherwise what the federation knows of the dataset.
-func showRef(cmd *cobra.Command, g *globals, cl *node.Client, ref nii.Ref) error {
+func showRef(cmd *cobra.Command, g *globals, cl *api.Client, ref nii.Ref) error {
 	out := cmd.OutOrStdout()
 	if ref.Version != 0 {
 		v, err := cl.Version(cmd.Context(), ref)
-		var re *node.RemoteError
+		var re *api.RemoteError
 		if err == nil {
 			if g.json {
 				return printJSON(out, v)
@@ -196,7 +196,7 @@ func showRef(cmd *cobra.Command, g *globals, cl *node.Client, ref nii.Ref) error
 	return printCatalogDataset(out, cd)
 }
 
-func printCatalogDataset(out io.Writer, cd *node.CatalogDataset) error {
+func printCatalogDataset(out io.Writer, cd *api.CatalogDataset) error {
 	m := cd.Meta
 	w := tabw(out)
 	fmt.Fprintf(w, "%s@%d\t%s\n", cd.ID, cd.Version, m.Title)

@@ -10,12 +10,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/dustin/go-humanize"
 	"github.com/nii-uk/nii"
 	"github.com/nii-uk/nii/node"
+	"github.com/nii-uk/nii/node/api"
 	"github.com/spf13/cobra"
 )
 
@@ -91,6 +93,11 @@ func runCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			clean, err := keepCrashReport(g.home)
+			if err != nil {
+				return err
+			}
+			defer clean()
 			if err := n.Start(cmd.Context()); err != nil {
 				return err
 			}
@@ -113,13 +120,34 @@ func runCmd(g *globals) *cobra.Command {
 	return c
 }
 
+// keepCrashReport has the Go runtime copy a fatal error's report (a panic,
+// SIGBUS from a full disk under badger's memory maps) to HOME/crash.log
+// as well as stderr, so that a CLI finding the daemon gone can say why.
+// The file is emptied now and removed by the returned function when the
+// daemon stops in good order.
+func keepCrashReport(home string) (func(), error) {
+	path := filepath.Join(home, node.CrashFile)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("crash report file: %w", err)
+	}
+	defer f.Close() // SetCrashOutput keeps its own descriptor
+	if err := debug.SetCrashOutput(f, debug.CrashOptions{}); err != nil {
+		return nil, fmt.Errorf("crash report file: %w", err)
+	}
+	return func() {
+		debug.SetCrashOutput(nil, debug.CrashOptions{})
+		os.Remove(path)
+	}, nil
+}
+
 func statusCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "status",
 		Short: "Show the node's ID, org, federation, addresses and counts",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return fetchAndPrint(cmd, g, (*node.Client).Status, func(out io.Writer, st *node.Status) error {
+			return fetchAndPrint(cmd, g, (*api.Client).Status, func(out io.Writer, st *api.Status) error {
 				return printStatus(out, st)
 			})
 		},
@@ -128,7 +156,7 @@ func statusCmd(g *globals) *cobra.Command {
 	return c
 }
 
-func printStatus(out io.Writer, st *node.Status) error {
+func printStatus(out io.Writer, st *api.Status) error {
 	w := tabw(out)
 	fmt.Fprintf(w, "node ID\t%s\n", st.ID)
 	fmt.Fprintf(w, "org\t%s\t%s\n", st.Org, st.OrgName)
@@ -144,7 +172,8 @@ func printStatus(out io.Writer, st *node.Status) error {
 
 func publishCmd(g *globals) *cobra.Command {
 	var (
-		req    node.PublishRequest
+		name   string
+		req    api.PublishOptions
 		access string
 	)
 	c := &cobra.Command{
@@ -153,7 +182,7 @@ func publishCmd(g *globals) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := args[0]
-			if err := nii.CheckSlug("dataset name", req.Name); err != nil {
+			if err := nii.CheckSlug("dataset name", name); err != nil {
 				return err
 			}
 			a, err := nii.ParseAccess(access)
@@ -168,7 +197,7 @@ func publishCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer f.Close()
-			cl, err := node.Dial(g.home)
+			cl, err := api.Dial(g.home)
 			if err != nil {
 				return err
 			}
@@ -177,7 +206,7 @@ func publishCmd(g *globals) *cobra.Command {
 				return err
 			}
 			req.Filename = filepath.Base(path)
-			v, err := cl.Publish(cmd.Context(), nii.DatasetID{Org: st.Org, Name: req.Name}, f, req)
+			v, err := cl.Publish(cmd.Context(), nii.DatasetID{Org: st.Org, Name: name}, f, req)
 			if err != nil {
 				return err
 			}
@@ -193,7 +222,7 @@ func publishCmd(g *globals) *cobra.Command {
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&req.Name, "name", "", "dataset name (a slug); the org is the node's")
+	f.StringVar(&name, "name", "", "dataset name (a slug); the org is the node's")
 	f.StringVar(&req.Meta.Title, "title", "", "title (kept from the previous version if omitted)")
 	f.StringVar(&req.Meta.Description, "description", "", "description")
 	f.StringVar(&req.Meta.Licence, "licence", "", "licence ID, e.g. OGL-UK-3.0")
@@ -235,14 +264,14 @@ func datasetsCmd(g *globals) *cobra.Command {
 		Short: "List this node's datasets and versions",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return fetchAndPrint(cmd, g, (*node.Client).Datasets, printDatasets)
+			return fetchAndPrint(cmd, g, (*api.Client).Datasets, printDatasets)
 		},
 	}
 	addJSON(c, g)
 	return c
 }
 
-func printDatasets(out io.Writer, ds []node.DatasetInfo) error {
+func printDatasets(out io.Writer, ds []api.DatasetInfo) error {
 	if len(ds) == 0 {
 		fmt.Fprintln(out, "no datasets yet: publish one with 'nii publish FILE --name NAME'")
 		return nil
@@ -279,7 +308,7 @@ func showCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cl, err := node.Dial(g.home)
+			cl, err := api.Dial(g.home)
 			if err != nil {
 				return err
 			}
@@ -290,7 +319,7 @@ func showCmd(g *globals) *cobra.Command {
 	return c
 }
 
-func printVersion(out io.Writer, v *node.VersionInfo) error {
+func printVersion(out io.Writer, v *api.VersionInfo) error {
 	m := v.Meta
 	w := tabw(out)
 	fmt.Fprintf(w, "%s\t%s\n", v.Ref, m.Title)
@@ -338,7 +367,7 @@ func exportCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cl, err := node.Dial(g.home)
+			cl, err := api.Dial(g.home)
 			if err != nil {
 				return err
 			}
@@ -380,12 +409,12 @@ func versionCmd() *cobra.Command {
 
 // withDataset parses arg as ORG/NAME, dials the node of g's home, and runs
 // fn with both: the shape of every command that acts on one dataset.
-func withDataset(cmd *cobra.Command, g *globals, arg string, fn func(*node.Client, nii.DatasetID) error) error {
+func withDataset(cmd *cobra.Command, g *globals, arg string, fn func(*api.Client, nii.DatasetID) error) error {
 	d, err := nii.ParseDatasetID(arg)
 	if err != nil {
 		return err
 	}
-	cl, err := node.Dial(g.home)
+	cl, err := api.Dial(g.home)
 	if err != nil {
 		return err
 	}
@@ -394,8 +423,8 @@ func withDataset(cmd *cobra.Command, g *globals, arg string, fn func(*node.Clien
 
 // fetchAndPrint dials the node of g's home, fetches one value, and prints
 // it as JSON (--json) or with human.
-func fetchAndPrint[T any](cmd *cobra.Command, g *globals, fetch func(*node.Client, context.Context) (T, error), human func(io.Writer, T) error) error {
-	cl, err := node.Dial(g.home)
+func fetchAndPrint[T any](cmd *cobra.Command, g *globals, fetch func(*api.Client, context.Context) (T, error), human func(io.Writer, T) error) error {
+	cl, err := api.Dial(g.home)
 	if err != nil {
 		return err
 	}

@@ -20,7 +20,6 @@ import (
 
 	"github.com/nii-uk/nii"
 	"github.com/nii-uk/nii/auth"
-	"github.com/nii-uk/nii/exchange"
 	"github.com/nii-uk/nii/node"
 	"github.com/spf13/cobra"
 )
@@ -290,20 +289,11 @@ func demoTrust(dir string, nodes []*node.Node) error {
 	path := filepath.Join(dir, demoAdminKeyFile)
 	key, err := auth.LoadPrivateKey(path)
 	if errors.Is(err, os.ErrNotExist) {
-		if key, err = auth.GenerateKey(); err != nil {
-			return err
+		kp, werr := auth.WriteKeyPair(path, "demo-admin")
+		if werr != nil {
+			return werr
 		}
-		b, err := auth.MarshalPrivateKey(key)
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(path, b, 0o600); err != nil {
-			return err
-		}
-		jwk, _ := json.MarshalIndent(auth.PublicJWK(key.Public().(ed25519.PublicKey), "demo-admin"), "", "  ")
-		if err := os.WriteFile(auth.PublicPath(path), append(jwk, '\n'), 0o644); err != nil {
-			return err
-		}
+		key = kp.Key
 	} else if err != nil {
 		return err
 	}
@@ -332,7 +322,7 @@ func publishSample(ctx context.Context, n *node.Node, d demoDataset) error {
 	id := nii.DatasetID{Org: n.Config().Org, Name: d.name}
 	if _, err := n.Store().Latest(id); err == nil {
 		return nil
-	} else if !errors.Is(err, exchange.ErrNotFound) {
+	} else if !errors.Is(err, nii.ErrNotFound) {
 		return err
 	}
 	f, err := demoFiles.Open(path.Join("demodata", d.file))

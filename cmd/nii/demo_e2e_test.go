@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nii-uk/nii/node"
+	"github.com/nii-uk/nii/node/api"
 )
 
 // syncBuffer is a bytes.Buffer safe to read while a process writes to it.
@@ -137,7 +138,7 @@ func TestDemoFederation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var res node.CatalogResult
+	var res api.CatalogResult
 	err = json.NewDecoder(resp.Body).Decode(&res)
 	resp.Body.Close()
 	if err != nil || resp.StatusCode != http.StatusOK {
@@ -163,7 +164,7 @@ func TestDemoFederation(t *testing.T) {
 
 	// The printed homes work with the CLI: search the registry, pull from
 	// another borough.
-	var sr node.CatalogResult
+	var sr api.CatalogResult
 	if err := json.Unmarshal([]byte(mustNii(t, info.Registry.Home, "search", "spend", "--json")), &sr); err != nil || sr.Total != 4 {
 		t.Fatalf("search spend on the registry: %d hits, %v", sr.Total, err)
 	}
@@ -186,7 +187,7 @@ func TestDemoFederation(t *testing.T) {
 			t.Fatalf("%s is not enrolled", n.Org)
 		}
 	}
-	var cd node.CatalogDataset
+	var cd api.CatalogDataset
 	json.Unmarshal([]byte(mustNii(t, info.Registry.Home, "show", "lambeth/spend", "--json")), &cd)
 	if !cd.Verified {
 		t.Fatalf("the registry shows lambeth/spend unverified: %+v", cd)
@@ -200,7 +201,7 @@ func TestDemoFederation(t *testing.T) {
 	mustNii(t, lambeth, "grant", "issue", "--key", info.AdminKey, "--federation", info.Federation, "--to", "lambeth",
 		"--datasets", restricted, "--actions", "read", "--ttl", "1h", "-o", grant)
 	mustNii(t, lambeth, "pull", restricted, "--grant", "@"+grant, "-o", filepath.Join(t.TempDir(), "r.csv"), "-q")
-	var page node.AuditPage
+	var page api.AuditPage
 	json.Unmarshal([]byte(mustNii(t, demoNodeOf(t, info, "greenwich").Home, "audit", "--json")), &page)
 	if len(page.Records) < 2 {
 		t.Fatalf("greenwich's audit log: %+v", page)
@@ -235,7 +236,7 @@ func TestDemoKeepsDir(t *testing.T) {
 	}
 
 	p = startDemo(t, "--dir", dir)
-	var ds []node.DatasetInfo
+	var ds []api.DatasetInfo
 	if err := json.Unmarshal([]byte(mustNii(t, filepath.Join(dir, "lambeth"), "datasets", "--json")), &ds); err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nii-uk/nii/node"
+	"github.com/nii-uk/nii/node/api"
 )
 
 // These tests run the real nii binary as separate processes, as a data
@@ -176,7 +177,7 @@ func TestDataOfficerWorkflow(t *testing.T) {
 		}
 	}
 
-	var v node.VersionInfo
+	var v api.VersionInfo
 	if err := json.Unmarshal([]byte(mustNii(t, home, "show", "greenwich/spend@1", "--json")), &v); err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +198,7 @@ func TestDataOfficerWorkflow(t *testing.T) {
 		t.Fatal("exported file is not byte-identical to the original")
 	}
 
-	var st node.Status
+	var st api.Status
 	if err := json.Unmarshal([]byte(mustNii(t, home, "status", "--json")), &st); err != nil {
 		t.Fatal(err)
 	}
@@ -258,7 +259,7 @@ func TestBadInputsGetClearErrors(t *testing.T) {
 	mustNii(t, home, "publish", good, "--name", "spend")
 	// Nothing the refused commands did is visible.
 	list := mustNii(t, home, "datasets", "--json")
-	var ds []node.DatasetInfo
+	var ds []api.DatasetInfo
 	json.Unmarshal([]byte(list), &ds)
 	if len(ds) != 1 || ds[0].ID != "greenwich/spend" || ds[0].Latest != 1 {
 		t.Fatalf("after refused commands: %s", list)
@@ -300,7 +301,7 @@ func TestKillDuringPublish(t *testing.T) {
 
 		// Reopen: the store must open cleanly and every version must be whole.
 		d = startDaemon(t, home)
-		var ds []node.DatasetInfo
+		var ds []api.DatasetInfo
 		json.Unmarshal([]byte(mustNii(t, home, "datasets", "--json")), &ds)
 		latest := uint64(0)
 		if len(ds) == 1 {

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nii-uk/nii/node"
+	"github.com/nii-uk/nii/node/api"
 )
 
 // pollNii runs a command until its output satisfies ok or the deadline
@@ -31,7 +31,7 @@ func pollNii(t *testing.T, home string, what string, ok func(out string) bool, a
 func TestFederationOfProcesses(t *testing.T) {
 	reg := initHome(t, "registry")
 	startDaemon(t, reg, "--registry-only")
-	var st node.Status
+	var st api.Status
 	json.Unmarshal([]byte(mustNii(t, reg, "status", "--json")), &st)
 	join := st.Addresses["gossip"]
 
@@ -49,12 +49,12 @@ func TestFederationOfProcesses(t *testing.T) {
 	// The registry and the other borough both find everything.
 	for _, home := range []string{reg, lambeth} {
 		pollNii(t, home, "search finds both boroughs' spend", func(out string) bool {
-			var res node.CatalogResult
+			var res api.CatalogResult
 			return json.Unmarshal([]byte(out), &res) == nil && res.Total == 2
 		}, "search", "spend", "--theme", "finance", "--json")
 	}
 	out := mustNii(t, reg, "search", "--publisher", "lambeth", "--json")
-	var res node.CatalogResult
+	var res api.CatalogResult
 	json.Unmarshal([]byte(out), &res)
 	if res.Total != 1 || res.Hits[0].ID != "lambeth/spend" || res.Hits[0].Meta.Table == nil {
 		t.Fatalf("search --publisher lambeth: %s", out)
@@ -64,13 +64,13 @@ func TestFederationOfProcesses(t *testing.T) {
 		t.Fatalf("search table:\n%s", human)
 	}
 
-	var cd node.CatalogDataset
+	var cd api.CatalogDataset
 	json.Unmarshal([]byte(mustNii(t, reg, "show", "greenwich/spend", "--json")), &cd)
 	if cd.Version != 1 || cd.Manifest.IsZero() || cd.Verified || !cd.Online || len(cd.Providers) != 1 || cd.Local != nil {
 		t.Fatalf("show on the registry: %+v", cd)
 	}
 
-	var peers []node.PeerInfo
+	var peers []api.PeerInfo
 	json.Unmarshal([]byte(mustNii(t, lambeth, "peers", "--json")), &peers)
 	orgs := map[string]string{}
 	for _, p := range peers {
@@ -86,7 +86,7 @@ func TestFederationOfProcesses(t *testing.T) {
 	}
 	mustNii(t, greenwich, "withdraw", "greenwich/old-spend")
 	pollNii(t, reg, "the registry drops the withdrawn dataset", func(out string) bool {
-		var res node.CatalogResult
+		var res api.CatalogResult
 		return json.Unmarshal([]byte(out), &res) == nil && res.Total == 0
 	}, "search", "old", "--json")
 

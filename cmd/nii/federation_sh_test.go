@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nii-uk/nii/node"
+	"github.com/nii-uk/nii/node/api"
 )
 
 // fedScript runs deploy/local/federation.sh with args, its homes in dir and
@@ -138,7 +138,7 @@ func TestFederationScript(t *testing.T) {
 	}
 	mustNii(t, homes[0], "publish", realFile(t, "lambeth.csv"), "--name", "spend", "--keyword", "spend")
 	pollNii(t, homes[1], "another node lists the dataset", func(out string) bool {
-		var res node.CatalogResult
+		var res api.CatalogResult
 		return json.Unmarshal([]byte(out), &res) == nil && res.Total == 1
 	}, "search", "spend", "--json")
 	// A third node's CKAN API finds it, as a harvester would, and its

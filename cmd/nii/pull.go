@@ -9,6 +9,7 @@ import (
 	"github.com/dustin/go-humanize"
 	"github.com/nii-uk/nii"
 	"github.com/nii-uk/nii/node"
+	"github.com/nii-uk/nii/node/api"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 )
@@ -45,7 +46,7 @@ func pullCmd(g *globals) *cobra.Command {
 					return fmt.Errorf("%s is a directory: give a file name", out)
 				}
 			}
-			cl, err := node.Dial(g.home)
+			cl, err := api.Dial(g.home)
 			if err != nil {
 				return err
 			}
@@ -112,7 +113,7 @@ func followCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return withDataset(cmd, g, args[0], func(cl *node.Client, d nii.DatasetID) error {
+			return withDataset(cmd, g, args[0], func(cl *api.Client, d nii.DatasetID) error {
 				if _, err := cl.Follow(cmd.Context(), d, tok); err != nil {
 					return err
 				}
@@ -131,7 +132,7 @@ func unfollowCmd(g *globals) *cobra.Command {
 		Short: "Stop keeping a dataset in sync (versions already pulled stay)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withDataset(cmd, g, args[0], func(cl *node.Client, d nii.DatasetID) error {
+			return withDataset(cmd, g, args[0], func(cl *api.Client, d nii.DatasetID) error {
 				if err := cl.Unfollow(cmd.Context(), d); err != nil {
 					return err
 				}

@@ -12,12 +12,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nii-uk/nii/node"
+	"github.com/nii-uk/nii/node/api"
 )
 
-func status(t *testing.T, home string) node.Status {
+func status(t *testing.T, home string) api.Status {
 	t.Helper()
-	var st node.Status
+	var st api.Status
 	if err := json.Unmarshal([]byte(mustNii(t, home, "status", "--json")), &st); err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +44,7 @@ func TestPullKilledMidTransferResumes(t *testing.T) {
 		file := filepath.Join(dir, name+".bin")
 		os.WriteFile(file, data, 0o644)
 		mustNii(t, pub, "publish", file, "--name", name)
-		var v node.VersionInfo
+		var v api.VersionInfo
 		json.Unmarshal([]byte(mustNii(t, pub, "show", "greenwich/"+name+"@1", "--json")), &v)
 		pollNii(t, puller, "the puller lists it", func(out string) bool { return true }, "show", "greenwich/"+name)
 
@@ -67,7 +67,7 @@ func TestPullKilledMidTransferResumes(t *testing.T) {
 		// Part of it arrived: the resumed pull fetches exactly the rest.
 		pollNii(t, puller, "the restarted puller lists it again", func(string) bool { return true }, "show", "greenwich/"+name)
 		out := filepath.Join(dir, "out.bin")
-		var sum node.PullSummary
+		var sum api.PullSummary
 		json.Unmarshal([]byte(mustNii(t, puller, "pull", "greenwich/"+name, "-o", out, "-q", "--json")), &sum)
 		if sum.HeldChunks != int(stored) || sum.FetchedChunks != v.Chunks-int(stored) {
 			t.Fatalf("resumed pull: held %d fetched %d; %d of %d were stored before the kill", sum.HeldChunks, sum.FetchedChunks, stored, v.Chunks)

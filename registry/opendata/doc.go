@@ -10,10 +10,13 @@
 //   - Frictionless Data Packages with Table Schemas built from the columns
 //     nii inferred when the file was published.
 //
-// It is pure translation: it takes catalog entries (signed adverts with
-// what the node knows of them) and the base URL the request came in on,
-// and returns documents. It imports no networking package; node serves
-// the results over HTTP (node/api_opendata.go, docs/opendata.md).
+// It translates catalog entries (signed adverts with what the node knows
+// of them) into documents, and serves them: Handler is the http.Handler of
+// the CKAN, DCAT and Data Package routes (package lookup, organization
+// aggregation, sorting and paging, content negotiation) over a small
+// Catalog interface, which package node adapts its catalog, member table
+// and store to and mounts (node/opendata.go, docs/opendata.md). It links
+// no peer-to-peer networking.
 //
 // The one parser of untrusted input here is the CKAN/Solr filter syntax
 // (ParseFilter, used for fq and the field clauses of q). It accepts a small,

@@ -1,0 +1,75 @@
+package api
+
+import (
+	"net/url"
+	"os"
+	"path/filepath"
+
+	"github.com/nii-uk/nii"
+)
+
+// PublishOptions is what a publish sends besides the file: its name and
+// the officer's metadata. They travel as the query of
+// POST /api/v1/datasets/{org}/{name}/versions, whose body is the file.
+type PublishOptions struct {
+	Filename string // the file's base name, for the media type and DCAT
+	// Meta holds the officer's fields (title, description, licence,
+	// keywords, themes, access, conforms-to, optionally media type). Fields
+	// left empty are carried over from the previous version; other fields
+	// are the node's to fill.
+	Meta nii.Metadata
+}
+
+// Query encodes o as the publish request's query.
+func (o PublishOptions) Query() url.Values {
+	q := url.Values{}
+	set := func(k, v string) {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	set("filename", o.Filename)
+	set("title", o.Meta.Title)
+	set("description", o.Meta.Description)
+	set("licence", o.Meta.Licence)
+	set("access", string(o.Meta.Access))
+	set("conforms_to", o.Meta.ConformsTo)
+	set("media_type", o.Meta.MediaType)
+	if len(o.Meta.Keywords) > 0 {
+		q["keyword"] = o.Meta.Keywords
+	}
+	if len(o.Meta.Themes) > 0 {
+		q["theme"] = o.Meta.Themes
+	}
+	return q
+}
+
+// ParsePublishQuery decodes a publish request's query. Errors wrap
+// nii.ErrInvalid.
+func ParsePublishQuery(q url.Values) (PublishOptions, error) {
+	var access nii.Access
+	if s := q.Get("access"); s != "" {
+		a, err := nii.ParseAccess(s)
+		if err != nil {
+			return PublishOptions{}, err
+		}
+		access = a
+	}
+	o := PublishOptions{
+		Filename: filepath.Base(q.Get("filename")),
+		Meta: nii.Metadata{
+			Title:       q.Get("title"),
+			Description: q.Get("description"),
+			Licence:     q.Get("licence"),
+			Keywords:    q["keyword"],
+			Themes:      q["theme"],
+			Access:      access,
+			ConformsTo:  q.Get("conforms_to"),
+			MediaType:   q.Get("media_type"),
+		},
+	}
+	if o.Filename == "." || o.Filename == string(os.PathSeparator) {
+		o.Filename = ""
+	}
+	return o, nil
+}
