@@ -103,11 +103,11 @@ func (n *Node) odEntry(base string, a *nii.Advert, verified bool) opendata.Entry
 // published returns the publisher's live advert of d (verified claims
 // first), if the catalog has one.
 func (n *Node) published(d nii.DatasetID) (registry.Entry, bool) {
-	e, _, err := n.publisherOf(d)
+	e, err := n.publisher(d)
 	if err != nil {
 		return registry.Entry{}, false
 	}
-	return *e, !e.Advert.Withdrawn
+	return e, !e.Advert.Withdrawn
 }
 
 // orgTitle returns an org's display name: this node's own, or the one
