@@ -122,8 +122,8 @@ func (s *Store) newChunkTxn() (*badger.Txn, error) {
 
 // setNew adds c to txn unless it is stored (or already in txn), and says
 // whether it did.
-func setNew(txn *badger.Txn, c chunkData) (bool, error) {
-	k := chunkKey(c.h)
+func setNew(txn *badger.Txn, c Chunk) (bool, error) {
+	k := chunkKey(c.Hash)
 	_, err := txn.Get(k)
 	if err == nil {
 		return false, nil
@@ -131,12 +131,12 @@ func setNew(txn *badger.Txn, c chunkData) (bool, error) {
 	if !errors.Is(err, badger.ErrKeyNotFound) {
 		return false, err
 	}
-	return true, txn.Set(k, c.data)
+	return true, txn.Set(k, c.Data)
 }
 
 // putChunks stores the chunks not yet stored, in transactions of at most
 // badger's size, retrying any that conflicts with another writer.
-func (s *Store) putChunks(chunks []chunkData) error {
+func (s *Store) putChunks(chunks []Chunk) error {
 	s.counts.begin()
 	n, size, err := s.writeChunks(chunks)
 	s.counts.end(n, size)
@@ -144,7 +144,7 @@ func (s *Store) putChunks(chunks []chunkData) error {
 }
 
 // writeChunks stores the chunks not yet stored and returns what was new.
-func (s *Store) writeChunks(chunks []chunkData) (n, size int64, err error) {
+func (s *Store) writeChunks(chunks []Chunk) (n, size int64, err error) {
 	for len(chunks) > 0 {
 		k, kn, ksize, err := s.commitChunks(chunks)
 		if err != nil {
@@ -158,7 +158,7 @@ func (s *Store) writeChunks(chunks []chunkData) (n, size int64, err error) {
 // commitChunks writes as many of chunks as fit one transaction (at least
 // one), committing synchronously and retrying on a conflict. It returns
 // how many it dealt with and what was new.
-func (s *Store) commitChunks(chunks []chunkData) (int, int64, int64, error) {
+func (s *Store) commitChunks(chunks []Chunk) (int, int64, int64, error) {
 	for {
 		txn, err := s.newChunkTxn()
 		if err != nil {
@@ -176,7 +176,7 @@ func (s *Store) commitChunks(chunks []chunkData) (int, int64, int64, error) {
 			}
 			k++
 			if added {
-				n, size = n+1, size+int64(len(c.data))
+				n, size = n+1, size+int64(len(c.Data))
 			}
 		}
 		err = txn.Commit()
@@ -199,7 +199,7 @@ func (s *Store) commitChunks(chunks []chunkData) (int, int64, int64, error) {
 type chunkWriter struct {
 	s       *Store
 	txn     *badger.Txn
-	batch   []chunkData // what txn holds, for a retry
+	batch   []Chunk // what txn holds, for a retry
 	size    int
 	new     [2]int64 // chunks and bytes txn adds
 	slots   chan struct{}
@@ -237,7 +237,7 @@ func (w *chunkWriter) set(h nii.Hash, b []byte) error {
 	if err := w.failed(); err != nil {
 		return err
 	}
-	c := chunkData{h, b}
+	c := Chunk{h, b}
 	if w.txn == nil {
 		if err := w.begin(); err != nil {
 			return err

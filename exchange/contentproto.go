@@ -181,9 +181,9 @@ type chunkFrame struct {
 }
 
 // frameBytes is a byte string that, when decoded, points into the frame it
-// was decoded from instead of being copied. The client decodes each chunk
-// frame from a buffer it owns and reuses only once the chunk has been
-// handed over, so a chunk costs no allocation and no copy.
+// was decoded from instead of being copied. The client reads each chunk
+// frame into a buffer of its own and hands that buffer over with the
+// chunk, so a chunk costs one allocation and no copy.
 // (encoding.BinaryUnmarshaler's contract asks implementations not to keep
 // the bytes; this one does, deliberately, for that buffer alone.)
 type frameBytes []byte
@@ -211,7 +211,17 @@ type ChunkRequest struct {
 	Grant      string     // a JWT access grant, or "" for open datasets
 	Action     nii.Action // nii.ActionRead (the default if empty) or nii.ActionSync
 	Credential string     // the requester's membership credential, if any
+	// Sizes, if set, are the chunks' sizes as the manifest gives them, one
+	// per hash. They stay on this side (nothing is sent): a frame longer
+	// than its chunk's size can be, or a chunk of another size, is a bad
+	// chunk, so what a provider can make the client hold is bounded by
+	// the manifest before a byte is read.
+	Sizes []uint32
 }
+
+// chunkFrameOverhead bounds a chunk frame's bytes beyond its data (the
+// CBOR map, the hash, the byte-string head, a missing flag).
+const chunkFrameOverhead = 64
 
 // checkAction returns the action a request names, read if none.
 func checkAction(a nii.Action) (nii.Action, error) { return nii.ParseAction(string(a)) }
@@ -285,8 +295,8 @@ func (h *Host) FetchManifest(ctx context.Context, from nii.NodeID, req ManifestR
 }
 
 // FetchChunks streams the requested chunks from node from, verifying each,
-// and calls fn(hash, data) for each in request order; data is only valid
-// during the call. Chunks from lacks are reported by calling missing(hash)
+// and calls fn(hash, data) for each in request order; data is fn's to keep
+// (it is read into a buffer of its own, never reused). Chunks from lacks are reported by calling missing(hash)
 // (missing may be nil). It returns on the first error, which may be fn's.
 //
 // A request must ask for 1 to MaxChunksPerRequest hashes, or it fails
@@ -330,6 +340,9 @@ func checkChunkRequest(req ChunkRequest, fn func(nii.Hash, []byte) error) error 
 	}
 	if fn == nil {
 		return errors.New("fetch chunks: no function to take the chunks")
+	}
+	if req.Sizes != nil && len(req.Sizes) != len(req.Hashes) {
+		return fmt.Errorf("%w chunk request: %d sizes for %d hashes", nii.ErrInvalid, len(req.Sizes), len(req.Hashes))
 	}
 	return nil
 }
@@ -401,14 +414,21 @@ func fetchChunks(rw io.ReadWriter, req ChunkRequest, fn func(nii.Hash, []byte) e
 	if err := readStatus(r); err != nil {
 		return err
 	}
-	var buf []byte
 	n := len(req.Hashes)
 	for i, want := range req.Hashes {
-		var err error
-		buf, err = readFrameInto(r, maxChunkFrame, buf)
+		limit := maxChunkFrame
+		if req.Sizes != nil {
+			limit = int(req.Sizes[i]) + chunkFrameOverhead
+		}
+		// Each frame gets a buffer of its own, which fn keeps: handing the
+		// chunk over costs no copy.
+		buf, err := readOwnFrame(r, limit, req.Sizes != nil)
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
+			}
+			if req.Sizes != nil && errors.Is(err, ErrFrameTooLarge) {
+				return fmt.Errorf("%w %d of %d (%s): %v, for a chunk of %d bytes", ErrBadChunk, i+1, n, shortHash(want), err, req.Sizes[i])
 			}
 			return fmt.Errorf("read chunk %d of %d: %w", i+1, n, err)
 		}
@@ -431,6 +451,8 @@ func fetchChunks(rw io.ReadWriter, req ChunkRequest, fn func(nii.Hash, []byte) e
 			why = "empty"
 		case len(f.Data) > nii.MaxChunkSize:
 			why = fmt.Sprintf("%d bytes is over the %d limit", len(f.Data), nii.MaxChunkSize)
+		case req.Sizes != nil && len(f.Data) != int(req.Sizes[i]):
+			why = fmt.Sprintf("%d bytes, the manifest says %d", len(f.Data), req.Sizes[i])
 		case nii.HashOf(f.Data) != want:
 			why = "content does not match its hash"
 		}
@@ -444,30 +466,31 @@ func fetchChunks(rw io.ReadWriter, req ChunkRequest, fn func(nii.Hash, []byte) e
 	return nil
 }
 
-// readFrameInto is readFrame reusing buf when the frame fits in it. It
-// returns the payload, which aliases buf if it fitted.
-func readFrameInto(r io.Reader, max int, buf []byte) ([]byte, error) {
+// readOwnFrame reads one frame of at most max bytes into a new buffer.
+// With exact, the buffer is allocated at the declared length at once (the
+// caller has bounded max by what it expects, and accounted for it);
+// otherwise it grows as the bytes arrive, not from the declared length.
+func readOwnFrame(r io.Reader, max int, exact bool) ([]byte, error) {
 	br, ok := r.(io.ByteReader)
 	if !ok {
 		br = &oneByteReader{r: r}
 	}
 	n, err := readUvarint(br)
 	if err != nil {
-		return buf, err
+		return nil, err
 	}
 	if n > uint64(max) {
-		return buf, fmt.Errorf("%w: %d bytes declared, limit %d", ErrFrameTooLarge, n, max)
+		return nil, fmt.Errorf("%w: %d bytes declared, limit %d", ErrFrameTooLarge, n, max)
 	}
-	if int(n) > cap(buf) {
-		// Grow as the bytes arrive, not from the declared length.
+	if !exact {
 		return readPayload(r, int(n))
 	}
-	buf = buf[:n]
+	buf := make([]byte, n)
 	if _, err := io.ReadFull(r, buf); err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
-		return buf, err
+		return nil, err
 	}
 	return buf, nil
 }

@@ -210,29 +210,48 @@ func FuzzChunksResponse(f *testing.F) {
 		f.Add(s[:len(s)/2])
 	}
 	f.Add([]byte{})
+	// The sizes the manifest gives, as the fetch engine passes them.
+	sizes := []uint32{1, 100, 5000, 70000, 20} // as newFuzzContent makes spend@2
+	var total uint64
+	for _, n := range sizes {
+		total += uint64(n) + chunkFrameOverhead
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var (
-			seen []nii.Hash
-			err  error
-		)
-		used := allocatedBytes(func() {
-			err = fetchChunks(fuzzRW{bytes.NewReader(data)}, ChunkRequest{Manifest: fc.spend2.Manifest, Hashes: hashes},
-				func(h nii.Hash, b []byte) error {
-					if nii.HashOf(b) != h || len(b) == 0 || len(b) > nii.MaxChunkSize {
-						t.Fatalf("fn got %d bytes that are not chunk %s", len(b), shortHash(h))
-					}
-					seen = append(seen, h)
-					return nil
-				}, func(h nii.Hash) { seen = append(seen, h) })
-		})
-		if used > allocBound(len(data)) {
-			t.Fatalf("a %d-byte response cost %d bytes", len(data), used)
-		}
-		if !slices.Equal(seen, hashes[:len(seen)]) {
-			t.Fatal("chunks handed over out of request order")
-		}
-		if err == nil && len(seen) != len(hashes) {
-			t.Fatalf("success after %d of %d chunks", len(seen), len(hashes))
+		for _, sized := range []bool{false, true} {
+			req := ChunkRequest{Manifest: fc.spend2.Manifest, Hashes: hashes}
+			bound := allocBound(len(data))
+			if sized {
+				// Each frame is allocated at its declared length, at most
+				// its chunk's size: the manifest bounds the cost.
+				req.Sizes = sizes
+				bound += total
+			}
+			var (
+				seen []nii.Hash
+				err  error
+			)
+			used := allocatedBytes(func() {
+				err = fetchChunks(fuzzRW{bytes.NewReader(data)}, req,
+					func(h nii.Hash, b []byte) error {
+						if nii.HashOf(b) != h || len(b) == 0 || len(b) > nii.MaxChunkSize {
+							t.Fatalf("fn got %d bytes that are not chunk %s", len(b), shortHash(h))
+						}
+						if sized && len(b) != int(sizes[len(seen)]) {
+							t.Fatalf("fn got %d bytes for a chunk of %d", len(b), sizes[len(seen)])
+						}
+						seen = append(seen, h)
+						return nil
+					}, func(h nii.Hash) { seen = append(seen, h) })
+			})
+			if used > bound {
+				t.Fatalf("a %d-byte response cost %d bytes (sized %v)", len(data), used, sized)
+			}
+			if !slices.Equal(seen, hashes[:len(seen)]) {
+				t.Fatal("chunks handed over out of request order")
+			}
+			if err == nil && len(seen) != len(hashes) {
+				t.Fatalf("success after %d of %d chunks", len(seen), len(hashes))
+			}
 		}
 	})
 }

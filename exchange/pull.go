@@ -6,21 +6,22 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nii-uk/nii"
 )
 
-// PullRequest says what to pull and from whom.
+// PullRequest says what to fetch and from whom: what a pull (or the
+// download relay) asks the fetch engine for.
 type PullRequest struct {
 	Ref nii.Ref // Version 0: the latest a provider holds
-	// Manifest, if set, is the manifest hash the catalog advertises for
-	// this version: anything else is refused.
-	Manifest nii.Hash
-	// Publisher, if set, is the node whose signature the manifest must
-	// carry (the advert's origin).
+	// Publisher is the node whose signature the manifest must carry (the
+	// publisher the catalog chose).
 	Publisher nii.NodeID
+	// Manifest, if set, is the manifest hash the publisher advertises for
+	// this version: anything else is refused. At least one of Publisher
+	// and Manifest must be set (see CheckManifest).
+	Manifest nii.Hash
 	// Providers to try, best first (the publisher and replicas).
 	Providers []nii.NodeID
 	Grant     string
@@ -30,9 +31,15 @@ type PullRequest struct {
 	Credential string
 	// InFlight is how many chunk requests run at once (default 8).
 	InFlight int
+	// InFlightBytes bounds the chunk bytes the fetch holds at once: asked
+	// for and not yet stored (default DefaultInFlightBytes; never less
+	// than one chunk of the largest size).
+	InFlightBytes int64
 	// Progress, if set, is called as chunks are stored.
 	Progress func(done, total int64)
 	Logger   *slog.Logger
+
+	retryWait time.Duration // between manifest rounds; tests shorten it
 }
 
 // PullResult reports what a pull did.
@@ -44,319 +51,196 @@ type PullResult struct {
 	HeldChunks    int                  // chunks already in the store (earlier versions, an interrupted pull)
 	Providers     map[nii.NodeID]int64 // bytes fetched per provider
 	Dropped       []nii.NodeID         // providers dropped for bad data or errors
+	// MaxInFlight is the most chunk bytes the pull held at once (within
+	// PullRequest.InFlightBytes).
+	MaxInFlight int64
+	// Shared is set when another pull of the same version, running at
+	// the same time in this store, fetched the chunks: the counts above
+	// are that pull's.
+	Shared bool
 }
 
 // ErrNoProvider is returned when no provider could serve the pull. It is of
 // kind nii.ErrUnavailable.
 var ErrNoProvider = nii.Errorf(nii.ErrUnavailable, "no reachable provider")
 
-// Pull fetches a version into the store: the manifest first (verified
-// against the publisher's signature and the advertised hash), then only the
-// chunks the store lacks, several batches in flight across all providers,
-// each chunk verified before it is stored. The version becomes visible only
-// when every chunk is stored. Chunks are kept as they arrive, so a pull that
-// is interrupted resumes where it stopped.
-func Pull(ctx context.Context, h *Host, s *Store, req PullRequest) (*PullResult, error) {
-	log := req.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+// Pull fetches a version into the store: the manifest first (verified by
+// CheckManifest against the publisher's signature and advertised hash),
+// then only the chunks the store lacks, several batches in flight across
+// all providers, each chunk verified before it is stored. The version
+// becomes visible only when every chunk is stored. Chunks are kept as they
+// arrive, so a pull that is interrupted resumes where it stopped.
+// Concurrent pulls of one version into one store share a single fetch of
+// its chunks.
+func Pull(ctx context.Context, f Fetcher, s *Store, req PullRequest) (*PullResult, error) {
+	x, err := NewFetch(ctx, f, req)
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: %w", req.Ref, err)
 	}
-	if len(req.Providers) == 0 {
-		return nil, fmt.Errorf("pull %s: %w: the catalog lists no provider", req.Ref, ErrNoProvider)
+	m := x.Manifest
+	if rec, err := s.Version(m.Ref()); err == nil && rec.Manifest == x.Hash {
+		return &PullResult{Record: rec, Manifest: m, HeldChunks: len(m.Chunks), Providers: map[nii.NodeID]int64{}, Dropped: x.stats.dropped}, nil
 	}
-	if req.Action == "" {
-		req.Action = "read"
-	}
-	res := &PullResult{Providers: map[nii.NodeID]int64{}}
-
-	// 1. The manifest, from the first provider that serves the right one.
-	var (
-		m      *nii.Manifest
-		mh     nii.Hash
-		sm     *nii.SignedManifest
-		errs   []error
-		usable []nii.NodeID
-	)
-	// A round that fails only because no provider could be reached (a dial
-	// or handshake that timed out on a busy host) is tried again, twice,
-	// after a short wait: those failures are usually transient.
-	for round := 0; m == nil && round < manifestRounds; round++ {
-		if round > 0 {
-			if !allUnreachable(errs) {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				return nil, fmt.Errorf("pull %s: %w", req.Ref, ctx.Err())
-			case <-time.After(time.Duration(round) * manifestRetryWait):
-			}
-			errs, res.Dropped = nil, nil
-		}
-		for _, p := range req.Providers {
-			pm, ph, psm, err := h.FetchManifest(ctx, p, ManifestRequest{Dataset: req.Ref.Dataset, Version: req.Ref.Version, Grant: req.Grant, Action: req.Action, Credential: req.Credential})
-			if err == nil && !req.Manifest.IsZero() && ph != req.Manifest {
-				err = fmt.Errorf("serves manifest %s, the catalog advertises %s", ph.String()[:12], req.Manifest.String()[:12])
-			}
-			if err == nil && req.Publisher != "" && pm.Publisher != req.Publisher {
-				err = fmt.Errorf("manifest signed by %s, not the publisher %s", pm.Publisher.Short(), req.Publisher.Short())
-			}
-			if err != nil {
-				if errors.Is(err, ErrRefused) {
-					return nil, fmt.Errorf("pull %s: %w", req.Ref, err)
-				}
-				errs = append(errs, fmt.Errorf("%s: %w", p.Short(), err))
-				res.Dropped = append(res.Dropped, p)
-				continue
-			}
-			// Chunks come from this provider and every one after it: a
-			// provider serving the wrong content is dropped at its first bad
-			// chunk, since every chunk is checked against this manifest.
-			m, mh, sm = pm, ph, psm
-			usable = append([]nii.NodeID{p}, remaining(req.Providers, p)...)
-			break
-		}
-	}
-	if m == nil {
-		return nil, fmt.Errorf("pull %s: %w: %w", req.Ref, ErrNoProvider, errors.Join(errs...))
-	}
-	res.Manifest = m
-	if rec, err := s.Version(m.Ref()); err == nil && rec.Manifest == mh {
-		res.Record = rec
-		res.HeldChunks = len(m.Chunks)
-		return res, nil
-	}
-
-	// 2. The chunks the store lacks.
-	var need []nii.Hash
-	seen := map[nii.Hash]bool{}
-	var total int64
-	sizes := map[nii.Hash]uint32{}
-	for _, c := range m.Chunks {
-		if seen[c.Hash] {
-			continue
-		}
-		seen[c.Hash] = true
-		sizes[c.Hash] = c.Size
-		has, err := s.HasChunk(c.Hash)
-		if err != nil {
-			return nil, err
-		}
-		if has {
-			res.HeldChunks++
-			continue
-		}
-		need = append(need, c.Hash)
-		total += int64(c.Size)
-	}
-
-	// 3. Fetch in batches, several in flight, spread over providers.
-	if len(need) > 0 {
-		if err := fetchMissing(ctx, h, s, req, mh, need, sizes, total, usable, res, log); err != nil {
-			return res, fmt.Errorf("pull %s: %w", m.Ref(), err)
-		}
-	}
-
-	// 4. Commit: visible only now, and only if every chunk is there.
-	rec, err := s.Commit(sm)
+	res, shared, err := s.flights.do(ctx, x.Hash, req.Progress, func(progress func(done, total int64)) (*PullResult, error) {
+		return x.into(ctx, s, progress)
+	})
 	if err != nil {
 		return res, fmt.Errorf("pull %s: %w", m.Ref(), err)
+	}
+	if shared {
+		cp := *res
+		cp.Shared = true
+		res = &cp
+	}
+	return res, nil
+}
+
+// into fetches the chunks the store lacks and commits the version.
+func (x *Fetch) into(ctx context.Context, s *Store, progress func(done, total int64)) (*PullResult, error) {
+	m := x.Manifest
+	res := &PullResult{Manifest: m}
+	// The only look at which chunks are held: one read transaction. What
+	// is fetched is stored by a write that skips chunks already there, and
+	// the commit does not look again.
+	need, held, err := s.missing(m.Chunks)
+	if err != nil {
+		return nil, err
+	}
+	res.HeldChunks = held
+	total := sizeOf(need)
+	var report func(int64)
+	if progress != nil {
+		report = func(done int64) { progress(done, total) }
+	}
+	err = x.run(ctx, need, storeSink{s}, false, report)
+	res.FetchedChunks, res.FetchedBytes, res.Providers = x.stats.chunks, x.stats.bytes, x.stats.providers
+	res.Dropped, res.MaxInFlight = x.stats.dropped, x.stats.peak
+	if err != nil {
+		return res, err
+	}
+	// Visible only now, and only if every chunk is there.
+	rec, err := s.commitFetched(x.Signed)
+	if err != nil {
+		return res, err
 	}
 	res.Record = rec
 	return res, nil
 }
 
-// Manifest fetch retries: up to manifestRounds rounds over the providers,
-// waiting round × manifestRetryWait before each retry.
-const (
-	manifestRounds    = 3
-	manifestRetryWait = time.Second
-)
+// storeSink puts a pull's chunks in the store.
+type storeSink struct{ s *Store }
 
-// allUnreachable reports whether every error in errs is ErrUnreachable.
-func allUnreachable(errs []error) bool {
-	for _, err := range errs {
-		if !errors.Is(err, ErrUnreachable) {
-			return false
-		}
-	}
-	return len(errs) > 0
-}
-
-// remaining returns the providers after the one given, in order.
-func remaining(all []nii.NodeID, after nii.NodeID) []nii.NodeID {
-	for i, p := range all {
-		if p == after {
-			return append([]nii.NodeID(nil), all[i+1:]...)
-		}
+func (k storeSink) Put(chunks []Chunk) error {
+	if err := k.s.putChunks(chunks); err != nil {
+		return fmt.Errorf("store chunks: %w", err)
 	}
 	return nil
 }
 
-// fetchAll fetches need from the providers. A provider that sends a bad
-// chunk or fails is dropped for the rest of this pull and its batch goes to
-// another.
-func fetchMissing(ctx context.Context, h *Host, s *Store, req PullRequest, mh nii.Hash, need []nii.Hash,
-	sizes map[nii.Hash]uint32, total int64, providers []nii.NodeID, res *PullResult, log *slog.Logger) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-
-	var (
-		mu      sync.Mutex
-		alive   = append([]nii.NodeID(nil), providers...)
-		next    int
-		done    atomic.Int64
-		failErr error
-	)
-	pick := func(avoid map[nii.NodeID]bool) (nii.NodeID, bool) {
-		mu.Lock()
-		defer mu.Unlock()
-		for range alive {
-			p := alive[next%len(alive)]
-			next++
-			if !avoid[p] {
-				return p, true
-			}
-		}
-		return "", false
-	}
-	drop := func(p nii.NodeID, why error) {
-		mu.Lock()
-		defer mu.Unlock()
-		for i, a := range alive {
-			if a == p {
-				alive = append(alive[:i], alive[i+1:]...)
-				res.Dropped = append(res.Dropped, p)
-				log.Warn("provider dropped for this pull", slog.String("provider", p.Short()), slog.String("err", why.Error()))
-				break
-			}
-		}
-	}
-
-	type batch struct {
-		hashes []nii.Hash
-		tried  map[nii.NodeID]bool
-	}
-	queue := make(chan batch, len(need)/MaxChunksPerRequest+1)
-	var pending sync.WaitGroup
-	for i := 0; i < len(need); i += MaxChunksPerRequest {
-		pending.Add(1)
-		queue <- batch{hashes: need[i:min(i+MaxChunksPerRequest, len(need))], tried: map[nii.NodeID]bool{}}
-	}
-	go func() { pending.Wait(); close(queue) }()
-
-	inFlight := req.InFlight
-	if inFlight <= 0 {
-		inFlight = 8
-	}
-	var workers sync.WaitGroup
-	for range inFlight {
-		workers.Add(1)
-		go func() {
-			defer workers.Done()
-			for b := range queue {
-				if ctx.Err() != nil {
-					pending.Done()
-					continue
-				}
-				p, ok := pick(b.tried)
-				if !ok {
-					mu.Lock()
-					if failErr == nil {
-						failErr = fmt.Errorf("%w: every provider failed or lacks some chunks", ErrNoProvider)
-					}
-					mu.Unlock()
-					cancel()
-					pending.Done()
-					continue
-				}
-				b.tried[p] = true
-				var got []chunkData
-				var missing []nii.Hash
-				err := h.FetchChunks(ctx, p, ChunkRequest{Manifest: mh, Hashes: b.hashes, Grant: req.Grant, Action: req.Action, Credential: req.Credential},
-					func(hh nii.Hash, data []byte) error {
-						got = append(got, chunkData{hh, append([]byte(nil), data...)})
-						return nil
-					}, func(hh nii.Hash) { missing = append(missing, hh) })
-				if len(got) > 0 {
-					if werr := s.putVerified(got); werr != nil {
-						mu.Lock()
-						if failErr == nil {
-							failErr = fmt.Errorf("store chunks: %w", werr)
-						}
-						mu.Unlock()
-						cancel()
-						pending.Done()
-						continue
-					}
-					var n int64
-					for _, c := range got {
-						n += int64(len(c.data))
-					}
-					mu.Lock()
-					res.FetchedChunks += len(got)
-					res.FetchedBytes += n
-					res.Providers[p] += n
-					mu.Unlock()
-					d := done.Add(n)
-					if req.Progress != nil {
-						req.Progress(d, total)
-					}
-				}
-				if err != nil {
-					if errors.Is(err, ErrRefused) {
-						mu.Lock()
-						if failErr == nil {
-							failErr = err
-						}
-						mu.Unlock()
-						cancel()
-						pending.Done()
-						continue
-					}
-					if ctx.Err() == nil {
-						drop(p, err)
-					}
-				}
-				// Whatever did not arrive goes back on the queue for
-				// another provider.
-				rest := unfetched(b.hashes, got)
-				if len(rest) > 0 && ctx.Err() == nil {
-					pending.Add(1)
-					queue <- batch{hashes: rest, tried: b.tried}
-				}
-				pending.Done()
-			}
-		}()
-	}
-	workers.Wait()
-	if failErr != nil {
-		return failErr
-	}
-	return ctx.Err()
+// flights are the pulls in progress in one store, by manifest hash, so
+// that concurrent pulls of one version fetch its chunks once.
+type flights struct {
+	mu sync.Mutex
+	m  map[nii.Hash]*flight
 }
 
-type chunkData struct {
-	h    nii.Hash
-	data []byte
+// flight is one pull's fetch that others may join.
+type flight struct {
+	done    chan struct{} // closed when res and err are set
+	res     *PullResult
+	err     error
+	waiters int // pulls joined, besides the one running it
+
+	mu       sync.Mutex
+	progress map[int]func(done, total int64)
+	nextID   int
 }
 
-func unfetched(want []nii.Hash, got []chunkData) []nii.Hash {
-	if len(got) == len(want) {
-		return nil
+// report passes progress to every pull of the flight.
+func (f *flight) report(done, total int64) {
+	f.mu.Lock()
+	fns := make([]func(int64, int64), 0, len(f.progress))
+	for _, fn := range f.progress {
+		fns = append(fns, fn)
 	}
-	have := make(map[nii.Hash]bool, len(got))
-	for _, c := range got {
-		have[c.h] = true
+	f.mu.Unlock()
+	for _, fn := range fns {
+		fn(done, total)
 	}
-	var rest []nii.Hash
-	for _, h := range want {
-		if !have[h] {
-			rest = append(rest, h)
+}
+
+func (f *flight) subscribe(fn func(done, total int64)) (unsubscribe func()) {
+	if fn == nil {
+		return func() {}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	id := f.nextID
+	f.nextID++
+	if f.progress == nil {
+		f.progress = map[int]func(int64, int64){}
+	}
+	f.progress[id] = fn
+	return func() {
+		f.mu.Lock()
+		delete(f.progress, id)
+		f.mu.Unlock()
+	}
+}
+
+// do runs fn for key unless a pull of key is already running, in which
+// case it waits for that one's result (shared is then true). A pull that
+// stops because its own context ended does not fail those waiting on it:
+// they try again (the chunks it stored are kept). progress, if set, gets
+// the running pull's progress until do returns.
+func (fs *flights) do(ctx context.Context, key nii.Hash, progress func(done, total int64),
+	fn func(progress func(done, total int64)) (*PullResult, error)) (res *PullResult, shared bool, err error) {
+	for {
+		fs.mu.Lock()
+		if f, ok := fs.m[key]; ok {
+			f.waiters++
+			fs.mu.Unlock()
+			unsubscribe := f.subscribe(progress)
+			select {
+			case <-f.done:
+			case <-ctx.Done():
+			}
+			unsubscribe()
+			fs.mu.Lock()
+			f.waiters--
+			fs.mu.Unlock()
+			if ctx.Err() != nil {
+				return nil, false, ctx.Err()
+			}
+			if f.err != nil && (errors.Is(f.err, context.Canceled) || errors.Is(f.err, context.DeadlineExceeded)) {
+				continue // that pull gave up, not this one
+			}
+			return f.res, true, f.err
 		}
+		f := &flight{done: make(chan struct{})}
+		if fs.m == nil {
+			fs.m = map[nii.Hash]*flight{}
+		}
+		fs.m[key] = f
+		fs.mu.Unlock()
+
+		unsubscribe := f.subscribe(progress)
+		f.res, f.err = fn(f.report)
+		unsubscribe()
+		fs.mu.Lock()
+		delete(fs.m, key)
+		fs.mu.Unlock()
+		close(f.done)
+		return f.res, false, f.err
 	}
-	return rest
 }
 
-// putVerified stores chunks whose hashes the caller has already checked
-// (FetchChunks verifies every chunk before handing it over).
-func (s *Store) putVerified(chunks []chunkData) error { return s.putChunks(chunks) }
+// joined returns how many pulls wait on the flight of key (for tests).
+func (fs *flights) joined(key nii.Hash) int {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if f, ok := fs.m[key]; ok {
+		return f.waiters
+	}
+	return -1
+}

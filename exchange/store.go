@@ -78,6 +78,7 @@ type Store struct {
 	counts chunkCounts
 
 	commitMu sync.Mutex // serialises version commits, so numbering is race-free
+	flights  flights    // pulls in progress, by manifest (pull.go)
 }
 
 // NewStore returns a store over db using chunk bounds p.
@@ -203,7 +204,7 @@ func (s *Store) PutChunk(h nii.Hash, b []byte) error {
 	if nii.HashOf(b) != h {
 		return fmt.Errorf("chunk %s: %w: content does not match its hash", h, nii.ErrCorrupt)
 	}
-	return s.putChunks([]chunkData{{h, b}})
+	return s.putChunks([]Chunk{{h, b}})
 }
 
 // Chunk returns a chunk's bytes after verifying them against h.
@@ -257,7 +258,7 @@ func (s *Store) Publish(d nii.DatasetID, build func(version uint64) (*nii.Signed
 	if err != nil {
 		return nil, err
 	}
-	return s.commitLocked(sm)
+	return s.commitLocked(sm, true)
 }
 
 // Commit verifies and stores a signed manifest and makes its version visible.
@@ -267,21 +268,57 @@ func (s *Store) Publish(d nii.DatasetID, build func(version uint64) (*nii.Signed
 func (s *Store) Commit(sm *nii.SignedManifest) (*VersionRecord, error) {
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
-	return s.commitLocked(sm)
+	return s.commitLocked(sm, true)
 }
 
-func (s *Store) commitLocked(sm *nii.SignedManifest) (*VersionRecord, error) {
+// commitFetched is Commit for a pull that has itself established that
+// every chunk is stored (it found each one held, or stored it), so the
+// chunks are not looked up a second time. Nothing deletes chunks; a
+// collector that one day does must spare those of a pull in flight.
+func (s *Store) commitFetched(sm *nii.SignedManifest) (*VersionRecord, error) {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	return s.commitLocked(sm, false)
+}
+
+// missing returns, in order and without repeats, the chunks of refs the
+// store lacks, and how many distinct chunks it holds: one read transaction
+// for the whole list.
+func (s *Store) missing(refs []nii.ChunkRef) (need []nii.ChunkRef, held int, err error) {
+	seen := make(map[nii.Hash]struct{}, len(refs))
+	err = s.db.View(func(txn *badger.Txn) error {
+		for _, c := range refs {
+			if _, dup := seen[c.Hash]; dup {
+				continue
+			}
+			seen[c.Hash] = struct{}{}
+			_, err := txn.Get(chunkKey(c.Hash))
+			switch {
+			case err == nil:
+				held++
+			case errors.Is(err, badger.ErrKeyNotFound):
+				need = append(need, c)
+			default:
+				return fmt.Errorf("chunk %s: %w", c.Hash, err)
+			}
+		}
+		return nil
+	})
+	return need, held, err
+}
+
+func (s *Store) commitLocked(sm *nii.SignedManifest, checkChunks bool) (*VersionRecord, error) {
 	m, h, err := sm.Open()
 	if err != nil {
 		return nil, err
 	}
-	for _, c := range m.Chunks {
-		has, err := s.HasChunk(c.Hash)
+	if checkChunks {
+		need, _, err := s.missing(m.Chunks)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("commit %s: %w", m.Ref(), err)
 		}
-		if !has {
-			return nil, fmt.Errorf("commit %s: chunk %s: %w", m.Ref(), c.Hash, nii.ErrNotFound)
+		if len(need) > 0 {
+			return nil, fmt.Errorf("commit %s: chunk %s: %w", m.Ref(), need[0].Hash, nii.ErrNotFound)
 		}
 	}
 	// Make sure every chunk is durable before the version that names them.

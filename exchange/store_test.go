@@ -266,14 +266,14 @@ func TestChunkCountsUnderConcurrentWrites(t *testing.T) {
 		files = append(files, f)
 	}
 	// The chunks of the base, to put directly as a pull would.
-	var direct []chunkData
+	var direct []Chunk
 	c, _ := chunker.New(bytes.NewReader(base), p)
 	for {
 		b, err := c.Next()
 		if err != nil {
 			break
 		}
-		direct = append(direct, chunkData{nii.HashOf(b), b})
+		direct = append(direct, Chunk{nii.HashOf(b), b})
 	}
 	errs := make(chan error, 16)
 	var wg sync.WaitGroup
@@ -286,12 +286,12 @@ func TestChunkCountsUnderConcurrentWrites(t *testing.T) {
 	for i := range 4 {
 		wg.Go(func() {
 			for j := i; j < len(direct); j += 2 {
-				if err := s.putVerified(direct[j : j+1]); err != nil {
+				if err := s.putChunks(direct[j : j+1]); err != nil {
 					errs <- err
 					return
 				}
 			}
-			errs <- s.putVerified(direct)
+			errs <- s.putChunks(direct)
 		})
 	}
 	wg.Wait()

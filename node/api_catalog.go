@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -72,29 +73,28 @@ func (n *Node) handleCatalogDataset(w http.ResponseWriter, r *http.Request) {
 }
 
 // LookupDataset returns what the federation knows of a dataset: the
-// publisher's newest advert (verified claims first), its providers, and the
-// versions held here.
+// publisher's newest advert, chosen by the catalog policy exactly as pull
+// chooses it (so two unverified claims are ErrAmbiguous here too), the
+// providers of its latest version, other claims, and the versions held
+// here.
 func (n *Node) LookupDataset(d nii.DatasetID) (*api.CatalogDataset, error) {
-	entries := n.catalog.Lookup(d)
 	var local *api.DatasetInfo
 	if n.store != nil {
 		if recs, err := n.store.Versions(&d); err == nil && len(recs) > 0 {
 			local = &groupDatasets(recs)[0]
 		}
 	}
-	var pub *registry.Entry
-	for i := range entries {
-		if !entries[i].Advert.Replica {
-			pub = &entries[i]
-			break
-		}
-	}
-	if pub == nil {
+	src, err := n.catalog.Sources(nii.Ref{Dataset: d}, n.online)
+	if errors.Is(err, registry.ErrUnlisted) {
 		if local != nil {
 			return &api.CatalogDataset{ID: d.String(), Version: local.Latest, Local: local, Providers: []api.Provider{}}, nil
 		}
 		return nil, fmt.Errorf("dataset %s: %w in the federated catalog", d, nii.ErrNotFound)
 	}
+	if err != nil {
+		return nil, err
+	}
+	pub := src.Publisher
 	a := pub.Advert
 	online, seen := n.presence(a.Origin)
 	cd := &api.CatalogDataset{
@@ -102,23 +102,25 @@ func (n *Node) LookupDataset(d nii.DatasetID) (*api.CatalogDataset, error) {
 		Online: online, LastSeen: seen, Withdrawn: a.Withdrawn, Signed: a.Signed, Meta: a.Meta,
 		Providers: []api.Provider{}, Local: local,
 	}
-	for _, e := range entries {
-		on, ls := n.presence(e.Advert.Origin)
-		p := api.Provider{Node: e.Advert.Origin, Version: e.Advert.Version, Replica: e.Advert.Replica, Verified: e.Verified, Online: on, LastSeen: ls}
-		if peer, ok := n.peers.Get(e.Advert.Origin); ok {
-			p.Org = peer.Org
-		} else if e.Advert.Origin == n.id {
-			p.Org = n.cfg.Org
-		}
-		switch {
-		case e.Advert.Withdrawn:
-		case e.Advert.Origin == a.Origin || (e.Advert.Replica && e.Advert.Manifest == a.Manifest):
-			cd.Providers = append(cd.Providers, p)
-		case !e.Advert.Replica:
-			cd.Others = append(cd.Others, p)
-		}
+	for _, e := range src.Providers {
+		cd.Providers = append(cd.Providers, n.provider(e))
+	}
+	for _, e := range src.Others {
+		cd.Others = append(cd.Others, n.provider(e))
 	}
 	return cd, nil
+}
+
+// provider describes a catalog entry's origin as a provider.
+func (n *Node) provider(e registry.Entry) api.Provider {
+	on, ls := n.presence(e.Advert.Origin)
+	p := api.Provider{Node: e.Advert.Origin, Version: e.Advert.Version, Replica: e.Advert.Replica, Verified: e.Verified, Online: on, LastSeen: ls}
+	if peer, ok := n.peers.Get(e.Advert.Origin); ok {
+		p.Org = peer.Org
+	} else if e.Advert.Origin == n.id {
+		p.Org = n.cfg.Org
+	}
+	return p
 }
 
 func (n *Node) handlePeers(w http.ResponseWriter, r *http.Request) {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/nii-uk/nii"
 	"github.com/nii-uk/nii/node/api"
 	"github.com/pelletier/go-toml/v2"
@@ -90,6 +91,27 @@ type GossipTiming struct {
 // and chunks.
 type P2PConfig struct {
 	Listen []string `toml:"listen" comment:"libp2p listen multiaddrs"`
+	// InFlight bounds the chunk bytes one pull (or one relayed download)
+	// holds in memory at once: asked for and not yet stored or sent.
+	InFlight string `toml:"in_flight,omitempty" comment:"most chunk bytes one pull or relayed download holds in memory (e.g. 32MiB, the default; at least 1MiB)"`
+}
+
+// inFlightBytes is P2P.InFlight in bytes (0: the default). Validate has
+// checked it.
+func (p P2PConfig) inFlightBytes() int64 {
+	n, _ := p.parseInFlight()
+	return n
+}
+
+func (p P2PConfig) parseInFlight() (int64, error) {
+	if p.InFlight == "" {
+		return 0, nil
+	}
+	n, err := humanize.ParseBytes(p.InFlight)
+	if err != nil || n < nii.MaxChunkSize || n > 1<<40 {
+		return 0, fmt.Errorf("config: p2p.in_flight %q: want a size from 1MiB (e.g. 32MiB)", p.InFlight)
+	}
+	return int64(n), nil
 }
 
 // TrustAnchor is one trusted issuer key.
@@ -183,6 +205,9 @@ func (c *Config) Validate() error {
 	}
 	if len(c.P2P.Listen) == 0 {
 		return errors.New("config: p2p.listen is empty")
+	}
+	if _, err := c.P2P.parseInFlight(); err != nil {
+		return err
 	}
 	if _, err := c.Audit.retention(); err != nil {
 		return err

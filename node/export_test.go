@@ -1,7 +1,12 @@
 package node
 
 import (
+	"bytes"
+	"context"
 	"net/http"
+	"time"
+
+	"github.com/nii-uk/nii"
 
 	"github.com/nii-uk/nii/exchange"
 	"github.com/nii-uk/nii/registry"
@@ -25,3 +30,22 @@ func (n *Node) HostForTest() *exchange.Host { return n.host }
 // GossipForTest returns the node's gossip, so a test can spread a record
 // the node would never sign in normal use.
 func (n *Node) GossipForTest() *gossip.Gossip { return n.gossip }
+
+// ForgeVersionForTest stores data as version v of d, signed by this
+// node's own key whoever publishes d: what a rogue member serves as a
+// "replica" of another's dataset.
+func (n *Node) ForgeVersionForTest(ctx context.Context, d nii.DatasetID, v uint64, data []byte) (*exchange.VersionRecord, error) {
+	chunks, size, err := n.store.Ingest(ctx, bytes.NewReader(data))
+	if err != nil {
+		return nil, err
+	}
+	sm, _, err := nii.SignManifest(&nii.Manifest{
+		Dataset: d, Version: v, Publisher: n.id, Created: time.Now().UTC(), Size: size,
+		Chunker: n.store.ChunkParams().String(), Chunks: chunks,
+		Meta: nii.Metadata{Title: d.Name, Publisher: d.Org, Access: nii.AccessOpen, MediaType: "text/csv"},
+	}, n.key)
+	if err != nil {
+		return nil, err
+	}
+	return n.store.Commit(sm)
+}

@@ -124,7 +124,7 @@ func (n *Node) StartFollowing(d nii.DatasetID, grant string) (*Follow, error) {
 	if d.Org == n.cfg.Org {
 		return nil, fmt.Errorf("%w dataset %s: this node publishes it", nii.ErrInvalid, d)
 	}
-	pub, _, err := n.publisherOf(d)
+	pub, err := n.publisher(d)
 	if err != nil {
 		return nil, err
 	}
@@ -198,7 +198,7 @@ func (n *Node) syncFollows(ctx context.Context) time.Time {
 		if f.State == FollowGrantExpired || f.State == FollowGrantRevoked || f.State == FollowPublisherChanged {
 			continue
 		}
-		if pub, _, err := n.publisherOf(f.Dataset); err == nil && f.Publisher != "" && pub.Advert.Origin != f.Publisher {
+		if pub, err := n.publisher(f.Dataset); err == nil && f.Publisher != "" && pub.Advert.Origin != f.Publisher {
 			f.State, f.NextAttempt = FollowPublisherChanged, time.Time{}
 			f.LastError = fmt.Sprintf("%s is now published by node %s, not %s as when it was followed; follow it again to accept that", f.Dataset, pub.Advert.Origin.Short(), f.Publisher.Short())
 			n.log.Warn("follow stopped", slog.String(nii.LogDataset, f.Dataset.String()), slog.String(nii.LogErr, f.LastError))

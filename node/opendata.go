@@ -84,17 +84,17 @@ func (c odCatalog) Stored(r nii.Ref) (*nii.Advert, error) {
 }
 
 // publishedEntry returns the publisher's live catalog entry of d (the
-// catalog's choice among claims, publisherOf). Errors wrap nii.ErrNotFound
+// catalog policy's choice among claims). Errors wrap nii.ErrNotFound
 // (no claim, or withdrawn) or nii.ErrAmbiguous.
 func (n *Node) publishedEntry(d nii.DatasetID) (registry.Entry, error) {
-	e, _, err := n.publisherOf(d)
+	e, err := n.publisher(d)
 	switch {
 	case err != nil && !errors.Is(err, nii.ErrAmbiguous), err == nil && e.Advert.Withdrawn:
 		return registry.Entry{}, fmt.Errorf("dataset %s: %w in the federated catalog", d, nii.ErrNotFound)
 	case err != nil:
 		return registry.Entry{}, err
 	}
-	return *e, nil
+	return e, nil
 }
 
 // published returns the publisher's live advert of d, if the catalog has

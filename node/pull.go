@@ -2,9 +2,9 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
 
 	"github.com/nii-uk/nii"
 	"github.com/nii-uk/nii/exchange"
@@ -28,34 +28,23 @@ func (n *Node) Pull(ctx context.Context, ref nii.Ref, opt PullOptions) (*exchang
 	if err := ref.Dataset.Validate(); err != nil {
 		return nil, err
 	}
-	pub, entries, err := n.publisherOf(ref.Dataset)
+	src, err := n.sources(ref)
 	if err != nil {
 		return nil, err
 	}
-	if pub.Advert.Withdrawn {
+	pub := src.Publisher.Advert
+	if pub.Withdrawn {
 		return nil, fmt.Errorf("dataset %s: %w: withdrawn by its publisher", ref.Dataset, exchange.ErrNotFound)
 	}
-	if pub.Advert.Origin == n.id {
+	if pub.Origin == n.id {
 		rec, err := n.store.Version(ref)
 		if err != nil {
 			return nil, err
 		}
 		return &exchange.PullResult{Record: rec, HeldChunks: rec.Chunks}, nil
 	}
-	req := exchange.PullRequest{
-		Ref:        ref,
-		Publisher:  pub.Advert.Origin,
-		Grant:      opt.Grant,
-		Action:     opt.Action,
-		Credential: n.Credential(),
-		Progress:   opt.Progress,
-		Logger:     n.log,
-	}
-	if ref.Version == 0 || ref.Version == pub.Advert.Version {
-		req.Ref.Version = pub.Advert.Version
-		req.Manifest = pub.Advert.Manifest
-	}
-	req.Providers = n.providers(entries, pub.Advert, req.Ref.Version)
+	req := n.fetchRequest(src)
+	req.Grant, req.Action, req.Credential, req.Progress = opt.Grant, opt.Action, n.Credential(), opt.Progress
 	n.ops.pullsStarted.Add(1)
 	res, err := exchange.Pull(ctx, n.host, n.store, req)
 	if err != nil {
@@ -64,8 +53,10 @@ func (n *Node) Pull(ctx context.Context, ref nii.Ref, opt PullOptions) (*exchang
 		return res, err
 	}
 	n.log.Info("pulled", slog.String(LogDataset, res.Record.Ref.String()), slog.Int("fetched_chunks", res.FetchedChunks),
-		slog.Int64("fetched_bytes", res.FetchedBytes), slog.Int("held_chunks", res.HeldChunks))
-	n.pulledBytes.Add(res.FetchedBytes)
+		slog.Int64("fetched_bytes", res.FetchedBytes), slog.Int("held_chunks", res.HeldChunks), slog.Bool("shared", res.Shared))
+	if !res.Shared {
+		n.pulledBytes.Add(res.FetchedBytes)
+	}
 	n.ops.pullsCompleted.Add(1)
 	if n.cfg.Replica.serve() {
 		n.advertiseReplica(res.Record)
@@ -73,40 +64,45 @@ func (n *Node) Pull(ctx context.Context, ref nii.Ref, opt PullOptions) (*exchang
 	return res, nil
 }
 
-// providers orders the nodes that can serve version v: the publisher and
-// replicas holding it, online ones first, the publisher first among equals.
-// A restricted dataset is served by its publisher only: a replica would
-// judge grants against its own trust anchors, not the publisher's.
-func (n *Node) providers(entries []registry.Entry, pub *nii.Advert, v uint64) []nii.NodeID {
-	restricted := pub.Meta.Access == nii.AccessRestricted
-	type cand struct {
-		id     nii.NodeID
-		online bool
-		pub    bool
+// sources asks the catalog policy where ref comes from (registry.Sources):
+// the publisher, the version, the manifest it must hash to where known,
+// and the providers, online ones first.
+func (n *Node) sources(ref nii.Ref) (*registry.Sources, error) {
+	src, err := n.catalog.Sources(ref, n.online)
+	if errors.Is(err, registry.ErrUnlisted) {
+		return nil, fmt.Errorf("dataset %s: %w in the federated catalog (try 'nii search')", ref.Dataset, exchange.ErrNotFound)
 	}
-	var cs []cand
-	for _, e := range entries {
-		a := e.Advert
-		if a.Withdrawn || a.Origin == n.id {
-			continue
-		}
-		if a.Origin != pub.Origin && (!a.Replica || a.Version != v || restricted) {
-			continue
-		}
-		online, _ := n.presence(a.Origin)
-		cs = append(cs, cand{a.Origin, online, a.Origin == pub.Origin})
+	return src, err
+}
+
+// publisher is the catalog policy's choice of d's publisher.
+func (n *Node) publisher(d nii.DatasetID) (registry.Entry, error) {
+	src, err := n.sources(nii.Ref{Dataset: d})
+	if err != nil {
+		return registry.Entry{}, err
 	}
-	sort.SliceStable(cs, func(i, j int) bool {
-		if cs[i].online != cs[j].online {
-			return cs[i].online
-		}
-		return cs[i].pub && !cs[j].pub
-	})
-	out := make([]nii.NodeID, len(cs))
-	for i, c := range cs {
-		out[i] = c.id
+	return src.Publisher, nil
+}
+
+// online says whether a node is reachable now, as the peer table has it.
+func (n *Node) online(id nii.NodeID) bool {
+	on, _ := n.presence(id)
+	return on
+}
+
+// fetchRequest is what every fetch of src's version asks the engine for:
+// that version, from its providers, with the manifest signed by the
+// publisher the policy chose and, where the catalog holds the publisher's
+// advert of it, hashing to the advertised manifest (exchange.CheckManifest).
+func (n *Node) fetchRequest(src *registry.Sources) exchange.PullRequest {
+	return exchange.PullRequest{
+		Ref:           nii.Ref{Dataset: src.Publisher.Advert.Dataset, Version: src.Version},
+		Publisher:     src.Publisher.Advert.Origin,
+		Manifest:      src.Manifest,
+		Providers:     src.Remote(),
+		InFlightBytes: n.cfg.P2P.inFlightBytes(),
+		Logger:        n.log,
 	}
-	return out
 }
 
 // advertiseReplica tells the federation this node serves a version it pulled.
@@ -135,31 +131,7 @@ type ReplicaConfig struct {
 func (r ReplicaConfig) serve() bool { return !r.Disable }
 
 // ErrAmbiguous is wrapped when more than one node claims to publish a
-// dataset and none of the claims is verified: nii will not guess which is
-// the real publisher (and send it a grant).
+// dataset and none of the claims is verified.
 //
 // Deprecated: use nii.ErrAmbiguous.
 var ErrAmbiguous = nii.ErrAmbiguous
-
-// publisherOf chooses the advert a node treats as the publisher of d: the
-// newest verified claim, or — if none is verified — the only claim. Two or
-// more unverified claims are refused: otherwise any member could take over
-// a dataset whose real publisher is unverified here (its credential
-// expired, or its issuer not trusted) by advertising a higher version.
-func (n *Node) publisherOf(d nii.DatasetID) (*registry.Entry, []registry.Entry, error) {
-	entries := n.catalog.Lookup(d)
-	var claims []*registry.Entry
-	for i := range entries {
-		if !entries[i].Advert.Replica {
-			claims = append(claims, &entries[i])
-		}
-	}
-	switch {
-	case len(claims) == 0:
-		return nil, entries, fmt.Errorf("dataset %s: %w in the federated catalog (try 'nii search')", d, exchange.ErrNotFound)
-	case claims[0].Verified || len(claims) == 1:
-		return claims[0], entries, nil
-	}
-	return nil, entries, fmt.Errorf("dataset %s: %w publisher: %d nodes claim to publish it and none is verified by this node's trust anchors (enrol the publisher with 'nii enrol', or trust its issuer with 'nii trust add')",
-		d, ErrAmbiguous, len(claims))
-}

@@ -92,3 +92,21 @@ func TestHTTPConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestP2PInFlightConfig(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64 // -1: invalid
+	}{
+		{"", 0}, // the engine's default
+		{"32MiB", 32 << 20},
+		{"1 MiB", 1 << 20},
+		{"512KiB", -1}, // below one chunk of the largest size
+		{"lots", -1},
+	} {
+		got, err := P2PConfig{InFlight: tc.in}.parseInFlight()
+		if (tc.want < 0) != (err != nil) || (err == nil && got != tc.want) {
+			t.Errorf("in_flight %q: %d, %v; want %d", tc.in, got, err, tc.want)
+		}
+	}
+}

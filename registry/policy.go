@@ -1,0 +1,153 @@
+package registry
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/nii-uk/nii"
+)
+
+// Catalog policy: which advert this node treats as a dataset's publisher,
+// and which nodes it takes a version's content from. Pull, follow, the
+// download relay and 'nii show' all ask here, so they never disagree.
+
+// ErrUnlisted is returned when no node claims to publish a dataset.
+var ErrUnlisted = nii.Errorf(nii.ErrNotFound, "not in the federated catalog")
+
+// ErrAmbiguous is returned when more than one node claims to publish a
+// dataset and none of the claims is verified: nii will not guess which is
+// the real publisher (and send it a grant).
+var ErrAmbiguous = nii.Errorf(nii.ErrAmbiguous, "ambiguous publisher")
+
+// Publisher chooses the entry this node treats as the publisher of d: the
+// newest verified claim, or — if none is verified — the only claim (a
+// tombstone counts: a withdrawn dataset's publisher is the one that
+// withdrew it). Two or more unverified claims are refused with
+// ErrAmbiguous: otherwise any member could take over a dataset whose real
+// publisher is unverified here (its credential expired, or its issuer not
+// trusted) by advertising a higher version. No claim at all is ErrUnlisted.
+func (c *Catalog) Publisher(d nii.DatasetID) (Entry, error) {
+	pub, _, err := choosePublisher(d, c.Lookup(d))
+	return pub, err
+}
+
+// choosePublisher applies Publisher's rule to entries in Lookup's order
+// (claims before replicas, verified first, newest first). It also returns
+// the claims it did not choose.
+func choosePublisher(d nii.DatasetID, entries []Entry) (Entry, []Entry, error) {
+	var claims []Entry
+	for _, e := range entries {
+		if !e.Advert.Replica {
+			claims = append(claims, e)
+		}
+	}
+	switch {
+	case len(claims) == 0:
+		return Entry{}, nil, fmt.Errorf("dataset %s: %w", d, ErrUnlisted)
+	case claims[0].Verified || len(claims) == 1:
+		return claims[0], claims[1:], nil
+	}
+	return Entry{}, nil, fmt.Errorf("dataset %s: %w: %d nodes claim to publish it and none is verified by this node's trust anchors (enrol the publisher with 'nii enrol', or trust its issuer with 'nii trust add')",
+		d, ErrAmbiguous, len(claims))
+}
+
+// Sources is the catalog's answer to "where does version Version of a
+// dataset come from, and what must it be?".
+type Sources struct {
+	// Publisher is the chosen publisher's newest record (it may be a
+	// tombstone: check Advert.Withdrawn).
+	Publisher Entry
+	// Version is the version asked for; 0 was resolved to the publisher's
+	// newest.
+	Version uint64
+	// Manifest is the manifest hash the publisher advertises for Version,
+	// if the catalog holds that advert (it holds only the publisher's
+	// newest); zero for an older version. Content for Version must carry
+	// the publisher's signature and, where this is set, hash to it.
+	Manifest nii.Hash
+	// Providers are the entries of nodes that can serve Version, best
+	// first: online before offline, the publisher first among equals. They
+	// are the publisher (which keeps its older versions) and the replicas
+	// that advertise Version — with the publisher's manifest, where that
+	// is known. A restricted dataset has the publisher alone: a replica
+	// would judge grants against its own trust anchors, not the
+	// publisher's. This node's own entry is included if it qualifies.
+	Providers []Entry
+	// Others are the claims to publish the dataset that were not chosen
+	// (an unverified claim beside a verified one).
+	Others []Entry
+
+	self nii.NodeID
+}
+
+// Remote returns the providers' node IDs, best first, without this node:
+// the nodes a fetch asks.
+func (s *Sources) Remote() []nii.NodeID {
+	out := make([]nii.NodeID, 0, len(s.Providers))
+	for _, e := range s.Providers {
+		if e.Advert.Origin != s.self {
+			out = append(out, e.Advert.Origin)
+		}
+	}
+	return out
+}
+
+// Sources applies the catalog policy to ref: it chooses the publisher
+// (Publisher's rule and errors) and the providers of ref's version
+// (version 0: the publisher's newest). online says whether a node is
+// reachable now; nil counts every node as offline. A withdrawn dataset is
+// returned as such, with no providers: callers say it is withdrawn.
+func (c *Catalog) Sources(ref nii.Ref, online func(nii.NodeID) bool) (*Sources, error) {
+	entries := c.Lookup(ref.Dataset)
+	pub, others, err := choosePublisher(ref.Dataset, entries)
+	if err != nil {
+		return nil, err
+	}
+	s := &Sources{Publisher: pub, Version: ref.Version, self: c.self, Providers: []Entry{}}
+	for _, o := range others {
+		if !o.Advert.Withdrawn {
+			s.Others = append(s.Others, o)
+		}
+	}
+	a := pub.Advert
+	if a.Withdrawn {
+		return s, nil
+	}
+	if s.Version == 0 {
+		s.Version = a.Version
+	}
+	if s.Version == a.Version {
+		s.Manifest = a.Manifest
+	}
+	restricted := a.Meta.Access == nii.AccessRestricted
+	type cand struct {
+		e      Entry
+		online bool
+		pub    bool
+	}
+	var cs []cand
+	for _, e := range entries {
+		r := e.Advert
+		switch {
+		case r.Withdrawn:
+			continue
+		case r.Origin == a.Origin:
+			// The publisher itself (its newest record is its claim).
+		case !r.Replica || restricted || r.Version != s.Version:
+			continue
+		case !s.Manifest.IsZero() && r.Manifest != s.Manifest:
+			continue // a "replica" of other content than the publisher's
+		}
+		cs = append(cs, cand{e, online != nil && online(r.Origin), r.Origin == a.Origin})
+	}
+	sort.SliceStable(cs, func(i, j int) bool {
+		if cs[i].online != cs[j].online {
+			return cs[i].online
+		}
+		return cs[i].pub && !cs[j].pub
+	})
+	for _, c := range cs {
+		s.Providers = append(s.Providers, c.e)
+	}
+	return s, nil
+}
