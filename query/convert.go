@@ -28,7 +28,7 @@ func converter(col Column) func(any) (driver.Value, error) {
 				if !utf8.ValidString(x) {
 					return nil, fmt.Errorf("text is not valid UTF-8: decode it first")
 				}
-				return x, nil
+				return v, nil // v, not x: re-boxing x would allocate per value
 			}
 			return nil, wantType("a string", v)
 		}
@@ -38,7 +38,7 @@ func converter(col Column) func(any) (driver.Value, error) {
 			case nil:
 				return nil, nil
 			case int64:
-				return x, nil
+				return v, nil
 			case int:
 				return int64(x), nil
 			case int32:
@@ -67,7 +67,7 @@ func converter(col Column) func(any) (driver.Value, error) {
 			case nil:
 				return nil, nil
 			case float64:
-				return x, nil
+				return v, nil
 			case float32:
 				return float64(x), nil
 			case int64:
@@ -99,11 +99,11 @@ func converter(col Column) func(any) (driver.Value, error) {
 		}
 	case TypeBoolean:
 		return func(v any) (driver.Value, error) {
-			switch x := v.(type) {
+			switch v.(type) {
 			case nil:
 				return nil, nil
 			case bool:
-				return x, nil
+				return v, nil
 			}
 			return nil, wantType("a bool", v)
 		}
