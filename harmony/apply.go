@@ -606,7 +606,7 @@ func checkConstraints(f *Field, v value) *failure {
 // rowSink receives each data row of a source as it is mapped.
 type rowSink interface {
 	accept(line int64, raw []string, vals []value) error
-	reject(line int64, raw []string, fails []failure) error
+	reject(line int64, raw []string, fails []failure, vals []value) error
 }
 
 // RuleCount counts the rows that broke one rule on one field.
@@ -814,7 +814,7 @@ func apply(ctx context.Context, r io.Reader, std *Standard, m *Mapping, sink row
 			rep.Rejected++
 			fl := []failure{{RuleCSV, "", "not well-formed CSV: " + pe.Err.Error(), ""}}
 			rep.count(int64(pe.StartLine), fl)
-			if err := sink.reject(int64(pe.StartLine), nil, fl); err != nil {
+			if err := sink.reject(int64(pe.StartLine), nil, fl, nil); err != nil {
 				return nil, err
 			}
 			continue
@@ -858,7 +858,7 @@ func apply(ctx context.Context, r io.Reader, std *Standard, m *Mapping, sink row
 			fl := []failure{{RuleEncoding, "", "not valid UTF-8: the mapping says encoding = \"utf-8\"; if the file is Windows-1252, say encoding = \"windows-1252\"", ""}}
 			rep.Rejected++
 			rep.count(ln, fl)
-			if err := sink.reject(ln, decoded, fl); err != nil {
+			if err := sink.reject(ln, decoded, fl, nil); err != nil {
 				return nil, err
 			}
 			continue
@@ -868,7 +868,7 @@ func apply(ctx context.Context, r io.Reader, std *Standard, m *Mapping, sink row
 			fl := []failure{{RuleFields, "", fmt.Sprintf("the row has %d cells and the header %d, and no repair fits", len(row), a.nCols), ""}}
 			rep.Rejected++
 			rep.count(ln, fl)
-			if err := sink.reject(ln, decoded, fl); err != nil {
+			if err := sink.reject(ln, decoded, fl, nil); err != nil {
 				return nil, err
 			}
 			continue
@@ -880,7 +880,7 @@ func apply(ctx context.Context, r io.Reader, std *Standard, m *Mapping, sink row
 		if len(fails) > 0 {
 			rep.Rejected++
 			rep.count(ln, fails)
-			if err := sink.reject(ln, decoded, fails); err != nil {
+			if err := sink.reject(ln, decoded, fails, vals); err != nil {
 				return nil, err
 			}
 			continue
@@ -914,8 +914,8 @@ func headerNotFound(std *Standard, m *Mapping, best []string) error {
 // countSink only counts.
 type countSink struct{}
 
-func (countSink) accept(int64, []string, []value) error  { return nil }
-func (countSink) reject(int64, []string, []failure) error { return nil }
+func (countSink) accept(int64, []string, []value) error   { return nil }
+func (countSink) reject(int64, []string, []failure, []value) error { return nil }
 
 // Check applies m to the CSV file r and reports rows accepted and rejected,
 // counts by rule and field, and sample line numbers. It publishes and
