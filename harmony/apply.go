@@ -914,7 +914,7 @@ func headerNotFound(std *Standard, m *Mapping, best []string) error {
 // countSink only counts.
 type countSink struct{}
 
-func (countSink) accept(int64, []string, []value) error   { return nil }
+func (countSink) accept(int64, []string, []value) error            { return nil }
 func (countSink) reject(int64, []string, []failure, []value) error { return nil }
 
 // Check applies m to the CSV file r and reports rows accepted and rejected,

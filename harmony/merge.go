@@ -337,15 +337,15 @@ func readPartitionMeta(dir string) (*SourceResult, error) {
 // partitionWriter is the rowSink that writes a source's partition and its
 // rejects, and tallies its months.
 type partitionWriter struct {
-	std                    *Standard
-	res                    *SourceResult
-	partF, rejF            *os.File
-	partB, rejB            *bufio.Writer
-	part, rej              *csv.Writer
-	hash                   interface{ Sum([]byte) []byte }
-	n                      *countWriter
-	row                    []string
-	prov                   [6]string
+	std                     *Standard
+	res                     *SourceResult
+	partF, rejF             *os.File
+	partB, rejB             *bufio.Writer
+	part, rej               *csv.Writer
+	hash                    interface{ Sum([]byte) []byte }
+	n                       *countWriter
+	row                     []string
+	prov                    [6]string
 	dateIdx, amtIdx, supIdx int
 }
 
