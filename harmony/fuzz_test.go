@@ -2,6 +2,7 @@ package harmony
 
 import (
 	"context"
+	"encoding/csv"
 	"os"
 	"path/filepath"
 	"strings"
@@ -72,6 +73,16 @@ func FuzzCoercions(f *testing.F) {
 					t.Fatalf("%s %q → %d → %q → %d, %v", form, s, n, formatDecimal(n), m, err)
 				}
 			}
+		}
+		var cw strings.Builder
+		w := csv.NewWriter(&cw)
+		_ = w.Write([]string{s, "x"})
+		w.Flush()
+		if got := string(appendCSVField(nil, s)) + ",x\n"; got != cw.String() {
+			t.Fatalf("appendCSVField(%q) = %q, encoding/csv writes %q", s, got, cw.String())
+		}
+		if n, err := ParseNumber(s, NumberMoney); err == nil && string(appendDecimal(nil, n)) != formatDecimal(n) {
+			t.Fatalf("appendDecimal(%d) = %q, formatDecimal %q", n, appendDecimal(nil, n), formatDecimal(n))
 		}
 		_, _ = ParseInteger(s)
 		_ = NormaliseSupplier(s)

@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/nii-uk/nii"
 )
@@ -341,11 +343,14 @@ type partitionWriter struct {
 	res                     *SourceResult
 	partF, rejF             *os.File
 	partB, rejB             *bufio.Writer
-	part, rej               *csv.Writer
+	rej                     *csv.Writer
 	hash                    interface{ Sum([]byte) []byte }
 	n                       *countWriter
-	row                     []string
+	buf                     []byte
 	prov                    [6]string
+	provHead, provTail      []byte // the provenance cells before and after the line number
+	dates                   map[int64]string
+	suppliers               map[string]string
 	dateIdx, amtIdx, supIdx int
 }
 
@@ -375,10 +380,16 @@ func newPartitionWriter(dir string, std *Standard, s *Source, res *SourceResult)
 	pw.hash = h
 	pw.partB = bufio.NewWriterSize(pw.partF, 256<<10)
 	pw.n = &countWriter{w: io.MultiWriter(pw.partB, h)}
-	pw.part = csv.NewWriter(pw.n)
 	pw.rejB = bufio.NewWriterSize(pw.rejF, 64<<10)
 	pw.rej = csv.NewWriter(pw.rejB)
 	pw.prov = [6]string{s.Dataset.Org, s.Dataset.String(), strconv.FormatUint(s.Version, 10), s.Manifest.String(), "", s.Mapping.Hash.String()}
+	for _, p := range pw.prov[:4] {
+		pw.provHead = appendCSVField(append(pw.provHead, ','), p)
+	}
+	pw.provHead = append(pw.provHead, ',')
+	pw.provTail = append(appendCSVField(append(pw.provTail, ','), pw.prov[5]), '\n')
+	pw.dates = map[int64]string{}
+	pw.suppliers = map[string]string{}
 	return pw, nil
 }
 
@@ -408,17 +419,22 @@ func floorDiv(a, b int64) int64 {
 }
 
 func (pw *partitionWriter) accept(line int64, raw []string, vals []value) error {
-	row := pw.row[:0]
+	buf := pw.buf[:0]
 	for i := range pw.std.Fields {
 		f := &pw.std.Fields[i]
-		row = append(row, vals[i].format(f.kind))
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = pw.appendValue(buf, vals[i], f.kind)
 		if i == pw.supIdx {
-			row = append(row, NormaliseSupplier(vals[i].s))
+			buf = append(buf, ',')
+			buf = appendCSVField(buf, pw.normalised(vals[i].s))
 		}
 	}
-	pw.prov[4] = strconv.FormatInt(line, 10)
-	row = append(row, pw.prov[:]...)
-	pw.row = row
+	buf = append(buf, pw.provHead...)
+	buf = strconv.AppendInt(buf, line, 10)
+	buf = append(buf, pw.provTail...)
+	pw.buf = buf
 	ms := pw.month(vals)
 	ms.Rows++
 	if pw.amtIdx >= 0 && !vals[pw.amtIdx].null {
@@ -429,7 +445,101 @@ func (pw *partitionWriter) accept(line int64, raw []string, vals []value) error 
 		ms.Amount += Decimal(a)
 		pw.res.Amount += Decimal(a)
 	}
-	return pw.part.Write(row)
+	_, err := pw.n.Write(buf)
+	return err
+}
+
+// appendValue appends v's canonical text as a CSV field; dates, which
+// repeat, are formatted once.
+func (pw *partitionWriter) appendValue(buf []byte, v value, k kind) []byte {
+	switch {
+	case v.null:
+		return buf
+	case k == kString:
+		return appendCSVField(buf, v.s)
+	case k == kNumber:
+		return appendDecimal(buf, v.n)
+	case k == kDate:
+		s, ok := pw.dates[v.n]
+		if !ok {
+			s = v.format(k)
+			if len(pw.dates) > 1<<16 {
+				clear(pw.dates)
+			}
+			pw.dates[v.n] = s
+		}
+		return append(buf, s...)
+	}
+	return appendCSVField(buf, v.format(k))
+}
+
+// normalised returns NormaliseSupplier(s), remembering recent answers:
+// a publisher pays the same suppliers again and again.
+func (pw *partitionWriter) normalised(s string) string {
+	if n, ok := pw.suppliers[s]; ok {
+		return n
+	}
+	n := NormaliseSupplier(s)
+	if len(pw.suppliers) > 1<<16 {
+		clear(pw.suppliers)
+	}
+	pw.suppliers[s] = n
+	return n
+}
+
+// appendCSVField appends s quoted as encoding/csv's Writer would quote it.
+func appendCSVField(buf []byte, s string) []byte {
+	if !csvNeedsQuotes(s) {
+		return append(buf, s...)
+	}
+	buf = append(buf, '"')
+	for {
+		i := strings.IndexByte(s, '"')
+		if i < 0 {
+			break
+		}
+		buf = append(buf, s[:i+1]...)
+		buf = append(buf, '"')
+		s = s[i+1:]
+	}
+	buf = append(buf, s...)
+	return append(buf, '"')
+}
+
+// csvNeedsQuotes is encoding/csv's rule (Writer.fieldNeedsQuotes) for ",".
+func csvNeedsQuotes(s string) bool {
+	if s == "" {
+		return false
+	}
+	if s == `\.` {
+		return true
+	}
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case ',', '"', '\r', '\n':
+			return true
+		}
+	}
+	r, _ := utf8.DecodeRuneInString(s)
+	return unicode.IsSpace(r)
+}
+
+// appendDecimal appends formatDecimal(n) without allocating.
+func appendDecimal(buf []byte, n int64) []byte {
+	u := uint64(n)
+	if n < 0 {
+		buf = append(buf, '-')
+		u = -u
+	}
+	buf = strconv.AppendUint(buf, u/numberScale, 10)
+	fp := u % numberScale
+	d := [4]byte{byte('0' + fp/1000), byte('0' + fp/100%10), byte('0' + fp/10%10), byte('0' + fp%10)}
+	end := 4
+	for end > 2 && d[end-1] == '0' {
+		end--
+	}
+	buf = append(buf, '.')
+	return append(buf, d[:end]...)
 }
 
 func (pw *partitionWriter) reject(line int64, raw []string, fails []failure, vals []value) error {
@@ -453,9 +563,8 @@ func (pw *partitionWriter) reject(line int64, raw []string, fails []failure, val
 }
 
 func (pw *partitionWriter) close() error {
-	pw.part.Flush()
 	pw.rej.Flush()
-	err := errors.Join(pw.part.Error(), pw.rej.Error(), pw.partB.Flush(), pw.rejB.Flush(), pw.partF.Close(), pw.rejF.Close())
+	err := errors.Join(pw.rej.Error(), pw.partB.Flush(), pw.rejB.Flush(), pw.partF.Close(), pw.rejF.Close())
 	if err != nil {
 		return fmt.Errorf("cache: %w", err)
 	}
