@@ -31,7 +31,7 @@ var suggestNoEdits = []string{"cabinet-office", "manchester", "trafford"}
 func TestSuggestSharedFiles(t *testing.T) {
 	dir := sharedDir(t)
 	std := lgaStandard(t)
-	var noEdits []string
+	var noEdits, noEditsWithName []string
 	for _, name := range sharedFiles {
 		b, err := os.ReadFile(filepath.Join(dir, name+".csv"))
 		if err != nil {
@@ -63,7 +63,21 @@ func TestSuggestSharedFiles(t *testing.T) {
 		if usable {
 			noEdits = append(noEdits, name)
 		}
+		// with the publisher's name for body_name, as the node can give it
+		withName, err := Suggest(bytes.NewReader(b), std, SuggestOptions{Dataset: fileSource(t, dir, name, 1, nil).Dataset,
+			Defaults: map[string]string{"body_name": name}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if withName.Mapping.Bind(std) == nil {
+			if rep, err := Check(context.Background(), bytes.NewReader(b), std, withName.Mapping); err == nil && rep.Rejected == 0 {
+				noEditsWithName = append(noEditsWithName, name)
+			}
+		}
 		t.Logf("%s: correct %d %v; not as the hand mapping %v; unmapped %v; unused %v; usable as is: %v", name, len(correct), correct, wrong, sug.Unmapped, sug.Unused, usable)
+	}
+	if want := []string{"cabinet-office", "darlington", "manchester", "trafford"}; !reflect.DeepEqual(noEditsWithName, want) {
+		t.Errorf("files usable without edits given body_name: %v, recorded %v", noEditsWithName, want)
 	}
 	if !reflect.DeepEqual(noEdits, suggestNoEdits) {
 		t.Errorf("files usable without edits: %v, recorded %v", noEdits, suggestNoEdits)
