@@ -411,4 +411,45 @@ func TestMergeWriters(t *testing.T) {
 	if len(pq.Schema().Fields()) != len(merged.Columns) {
 		t.Errorf("parquet has %d columns, want %d", len(pq.Schema().Fields()), len(merged.Columns))
 	}
+	// the first row's typed values are the CSV's
+	var csvOut bytes.Buffer
+	if err := merged.WriteCSV(&csvOut, CSVOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := csv.NewReader(&csvOut).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := pq.RowGroups()[0].Rows()
+	defer rows.Close()
+	buf := make([]parquet.Row, 1)
+	if n, err := rows.ReadRows(buf); n != 1 {
+		t.Fatalf("reading parquet: %v", err)
+	}
+	leaf := map[string]int{}
+	for i, f := range pq.Schema().Fields() {
+		leaf[f.Name()] = i
+	}
+	byCol := map[int]parquet.Value{}
+	for _, v := range buf[0] {
+		byCol[v.Column()] = v
+	}
+	for i, c := range merged.Columns {
+		v, want := byCol[leaf[c.Name]], recs[1][i]
+		var got string
+		switch {
+		case v.IsNull():
+		case c.Type == "number":
+			got = formatDecimal(v.Int64())
+		case c.Type == "integer":
+			got = strconv.FormatInt(v.Int64(), 10)
+		case c.Type == "date":
+			got = value{n: int64(v.Int32())}.format(kDate)
+		default:
+			got = string(v.ByteArray())
+		}
+		if got != want {
+			t.Errorf("parquet %s = %q, CSV %q", c.Name, got, want)
+		}
+	}
 }
