@@ -339,3 +339,26 @@ func TestStandardsShipped(t *testing.T) {
 		t.Errorf("accepted %d", rep.Accepted)
 	}
 }
+
+func TestCheckIndexDefaultAndShortRows(t *testing.T) {
+	m := mustMapping(t, "[source]\npad_short_rows = true\n"+basicFields+`
+[fields.description]
+index = 1
+[fields.expense_area]
+from = "Area"
+default = "Unknown"
+optional = true
+[fields.vat_registration]
+from = "VAT number"
+optional = true
+`)
+	rep := check(t, ",Supplier,Date,Amount,Area\nINSERTED,A,01/06/2012,1.00,Parks\nINSERTED,B,02/06/2012,2.00\n", m)
+	if rep.Accepted != 2 {
+		t.Fatalf("report %+v", rep)
+	}
+	strict := mustMapping(t, basicFields)
+	rep = check(t, "Supplier,Date,Amount,Area\nA,01/06/2012,1.00,Parks\nB,02/06/2012,2.00\nC,03/06/2012,3.00,Parks,,,\nD,04/06/2012,4.00,Parks,extra\n", strict)
+	if rep.Accepted != 2 || rep.Rejected != 2 || rep.Failures[0].Rule != RuleFields || rep.Failures[0].Lines[0] != 3 {
+		t.Fatalf("short and long rows: %+v", rep)
+	}
+}
