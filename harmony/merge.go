@@ -333,6 +333,11 @@ func readPartitionMeta(dir string) (*SourceResult, error) {
 	if res.Report == nil {
 		return nil, errors.New("incomplete cache entry")
 	}
+	// a partition truncated or edited since is mapped again
+	if st, err := os.Stat(filepath.Join(dir, "part.csv")); err != nil || st.Size() != res.PartitionBytes {
+		os.RemoveAll(dir)
+		return nil, errors.New("damaged cache entry")
+	}
 	return &res, nil
 }
 

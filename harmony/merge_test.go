@@ -325,6 +325,17 @@ func TestMergeIncremental(t *testing.T) {
 			t.Errorf("%s: partition bytes differ between the merges", name)
 		}
 	}
+	// a damaged cache entry is mapped again, not served
+	if err := os.Truncate(filepath.Join(second.Sources[0].dir, "part.csv"), 10); err != nil {
+		t.Fatal(err)
+	}
+	third, err := Merge(context.Background(), std, srcs, MergeOptions{CacheDir: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if third.Remapped != 1 || third.Sources[0].FromCache {
+		t.Errorf("after damaging a partition, remapped %d", third.Remapped)
+	}
 	if int64(bb.Len()) != ob["trafford"][1] {
 		t.Errorf("merged CSV is %d bytes, partitions end at %d", bb.Len(), ob["trafford"][1])
 	}
