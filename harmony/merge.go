@@ -356,6 +356,7 @@ type partitionWriter struct {
 	provHead, provTail      []byte // the provenance cells before and after the line number
 	dates                   map[int64]string
 	suppliers               map[string]string
+	byDay                   map[int64]*MonthStats // a day's month, once looked up
 	dateIdx, amtIdx, supIdx int
 }
 
@@ -395,22 +396,32 @@ func newPartitionWriter(dir string, std *Standard, s *Source, res *SourceResult)
 	pw.provTail = append(appendCSVField(append(pw.provTail, ','), pw.prov[5]), '\n')
 	pw.dates = map[int64]string{}
 	pw.suppliers = map[string]string{}
+	pw.byDay = map[int64]*MonthStats{}
 	return pw, nil
 }
 
 func (pw *partitionWriter) month(vals []value) *MonthStats {
-	key := ""
+	day, dated := int64(0), false
 	if pw.dateIdx >= 0 && vals != nil && !vals[pw.dateIdx].null {
-		v := vals[pw.dateIdx].n
+		day, dated = vals[pw.dateIdx].n, true
 		if pw.std.Fields[pw.dateIdx].kind == kDatetime {
-			v = floorDiv(v, 86400)
+			day = floorDiv(day, 86400)
 		}
-		key = monthOf(v)
+		if ms, ok := pw.byDay[day]; ok {
+			return ms
+		}
+	}
+	key := ""
+	if dated {
+		key = monthOf(day)
 	}
 	ms := pw.res.Months[key]
 	if ms == nil {
 		ms = &MonthStats{}
 		pw.res.Months[key] = ms
+	}
+	if dated {
+		pw.byDay[day] = ms
 	}
 	return ms
 }
