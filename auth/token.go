@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"path"
 	"strings"
 	"time"
 
@@ -77,33 +76,6 @@ type GrantSpec struct {
 	TTL        time.Duration
 }
 
-// CheckPattern validates a dataset pattern: "org/name" where either part
-// may use path.Match wildcards (* ? [...]); * never crosses the "/".
-func CheckPattern(p string) error {
-	org, name, ok := strings.Cut(p, "/")
-	if !ok || org == "" || name == "" || strings.Contains(name, "/") {
-		return fmt.Errorf("%w dataset pattern %q: want ORG/NAME, wildcards allowed (greenwich/spend-*)", nii.ErrInvalid, p)
-	}
-	if _, err := path.Match(p, ""); err != nil {
-		return fmt.Errorf("%w dataset pattern %q: %v", nii.ErrInvalid, p, err)
-	}
-	if len(p) > 256 {
-		return fmt.Errorf("%w dataset pattern: too long", nii.ErrInvalid)
-	}
-	return nil
-}
-
-// MatchDataset reports whether any pattern matches d.
-func MatchDataset(patterns []string, d nii.DatasetID) bool {
-	s := d.String()
-	for _, p := range patterns {
-		if ok, err := path.Match(p, s); err == nil && ok {
-			return true
-		}
-	}
-	return false
-}
-
 func checkActions(as []nii.Action) error {
 	if len(as) == 0 {
 		return fmt.Errorf("%w: a grant needs at least one action (read, sync)", nii.ErrInvalid)
@@ -169,7 +141,7 @@ func IssueGrant(key ed25519.PrivateKey, s GrantSpec) (string, *GrantClaims, erro
 		return "", nil, fmt.Errorf("%w: a grant needs 1 to %d dataset patterns", nii.ErrInvalid, MaxPatterns)
 	}
 	for _, p := range s.Datasets {
-		if err := CheckPattern(p); err != nil {
+		if err := nii.CheckPattern(p); err != nil {
 			return "", nil, err
 		}
 	}

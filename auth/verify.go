@@ -326,7 +326,7 @@ func (v *Verifier) CheckGrant(token string, r Request) (*GrantClaims, error) {
 	if len(g.Datasets) == 0 || len(g.Datasets) > MaxPatterns {
 		return g, deny(ReasonClaims, "datasets: want 1 to %d patterns", MaxPatterns)
 	}
-	if !MatchDataset(g.Datasets, r.Dataset) {
+	if !nii.MatchDataset(g.Datasets, r.Dataset) {
 		return g, deny(ReasonDataset, "%s matches none of the grant's patterns %v", r.Dataset, g.Datasets)
 	}
 	if !slices.Contains(g.Actions, r.Action) {

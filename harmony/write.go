@@ -1,0 +1,354 @@
+package harmony
+
+import (
+	"bufio"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+
+	"github.com/nii-uk/nii"
+)
+
+// ColumnNames returns the merged table's column names in order.
+func (m *Merged) ColumnNames() []string {
+	names := make([]string, len(m.Columns))
+	for i, c := range m.Columns {
+		names[i] = c.Name
+	}
+	return names
+}
+
+// CSVOptions shape WriteCSV's output.
+type CSVOptions struct {
+	// BOM starts the file with a UTF-8 byte-order mark, so Excel reads it
+	// as UTF-8.
+	BOM bool
+}
+
+// WriteCSV writes the merged table as UTF-8 CSV: a header line, then each
+// source's partition, byte for byte as cached, in the merge's stable order.
+// A source that did not change between two merges therefore gives the same
+// bytes in both outputs, and content-defined chunking of the next published
+// version shares them.
+func (m *Merged) WriteCSV(w io.Writer, opts CSVOptions) error {
+	return m.writeConcat(w, opts, m.ColumnNames(), "part.csv")
+}
+
+// WriteRejectsCSV writes the rejects table: each rejected row's source,
+// line, first rule and field, every reason, and its raw cells as a JSON
+// array.
+func (m *Merged) WriteRejectsCSV(w io.Writer, opts CSVOptions) error {
+	return m.writeConcat(w, opts, RejectColumns, "rejects.csv")
+}
+
+func (m *Merged) writeConcat(w io.Writer, opts CSVOptions, header []string, file string) error {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	if opts.BOM {
+		bw.WriteString("\ufeff")
+	}
+	cw := csv.NewWriter(bw)
+	if err := cw.Write(header); err != nil {
+		return err
+	}
+	cw.Flush()
+	for _, s := range m.Sources {
+		f, err := os.Open(filepath.Join(s.dir, file))
+		if err != nil {
+			return fmt.Errorf("merged partition of %s: %w (was the cache directory cleaned?)", s.Dataset, err)
+		}
+		_, err = io.Copy(bw, f)
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return bw.Flush()
+}
+
+// eachRow streams every merged row, as its CSV cells, to fn.
+func (m *Merged) eachRow(fn func(rec []string) error) error {
+	for _, s := range m.Sources {
+		f, err := os.Open(filepath.Join(s.dir, "part.csv"))
+		if err != nil {
+			return fmt.Errorf("merged partition of %s: %w (was the cache directory cleaned?)", s.Dataset, err)
+		}
+		cr := csv.NewReader(bufio.NewReaderSize(f, 256<<10))
+		cr.ReuseRecord = true
+		cr.FieldsPerRecord = len(m.Columns)
+		for {
+			rec, err := cr.Read()
+			if err == io.EOF {
+				break
+			}
+			if err == nil {
+				err = fn(rec)
+			}
+			if err != nil {
+				f.Close()
+				return fmt.Errorf("merged partition of %s: %w", s.Dataset, err)
+			}
+		}
+		f.Close()
+	}
+	return nil
+}
+
+// WriteNDJSON writes the merged table as newline-delimited JSON, one object
+// per row with the columns in order: numbers as JSON numbers (exact
+// decimals), booleans as JSON booleans, empty cells as null.
+func (m *Merged) WriteNDJSON(w io.Writer) error {
+	bw := bufio.NewWriterSize(w, 256<<10)
+	keys := make([][]byte, len(m.Columns))
+	for i, c := range m.Columns {
+		k, _ := json.Marshal(c.Name)
+		keys[i] = k
+	}
+	var buf []byte
+	err := m.eachRow(func(rec []string) error {
+		buf = append(buf[:0], '{')
+		for i, c := range m.Columns {
+			if i > 0 {
+				buf = append(buf, ',')
+			}
+			buf = append(buf, keys[i]...)
+			buf = append(buf, ':')
+			v := rec[i]
+			switch {
+			case v == "":
+				buf = append(buf, "null"...)
+			case c.Type == "number" || c.Type == "integer" || c.Type == "year" || c.Type == "boolean":
+				buf = append(buf, v...)
+			default:
+				buf = strconv.AppendQuote(buf, v)
+			}
+		}
+		buf = append(buf, '}', '\n')
+		_, err := bw.Write(buf)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+// parquetRowGroup bounds the rows buffered per Parquet row group, and so
+// the writer's memory.
+const parquetRowGroup = 64 << 10
+
+// WriteParquet writes the merged table as Parquet (pure Go, zstd): strings
+// as UTF-8 (dictionary-encoded), numbers as DECIMAL(18,4), dates as DATE,
+// datetimes as TIMESTAMP (µs, UTC), integers as INT64, all optional.
+// Parquet groups order columns by name, so the file's column order is
+// alphabetical; read columns by name.
+func (m *Merged) WriteParquet(w io.Writer) error {
+	group := parquet.Group{}
+	for _, c := range m.Columns {
+		var n parquet.Node
+		switch c.Type {
+		case "number":
+			n = parquet.Decimal(numberDecimals, 18, parquet.Int64Type)
+		case "integer", "year":
+			n = parquet.Int(64)
+		case "boolean":
+			n = parquet.Leaf(parquet.BooleanType)
+		case "date":
+			n = parquet.Date()
+		case "datetime":
+			n = parquet.Timestamp(parquet.Microsecond)
+		default:
+			n = parquet.Encoded(parquet.String(), &parquet.RLEDictionary)
+		}
+		group[c.Name] = parquet.Optional(n)
+	}
+	schema := parquet.NewSchema(m.Standard.Name, group)
+	// leaf index of each of our columns in the schema's (sorted) order
+	order := make([]int, len(m.Columns))
+	sorted := m.ColumnNames()
+	sort.Strings(sorted)
+	pos := map[string]int{}
+	for i, n := range sorted {
+		pos[n] = i
+	}
+	for i, c := range m.Columns {
+		order[i] = pos[c.Name]
+	}
+	pw := parquet.NewWriter(w, schema, parquet.Compression(&parquet.Zstd), parquet.MaxRowsPerRowGroup(parquetRowGroup))
+	row := make(parquet.Row, len(m.Columns))
+	batch := make([]parquet.Row, 0, 1024)
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		_, err := pw.WriteRows(batch)
+		batch = batch[:0]
+		return err
+	}
+	err := m.eachRow(func(rec []string) error {
+		for i, c := range m.Columns {
+			col := order[i]
+			v := rec[i]
+			if v == "" {
+				row[col] = parquet.NullValue().Level(0, 0, col)
+				continue
+			}
+			var pv parquet.Value
+			switch c.Type {
+			case "number":
+				n, err := ParseNumber(v, NumberPlain)
+				if err != nil {
+					return err
+				}
+				pv = parquet.Int64Value(n)
+			case "integer", "year":
+				n, err := strconv.ParseInt(v, 10, 64)
+				if err != nil {
+					return err
+				}
+				pv = parquet.Int64Value(n)
+			case "boolean":
+				pv = parquet.BooleanValue(v == "true")
+			case "date":
+				t, err := time.Parse(time.DateOnly, v)
+				if err != nil {
+					return err
+				}
+				pv = parquet.Int32Value(int32(t.Sub(epoch) / (24 * time.Hour)))
+			case "datetime":
+				t, err := time.Parse(time.RFC3339, v)
+				if err != nil {
+					return err
+				}
+				pv = parquet.Int64Value(t.UnixMicro())
+			default:
+				pv = parquet.ByteArrayValue([]byte(v))
+			}
+			row[col] = pv.Level(0, 1, col)
+		}
+		batch = append(batch, row.Clone())
+		if len(batch) == cap(batch) {
+			return flush()
+		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	if cerr := pw.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Lineage lists everything a merged table was built from. The node records
+// it in the merged dataset's manifest, so anyone who pulls the table can
+// check each source's signature and re-derive any row.
+type Lineage struct {
+	Standard LineageStandard `json:"standard"`
+	Inputs   []LineageInput  `json:"inputs"`
+	Missing  []MissingSource `json:"missing,omitempty"`
+}
+
+// LineageStandard names the standard a merge conformed to.
+type LineageStandard struct {
+	Ref  string   `json:"ref"` // org/name@N
+	Hash nii.Hash `json:"hash"`
+}
+
+// LineageInput is one source of a merge.
+type LineageInput struct {
+	Dataset  string   `json:"dataset"` // org/name
+	Version  uint64   `json:"version"`
+	Manifest nii.Hash `json:"manifest"`
+	Mapping  nii.Hash `json:"mapping"`
+	// Partition is the BLAKE3 hash of the source's rows in the merged CSV.
+	Partition nii.Hash `json:"partition"`
+	Accepted  int64    `json:"accepted"`
+	Rejected  int64    `json:"rejected"`
+}
+
+// Lineage returns the merge's lineage.
+func (m *Merged) Lineage() Lineage {
+	l := Lineage{Standard: LineageStandard{Ref: m.Standard.Ref.String(), Hash: m.Standard.Hash}, Missing: m.Missing}
+	for _, s := range m.Sources {
+		l.Inputs = append(l.Inputs, LineageInput{Dataset: s.Dataset.String(), Version: s.Version, Manifest: s.Manifest,
+			Mapping: s.Mapping, Partition: s.Partition, Accepted: s.Report.Accepted, Rejected: s.Report.Rejected})
+	}
+	return l
+}
+
+// Fitness is a merge's fitness at a glance: a validation score per source
+// and a coverage matrix of publisher × month.
+type Fitness struct {
+	Sources  []SourceFitness `json:"sources"`
+	Coverage []CoverageCell  `json:"coverage"`
+	Missing  []MissingSource `json:"missing,omitempty"`
+}
+
+// SourceFitness is one source's validation score.
+type SourceFitness struct {
+	Dataset  string  `json:"dataset"`
+	Version  uint64  `json:"version"`
+	DataRows int64   `json:"data_rows"`
+	Accepted int64   `json:"accepted"`
+	Rejected int64   `json:"rejected"`
+	Score    float64 `json:"score"` // accepted / data rows
+	// TopFailures are the most frequent reject rules.
+	TopFailures []RuleCount `json:"top_failures,omitempty"`
+}
+
+// CoverageCell is one publisher's rows in one month ("" when the date could
+// not be read).
+type CoverageCell struct {
+	Publisher  string  `json:"publisher"`
+	Month      string  `json:"month"`
+	Rows       int64   `json:"rows"`
+	Rejected   int64   `json:"rejected"`
+	Amount     Decimal `json:"amount"`
+	RejectRate float64 `json:"reject_rate"`
+}
+
+// Fitness returns the merge's per-source scores and coverage matrix.
+func (m *Merged) Fitness() Fitness {
+	fit := Fitness{Missing: m.Missing}
+	cells := map[[2]string]*CoverageCell{}
+	for _, s := range m.Sources {
+		r := s.Report
+		sf := SourceFitness{Dataset: s.Dataset.String(), Version: s.Version, DataRows: r.DataRows, Accepted: r.Accepted, Rejected: r.Rejected, Score: r.Score()}
+		sf.TopFailures = r.Failures[:min(3, len(r.Failures))]
+		fit.Sources = append(fit.Sources, sf)
+		for month, ms := range s.Months {
+			k := [2]string{s.Dataset.Org, month}
+			c := cells[k]
+			if c == nil {
+				c = &CoverageCell{Publisher: k[0], Month: k[1]}
+				cells[k] = c
+			}
+			c.Rows += ms.Rows
+			c.Rejected += ms.Rejected
+			c.Amount += ms.Amount
+		}
+	}
+	for _, c := range cells {
+		if c.Rows > 0 {
+			c.RejectRate = float64(c.Rejected) / float64(c.Rows)
+		}
+		fit.Coverage = append(fit.Coverage, *c)
+	}
+	sort.Slice(fit.Coverage, func(i, j int) bool {
+		a, b := fit.Coverage[i], fit.Coverage[j]
+		if a.Publisher != b.Publisher {
+			return a.Publisher < b.Publisher
+		}
+		return a.Month < b.Month
+	})
+	return fit
+}
