@@ -21,6 +21,9 @@ import (
 	"github.com/nii-uk/nii"
 )
 
+// errBusy: the query's time ran out while every query slot was taken.
+var errBusy = errors.New("no free query slot")
+
 // Engine is one sandboxed DuckDB database held in memory. It is safe for
 // concurrent use: queries run side by side (up to Config.MaxConcurrent),
 // loads one at a time, and a load replaces its table atomically.
@@ -383,7 +386,7 @@ func (e *Engine) query(ctx context.Context, text string) (*Result, error) {
 	select {
 	case e.sem <- struct{}{}:
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, errBusy
 	}
 	defer func() { <-e.sem }()
 	conn, err := e.db.Conn(ctx)
@@ -578,6 +581,9 @@ func (e *Engine) explain(parent, ctx context.Context, err error) error {
 	}
 	if parent.Err() != nil {
 		return fmt.Errorf("sql query cancelled: %w", parent.Err())
+	}
+	if errors.Is(err, errBusy) {
+		return fmt.Errorf("%w: the query waited its whole %s time limit for one of the %d query slots, all busy; try again", ErrTimeout, e.cfg.Timeout, e.cfg.MaxConcurrent)
 	}
 	if ctx.Err() == context.DeadlineExceeded {
 		return fmt.Errorf("%w: the query ran longer than the %s time limit and was stopped; narrow it (WHERE, LIMIT, fewer joins) or ask the node's operator to raise the limit", ErrTimeout, e.cfg.Timeout)
