@@ -1,7 +1,6 @@
 package query
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -14,17 +13,17 @@ import (
 var (
 	// ErrRefused: the sandbox refused the statement (not read-only, more
 	// than one statement, file or network access, a setting change).
-	ErrRefused = errors.New("refused")
+	ErrRefused = nii.Errorf(nii.ErrRefused, "refused by the SQL sandbox")
 	// ErrTimeout: the query ran past Config.Timeout and was stopped.
-	ErrTimeout = errors.New("time limit reached")
+	ErrTimeout = nii.Errorf(nii.ErrUnavailable, "time limit reached")
 	// ErrMemory: the query needed more than Config.MemoryLimit.
-	ErrMemory = errors.New("memory limit reached")
+	ErrMemory = nii.Errorf(nii.ErrUnavailable, "memory limit reached")
 	// ErrNotFound: no table of that name is loaded.
-	ErrNotFound = errors.New("not found")
+	ErrNotFound = nii.Errorf(nii.ErrNotFound, "no such table")
 	// ErrClosed: the engine is closed.
-	ErrClosed = errors.New("sql engine closed")
+	ErrClosed = nii.Errorf(nii.ErrUnavailable, "sql engine closed")
 	// ErrNoSQL: this binary was built without cgo, so without the engine.
-	ErrNoSQL = errors.New("built without SQL: rebuild nii with CGO_ENABLED=1 and gcc installed")
+	ErrNoSQL = nii.Errorf(nii.ErrUnavailable, "built without SQL: rebuild nii with CGO_ENABLED=1 and gcc installed")
 )
 
 // Config sets the sandbox's limits. The zero value of a field means its
