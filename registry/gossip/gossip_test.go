@@ -71,11 +71,16 @@ type member struct {
 	gossip *Gossip
 }
 
+// fastGossip is the gossip configuration of these tests: memberlist's
+// local profile, faster rounds, and LAN's 10 s TCP timeout rather than
+// local's 1 s, so that a join's push/pull survives a machine busy with
+// other tests (a join timed out at 1 s under the full -race suite).
 func fastGossip(self nii.NodeID, keys [][]byte) Config {
 	return Config{
 		Self: self, Org: "greenwich", Federation: "test", BindAddr: "127.0.0.1", BindPort: 0, Keys: keys,
 		Profile: "local", GossipInterval: 10 * time.Millisecond, ProbeInterval: 100 * time.Millisecond,
 		ProbeTimeout: 50 * time.Millisecond, PushPullInterval: 200 * time.Millisecond, SuspicionMult: 2,
+		TCPTimeout: 10 * time.Second,
 	}
 }
 
