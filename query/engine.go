@@ -197,6 +197,21 @@ func (e *Engine) Tables() []TableInfo {
 	return out
 }
 
+// Memory returns the bytes of memory DuckDB holds now: the loaded tables
+// and the working sets of running queries (what Config.MemoryLimit caps).
+func (e *Engine) Memory(ctx context.Context) (int64, error) {
+	if err := e.begin(); err != nil {
+		return 0, err
+	}
+	defer e.ops.Done()
+	var n int64
+	err := e.db.QueryRowContext(ctx, `SELECT coalesce(sum(memory_usage_bytes), 0)::BIGINT FROM duckdb_memory()`).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("sql engine: memory: %w", err)
+	}
+	return n, nil
+}
+
 // Load creates the table name with cols and fills it from rows, or replaces
 // the table of that name. The replacement is atomic: queries running
 // meanwhile see the old table whole, later ones the new one whole; if Load

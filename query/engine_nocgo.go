@@ -28,3 +28,6 @@ func (*Engine) Drop(context.Context, string) error { return ErrNoSQL }
 
 // Query returns ErrNoSQL.
 func (*Engine) Query(context.Context, string) (*Result, error) { return nil, ErrNoSQL }
+
+// Memory returns ErrNoSQL.
+func (*Engine) Memory(context.Context) (int64, error) { return 0, ErrNoSQL }

@@ -345,3 +345,47 @@ func valueSize(v any) int64 {
 	}
 	return word
 }
+
+// WriteDocument writes the whole result as one JSON object: the columns
+// (name, type, scale, sql_type), the rows as arrays of values (as
+// WriteJSON writes them: exact decimals, ISO dates, null), and whether
+// and why the result was cut:
+//
+//	{"columns":[{"name":"n","type":"integer","sql_type":"BIGINT"}],"rows":[[1]],"truncated":false}
+func (r *Result) WriteDocument(w io.Writer) error {
+	bw := bufio.NewWriter(w)
+	cols, err := json.Marshal(r.Columns)
+	if err != nil {
+		return err
+	}
+	bw.WriteString(`{"columns":`)
+	bw.Write(cols)
+	bw.WriteString(`,"rows":[`)
+	var buf []byte
+	for j, row := range r.Rows {
+		if j > 0 {
+			bw.WriteByte(',')
+		}
+		bw.WriteString("\n[")
+		for i, c := range r.Columns {
+			if i > 0 {
+				bw.WriteByte(',')
+			}
+			var v any
+			if i < len(row) {
+				v = row[i]
+			}
+			buf = appendJSON(buf[:0], c.Type, v)
+			bw.Write(buf)
+		}
+		bw.WriteByte(']')
+	}
+	fmt.Fprintf(bw, "],\n\"truncated\":%t", r.Truncated)
+	if r.Notice != "" {
+		notice, _ := json.Marshal(r.Notice)
+		bw.WriteString(`,"notice":`)
+		bw.Write(notice)
+	}
+	bw.WriteString("}\n")
+	return bw.Flush()
+}

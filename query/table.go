@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"sort"
 	"strings"
 	"unicode/utf8"
 
@@ -179,4 +180,8 @@ func (c Column) sqlType() string {
 		return "TIMESTAMP"
 	}
 	return ""
+}
+
+func sortTables(ts []TableInfo) {
+	sort.Slice(ts, func(i, j int) bool { return ts[i].Name < ts[j].Name })
 }
