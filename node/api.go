@@ -92,6 +92,7 @@ func (n *Node) apiHandler() http.Handler {
 	mux.HandleFunc("GET /api/v1/follows", n.handleFollows)
 	mux.HandleFunc("POST /api/v1/follows", n.admin(n.handleFollow))
 	mux.HandleFunc("DELETE /api/v1/follows/{org}/{name}", n.admin(n.handleUnfollow))
+	n.queryRoutes(mux)
 	n.authRoutes(mux)
 	n.openDataRoutes(mux)
 	n.opsRoutes(mux)

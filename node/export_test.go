@@ -9,6 +9,8 @@ import (
 	"github.com/nii-uk/nii"
 
 	"github.com/nii-uk/nii/exchange"
+	"github.com/nii-uk/nii/harmony"
+	"github.com/nii-uk/nii/query"
 	"github.com/nii-uk/nii/registry"
 	"github.com/nii-uk/nii/registry/gossip"
 )
@@ -48,4 +50,22 @@ func (n *Node) ForgeVersionForTest(ctx context.Context, d nii.DatasetID, v uint6
 		return nil, err
 	}
 	return n.store.Commit(sm)
+}
+
+// SetMergedViewsForTest makes v the node's merged views, as the merge
+// wiring will.
+func (n *Node) SetMergedViewsForTest(v MergedViews) { n.views = v }
+
+// MergedViewForTest is the merged view of a merge's result.
+func MergedViewForTest(m *harmony.Merged, open bool) MergedView { return mergedFromHarmony(m, open) }
+
+// SQLWorkerForTest returns the SQL worker of a scope ("open" or "all"),
+// nil if it was never used.
+func (n *Node) SQLWorkerForTest(scope string) *query.Worker {
+	n.sql.mu.Lock()
+	defer n.sql.mu.Unlock()
+	if sc := n.sql.scopes[scope]; sc != nil {
+		return sc.w
+	}
+	return nil
 }

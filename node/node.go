@@ -69,6 +69,11 @@ type Node struct {
 	apiSrv   *http.Server
 	apiToken string
 
+	// views lists the merged views SQL can query (sqltables.go); nil
+	// until the merge wiring sets it.
+	views MergedViews
+	sql   *sqlService // SQL over merged views and tabular datasets (sql.go)
+
 	followKick  chan struct{}
 	pulledBytes atomic.Int64
 	ops         opsState // metrics, rate limit, readiness (ops.go)
@@ -169,6 +174,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err := n.startFederation(); err != nil {
 		return err
 	}
+	if n.sql, err = newSQLService(n); err != nil {
+		return err
+	}
 	if err := n.startAPI(); err != nil {
 		return err
 	}
@@ -253,6 +261,11 @@ func (n *Node) closeResources() error {
 		cancel()
 	} else if n.apiLn != nil {
 		n.apiLn.Close()
+	}
+	if n.sql != nil {
+		if err := n.sql.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("sql: %w", err))
+		}
 	}
 	if n.gossip != nil {
 		if err := n.gossip.Close(); err != nil {

@@ -17,10 +17,13 @@ import (
 	"github.com/nii-uk/nii/exchange/chunker"
 	"github.com/nii-uk/nii/node"
 	"github.com/nii-uk/nii/node/api"
+	"github.com/nii-uk/nii/query"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
+	// The SQL tests start this binary as their SQL worker.
+	query.RunWorkerIfAsked()
 	goleak.VerifyTestMain(m)
 }
 
