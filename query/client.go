@@ -34,6 +34,11 @@ type WorkerConfig struct {
 	// StartTimeout bounds a worker's start (exec, engine open, sandbox
 	// check). Default 30 s.
 	StartTimeout time.Duration
+	// CPUBudget is the CPU time each query adds to the worker's
+	// RLIMIT_CPU soft limit (see limitProcess). Default: every DuckDB
+	// thread and the calling one busy for Timeout + KillGrace; -1 sets no
+	// CPU limit.
+	CPUBudget time.Duration
 }
 
 // Worker defaults.
@@ -120,6 +125,10 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	}
 	if cfg.AddressSpace == 0 {
 		cfg.AddressSpace = cfg.MemoryLimit + WorkerOverhead(cfg.Config)
+		if raceBuild {
+			cfg.AddressSpace = -1
+			cfg.Logger.Warn("sql worker: built with the race detector, so running without RLIMIT_AS")
+		}
 	}
 	if cfg.KillGrace <= 0 {
 		cfg.KillGrace = DefaultKillGrace
@@ -127,18 +136,26 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	if cfg.StartTimeout <= 0 {
 		cfg.StartTimeout = 30 * time.Second
 	}
+	if cfg.CPUBudget == 0 {
+		cfg.CPUBudget = time.Duration(cfg.Threads+1) * (cfg.Timeout + cfg.KillGrace)
+	}
 	return &Worker{cfg: cfg, log: cfg.Logger, tables: map[string]TableInfo{}}, nil
 }
 
 // Limits returns the limits the worker runs under, defaults filled in.
 func (w *Worker) Limits() WorkerConfig { return w.cfg }
 
-// Generation counts the worker processes started so far. When it changes,
-// every table loaded before is gone.
+// Generation is the number of the running worker process (they are
+// numbered from 1 as they start), or 0 if none is running or the running
+// one is being stopped. When it changes, every table loaded before is gone.
 func (w *Worker) Generation() int64 {
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	return int64(w.gen)
+	p := w.cur
+	w.mu.Unlock()
+	if p == nil || p.dying() {
+		return 0
+	}
+	return int64(p.gen)
 }
 
 // Stats returns the worker's pid, generation, restarts and last exit.
@@ -165,7 +182,7 @@ func (w *Worker) Tables() []TableInfo {
 }
 
 // Close stops the worker process (closing its stdin, then killing it if it
-// has not exited within a second) and waits for it. It is idempotent.
+// has not exited within 5 s) and waits for it. It is idempotent.
 func (w *Worker) Close() error {
 	w.mu.Lock()
 	if w.closed {
@@ -247,7 +264,9 @@ func (w *Worker) start() (*workerProc, error) {
 	cmd := osexec.Command(w.cfg.Command[0], w.cfg.Command[1:]...)
 	// Nothing of the daemon's environment or working directory: the
 	// worker needs no path, and DuckDB finds no home to look in.
-	cmd.Env = []string{"MALLOC_ARENA_MAX=2"}
+	// (GODEBUG: the Go runtime would otherwise keep cgroup files open to
+	// follow the CPU quota.)
+	cmd.Env = []string{"MALLOC_ARENA_MAX=2", "GODEBUG=containermaxprocs=0,updatemaxprocs=0"}
 	cmd.Dir = "/"
 	cmd.SysProcAttr = workerSysProcAttr()
 	stdin, err := cmd.StdinPipe()
@@ -276,7 +295,7 @@ func (w *Worker) start() (*workerProc, error) {
 	}
 	ready := make(chan frame, 1)
 	p.pending[0] = ready
-	hello := workerHello{cfg: w.cfg.Config, cpuBudget: w.cpuBudget()}
+	hello := workerHello{cfg: w.cfg.Config, cpuBudget: max(w.cfg.CPUBudget, 0)}
 	if w.cfg.AddressSpace > 0 {
 		hello.addressSpace = w.cfg.AddressSpace
 	}
@@ -307,12 +326,6 @@ func (w *Worker) start() (*workerProc, error) {
 		p.kill("did not start in time")
 		return nil, fmt.Errorf("%w: sql worker did not start within %s", nii.ErrUnavailable, w.cfg.StartTimeout)
 	}
-}
-
-// cpuBudget is the CPU time one query may use: every DuckDB thread plus
-// the calling one, busy for the whole time limit and the grace.
-func (w *Worker) cpuBudget() time.Duration {
-	return time.Duration(w.cfg.Threads+1) * (w.cfg.Timeout + w.cfg.KillGrace)
 }
 
 // exited records a process's end; called once per process.
@@ -724,8 +737,11 @@ func (p *workerProc) kill(reason string) {
 	p.cmd.Process.Kill()
 }
 
+// stopGrace is how long a worker has to exit once its stdin is closed.
+const stopGrace = 5 * time.Second
+
 // stop ends the process gently: stdin closed, so the worker closes its
-// engine and exits; killed if it has not within a second.
+// engine and exits; killed if it has not within stopGrace.
 func (p *workerProc) stop(why string) {
 	p.mu.Lock()
 	p.closing = true
@@ -735,11 +751,11 @@ func (p *workerProc) stop(why string) {
 	p.outMu.Unlock()
 	select {
 	case <-p.dead:
-	case <-time.After(time.Second):
+	case <-time.After(stopGrace):
+		p.w.log.Warn("sql worker did not exit when asked; killing it", "pid", p.cmd.Process.Pid, "why", why)
 		p.cmd.Process.Kill()
 		<-p.dead
 	}
-	_ = why
 }
 
 func (p *workerProc) exitText() string {

@@ -390,7 +390,7 @@ func (e *Engine) Query(ctx context.Context, text string) (*Result, error) {
 
 	res, err := e.query(ctx, text)
 	if err != nil {
-		err = e.explain(parent, ctx, err)
+		err = e.explain(parent, ctx, err, text)
 		e.log.Info("sql query failed", "err", err)
 		return nil, err
 	}
@@ -587,7 +587,7 @@ func (e *Engine) checkText(text string) error {
 
 // explain turns an error from running a query into one that says what was
 // refused or went wrong, and why.
-func (e *Engine) explain(parent, ctx context.Context, err error) error {
+func (e *Engine) explain(parent, ctx context.Context, err error, text string) error {
 	if errors.Is(err, ErrRefused) || errors.Is(err, nii.ErrInvalid) && !isDuck(err) {
 		return err
 	}
@@ -616,6 +616,15 @@ func (e *Engine) explain(parent, ctx context.Context, err error) error {
 	case duckdb.ErrorTypeOutOfMemory:
 		return fmt.Errorf("%w: the query needs more than the engine's %d MiB of memory (loaded tables included) and was stopped; aggregate or filter more, or ask the node's operator to raise the limit (%s)", ErrMemory, e.cfg.MemoryLimit>>20, first)
 	case duckdb.ErrorTypePermission:
+		// Name the statement when its first word says what it is: a
+		// COPY to a file fails on the file before its type is checked.
+		word, _ := leadingWord(strings.TrimLeft(text, " \t\r\n("))
+		switch strings.ToUpper(word) {
+		case "COPY", "EXPORT", "IMPORT":
+			return fmt.Errorf("%w: %s statement: nothing can be written to or read from files; use the result's CSV or JSON output instead (%s)", ErrRefused, strings.ToUpper(word), first)
+		case "ATTACH":
+			return fmt.Errorf("%w: ATTACH statement: no other database can be attached (%s)", ErrRefused, first)
+		}
 		return fmt.Errorf("%w: SQL in nii cannot read or write files or reach the network; query the tables nii loaded (SHOW TABLES) (%s)", ErrRefused, first)
 	case duckdb.ErrorTypeMissingExtension, duckdb.ErrorTypeAutoLoad:
 		return fmt.Errorf("%w: that needs a DuckDB extension, and SQL in nii cannot install or load extensions (%s)", ErrRefused, first)

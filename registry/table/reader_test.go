@@ -49,7 +49,7 @@ func TestParseDates(t *testing.T) {
 		{"28-May-2013", "%d-%b-%Y", d(2013, 5, 28), true},
 		{"28-MAY-13", "%d-%b-%y", d(2013, 5, 28), true},
 		{"01-06-2012", "%d-%m-%Y", d(2012, 6, 1), true},
-		{"25/06/2012", "", time.Time{}, false},   // not the column's format
+		{"25/06/2012", "", time.Time{}, false}, // not the column's format
 		{"31/02/2012", "%d/%m/%Y", time.Time{}, false},
 		{"25/06/2012900", "%d/%m/%Y", time.Time{}, false}, // Lambeth's fused cell
 	} {
