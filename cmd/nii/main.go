@@ -13,9 +13,13 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/nii-uk/nii/query"
 )
 
 func main() {
+	// Started as a SQL worker by the daemon: serve it and exit.
+	query.RunWorkerIfAsked()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRoot().ExecuteContext(ctx)
 	stop()
@@ -80,6 +84,7 @@ talk to a running node find it through its home.`,
 		credentialCmd(g),
 		grantCmd(g),
 		auditCmd(g),
+		queryCmd(g),
 		demoCmd(g),
 		versionCmd(),
 	)
