@@ -119,4 +119,3 @@ func printQueryTables(out io.Writer, ts []api.QueryTable) error {
 	}
 	return nil
 }
-
