@@ -140,6 +140,11 @@ func sharedSources(t testing.TB) []Source {
 	return srcs
 }
 
+// TestMergeSharedFiles checks each merged total against an independent
+// reader of the raw file (encoding/csv and strconv, below). The second
+// independent check, DuckDB SQL with explicit casts over the raw files, is
+// query's TestMergedTotalsMatchDuckDBOverRawFiles: harmony does not link
+// DuckDB.
 func TestMergeSharedFiles(t *testing.T) {
 	dir := sharedDir(t)
 	std := lgaStandard(t)
