@@ -47,7 +47,7 @@ func newHome(t *testing.T, org string) string {
 	return home
 }
 
-func startNode(t *testing.T, home string) *testNode {
+func startNode(t testing.TB, home string) *testNode {
 	t.Helper()
 	cfg, err := node.LoadConfig(home)
 	if err != nil {

@@ -26,7 +26,7 @@ import (
 // refusals and the worker's limits. See docs/query.md.
 
 // sqlNode starts a node whose [query] is q.
-func sqlNode(t *testing.T, org string, q node.QueryConfig) *testNode {
+func sqlNode(t testing.TB, org string, q node.QueryConfig) *testNode {
 	t.Helper()
 	home := filepath.Join(t.TempDir(), org)
 	cfg := node.DefaultConfig(home)

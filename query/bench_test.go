@@ -191,3 +191,90 @@ func BenchmarkQueryGroupBy(b *testing.B) {
 		})
 	}
 }
+
+func benchWorker(b *testing.B) *query.Worker {
+	w, err := query.NewWorker(query.WorkerConfig{Config: query.DefaultConfig()}) // the defaults, in a child process
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { w.Close() })
+	return w
+}
+
+// BenchmarkWorkerLoad is BenchmarkLoad through the SQL worker: the same
+// rows encoded, piped to the child process and appended there.
+func BenchmarkWorkerLoad(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprintf("rows=%d", n), func(b *testing.B) {
+			w := benchWorker(b)
+			for b.Loop() {
+				got, _, err := w.Load(context.Background(), "lga/spend-over-500", benchCols, newSpendSource(n))
+				if err != nil || got != int64(n) {
+					b.Fatal(got, err)
+				}
+			}
+			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+		})
+	}
+}
+
+// BenchmarkWorkerQueryGroupBy is BenchmarkQueryGroupBy through the SQL
+// worker: the query framed to the child, the result encoded back.
+func BenchmarkWorkerQueryGroupBy(b *testing.B) {
+	const sql = `SELECT _publisher, date_trunc('month', date) m, sum(amount) FROM 'lga/spend-over-500' GROUP BY ALL ORDER BY 1,2`
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprintf("rows=%d", n), func(b *testing.B) {
+			w := benchWorker(b)
+			if _, _, err := w.Load(context.Background(), "lga/spend-over-500", benchCols, newSpendSource(n)); err != nil {
+				b.Fatal(err)
+			}
+			var took []time.Duration
+			for b.Loop() {
+				start := time.Now()
+				res, err := w.Query(context.Background(), sql)
+				if err != nil {
+					b.Fatal(err)
+				}
+				took = append(took, time.Since(start))
+				if len(res.Rows) != len(boroughs)*72 || res.Truncated {
+					b.Fatalf("%d rows, truncated %v", len(res.Rows), res.Truncated)
+				}
+			}
+			sort.Slice(took, func(i, j int) bool { return took[i] < took[j] })
+			b.ReportMetric(float64(took[len(took)/2].Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(took[len(took)*9/10].Microseconds())/1000, "p90-ms")
+			st := w.Stats()
+			if st.PID > 0 {
+				if data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", st.PID)); err == nil {
+					for _, line := range strings.Split(string(data), "\n") {
+						if strings.HasPrefix(line, "VmHWM:") {
+							kb, _ := strconv.Atoi(strings.Fields(line)[1])
+							b.ReportMetric(float64(kb)/1024, "worker-peak-RSS-MiB")
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkWorkerSmallQuery is the fixed cost of the process boundary:
+// SELECT 1 in the engine and through the worker.
+func BenchmarkWorkerSmallQuery(b *testing.B) {
+	b.Run("in-process", func(b *testing.B) {
+		e := benchEngine(b)
+		for b.Loop() {
+			if _, err := e.Query(context.Background(), "SELECT 1"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("worker", func(b *testing.B) {
+		w := benchWorker(b)
+		for b.Loop() {
+			if _, err := w.Query(context.Background(), "SELECT 1"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
