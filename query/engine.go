@@ -256,6 +256,9 @@ func (e *Engine) Load(ctx context.Context, name string, cols []Column, rows RowS
 	})
 	if err != nil {
 		err = errors.Join(withoutBadConn(err)...)
+		if isOutOfMemory(err) {
+			err = fmt.Errorf("%w: loading %s needs more than the engine's %d MiB of memory (loaded tables included) (%s)", ErrMemory, name, e.cfg.MemoryLimit>>20, firstLine(err.Error()))
+		}
 		e.log.Info("sql load failed", "table", name, "rows", n, "err", err)
 		return 0, err
 	}
@@ -645,6 +648,17 @@ func (e *Engine) explain(parent, ctx context.Context, err error, text string) er
 		return fmt.Errorf("%w: settings are fixed by the node's operator (%s)", ErrRefused, first)
 	}
 	return fmt.Errorf("%w sql: %s", nii.ErrInvalid, msg)
+}
+
+// isOutOfMemory reports whether a load failed for memory: DuckDB's own
+// limit, or an allocation the process's address-space limit refused.
+func isOutOfMemory(err error) bool {
+	var de *duckdb.Error
+	if errors.As(err, &de) && de.Type == duckdb.ErrorTypeOutOfMemory {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "bad allocation") || strings.Contains(msg, "could not allocate block") || strings.Contains(msg, "Out of Memory")
 }
 
 func firstLine(s string) string {
