@@ -318,8 +318,13 @@ func TestSQLMemoryAndTimeBombsThroughAPI(t *testing.T) {
 		}
 	}
 	st := tn.SQLWorkerForTest("open").Stats()
-	if st.Generation != 2 || st.Restarts != 1 || !strings.Contains(st.LastExit.Reason, "time limit") {
-		t.Errorf("worker stats %+v: want one restart, after the time-limit kill", st)
+	// The levenshtein query is always killed; the per-row bomb may be
+	// too, when a busy machine lets the time limit come before memory.
+	if st.Restarts < 1 || st.Generation != st.Restarts+1 || !strings.Contains(st.LastExit.Reason, "time limit") {
+		t.Errorf("worker stats %+v: want a restart for each kill, the last after the time-limit kill", st)
+	}
+	if lim := tn.SQLWorkerForTest("open").Limits(); !raceEnabled && st.LastExit.PeakRSS > lim.AddressSpace {
+		t.Errorf("killed worker's peak RSS %d MiB, above its %d MiB address-space limit", st.LastExit.PeakRSS>>20, lim.AddressSpace>>20)
 	}
 }
 
