@@ -45,8 +45,8 @@ func TestManifestLineage(t *testing.T) {
 	m, priv := testManifest(t)
 	std := nii.VersionCite{Dataset: nii.DatasetID{Org: "lga", Name: "spend-over-500"}, Version: 1, Manifest: nii.HashOf([]byte("std"))}
 	m.Lineage = &nii.Lineage{Standard: std, SchemaHash: nii.HashOf([]byte("schema")), Inputs: []nii.LineageInput{{
-		Source:  nii.VersionCite{Dataset: nii.DatasetID{Org: "lambeth", Name: "spend"}, Version: 3, Manifest: nii.HashOf([]byte("src"))},
-		Mapping: nii.VersionCite{Dataset: nii.DatasetID{Org: "lambeth", Name: "spend--map--lga-spend-over-500"}, Version: 1, Manifest: nii.HashOf([]byte("map"))},
+		Source:   nii.VersionCite{Dataset: nii.DatasetID{Org: "lambeth", Name: "spend"}, Version: 3, Manifest: nii.HashOf([]byte("src"))},
+		Mapping:  nii.VersionCite{Dataset: nii.DatasetID{Org: "lambeth", Name: "spend--map--lga-spend-over-500"}, Version: 1, Manifest: nii.HashOf([]byte("map"))},
 		Accepted: 10, Rejected: 1,
 	}}, Missing: []nii.LineageMissing{{Source: nii.VersionCite{Dataset: nii.DatasetID{Org: "camden", Name: "spend"}, Version: 2}, Reason: "unreachable"}}}
 	if _, _, err := nii.SignManifest(m, priv); err == nil || !strings.Contains(err.Error(), "merged dataset") {
