@@ -32,6 +32,19 @@ type Source struct {
 	// merge, and not at all when the source's partition is cached.
 	Open    func(ctx context.Context) (io.ReadCloser, error)
 	Mapping *Mapping
+	// MappingID is what every row from this source and the lineage cite as
+	// its mapping (_mapping): the node gives the published mapping's
+	// manifest hash, which anyone can verify by its signature. Zero cites
+	// Mapping.Hash, the hash of the mapping's canonical form.
+	MappingID nii.Hash
+}
+
+// mappingID is what rows from s cite as their mapping.
+func (s *Source) mappingID() nii.Hash {
+	if s.MappingID.IsZero() {
+		return s.Mapping.Hash
+	}
+	return s.MappingID
 }
 
 func (s *Source) ref() string { return nii.Ref{Dataset: s.Dataset, Version: s.Version}.String() }
@@ -78,8 +91,11 @@ type SourceResult struct {
 	Dataset  nii.DatasetID `json:"dataset"`
 	Version  uint64        `json:"version"`
 	Manifest nii.Hash      `json:"manifest"`
-	Mapping  nii.Hash      `json:"mapping"`
-	Report   *Report       `json:"report"`
+	// Mapping is what the source's rows cite as their mapping (Source's
+	// MappingID); MappingHash the hash of the mapping's canonical form.
+	Mapping     nii.Hash `json:"mapping"`
+	MappingHash nii.Hash `json:"mapping_hash"`
+	Report      *Report  `json:"report"`
 	// Amount totals the accepted rows' amount field.
 	Amount Decimal                `json:"amount"`
 	Months map[string]*MonthStats `json:"months"`
@@ -147,13 +163,15 @@ type Merged struct {
 
 // cacheVersion changes whenever the partition format does, so old caches
 // are not reused.
-const cacheVersion = "harmony-partition/1"
+const cacheVersion = "harmony-partition/2"
 
 func partitionKey(std *Standard, s *Source) string {
 	h := nii.Hasher()
 	fmt.Fprintf(h, "%s\x00%s\x00%d\x00", cacheVersion, s.Dataset, s.Version)
 	h.Write(s.Manifest[:])
 	h.Write(s.Mapping.Hash[:])
+	id := s.mappingID()
+	h.Write(id[:])
 	h.Write(std.Hash[:])
 	var k nii.Hash
 	copy(k[:], h.Sum(nil))
@@ -288,7 +306,7 @@ func mergeSource(ctx context.Context, std *Standard, s *Source, cacheDir string,
 		return nil, false, fmt.Errorf("cache: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	res := &SourceResult{Dataset: s.Dataset, Version: s.Version, Manifest: s.Manifest, Mapping: s.Mapping.Hash, Months: map[string]*MonthStats{}}
+	res := &SourceResult{Dataset: s.Dataset, Version: s.Version, Manifest: s.Manifest, Mapping: s.mappingID(), MappingHash: s.Mapping.Hash, Months: map[string]*MonthStats{}}
 	w, err := newPartitionWriter(tmp, std, s, res)
 	if err != nil {
 		return nil, false, err
@@ -388,7 +406,7 @@ func newPartitionWriter(dir string, std *Standard, s *Source, res *SourceResult)
 	pw.n = &countWriter{w: io.MultiWriter(pw.partB, h)}
 	pw.rejB = bufio.NewWriterSize(pw.rejF, 64<<10)
 	pw.rej = csv.NewWriter(pw.rejB)
-	pw.prov = [6]string{s.Dataset.Org, s.Dataset.String(), strconv.FormatUint(s.Version, 10), s.Manifest.String(), "", s.Mapping.Hash.String()}
+	pw.prov = [6]string{s.Dataset.Org, s.Dataset.String(), strconv.FormatUint(s.Version, 10), s.Manifest.String(), "", s.mappingID().String()}
 	for _, p := range pw.prov[:4] {
 		pw.provHead = appendCSVField(append(pw.provHead, ','), p)
 	}

@@ -268,7 +268,11 @@ type LineageInput struct {
 	Dataset  string   `json:"dataset"` // org/name
 	Version  uint64   `json:"version"`
 	Manifest nii.Hash `json:"manifest"`
-	Mapping  nii.Hash `json:"mapping"`
+	// Mapping is what the source's rows cite (the published mapping's
+	// manifest hash, when the caller gave it); MappingHash the hash of the
+	// mapping's canonical form.
+	Mapping     nii.Hash `json:"mapping"`
+	MappingHash nii.Hash `json:"mapping_hash"`
 	// Partition is the BLAKE3 hash of the source's rows in the merged CSV.
 	Partition nii.Hash `json:"partition"`
 	Accepted  int64    `json:"accepted"`
@@ -280,7 +284,7 @@ func (m *Merged) Lineage() Lineage {
 	l := Lineage{Standard: LineageStandard{Ref: m.Standard.Ref.String(), Hash: m.Standard.Hash}, Missing: m.Missing}
 	for _, s := range m.Sources {
 		l.Inputs = append(l.Inputs, LineageInput{Dataset: s.Dataset.String(), Version: s.Version, Manifest: s.Manifest,
-			Mapping: s.Mapping, Partition: s.Partition, Accepted: s.Report.Accepted, Rejected: s.Report.Rejected})
+			Mapping: s.Mapping, MappingHash: s.MappingHash, Partition: s.Partition, Accepted: s.Report.Accepted, Rejected: s.Report.Rejected})
 	}
 	return l
 }
@@ -351,4 +355,95 @@ func (m *Merged) Fitness() Fitness {
 		return a.Month < b.Month
 	})
 	return fit
+}
+
+// RowReader reads a merged table's rows one at a time, as typed values:
+// what a SQL engine loads (package query's RowSource has this shape). Make
+// one with Merged.Rows; Close it when done.
+type RowReader struct {
+	m    *Merged
+	next int // the next source to open
+	f    *os.File
+	cr   *csv.Reader
+	src  *SourceResult
+}
+
+// Rows returns a reader of the merged rows, in the merged table's order
+// (by dataset, then version; each source's rows in file order). Each row's
+// values, by column type: string (strings, and every text type); the
+// decimal text of a number ("-1234.50", four decimals at most); int64 for
+// integers and years; bool; time.Time for dates (midnight UTC) and
+// datetimes (UTC); nil for an empty cell.
+func (m *Merged) Rows() *RowReader { return &RowReader{m: m} }
+
+// Next fills row (len(row) == len(Columns)) with the next row, or returns
+// io.EOF after the last.
+func (r *RowReader) Next(row []any) error {
+	if len(row) != len(r.m.Columns) {
+		return fmt.Errorf("merged rows: row has %d cells, the table %d columns", len(row), len(r.m.Columns))
+	}
+	for {
+		if r.cr == nil {
+			if r.next >= len(r.m.Sources) {
+				return io.EOF
+			}
+			r.src = r.m.Sources[r.next]
+			r.next++
+			f, err := os.Open(filepath.Join(r.src.dir, "part.csv"))
+			if err != nil {
+				return fmt.Errorf("merged partition of %s: %w (was the cache directory cleaned?)", r.src.Dataset, err)
+			}
+			r.f = f
+			r.cr = csv.NewReader(bufio.NewReaderSize(f, 256<<10))
+			r.cr.ReuseRecord = true
+			r.cr.FieldsPerRecord = len(r.m.Columns)
+		}
+		rec, err := r.cr.Read()
+		if err == io.EOF {
+			r.f.Close()
+			r.f, r.cr = nil, nil
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("merged partition of %s: %w", r.src.Dataset, err)
+		}
+		for i, c := range r.m.Columns {
+			v, err := typedCell(rec[i], c.Type)
+			if err != nil {
+				return fmt.Errorf("merged partition of %s: column %s: %w", r.src.Dataset, c.Name, err)
+			}
+			row[i] = v
+		}
+		return nil
+	}
+}
+
+// Close releases the file being read. It is idempotent.
+func (r *RowReader) Close() error {
+	if r.f != nil {
+		err := r.f.Close()
+		r.f, r.cr = nil, nil
+		return err
+	}
+	return nil
+}
+
+// typedCell converts one cell of a merged partition to its Go value.
+func typedCell(v, typ string) (any, error) {
+	if v == "" {
+		return nil, nil
+	}
+	switch typ {
+	case "number":
+		return v, nil
+	case "integer", "year":
+		return strconv.ParseInt(v, 10, 64)
+	case "boolean":
+		return v == "true", nil
+	case "date":
+		return time.Parse(time.DateOnly, v)
+	case "datetime":
+		return time.Parse(time.RFC3339, v)
+	}
+	return v, nil
 }
