@@ -129,6 +129,10 @@ func (e *MissingError) Error() string {
 	return fmt.Sprintf("merge: %d source(s) could not be used (merge what can be read with allow-partial): %s", len(e.Missing), strings.Join(parts, "; "))
 }
 
+// Unwrap makes a MissingError an nii.ErrUnavailable: the sources may be
+// readable later, or the merge may go on without them.
+func (e *MissingError) Unwrap() error { return nii.ErrUnavailable }
+
 // Column is a column of the merged table, typed as in Table Schema.
 type Column struct {
 	Name string `json:"name"`

@@ -93,6 +93,7 @@ func (n *Node) apiHandler() http.Handler {
 	mux.HandleFunc("POST /api/v1/follows", n.admin(n.handleFollow))
 	mux.HandleFunc("DELETE /api/v1/follows/{org}/{name}", n.admin(n.handleUnfollow))
 	n.authRoutes(mux)
+	n.harmonyRoutes(mux)
 	n.openDataRoutes(mux)
 	n.opsRoutes(mux)
 	return n.frontDoor(mux)

@@ -57,6 +57,7 @@ type Config struct {
 	P2P     P2PConfig     `toml:"p2p"`
 	HTTP    HTTPConfig    `toml:"http"` // the API's rate limit and proxies (ratelimit.go)
 	Audit   AuditConfig   `toml:"audit"`
+	Harmony HarmonyConfig `toml:"harmony"` // standards, mappings, merges (standards.go)
 
 	// Trust lists the issuer (federation admin) keys this node trusts:
 	// grants, membership credentials and revocations signed by them are
@@ -213,6 +214,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if _, err := c.anchors(); err != nil {
+		return err
+	}
+	if err := c.Harmony.validate(); err != nil {
 		return err
 	}
 	return c.HTTP.Validate()

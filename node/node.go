@@ -69,6 +69,10 @@ type Node struct {
 	apiSrv   *http.Server
 	apiToken string
 
+	stdCache standardCache // parsed standards by manifest (standards.go)
+	merges   mergeState    // merges run and kept (merge.go)
+	watches  watchState    // merged datasets kept current (watch.go)
+
 	followKick  chan struct{}
 	pulledBytes atomic.Int64
 	ops         opsState // metrics, rate limit, readiness (ops.go)
@@ -101,6 +105,7 @@ func New(cfg Config) (*Node, error) {
 		id:         id,
 		closeCh:    make(chan struct{}),
 		followKick: make(chan struct{}, 1),
+		watches:    watchState{kick: make(chan struct{}, 1)},
 	}, nil
 }
 
