@@ -81,6 +81,9 @@ talk to a running node find it through its home.`,
 		grantCmd(g),
 		auditCmd(g),
 		demoCmd(g),
+		standardsCmd(g),
+		mapCmd(g),
+		mergeCmd(g),
 		versionCmd(),
 	)
 	return root
