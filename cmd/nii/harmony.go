@@ -642,4 +642,3 @@ func checkLineage(cmd *cobra.Command, g *globals, cl *api.Client, ref nii.Ref) e
 	}
 	return printLineage(cmd.OutOrStdout(), r)
 }
-
