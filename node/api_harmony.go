@@ -388,7 +388,7 @@ func (n *Node) PublishMapping(ctx context.Context, req api.MappingPublishRequest
 	}
 	rec, err := n.Publish(ctx, bytes.NewReader([]byte(req.Mapping)), PublishRequest{
 		Name: name, Filename: name + ".toml",
-		Meta: nii.Metadata{Title: title, Description: m.Description, Kind: nii.KindMapping, MediaType: "application/toml", Licence: "OGL-UK-3.0"},
+		Meta: nii.Metadata{Title: title, Description: m.Description, Kind: nii.KindMapping, MediaType: "application/toml", Licence: req.Licence},
 	})
 	if err != nil {
 		return nil, err

@@ -342,9 +342,16 @@ func (n *Node) PublishMerged(ctx context.Context, out *MergeOutcome, name, title
 		title += " (merged)"
 	}
 	var pubs []string
-	for _, in := range out.Inputs {
+	licence := ""
+	for i, in := range out.Inputs {
 		if !slices.Contains(pubs, in.Source.Ref.Dataset.Org) {
 			pubs = append(pubs, in.Source.Ref.Dataset.Org)
+		}
+		// The merged table carries its sources' licence when they share one.
+		if l := in.Source.Meta.Licence; i == 0 {
+			licence = l
+		} else if l != licence {
+			licence = ""
 		}
 	}
 	desc := fmt.Sprintf("%s merged from %d sources (%s) by nii; every row cites its source version, line and mapping, and the manifest's lineage lists every input ('nii show %s --lineage' verifies it).",
@@ -358,7 +365,7 @@ func (n *Node) PublishMerged(ctx context.Context, out *MergeOutcome, name, title
 	}()
 	rec, err := n.Publish(ctx, pr, PublishRequest{
 		Name: name, Filename: name + ".csv",
-		Meta: nii.Metadata{Title: title, Description: desc, Kind: nii.KindMerged,
+		Meta: nii.Metadata{Title: title, Description: desc, Kind: nii.KindMerged, Licence: licence,
 			ConformsTo: out.Standard.Ref.String(), MediaType: "text/csv"},
 		Lineage: lin, Table: mergedTable(out.Merged),
 	})

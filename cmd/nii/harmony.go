@@ -168,7 +168,7 @@ func printCheck(out io.Writer, r *api.CheckReport) error {
 }
 
 func mapPublishCmd(g *globals) *cobra.Command {
-	var name, title string
+	var name, title, licence string
 	c := &cobra.Command{
 		Use:   "publish ORG/NAME FILE [--name NAME]",
 		Short: "Publish a mapping for a dataset: signed, gossiped, cited by every merge that uses it",
@@ -197,7 +197,7 @@ applies_to patterns carry it to the dataset's later versions.`,
 			if err != nil {
 				return err
 			}
-			res, err := cl.PublishMapping(cmd.Context(), api.MappingPublishRequest{Dataset: d.String(), Mapping: m, Name: name, Title: title})
+			res, err := cl.PublishMapping(cmd.Context(), api.MappingPublishRequest{Dataset: d.String(), Mapping: m, Name: name, Title: title, Licence: licence})
 			if err != nil {
 				return err
 			}
@@ -219,6 +219,7 @@ applies_to patterns carry it to the dataset's later versions.`,
 	}
 	c.Flags().StringVar(&name, "name", "", "the mapping dataset's name (default NAME--map--STDORG-STDNAME)")
 	c.Flags().StringVar(&title, "title", "", "title (default the mapping's own)")
+	c.Flags().StringVar(&licence, "licence", "", "licence ID of the mapping, e.g. OGL-UK-3.0")
 	addJSON(c, g)
 	return c
 }

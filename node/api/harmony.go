@@ -161,6 +161,7 @@ type MappingPublishRequest struct {
 	Mapping string `json:"mapping"` // the TOML
 	Name    string `json:"name,omitempty"`
 	Title   string `json:"title,omitempty"`
+	Licence string `json:"licence,omitempty"`
 }
 
 // MappingPublished is what POST /api/v1/mappings returns.
