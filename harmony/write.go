@@ -2,6 +2,7 @@ package harmony
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
@@ -39,7 +40,85 @@ type CSVOptions struct {
 // bytes in both outputs, and content-defined chunking of the next published
 // version shares them.
 func (m *Merged) WriteCSV(w io.Writer, opts CSVOptions) error {
-	return m.writeConcat(w, opts, m.ColumnNames(), "part.csv")
+	bw, err := m.startCSV(w, opts, m.ColumnNames())
+	if err != nil {
+		return err
+	}
+	var buf []byte
+	for _, s := range m.Sources {
+		if buf, err = s.expandPartition(bw, buf); err != nil {
+			return err
+		}
+	}
+	return bw.Flush()
+}
+
+// partitionRead is how much of a partition file is read at once.
+const partitionRead = 1 << 20
+
+// expandPartition writes s's cached partition to w as the merged CSV has
+// it: each compact row (the fields, then the line number) with the
+// source's provenance cells around its line number. buf is scratch space,
+// returned for reuse.
+func (s *SourceResult) expandPartition(w io.Writer, buf []byte) ([]byte, error) {
+	f, err := os.Open(filepath.Join(s.dir, "part.csv"))
+	if err != nil {
+		return buf, fmt.Errorf("merged partition of %s: %w (was the cache directory cleaned?)", s.Dataset, err)
+	}
+	defer f.Close()
+	head, tail := provenanceCells(s.Dataset, s.Version, s.Manifest, s.Mapping)
+	if cap(buf) < 2*partitionRead {
+		buf = make([]byte, 0, 2*partitionRead)
+	}
+	in := make([]byte, partitionRead)
+	var rest []byte // an incomplete row carried to the next read
+	quotes := 0     // quote characters seen in rest: odd means inside a quoted cell
+	var written int64
+	for {
+		k, rerr := io.ReadFull(f, in)
+		data := append(rest, in[:k]...)
+		out := buf[:0]
+		start, scan := 0, len(rest)
+		for {
+			i := bytes.IndexByte(data[scan:], '\n')
+			if i < 0 {
+				quotes += bytes.Count(data[scan:], []byte{'"'})
+				break
+			}
+			end := scan + i
+			quotes += bytes.Count(data[scan:end], []byte{'"'})
+			scan = end + 1
+			if quotes%2 == 1 {
+				continue // a line break inside a quoted cell
+			}
+			row := data[start:end]
+			c := bytes.LastIndexByte(row, ',')
+			if c < 0 {
+				return buf, fmt.Errorf("merged partition of %s: %w: a row without its line number", s.Dataset, nii.ErrCorrupt)
+			}
+			out = append(out, row[:c]...)
+			out = append(out, head...)
+			out = append(out, row[c+1:]...)
+			out = append(out, tail...)
+			start, quotes = scan, 0
+		}
+		if _, err := w.Write(out); err != nil {
+			return buf, err
+		}
+		written += int64(len(out))
+		buf = out
+		rest = append(rest[:0:0], data[start:]...)
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			break
+		}
+		if rerr != nil {
+			return buf, fmt.Errorf("merged partition of %s: %w", s.Dataset, rerr)
+		}
+	}
+	if len(rest) > 0 || written != s.PartitionBytes {
+		return buf, fmt.Errorf("merged partition of %s: %w: %d bytes, the merge made %d", s.Dataset, nii.ErrCorrupt, written, s.PartitionBytes)
+	}
+	return buf, nil
 }
 
 // WriteRejectsCSV writes the rejects table: each rejected row's source,
@@ -49,16 +128,25 @@ func (m *Merged) WriteRejectsCSV(w io.Writer, opts CSVOptions) error {
 	return m.writeConcat(w, opts, RejectColumns, "rejects.csv")
 }
 
-func (m *Merged) writeConcat(w io.Writer, opts CSVOptions, header []string, file string) error {
-	bw := bufio.NewWriterSize(w, 64<<10)
+// startCSV writes the BOM (if asked) and the header line.
+func (m *Merged) startCSV(w io.Writer, opts CSVOptions, header []string) (*bufio.Writer, error) {
+	bw := bufio.NewWriterSize(w, 256<<10)
 	if opts.BOM {
 		bw.WriteString("\ufeff")
 	}
 	cw := csv.NewWriter(bw)
 	if err := cw.Write(header); err != nil {
-		return err
+		return nil, err
 	}
 	cw.Flush()
+	return bw, cw.Error()
+}
+
+func (m *Merged) writeConcat(w io.Writer, opts CSVOptions, header []string, file string) error {
+	bw, err := m.startCSV(w, opts, header)
+	if err != nil {
+		return err
+	}
 	for _, s := range m.Sources {
 		f, err := os.Open(filepath.Join(s.dir, file))
 		if err != nil {
@@ -82,14 +170,15 @@ func (m *Merged) eachRow(fn func(rec []string) error) error {
 		}
 		cr := csv.NewReader(bufio.NewReaderSize(f, 256<<10))
 		cr.ReuseRecord = true
-		cr.FieldsPerRecord = len(m.Columns)
+		cr.FieldsPerRecord = len(m.Columns) - provenanceColumns + 1
+		full := make([]string, len(m.Columns))
 		for {
 			rec, err := cr.Read()
 			if err == io.EOF {
 				break
 			}
 			if err == nil {
-				err = fn(rec)
+				err = fn(s.fullRecord(full, rec))
 			}
 			if err != nil {
 				f.Close()
@@ -366,6 +455,27 @@ type RowReader struct {
 	f    *os.File
 	cr   *csv.Reader
 	src  *SourceResult
+	full []string
+}
+
+// provenanceColumns counts the provenance columns every merged row ends
+// with; a cached partition stores only the line of them.
+const provenanceColumns = 6
+
+// setProvenance makes the provenance cells of s's rows (the line's is
+// left empty), once, before the result is shared.
+func (s *SourceResult) setProvenance() {
+	s.prov = []string{s.Dataset.Org, s.Dataset.String(), strconv.FormatUint(s.Version, 10), s.Manifest.String(), "", s.Mapping.String()}
+}
+
+// fullRecord fills full (len(Columns)) with a compact partition record
+// (the fields, then the line) and the source's provenance.
+func (s *SourceResult) fullRecord(full, compact []string) []string {
+	n := len(compact) - 1
+	copy(full, compact[:n])
+	copy(full[n:], s.prov)
+	full[n+4] = compact[n]
+	return full
 }
 
 // Rows returns a reader of the merged rows, in the merged table's order
@@ -396,9 +506,10 @@ func (r *RowReader) Next(row []any) error {
 			r.f = f
 			r.cr = csv.NewReader(bufio.NewReaderSize(f, 256<<10))
 			r.cr.ReuseRecord = true
-			r.cr.FieldsPerRecord = len(r.m.Columns)
+			r.cr.FieldsPerRecord = len(r.m.Columns) - provenanceColumns + 1
+			r.full = make([]string, len(r.m.Columns))
 		}
-		rec, err := r.cr.Read()
+		compact, err := r.cr.Read()
 		if err == io.EOF {
 			r.f.Close()
 			r.f, r.cr = nil, nil
@@ -407,6 +518,7 @@ func (r *RowReader) Next(row []any) error {
 		if err != nil {
 			return fmt.Errorf("merged partition of %s: %w", r.src.Dataset, err)
 		}
+		rec := r.src.fullRecord(r.full, compact)
 		for i, c := range r.m.Columns {
 			v, err := typedCell(rec[i], c.Type)
 			if err != nil {

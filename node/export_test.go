@@ -49,3 +49,8 @@ func (n *Node) ForgeVersionForTest(ctx context.Context, d nii.DatasetID, v uint6
 	}
 	return n.store.Commit(sm)
 }
+
+// AdvertiseForTest announces a version this node holds as its publisher's
+// advert: with ForgeVersionForTest, one node can stand in for many
+// publishers in a benchmark.
+func (n *Node) AdvertiseForTest(rec *exchange.VersionRecord) error { return n.advertise(rec) }
