@@ -44,11 +44,28 @@ func (m *Merged) WriteCSV(w io.Writer, opts CSVOptions) error {
 	if err != nil {
 		return err
 	}
-	var buf []byte
 	for _, s := range m.Sources {
-		if buf, err = s.expandPartition(bw, buf); err != nil {
+		rc, err := s.OpenRows()
+		if err != nil {
 			return err
 		}
+		_, err = io.Copy(bw, rc)
+		rc.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return bw.Flush()
+}
+
+// WriteCSVHeader writes what WriteCSV writes before the first source's
+// rows: the byte-order mark, if asked, and the header line. The node
+// publishes a merged table as this and each source's OpenRows, chunked
+// apart, so that a source that did not change keeps its chunks exactly.
+func (m *Merged) WriteCSVHeader(w io.Writer, opts CSVOptions) error {
+	bw, err := m.startCSV(w, opts, m.ColumnNames())
+	if err != nil {
+		return err
 	}
 	return bw.Flush()
 }
@@ -56,70 +73,94 @@ func (m *Merged) WriteCSV(w io.Writer, opts CSVOptions) error {
 // partitionRead is how much of a partition file is read at once.
 const partitionRead = 1 << 20
 
-// expandPartition writes s's cached partition to w as the merged CSV has
-// it: each compact row (the fields, then the line number) with the
-// source's provenance cells around its line number. buf is scratch space,
-// returned for reuse.
-func (s *SourceResult) expandPartition(w io.Writer, buf []byte) ([]byte, error) {
+// OpenRows returns the source's rows as the merged CSV has them (its
+// PartitionBytes bytes, hashing to Partition), expanded from the cached
+// partition, which holds each row compactly (the fields, then the line
+// number): the source's provenance cells are put back around the line
+// number. Close it when done.
+func (s *SourceResult) OpenRows() (io.ReadCloser, error) {
 	f, err := os.Open(filepath.Join(s.dir, "part.csv"))
 	if err != nil {
-		return buf, fmt.Errorf("merged partition of %s: %w (was the cache directory cleaned?)", s.Dataset, err)
+		return nil, fmt.Errorf("merged partition of %s: %w (was the cache directory cleaned?)", s.Dataset, err)
 	}
-	defer f.Close()
-	head, tail := provenanceCells(s.Dataset, s.Version, s.Manifest, s.Mapping)
-	if cap(buf) < 2*partitionRead {
-		buf = make([]byte, 0, 2*partitionRead)
+	r := &rowsReader{s: s, f: f, in: make([]byte, partitionRead)}
+	r.head, r.tail = provenanceCells(s.Dataset, s.Version, s.Manifest, s.Mapping)
+	return r, nil
+}
+
+// rowsReader expands a compact partition file as it is read.
+type rowsReader struct {
+	s          *SourceResult
+	f          *os.File
+	head, tail []byte
+	in         []byte
+	rest       []byte // an incomplete row carried to the next read
+	quotes     int    // quote characters in rest: odd means inside a quoted cell
+	out        []byte // expanded bytes not yet returned
+	buf        []byte // out's backing array, reused
+	written    int64
+	eof        bool
+}
+
+func (r *rowsReader) Read(p []byte) (int, error) {
+	for len(r.out) == 0 {
+		if r.eof {
+			if len(r.rest) > 0 || r.written != r.s.PartitionBytes {
+				return 0, fmt.Errorf("merged partition of %s: %w: %d bytes, the merge made %d", r.s.Dataset, nii.ErrCorrupt, r.written, r.s.PartitionBytes)
+			}
+			return 0, io.EOF
+		}
+		if err := r.fill(); err != nil {
+			return 0, err
+		}
 	}
-	in := make([]byte, partitionRead)
-	var rest []byte // an incomplete row carried to the next read
-	quotes := 0     // quote characters seen in rest: odd means inside a quoted cell
-	var written int64
+	k := copy(p, r.out)
+	r.out = r.out[k:]
+	return k, nil
+}
+
+// fill reads the next piece of the file and expands the whole rows in it.
+func (r *rowsReader) fill() error {
+	k, rerr := io.ReadFull(r.f, r.in)
+	switch {
+	case rerr == io.EOF || rerr == io.ErrUnexpectedEOF:
+		r.eof = true
+	case rerr != nil:
+		return fmt.Errorf("merged partition of %s: %w", r.s.Dataset, rerr)
+	}
+	data := append(r.rest, r.in[:k]...)
+	out := r.buf[:0]
+	start, scan := 0, len(r.rest)
 	for {
-		k, rerr := io.ReadFull(f, in)
-		data := append(rest, in[:k]...)
-		out := buf[:0]
-		start, scan := 0, len(rest)
-		for {
-			i := bytes.IndexByte(data[scan:], '\n')
-			if i < 0 {
-				quotes += bytes.Count(data[scan:], []byte{'"'})
-				break
-			}
-			end := scan + i
-			quotes += bytes.Count(data[scan:end], []byte{'"'})
-			scan = end + 1
-			if quotes%2 == 1 {
-				continue // a line break inside a quoted cell
-			}
-			row := data[start:end]
-			c := bytes.LastIndexByte(row, ',')
-			if c < 0 {
-				return buf, fmt.Errorf("merged partition of %s: %w: a row without its line number", s.Dataset, nii.ErrCorrupt)
-			}
-			out = append(out, row[:c]...)
-			out = append(out, head...)
-			out = append(out, row[c+1:]...)
-			out = append(out, tail...)
-			start, quotes = scan, 0
-		}
-		if _, err := w.Write(out); err != nil {
-			return buf, err
-		}
-		written += int64(len(out))
-		buf = out
-		rest = append(rest[:0:0], data[start:]...)
-		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+		i := bytes.IndexByte(data[scan:], '\n')
+		if i < 0 {
+			r.quotes += bytes.Count(data[scan:], []byte{'"'})
 			break
 		}
-		if rerr != nil {
-			return buf, fmt.Errorf("merged partition of %s: %w", s.Dataset, rerr)
+		end := scan + i
+		r.quotes += bytes.Count(data[scan:end], []byte{'"'})
+		scan = end + 1
+		if r.quotes%2 == 1 {
+			continue // a line break inside a quoted cell
 		}
+		row := data[start:end]
+		c := bytes.LastIndexByte(row, ',')
+		if c < 0 {
+			return fmt.Errorf("merged partition of %s: %w: a row without its line number", r.s.Dataset, nii.ErrCorrupt)
+		}
+		out = append(out, row[:c]...)
+		out = append(out, r.head...)
+		out = append(out, row[c+1:]...)
+		out = append(out, r.tail...)
+		start, r.quotes = scan, 0
 	}
-	if len(rest) > 0 || written != s.PartitionBytes {
-		return buf, fmt.Errorf("merged partition of %s: %w: %d bytes, the merge made %d", s.Dataset, nii.ErrCorrupt, written, s.PartitionBytes)
-	}
-	return buf, nil
+	r.written += int64(len(out))
+	r.out, r.buf = out, out
+	r.rest = append(r.rest[:0:0], data[start:]...)
+	return nil
 }
+
+func (r *rowsReader) Close() error { return r.f.Close() }
 
 // WriteRejectsCSV writes the rejects table: each rejected row's source,
 // line, first rule and field, every reason, and its raw cells as a JSON

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -356,28 +358,86 @@ func (n *Node) PublishMerged(ctx context.Context, out *MergeOutcome, name, title
 	}
 	desc := fmt.Sprintf("%s merged from %d sources (%s) by nii; every row cites its source version, line and mapping, and the manifest's lineage lists every input ('nii show %s --lineage' verifies it).",
 		out.Standard.Ref, len(out.Inputs), strings.Join(pubs, ", "), d)
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		err := out.Merged.WriteCSV(pw, harmony.CSVOptions{})
-		pw.CloseWithError(err)
-		done <- err
-	}()
-	rec, err := n.Publish(ctx, pr, PublishRequest{
+	rec, err := n.Publish(ctx, nil, PublishRequest{
 		Name: name, Filename: name + ".csv",
 		Meta: nii.Metadata{Title: title, Description: desc, Kind: nii.KindMerged, Licence: licence,
 			ConformsTo: out.Standard.Ref.String(), MediaType: "text/csv"},
 		Lineage: lin, Table: mergedTable(out.Merged),
+		Ingest:  func(ctx context.Context) ([]nii.ChunkRef, int64, error) { return n.ingestMerged(ctx, out.Merged) },
 	})
-	pr.CloseWithError(errors.New("publish ended")) // unblocks the writer if Publish stopped reading
-	if werr := <-done; err == nil && werr != nil {
-		err = werr
-	}
 	if err != nil {
 		return nil, err
 	}
 	out.Published = rec
 	return rec, nil
+}
+
+// ingestMerged stores a merged CSV — the header line, then each source's
+// rows — chunking each source's rows apart, so that a source that did not
+// change between two versions gives exactly the same chunks, and its chunk
+// list, kept beside the partition cache, is reused without reading its
+// rows again: publishing the next version after one source changed reads
+// and chunks that source's rows alone.
+func (n *Node) ingestMerged(ctx context.Context, m *harmony.Merged) ([]nii.ChunkRef, int64, error) {
+	var hdr bytes.Buffer
+	if err := m.WriteCSVHeader(&hdr, harmony.CSVOptions{}); err != nil {
+		return nil, 0, err
+	}
+	chunks, size, err := n.store.Ingest(ctx, &hdr)
+	if err != nil {
+		return nil, 0, err
+	}
+	dir := filepath.Join(n.cfg.Home, MergeCacheDir, "chunks")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, 0, fmt.Errorf("merge cache: %w", err)
+	}
+	for _, s := range m.Sources {
+		if s.PartitionBytes == 0 {
+			continue
+		}
+		path := filepath.Join(dir, s.Partition.String())
+		if cs, ok := n.heldChunkList(path, s.PartitionBytes); ok {
+			chunks, size = append(chunks, cs...), size+s.PartitionBytes
+			continue
+		}
+		rc, err := s.OpenRows()
+		if err != nil {
+			return nil, 0, err
+		}
+		cs, sz, err := n.store.Ingest(ctx, rc)
+		rc.Close()
+		if err != nil {
+			return nil, 0, fmt.Errorf("store the rows of %s: %w", s.Dataset, err)
+		}
+		if b, err := nii.Marshal(cs); err == nil {
+			if err := writeFileAtomic(path, b, 0o644); err != nil {
+				n.log.Warn("merge cache: chunk list not kept", slog.String(nii.LogErr, err.Error()))
+			}
+		}
+		chunks, size = append(chunks, cs...), size+sz
+	}
+	return chunks, size, nil
+}
+
+// heldChunkList reads a kept chunk list and reports whether it covers want
+// bytes and the store holds every chunk of it.
+func (n *Node) heldChunkList(path string, want int64) ([]nii.ChunkRef, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, false
+	}
+	var cs []nii.ChunkRef
+	if nii.Unmarshal(b, &cs) != nil {
+		return nil, false
+	}
+	var total int64
+	for _, c := range cs {
+		total += int64(c.Size)
+		if ok, err := n.store.HasChunk(c.Hash); err != nil || !ok {
+			return nil, false
+		}
+	}
+	return cs, total == want
 }
 
 // MergedView merges std (cached partitions make this cheap when nothing

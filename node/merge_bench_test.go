@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -91,6 +92,8 @@ func BenchmarkNodeMerge33(b *testing.B) {
 	}
 	var full time.Duration
 	b.Run("full", func(b *testing.B) {
+		resetPeakRSS()
+		defer func() { b.ReportMetric(peakRSS(), "MiB-peak-rss") }()
 		cpu0 := cpuSeconds()
 		var size int64
 		for b.Loop() {
@@ -112,6 +115,8 @@ func BenchmarkNodeMerge33(b *testing.B) {
 		b.ReportMetric(float64(size)/(1<<20), "MiB-out")
 	})
 	b.Run("publish", func(b *testing.B) {
+		resetPeakRSS()
+		defer func() { b.ReportMetric(peakRSS(), "MiB-peak-rss") }()
 		cpu0 := cpuSeconds()
 		for i := 0; b.Loop(); i++ {
 			o, err := n.Merge(ctx, std, node.MergeOptions{})
@@ -141,7 +146,7 @@ func BenchmarkNodeMerge33(b *testing.B) {
 		d := nii.DatasetID{Org: files[0].Org, Name: "spend"}
 		cpu0 := cpuSeconds()
 		var shared, chunks int
-		var pub time.Duration
+		var pub, mergeOnly time.Duration
 		for v := uint64(2); b.Loop(); v++ {
 			b.StopTimer()
 			// The source's next version: its first rows less 1,000 per version.
@@ -153,6 +158,7 @@ func BenchmarkNodeMerge33(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.StartTimer()
+			t0 := time.Now()
 			o, err := n.Merge(ctx, std, node.MergeOptions{})
 			if err != nil {
 				b.Fatal(err)
@@ -160,11 +166,12 @@ func BenchmarkNodeMerge33(b *testing.B) {
 			if o.Merged.Remapped != 1 {
 				b.Fatalf("remapped %d sources, want 1", o.Merged.Remapped)
 			}
+			mergeOnly = time.Since(t0)
 			writeOut(o)
 			b.StopTimer()
 			// Publishing the next version is timed apart: 'nii merge -o'
 			// does not publish, and the full run above does not either.
-			t0 := time.Now()
+			t0 = time.Now()
 			rec2, err := n.PublishMerged(ctx, o, "london-spend", "")
 			if err != nil {
 				b.Fatal(err)
@@ -189,6 +196,7 @@ func BenchmarkNodeMerge33(b *testing.B) {
 		b.ReportMetric((cpuSeconds()-cpu0)/float64(b.N), "cpu-s/op")
 		b.ReportMetric(100*float64(shared)/float64(chunks), "%chunks-shared")
 		b.ReportMetric(pub.Seconds(), "s-publish-next")
+		b.ReportMetric(mergeOnly.Seconds(), "s-merge-only")
 		if full > 0 {
 			b.ReportMetric(100*per.Seconds()/full.Seconds(), "%of-full")
 		}
@@ -204,6 +212,26 @@ func cpuSeconds() float64 {
 		return 0
 	}
 	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+}
+
+// resetPeakRSS resets the kernel's record of the process's peak resident
+// set (Linux: clear_refs 5), so the next peakRSS is of what follows.
+func resetPeakRSS() { os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
+
+// peakRSS is the process's peak resident set since resetPeakRSS, in MiB
+// (VmHWM), or since it started where that cannot be read.
+func peakRSS() float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return maxRSS()
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return maxRSS()
 }
 
 // maxRSS is the process's peak resident set, in MiB.

@@ -30,6 +30,10 @@ type PublishRequest struct {
 	// Table, if set, is the file's table description, known already (a
 	// merged CSV): the file is not profiled.
 	Table *nii.Table
+	// Ingest, if set, stores the content itself and returns its chunks
+	// (PublishMerged chunks each source's rows apart); the reader is then
+	// not read, and Meta.MediaType must be set.
+	Ingest func(ctx context.Context) ([]nii.ChunkRef, int64, error)
 }
 
 // ErrRegistryOnly is returned when a registry-only node is asked to hold
@@ -75,23 +79,27 @@ func (n *Node) Publish(ctx context.Context, r io.Reader, req PublishRequest) (*e
 		meta.Filename = req.Filename
 	}
 
-	br := bufio.NewReaderSize(r, 64<<10)
-	head, err := br.Peek(4096)
-	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
-		return nil, fmt.Errorf("read %s: %w", req.Filename, err)
-	}
-	if req.Meta.MediaType == "" {
-		meta.MediaType = table.DetectMediaType(req.Filename, head)
-	}
-	var src io.Reader = br
 	var prof *table.Profiler
-	if table.IsTabular(meta.MediaType) && req.Table == nil {
-		prof = table.NewProfiler()
-		src = io.TeeReader(br, prof)
+	ingest := req.Ingest
+	if ingest == nil {
+		br := bufio.NewReaderSize(r, 64<<10)
+		head, err := br.Peek(4096)
+		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
+			return nil, fmt.Errorf("read %s: %w", req.Filename, err)
+		}
+		if req.Meta.MediaType == "" {
+			meta.MediaType = table.DetectMediaType(req.Filename, head)
+		}
+		var src io.Reader = br
+		if table.IsTabular(meta.MediaType) && req.Table == nil {
+			prof = table.NewProfiler()
+			src = io.TeeReader(br, prof)
+		}
+		ingest = func(ctx context.Context) ([]nii.ChunkRef, int64, error) { return n.store.Ingest(ctx, src) }
 	}
 
 	start := time.Now()
-	chunks, size, err := n.store.Ingest(ctx, src)
+	chunks, size, err := ingest(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("publish %s: %w", ds, err)
 	}
