@@ -363,7 +363,7 @@ func (n *Node) PublishMerged(ctx context.Context, out *MergeOutcome, name, title
 		Meta: nii.Metadata{Title: title, Description: desc, Kind: nii.KindMerged, Licence: licence,
 			ConformsTo: out.Standard.Ref.String(), MediaType: "text/csv"},
 		Lineage: lin, Table: mergedTable(out.Merged),
-		Ingest:  func(ctx context.Context) ([]nii.ChunkRef, int64, error) { return n.ingestMerged(ctx, out.Merged) },
+		Ingest: func(ctx context.Context) ([]nii.ChunkRef, int64, error) { return n.ingestMerged(ctx, out.Merged) },
 	})
 	if err != nil {
 		return nil, err
