@@ -202,6 +202,12 @@ func (m *Merged) writeConcat(w io.Writer, opts CSVOptions, header []string, file
 	return bw.Flush()
 }
 
+// EachRow streams every merged row to fn as its cells (the partitions'
+// text: ISO dates, plain decimals, "true"/"false", "" for no value), in
+// the merge's stable order. rec is reused between calls; fn's error stops
+// the stream and is returned. The SQL tables load merged views with it.
+func (m *Merged) EachRow(fn func(rec []string) error) error { return m.eachRow(fn) }
+
 // eachRow streams every merged row, as its CSV cells, to fn.
 func (m *Merged) eachRow(fn func(rec []string) error) error {
 	for _, s := range m.Sources {

@@ -54,3 +54,11 @@ func (n *Node) ForgeVersionForTest(ctx context.Context, d nii.DatasetID, v uint6
 // advert: with ForgeVersionForTest, one node can stand in for many
 // publishers in a benchmark.
 func (n *Node) AdvertiseForTest(rec *exchange.VersionRecord) error { return n.advertise(rec) }
+
+// MergedViewsForTest lists the merged views the node offers SQL.
+func (n *Node) MergedViewsForTest(ctx context.Context) ([]MergedView, error) {
+	if n.views == nil {
+		return nil, nil
+	}
+	return n.views.MergedViews(ctx)
+}

@@ -529,3 +529,76 @@ func TestHarmonyIdentityAndOutputs(t *testing.T) {
 		t.Fatalf("standards show: %+v", det)
 	}
 }
+
+// TestMergedViews: what the node offers SQL — the newest kept merge of
+// each standard, and after a restart (no merge kept) the merged dataset it
+// published.
+func TestMergedViews(t *testing.T) {
+	cfg := nodetest.Config(t.TempDir(), "lga", nodetest.Options{})
+	n := nodetest.Start(t, cfg)
+	ctx := context.Background()
+	publishStandard(t, n)
+	publishSpend(t, n, "spend", readFile(t, sharedSpend(t, "trafford")))
+	m := strings.ReplaceAll(testMapping(t, "trafford"), `"trafford/spend*"`, `"lga/spend"`)
+	if _, err := n.PublishMapping(ctx, api.MappingPublishRequest{Dataset: "lga/spend", Mapping: m}); err != nil {
+		t.Fatal(err)
+	}
+	if vs, err := n.MergedViewsForTest(ctx); err != nil || len(vs) != 0 {
+		t.Fatalf("views before any merge: %v %v", vs, err)
+	}
+	out, err := n.Merge(ctx, nii.Ref{Dataset: lgaStd}, node.MergeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.PublishMerged(ctx, out, "merged-spend", ""); err != nil {
+		t.Fatal(err)
+	}
+	rows := func(v node.MergedView) int {
+		k := 0
+		if err := v.Rows(ctx, func(rec []string) error {
+			if len(rec) != len(v.Columns) {
+				t.Fatalf("a row of %d cells, %d columns", len(rec), len(v.Columns))
+			}
+			k++
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	vs, err := n.MergedViewsForTest(ctx)
+	if err != nil || len(vs) != 1 || vs[0].Standard.Dataset != lgaStd || !vs[0].Open || vs[0].Sources != 1 {
+		t.Fatalf("views after a merge: %+v %v", vs, err)
+	}
+	if got := rows(vs[0]); int64(got) != out.Inputs[0].Result.Report.Accepted {
+		t.Fatalf("the view has %d rows, the merge %d", got, out.Inputs[0].Result.Report.Accepted)
+	}
+	key := vs[0].Key
+	n.Close()
+	n = nodetest.Restart(t, cfg)
+	vs, err = n.MergedViewsForTest(ctx)
+	if err != nil || len(vs) != 1 || vs[0].Standard.Dataset != lgaStd || vs[0].Key == key || vs[0].Sources != 1 {
+		t.Fatalf("views after a restart: %+v %v", vs, err)
+	}
+	if got := rows(vs[0]); int64(got) != out.Inputs[0].Result.Report.Accepted {
+		t.Fatalf("the held merged dataset's view has %d rows, the merge %d", got, out.Inputs[0].Result.Report.Accepted)
+	}
+	// A restricted source makes the merge, its view and its published
+	// dataset restricted.
+	if _, err := n.Publish(ctx, bytes.NewReader(readFile(t, sharedSpend(t, "trafford"))), node.PublishRequest{Name: "spend", Filename: "spend.csv",
+		Meta: nii.Metadata{Access: nii.AccessRestricted}}); err != nil {
+		t.Fatal(err)
+	}
+	out, err = n.Merge(ctx, nii.Ref{Dataset: lgaStd}, node.MergeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := n.PublishMerged(ctx, out, "merged-spend", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs, _ = n.MergedViewsForTest(ctx)
+	if rec.Meta.Access != nii.AccessRestricted || len(vs) != 1 || vs[0].Open {
+		t.Fatalf("a merge of a restricted source: published %s, views %+v", rec.Meta.Access, vs)
+	}
+}

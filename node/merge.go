@@ -358,9 +358,14 @@ func (n *Node) PublishMerged(ctx context.Context, out *MergeOutcome, name, title
 	}
 	desc := fmt.Sprintf("%s merged from %d sources (%s) by nii; every row cites its source version, line and mapping, and the manifest's lineage lists every input ('nii show %s --lineage' verifies it).",
 		out.Standard.Ref, len(out.Inputs), strings.Join(pubs, ", "), d)
+	// Rows from a restricted source are as restricted in the merge.
+	access := nii.AccessOpen
+	if !out.open() {
+		access = nii.AccessRestricted
+	}
 	rec, err := n.Publish(ctx, nil, PublishRequest{
 		Name: name, Filename: name + ".csv",
-		Meta: nii.Metadata{Title: title, Description: desc, Kind: nii.KindMerged, Licence: licence,
+		Meta: nii.Metadata{Title: title, Description: desc, Kind: nii.KindMerged, Licence: licence, Access: access,
 			ConformsTo: out.Standard.Ref.String(), MediaType: "text/csv"},
 		Lineage: lin, Table: mergedTable(out.Merged),
 		Ingest: func(ctx context.Context) ([]nii.ChunkRef, int64, error) { return n.ingestMerged(ctx, out.Merged) },

@@ -69,6 +69,10 @@ type Node struct {
 	apiSrv   *http.Server
 	apiToken string
 
+	// views lists the merged views SQL can query (sqltables.go); nil
+	// until the merge wiring sets it.
+	views MergedViews
+
 	stdCache standardCache // parsed standards by manifest (standards.go)
 	merges   mergeState    // merges run and kept (merge.go)
 	watches  watchState    // merged datasets kept current (watch.go)
@@ -173,6 +177,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	}
 	if err := n.startFederation(); err != nil {
 		return err
+	}
+	if !n.cfg.RegistryOnly {
+		n.views = mergeViews{n} // the merged views SQL queries (views.go)
 	}
 	if err := n.startAPI(); err != nil {
 		return err
