@@ -27,6 +27,9 @@ type Manifest struct {
 	Chunker   string     `json:"chunker" cbor:"6,keyasint"` // algorithm and bounds, e.g. "fastcdc-v1.0.0/8192/32768/131072"
 	Chunks    []ChunkRef `json:"chunks" cbor:"7,keyasint"`
 	Meta      Metadata   `json:"meta" cbor:"8,keyasint"`
+	// Lineage is, for a merged dataset (Meta.Kind KindMerged), what the
+	// version was built from. Nil for every other kind.
+	Lineage *Lineage `json:"lineage,omitempty" cbor:"9,keyasint,omitempty"`
 }
 
 // Ref returns the manifest's dataset and version.
@@ -53,6 +56,14 @@ func (m *Manifest) Check() error {
 	}
 	if total != m.Size {
 		return fmt.Errorf("%w manifest: chunks sum to %d bytes, manifest says %d", ErrInvalid, total, m.Size)
+	}
+	if m.Lineage != nil {
+		if m.Meta.Kind != KindMerged {
+			return fmt.Errorf("%w manifest: a lineage belongs to a merged dataset, not a %q one", ErrInvalid, m.Meta.Kind)
+		}
+		if err := m.Lineage.Check(); err != nil {
+			return err
+		}
 	}
 	return m.Meta.Validate()
 }

@@ -49,7 +49,26 @@ type Metadata struct {
 	ConformsTo    string    `json:"conforms_to,omitempty" cbor:"13,keyasint,omitempty"`
 	Filename      string    `json:"filename,omitempty" cbor:"14,keyasint,omitempty"`
 	Table         *Table    `json:"table,omitempty" cbor:"15,keyasint,omitempty"`
+	// Kind says what the dataset is (KindData, KindStandard, KindMapping,
+	// KindMerged): harmonisation's records are ordinary datasets told apart
+	// by it.
+	Kind string `json:"kind,omitempty" cbor:"16,keyasint,omitempty"`
+	// AppliesTo are, for a mapping, the dataset patterns it maps
+	// ("lambeth/spend", "lambeth/spend-*"), so the catalog can answer
+	// "which mappings exist for this dataset" without fetching them.
+	AppliesTo []string `json:"applies_to,omitempty" cbor:"17,keyasint,omitempty"`
 }
+
+// Dataset kinds (Metadata.Kind). docs/harmonisation.md has what each is.
+const (
+	KindData     = ""         // an ordinary dataset
+	KindStandard = "standard" // a Frictionless Table Schema, which other datasets conform to
+	KindMapping  = "mapping"  // how one publisher's layout becomes a standard's fields
+	KindMerged   = "merged"   // a standard's rows from many sources; its manifest carries the lineage
+)
+
+// MaxAppliesTo bounds a mapping's dataset patterns.
+const MaxAppliesTo = 32
 
 // Limits on user-supplied metadata, so a record stays small enough to gossip.
 const (
@@ -92,6 +111,40 @@ func (m *Metadata) Validate() error {
 	}
 	if m.Table != nil && len(m.Table.Columns) > MaxColumns {
 		return fmt.Errorf("%w table: more than %d columns", ErrInvalid, MaxColumns)
+	}
+	return m.validateKind()
+}
+
+// validateKind checks Kind and the fields that go with it: a mapping names
+// the standard it maps to (conforms_to) and at least one dataset pattern;
+// nothing else has patterns; a standard conforms to nothing.
+func (m *Metadata) validateKind() error {
+	switch m.Kind {
+	case KindData, KindMerged:
+	case KindStandard:
+		if m.ConformsTo != "" {
+			return fmt.Errorf("%w metadata: a standard conforms to no other standard (conforms_to %q)", ErrInvalid, m.ConformsTo)
+		}
+	case KindMapping:
+		if m.ConformsTo == "" {
+			return fmt.Errorf("%w metadata: a mapping names the standard it maps to in conforms_to", ErrInvalid)
+		}
+		if len(m.AppliesTo) == 0 {
+			return fmt.Errorf("%w metadata: a mapping names the datasets it applies to (applies_to)", ErrInvalid)
+		}
+	default:
+		return fmt.Errorf("%w metadata kind %q: want %q, %q, %q or none", ErrInvalid, m.Kind, KindStandard, KindMapping, KindMerged)
+	}
+	if len(m.AppliesTo) > 0 && m.Kind != KindMapping {
+		return fmt.Errorf("%w metadata: applies_to is for mappings only", ErrInvalid)
+	}
+	if len(m.AppliesTo) > MaxAppliesTo {
+		return fmt.Errorf("%w metadata: more than %d applies_to patterns", ErrInvalid, MaxAppliesTo)
+	}
+	for _, p := range m.AppliesTo {
+		if err := CheckPattern(p); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -175,6 +175,15 @@ func FuzzDecodeSignedManifest(f *testing.F) {
 	f.Add(sm.Body)
 	f.Add([]byte{})
 	f.Add([]byte{0xa2, 0x01, 0x40, 0x02, 0x40})
+	// a merged version, with its lineage
+	cite := nii.VersionCite{Dataset: nii.DatasetID{Org: "o", Name: "s"}, Version: 1, Manifest: nii.HashOf([]byte("s"))}
+	m.Meta.Kind = nii.KindMerged
+	m.Lineage = &nii.Lineage{Standard: cite, Inputs: []nii.LineageInput{{Source: cite, Mapping: cite, Accepted: 1}},
+		Missing: []nii.LineageMissing{{Source: cite, Reason: "r"}}}
+	if sm, _, err := nii.SignManifest(m, priv); err == nil {
+		enc, _ := nii.EncodeSignedManifest(sm)
+		f.Add(enc)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := nii.DecodeSignedManifest(b)
 		if err != nil {

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/nii-uk/nii"
 )
 
 // Reject rules: why a row was rejected.
@@ -65,6 +67,10 @@ func (e *HeaderError) Error() string {
 	b.WriteString(": add the file's header to the field's from list, or mark the field optional")
 	return b.String()
 }
+
+// Unwrap makes a HeaderError an nii.ErrInvalid: the mapping does not fit
+// the file.
+func (e *HeaderError) Unwrap() error { return nii.ErrInvalid }
 
 func quoteList(ss []string, sep string) string {
 	q := make([]string, len(ss))

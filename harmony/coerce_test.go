@@ -2,6 +2,7 @@ package harmony
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -169,6 +170,27 @@ func TestNormaliseSupplier(t *testing.T) {
 	} {
 		if got := NormaliseSupplier(in); got != want {
 			t.Errorf("NormaliseSupplier(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestNormaliseSupplierFastPath: the ASCII path gives what the general
+// one does.
+func TestNormaliseSupplierFastPath(t *testing.T) {
+	names := []string{"", " ", "The", "THE LTD", "the  Wincanton Holdings Ltd. ", "J Smith T/A Smith's Plumbing", "T/A Only",
+		"Exchequer Partnership Plc (100PS)", "Acme Public Limited Company", "Public Limited", "A.N.D & Sons Limited",
+		"Biffa Waste Services Limited", "x t/as y", "Bob trading as Bob's", "  --  ", "O'Brien & O'Neil (UK) LTD.",
+		strings.Repeat("word ", 40), strings.Repeat("x", 200)}
+	for i := range 2000 {
+		b := make([]byte, i%40)
+		for j := range b {
+			b[j] = " aAtT/.'&-(9LIMITEDhe"[(i*7+j*13)%21]
+		}
+		names = append(names, string(b))
+	}
+	for _, n := range names {
+		if got, want := normaliseASCII(n), normaliseSupplier(n); got != want {
+			t.Fatalf("%q: fast path %q, general %q", n, got, want)
 		}
 	}
 }

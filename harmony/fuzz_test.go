@@ -101,3 +101,21 @@ func FuzzCoercions(f *testing.F) {
 		}
 	})
 }
+
+// FuzzNormaliseSupplier: the ASCII fast path agrees with the general one
+// on every input.
+func FuzzNormaliseSupplier(f *testing.F) {
+	for _, s := range []string{"", "The Acme Ltd.", "J Smith T/A Smith's", "Public Limited Company", "A  B", "x t/as y"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for i := 0; i < len(s); i++ {
+			if s[i] >= 0x80 {
+				return
+			}
+		}
+		if got, want := normaliseASCII(s), normaliseSupplier(s); got != want {
+			t.Fatalf("%q: fast path %q, general %q", s, got, want)
+		}
+	})
+}

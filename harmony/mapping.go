@@ -495,3 +495,40 @@ func nearestHint(s string, among []string) string {
 	}
 	return ""
 }
+
+// IdentityMapping returns the mapping a dataset that conforms to std
+// directly (its metadata's conforms_to names std, and it has no mapping of
+// its own) is read with: each field from the column headed with its name
+// (or title), in Table Schema's own forms (ISO dates, plain numbers), the
+// fields the standard does not require optional. The result is bound to
+// std and applies to d.
+func IdentityMapping(std *Standard, d nii.DatasetID) (*Mapping, error) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "standard = %q\napplies_to = [%q]\ntitle = %q\n", std.Ref.String(), d.String(), "identity mapping of "+std.Ref.String())
+	for i := range std.Fields {
+		f := &std.Fields[i]
+		from := []string{f.Name}
+		if f.Title != "" && headerKey(f.Title) != headerKey(f.Name) {
+			from = append(from, f.Title)
+		}
+		fmt.Fprintf(&b, "\n[fields.%q]\nfrom = [", f.Name)
+		for j, a := range from {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "%q", a)
+		}
+		b.WriteString("]\n")
+		if !f.Required {
+			b.WriteString("optional = true\n")
+		}
+	}
+	m, err := ParseMapping([]byte(b.String()))
+	if err != nil {
+		return nil, fmt.Errorf("identity mapping of %s: %w", std.Ref, err)
+	}
+	if err := m.Bind(std); err != nil {
+		return nil, fmt.Errorf("identity mapping of %s: %w", std.Ref, err)
+	}
+	return m, nil
+}

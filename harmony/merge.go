@@ -19,6 +19,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/zeebo/blake3"
+
 	"github.com/nii-uk/nii"
 )
 
@@ -32,6 +34,19 @@ type Source struct {
 	// merge, and not at all when the source's partition is cached.
 	Open    func(ctx context.Context) (io.ReadCloser, error)
 	Mapping *Mapping
+	// MappingID is what every row from this source and the lineage cite as
+	// its mapping (_mapping): the node gives the published mapping's
+	// manifest hash, which anyone can verify by its signature. Zero cites
+	// Mapping.Hash, the hash of the mapping's canonical form.
+	MappingID nii.Hash
+}
+
+// mappingID is what rows from s cite as their mapping.
+func (s *Source) mappingID() nii.Hash {
+	if s.MappingID.IsZero() {
+		return s.Mapping.Hash
+	}
+	return s.MappingID
 }
 
 func (s *Source) ref() string { return nii.Ref{Dataset: s.Dataset, Version: s.Version}.String() }
@@ -78,8 +93,11 @@ type SourceResult struct {
 	Dataset  nii.DatasetID `json:"dataset"`
 	Version  uint64        `json:"version"`
 	Manifest nii.Hash      `json:"manifest"`
-	Mapping  nii.Hash      `json:"mapping"`
-	Report   *Report       `json:"report"`
+	// Mapping is what the source's rows cite as their mapping (Source's
+	// MappingID); MappingHash the hash of the mapping's canonical form.
+	Mapping     nii.Hash `json:"mapping"`
+	MappingHash nii.Hash `json:"mapping_hash"`
+	Report      *Report  `json:"report"`
 	// Amount totals the accepted rows' amount field.
 	Amount Decimal                `json:"amount"`
 	Months map[string]*MonthStats `json:"months"`
@@ -87,10 +105,16 @@ type SourceResult struct {
 	// (without the header line); PartitionBytes their length.
 	Partition      nii.Hash `json:"partition"`
 	PartitionBytes int64    `json:"partition_bytes"`
+	// FileBytes is the length of the cached partition file, which holds
+	// the rows compactly: each row's provenance cells other than its line
+	// are the same for the whole source, so they are added on output
+	// rather than stored (two 64-character hashes a row, otherwise).
+	FileBytes int64 `json:"file_bytes"`
 	// FromCache is true when the partition was reused, not re-mapped.
 	FromCache bool `json:"-"`
 
-	dir string
+	dir  string
+	prov []string // the provenance cells (setProvenance, write.go)
 }
 
 // MissingSource is a source the merge could not use, and why.
@@ -112,6 +136,10 @@ func (e *MissingError) Error() string {
 	}
 	return fmt.Sprintf("merge: %d source(s) could not be used (merge what can be read with allow-partial): %s", len(e.Missing), strings.Join(parts, "; "))
 }
+
+// Unwrap makes a MissingError an nii.ErrUnavailable: the sources may be
+// readable later, or the merge may go on without them.
+func (e *MissingError) Unwrap() error { return nii.ErrUnavailable }
 
 // Column is a column of the merged table, typed as in Table Schema.
 type Column struct {
@@ -147,13 +175,15 @@ type Merged struct {
 
 // cacheVersion changes whenever the partition format does, so old caches
 // are not reused.
-const cacheVersion = "harmony-partition/1"
+const cacheVersion = "harmony-partition/3"
 
 func partitionKey(std *Standard, s *Source) string {
 	h := nii.Hasher()
 	fmt.Fprintf(h, "%s\x00%s\x00%d\x00", cacheVersion, s.Dataset, s.Version)
 	h.Write(s.Manifest[:])
 	h.Write(s.Mapping.Hash[:])
+	id := s.mappingID()
+	h.Write(id[:])
 	h.Write(std.Hash[:])
 	var k nii.Hash
 	copy(k[:], h.Sum(nil))
@@ -273,6 +303,7 @@ func mergeSource(ctx context.Context, std *Standard, s *Source, cacheDir string,
 	dir := filepath.Join(cacheDir, partitionKey(std, s))
 	if res, err := readPartitionMeta(dir); err == nil {
 		res.FromCache, res.dir = true, dir
+		res.setProvenance()
 		return res, false, nil
 	}
 	if s.Open == nil {
@@ -288,7 +319,7 @@ func mergeSource(ctx context.Context, std *Standard, s *Source, cacheDir string,
 		return nil, false, fmt.Errorf("cache: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	res := &SourceResult{Dataset: s.Dataset, Version: s.Version, Manifest: s.Manifest, Mapping: s.Mapping.Hash, Months: map[string]*MonthStats{}}
+	res := &SourceResult{Dataset: s.Dataset, Version: s.Version, Manifest: s.Manifest, Mapping: s.mappingID(), MappingHash: s.Mapping.Hash, Months: map[string]*MonthStats{}}
 	w, err := newPartitionWriter(tmp, std, s, res)
 	if err != nil {
 		return nil, false, err
@@ -317,6 +348,7 @@ func mergeSource(ctx context.Context, std *Standard, s *Source, cacheDir string,
 		// another merge cached the same partition first: same bytes
 	}
 	res.dir = dir
+	res.setProvenance()
 	log.Info("mapped source", "dataset", s.Dataset.String(), "version", s.Version, "accepted", rep.Accepted, "rejected", rep.Rejected)
 	return res, true, nil
 }
@@ -334,7 +366,7 @@ func readPartitionMeta(dir string) (*SourceResult, error) {
 		return nil, errors.New("incomplete cache entry")
 	}
 	// a partition truncated or edited since is mapped again
-	if st, err := os.Stat(filepath.Join(dir, "part.csv")); err != nil || st.Size() != res.PartitionBytes {
+	if st, err := os.Stat(filepath.Join(dir, "part.csv")); err != nil || st.Size() != res.FileBytes {
 		os.RemoveAll(dir)
 		return nil, errors.New("damaged cache entry")
 	}
@@ -349,8 +381,8 @@ type partitionWriter struct {
 	partF, rejF             *os.File
 	partB, rejB             *bufio.Writer
 	rej                     *csv.Writer
-	hash                    interface{ Sum([]byte) []byte }
-	n                       *countWriter
+	hash                    *blake3.Hasher
+	expanded                int64 // the partition's length in the merged CSV
 	buf                     []byte
 	prov                    [6]string
 	provHead, provTail      []byte // the provenance cells before and after the line number
@@ -358,17 +390,6 @@ type partitionWriter struct {
 	suppliers               map[string]string
 	byDay                   map[int64]*MonthStats // a day's month, once looked up
 	dateIdx, amtIdx, supIdx int
-}
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(b []byte) (int, error) {
-	n, err := c.w.Write(b)
-	c.n += int64(n)
-	return n, err
 }
 
 func newPartitionWriter(dir string, std *Standard, s *Source, res *SourceResult) (*partitionWriter, error) {
@@ -382,22 +403,28 @@ func newPartitionWriter(dir string, std *Standard, s *Source, res *SourceResult)
 		pw.partF.Close()
 		return nil, fmt.Errorf("cache: %w", err)
 	}
-	h := nii.Hasher()
-	pw.hash = h
+	pw.hash = nii.Hasher()
 	pw.partB = bufio.NewWriterSize(pw.partF, 256<<10)
-	pw.n = &countWriter{w: io.MultiWriter(pw.partB, h)}
 	pw.rejB = bufio.NewWriterSize(pw.rejF, 64<<10)
 	pw.rej = csv.NewWriter(pw.rejB)
-	pw.prov = [6]string{s.Dataset.Org, s.Dataset.String(), strconv.FormatUint(s.Version, 10), s.Manifest.String(), "", s.Mapping.Hash.String()}
-	for _, p := range pw.prov[:4] {
-		pw.provHead = appendCSVField(append(pw.provHead, ','), p)
-	}
-	pw.provHead = append(pw.provHead, ',')
-	pw.provTail = append(appendCSVField(append(pw.provTail, ','), pw.prov[5]), '\n')
+	pw.prov = [6]string{s.Dataset.Org, s.Dataset.String(), strconv.FormatUint(s.Version, 10), s.Manifest.String(), "", s.mappingID().String()}
+	pw.provHead, pw.provTail = provenanceCells(s.Dataset, s.Version, s.Manifest, s.mappingID())
 	pw.dates = map[int64]string{}
 	pw.suppliers = map[string]string{}
 	pw.byDay = map[int64]*MonthStats{}
 	return pw, nil
+}
+
+// provenanceCells are a source's provenance cells in the merged CSV: those
+// before the line number (",publisher,dataset,version,manifest,") and
+// after it (",mapping\n").
+func provenanceCells(d nii.DatasetID, version uint64, manifest, mapping nii.Hash) (head, tail []byte) {
+	for _, p := range []string{d.Org, d.String(), strconv.FormatUint(version, 10), manifest.String()} {
+		head = appendCSVField(append(head, ','), p)
+	}
+	head = append(head, ',')
+	tail = append(appendCSVField(append(tail, ','), mapping.String()), '\n')
+	return head, tail
 }
 
 func (pw *partitionWriter) month(vals []value) *MonthStats {
@@ -447,10 +474,18 @@ func (pw *partitionWriter) accept(line int64, raw []string, vals []value) error 
 			buf = appendCSVField(buf, pw.normalised(vals[i].s))
 		}
 	}
-	buf = append(buf, pw.provHead...)
+	// The file gets the compact row (fields, line); the hash and the
+	// length are of the row as the merged CSV has it.
+	fields := len(buf)
+	buf = append(buf, ',')
 	buf = strconv.AppendInt(buf, line, 10)
-	buf = append(buf, pw.provTail...)
+	buf = append(buf, '\n')
 	pw.buf = buf
+	pw.hash.Write(buf[:fields])
+	pw.hash.Write(pw.provHead)
+	pw.hash.Write(buf[fields+1 : len(buf)-1])
+	pw.hash.Write(pw.provTail)
+	pw.expanded += int64(len(buf) - 2 + len(pw.provHead) + len(pw.provTail))
 	ms := pw.month(vals)
 	ms.Rows++
 	if pw.amtIdx >= 0 && !vals[pw.amtIdx].null {
@@ -461,7 +496,7 @@ func (pw *partitionWriter) accept(line int64, raw []string, vals []value) error 
 		ms.Amount += Decimal(a)
 		pw.res.Amount += Decimal(a)
 	}
-	_, err := pw.n.Write(buf)
+	_, err := pw.partB.Write(buf)
 	return err
 }
 
@@ -585,7 +620,12 @@ func (pw *partitionWriter) close() error {
 		return fmt.Errorf("cache: %w", err)
 	}
 	copy(pw.res.Partition[:], pw.hash.Sum(nil))
-	pw.res.PartitionBytes = pw.n.n
+	pw.res.PartitionBytes = pw.expanded
+	st, err := os.Stat(pw.partF.Name())
+	if err != nil {
+		return fmt.Errorf("cache: %w", err)
+	}
+	pw.res.FileBytes = st.Size()
 	return nil
 }
 

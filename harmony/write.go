@@ -2,6 +2,7 @@ package harmony
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
@@ -39,8 +40,127 @@ type CSVOptions struct {
 // bytes in both outputs, and content-defined chunking of the next published
 // version shares them.
 func (m *Merged) WriteCSV(w io.Writer, opts CSVOptions) error {
-	return m.writeConcat(w, opts, m.ColumnNames(), "part.csv")
+	bw, err := m.startCSV(w, opts, m.ColumnNames())
+	if err != nil {
+		return err
+	}
+	for _, s := range m.Sources {
+		rc, err := s.OpenRows()
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(bw, rc)
+		rc.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return bw.Flush()
 }
+
+// WriteCSVHeader writes what WriteCSV writes before the first source's
+// rows: the byte-order mark, if asked, and the header line. The node
+// publishes a merged table as this and each source's OpenRows, chunked
+// apart, so that a source that did not change keeps its chunks exactly.
+func (m *Merged) WriteCSVHeader(w io.Writer, opts CSVOptions) error {
+	bw, err := m.startCSV(w, opts, m.ColumnNames())
+	if err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+// partitionRead is how much of a partition file is read at once.
+const partitionRead = 1 << 20
+
+// OpenRows returns the source's rows as the merged CSV has them (its
+// PartitionBytes bytes, hashing to Partition), expanded from the cached
+// partition, which holds each row compactly (the fields, then the line
+// number): the source's provenance cells are put back around the line
+// number. Close it when done.
+func (s *SourceResult) OpenRows() (io.ReadCloser, error) {
+	f, err := os.Open(filepath.Join(s.dir, "part.csv"))
+	if err != nil {
+		return nil, fmt.Errorf("merged partition of %s: %w (was the cache directory cleaned?)", s.Dataset, err)
+	}
+	r := &rowsReader{s: s, f: f, in: make([]byte, partitionRead)}
+	r.head, r.tail = provenanceCells(s.Dataset, s.Version, s.Manifest, s.Mapping)
+	return r, nil
+}
+
+// rowsReader expands a compact partition file as it is read.
+type rowsReader struct {
+	s          *SourceResult
+	f          *os.File
+	head, tail []byte
+	in         []byte
+	rest       []byte // an incomplete row carried to the next read
+	quotes     int    // quote characters in rest: odd means inside a quoted cell
+	out        []byte // expanded bytes not yet returned
+	buf        []byte // out's backing array, reused
+	written    int64
+	eof        bool
+}
+
+func (r *rowsReader) Read(p []byte) (int, error) {
+	for len(r.out) == 0 {
+		if r.eof {
+			if len(r.rest) > 0 || r.written != r.s.PartitionBytes {
+				return 0, fmt.Errorf("merged partition of %s: %w: %d bytes, the merge made %d", r.s.Dataset, nii.ErrCorrupt, r.written, r.s.PartitionBytes)
+			}
+			return 0, io.EOF
+		}
+		if err := r.fill(); err != nil {
+			return 0, err
+		}
+	}
+	k := copy(p, r.out)
+	r.out = r.out[k:]
+	return k, nil
+}
+
+// fill reads the next piece of the file and expands the whole rows in it.
+func (r *rowsReader) fill() error {
+	k, rerr := io.ReadFull(r.f, r.in)
+	switch {
+	case rerr == io.EOF || rerr == io.ErrUnexpectedEOF:
+		r.eof = true
+	case rerr != nil:
+		return fmt.Errorf("merged partition of %s: %w", r.s.Dataset, rerr)
+	}
+	data := append(r.rest, r.in[:k]...)
+	out := r.buf[:0]
+	start, scan := 0, len(r.rest)
+	for {
+		i := bytes.IndexByte(data[scan:], '\n')
+		if i < 0 {
+			r.quotes += bytes.Count(data[scan:], []byte{'"'})
+			break
+		}
+		end := scan + i
+		r.quotes += bytes.Count(data[scan:end], []byte{'"'})
+		scan = end + 1
+		if r.quotes%2 == 1 {
+			continue // a line break inside a quoted cell
+		}
+		row := data[start:end]
+		c := bytes.LastIndexByte(row, ',')
+		if c < 0 {
+			return fmt.Errorf("merged partition of %s: %w: a row without its line number", r.s.Dataset, nii.ErrCorrupt)
+		}
+		out = append(out, row[:c]...)
+		out = append(out, r.head...)
+		out = append(out, row[c+1:]...)
+		out = append(out, r.tail...)
+		start, r.quotes = scan, 0
+	}
+	r.written += int64(len(out))
+	r.out, r.buf = out, out
+	r.rest = append(r.rest[:0:0], data[start:]...)
+	return nil
+}
+
+func (r *rowsReader) Close() error { return r.f.Close() }
 
 // WriteRejectsCSV writes the rejects table: each rejected row's source,
 // line, first rule and field, every reason, and its raw cells as a JSON
@@ -49,16 +169,25 @@ func (m *Merged) WriteRejectsCSV(w io.Writer, opts CSVOptions) error {
 	return m.writeConcat(w, opts, RejectColumns, "rejects.csv")
 }
 
-func (m *Merged) writeConcat(w io.Writer, opts CSVOptions, header []string, file string) error {
-	bw := bufio.NewWriterSize(w, 64<<10)
+// startCSV writes the BOM (if asked) and the header line.
+func (m *Merged) startCSV(w io.Writer, opts CSVOptions, header []string) (*bufio.Writer, error) {
+	bw := bufio.NewWriterSize(w, 256<<10)
 	if opts.BOM {
 		bw.WriteString("\ufeff")
 	}
 	cw := csv.NewWriter(bw)
 	if err := cw.Write(header); err != nil {
-		return err
+		return nil, err
 	}
 	cw.Flush()
+	return bw, cw.Error()
+}
+
+func (m *Merged) writeConcat(w io.Writer, opts CSVOptions, header []string, file string) error {
+	bw, err := m.startCSV(w, opts, header)
+	if err != nil {
+		return err
+	}
 	for _, s := range m.Sources {
 		f, err := os.Open(filepath.Join(s.dir, file))
 		if err != nil {
@@ -88,14 +217,15 @@ func (m *Merged) eachRow(fn func(rec []string) error) error {
 		}
 		cr := csv.NewReader(bufio.NewReaderSize(f, 256<<10))
 		cr.ReuseRecord = true
-		cr.FieldsPerRecord = len(m.Columns)
+		cr.FieldsPerRecord = len(m.Columns) - provenanceColumns + 1
+		full := make([]string, len(m.Columns))
 		for {
 			rec, err := cr.Read()
 			if err == io.EOF {
 				break
 			}
 			if err == nil {
-				err = fn(rec)
+				err = fn(s.fullRecord(full, rec))
 			}
 			if err != nil {
 				f.Close()
@@ -274,7 +404,11 @@ type LineageInput struct {
 	Dataset  string   `json:"dataset"` // org/name
 	Version  uint64   `json:"version"`
 	Manifest nii.Hash `json:"manifest"`
-	Mapping  nii.Hash `json:"mapping"`
+	// Mapping is what the source's rows cite (the published mapping's
+	// manifest hash, when the caller gave it); MappingHash the hash of the
+	// mapping's canonical form.
+	Mapping     nii.Hash `json:"mapping"`
+	MappingHash nii.Hash `json:"mapping_hash"`
 	// Partition is the BLAKE3 hash of the source's rows in the merged CSV.
 	Partition nii.Hash `json:"partition"`
 	Accepted  int64    `json:"accepted"`
@@ -286,7 +420,7 @@ func (m *Merged) Lineage() Lineage {
 	l := Lineage{Standard: LineageStandard{Ref: m.Standard.Ref.String(), Hash: m.Standard.Hash}, Missing: m.Missing}
 	for _, s := range m.Sources {
 		l.Inputs = append(l.Inputs, LineageInput{Dataset: s.Dataset.String(), Version: s.Version, Manifest: s.Manifest,
-			Mapping: s.Mapping, Partition: s.Partition, Accepted: s.Report.Accepted, Rejected: s.Report.Rejected})
+			Mapping: s.Mapping, MappingHash: s.MappingHash, Partition: s.Partition, Accepted: s.Report.Accepted, Rejected: s.Report.Rejected})
 	}
 	return l
 }
@@ -357,4 +491,118 @@ func (m *Merged) Fitness() Fitness {
 		return a.Month < b.Month
 	})
 	return fit
+}
+
+// RowReader reads a merged table's rows one at a time, as typed values:
+// what a SQL engine loads (package query's RowSource has this shape). Make
+// one with Merged.Rows; Close it when done.
+type RowReader struct {
+	m    *Merged
+	next int // the next source to open
+	f    *os.File
+	cr   *csv.Reader
+	src  *SourceResult
+	full []string
+}
+
+// provenanceColumns counts the provenance columns every merged row ends
+// with; a cached partition stores only the line of them.
+const provenanceColumns = 6
+
+// setProvenance makes the provenance cells of s's rows (the line's is
+// left empty), once, before the result is shared.
+func (s *SourceResult) setProvenance() {
+	s.prov = []string{s.Dataset.Org, s.Dataset.String(), strconv.FormatUint(s.Version, 10), s.Manifest.String(), "", s.Mapping.String()}
+}
+
+// fullRecord fills full (len(Columns)) with a compact partition record
+// (the fields, then the line) and the source's provenance.
+func (s *SourceResult) fullRecord(full, compact []string) []string {
+	n := len(compact) - 1
+	copy(full, compact[:n])
+	copy(full[n:], s.prov)
+	full[n+4] = compact[n]
+	return full
+}
+
+// Rows returns a reader of the merged rows, in the merged table's order
+// (by dataset, then version; each source's rows in file order). Each row's
+// values, by column type: string (strings, and every text type); the
+// decimal text of a number ("-1234.50", four decimals at most); int64 for
+// integers and years; bool; time.Time for dates (midnight UTC) and
+// datetimes (UTC); nil for an empty cell.
+func (m *Merged) Rows() *RowReader { return &RowReader{m: m} }
+
+// Next fills row (len(row) == len(Columns)) with the next row, or returns
+// io.EOF after the last.
+func (r *RowReader) Next(row []any) error {
+	if len(row) != len(r.m.Columns) {
+		return fmt.Errorf("merged rows: row has %d cells, the table %d columns", len(row), len(r.m.Columns))
+	}
+	for {
+		if r.cr == nil {
+			if r.next >= len(r.m.Sources) {
+				return io.EOF
+			}
+			r.src = r.m.Sources[r.next]
+			r.next++
+			f, err := os.Open(filepath.Join(r.src.dir, "part.csv"))
+			if err != nil {
+				return fmt.Errorf("merged partition of %s: %w (was the cache directory cleaned?)", r.src.Dataset, err)
+			}
+			r.f = f
+			r.cr = csv.NewReader(bufio.NewReaderSize(f, 256<<10))
+			r.cr.ReuseRecord = true
+			r.cr.FieldsPerRecord = len(r.m.Columns) - provenanceColumns + 1
+			r.full = make([]string, len(r.m.Columns))
+		}
+		compact, err := r.cr.Read()
+		if err == io.EOF {
+			r.f.Close()
+			r.f, r.cr = nil, nil
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("merged partition of %s: %w", r.src.Dataset, err)
+		}
+		rec := r.src.fullRecord(r.full, compact)
+		for i, c := range r.m.Columns {
+			v, err := typedCell(rec[i], c.Type)
+			if err != nil {
+				return fmt.Errorf("merged partition of %s: column %s: %w", r.src.Dataset, c.Name, err)
+			}
+			row[i] = v
+		}
+		return nil
+	}
+}
+
+// Close releases the file being read. It is idempotent.
+func (r *RowReader) Close() error {
+	if r.f != nil {
+		err := r.f.Close()
+		r.f, r.cr = nil, nil
+		return err
+	}
+	return nil
+}
+
+// typedCell converts one cell of a merged partition to its Go value.
+func typedCell(v, typ string) (any, error) {
+	if v == "" {
+		return nil, nil
+	}
+	switch typ {
+	case "number":
+		return v, nil
+	case "integer", "year":
+		return strconv.ParseInt(v, 10, 64)
+	case "boolean":
+		return v == "true", nil
+	case "date":
+		return time.Parse(time.DateOnly, v)
+	case "datetime":
+		return time.Parse(time.RFC3339, v)
+	}
+	return v, nil
 }

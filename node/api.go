@@ -94,6 +94,7 @@ func (n *Node) apiHandler() http.Handler {
 	mux.HandleFunc("DELETE /api/v1/follows/{org}/{name}", n.admin(n.handleUnfollow))
 	n.queryRoutes(mux)
 	n.authRoutes(mux)
+	n.harmonyRoutes(mux)
 	n.openDataRoutes(mux)
 	n.opsRoutes(mux)
 	return n.frontDoor(mux)

@@ -2,6 +2,7 @@ package node
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -134,7 +135,15 @@ func (n *Node) handleUnfollow(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	if err := n.StopFollowing(d); err != nil {
+	err = n.StopFollowing(d)
+	if errors.Is(err, nii.ErrNotFound) {
+		// Not a dataset followed: a merged dataset kept current, or a
+		// standard whose merges are (nii follow STD --publish NAME).
+		if _, werr := n.StopWatch(d); werr == nil {
+			err = nil
+		}
+	}
+	if err != nil {
 		writeErr(w, err)
 		return
 	}

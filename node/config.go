@@ -57,7 +57,8 @@ type Config struct {
 	P2P     P2PConfig     `toml:"p2p"`
 	HTTP    HTTPConfig    `toml:"http"` // the API's rate limit and proxies (ratelimit.go)
 	Audit   AuditConfig   `toml:"audit"`
-	Query   QueryConfig   `toml:"query"` // the SQL engine's limits (sql.go)
+	Query   QueryConfig   `toml:"query"`   // the SQL engine's limits (sql.go)
+	Harmony HarmonyConfig `toml:"harmony"` // standards, mappings, merges (standards.go)
 
 	// Trust lists the issuer (federation admin) keys this node trusts:
 	// grants, membership credentials and revocations signed by them are
@@ -217,6 +218,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if _, err := c.Query.worker(); err != nil {
+		return err
+	}
+	if err := c.Harmony.validate(); err != nil {
 		return err
 	}
 	return c.HTTP.Validate()

@@ -69,3 +69,16 @@ func (n *Node) SQLWorkerForTest(scope string) *query.Worker {
 	}
 	return nil
 }
+
+// AdvertiseForTest announces a version this node holds as its publisher's
+// advert: with ForgeVersionForTest, one node can stand in for many
+// publishers in a benchmark.
+func (n *Node) AdvertiseForTest(rec *exchange.VersionRecord) error { return n.advertise(rec) }
+
+// MergedViewsForTest lists the merged views the node offers SQL.
+func (n *Node) MergedViewsForTest(ctx context.Context) ([]MergedView, error) {
+	if n.views == nil {
+		return nil, nil
+	}
+	return n.views.MergedViews(ctx)
+}

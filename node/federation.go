@@ -93,9 +93,10 @@ func (n *Node) startFederation() error {
 	n.wg.Add(1)
 	go n.authLoop(retention)
 	if !n.cfg.RegistryOnly {
-		n.catalog.OnChange(func(*nii.Advert) { n.kickFollow() })
-		n.wg.Add(1)
+		n.catalog.OnChange(func(*nii.Advert) { n.kickFollow(); n.kickWatch() })
+		n.wg.Add(2)
 		go n.followLoop()
+		go n.watchLoop()
 	}
 	return nil
 }

@@ -74,6 +74,10 @@ type Node struct {
 	views MergedViews
 	sql   *sqlService // SQL over merged views and tabular datasets (sql.go)
 
+	stdCache standardCache // parsed standards by manifest (standards.go)
+	merges   mergeState    // merges run and kept (merge.go)
+	watches  watchState    // merged datasets kept current (watch.go)
+
 	followKick  chan struct{}
 	pulledBytes atomic.Int64
 	ops         opsState // metrics, rate limit, readiness (ops.go)
@@ -106,6 +110,7 @@ func New(cfg Config) (*Node, error) {
 		id:         id,
 		closeCh:    make(chan struct{}),
 		followKick: make(chan struct{}, 1),
+		watches:    watchState{kick: make(chan struct{}, 1)},
 	}, nil
 }
 
@@ -173,6 +178,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	}
 	if err := n.startFederation(); err != nil {
 		return err
+	}
+	if !n.cfg.RegistryOnly {
+		n.views = mergeViews{n} // the merged views SQL queries (views.go)
 	}
 	if n.sql, err = newSQLService(n); err != nil {
 		return err

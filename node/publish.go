@@ -2,6 +2,7 @@ package node
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/nii-uk/nii"
 	"github.com/nii-uk/nii/exchange"
+	"github.com/nii-uk/nii/harmony"
 	"github.com/nii-uk/nii/registry/table"
 )
 
@@ -19,9 +21,19 @@ type PublishRequest struct {
 	Name     string // dataset name; the org is the node's
 	Filename string // the file's base name, for media type and DCAT
 	// Meta holds the officer's fields (title, description, licence,
-	// keywords, themes, access, conforms-to, optionally media type). Fields
-	// left empty are carried over from the previous version.
+	// keywords, themes, access, conforms-to, kind, optionally media type).
+	// Fields left empty are carried over from the previous version.
 	Meta nii.Metadata
+	// Lineage is a merged dataset's lineage (PublishMerged sets it; a
+	// merged dataset cannot be published otherwise).
+	Lineage *nii.Lineage
+	// Table, if set, is the file's table description, known already (a
+	// merged CSV): the file is not profiled.
+	Table *nii.Table
+	// Ingest, if set, stores the content itself and returns its chunks
+	// (PublishMerged chunks each source's rows apart); the reader is then
+	// not read, and Meta.MediaType must be set.
+	Ingest func(ctx context.Context) ([]nii.ChunkRef, int64, error)
 }
 
 // ErrRegistryOnly is returned when a registry-only node is asked to hold
@@ -47,8 +59,17 @@ func (n *Node) Publish(ctx context.Context, r io.Reader, req PublishRequest) (*e
 		return nil, err
 	}
 	meta := req.Meta
+	if prev != nil && meta.Kind == "" {
+		meta.Kind = prev.Meta.Kind
+	}
 	inherit(&meta, prev, req.Name)
 	meta.Normalize()
+	if prev != nil && prev.Meta.Kind != meta.Kind {
+		return nil, fmt.Errorf("%w dataset %s: it is a %s, and a version cannot make it a %s; publish under another name", nii.ErrInvalid, ds, kindWord(prev.Meta.Kind), kindWord(meta.Kind))
+	}
+	if r, err = checkKind(r, &meta, req); err != nil {
+		return nil, fmt.Errorf("publish %s: %w", ds, err)
+	}
 	if err := meta.Validate(); err != nil {
 		return nil, err
 	}
@@ -58,28 +79,32 @@ func (n *Node) Publish(ctx context.Context, r io.Reader, req PublishRequest) (*e
 		meta.Filename = req.Filename
 	}
 
-	br := bufio.NewReaderSize(r, 64<<10)
-	head, err := br.Peek(4096)
-	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
-		return nil, fmt.Errorf("read %s: %w", req.Filename, err)
-	}
-	if req.Meta.MediaType == "" {
-		meta.MediaType = table.DetectMediaType(req.Filename, head)
-	}
-	var src io.Reader = br
 	var prof *table.Profiler
-	if table.IsTabular(meta.MediaType) {
-		prof = table.NewProfiler()
-		src = io.TeeReader(br, prof)
+	ingest := req.Ingest
+	if ingest == nil {
+		br := bufio.NewReaderSize(r, 64<<10)
+		head, err := br.Peek(4096)
+		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
+			return nil, fmt.Errorf("read %s: %w", req.Filename, err)
+		}
+		if req.Meta.MediaType == "" {
+			meta.MediaType = table.DetectMediaType(req.Filename, head)
+		}
+		var src io.Reader = br
+		if table.IsTabular(meta.MediaType) && req.Table == nil {
+			prof = table.NewProfiler()
+			src = io.TeeReader(br, prof)
+		}
+		ingest = func(ctx context.Context) ([]nii.ChunkRef, int64, error) { return n.store.Ingest(ctx, src) }
 	}
 
 	start := time.Now()
-	chunks, size, err := n.store.Ingest(ctx, src)
+	chunks, size, err := ingest(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("publish %s: %w", ds, err)
 	}
 	meta.ByteSize = size
-	meta.Table = nil
+	meta.Table = req.Table
 	if prof != nil {
 		t, err := prof.Result()
 		if err != nil {
@@ -105,6 +130,7 @@ func (n *Node) Publish(ctx context.Context, r io.Reader, req PublishRequest) (*e
 			Chunker:   n.store.ChunkParams().String(),
 			Chunks:    chunks,
 			Meta:      meta,
+			Lineage:   req.Lineage,
 		}
 		sm, _, err := nii.SignManifest(m, n.key)
 		return sm, err
@@ -120,6 +146,55 @@ func (n *Node) Publish(ctx context.Context, r io.Reader, req PublishRequest) (*e
 		n.log.Error("advertise", slog.String(nii.LogDataset, rec.Ref.String()), slog.String(nii.LogErr, err.Error()))
 	}
 	return rec, nil
+}
+
+// checkKind checks a publish against its kind: a standard must be a valid
+// Table Schema (harmony.ParseStandard says why not); a mapping must parse,
+// and its metadata takes the standard and patterns it names; a merged
+// dataset comes only with its lineage (from PublishMerged), and nothing
+// else has one. Standards and mappings are small, so they are read whole
+// here and returned as the reader to store.
+func checkKind(r io.Reader, meta *nii.Metadata, req PublishRequest) (io.Reader, error) {
+	if (req.Lineage != nil) != (meta.Kind == nii.KindMerged) {
+		if req.Lineage == nil {
+			return nil, fmt.Errorf("%w: a merged dataset is made by 'nii merge STANDARD --publish ORG/NAME', which records its lineage", nii.ErrInvalid)
+		}
+		return nil, fmt.Errorf("%w: a lineage belongs to a merged dataset", nii.ErrInvalid)
+	}
+	readAll := func(max int64, what string) ([]byte, error) {
+		b, err := io.ReadAll(io.LimitReader(r, max+1))
+		if err != nil {
+			return nil, err
+		}
+		if int64(len(b)) > max {
+			return nil, fmt.Errorf("%w: a %s is at most %d bytes", nii.ErrInvalid, what, max)
+		}
+		return b, nil
+	}
+	switch meta.Kind {
+	case nii.KindStandard:
+		b, err := readAll(harmony.MaxStandardSize, "standard")
+		if err != nil {
+			return nil, err
+		}
+		if _, err := harmony.ParseStandard(b); err != nil {
+			return nil, fmt.Errorf("refused as a standard: %w", err)
+		}
+		meta.ConformsTo = ""
+		return bytes.NewReader(b), nil
+	case nii.KindMapping:
+		b, err := readAll(harmony.MaxMappingSize, "mapping")
+		if err != nil {
+			return nil, err
+		}
+		m, err := harmony.ParseMapping(b)
+		if err != nil {
+			return nil, fmt.Errorf("refused as a mapping: %w", err)
+		}
+		meta.ConformsTo, meta.AppliesTo = m.Standard.String(), m.AppliesTo
+		return bytes.NewReader(b), nil
+	}
+	return r, nil
 }
 
 // inherit fills fields the officer left empty from the previous version, so

@@ -62,7 +62,7 @@ func sharedSpendDir(t testing.TB) string {
 	return ""
 }
 
-var sharedSpend = []string{"cabinet-office", "darlington", "gateshead", "lambeth", "leeds", "manchester", "network-rail", "trafford"}
+var sharedSpendNames = []string{"cabinet-office", "darlington", "gateshead", "lambeth", "leeds", "manchester", "network-rail", "trafford"}
 
 // mergeShared merges every shared spend file with its mapping in
 // harmony/testdata, as the merge wiring will on a node.
@@ -79,7 +79,7 @@ func mergeShared(t testing.TB) *harmony.Merged {
 	}
 	std.Ref = nii.Ref{Dataset: nii.DatasetID{Org: "lga", Name: "spend-over-500"}, Version: 1}
 	var srcs []harmony.Source
-	for _, name := range sharedSpend {
+	for _, name := range sharedSpendNames {
 		mb, err := os.ReadFile(filepath.Join("..", "harmony", "testdata", "mappings", name+".map.toml"))
 		if err != nil {
 			t.Fatal(err)
@@ -203,8 +203,8 @@ func TestSQLIssueQueryOverMergedSpend(t *testing.T) {
 			t.Errorf("%s: SQL total %v, the merge's total %s", s.Dataset.Org, g, s.Amount)
 		}
 	}
-	if len(perPublisher) != len(sharedSpend) {
-		t.Errorf("publishers in SQL: %d, want %d", len(perPublisher), len(sharedSpend))
+	if len(perPublisher) != len(sharedSpendNames) {
+		t.Errorf("publishers in SQL: %d, want %d", len(perPublisher), len(sharedSpendNames))
 	}
 
 	// The table is listed, loaded, typed from the standard.

@@ -172,9 +172,10 @@ func printStatus(out io.Writer, st *api.Status) error {
 
 func publishCmd(g *globals) *cobra.Command {
 	var (
-		name   string
-		req    api.PublishOptions
-		access string
+		name     string
+		req      api.PublishOptions
+		access   string
+		standard bool
 	)
 	c := &cobra.Command{
 		Use:   "publish FILE --name NAME [--title T] [--licence L] [--keyword K]...",
@@ -191,6 +192,9 @@ func publishCmd(g *globals) *cobra.Command {
 			}
 			if access != "" {
 				req.Meta.Access = a
+			}
+			if standard {
+				req.Meta.Kind = nii.KindStandard
 			}
 			f, err := openRegular(path)
 			if err != nil {
@@ -231,6 +235,7 @@ func publishCmd(g *globals) *cobra.Command {
 	f.StringArrayVar(&req.Meta.Themes, "theme", nil, "theme (repeatable)")
 	f.StringVar(&req.Meta.ConformsTo, "conforms-to", "", "the standard the data conforms to (URI)")
 	f.StringVar(&req.Meta.MediaType, "media-type", "", "media type (detected if omitted)")
+	f.BoolVar(&standard, "standard", false, "publish FILE as a standard: a Frictionless Table Schema (JSON), checked before it is published")
 	c.MarkFlagRequired("name")
 	return c
 }
@@ -299,10 +304,16 @@ func printDatasets(out io.Writer, ds []api.DatasetInfo) error {
 }
 
 func showCmd(g *globals) *cobra.Command {
+	var lineage bool
 	c := &cobra.Command{
-		Use:   "show ORG/NAME[@N]",
+		Use:   "show ORG/NAME[@N] [--lineage]",
 		Short: "Describe a dataset: with @N a version held here, else what the federation lists",
-		Args:  cobra.ExactArgs(1),
+		Long: `nii show describes a dataset. With --lineage, for a merged dataset, it lists
+every source version and mapping the version was built from and checks each:
+the cited manifest is fetched (from this node's store or the federation), its
+publisher's signature verified, and its hash compared with the cite. It exits
+non-zero if any cite does not check out.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ref, err := nii.ParseRef(args[0])
 			if err != nil {
@@ -312,9 +323,13 @@ func showCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if lineage {
+				return checkLineage(cmd, g, cl, ref)
+			}
 			return showRef(cmd, g, cl, ref)
 		},
 	}
+	c.Flags().BoolVar(&lineage, "lineage", false, "for a merged dataset: list and verify every source and mapping it was built from")
 	addJSON(c, g)
 	return c
 }
@@ -335,8 +350,14 @@ func printVersion(out io.Writer, v *api.VersionInfo) error {
 	if len(m.Themes) > 0 {
 		fmt.Fprintf(w, "themes\t%s\n", strings.Join(m.Themes, ", "))
 	}
+	if m.Kind != "" {
+		fmt.Fprintf(w, "kind\t%s\n", m.Kind)
+	}
 	if m.ConformsTo != "" {
 		fmt.Fprintf(w, "conforms to\t%s\n", m.ConformsTo)
+	}
+	if len(m.AppliesTo) > 0 {
+		fmt.Fprintf(w, "applies to\t%s\n", strings.Join(m.AppliesTo, ", "))
 	}
 	fmt.Fprintf(w, "file\t%s (%s)\n", orDash(m.Filename), m.MediaType)
 	fmt.Fprintf(w, "size\t%s (%d bytes) in %d chunks\n", humanize.IBytes(uint64(v.Size)), v.Size, v.Chunks)

@@ -27,7 +27,7 @@ import (
 // The demo's sample data: small real and synthetic council files in
 // different layouts. demodata/README.md says where each came from.
 //
-//go:embed demodata/*.csv
+//go:embed demodata/*.csv demodata/mappings/*.toml
 var demoFiles embed.FS
 
 // demoDataset is one sample file and what the demo publishes it as.
@@ -77,6 +77,10 @@ var demoBoroughs = []demoBorough{
 			"Trafford Council's expenditure over £500, September 2014 (first 160 rows), in the DCLG/LGA layout. Real data: contains public sector information licensed under the Open Government Licence v3.0.",
 			[]string{"spend", "transparency", "expenditure"}, []string{"finance"}, false},
 	}},
+	// The harmonisation step (demoHarmony): lga publishes the spend
+	// standard, gla keeps the merged view of every borough's spend current.
+	{demoStandardOrg, "Local Government Association", nil},
+	{demoMergerOrg, "Greater London Authority", nil},
 }
 
 // DemoNode describes one node of the demo federation.
@@ -105,6 +109,12 @@ type DemoInfo struct {
 	// AdminKey is the demo federation admin's issuer key: every node
 	// trusts it, every borough is enrolled with it, and it issues grants.
 	AdminKey string `json:"admin_key"`
+	// Standard is the spend standard the boroughs' mappings map to;
+	// Mappings are those mappings; Merged is the merged view of them that
+	// gla keeps current.
+	Standard string   `json:"standard"`
+	Mappings []string `json:"mappings"`
+	Merged   string   `json:"merged"`
 }
 
 func demoCmd(g *globals) *cobra.Command {
@@ -116,13 +126,15 @@ func demoCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "demo [--dir DIR]",
 		Short: "Run a small local federation with sample data, to look at",
-		Long: `nii demo starts a federation on this machine: four borough nodes and a
-registry-only node, on loopback with free ports, each with its own home. Each
-borough publishes sample files (spend over £500 in four layouts, planning
-applications, air-quality sensor readings). Once the registry lists every
-dataset, demo prints the nodes' API URLs and commands to try, and runs until
-Ctrl-C. The homes live in a temporary directory that is removed on exit,
-unless --dir is given.`,
+		Long: `nii demo starts a federation on this machine: four borough nodes, a
+standards body (lga), the GLA and a registry-only node, on loopback with free
+ports, each with its own home. Each borough publishes sample files (spend over
+£500 in four layouts, planning applications, air-quality sensor readings); lga
+publishes the LGA spend standard, each borough a mapping of its spend file to
+it, and the GLA keeps the merged view of all four current. Once the federation
+lists everything, demo prints the nodes' API URLs and commands to try, and
+runs until Ctrl-C. The homes live in a temporary directory that is removed on
+exit, unless --dir is given.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			lv := new(slog.LevelVar)
@@ -220,6 +232,9 @@ func runDemo(ctx context.Context, out, errw io.Writer, o demoOptions) (err error
 		}
 	}
 	if err := awaitDemo(ctx, nodes, want, deadline); err != nil {
+		return err
+	}
+	if err := demoHarmony(ctx, nodes, deadline); err != nil {
 		return err
 	}
 
@@ -403,7 +418,11 @@ func closeAll(nodes []*node.Node) error {
 
 func demoInfo(dir string, kept bool, nodes []*node.Node) DemoInfo {
 	info := DemoInfo{Dir: dir, Kept: kept, Federation: demoFederation, Datasets: []string{}, Restricted: []string{},
-		AdminKey: filepath.Join(dir, demoAdminKeyFile)}
+		AdminKey: filepath.Join(dir, demoAdminKeyFile), Standard: demoStandard.String(),
+		Merged: nii.DatasetID{Org: demoMergerOrg, Name: demoMergedName}.String()}
+	for _, m := range demoMappings() {
+		info.Mappings = append(info.Mappings, m.String())
+	}
 	for i, n := range nodes {
 		cfg := n.Config()
 		dn := DemoNode{Org: cfg.Org, Name: cfg.OrgName, Home: cfg.Home, API: n.APIAddr(), Gossip: n.GossipAddr(),
@@ -419,6 +438,12 @@ func demoInfo(dir string, kept bool, nodes []*node.Node) DemoInfo {
 			if d.restricted {
 				info.Restricted = append(info.Restricted, id)
 			}
+		}
+		switch cfg.Org {
+		case demoStandardOrg:
+			dn.Datasets = append(dn.Datasets, info.Standard+" (the standard)")
+		case demoMergerOrg:
+			dn.Datasets = append(dn.Datasets, info.Merged+" (the merged view, kept current)")
 		}
 		dn.Verified = n.Credential() != ""
 		info.Nodes = append(info.Nodes, dn)
@@ -471,9 +496,7 @@ adverts show as verified. Issue lambeth a grant and pull:
 
   %s grant issue --key %s --federation %s --to lambeth --datasets '%s' --actions read,sync --ttl 1h -o lambeth.jwt
   %s --home %s pull %s --grant @lambeth.jwt -o restricted.csv
-  %s --home %s audit            # the publisher's record of who asked, allowed or refused, and why
-
-Ctrl-C stops every node`, len(info.Datasets),
+  %s --home %s audit            # the publisher's record of who asked, allowed or refused, and why`, len(info.Datasets),
 		reg.API, reg.API, reg.API, reg.API, b.API, b.Datasets[0],
 		bin, reg.Home,
 		bin, a.Home, b.Datasets[0],
@@ -483,6 +506,8 @@ Ctrl-C stops every node`, len(info.Datasets),
 		bin, info.AdminKey, info.Federation, info.Restricted[0],
 		bin, demoNodeHome(info, "lambeth"), info.Restricted[0],
 		bin, demoNodeHome(info, strings.Split(info.Restricted[0], "/")[0]))
+	printDemoHarmony(w, bin, info)
+	fmt.Fprint(w, "\n\nCtrl-C stops every node")
 	if info.Kept {
 		fmt.Fprintf(w, "; the homes stay in %s.\n", info.Dir)
 	} else {

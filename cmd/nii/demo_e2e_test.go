@@ -10,11 +10,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/nii-uk/nii"
 	"github.com/nii-uk/nii/node"
 	"github.com/nii-uk/nii/node/api"
 )
@@ -127,13 +129,15 @@ func TestDemoFederation(t *testing.T) {
 		t.Fatalf("demo dir: %v", err)
 	}
 
-	// The registry's catalog lists every sample dataset, from all boroughs.
-	var want []string
+	// The registry's catalog lists every sample dataset, from all boroughs,
+	// and the harmonisation step's standard, mappings and merged view.
+	var want, samples []string
 	for _, b := range demoBoroughs {
 		for _, d := range b.datasets {
-			want = append(want, b.org+"/"+d.name)
+			samples = append(samples, b.org+"/"+d.name)
 		}
 	}
+	want = append(append(append(want, samples...), info.Mappings...), info.Standard, info.Merged)
 	resp, err := http.Get(info.Registry.API + "/api/v1/catalog?limit=100")
 	if err != nil {
 		t.Fatal(err)
@@ -149,23 +153,24 @@ func TestDemoFederation(t *testing.T) {
 	for _, h := range res.Hits {
 		got = append(got, h.ID)
 		publishers[h.Meta.Publisher] = true
-		if h.Meta.Table == nil || h.Meta.Licence != demoLicence {
+		if h.Meta.Licence != demoLicence || ((h.Meta.Kind == nii.KindData || h.Meta.Kind == nii.KindMerged) && h.Meta.Table == nil) {
 			t.Errorf("%s: not profiled as a table or no licence: %+v", h.ID, h.Meta)
 		}
 	}
 	slices.Sort(got)
 	slices.Sort(want)
-	if !slices.Equal(got, want) || len(publishers) != 4 || res.Total != len(want) {
-		t.Fatalf("registry lists %v from %v; want %v from 4 boroughs", got, publishers, want)
+	if !slices.Equal(got, want) || len(publishers) != len(demoBoroughs) || res.Total != len(want) {
+		t.Fatalf("registry lists %v from %v; want %v from %d publishers", got, publishers, want, len(demoBoroughs))
 	}
-	if !slices.Equal(sortedCopy(info.Datasets), want) {
-		t.Fatalf("demo --json lists datasets %v; want %v", info.Datasets, want)
+	slices.Sort(samples)
+	if !slices.Equal(sortedCopy(info.Datasets), samples) || len(info.Mappings) != 4 {
+		t.Fatalf("demo --json lists datasets %v and mappings %v; want %v and four mappings", info.Datasets, info.Mappings, samples)
 	}
 
 	// The printed homes work with the CLI: search the registry, pull from
 	// another borough.
 	var sr api.CatalogResult
-	if err := json.Unmarshal([]byte(mustNii(t, info.Registry.Home, "search", "spend", "--json")), &sr); err != nil || sr.Total != 4 {
+	if err := json.Unmarshal([]byte(mustNii(t, info.Registry.Home, "search", "spend", "--theme", "finance", "--publisher", "lambeth", "--json")), &sr); err != nil || sr.Total != 1 {
 		t.Fatalf("search spend on the registry: %d hits, %v", sr.Total, err)
 	}
 	out := filepath.Join(t.TempDir(), "lambeth-spend.csv")
@@ -207,6 +212,21 @@ func TestDemoFederation(t *testing.T) {
 		t.Fatalf("greenwich's audit log: %+v", page)
 	}
 
+	// Harmonised spend, as the demo prints it: the merge and the lineage
+	// of the merged view gla keeps current.
+	gla := demoNodeOf(t, info, demoMergerOrg).Home
+	merged := filepath.Join(t.TempDir(), "london-spend.csv")
+	var mr api.MergeResult
+	if err := json.Unmarshal([]byte(mustNii(t, gla, "merge", info.Standard, "-o", merged, "--rejects", filepath.Join(t.TempDir(), "rejects.csv"), "--json")), &mr); err != nil {
+		t.Fatal(err)
+	}
+	if len(mr.Sources) != 4 || mr.Rejected != 0 || mr.Rows != 760 {
+		t.Fatalf("the demo's merge: %d sources, %d rows, %d rejected", len(mr.Sources), mr.Rows, mr.Rejected)
+	}
+	if r := run(t, lambeth, "show", info.Merged+"@1", "--lineage"); r.code != 0 || !strings.Contains(r.stdout, "every cite checked out") {
+		t.Fatalf("show --lineage of the demo's merged view: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
 	// Ctrl-C: every node closes, the temporary homes go.
 	p.stop(t, syscall.SIGINT)
 	if _, err := os.Stat(info.Dir); !os.IsNotExist(err) {
@@ -240,8 +260,12 @@ func TestDemoKeepsDir(t *testing.T) {
 	if err := json.Unmarshal([]byte(mustNii(t, filepath.Join(dir, "lambeth"), "datasets", "--json")), &ds); err != nil {
 		t.Fatal(err)
 	}
-	if len(ds) != 1 || ds[0].ID != "lambeth/spend" || ds[0].Latest != 1 {
-		t.Fatalf("lambeth after a second demo on the same dir: %+v", ds)
+	held := map[string]uint64{}
+	for _, d := range ds {
+		held[d.ID] = d.Latest
+	}
+	if len(held) != 3 || held["lambeth/spend"] != 1 || held["lambeth/spend--map--lga-spend-over-500"] != 1 || held[demoStandard.String()] != 1 {
+		t.Fatalf("lambeth after a second demo on the same dir: %+v", held)
 	}
 	p.stop(t, syscall.SIGTERM)
 }

@@ -86,6 +86,9 @@ talk to a running node find it through its home.`,
 		auditCmd(g),
 		queryCmd(g),
 		demoCmd(g),
+		standardsCmd(g),
+		mapCmd(g),
+		mergeCmd(g),
 		versionCmd(),
 	)
 	return root

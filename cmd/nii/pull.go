@@ -103,15 +103,52 @@ func pullCmd(g *globals) *cobra.Command {
 }
 
 func followCmd(g *globals) *cobra.Command {
-	var grant string
+	var (
+		grant, publish, title string
+		grants                []string
+		partial               bool
+	)
 	c := &cobra.Command{
-		Use:   "follow ORG/NAME [--grant TOKEN|@FILE]",
-		Short: "Keep a dataset in sync: pull every new version as its advert arrives",
-		Args:  cobra.ExactArgs(1),
+		Use:   "follow ORG/NAME [--grant TOKEN|@FILE] | follow STANDARD --publish ORG/NAME",
+		Short: "Keep a dataset in sync, or keep a merged view of a standard current",
+		Long: `nii follow ORG/NAME pulls every new version of the dataset as its advert
+arrives. nii follow STANDARD --publish ORG/NAME keeps a merged dataset of the
+standard current instead: whenever a source that conforms to it (or has a
+mapping to it), a mapping or the standard gets a new version, this node merges
+again — re-mapping only what changed — and publishes the next version of
+ORG/NAME with its lineage.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			tok, err := readGrant(grant)
 			if err != nil {
 				return err
+			}
+			if publish != "" {
+				std, err := nii.ParseRef(args[0])
+				if err != nil {
+					return err
+				}
+				req := api.WatchRequest{Standard: std.String(), Publish: publish, Title: title, AllowPartial: partial}
+				for _, gr := range append(grants, tok) {
+					if gr == "" {
+						continue
+					}
+					t, err := readGrant(gr)
+					if err != nil {
+						return err
+					}
+					req.Grants = append(req.Grants, t)
+				}
+				cl, err := api.Dial(g.home)
+				if err != nil {
+					return err
+				}
+				w, err := cl.Watch(cmd.Context(), req)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "keeping %s current as the merge of %s: merged and published now, and again whenever an input changes; 'nii standards' shows its state\n", w.Publish, w.Standard)
+				return nil
 			}
 			return withDataset(cmd, g, args[0], func(cl *api.Client, d nii.DatasetID) error {
 				if _, err := cl.Follow(cmd.Context(), d, tok); err != nil {
@@ -123,6 +160,10 @@ func followCmd(g *globals) *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&grant, "grant", "", "access grant for a restricted dataset: the token, or @FILE")
+	c.Flags().StringVar(&publish, "publish", "", "follow a standard: keep the merged dataset ORG/NAME (this node's org) current")
+	c.Flags().StringVar(&title, "title", "", "with --publish: the merged dataset's title")
+	c.Flags().BoolVar(&partial, "allow-partial", false, "with --publish: merge what can be read when some sources cannot")
+	c.Flags().StringArrayVar(&grants, "merge-grant", nil, "with --publish: more access grants for restricted sources (repeatable)")
 	return c
 }
 

@@ -35,6 +35,7 @@ func (o PublishOptions) Query() url.Values {
 	set("access", string(o.Meta.Access))
 	set("conforms_to", o.Meta.ConformsTo)
 	set("media_type", o.Meta.MediaType)
+	set("kind", o.Meta.Kind)
 	if len(o.Meta.Keywords) > 0 {
 		q["keyword"] = o.Meta.Keywords
 	}
@@ -66,6 +67,7 @@ func ParsePublishQuery(q url.Values) (PublishOptions, error) {
 			Access:      access,
 			ConformsTo:  q.Get("conforms_to"),
 			MediaType:   q.Get("media_type"),
+			Kind:        q.Get("kind"),
 		},
 	}
 	if o.Filename == "." || o.Filename == string(os.PathSeparator) {
