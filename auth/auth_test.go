@@ -141,6 +141,14 @@ func TestAttackTokensRefusedWithTheirReason(t *testing.T) {
 	noJTI := handMint(t, f.admin, hdr, grantClaims(f, func(c map[string]any) { delete(c, "jti") }))
 	badExp := handMint(t, f.admin, hdr, grantClaims(f, func(c map[string]any) { c["exp"] = "tomorrow" }))
 	noTyp := handMint(t, f.admin, map[string]any{"alg": "EdDSA", "kid": adminKID}, grantClaims(f, nil))
+	// crit names an extension the signer says must be understood: a
+	// verifier that does not implement it must refuse (RFC 7515 §4.1.11).
+	critHdr := grantHeader(f.admin)
+	critHdr["crit"], critHdr["exp-ext"] = []string{"exp-ext"}, true
+	crit := handMint(t, f.admin, critHdr, grantClaims(f, nil))
+	emptyCritHdr := grantHeader(f.admin)
+	emptyCritHdr["crit"] = []string{}
+	emptyCrit := handMint(t, f.admin, emptyCritHdr, grantClaims(f, nil))
 
 	for _, tc := range []struct {
 		name, token, reason string
@@ -165,6 +173,8 @@ func TestAttackTokensRefusedWithTheirReason(t *testing.T) {
 		{"revoked jti", revoked, ReasonRevoked, req},
 		{"a credential passed as a grant", cred, ReasonType, req},
 		{"no typ", noTyp, ReasonType, req},
+		{"crit names an unknown extension", crit, ReasonCrit, req},
+		{"crit empty (forbidden by RFC 7515)", emptyCrit, ReasonCrit, req},
 		{"iss is not the key", wrongIss, ReasonIssuer, req},
 		{"no exp", noExp, ReasonClaims, req},
 		{"no jti", noJTI, ReasonClaims, req},

@@ -37,6 +37,7 @@ const (
 	ReasonAction      = "action"              // the action is not granted
 	ReasonSubject     = "subject"             // sub is neither the requesting node nor its verified org
 	ReasonBound       = "bound_to_other_node" // cnf names another node
+	ReasonCrit        = "crit"                // a crit header: an extension nii does not implement (RFC 7515 §4.1.11)
 
 	// Refusals a serving node makes before any token is looked at.
 	ReasonNotServed         = "not_served"         // this node does not serve it (replicas turned off, the access could not be recorded)
@@ -125,6 +126,10 @@ type header struct {
 	Alg string `json:"alg"`
 	Typ string `json:"typ"`
 	Kid string `json:"kid"`
+	// Crit lists header extensions the recipient must understand (RFC 7515
+	// §4.1.11). nii implements none, so a token that has it at all — even
+	// an empty list, which the RFC forbids — is refused.
+	Crit json.RawMessage `json:"crit"`
 }
 
 // splitHeader decodes a compact JWS's header without trusting it.
@@ -143,6 +148,9 @@ func splitHeader(token string) (header, error) {
 	}
 	if err := json.Unmarshal(b, &h); err != nil {
 		return h, deny(ReasonMalformed, "header is not JSON")
+	}
+	if h.Crit != nil {
+		return h, deny(ReasonCrit, "crit header %s: nii implements no JWS extension, so it cannot honour one marked critical", trim(string(h.Crit), 64))
 	}
 	return h, nil
 }
