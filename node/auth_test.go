@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -152,6 +153,19 @@ func TestGrantsEnforcedAcrossTheFederation(t *testing.T) {
 		return f != nil && f.State == node.FollowGrantExpired && strings.Contains(f.LastError, "expired")
 	})
 
+	// Authentic grants refused as expired, and tokens no anchor signed,
+	// leave their grant ID in the audit log (the latter marked unverified).
+	if _, err := lambeth.Pull(ctx, nii.Ref{Dataset: ref.Dataset}, node.PullOptions{Grant: expired}); auth.ReasonOf(err) != auth.ReasonExpired && !strings.Contains(fmt.Sprint(err), auth.ReasonExpired) {
+		t.Fatalf("lambeth with an expired grant: %v", err)
+	}
+	stranger, _ := auth.GenerateKey()
+	forged, fc, _ := auth.IssueGrant(stranger, auth.GrantSpec{Federation: fed, Subject: "lambeth",
+		Datasets: []string{"greenwich/*"}, Actions: []nii.Action{"read"}, TTL: time.Hour})
+	if _, err := lambeth.Pull(ctx, nii.Ref{Dataset: ref.Dataset}, node.PullOptions{Grant: forged}); !strings.Contains(fmt.Sprint(err), auth.ReasonUntrusted) {
+		t.Fatalf("lambeth with a grant from an untrusted key: %v", err)
+	}
+	expiredID, _, _ := auth.Peek(expired)
+
 	// Greenwich's audit log holds every decision, with who and why.
 	recs, _, err := greenwich.Audit(auth.AuditQuery{Dataset: "greenwich/spend-2024", Limit: 1000})
 	if err != nil {
@@ -174,9 +188,22 @@ func TestGrantsEnforcedAcrossTheFederation(t *testing.T) {
 			t.Errorf("audit log lacks %s; has %v", want, seen)
 		}
 	}
+	grantOf := map[string]auth.Record{} // reason → a refusal of lambeth's
 	for _, r := range recs {
 		if r.Result == auth.Allowed && r.Grant != gc.ID {
 			t.Fatalf("allowed without the grant's ID recorded: %+v", r)
+		}
+		if r.Result == auth.Refused && r.Node == lambeth.ID() {
+			grantOf[r.Reason] = r
+		}
+	}
+	for reason, want := range map[string]struct {
+		id         string
+		unverified bool
+	}{auth.ReasonRevoked: {gc.ID, false}, auth.ReasonExpired: {expiredID, false}, auth.ReasonUntrusted: {fc.ID, true}} {
+		r, ok := grantOf[reason]
+		if !ok || r.Grant != want.id || r.GrantUnverified != want.unverified {
+			t.Errorf("the %s refusal records grant %q (unverified %v), want %q (unverified %v)", reason, r.Grant, r.GrantUnverified, want.id, want.unverified)
 		}
 	}
 

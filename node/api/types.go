@@ -323,10 +323,12 @@ type AuditRecord struct {
 	Org     string     `json:"org,omitempty"` // its verified org, if proven
 	Dataset string     `json:"dataset"`       // org/name@N
 	Action  nii.Action `json:"action"`
-	Grant   string     `json:"grant_id,omitempty"` // the grant's jti, if one was presented and decoded
-	Result  string     `json:"result"`             // Allowed or Refused
-	Reason  string     `json:"reason"`
-	Detail  string     `json:"detail,omitempty"`
+	Grant   string     `json:"grant_id,omitempty"` // the grant's jti, if one was presented and a jti could be read
+	// GrantUnverified: Grant is only what an unverifiable token claimed.
+	GrantUnverified bool   `json:"grant_id_unverified,omitempty"`
+	Result          string `json:"result"` // Allowed or Refused
+	Reason          string `json:"reason"`
+	Detail          string `json:"detail,omitempty"`
 }
 
 // AuditPage is what GET /api/v1/audit returns.
