@@ -49,3 +49,6 @@ func (n *Node) ForgeVersionForTest(ctx context.Context, d nii.DatasetID, v uint6
 	}
 	return n.store.Commit(sm)
 }
+
+// APIConnsForTest returns how many connections the API holds open now.
+func (n *Node) APIConnsForTest() int64 { return n.conns.open.Load() }

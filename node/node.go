@@ -65,9 +65,13 @@ type Node struct {
 	chunkMu     sync.Mutex
 	chunkReads  map[string]time.Time // allowed chunk reads recorded (see firstChunkRead)
 
-	apiLn    net.Listener
-	apiSrv   *http.Server
-	apiToken string
+	apiLn     net.Listener
+	apiSrv    *http.Server
+	apiToken  string
+	limits    serverLimits       // the API server's, from [http] (httpserver.go)
+	conns     *connLimiter       // the API's listener, at most max_conns open
+	apiCancel context.CancelFunc // cancels every API request's context
+	requests  sync.WaitGroup     // API handlers running
 
 	followKick  chan struct{}
 	pulledBytes atomic.Int64
@@ -245,12 +249,7 @@ func (n *Node) closeResources() error {
 	// rather than suspecting a failure; then stop the libp2p host. The
 	// fields stay set until every goroutine of the node has stopped.
 	if n.apiSrv != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if err := n.apiSrv.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("api shutdown: %w", err))
-			n.apiSrv.Close()
-		}
-		cancel()
+		n.shutdownAPI()
 	} else if n.apiLn != nil {
 		n.apiLn.Close()
 	}
