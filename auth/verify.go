@@ -43,6 +43,7 @@ const (
 	ReasonNotServed         = "not_served"         // this node does not serve it (replicas turned off, the access could not be recorded)
 	ReasonReplicaRestricted = "replica_restricted" // a restricted version asked of a replica: only its publisher serves it
 	ReasonNotChecked        = "not_checked"        // no node was there to check the token against (an offline inspect)
+	ReasonNotMember         = "not_member"         // the requesting node is not a member: not seen in gossip, or (with trust anchors) no membership credential that verifies
 )
 
 // Denial is why a token or request was refused. It is of kind

@@ -76,7 +76,7 @@ func catalogResponseSeeds(f *testing.F, o catalogOrigin) [][]byte {
 		_ = serveCatalog(struct {
 			io.Reader
 			io.Writer
-		}{&in, &out}, "12D3KooWclient", src)
+		}{&in, &out}, "12D3KooWclient", src, nil)
 		return out.Bytes()
 	}
 	src := newFakeCatalog(o.adverts(f, 1, 4, 0)...)
@@ -105,7 +105,7 @@ func FuzzCatalogResponse(f *testing.F) {
 	}
 	f.Add([]byte{}, uint64(0), uint16(10))
 	f.Fuzz(func(t *testing.T, data []byte, after uint64, limit uint16) {
-		recs, more, wm, err := fetchCatalog(fuzzRW{bytes.NewReader(data)}, o.id, after, int(limit))
+		recs, more, wm, err := fetchCatalog(fuzzRW{bytes.NewReader(data)}, o.id, after, int(limit), "")
 		if err != nil {
 			if recs != nil || more || wm != 0 {
 				t.Fatal("records with an error")
@@ -154,7 +154,7 @@ func TestCatalogResponseWorstCaseMemory(t *testing.T) {
 	}
 	var err error
 	used := allocatedBytes(func() {
-		_, _, _, err = fetchCatalog(fuzzRW{bytes.NewReader(resp.Bytes())}, newCatalogOrigin(t).id, 0, 500)
+		_, _, _, err = fetchCatalog(fuzzRW{bytes.NewReader(resp.Bytes())}, newCatalogOrigin(t).id, 0, 500, "")
 	})
 	if !errors.Is(err, ErrMalformed) {
 		t.Fatalf("err = %v, want ErrMalformed", err)

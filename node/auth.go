@@ -340,6 +340,7 @@ func (n *Node) InstallCredential(token string) (*auth.CredentialClaims, error) {
 	n.credential = token
 	n.credMu.Unlock()
 	n.catalog.SetCredential(token)
+	n.host.SetCredential(token)
 	n.catalog.Reverify()
 	if err := n.readvertise(); err != nil {
 		return c, err

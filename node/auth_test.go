@@ -65,6 +65,13 @@ func TestGrantsEnforcedAcrossTheFederation(t *testing.T) {
 		}
 	}
 
+	// Where anchors exist only enrolled nodes are members (members.go):
+	// southwark enrols now, so that what follows tests its grants.
+	scred, _, _ := auth.IssueCredential(admin, fed, southwark.ID(), "southwark", "", time.Hour)
+	if _, err := southwark.InstallCredential(scred); err != nil {
+		t.Fatal(err)
+	}
+
 	grant, gc, err := auth.IssueGrant(admin, auth.GrantSpec{Federation: fed, Subject: "lambeth",
 		Datasets: []string{"greenwich/spend-*"}, Actions: []nii.Action{"read", "sync"}, TTL: time.Hour})
 	if err != nil {

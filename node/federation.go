@@ -34,6 +34,8 @@ func (n *Node) startFederation() error {
 	if err != nil {
 		return fmt.Errorf("p2p: %w", err)
 	}
+	n.host.SetAdmitter(n.admit)
+	n.host.SetCredential(n.credential)
 	n.host.ServeCatalog(catalogSource{n.catalog})
 	if !n.cfg.RegistryOnly {
 		n.host.ServeContent(n.store, n.authorize)

@@ -50,6 +50,7 @@ func (n *Node) newMetrics() *prometheus.Registry {
 	}, []string{"route"})
 	reg.MustRegister(n.ops.httpRequests, n.ops.httpDuration)
 	reg.MustRegister(n.serverCollectors()...)
+	reg.MustRegister(n.memberCollectors()...)
 	return reg
 }
 

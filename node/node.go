@@ -60,8 +60,9 @@ type Node struct {
 	revocations *auth.Revocations
 	audit       *auth.AuditLog
 	credMu      sync.Mutex
-	credential  string     // this node's membership credential, if enrolled
-	trustMu     sync.Mutex // serialises trust-anchor edits (config file and memory)
+	credential  string      // this node's membership credential, if enrolled
+	trustMu     sync.Mutex  // serialises trust-anchor edits (config file and memory)
+	strangers   strangerLog // refusals of non-members, logged (members.go)
 	chunkMu     sync.Mutex
 	chunkReads  map[string]time.Time // allowed chunk reads recorded (see firstChunkRead)
 

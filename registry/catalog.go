@@ -596,6 +596,14 @@ func (c *Catalog) Credentials() map[nii.NodeID]string {
 	return maps.Clone(c.creds)
 }
 
+// Credential returns the membership credential origin's newest record
+// carries ("" if none, or no record of origin is held).
+func (c *Catalog) Credential(origin nii.NodeID) string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.creds[origin]
+}
+
 // CountByOrigin returns how many live datasets each origin advertises.
 func (c *Catalog) CountByOrigin() map[nii.NodeID]int {
 	c.mu.RLock()
