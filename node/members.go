@@ -9,6 +9,7 @@ import (
 	"github.com/nii-uk/nii"
 	"github.com/nii-uk/nii/auth"
 	"github.com/nii-uk/nii/exchange"
+	"github.com/nii-uk/nii/registry"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -139,8 +140,57 @@ func (n *Node) memberCollectors() []prometheus.Collector {
 	if h == nil {
 		return nil
 	}
-	return []prometheus.Collector{prometheus.NewCounterFunc(prometheus.CounterOpts{
-		Namespace: metricsNamespace, Subsystem: "p2p", Name: "refused_not_member_total",
-		Help: "libp2p requests (catalog pages, manifests, chunks) refused because the requesting node is not a member.",
-	}, func() float64 { return float64(h.Strangers()) })}
+	cat := n.catalog
+	return []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Subsystem: "p2p", Name: "refused_not_member_total",
+			Help: "libp2p requests (catalog pages, manifests, chunks) refused because the requesting node is not a member.",
+		}, func() float64 { return float64(h.Strangers()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: metricsNamespace, Subsystem: "catalog", Name: "parked_records",
+			Help: "Catalog records of origins not known as members, held in memory (not stored, not listed) until gossip shows the origin.",
+		}, func() float64 { return float64(cat.Parked()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Subsystem: "catalog", Name: "origins_evicted_total",
+			Help: "Unverified, departed origins whose records were deleted to keep the catalog within its origin limit.",
+		}, func() float64 { return float64(cat.Evicted()) }),
+	}
+}
+
+// catalogMembers tells the catalog who is, or was, a member: a node in the
+// member table, or one whose credential verifies here (registry/origins.go).
+type catalogMembers struct{ n *Node }
+
+func (m catalogMembers) IsMember(origin nii.NodeID, credential string) bool {
+	if _, ok := m.n.peers.Get(origin); ok {
+		return true
+	}
+	if credential == "" {
+		return false
+	}
+	_, err := m.n.verifier.VerifyCredential(credential, origin)
+	return err == nil
+}
+
+func (m catalogMembers) Departed(origin nii.NodeID) bool {
+	p, ok := m.n.peers.Get(origin)
+	return !ok || !p.Online()
+}
+
+// memberLoop prunes the member table every minute: members departed for
+// registry.PeerForgetAfter, and the longest departed past registry.MaxPeers.
+func (n *Node) memberLoop() {
+	defer n.wg.Done()
+	tick := time.NewTicker(time.Minute)
+	defer tick.Stop()
+	for {
+		select {
+		case <-n.closeCh:
+			return
+		case <-tick.C:
+			if k := n.peers.Prune(time.Now().Add(-registry.PeerForgetAfter), registry.MaxPeers); k > 0 {
+				n.log.Info("departed members forgotten", slog.Int(nii.LogCount, k))
+			}
+		}
+	}
 }

@@ -52,6 +52,8 @@ const (
 	RejectStale        = "stale"         // older than the record held for that origin and dataset
 	RejectReplay       = "replay"        // the very record already held
 	RejectOverload     = "overload"      // dropped unread: gossip could not keep up (anti-entropy brings it later)
+	RejectNotMember    = "not_member"    // its origin is not (and was not) a member: parked, not stored (origins.go)
+	RejectOverLimit    = "over_limit"    // its origin holds the most datasets one origin may, or the catalog the most origins
 )
 
 // ErrRejected matches every refusal of a received record.
@@ -92,6 +94,7 @@ type Catalog struct {
 	watermarks map[nii.NodeID]uint64
 	maxSeq     map[nii.NodeID]uint64                   // highest seq held per origin (≥ watermark)
 	creds      map[nii.NodeID]string                   // the credential of each origin's newest record
+	perOrigin  map[nii.NodeID]int                      // datasets held per origin
 	entries    map[nii.DatasetID]map[nii.NodeID]*Entry // newest advert per dataset per origin, tombstones included
 	index      *search.Index
 	orgNames   map[string]orgName // org → the name its newest live advert gives it
@@ -102,6 +105,11 @@ type Catalog struct {
 	onChange func(*nii.Advert) // called (with c.mu held) for every record applied
 
 	credential string // this node's membership credential, carried in its adverts
+
+	members Members       // who counts as a member; nil: every origin (origins.go)
+	limits  CatalogLimits // with members set
+	parked  parking       // records of origins not (yet) known as members
+	evicted atomic.Int64  // origins evicted to make room
 }
 
 // SetCredential sets the membership credential this node's next adverts
@@ -158,6 +166,7 @@ func OpenCatalog(db *badger.DB, self nii.NodeID, key ed25519.PrivateKey, verify 
 		watermarks: make(map[nii.NodeID]uint64),
 		maxSeq:     make(map[nii.NodeID]uint64),
 		creds:      make(map[nii.NodeID]string),
+		perOrigin:  make(map[nii.NodeID]int),
 		entries:    make(map[nii.DatasetID]map[nii.NodeID]*Entry),
 		index:      search.NewIndex(),
 		orgNames:   make(map[string]orgName),
@@ -211,6 +220,9 @@ func (c *Catalog) install(a *nii.Advert) {
 		c.entries[a.Dataset] = byOrigin
 	}
 	e := &Entry{Advert: a, Verified: c.verified(a), Received: time.Now().UTC()}
+	if byOrigin[a.Origin] == nil {
+		c.perOrigin[a.Origin]++
+	}
 	byOrigin[a.Origin] = e
 	if a.Seq >= c.maxSeq[a.Origin] {
 		c.creds[a.Origin] = a.Credential
@@ -305,8 +317,14 @@ func (c *Catalog) Apply(sa *nii.SignedAdvert) (*nii.Advert, bool, error) {
 	case err != nil:
 		return nil, false, c.reject(RejectInvalid, "%v", err)
 	}
+	if err := c.admitOrigin(sa, a); err != nil {
+		return a, false, err
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if err := c.makeRoom(a); err != nil {
+		return a, false, err
+	}
 	if held := c.entries[a.Dataset][a.Origin]; held != nil {
 		switch {
 		case held.Advert.Seq == a.Seq:

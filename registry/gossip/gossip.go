@@ -473,7 +473,7 @@ func (g *Gossip) handle(msg []byte) {
 			g.cat.Reject(registry.RejectInvalid, "gossip notice: undecodable")
 			return
 		}
-		if g.cat.HasRecord(n.Origin, n.Seq) || n.From == g.cfg.Self {
+		if g.cat.HasRecord(n.Origin, n.Seq) || n.From == g.cfg.Self || !g.cat.WantsOrigin(n.Origin) {
 			return
 		}
 		// The record is fetched by the catch-up workers, never here: this
@@ -487,9 +487,11 @@ func (g *Gossip) handle(msg []byte) {
 }
 
 func (g *Gossip) logReject(err error) {
-	// Replays are the normal echo of epidemic spread; anything else is worth
-	// an operator's attention.
-	if errors.Is(err, registry.ErrRejected) && !isReplay(err) {
+	// Replays are the normal echo of epidemic spread, and records of
+	// unknown origins are counted and parked (a flood would fill the log);
+	// anything else is worth an operator's attention.
+	var re *registry.RejectError
+	if errors.As(err, &re) && re.Reason != registry.RejectReplay && re.Reason != registry.RejectNotMember {
 		g.log.Warn("catalog record rejected", slog.String("err", err.Error()))
 	}
 }
@@ -689,7 +691,7 @@ func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 	}
 	mine := d.g.cat.Watermarks()
 	for origin, wm := range st.Watermarks {
-		if wm > mine[origin] && origin.Validate() == nil {
+		if wm > mine[origin] && origin.Validate() == nil && d.g.cat.WantsOrigin(origin) {
 			d.g.queueCatchup(origin, st.From)
 		}
 	}
@@ -734,6 +736,10 @@ func (e *eventDelegate) update(n *memberlist.Node, state string) {
 	if state == registry.PeerAlive {
 		if g.cfg.OnPeer != nil && len(m.Addrs) > 0 {
 			g.cfg.OnPeer(m.ID, m.Addrs)
+		}
+		// Records that arrived before the member did (parked) count now.
+		if k := g.cat.Release(m.ID); k > 0 {
+			g.log.Debug("parked catalog records applied", slog.String("origin", m.ID.Short()), slog.Int("count", k))
 		}
 		if m.Seq > g.cat.Watermark(m.ID) {
 			g.queueCatchup(m.ID, m.ID)
