@@ -155,6 +155,7 @@ func (n *Node) Status() (*api.Status, error) {
 			Datasets: n.catalog.Len(), Origins: n.catalog.Origins(),
 			Applied: n.catalog.Applied(), Rejected: n.catalog.Rejected(),
 		},
+		History: n.history(),
 		Uptime:  time.Since(n.startAt).Round(time.Second).String(),
 		Store:   storeStats(stats),
 		Version: BuildVersion,

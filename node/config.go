@@ -76,6 +76,9 @@ type GossipConfig struct {
 	// first is used to encrypt, all are tried to decrypt (for rotation).
 	Keys    []string `toml:"keys,omitempty" comment:"gossip encryption keys, base64; the first encrypts, all decrypt (see docs/registry.md for rotation)"`
 	Profile string   `toml:"profile" comment:"timing profile: lan, wan or local"`
+	// SyncWait is how long a publish waits for a node that had peers to
+	// learn from them what it published before (history.go).
+	SyncWait string `toml:"sync_wait,omitempty" comment:"how long a publish waits for the node to learn its own history from a member (default 30s; see docs/operations.md, backup and restore)"`
 
 	// Timing overrides, for tests. Runtime only.
 	Timing GossipTiming `toml:"-"`
@@ -218,6 +221,9 @@ func (c *Config) Validate() error {
 	case "", AdmitAuto, AdmitGossip, AdmitEnrolled:
 	default:
 		return fmt.Errorf("config: p2p.admit %q: want auto, gossip or enrolled", c.P2P.Admit)
+	}
+	if _, err := c.Gossip.syncWait(); err != nil {
+		return err
 	}
 	if _, err := c.Audit.retention(); err != nil {
 		return err

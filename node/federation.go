@@ -31,6 +31,7 @@ func (n *Node) startFederation() error {
 	}
 	n.catalog.SetCredential(n.credential)
 	n.catalog.SetMembers(catalogMembers{n}, registry.CatalogLimits{})
+	n.watchHistory()
 	n.host, err = exchange.NewHost(exchange.HostConfig{Key: n.p2pKey, Listen: n.cfg.P2P.Listen, Logger: n.log})
 	if err != nil {
 		return fmt.Errorf("p2p: %w", err)

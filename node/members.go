@@ -177,8 +177,10 @@ func (m catalogMembers) Departed(origin nii.NodeID) bool {
 	return !ok || !p.Online()
 }
 
-// memberLoop prunes the member table every minute: members departed for
-// registry.PeerForgetAfter, and the longest departed past registry.MaxPeers.
+// memberLoop prunes the member table every minute (members departed for
+// registry.PeerForgetAfter, and the longest departed past
+// registry.MaxPeers), and signs this node's records again when the
+// federation handed back records of an earlier life of it (history.go).
 func (n *Node) memberLoop() {
 	defer n.wg.Done()
 	tick := time.NewTicker(time.Minute)
@@ -187,6 +189,10 @@ func (n *Node) memberLoop() {
 		select {
 		case <-n.closeCh:
 			return
+		case <-n.ownKick:
+			if err := n.readvertise(); err != nil {
+				n.log.Error("sign this node's records again", slog.String(nii.LogErr, err.Error()))
+			}
 		case <-tick.C:
 			if k := n.peers.Prune(time.Now().Add(-registry.PeerForgetAfter), registry.MaxPeers); k > 0 {
 				n.log.Info("departed members forgotten", slog.Int(nii.LogCount, k))

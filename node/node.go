@@ -60,9 +60,11 @@ type Node struct {
 	revocations *auth.Revocations
 	audit       *auth.AuditLog
 	credMu      sync.Mutex
-	credential  string      // this node's membership credential, if enrolled
-	trustMu     sync.Mutex  // serialises trust-anchor edits (config file and memory)
-	strangers   strangerLog // refusals of non-members, logged (members.go)
+	credential  string        // this node's membership credential, if enrolled
+	trustMu     sync.Mutex    // serialises trust-anchor edits (config file and memory)
+	strangers   strangerLog   // refusals of non-members, logged (members.go)
+	needSync    bool          // this node had peers before: learn its own history before publishing (history.go)
+	ownKick     chan struct{} // own records learnt from the federation: sign ours again
 	chunkMu     sync.Mutex
 	chunkReads  map[string]time.Time // allowed chunk reads recorded (see firstChunkRead)
 
@@ -106,6 +108,7 @@ func New(cfg Config) (*Node, error) {
 		id:         id,
 		closeCh:    make(chan struct{}),
 		followKick: make(chan struct{}, 1),
+		ownKick:    make(chan struct{}, 1),
 	}, nil
 }
 

@@ -107,3 +107,39 @@ func TestPeersPruned(t *testing.T) {
 		t.Fatalf("over the bound: pruned %d, %d left; want 4 left (3 alive, 1 departed)", k, p.Len())
 	}
 }
+
+// This node's own records coming back beyond its counter (a restored
+// home) are adopted and the counter moves past them; one of its seqs
+// signed for other content is a collision. Both are reported.
+func TestOwnRecordsFromAnEarlierLife(t *testing.T) {
+	db := memDB(t)
+	self := newIdent()
+	c, err := OpenCatalog(db, self.ID, self.Key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []bool
+	c.OnOwnRecord(func(a *nii.Advert, collision bool) { seen = append(seen, collision) })
+	if _, _, err := c.Sign(nii.Advert{Dataset: nii.DatasetID{Org: "greenwich", Name: "spend"}, Version: 1,
+		Manifest: nii.HashOf([]byte("v1")), Meta: nii.Metadata{Publisher: "greenwich", Title: "x", Access: nii.AccessOpen}}); err != nil {
+		t.Fatal(err)
+	}
+	// An earlier life signed seq 1 for other content, and seq 5.
+	if _, _, err := c.Apply(self.Advert(t, 1, "spend", 1, "other")); reasonOf(err) != RejectStale {
+		t.Fatalf("a collision: %v", err)
+	}
+	if _, isNew, err := c.Apply(self.Advert(t, 5, "spend", 3, "later")); err != nil || !isNew {
+		t.Fatalf("an own record beyond the counter: %v", err)
+	}
+	if c.SelfSeq() != 5 || len(seen) != 2 || !seen[0] || seen[1] {
+		t.Fatalf("self seq %d, reports %v", c.SelfSeq(), seen)
+	}
+	if a, c2 := c.OwnLearnt(); a != 1 || c2 != 1 {
+		t.Fatalf("adopted %d, collisions %d", a, c2)
+	}
+	_, next, err := c.Sign(nii.Advert{Dataset: nii.DatasetID{Org: "greenwich", Name: "other"}, Version: 1,
+		Manifest: nii.HashOf([]byte("o")), Meta: nii.Metadata{Publisher: "greenwich", Title: "x", Access: nii.AccessOpen}})
+	if err != nil || next.Seq != 6 {
+		t.Fatalf("the next record: seq %d %v, want 6", next.Seq, err)
+	}
+}

@@ -168,6 +168,13 @@ func printStatus(out io.Writer, st *api.Status) error {
 	fmt.Fprintf(w, "datasets\t%d (%d versions)\n", st.Store.Datasets, st.Store.Versions)
 	fmt.Fprintf(w, "store\t%d chunks, %s\n", st.Store.Chunks, humanize.IBytes(uint64(st.Store.ChunkBytes)))
 	fmt.Fprintf(w, "uptime\t%s\n", st.Uptime)
+	h := st.History
+	switch {
+	case !h.Synced:
+		fmt.Fprintf(w, "history\tnot yet heard from the federation: publishing waits until a member answers\n")
+	case h.Adopted > 0 || h.Collisions > 0:
+		fmt.Fprintf(w, "history\t%d own records learnt from the federation, %d collisions: this home was restored from a backup, or its key runs elsewhere (docs/operations.md)\n", h.Adopted, h.Collisions)
+	}
 	return w.Flush()
 }
 
