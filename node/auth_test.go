@@ -369,4 +369,13 @@ func TestAmbiguousPublisherRefused(t *testing.T) {
 	if !errors.Is(err, node.ErrAmbiguous) {
 		t.Fatalf("pull with two unverified claims: %v", err)
 	}
+	// The download relay (what CKAN's and DCAT's resource URLs point at) on
+	// a node that holds no copy answers the same: 409, ambiguous, and what
+	// to do — not 404 or 500.
+	for _, v := range []string{"1", "latest"} {
+		code, _, body := fetch(t, "GET", nodes[1].APIAddr()+"/api/v1/datasets/greenwich/spend/versions/"+v+"/download", nil)
+		if code != http.StatusConflict || !strings.Contains(string(body), `"ambiguous"`) || !strings.Contains(string(body), "verif") {
+			t.Fatalf("download @%s with two unverified claims: %d %s", v, code, body)
+		}
+	}
 }
