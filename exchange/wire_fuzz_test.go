@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 	"testing/iotest"
 
@@ -163,4 +164,47 @@ func TestCatalogResponseWorstCaseMemory(t *testing.T) {
 	if used > 40*maxCatalogResponse {
 		t.Fatalf("refusing the page allocated %d MiB", used>>20)
 	}
+}
+
+// FuzzCatalogRequest feeds arbitrary bytes to the catalog server as a
+// request, with an Admitter that admits only a credential "member". It
+// must not panic, must ask the Admitter before anything else, and must
+// answer a status (or fail the exchange) without serving a stranger.
+func FuzzCatalogRequest(f *testing.F) {
+	o := newCatalogOrigin(f)
+	for _, req := range []catalogRequest{
+		{Origin: o.id, Limit: 10, Cred: "member"},
+		{Origin: o.id, Limit: 10},
+		{Origin: "bad", Cred: "member"},
+		{Origin: o.id, After: 2, Limit: 1, Cred: strings.Repeat("x", 9000)},
+	} {
+		var b bytes.Buffer
+		if err := writeMsg(&b, &req); err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b.Bytes())
+	}
+	src := newFakeCatalog(o.adverts(f, 1, 3, 0)...)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var out bytes.Buffer
+		asked := false
+		admit := func(a Admission) error {
+			asked = true
+			if a.Credential != "member" || a.Protocol != "catalog" {
+				return errors.New("not a member")
+			}
+			return nil
+		}
+		err := serveCatalog(struct {
+			io.Reader
+			io.Writer
+		}{bytes.NewReader(data), &out}, "12D3KooWclient", src, admit)
+		var req catalogRequest
+		if readMsg(bytes.NewReader(data), maxCatalogRequest, &req) == nil && !asked {
+			t.Fatal("a decodable request was served without asking the Admitter")
+		}
+		if asked && req.Cred != "member" && err == nil {
+			t.Fatal("a stranger's request was answered OK")
+		}
+	})
 }
