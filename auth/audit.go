@@ -33,10 +33,32 @@ type Record struct {
 	Org     string     `json:"org,omitempty"` // its verified org, if proven
 	Dataset string     `json:"dataset"`       // org/name@N
 	Action  nii.Action `json:"action"`
-	Grant   string     `json:"grant_id,omitempty"` // the grant's jti, if one was presented and decoded
-	Result  string     `json:"result"`             // allowed or refused
-	Reason  string     `json:"reason"`
-	Detail  string     `json:"detail,omitempty"`
+	Grant   string     `json:"grant_id,omitempty"` // the grant's jti, if one was presented and a jti could be read
+	// GrantUnverified marks a Grant read from a token whose signature did
+	// not verify (or was never checked): the jti it claims, which anyone
+	// could have written.
+	GrantUnverified bool   `json:"grant_id_unverified,omitempty"`
+	Result          string `json:"result"` // allowed or refused
+	Reason          string `json:"reason"`
+	Detail          string `json:"detail,omitempty"`
+}
+
+// SetGrant records which grant a decision was about: the jti of g, the
+// grant's verified claims, when its signature verified (whether or not the
+// grant was then accepted); else the jti the token claims, if one can be
+// read, marked unverified. A token with no readable jti leaves none.
+func (r *Record) SetGrant(token string, g *GrantClaims) {
+	r.Grant, r.GrantUnverified = "", false
+	if g != nil {
+		r.Grant = g.ID
+		return
+	}
+	if token == "" || len(token) > MaxTokenSize {
+		return
+	}
+	if jti, _, err := Peek(token); err == nil && jti != "" {
+		r.Grant, r.GrantUnverified = trim(jti, 128), true
+	}
 }
 
 // AuditLog is the append-only log of access decisions, kept in badger

@@ -141,6 +141,14 @@ func TestAttackTokensRefusedWithTheirReason(t *testing.T) {
 	noJTI := handMint(t, f.admin, hdr, grantClaims(f, func(c map[string]any) { delete(c, "jti") }))
 	badExp := handMint(t, f.admin, hdr, grantClaims(f, func(c map[string]any) { c["exp"] = "tomorrow" }))
 	noTyp := handMint(t, f.admin, map[string]any{"alg": "EdDSA", "kid": adminKID}, grantClaims(f, nil))
+	// crit names an extension the signer says must be understood: a
+	// verifier that does not implement it must refuse (RFC 7515 §4.1.11).
+	critHdr := grantHeader(f.admin)
+	critHdr["crit"], critHdr["exp-ext"] = []string{"exp-ext"}, true
+	crit := handMint(t, f.admin, critHdr, grantClaims(f, nil))
+	emptyCritHdr := grantHeader(f.admin)
+	emptyCritHdr["crit"] = []string{}
+	emptyCrit := handMint(t, f.admin, emptyCritHdr, grantClaims(f, nil))
 
 	for _, tc := range []struct {
 		name, token, reason string
@@ -165,6 +173,8 @@ func TestAttackTokensRefusedWithTheirReason(t *testing.T) {
 		{"revoked jti", revoked, ReasonRevoked, req},
 		{"a credential passed as a grant", cred, ReasonType, req},
 		{"no typ", noTyp, ReasonType, req},
+		{"crit names an unknown extension", crit, ReasonCrit, req},
+		{"crit empty (forbidden by RFC 7515)", emptyCrit, ReasonCrit, req},
 		{"iss is not the key", wrongIss, ReasonIssuer, req},
 		{"no exp", noExp, ReasonClaims, req},
 		{"no jti", noJTI, ReasonClaims, req},
@@ -562,5 +572,50 @@ func TestWriteKeyPair(t *testing.T) {
 	}
 	if _, err := os.Stat(other); !os.IsNotExist(err) {
 		t.Fatalf("private key written though the pair was refused: %v", err)
+	}
+}
+
+// An authentic grant refused after its signature verified comes back with
+// its claims, so the audit log can name it; a token no anchor signed gives
+// only the jti it claims, which a record marks unverified.
+func TestRefusedGrantsKeepTheirID(t *testing.T) {
+	f := newFixture(t)
+	req := Request{Dataset: nii.DatasetID{Org: "greenwich", Name: "spend-2024"}, Action: ActionRead, Node: f.lambeth, Org: "lambeth"}
+	expired, ec := f.grant(t, func(s *GrantSpec) { s.NotBefore = f.now.Add(-2 * time.Hour) })
+	future, fc := f.grant(t, func(s *GrantSpec) { s.NotBefore = f.now.Add(time.Hour) })
+	wrongAud, ac := f.grant(t, func(s *GrantSpec) { s.Federation = "manchester" })
+	revoked, rc := f.grant(t, nil)
+	f.revoked[rc.ID] = true
+	for _, tc := range []struct {
+		name, token, reason, id string
+	}{
+		{"expired", expired, ReasonExpired, ec.ID},
+		{"not yet valid", future, ReasonNotYetValid, fc.ID},
+		{"wrong audience", wrongAud, ReasonAudience, ac.ID},
+		{"revoked", revoked, ReasonRevoked, rc.ID},
+	} {
+		g, err := f.v.CheckGrant(tc.token, req)
+		if ReasonOf(err) != tc.reason || g == nil || g.ID != tc.id {
+			t.Fatalf("%s: reason %q, claims %v", tc.name, ReasonOf(err), g)
+		}
+		var r Record
+		r.SetGrant(tc.token, g)
+		if r.Grant != tc.id || r.GrantUnverified {
+			t.Fatalf("%s: record grant %q unverified=%v", tc.name, r.Grant, r.GrantUnverified)
+		}
+	}
+	untrusted := handMint(t, f.mallory, grantHeader(f.mallory), grantClaims(f, func(c map[string]any) { c["jti"] = "mallory-1" }))
+	g, err := f.v.CheckGrant(untrusted, req)
+	if ReasonOf(err) != ReasonUntrusted || g != nil {
+		t.Fatalf("untrusted: %v %v", err, g)
+	}
+	var r Record
+	r.SetGrant(untrusted, g)
+	if r.Grant != "mallory-1" || !r.GrantUnverified {
+		t.Fatalf("untrusted: record grant %q unverified=%v", r.Grant, r.GrantUnverified)
+	}
+	r.SetGrant("not a token", nil)
+	if r.Grant != "" || r.GrantUnverified {
+		t.Fatalf("garbage: record grant %q", r.Grant)
 	}
 }

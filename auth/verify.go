@@ -37,11 +37,13 @@ const (
 	ReasonAction      = "action"              // the action is not granted
 	ReasonSubject     = "subject"             // sub is neither the requesting node nor its verified org
 	ReasonBound       = "bound_to_other_node" // cnf names another node
+	ReasonCrit        = "crit"                // a crit header: an extension nii does not implement (RFC 7515 §4.1.11)
 
 	// Refusals a serving node makes before any token is looked at.
 	ReasonNotServed         = "not_served"         // this node does not serve it (replicas turned off, the access could not be recorded)
 	ReasonReplicaRestricted = "replica_restricted" // a restricted version asked of a replica: only its publisher serves it
 	ReasonNotChecked        = "not_checked"        // no node was there to check the token against (an offline inspect)
+	ReasonNotMember         = "not_member"         // the requesting node is not a member: not seen in gossip, or (with trust anchors) no membership credential that verifies
 )
 
 // Denial is why a token or request was refused. It is of kind
@@ -125,6 +127,10 @@ type header struct {
 	Alg string `json:"alg"`
 	Typ string `json:"typ"`
 	Kid string `json:"kid"`
+	// Crit lists header extensions the recipient must understand (RFC 7515
+	// §4.1.11). nii implements none, so a token that has it at all — even
+	// an empty list, which the RFC forbids — is refused.
+	Crit json.RawMessage `json:"crit"`
 }
 
 // splitHeader decodes a compact JWS's header without trusting it.
@@ -143,6 +149,9 @@ func splitHeader(token string) (header, error) {
 	}
 	if err := json.Unmarshal(b, &h); err != nil {
 		return h, deny(ReasonMalformed, "header is not JSON")
+	}
+	if h.Crit != nil {
+		return h, deny(ReasonCrit, "crit header %s: nii implements no JWS extension, so it cannot honour one marked critical", trim(string(h.Crit), 64))
 	}
 	return h, nil
 }
@@ -168,7 +177,9 @@ func unverifiedClaims(token string) (map[string]any, error) {
 // *Claims types) and returns its registered claims. Every check that does
 // not depend on a request is made here, in this order: size, form, alg,
 // typ, trusted key, signature, issuer, required claims, audience, time,
-// revocation.
+// revocation. A token refused by the checks after the signature's (time,
+// audience, revocation) is authentic: its claims are returned with the
+// refusal. Before that, the claims are nil.
 func (v *Verifier) parse(token, typ string, claims jwt.Claims, checkRevoked bool) (any, error) {
 	h, err := splitHeader(token)
 	if err != nil {
@@ -199,15 +210,17 @@ func (v *Verifier) parse(token, typ string, claims jwt.Claims, checkRevoked bool
 		}
 		out = claims
 	}
+	// From here on the token is authentic: a refusal returns its claims
+	// too, so that the audit log can name the grant it refused.
 	rc := registeredOf(out.(jwt.Claims))
 	if err := v.checkTime(rc); err != nil {
-		return nil, err
+		return out, err
 	}
 	if !containsAud(rc.Audience, v.Federation) {
-		return nil, deny(ReasonAudience, "aud %v: this node's federation is %q", []string(rc.Audience), v.Federation)
+		return out, deny(ReasonAudience, "aud %v: this node's federation is %q", []string(rc.Audience), v.Federation)
 	}
 	if checkRevoked && v.Revoked != nil && v.Revoked(rc.ID) {
-		return nil, deny(ReasonRevoked, "token %s was revoked by an issuer", rc.ID)
+		return out, deny(ReasonRevoked, "token %s was revoked by an issuer", rc.ID)
 	}
 	return out, nil
 }
@@ -313,16 +326,22 @@ type Request struct {
 }
 
 // CheckGrant verifies a grant and that it allows r. It returns the
-// grant's claims, or a *Denial saying which check failed.
+// grant's claims, or a *Denial saying which check failed. A refused grant
+// whose signature verified (expired, not yet valid, wrong audience,
+// revoked, or not allowing r) comes back with its claims, so the caller
+// can record which grant it refused; an unverifiable one with nil.
 func (v *Verifier) CheckGrant(token string, r Request) (*GrantClaims, error) {
 	if token == "" {
 		return nil, deny(ReasonNoGrant, "%s is restricted: present a grant (--grant)", r.Dataset)
 	}
 	out, err := v.parse(token, TypeGrant, new(GrantClaims), true)
-	if err != nil {
+	if out == nil {
 		return nil, err
 	}
 	g := out.(*GrantClaims)
+	if err != nil {
+		return g, err
+	}
 	if len(g.Datasets) == 0 || len(g.Datasets) > MaxPatterns {
 		return g, deny(ReasonClaims, "datasets: want 1 to %d patterns", MaxPatterns)
 	}
@@ -348,10 +367,13 @@ func (v *Verifier) CheckGrant(token string, r Request) (*GrantClaims, error) {
 // its claims (the org it proves).
 func (v *Verifier) VerifyCredential(token string, node nii.NodeID) (*CredentialClaims, error) {
 	out, err := v.parse(token, TypeCredential, new(CredentialClaims), true)
-	if err != nil {
+	if out == nil {
 		return nil, err
 	}
 	c := out.(*CredentialClaims)
+	if err != nil {
+		return c, err
+	}
 	if c.Subject != string(node) {
 		return c, deny(ReasonSubject, "the credential is for node %s, not %s", trim(c.Subject, 60), node.Short())
 	}
@@ -364,8 +386,11 @@ func (v *Verifier) VerifyCredential(token string, node nii.NodeID) (*CredentialC
 // VerifyRevocation verifies a revocation.
 func (v *Verifier) VerifyRevocation(token string) (*RevocationClaims, error) {
 	out, err := v.parse(token, TypeRevocation, new(RevocationClaims), false)
-	if err != nil {
+	if out == nil {
 		return nil, err
+	}
+	if err != nil {
+		return out.(*RevocationClaims), err
 	}
 	r := out.(*RevocationClaims)
 	if r.Revokes == "" || len(r.Revokes) > 128 {

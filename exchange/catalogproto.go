@@ -5,7 +5,8 @@ package exchange
 // records gossip did not bring it (Syncthing's delta index idea: each origin
 // numbers what it signs, so one number per origin says what a node has).
 //
-//	client → server  catalogRequest {1: origin, 2: after, 3: limit}    ≤ 4 KiB
+//	client → server  catalogRequest {1: origin, 2: after, 3: limit,    ≤ 16 KiB
+//	                 4: credential (optional)}
 //	server → client  status {1: ok, 2: code, 3: message}                ≤ 4 KiB
 //	server → client  catalogPage {1: records, 2: more, 3: watermark}   ≤ 2 MiB
 //	                 (if ok)
@@ -33,8 +34,8 @@ const catalogProtocol protocol.ID = "/nii/catalog/1.0.0"
 
 // Catalog protocol limits.
 const (
-	maxCatalogRequest  = 4 << 10 // request frame
-	maxCatalogResponse = 2 << 20 // page frame
+	maxCatalogRequest  = 16 << 10 // request frame: room for a membership credential
+	maxCatalogResponse = 2 << 20  // page frame
 	// maxCatalogPageBytes is what a server puts in one page at most
 	// (records and their CBOR headers); half the frame limit, so an
 	// encoder's overhead can never push a page over it.
@@ -56,6 +57,7 @@ type catalogRequest struct {
 	Origin nii.NodeID `cbor:"1,keyasint"`
 	After  uint64     `cbor:"2,keyasint"`
 	Limit  int        `cbor:"3,keyasint"`
+	Cred   string     `cbor:"4,keyasint,omitempty"` // the requester's membership credential
 }
 
 // catalogPage is the response: encoded signed adverts in ascending Seq
@@ -80,16 +82,17 @@ type CatalogSource interface {
 	CatalogPage(origin nii.NodeID, after uint64, limit int) (recs []*nii.SignedAdvert, more bool, watermark uint64, err error)
 }
 
-// ServeCatalog serves the catalog protocol from src to every peer that
-// connects (the catalog is public inside the federation; the transport has
-// already authenticated the peer). A nil src stops serving it.
+// ServeCatalog serves the catalog protocol from src to every peer the
+// Admitter admits (the catalog is public inside the federation, not
+// outside it; the transport has already authenticated the peer). A nil src
+// stops serving it.
 func (h *Host) ServeCatalog(src CatalogSource) {
 	if src == nil {
 		h.removeHandler(catalogProtocol)
 		return
 	}
 	h.setHandler(catalogProtocol, maxCatalogResponse, func(rw io.ReadWriter, remote nii.NodeID) error {
-		return serveCatalog(rw, remote, src)
+		return serveCatalog(rw, remote, src, h.admission)
 	})
 }
 
@@ -116,7 +119,7 @@ func (h *Host) FetchCatalogPage(ctx context.Context, from, origin nii.NodeID, af
 	}
 	err = h.request(ctx, from, catalogProtocol, maxCatalogResponse, func(rw io.ReadWriter) error {
 		var err error
-		recs, more, watermark, err = fetchCatalog(rw, origin, after, limit)
+		recs, more, watermark, err = fetchCatalog(rw, origin, after, limit, h.ownCredential())
 		return err
 	})
 	if err != nil {
@@ -133,7 +136,7 @@ func clampCatalogLimit(limit int) int {
 // serveCatalog answers one catalog request read from rw with a page from
 // src. remote is the authenticated requesting node. It returns an error if
 // the exchange failed; an *answeredError if the client was told why.
-func serveCatalog(rw io.ReadWriter, remote nii.NodeID, src CatalogSource) error {
+func serveCatalog(rw io.ReadWriter, remote nii.NodeID, src CatalogSource, admit func(Admission) error) error {
 	var req catalogRequest
 	if err := readMsg(rw, maxCatalogRequest, &req); err != nil {
 		err = fmt.Errorf("catalog request from %s: %w", remote.Short(), err)
@@ -141,6 +144,11 @@ func serveCatalog(rw io.ReadWriter, remote nii.NodeID, src CatalogSource) error 
 			return answer(rw, badRequest("%v", err), err)
 		}
 		return err
+	}
+	if admit != nil {
+		if err := admit(Admission{Remote: remote, Credential: req.Cred, Protocol: "catalog", What: string(req.Origin)}); err != nil {
+			return refuseStranger(rw, remote, "catalog", err)
+		}
 	}
 	if err := req.Origin.Validate(); err != nil {
 		return answer(rw, badRequest("origin: %v", err), fmt.Errorf("catalog request from %s: %w", remote.Short(), err))
@@ -181,12 +189,12 @@ func serveCatalog(rw io.ReadWriter, remote nii.NodeID, src CatalogSource) error 
 // records, whether more follow, and the server's watermark. It checks that
 // each record decodes, names origin and comes in strictly ascending Seq
 // order above after, but does not verify signatures.
-func fetchCatalog(rw io.ReadWriter, origin nii.NodeID, after uint64, limit int) ([]*nii.SignedAdvert, bool, uint64, error) {
+func fetchCatalog(rw io.ReadWriter, origin nii.NodeID, after uint64, limit int, cred string) ([]*nii.SignedAdvert, bool, uint64, error) {
 	if err := origin.Validate(); err != nil {
 		return nil, false, 0, err
 	}
 	limit = clampCatalogLimit(limit)
-	if err := writeMsg(rw, &catalogRequest{Origin: origin, After: after, Limit: limit}); err != nil {
+	if err := writeMsg(rw, &catalogRequest{Origin: origin, After: after, Limit: limit, Cred: cred}); err != nil {
 		return nil, false, 0, fmt.Errorf("send catalog request: %w", err)
 	}
 	if cw, ok := rw.(interface{ CloseWrite() error }); ok {

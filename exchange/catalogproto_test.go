@@ -127,9 +127,9 @@ func pipeFetch(src CatalogSource, origin nii.NodeID, after uint64, limit int) (r
 	errc := make(chan error, 1)
 	go func() {
 		defer s.Close()
-		errc <- serveCatalog(s, "12D3KooWclient", src)
+		errc <- serveCatalog(s, "12D3KooWclient", src, nil)
 	}()
-	recs, more, wm, err = fetchCatalog(c, origin, after, limit)
+	recs, more, wm, err = fetchCatalog(c, origin, after, limit, "")
 	c.Close()
 	return recs, more, wm, err, <-errc
 }
@@ -319,7 +319,7 @@ func rawCatalogRequest(t *testing.T, src CatalogSource, frame []byte) (*catalogP
 	errc := make(chan error, 1)
 	go func() {
 		defer s.Close()
-		errc <- serveCatalog(s, "12D3KooWclient", src)
+		errc <- serveCatalog(s, "12D3KooWclient", src, nil)
 	}()
 	go func() { _, _ = c.Write(frame) }()
 	var page catalogPage
@@ -393,7 +393,7 @@ func TestCatalogServerRequests(t *testing.T) {
 	// A client that hangs up without a request is no answer, just an error.
 	c, s := net.Pipe()
 	c.Close()
-	if err := serveCatalog(s, "12D3KooWclient", src); err == nil || errors.As(err, new(*answeredError)) {
+	if err := serveCatalog(s, "12D3KooWclient", src, nil); err == nil || errors.As(err, new(*answeredError)) {
 		t.Fatalf("hang-up: %v", err)
 	}
 }
@@ -419,7 +419,7 @@ func scriptedFetch(t *testing.T, origin nii.NodeID, after uint64, limit int, res
 		}
 		_ = respond(s)
 	}()
-	recs, more, _, err := fetchCatalog(c, origin, after, limit)
+	recs, more, _, err := fetchCatalog(c, origin, after, limit, "")
 	c.Close()
 	<-done
 	return recs, more, err
@@ -501,7 +501,7 @@ func TestCatalogClientChecks(t *testing.T) {
 		})
 	}
 
-	if _, _, _, err := fetchCatalog(&bytes.Buffer{}, "greenwich", 0, 10); !errors.Is(err, nii.ErrInvalid) {
+	if _, _, _, err := fetchCatalog(&bytes.Buffer{}, "greenwich", 0, 10, ""); !errors.Is(err, nii.ErrInvalid) {
 		t.Fatalf("invalid origin: %v", err)
 	}
 }

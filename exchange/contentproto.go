@@ -246,6 +246,7 @@ func (h *Host) ServeContent(src ContentSource, auth Authorizer) {
 	}
 	cs := newContentServer(src, auth, &h.served)
 	cs.servedChunks = &h.servedChunks
+	cs.admit = h.admission
 	h.setHandler(manifestProtocol, manifestReserve, func(rw io.ReadWriter, remote nii.NodeID) error {
 		return serveManifest(rw, remote, cs)
 	})
@@ -500,7 +501,8 @@ func readOwnFrame(r io.Reader, max int, exact bool) ([]byte, error) {
 type contentServer struct {
 	src    ContentSource
 	auth   Authorizer
-	served *atomic.Int64 // may be nil
+	admit  func(Admission) error // may be nil: everyone is admitted
+	served *atomic.Int64         // may be nil
 	cache  *manifestCache
 
 	servedChunks *atomic.Int64 // may be nil
@@ -549,6 +551,14 @@ func serveManifest(rw io.ReadWriter, remote nii.NodeID, cs *contentServer) error
 	if err := readRequest(rw, remote, "manifest", maxManifestRequest, &req); err != nil {
 		return err
 	}
+	if cs.admit != nil {
+		// Before anything is looked up: a stranger learns not even
+		// whether this node holds the version.
+		a := Admission{Remote: remote, Credential: req.Cred, Protocol: "manifest", What: nii.Ref{Dataset: req.Dataset, Version: req.Version}.String()}
+		if err := cs.admit(a); err != nil {
+			return refuseStranger(rw, remote, "manifest", err)
+		}
+	}
 	ref := nii.Ref{Dataset: req.Dataset, Version: req.Version}
 	if err := req.Dataset.Validate(); err != nil {
 		return answer(rw, badRequest("dataset: %v", err), fmt.Errorf("manifest request from %s: %w", remote.Short(), err))
@@ -585,6 +595,11 @@ func serveChunks(rw io.ReadWriter, remote nii.NodeID, cs *contentServer) error {
 	var req chunksRequest
 	if err := readRequest(rw, remote, "chunk", maxChunksRequest, &req); err != nil {
 		return err
+	}
+	if cs.admit != nil {
+		if err := cs.admit(Admission{Remote: remote, Credential: req.Cred, Protocol: "chunks", What: "manifest " + req.Manifest.String()}); err != nil {
+			return refuseStranger(rw, remote, "chunk", err)
+		}
 	}
 	if err := checkHashCount(len(req.Hashes)); err != nil {
 		return answer(rw, badRequest("%v", err), fmt.Errorf("chunk request from %s: %w", remote.Short(), err))

@@ -113,6 +113,72 @@ type Host struct {
 
 	served       atomic.Int64 // chunk bytes sent by the chunk protocol (contentproto.go)
 	servedChunks atomic.Int64 // chunks sent by it
+
+	admit      atomic.Pointer[Admitter] // who may use this host's protocols; nil: every authenticated peer
+	credential atomic.Pointer[string]   // this node's membership credential, sent with catalog requests
+	strangers  atomic.Int64             // requests refused by the Admitter
+}
+
+// Admission is what an Admitter decides on: an authenticated remote node
+// asking for something, before its request is looked at.
+type Admission struct {
+	Remote     nii.NodeID
+	Credential string // the membership credential the request carried ("" if none)
+	Protocol   string // "catalog", "manifest" or "chunks"
+	// What names what was asked for, unverified: "org/name@N" for a
+	// manifest ("org/name": the latest), "manifest <hash>" for chunks, the
+	// origin for a catalog page.
+	What string
+}
+
+// Admitter decides whether a remote node may use this host's protocols —
+// whether it is a member. A nil error admits it; a refusal is answered
+// "refused" with the error's text, and counted (Strangers).
+type Admitter func(Admission) error
+
+// SetAdmitter makes every protocol this host serves (catalog pages,
+// manifests, chunks) ask a before anything else. nil admits every peer.
+func (h *Host) SetAdmitter(a Admitter) {
+	if a == nil {
+		h.admit.Store(nil)
+		return
+	}
+	h.admit.Store(&a)
+}
+
+// SetCredential sets the membership credential this host presents with
+// its catalog requests ("" for none). Content requests carry their own
+// (ManifestRequest.Credential).
+func (h *Host) SetCredential(cred string) { h.credential.Store(&cred) }
+
+func (h *Host) ownCredential() string {
+	if c := h.credential.Load(); c != nil {
+		return *c
+	}
+	return ""
+}
+
+// Strangers returns how many requests the Admitter refused.
+func (h *Host) Strangers() int64 { return h.strangers.Load() }
+
+// admission asks the Admitter about a; it is what every protocol handler
+// calls first.
+func (h *Host) admission(a Admission) error {
+	f := h.admit.Load()
+	if f == nil {
+		return nil
+	}
+	if err := (*f)(a); err != nil {
+		h.strangers.Add(1)
+		return err
+	}
+	return nil
+}
+
+// refuseStranger answers a request the Admitter refused.
+func refuseStranger(w io.Writer, remote nii.NodeID, what string, err error) error {
+	return answer(w, &wireError{Code: codeRefused, Message: err.Error()},
+		fmt.Errorf("%s request by %s: %w: %w", what, remote.Short(), nii.ErrRefused, err))
 }
 
 // NewHost starts a libp2p host with nii's transports, security, muxer and

@@ -194,7 +194,7 @@ func TestHostSecurity(t *testing.T) {
 	if st := s.Conn().ConnState(); st.Security != noise.ID {
 		t.Fatalf("security %q, want noise", st.Security)
 	}
-	got, more, _, err := fetchCatalog(s, o.id, 0, 10)
+	got, more, _, err := fetchCatalog(s, o.id, 0, 10, "")
 	s.Close()
 	if err != nil || more {
 		t.Fatalf("fetch over noise: %v (more %v)", err, more)

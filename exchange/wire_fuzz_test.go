@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 	"testing/iotest"
 
@@ -76,7 +77,7 @@ func catalogResponseSeeds(f *testing.F, o catalogOrigin) [][]byte {
 		_ = serveCatalog(struct {
 			io.Reader
 			io.Writer
-		}{&in, &out}, "12D3KooWclient", src)
+		}{&in, &out}, "12D3KooWclient", src, nil)
 		return out.Bytes()
 	}
 	src := newFakeCatalog(o.adverts(f, 1, 4, 0)...)
@@ -105,7 +106,7 @@ func FuzzCatalogResponse(f *testing.F) {
 	}
 	f.Add([]byte{}, uint64(0), uint16(10))
 	f.Fuzz(func(t *testing.T, data []byte, after uint64, limit uint16) {
-		recs, more, wm, err := fetchCatalog(fuzzRW{bytes.NewReader(data)}, o.id, after, int(limit))
+		recs, more, wm, err := fetchCatalog(fuzzRW{bytes.NewReader(data)}, o.id, after, int(limit), "")
 		if err != nil {
 			if recs != nil || more || wm != 0 {
 				t.Fatal("records with an error")
@@ -154,7 +155,7 @@ func TestCatalogResponseWorstCaseMemory(t *testing.T) {
 	}
 	var err error
 	used := allocatedBytes(func() {
-		_, _, _, err = fetchCatalog(fuzzRW{bytes.NewReader(resp.Bytes())}, newCatalogOrigin(t).id, 0, 500)
+		_, _, _, err = fetchCatalog(fuzzRW{bytes.NewReader(resp.Bytes())}, newCatalogOrigin(t).id, 0, 500, "")
 	})
 	if !errors.Is(err, ErrMalformed) {
 		t.Fatalf("err = %v, want ErrMalformed", err)
@@ -163,4 +164,47 @@ func TestCatalogResponseWorstCaseMemory(t *testing.T) {
 	if used > 40*maxCatalogResponse {
 		t.Fatalf("refusing the page allocated %d MiB", used>>20)
 	}
+}
+
+// FuzzCatalogRequest feeds arbitrary bytes to the catalog server as a
+// request, with an Admitter that admits only a credential "member". It
+// must not panic, must ask the Admitter before anything else, and must
+// answer a status (or fail the exchange) without serving a stranger.
+func FuzzCatalogRequest(f *testing.F) {
+	o := newCatalogOrigin(f)
+	for _, req := range []catalogRequest{
+		{Origin: o.id, Limit: 10, Cred: "member"},
+		{Origin: o.id, Limit: 10},
+		{Origin: "bad", Cred: "member"},
+		{Origin: o.id, After: 2, Limit: 1, Cred: strings.Repeat("x", 9000)},
+	} {
+		var b bytes.Buffer
+		if err := writeMsg(&b, &req); err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b.Bytes())
+	}
+	src := newFakeCatalog(o.adverts(f, 1, 3, 0)...)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var out bytes.Buffer
+		asked := false
+		admit := func(a Admission) error {
+			asked = true
+			if a.Credential != "member" || a.Protocol != "catalog" {
+				return errors.New("not a member")
+			}
+			return nil
+		}
+		err := serveCatalog(struct {
+			io.Reader
+			io.Writer
+		}{bytes.NewReader(data), &out}, "12D3KooWclient", src, admit)
+		var req catalogRequest
+		if readMsg(bytes.NewReader(data), maxCatalogRequest, &req) == nil && !asked {
+			t.Fatal("a decodable request was served without asking the Admitter")
+		}
+		if asked && req.Cred != "member" && err == nil {
+			t.Fatal("a stranger's request was answered OK")
+		}
+	})
 }

@@ -49,16 +49,13 @@ func (n *Node) startAPI() error {
 	if err := writeFileAtomic(filepath.Join(n.cfg.Home, APIFile), []byte("http://"+ln.Addr().String()+"\n"), 0o644); err != nil {
 		return fmt.Errorf("write api address: %w", err)
 	}
-	n.apiSrv = &http.Server{
-		Handler:           n.apiHandler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
-	}
-	srv := n.apiSrv
+	srv, limited := n.newAPIServer(ln)
+	srv.Handler = n.trackRequests(n.apiHandler())
+	n.apiSrv = srv
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(limited); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("api server stopped", slog.String(nii.LogErr, err.Error()))
 		}
 	}()
@@ -160,6 +157,7 @@ func (n *Node) Status() (*api.Status, error) {
 			Datasets: n.catalog.Len(), Origins: n.catalog.Origins(),
 			Applied: n.catalog.Applied(), Rejected: n.catalog.Rejected(),
 		},
+		History: n.history(),
 		Uptime:  time.Since(n.startAt).Round(time.Second).String(),
 		Store:   storeStats(stats),
 		Version: BuildVersion,
@@ -299,7 +297,7 @@ func (n *Node) handleContent(w http.ResponseWriter, r *http.Request) {
 	h.Set(api.HeaderSize, strconv.FormatInt(rec.Size, 10))
 	h.Set(api.HeaderManifest, rec.Manifest.String())
 	w.WriteHeader(http.StatusOK)
-	if _, err := n.store.WriteTo(r.Context(), rec, w); err != nil {
+	if _, err := n.store.WriteTo(r.Context(), rec, n.streaming(w)); err != nil {
 		n.log.Error("export failed", slog.String(nii.LogDataset, rec.Ref.String()), slog.String(nii.LogErr, err.Error()))
 		h.Set(TrailerError, err.Error())
 	}
@@ -321,7 +319,7 @@ func (n *Node) handlePublish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req := PublishRequest{Name: d.Name, Filename: o.Filename, Meta: o.Meta}
-	rec, err := n.Publish(r.Context(), r.Body, req)
+	rec, err := n.Publish(r.Context(), n.uploading(w, r), req)
 	if err != nil {
 		writeErr(w, err)
 		return

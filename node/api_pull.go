@@ -32,8 +32,10 @@ func (n *Node) handlePull(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
-	enc := json.NewEncoder(w)
-	flusher, _ := w.(http.Flusher)
+	// Heartbeats (below) keep the stream moving while the pull waits.
+	sw := n.streaming(w)
+	enc := json.NewEncoder(sw)
+	flusher, _ := sw.(http.Flusher)
 	var (
 		mu   sync.Mutex
 		last time.Time     // when a line was last written

@@ -79,7 +79,7 @@ func tokenReport(r auth.Report) api.TokenReport {
 func auditRecord(r auth.Record) api.AuditRecord {
 	return api.AuditRecord{
 		Seq: r.Seq, Time: r.Time, Node: r.Node, Org: r.Org, Dataset: r.Dataset, Action: r.Action,
-		Grant: r.Grant, Result: r.Result, Reason: r.Reason, Detail: r.Detail,
+		Grant: r.Grant, GrantUnverified: r.GrantUnverified, Result: r.Result, Reason: r.Reason, Detail: r.Detail,
 	}
 }
 

@@ -178,9 +178,7 @@ func (n *Node) decide(r exchange.AccessRequest, rec *auth.Record) error {
 		return nil
 	}
 	g, err := n.verifier.CheckGrant(r.Grant, auth.Request{Dataset: m.Dataset, Action: r.Action, Node: r.Remote, Org: rec.Org})
-	if g != nil {
-		rec.Grant = g.ID
-	}
+	rec.SetGrant(r.Grant, g)
 	if err != nil {
 		return err
 	}
@@ -342,6 +340,7 @@ func (n *Node) InstallCredential(token string) (*auth.CredentialClaims, error) {
 	n.credential = token
 	n.credMu.Unlock()
 	n.catalog.SetCredential(token)
+	n.host.SetCredential(token)
 	n.catalog.Reverify()
 	if err := n.readvertise(); err != nil {
 		return c, err

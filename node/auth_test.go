@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -62,6 +63,13 @@ func TestGrantsEnforcedAcrossTheFederation(t *testing.T) {
 		if want := p.ID == greenwich.ID(); p.Verified != want {
 			t.Fatalf("lambeth's peer list: %s (%s) verified=%v", p.Org, p.ID.Short(), p.Verified)
 		}
+	}
+
+	// Where anchors exist only enrolled nodes are members (members.go):
+	// southwark enrols now, so that what follows tests its grants.
+	scred, _, _ := auth.IssueCredential(admin, fed, southwark.ID(), "southwark", "", time.Hour)
+	if _, err := southwark.InstallCredential(scred); err != nil {
+		t.Fatal(err)
 	}
 
 	grant, gc, err := auth.IssueGrant(admin, auth.GrantSpec{Federation: fed, Subject: "lambeth",
@@ -152,6 +160,19 @@ func TestGrantsEnforcedAcrossTheFederation(t *testing.T) {
 		return f != nil && f.State == node.FollowGrantExpired && strings.Contains(f.LastError, "expired")
 	})
 
+	// Authentic grants refused as expired, and tokens no anchor signed,
+	// leave their grant ID in the audit log (the latter marked unverified).
+	if _, err := lambeth.Pull(ctx, nii.Ref{Dataset: ref.Dataset}, node.PullOptions{Grant: expired}); auth.ReasonOf(err) != auth.ReasonExpired && !strings.Contains(fmt.Sprint(err), auth.ReasonExpired) {
+		t.Fatalf("lambeth with an expired grant: %v", err)
+	}
+	stranger, _ := auth.GenerateKey()
+	forged, fc, _ := auth.IssueGrant(stranger, auth.GrantSpec{Federation: fed, Subject: "lambeth",
+		Datasets: []string{"greenwich/*"}, Actions: []nii.Action{"read"}, TTL: time.Hour})
+	if _, err := lambeth.Pull(ctx, nii.Ref{Dataset: ref.Dataset}, node.PullOptions{Grant: forged}); !strings.Contains(fmt.Sprint(err), auth.ReasonUntrusted) {
+		t.Fatalf("lambeth with a grant from an untrusted key: %v", err)
+	}
+	expiredID, _, _ := auth.Peek(expired)
+
 	// Greenwich's audit log holds every decision, with who and why.
 	recs, _, err := greenwich.Audit(auth.AuditQuery{Dataset: "greenwich/spend-2024", Limit: 1000})
 	if err != nil {
@@ -174,9 +195,22 @@ func TestGrantsEnforcedAcrossTheFederation(t *testing.T) {
 			t.Errorf("audit log lacks %s; has %v", want, seen)
 		}
 	}
+	grantOf := map[string]auth.Record{} // reason → a refusal of lambeth's
 	for _, r := range recs {
 		if r.Result == auth.Allowed && r.Grant != gc.ID {
 			t.Fatalf("allowed without the grant's ID recorded: %+v", r)
+		}
+		if r.Result == auth.Refused && r.Node == lambeth.ID() {
+			grantOf[r.Reason] = r
+		}
+	}
+	for reason, want := range map[string]struct {
+		id         string
+		unverified bool
+	}{auth.ReasonRevoked: {gc.ID, false}, auth.ReasonExpired: {expiredID, false}, auth.ReasonUntrusted: {fc.ID, true}} {
+		r, ok := grantOf[reason]
+		if !ok || r.Grant != want.id || r.GrantUnverified != want.unverified {
+			t.Errorf("the %s refusal records grant %q (unverified %v), want %q (unverified %v)", reason, r.Grant, r.GrantUnverified, want.id, want.unverified)
 		}
 	}
 
@@ -334,5 +368,14 @@ func TestAmbiguousPublisherRefused(t *testing.T) {
 	_, err = nodes[2].Pull(context.Background(), nii.Ref{Dataset: nii.DatasetID{Org: "greenwich", Name: "spend"}}, node.PullOptions{})
 	if !errors.Is(err, node.ErrAmbiguous) {
 		t.Fatalf("pull with two unverified claims: %v", err)
+	}
+	// The download relay (what CKAN's and DCAT's resource URLs point at) on
+	// a node that holds no copy answers the same: 409, ambiguous, and what
+	// to do — not 404 or 500.
+	for _, v := range []string{"1", "latest"} {
+		code, _, body := fetch(t, "GET", nodes[1].APIAddr()+"/api/v1/datasets/greenwich/spend/versions/"+v+"/download", nil)
+		if code != http.StatusConflict || !strings.Contains(string(body), `"ambiguous"`) || !strings.Contains(string(body), "verif") {
+			t.Fatalf("download @%s with two unverified claims: %d %s", v, code, body)
+		}
 	}
 }

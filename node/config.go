@@ -78,6 +78,9 @@ type GossipConfig struct {
 	// first is used to encrypt, all are tried to decrypt (for rotation).
 	Keys    []string `toml:"keys,omitempty" comment:"gossip encryption keys, base64; the first encrypts, all decrypt (see docs/registry.md for rotation)"`
 	Profile string   `toml:"profile" comment:"timing profile: lan, wan or local"`
+	// SyncWait is how long a publish waits for a node that had peers to
+	// learn from them what it published before (history.go).
+	SyncWait string `toml:"sync_wait,omitempty" comment:"how long a publish waits for the node to learn its own history from a member (default 30s; see docs/operations.md, backup and restore)"`
 
 	// Timing overrides, for tests. Runtime only.
 	Timing GossipTiming `toml:"-"`
@@ -96,6 +99,11 @@ type P2PConfig struct {
 	// InFlight bounds the chunk bytes one pull (or one relayed download)
 	// holds in memory at once: asked for and not yet stored or sent.
 	InFlight string `toml:"in_flight,omitempty" comment:"most chunk bytes one pull or relayed download holds in memory (e.g. 32MiB, the default; at least 1MiB)"`
+	// Admit says who counts as a member for the libp2p protocols (catalog
+	// pages, manifests, chunks): AdmitGossip, AdmitEnrolled, or AdmitAuto
+	// (the default: enrolled if this node has trust anchors, else gossip).
+	// members.go and docs/security.md.
+	Admit string `toml:"admit,omitempty" comment:"who may use this node's libp2p protocols: auto (default: enrolled if trust anchors are set, else gossip), gossip (peers seen in gossip) or enrolled (peers whose membership credential verifies)"`
 }
 
 // inFlightBytes is P2P.InFlight in bytes (0: the default). Validate has
@@ -209,6 +217,14 @@ func (c *Config) Validate() error {
 		return errors.New("config: p2p.listen is empty")
 	}
 	if _, err := c.P2P.parseInFlight(); err != nil {
+		return err
+	}
+	switch c.P2P.Admit {
+	case "", AdmitAuto, AdmitGossip, AdmitEnrolled:
+	default:
+		return fmt.Errorf("config: p2p.admit %q: want auto, gossip or enrolled", c.P2P.Admit)
+	}
+	if _, err := c.Gossip.syncWait(); err != nil {
 		return err
 	}
 	if _, err := c.Audit.retention(); err != nil {

@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"github.com/dgraph-io/badger/v4"
 	"net/http"
 	"time"
 
@@ -81,4 +82,22 @@ func (n *Node) MergedViewsForTest(ctx context.Context) ([]MergedView, error) {
 		return nil, nil
 	}
 	return n.views.MergedViews(ctx)
+}
+
+// APIConnsForTest returns how many connections the API holds open now.
+func (n *Node) APIConnsForTest() int64 { return n.conns.open.Load() }
+
+// CountKeysForTest counts the store's keys under prefix ("ra/": catalog
+// records).
+func (n *Node) CountKeysForTest(prefix string) int {
+	k := 0
+	n.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefix)})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			k++
+		}
+		return nil
+	})
+	return k
 }

@@ -30,10 +30,14 @@ func (n *Node) startFederation() error {
 		return err
 	}
 	n.catalog.SetCredential(n.credential)
+	n.catalog.SetMembers(catalogMembers{n}, registry.CatalogLimits{})
+	n.watchHistory()
 	n.host, err = exchange.NewHost(exchange.HostConfig{Key: n.p2pKey, Listen: n.cfg.P2P.Listen, Logger: n.log})
 	if err != nil {
 		return fmt.Errorf("p2p: %w", err)
 	}
+	n.host.SetAdmitter(n.admit)
+	n.host.SetCredential(n.credential)
 	n.host.ServeCatalog(catalogSource{n.catalog})
 	if !n.cfg.RegistryOnly {
 		n.host.ServeContent(n.store, n.authorize)
@@ -90,8 +94,9 @@ func (n *Node) startFederation() error {
 		go n.joinLoop(n.gossip, n.cfg.Gossip.Join)
 	}
 	retention, _ := n.cfg.Audit.retention() // validated
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.authLoop(retention)
+	go n.memberLoop()
 	if !n.cfg.RegistryOnly {
 		n.catalog.OnChange(func(*nii.Advert) { n.kickFollow(); n.kickWatch() })
 		n.wg.Add(2)

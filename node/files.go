@@ -1,21 +1,28 @@
 package node
 
 import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
 
-// WriteFileAtomic creates path (mode perm) from what fill writes, through a
-// temporary file in the same directory that is synced and renamed into place
-// only if fill succeeds. Readers see the old file or the whole new one; on
-// error no file and no temporary is left behind.
+// WriteFileAtomic creates path from what fill writes, through a temporary
+// file in the same directory that is synced and renamed into place only if
+// fill succeeds. Readers see the old file or the whole new one; on error no
+// file and no temporary is left behind. The file is created with perm less
+// the process's umask, as open(2) creates files: perm is what the caller
+// allows (0o666 for a file anyone may read, 0o600 for a secret), and the
+// user's umask may only narrow it.
 func WriteFileAtomic(path string, perm os.FileMode, fill func(w io.Writer) error) error {
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
 		return fmt.Errorf("%s is a directory: give a file name", path)
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".nii-tmp-*")
+	f, err := createTemp(filepath.Dir(path), "."+filepath.Base(path)+".nii-tmp-", perm.Perm())
 	if err != nil {
 		return err
 	}
@@ -27,9 +34,6 @@ func WriteFileAtomic(path string, perm os.FileMode, fill func(w io.Writer) error
 			os.Remove(tmp)
 		}
 	}()
-	if err := f.Chmod(perm); err != nil {
-		return err
-	}
 	if err := fill(f); err != nil {
 		return err
 	}
@@ -51,4 +55,20 @@ func writeFileAtomic(path string, b []byte, perm os.FileMode) error {
 		_, err := w.Write(b)
 		return err
 	})
+}
+
+// createTemp is os.CreateTemp with the mode given to open(2), so that the
+// kernel applies the umask (os.CreateTemp always uses 0600, and a Chmod
+// after it would ignore the umask).
+func createTemp(dir, prefix string, perm os.FileMode) (*os.File, error) {
+	for range 100 {
+		b := make([]byte, 8)
+		rand.Read(b)
+		f, err := os.OpenFile(filepath.Join(dir, prefix+hex.EncodeToString(b)), os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		return f, err
+	}
+	return nil, fmt.Errorf("create a temporary file in %s: too many collisions", dir)
 }

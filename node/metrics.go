@@ -49,6 +49,8 @@ func (n *Node) newMetrics() *prometheus.Registry {
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 	}, []string{"route"})
 	reg.MustRegister(n.ops.httpRequests, n.ops.httpDuration)
+	reg.MustRegister(n.serverCollectors()...)
+	reg.MustRegister(n.memberCollectors()...)
 	return reg
 }
 

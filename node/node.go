@@ -60,14 +60,21 @@ type Node struct {
 	revocations *auth.Revocations
 	audit       *auth.AuditLog
 	credMu      sync.Mutex
-	credential  string     // this node's membership credential, if enrolled
-	trustMu     sync.Mutex // serialises trust-anchor edits (config file and memory)
+	credential  string        // this node's membership credential, if enrolled
+	trustMu     sync.Mutex    // serialises trust-anchor edits (config file and memory)
+	strangers   strangerLog   // refusals of non-members, logged (members.go)
+	needSync    bool          // this node had peers before: learn its own history before publishing (history.go)
+	ownKick     chan struct{} // own records learnt from the federation: sign ours again
 	chunkMu     sync.Mutex
 	chunkReads  map[string]time.Time // allowed chunk reads recorded (see firstChunkRead)
 
-	apiLn    net.Listener
-	apiSrv   *http.Server
-	apiToken string
+	apiLn     net.Listener
+	apiSrv    *http.Server
+	apiToken  string
+	limits    serverLimits       // the API server's, from [http] (httpserver.go)
+	conns     *connLimiter       // the API's listener, at most max_conns open
+	apiCancel context.CancelFunc // cancels every API request's context
+	requests  sync.WaitGroup     // API handlers running
 
 	// views lists the merged views SQL can query (sqltables.go); nil
 	// until the merge wiring sets it.
@@ -111,6 +118,7 @@ func New(cfg Config) (*Node, error) {
 		closeCh:    make(chan struct{}),
 		followKick: make(chan struct{}, 1),
 		watches:    watchState{kick: make(chan struct{}, 1)},
+		ownKick:    make(chan struct{}, 1),
 	}, nil
 }
 
@@ -261,12 +269,7 @@ func (n *Node) closeResources() error {
 	// rather than suspecting a failure; then stop the libp2p host. The
 	// fields stay set until every goroutine of the node has stopped.
 	if n.apiSrv != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if err := n.apiSrv.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("api shutdown: %w", err))
-			n.apiSrv.Close()
-		}
-		cancel()
+		n.shutdownAPI()
 	} else if n.apiLn != nil {
 		n.apiLn.Close()
 	}

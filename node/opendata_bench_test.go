@@ -14,6 +14,7 @@ import (
 	"github.com/nii-uk/nii"
 	"github.com/nii-uk/nii/node"
 	"github.com/nii-uk/nii/node/nodetest"
+	"github.com/nii-uk/nii/registry"
 	"github.com/nii-uk/nii/registry/registrytest"
 )
 
@@ -71,6 +72,9 @@ func bench100kNode(b *testing.B) *node.Node {
 			pub, priv, _ := ed25519.GenerateKey(nil)
 			id = ident{nii.NodeIDFromPublicKey(pub), priv}
 			origins[org] = id
+			// A member, as gossip would have shown it: the catalog takes
+			// records of members only.
+			n.Peers().Update(registry.Peer{ID: id.id, Org: org, State: registry.PeerDead})
 		}
 		seqs[id.id]++
 		a.Origin, a.Seq = id.id, seqs[id.id]

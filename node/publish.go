@@ -54,6 +54,9 @@ func (n *Node) Publish(ctx context.Context, r io.Reader, req PublishRequest) (*e
 	if err := ds.Validate(); err != nil {
 		return nil, err
 	}
+	if err := n.awaitHistory(ctx); err != nil {
+		return nil, err
+	}
 	prev, err := n.store.Latest(ds)
 	if err != nil && !errors.Is(err, nii.ErrNotFound) {
 		return nil, err
@@ -116,6 +119,9 @@ func (n *Node) Publish(ctx context.Context, r io.Reader, req PublishRequest) (*e
 	}
 
 	rec, err := n.store.Publish(ds, func(version uint64) (*nii.SignedManifest, error) {
+		// Never a number the federation has seen from this node: a home
+		// restored from a backup lacks the versions published since.
+		version = max(version, n.nextAdvertised(ds))
 		now := time.Now().UTC()
 		meta.Modified = now
 		if prev == nil || meta.Issued.IsZero() {

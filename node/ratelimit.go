@@ -24,6 +24,15 @@ type HTTPConfig struct {
 	// TrustedProxies are reverse proxies (addresses or CIDR prefixes) whose
 	// X-Forwarded-For is believed when finding a client's address.
 	TrustedProxies []string `toml:"trusted_proxies,omitempty" comment:"reverse proxies (IPs or CIDRs) whose X-Forwarded-For names the client"`
+
+	// The server's own limits (httpserver.go); empty or 0 takes the
+	// default.
+	ReadTimeout   string `toml:"read_timeout,omitempty" comment:"a request (headers and body) must arrive within this (default 30s; uploads instead must keep moving, see stall_timeout)"`
+	WriteTimeout  string `toml:"write_timeout,omitempty" comment:"an answer must be written within this (default 60s; downloads and pull progress instead must keep moving)"`
+	IdleTimeout   string `toml:"idle_timeout,omitempty" comment:"an idle keep-alive connection is closed after this (default 60s)"`
+	StallTimeout  string `toml:"stall_timeout,omitempty" comment:"an upload, download or pull-progress stream is dropped if one read or write takes longer (default 60s)"`
+	MaxConns      int    `toml:"max_conns,omitempty" comment:"connections served at once; more are answered 503 (default 512)"`
+	ShutdownGrace string `toml:"shutdown_grace,omitempty" comment:"on SIGTERM, requests in flight get this long to finish before they are cut off (default 10s)"`
 }
 
 // Rate-limit defaults: generous for a dashboard or a script, a wall for a
@@ -45,6 +54,9 @@ func (c *HTTPConfig) Validate() error {
 		return fmt.Errorf("config: http.burst %d: want 1 or more when http.rate is set", c.Burst)
 	}
 	if _, err := c.trustedProxies(); err != nil {
+		return err
+	}
+	if _, err := c.limits(); err != nil {
 		return err
 	}
 	return nil

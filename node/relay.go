@@ -102,7 +102,7 @@ func (n *Node) handleDownload(w http.ResponseWriter, r *http.Request) {
 	h.Set("Nii-Manifest", x.Hash.String())
 	w.WriteHeader(http.StatusOK)
 
-	sink := &clientSink{w: w}
+	sink := &clientSink{w: n.streaming(w)}
 	err = x.Stream(ctx, sink)
 	var gone errClientGone
 	switch {

@@ -52,6 +52,8 @@ const (
 	RejectStale        = "stale"         // older than the record held for that origin and dataset
 	RejectReplay       = "replay"        // the very record already held
 	RejectOverload     = "overload"      // dropped unread: gossip could not keep up (anti-entropy brings it later)
+	RejectNotMember    = "not_member"    // its origin is not (and was not) a member: parked, not stored (origins.go)
+	RejectOverLimit    = "over_limit"    // its origin holds the most datasets one origin may, or the catalog the most origins
 )
 
 // ErrRejected matches every refusal of a received record.
@@ -92,6 +94,7 @@ type Catalog struct {
 	watermarks map[nii.NodeID]uint64
 	maxSeq     map[nii.NodeID]uint64                   // highest seq held per origin (≥ watermark)
 	creds      map[nii.NodeID]string                   // the credential of each origin's newest record
+	perOrigin  map[nii.NodeID]int                      // datasets held per origin
 	entries    map[nii.DatasetID]map[nii.NodeID]*Entry // newest advert per dataset per origin, tombstones included
 	index      *search.Index
 	orgNames   map[string]orgName // org → the name its newest live advert gives it
@@ -102,6 +105,15 @@ type Catalog struct {
 	onChange func(*nii.Advert) // called (with c.mu held) for every record applied
 
 	credential string // this node's membership credential, carried in its adverts
+
+	adopted    atomic.Int64                        // own records learnt from the federation beyond selfSeq (a restored home)
+	collisions atomic.Int64                        // own seqs found signed for other content
+	onOwn      func(a *nii.Advert, collision bool) // told of both, c.mu held
+
+	members Members       // who counts as a member; nil: every origin (origins.go)
+	limits  CatalogLimits // with members set
+	parked  parking       // records of origins not (yet) known as members
+	evicted atomic.Int64  // origins evicted to make room
 }
 
 // SetCredential sets the membership credential this node's next adverts
@@ -158,6 +170,7 @@ func OpenCatalog(db *badger.DB, self nii.NodeID, key ed25519.PrivateKey, verify 
 		watermarks: make(map[nii.NodeID]uint64),
 		maxSeq:     make(map[nii.NodeID]uint64),
 		creds:      make(map[nii.NodeID]string),
+		perOrigin:  make(map[nii.NodeID]int),
 		entries:    make(map[nii.DatasetID]map[nii.NodeID]*Entry),
 		index:      search.NewIndex(),
 		orgNames:   make(map[string]orgName),
@@ -211,6 +224,9 @@ func (c *Catalog) install(a *nii.Advert) {
 		c.entries[a.Dataset] = byOrigin
 	}
 	e := &Entry{Advert: a, Verified: c.verified(a), Received: time.Now().UTC()}
+	if byOrigin[a.Origin] == nil {
+		c.perOrigin[a.Origin]++
+	}
 	byOrigin[a.Origin] = e
 	if a.Seq >= c.maxSeq[a.Origin] {
 		c.creds[a.Origin] = a.Credential
@@ -293,7 +309,9 @@ func (c *Catalog) Apply(sa *nii.SignedAdvert) (*nii.Advert, bool, error) {
 		c.mu.RLock()
 		held := c.entries[peek.Dataset][peek.Origin]
 		c.mu.RUnlock()
-		if held != nil && held.Advert.Seq == peek.Seq {
+		// Our own records are compared whole (below): one with our seq but
+		// other content is a fork (a restored home), not a copy.
+		if held != nil && held.Advert.Seq == peek.Seq && peek.Origin != c.self {
 			// The held record (verified when it came) stands for the copy.
 			return held.Advert, false, c.reject(RejectReplay, "%s seq %d from %s is already held", peek.Dataset, peek.Seq, peek.Origin.Short())
 		}
@@ -305,10 +323,26 @@ func (c *Catalog) Apply(sa *nii.SignedAdvert) (*nii.Advert, bool, error) {
 	case err != nil:
 		return nil, false, c.reject(RejectInvalid, "%v", err)
 	}
+	if err := c.admitOrigin(sa, a); err != nil {
+		return a, false, err
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if err := c.makeRoom(a); err != nil {
+		return a, false, err
+	}
 	if held := c.entries[a.Dataset][a.Origin]; held != nil {
 		switch {
+		case held.Advert.Seq == a.Seq && a.Origin == c.self && !sameRecord(held.Advert, a):
+			// Signed by our key, with a seq we issued for other content:
+			// another life of this node (a restored home, or a copy of
+			// its key running) issued it.
+			c.collisions.Add(1)
+			if c.onOwn != nil {
+				c.onOwn(a, true)
+			}
+			return a, false, c.reject(RejectStale, "%s seq %d: this node's own seq, signed for other content (version %d, not %d): the home was restored from a backup, or another node runs with this key",
+				a.Dataset, a.Seq, a.Version, held.Advert.Version)
 		case held.Advert.Seq == a.Seq:
 			return a, false, c.reject(RejectReplay, "%s seq %d from %s is already held", a.Dataset, a.Seq, a.Origin.Short())
 		case held.Advert.Seq > a.Seq:
@@ -317,29 +351,40 @@ func (c *Catalog) Apply(sa *nii.SignedAdvert) (*nii.Advert, bool, error) {
 			return a, false, c.reject(RejectStale, "%s version %d from %s is older than the held version %d", a.Dataset, a.Version, a.Origin.Short(), held.Advert.Version)
 		}
 	}
-	if a.Origin == c.self {
-		// Our own records come only from us; one we do not hold is a
-		// forgery that the signature check would have caught, or a record
-		// from a previous life of this key — refuse rather than rewind.
-		if a.Seq > c.selfSeq {
-			return a, false, c.reject(RejectStale, "%s seq %d claims to be ours but is beyond our seq %d", a.Dataset, a.Seq, c.selfSeq)
-		}
-	}
+	// Our own record beyond our counter (its signature verified: it is
+	// ours) was issued by an earlier life of this node whose state this
+	// store lacks — the home was restored from a backup. It is adopted,
+	// and the counter moves past it, so the next record supersedes it
+	// rather than reusing its seq.
+	adopt := a.Origin == c.self && a.Seq > c.selfSeq
 	// A record that directly follows the watermark extends it, so a node
 	// that received everything by broadcast can vouch for it in
 	// anti-entropy too.
 	var extra func(*badger.Txn) error
-	advance := a.Seq == c.watermarks[a.Origin]+1
+	advance := a.Seq == c.watermarks[a.Origin]+1 || adopt
 	if advance {
 		extra = func(txn *badger.Txn) error {
-			return txn.Set(watermarkKey(a.Origin), binary.BigEndian.AppendUint64(nil, a.Seq))
+			seq := binary.BigEndian.AppendUint64(nil, max(a.Seq, c.watermarks[a.Origin]))
+			if adopt {
+				if err := txn.Set(keySelfSeq, binary.BigEndian.AppendUint64(nil, a.Seq)); err != nil {
+					return err
+				}
+			}
+			return txn.Set(watermarkKey(a.Origin), seq)
 		}
 	}
 	if err := c.store(sa, a, extra); err != nil {
 		return nil, false, err
 	}
 	if advance {
-		c.watermarks[a.Origin] = a.Seq
+		c.watermarks[a.Origin] = max(a.Seq, c.watermarks[a.Origin])
+	}
+	if adopt {
+		c.selfSeq = a.Seq
+		c.adopted.Add(1)
+		if c.onOwn != nil {
+			c.onOwn(a, false)
+		}
 	}
 	c.install(a)
 	c.applied.Add(1)
@@ -596,6 +641,14 @@ func (c *Catalog) Credentials() map[nii.NodeID]string {
 	return maps.Clone(c.creds)
 }
 
+// Credential returns the membership credential origin's newest record
+// carries ("" if none, or no record of origin is held).
+func (c *Catalog) Credential(origin nii.NodeID) string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.creds[origin]
+}
+
 // CountByOrigin returns how many live datasets each origin advertises.
 func (c *Catalog) CountByOrigin() map[nii.NodeID]int {
 	c.mu.RLock()
@@ -616,4 +669,28 @@ func (c *Catalog) SelfSeq() uint64 {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return c.selfSeq
+}
+
+// sameRecord reports whether two records of one origin, seq and dataset
+// say the same thing.
+func sameRecord(a, b *nii.Advert) bool {
+	return a.Version == b.Version && a.Manifest == b.Manifest && a.Withdrawn == b.Withdrawn && a.Replica == b.Replica
+}
+
+// OnOwnRecord registers f to be told when the federation hands back one of
+// this node's own records that this store lacks: adopted (collision false:
+// a record beyond this node's counter, which moves past it) or a collision
+// (a seq this node issued, signed for other content). Both mean an earlier
+// life of this node key — a restored home, or a copy running elsewhere. f
+// runs with the catalog locked: it must not block or call the catalog.
+func (c *Catalog) OnOwnRecord(f func(a *nii.Advert, collision bool)) {
+	c.mu.Lock()
+	c.onOwn = f
+	c.mu.Unlock()
+}
+
+// OwnLearnt returns how many of this node's own records were learnt from
+// the federation beyond its counter, and how many collisions were seen.
+func (c *Catalog) OwnLearnt() (adopted, collisions int64) {
+	return c.adopted.Load(), c.collisions.Load()
 }

@@ -185,3 +185,58 @@ func (p *Peers) Forget(id nii.NodeID) error {
 	}
 	return err
 }
+
+// Member table bounds: a member departed (dead or left) and unseen for
+// PeerForgetAfter is forgotten, and past MaxPeers members the longest
+// departed go first. A forgotten member that comes back is learnt again
+// from gossip; its catalog records stay (the catalog's own limits govern
+// them).
+const (
+	PeerForgetAfter = 7 * 24 * time.Hour
+	MaxPeers        = 4096
+)
+
+// Prune forgets members departed and last seen before cutoff and then,
+// while more than max are listed, the departed ones seen longest ago (live
+// members are never pruned). It returns how many it forgot.
+func (p *Peers) Prune(cutoff time.Time, max int) int {
+	p.mu.Lock()
+	var gone []nii.NodeID
+	var departed []*Peer
+	for id, peer := range p.m {
+		if peer.State == PeerAlive {
+			continue
+		}
+		if peer.LastSeen.Before(cutoff) {
+			gone = append(gone, id)
+			continue
+		}
+		departed = append(departed, peer)
+	}
+	for _, id := range gone {
+		delete(p.m, id)
+	}
+	if over := len(p.m) - max; over > 0 {
+		sort.Slice(departed, func(i, j int) bool { return departed[i].LastSeen.Before(departed[j].LastSeen) })
+		for _, peer := range departed[:min(over, len(departed))] {
+			gone = append(gone, peer.ID)
+			delete(p.m, peer.ID)
+		}
+	}
+	p.mu.Unlock()
+	if len(gone) > 0 {
+		wb := p.db.NewWriteBatch()
+		for _, id := range gone {
+			wb.Delete(append(append([]byte{}, prefixPeer...), id...))
+		}
+		wb.Flush()
+	}
+	return len(gone)
+}
+
+// Len returns how many members the table lists.
+func (p *Peers) Len() int {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return len(p.m)
+}

@@ -509,7 +509,7 @@ func auditCmd(g *globals) *cobra.Command {
 					fmt.Fprintln(tw, "SEQ\tTIME\tNODE\tORG\tDATASET\tACTION\tRESULT\tREASON\tGRANT")
 					for _, r := range p.Records {
 						fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Seq, r.Time.Format(time.RFC3339), r.Node.Short(), orDash(r.Org),
-							r.Dataset, r.Action, r.Result, r.Reason, orDash(r.Grant))
+							r.Dataset, r.Action, r.Result, r.Reason, grantCell(r))
 					}
 					if p.Next != 0 {
 						fmt.Fprintf(tw, "(more: --after %d)\n", p.Next)
@@ -526,4 +526,13 @@ func auditCmd(g *globals) *cobra.Command {
 	c.Flags().StringVar(&nodeID, "node", "", "only requests from this node ID")
 	addJSON(c, g)
 	return c
+}
+
+// grantCell shows an audit record's grant ID; one read from a token whose
+// signature did not verify is marked "(unverified)".
+func grantCell(r api.AuditRecord) string {
+	if r.GrantUnverified {
+		return r.Grant + " (unverified)"
+	}
+	return orDash(r.Grant)
 }

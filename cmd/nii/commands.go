@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -167,6 +168,13 @@ func printStatus(out io.Writer, st *api.Status) error {
 	fmt.Fprintf(w, "datasets\t%d (%d versions)\n", st.Store.Datasets, st.Store.Versions)
 	fmt.Fprintf(w, "store\t%d chunks, %s\n", st.Store.Chunks, humanize.IBytes(uint64(st.Store.ChunkBytes)))
 	fmt.Fprintf(w, "uptime\t%s\n", st.Uptime)
+	h := st.History
+	switch {
+	case !h.Synced:
+		fmt.Fprintf(w, "history\tnot yet heard from the federation: publishing waits until a member answers\n")
+	case h.Adopted > 0 || h.Collisions > 0:
+		fmt.Fprintf(w, "history\t%d own records learnt from the federation, %d collisions: this home was restored from a backup, or its key runs elsewhere (docs/operations.md)\n", h.Adopted, h.Collisions)
+	}
 	return w.Flush()
 }
 
@@ -378,7 +386,7 @@ func printVersion(out io.Writer, v *api.VersionInfo) error {
 }
 
 func exportCmd(g *globals) *cobra.Command {
-	var out string
+	var out, mode string
 	c := &cobra.Command{
 		Use:   "export ORG/NAME[@N] -o FILE",
 		Short: "Write a stored version out to a file, verifying every chunk",
@@ -396,13 +404,23 @@ func exportCmd(g *globals) *cobra.Command {
 				_, _, err := cl.Content(cmd.Context(), ref, cmd.OutOrStdout())
 				return err
 			}
+			// The version first, so the file's mode follows its access and
+			// "latest" cannot move between the two requests.
+			v, err := cl.Version(cmd.Context(), ref)
+			if err != nil {
+				return err
+			}
+			perm, err := outputMode(v.Meta.Access, mode, cmd.Flags().Changed("mode"))
+			if err != nil {
+				return err
+			}
 			var (
 				got string
 				n   int64
 			)
-			err = node.WriteFileAtomic(out, 0o644, func(w io.Writer) error {
+			err = node.WriteFileAtomic(out, perm, func(w io.Writer) error {
 				var err error
-				got, n, err = cl.Content(cmd.Context(), ref, w)
+				got, n, err = cl.Content(cmd.Context(), nii.Ref{Dataset: ref.Dataset, Version: v.Version}, w)
 				return err
 			})
 			if err != nil {
@@ -414,7 +432,30 @@ func exportCmd(g *globals) *cobra.Command {
 	}
 	c.Flags().StringVarP(&out, "output", "o", "", "file to write (- for standard output)")
 	c.MarkFlagRequired("output")
+	addModeFlag(c, &mode)
 	return c
+}
+
+// addModeFlag adds --mode, the permission bits of a file written with -o.
+func addModeFlag(c *cobra.Command, mode *string) {
+	c.Flags().StringVar(mode, "mode", "", "permission bits of the file written, in octal, less the umask (default 0666 for open data, 0600 for restricted)")
+}
+
+// outputMode is the mode a dataset's file is created with (the umask
+// applies, as for any file a program creates): 0666 for open data, 0600 for
+// restricted data, or what --mode asks for.
+func outputMode(access nii.Access, mode string, set bool) (os.FileMode, error) {
+	if set {
+		m, err := strconv.ParseUint(strings.TrimPrefix(mode, "0o"), 8, 32)
+		if err != nil || m > 0o777 {
+			return 0, fmt.Errorf("--mode %q: want permission bits in octal, e.g. 0640", mode)
+		}
+		return os.FileMode(m), nil
+	}
+	if access == nii.AccessRestricted {
+		return 0o600, nil
+	}
+	return 0o666, nil
 }
 
 func versionCmd() *cobra.Command {

@@ -27,7 +27,7 @@ func readGrant(s string) (string, error) {
 }
 
 func pullCmd(g *globals) *cobra.Command {
-	var out, grant string
+	var out, grant, mode string
 	var quiet bool
 	c := &cobra.Command{
 		Use:   "pull ORG/NAME[@N] [--grant TOKEN|@FILE] [-o FILE]",
@@ -45,6 +45,9 @@ func pullCmd(g *globals) *cobra.Command {
 				if fi, err := os.Stat(out); err == nil && fi.IsDir() {
 					return fmt.Errorf("%s is a directory: give a file name", out)
 				}
+			}
+			if _, err := outputMode("", mode, cmd.Flags().Changed("mode")); err != nil {
+				return err // before the pull, not after
 			}
 			cl, err := api.Dial(g.home)
 			if err != nil {
@@ -84,7 +87,11 @@ func pullCmd(g *globals) *cobra.Command {
 				_, _, err := cl.Content(cmd.Context(), pulled, cmd.OutOrStdout())
 				return err
 			}
-			err = node.WriteFileAtomic(out, 0o644, func(w io.Writer) error {
+			perm, err := outputMode(v.Meta.Access, mode, cmd.Flags().Changed("mode"))
+			if err != nil {
+				return err
+			}
+			err = node.WriteFileAtomic(out, perm, func(w io.Writer) error {
 				_, _, err := cl.Content(cmd.Context(), pulled, w)
 				return err
 			})
@@ -98,6 +105,7 @@ func pullCmd(g *globals) *cobra.Command {
 	c.Flags().StringVarP(&out, "output", "o", "", "also write the file here (- for standard output)")
 	c.Flags().StringVar(&grant, "grant", "", "access grant for a restricted dataset: the token, or @FILE")
 	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress bar")
+	addModeFlag(c, &mode)
 	addJSON(c, g)
 	return c
 }

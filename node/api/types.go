@@ -20,6 +20,27 @@ type Status struct {
 	Members      int               `json:"members"` // live gossip members, this node included
 	Catalog      CatalogStats      `json:"catalog"`
 	Version      string            `json:"version"` // the node's build
+	// History says whether this node has learnt from the federation what
+	// it published before (a home restored from a backup lacks it).
+	History History `json:"history"`
+}
+
+// History is what a node knows of its own published history.
+type History struct {
+	// Synced: the node has heard from a member what that member holds of
+	// its records (or it needs nobody: it is the federation's first
+	// member). Until then a publish waits, then is refused.
+	Synced bool `json:"synced"`
+	// Adopted counts this node's own records learnt from the federation
+	// beyond its own counter: an earlier life of this node signed them (a
+	// home restored from a backup). They are taken, and new seqs and
+	// versions follow them.
+	Adopted int64 `json:"adopted,omitempty"`
+	// Collisions counts seqs this node issued that the federation holds
+	// signed for other content: a restored home that published before it
+	// learnt, or a copy of this node's key running elsewhere. This node's
+	// records are signed again under new seqs.
+	Collisions int64 `json:"collisions,omitempty"`
 }
 
 // StoreStats counts what the node's content store holds.
@@ -323,10 +344,12 @@ type AuditRecord struct {
 	Org     string     `json:"org,omitempty"` // its verified org, if proven
 	Dataset string     `json:"dataset"`       // org/name@N
 	Action  nii.Action `json:"action"`
-	Grant   string     `json:"grant_id,omitempty"` // the grant's jti, if one was presented and decoded
-	Result  string     `json:"result"`             // Allowed or Refused
-	Reason  string     `json:"reason"`
-	Detail  string     `json:"detail,omitempty"`
+	Grant   string     `json:"grant_id,omitempty"` // the grant's jti, if one was presented and a jti could be read
+	// GrantUnverified: Grant is only what an unverifiable token claimed.
+	GrantUnverified bool   `json:"grant_id_unverified,omitempty"`
+	Result          string `json:"result"` // Allowed or Refused
+	Reason          string `json:"reason"`
+	Detail          string `json:"detail,omitempty"`
 }
 
 // AuditPage is what GET /api/v1/audit returns.

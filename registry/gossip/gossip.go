@@ -54,7 +54,18 @@ type Gossip struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	once   sync.Once
+
+	synced   chan struct{} // closed once this node has heard from a member what it holds of this node's own records
+	syncOnce sync.Once
 }
+
+// Synced is closed once this node has exchanged state with a member and
+// caught up on any of its own records that member held and it did not —
+// records an earlier life of this node signed, when its home was restored
+// from a backup. Until then a publish could reuse a seq or a version.
+func (g *Gossip) Synced() <-chan struct{} { return g.synced }
+
+func (g *Gossip) markSynced() { g.syncOnce.Do(func() { close(g.synced) }) }
 
 // Fetcher fetches a page of an origin's catalog records from a peer (the
 // catalog protocol over libp2p; package node wires it). It returns the
@@ -187,6 +198,7 @@ func New(cfg Config, cat *registry.Catalog, peers *registry.Peers, fetch Fetcher
 		metaDirty: make(chan struct{}, 1),
 		catchup:   make(chan catchupTask, 1024),
 		pending:   make(map[nii.NodeID]*catchupState),
+		synced:    make(chan struct{}),
 	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 
@@ -473,7 +485,7 @@ func (g *Gossip) handle(msg []byte) {
 			g.cat.Reject(registry.RejectInvalid, "gossip notice: undecodable")
 			return
 		}
-		if g.cat.HasRecord(n.Origin, n.Seq) || n.From == g.cfg.Self {
+		if g.cat.HasRecord(n.Origin, n.Seq) || n.From == g.cfg.Self || !g.cat.WantsOrigin(n.Origin) {
 			return
 		}
 		// The record is fetched by the catch-up workers, never here: this
@@ -487,9 +499,11 @@ func (g *Gossip) handle(msg []byte) {
 }
 
 func (g *Gossip) logReject(err error) {
-	// Replays are the normal echo of epidemic spread; anything else is worth
-	// an operator's attention.
-	if errors.Is(err, registry.ErrRejected) && !isReplay(err) {
+	// Replays are the normal echo of epidemic spread, and records of
+	// unknown origins are counted and parked (a flood would fill the log);
+	// anything else is worth an operator's attention.
+	var re *registry.RejectError
+	if errors.As(err, &re) && re.Reason != registry.RejectReplay && re.Reason != registry.RejectNotMember {
 		g.log.Warn("catalog record rejected", slog.String("err", err.Error()))
 	}
 }
@@ -509,7 +523,9 @@ func (g *Gossip) queueCatchup(origin, from nii.NodeID) { g.queueNotice(origin, f
 // catch-up has brought that record in, it is noticed onward, as a record
 // that arrives by broadcast is broadcast onward.
 func (g *Gossip) queueNotice(origin, from nii.NodeID, seq uint64) {
-	if origin == g.cfg.Self || from == g.cfg.Self {
+	// This node's own origin is caught up too: a peer ahead of it for its
+	// own records holds what an earlier life of it signed (a restored home).
+	if from == g.cfg.Self {
 		return
 	}
 	g.pendMu.Lock()
@@ -565,6 +581,8 @@ func (g *Gossip) catchupLoop() {
 			for {
 				if err := g.catchUp(t); err != nil && g.ctx.Err() == nil {
 					g.log.Debug("catalog catch-up", slog.String("origin", t.origin.Short()), slog.String("from", t.from.Short()), slog.String("err", err.Error()))
+				} else if err == nil && t.origin == g.cfg.Self {
+					g.markSynced()
 				}
 				g.pendMu.Lock()
 				st := g.pending[t.origin]
@@ -688,8 +706,13 @@ func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 		return
 	}
 	mine := d.g.cat.Watermarks()
+	if st.From != d.g.cfg.Self {
+		if st.Watermarks[d.g.cfg.Self] <= mine[d.g.cfg.Self] {
+			d.g.markSynced() // the member holds nothing of ours we lack
+		} // else: the catch-up of our own origin, queued below, marks it
+	}
 	for origin, wm := range st.Watermarks {
-		if wm > mine[origin] && origin.Validate() == nil {
+		if wm > mine[origin] && origin.Validate() == nil && d.g.cat.WantsOrigin(origin) {
 			d.g.queueCatchup(origin, st.From)
 		}
 	}
@@ -734,6 +757,10 @@ func (e *eventDelegate) update(n *memberlist.Node, state string) {
 	if state == registry.PeerAlive {
 		if g.cfg.OnPeer != nil && len(m.Addrs) > 0 {
 			g.cfg.OnPeer(m.ID, m.Addrs)
+		}
+		// Records that arrived before the member did (parked) count now.
+		if k := g.cat.Release(m.ID); k > 0 {
+			g.log.Debug("parked catalog records applied", slog.String("origin", m.ID.Short()), slog.Int("count", k))
 		}
 		if m.Seq > g.cat.Watermark(m.ID) {
 			g.queueCatchup(m.ID, m.ID)
