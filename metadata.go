@@ -103,7 +103,11 @@ func (m *Metadata) Validate() error {
 	if _, err := ParseAccess(string(m.Access)); err != nil {
 		return err
 	}
-	if len(m.Licence) > MaxTermLen || strings.ContainsAny(m.Licence, " \n\r\t") {
+	maxLicence := MaxTermLen
+	if strings.HasPrefix(m.Licence, "other:") {
+		maxLicence = 1024 // other:URL, a licence given by its address
+	}
+	if len(m.Licence) > maxLicence || strings.ContainsAny(m.Licence, " \n\r\t") {
 		return fmt.Errorf("%w licence %q: want an identifier such as OGL-UK-3.0", ErrInvalid, m.Licence)
 	}
 	if len(m.ConformsTo) > 1024 {
@@ -190,18 +194,51 @@ type Table struct {
 	// Columns are the header's columns in order. Blank trailing header
 	// cells with no data under them are dropped.
 	Columns []Column `json:"columns" cbor:"7,keyasint,omitempty"`
-	// RaggedRows counts sampled data rows whose field count differs from the header's.
+	// RaggedRows counts data rows whose field count differs from the header's.
 	RaggedRows int64 `json:"ragged_rows,omitempty" cbor:"8,keyasint,omitempty"`
-	// SampledRows is how many data rows column types were inferred from.
+	// SampledRows is how many data rows column types and null counts were
+	// taken from: every row (it equals Rows) unless typing stopped, which
+	// TypesStopped then says why.
 	SampledRows int64 `json:"sampled_rows" cbor:"9,keyasint,omitempty"`
+	// SkipInitialSpace is set when some cell starts with white space: a
+	// reader drops it (as the profiler did), so a whitespace-only cell is
+	// empty, a null.
+	SkipInitialSpace bool `json:"skip_initial_space,omitempty" cbor:"10,keyasint,omitempty"`
+	// TypesStopped says why typing stopped before the last row ("" if it
+	// did not): every column is then a string.
+	TypesStopped string `json:"types_stopped,omitempty" cbor:"11,keyasint,omitempty"`
 }
 
 // Column is one field of a Table, typed as in Frictionless Table Schema:
-// string, integer, number, boolean, date, datetime, time, year.
+// string, integer, number, boolean, date, datetime, time, year. Its type
+// holds for every value in the file (registry/table).
 type Column struct {
+	// Name is the header cell trimmed ("column_N" for a blank one).
 	Name   string `json:"name" cbor:"1,keyasint"`
 	Type   string `json:"type" cbor:"2,keyasint"`
 	Format string `json:"format,omitempty" cbor:"3,keyasint,omitempty"` // e.g. "%d/%m/%Y" for dates
-	// Nulls counts empty cells in the sampled rows.
+	// Nulls counts empty (or white-space) cells, and cells missing from
+	// short rows, in every row.
 	Nulls int64 `json:"nulls,omitempty" cbor:"4,keyasint,omitempty"`
+	// Label is the header cell as a reader sees it (leading white space
+	// dropped), when it differs from Name: "Transaction ID " keeps its
+	// trailing space, a blank header is "". A schema's field is named
+	// with it, so that it matches the file.
+	Label *string `json:"label,omitempty" cbor:"5,keyasint,omitempty"`
+	// GroupChar is the thousands separator of a number column, if any
+	// value uses one.
+	GroupChar string `json:"group_char,omitempty" cbor:"6,keyasint,omitempty"`
+	// Currency is set on a number column some of whose values carry a
+	// leading "£" (none then is negative).
+	Currency bool `json:"currency,omitempty" cbor:"7,keyasint,omitempty"`
+	// Note says why a column that holds amounts is a string.
+	Note string `json:"note,omitempty" cbor:"8,keyasint,omitempty"`
+}
+
+// HeaderLabel is the column's header cell as a reader sees it.
+func (c Column) HeaderLabel() string {
+	if c.Label != nil {
+		return *c.Label
+	}
+	return c.Name
 }

@@ -240,3 +240,20 @@ func TestHashCBORLength(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckPatternStar(t *testing.T) {
+	for _, p := range []string{"*", "**"} {
+		err := nii.CheckPattern(p)
+		if err == nil || !strings.Contains(err.Error(), "*/*") {
+			t.Errorf("CheckPattern(%q) = %v, want a refusal pointing at */*", p, err)
+		}
+	}
+	for _, p := range []string{"*/*", "greenwich/*", "greenwich/spend-*"} {
+		if err := nii.CheckPattern(p); err != nil {
+			t.Errorf("CheckPattern(%q): %v", p, err)
+		}
+	}
+	if !nii.MatchDataset([]string{"*/*"}, nii.DatasetID{Org: "greenwich", Name: "spend"}) {
+		t.Error("*/* does not match greenwich/spend")
+	}
+}

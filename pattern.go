@@ -9,6 +9,9 @@ import (
 // CheckPattern validates a dataset pattern: "org/name" where either part
 // may use path.Match wildcards (* ? [...]); * never crosses the "/".
 func CheckPattern(p string) error {
+	if p == "*" || p == "**" {
+		return fmt.Errorf("%w dataset pattern %q: a pattern is ORG/NAME and * never crosses the \"/\", so %q would match no dataset; write */* for every dataset of every org, or greenwich/* for every dataset of one", ErrInvalid, p, p)
+	}
 	org, name, ok := strings.Cut(p, "/")
 	if !ok || org == "" || name == "" || strings.Contains(name, "/") {
 		return fmt.Errorf("%w dataset pattern %q: want ORG/NAME, wildcards allowed (greenwich/spend-*)", ErrInvalid, p)

@@ -149,6 +149,9 @@ func TestAttackTokensRefusedWithTheirReason(t *testing.T) {
 	emptyCritHdr := grantHeader(f.admin)
 	emptyCritHdr["crit"] = []string{}
 	emptyCrit := handMint(t, f.admin, emptyCritHdr, grantClaims(f, nil))
+	// A century-long grant, signed by a trusted issuer by hand (IssueGrant
+	// refuses to make one): the node's maximum lifetime refuses it.
+	century := handMint(t, f.admin, hdr, grantClaims(f, func(c map[string]any) { c["exp"] = f.now.AddDate(100, 0, 0).Unix() }))
 
 	for _, tc := range []struct {
 		name, token, reason string
@@ -179,6 +182,7 @@ func TestAttackTokensRefusedWithTheirReason(t *testing.T) {
 		{"no exp", noExp, ReasonClaims, req},
 		{"no jti", noJTI, ReasonClaims, req},
 		{"exp not a number", badExp, ReasonMalformed, req},
+		{"valid for a century", century, ReasonLifetime, req},
 		{"no grant", "", ReasonNoGrant, req},
 		{"garbage", "not a token", ReasonMalformed, req},
 		{"two parts", "eyJhbGciOiJFZERTQSJ9.e30", ReasonMalformed, req},
@@ -312,6 +316,8 @@ func TestIssueRefusesBadSpecs(t *testing.T) {
 		"broken pattern": func(s *GrantSpec) { s.Datasets = []string{"greenwich/[a"} },
 		"bad action":     func(s *GrantSpec) { s.Actions = []nii.Action{"write"} },
 		"no ttl":         func(s *GrantSpec) { s.TTL = 0 },
+		"over a year":    func(s *GrantSpec) { s.TTL = DefaultMaxGrantLifetime + time.Hour },
+		"pattern *":      func(s *GrantSpec) { s.Datasets = []string{"*"} },
 		"bad node":       func(s *GrantSpec) { s.Node = "12D3KooWnope" },
 	} {
 		s := base

@@ -148,6 +148,10 @@ func IssueGrant(key ed25519.PrivateKey, s GrantSpec) (string, *GrantClaims, erro
 	if err := checkActions(s.Actions); err != nil {
 		return "", nil, err
 	}
+	if s.TTL > DefaultMaxGrantLifetime {
+		return "", nil, fmt.Errorf("%w ttl %v: a grant may be valid for at most %v (nodes refuse longer ones by default, reason %s); issue a shorter one and renew it",
+			nii.ErrInvalid, s.TTL, DefaultMaxGrantLifetime, ReasonLifetime)
+	}
 	rc, err := registered(key, s.Federation, s.Subject, s.NotBefore, s.TTL)
 	if err != nil {
 		return "", nil, err

@@ -38,6 +38,7 @@ const (
 	ReasonSubject     = "subject"             // sub is neither the requesting node nor its verified org
 	ReasonBound       = "bound_to_other_node" // cnf names another node
 	ReasonCrit        = "crit"                // a crit header: an extension nii does not implement (RFC 7515 §4.1.11)
+	ReasonLifetime    = "lifetime_too_long"   // exp - nbf is longer than the node's maximum grant lifetime
 
 	// Refusals a serving node makes before any token is looked at.
 	ReasonNotServed         = "not_served"         // this node does not serve it (replicas turned off, the access could not be recorded)
@@ -94,6 +95,9 @@ type Verifier struct {
 	Revoked func(jti string) bool
 	Leeway  time.Duration    // 0: DefaultLeeway
 	Now     func() time.Time // nil: time.Now
+	// MaxGrantLifetime refuses grants valid for longer (exp - nbf) than
+	// this, whoever signed them (ReasonLifetime); 0: DefaultMaxGrantLifetime.
+	MaxGrantLifetime time.Duration
 
 	mu    sync.Mutex
 	cache map[[32]byte]cached // signature-verified tokens
@@ -342,6 +346,10 @@ func (v *Verifier) CheckGrant(token string, r Request) (*GrantClaims, error) {
 	if err != nil {
 		return g, err
 	}
+	if max := v.maxGrantLifetime(); g.NotBefore != nil && g.ExpiresAt != nil && g.ExpiresAt.Sub(g.NotBefore.Time) > max {
+		return g, deny(ReasonLifetime, "the grant is valid for %v, longer than this node's maximum grant lifetime of %v (auth.max_grant_lifetime): ask its issuer for a shorter one",
+			g.ExpiresAt.Sub(g.NotBefore.Time).Round(time.Hour), max)
+	}
 	if len(g.Datasets) == 0 || len(g.Datasets) > MaxPatterns {
 		return g, deny(ReasonClaims, "datasets: want 1 to %d patterns", MaxPatterns)
 	}
@@ -361,6 +369,17 @@ func (v *Verifier) CheckGrant(token string, r Request) (*GrantClaims, error) {
 		return g, deny(ReasonSubject, "the grant is for %q, not node %s of %s", g.Subject, r.Node.Short(), r.Org)
 	}
 	return g, nil
+}
+
+// DefaultMaxGrantLifetime is the longest a grant may be valid for, unless
+// the node's operator sets another maximum.
+const DefaultMaxGrantLifetime = 365 * 24 * time.Hour
+
+func (v *Verifier) maxGrantLifetime() time.Duration {
+	if v.MaxGrantLifetime > 0 {
+		return v.MaxGrantLifetime
+	}
+	return DefaultMaxGrantLifetime
 }
 
 // VerifyCredential verifies a membership credential for node and returns

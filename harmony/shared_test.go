@@ -7,20 +7,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nii-uk/nii/internal/spenddata"
+
 	"github.com/nii-uk/nii"
 )
 
 // sharedDir is where the real public spend files are.
-func sharedDir(t testing.TB) string {
-	t.Helper()
-	for _, d := range []string{"../../../shared/data/spend", "../../shared/data/spend", "/work/shared/data/spend"} {
-		if _, err := os.Stat(filepath.Join(d, "lambeth.csv")); err == nil {
-			return d
-		}
-	}
-	t.Skip("shared spend files not found")
-	return ""
-}
+func sharedDir(t testing.TB) string { return spenddata.Dir() }
 
 // sharedFiles are the shared spend files, by the name their mapping has.
 var sharedFiles = []string{"cabinet-office", "darlington", "gateshead", "lambeth", "leeds", "manchester", "network-rail", "trafford"}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nii-uk/nii"
@@ -151,16 +152,17 @@ func (n *Node) Status() (*api.Status, error) {
 		Federation:   n.cfg.Federation,
 		RegistryOnly: n.cfg.RegistryOnly,
 		Addresses:    map[string]string{"api": n.APIAddr(), "gossip": n.gossip.Addr()},
-		P2PAddrs:     n.host.Addrs(),
+		P2PAddrs:     dialable(n.host.Addrs(), n.id),
 		Members:      n.gossip.NumMembers(),
 		Catalog: api.CatalogStats{
 			Datasets: n.catalog.Len(), Origins: n.catalog.Origins(),
 			Applied: n.catalog.Applied(), Rejected: n.catalog.Rejected(),
 		},
-		History: n.history(),
-		Uptime:  time.Since(n.startAt).Round(time.Second).String(),
-		Store:   storeStats(stats),
-		Version: BuildVersion,
+		History:  n.history(),
+		Uptime:   time.Since(n.startAt).Round(time.Second).String(),
+		Store:    storeStats(stats),
+		Version:  BuildVersion,
+		Security: n.security(),
 	}, nil
 }
 
@@ -325,4 +327,17 @@ func (n *Node) handlePublish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusCreated, versionInfo(rec))
+}
+
+// dialable gives each libp2p address its /p2p/<node ID>, so that it can be
+// dialled as printed (a multiaddr without it names no peer).
+func dialable(addrs []string, id nii.NodeID) []string {
+	out := make([]string, 0, len(addrs))
+	for _, a := range addrs {
+		if !strings.Contains(a, "/p2p/") {
+			a += "/p2p/" + string(id)
+		}
+		out = append(out, a)
+	}
+	return out
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/nii-uk/nii"
@@ -41,8 +42,29 @@ func (n *Node) handleCatalog(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, n.Search(q))
 }
 
+// publicQuery applies the catalog policy's default to a query of a public
+// view: on a node that requires verified publishers, only verified records
+// are listed unless the query asks for unverified ones (verified=false).
+func (n *Node) publicQuery(q search.Query) search.Query {
+	if q.Verified == nil && n.catalog.RequireVerified() {
+		t := true
+		q.Verified = &t
+	}
+	return q
+}
+
+// claimOf returns "" if public views list e under its dataset's own name,
+// else the ID that names its claim apart.
+func (n *Node) claimOf(e registry.Entry) string {
+	if n.catalog.Listed(e) {
+		return ""
+	}
+	return registry.ClaimID(e.Advert.Origin)
+}
+
 // Search queries the federated catalog.
 func (n *Node) Search(q search.Query) api.CatalogResult {
+	q = n.publicQuery(q)
 	res := n.catalog.Search(q)
 	out := api.CatalogResult{Total: res.Total, Offset: q.Offset, Limit: q.Limit, Hits: []api.CatalogHit{}, Facets: facetCounts(res.Facets)}
 	for _, h := range res.Hits {
@@ -51,6 +73,7 @@ func (n *Node) Search(q search.Query) api.CatalogResult {
 		out.Hits = append(out.Hits, api.CatalogHit{
 			ID: a.Dataset.String(), Version: a.Version, Manifest: a.Manifest, Publisher: a.Origin,
 			Verified: h.Doc.Verified, Online: online, LastSeen: seen, Score: h.Score, Meta: a.Meta,
+			Claim: n.claimOf(registry.Entry{Advert: a, Verified: h.Doc.Verified}),
 		})
 	}
 	return out
@@ -64,7 +87,20 @@ func (n *Node) handleCatalogDataset(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	cd, err := n.LookupDataset(d)
+	var opts []registry.SourceOption
+	if v := r.URL.Query().Get("verified"); v != "" {
+		// verified=false asks for the unverified claims public views keep
+		// apart: the only claim is then shown even if nothing proves it.
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			writeErr(w, fmt.Errorf("%w verified %q: want true or false", nii.ErrInvalid, v))
+			return
+		}
+		if !b {
+			opts = append(opts, registry.AllowUnverified())
+		}
+	}
+	cd, err := n.LookupDataset(d, opts...)
 	if err != nil {
 		writeErr(w, err)
 		return
@@ -77,14 +113,14 @@ func (n *Node) handleCatalogDataset(w http.ResponseWriter, r *http.Request) {
 // chooses it (so two unverified claims are ErrAmbiguous here too), the
 // providers of its latest version, other claims, and the versions held
 // here.
-func (n *Node) LookupDataset(d nii.DatasetID) (*api.CatalogDataset, error) {
+func (n *Node) LookupDataset(d nii.DatasetID, opts ...registry.SourceOption) (*api.CatalogDataset, error) {
 	var local *api.DatasetInfo
 	if n.store != nil {
 		if recs, err := n.store.Versions(&d); err == nil && len(recs) > 0 {
 			local = &groupDatasets(recs)[0]
 		}
 	}
-	src, err := n.catalog.Sources(nii.Ref{Dataset: d}, n.online)
+	src, err := n.catalog.Sources(nii.Ref{Dataset: d}, n.online, opts...)
 	if errors.Is(err, registry.ErrUnlisted) {
 		if local != nil {
 			return &api.CatalogDataset{ID: d.String(), Version: local.Latest, Local: local, Providers: []api.Provider{}}, nil

@@ -79,7 +79,7 @@ func (n *Node) handlePull(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}()
-	res, err := n.Pull(r.Context(), ref, PullOptions{Grant: body.Grant, Progress: func(done, total int64) {
+	res, err := n.Pull(r.Context(), ref, PullOptions{Grant: body.Grant, AllowUnverified: body.AllowUnverified, Progress: func(done, total int64) {
 		emit(api.PullEvent{Done: done, Total: total}, false)
 	}})
 	close(stop)
@@ -92,6 +92,9 @@ func (n *Node) handlePull(w http.ResponseWriter, r *http.Request) {
 	sum := &api.PullSummary{
 		Version: versionInfo(res.Record), FetchedChunks: res.FetchedChunks, FetchedBytes: res.FetchedBytes,
 		HeldChunks: res.HeldChunks, Providers: map[string]int64{}, Dropped: res.Dropped,
+	}
+	if pub, err := n.publisher(ref.Dataset, PullOptions{AllowUnverified: body.AllowUnverified}.sourceOptions()...); err == nil {
+		sum.PublisherVerified = pub.Verified
 	}
 	for p, b := range res.Providers {
 		sum.Providers[string(p)] = b
@@ -123,7 +126,7 @@ func (n *Node) handleFollow(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	f, err := n.StartFollowing(d, body.Grant)
+	f, err := n.StartFollowingWith(d, FollowOptions{Grant: body.Grant, AllowUnverified: body.AllowUnverified})
 	if err != nil {
 		writeErr(w, err)
 		return

@@ -34,6 +34,7 @@ func followInfo(f *Follow) *api.Follow {
 		Dataset: f.Dataset, HasGrant: f.Grant != "" || f.HasGrant, Since: f.Since, State: f.State,
 		Version: f.Version, Advertised: f.Advertised, LastError: f.LastError, LastSync: f.LastSync,
 		NextAttempt: f.NextAttempt, Failures: f.Failures, FetchedBytes: f.FetchedBytes, Publisher: f.Publisher,
+		AllowUnverified: f.AllowUnverified,
 	}
 }
 

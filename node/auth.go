@@ -49,7 +49,8 @@ func (n *Node) startAuth() error {
 		return err
 	}
 	n.anchors = auth.NewAnchors(as...)
-	n.verifier = &auth.Verifier{Anchors: n.anchors, Federation: n.cfg.Federation}
+	maxLife, _ := n.cfg.Grants.maxLifetime() // validated
+	n.verifier = &auth.Verifier{Anchors: n.anchors, Federation: n.cfg.Federation, MaxGrantLifetime: maxLife}
 	if n.revocations, err = auth.OpenRevocations(n.db, n.verifier); err != nil {
 		return fmt.Errorf("open revocations: %w", err)
 	}
@@ -308,6 +309,9 @@ func EditConfig(home string, f func(*Config) error) error {
 // catalog. (Grants are checked at each use.)
 func (n *Node) trustChanged() {
 	if n.catalog != nil {
+		// A node with trust anchors lists and takes data only from
+		// publishers a credential proves (registry/policy.go).
+		n.catalog.SetRequireVerified(n.anchors.Len() > 0)
 		if k := n.catalog.Reverify(); k > 0 {
 			n.log.Info("catalog org claims re-verified", slog.Int(nii.LogCount, k))
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/nii-uk/nii/exchange"
 	"github.com/nii-uk/nii/node"
 	"github.com/nii-uk/nii/node/nodetest"
+	"github.com/nii-uk/nii/registry"
 )
 
 // A federation with a trusted admin: Greenwich publishes a restricted
@@ -55,9 +56,14 @@ func TestGrantsEnforcedAcrossTheFederation(t *testing.T) {
 	publishData(t, southwark, "spend", []byte("claimed,but,unproven\n"), nii.AccessOpen)
 	nodetest.WaitFor(t, 15*time.Second, "lambeth lists greenwich's dataset as verified, southwark's as not", func() bool {
 		g, err1 := lambeth.LookupDataset(ref.Dataset)
-		s, err2 := lambeth.LookupDataset(nii.DatasetID{Org: "southwark", Name: "spend"})
+		s, err2 := lambeth.LookupDataset(nii.DatasetID{Org: "southwark", Name: "spend"}, registry.AllowUnverified())
 		return err1 == nil && err2 == nil && g.Verified && g.Version == 1 && !s.Verified
 	})
+	// lambeth has trust anchors: southwark's unproven claim is not what
+	// it lists or pulls unless asked to.
+	if _, err := lambeth.LookupDataset(nii.DatasetID{Org: "southwark", Name: "spend"}); !errors.Is(err, registry.ErrUnverified) {
+		t.Fatalf("lambeth looks up southwark's unverified claim without being asked: %v", err)
+	}
 
 	for _, p := range lambeth.PeerList() {
 		if want := p.ID == greenwich.ID(); p.Verified != want {

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/dustin/go-humanize"
 	"github.com/nii-uk/nii"
+	"github.com/nii-uk/nii/auth"
 	"github.com/nii-uk/nii/node/api"
 	"github.com/pelletier/go-toml/v2"
 )
@@ -59,6 +61,8 @@ type Config struct {
 	Audit   AuditConfig   `toml:"audit"`
 	Query   QueryConfig   `toml:"query"`   // the SQL engine's limits (sql.go)
 	Harmony HarmonyConfig `toml:"harmony"` // standards, mappings, merges (standards.go)
+	Catalog CatalogConfig `toml:"catalog"`
+	Grants  GrantsConfig  `toml:"grants"`
 
 	// Trust lists the issuer (federation admin) keys this node trusts:
 	// grants, membership credentials and revocations signed by them are
@@ -137,6 +141,47 @@ type TrustAnchor struct {
 type AuditConfig struct {
 	// Retention is how long decisions are kept ("2160h" = 90 days).
 	Retention string `toml:"retention,omitempty" comment:"how long access decisions are kept (Go duration, e.g. 2160h = 90 days)"`
+}
+
+// CatalogConfig configures what the federated catalog keeps.
+type CatalogConfig struct {
+	// UnverifiedExpiry is how long the records of a departed origin whose
+	// org claim nothing proves are kept, on a node with trust anchors
+	// (an open federation keeps every record, as it has no verified ones).
+	UnverifiedExpiry string `toml:"unverified_expiry,omitempty" comment:"how long a departed, unverified origin's adverts are kept on a node with trust anchors (Go duration, default 24h)"`
+}
+
+// GrantsConfig bounds the grants this node accepts.
+type GrantsConfig struct {
+	// MaxLifetime refuses grants valid (exp - nbf) for longer, whoever
+	// signed them, with reason lifetime_too_long.
+	MaxLifetime string `toml:"max_lifetime,omitempty" comment:"refuse grants valid for longer than this (Go duration; default 8760h = 1 year)"`
+}
+
+func (g GrantsConfig) maxLifetime() (time.Duration, error) {
+	if g.MaxLifetime == "" {
+		return auth.DefaultMaxGrantLifetime, nil
+	}
+	d, err := time.ParseDuration(g.MaxLifetime)
+	if err != nil || d < time.Minute {
+		return 0, fmt.Errorf("config: grants.max_lifetime %q: want a duration of at least 1m (e.g. 8760h)", g.MaxLifetime)
+	}
+	return d, nil
+}
+
+// DefaultUnverifiedExpiry is how long a departed, unverified origin's
+// records are kept.
+const DefaultUnverifiedExpiry = 24 * time.Hour
+
+func (c CatalogConfig) unverifiedExpiry() (time.Duration, error) {
+	if c.UnverifiedExpiry == "" {
+		return DefaultUnverifiedExpiry, nil
+	}
+	d, err := time.ParseDuration(c.UnverifiedExpiry)
+	if err != nil || d < time.Second {
+		return 0, fmt.Errorf("config: catalog.unverified_expiry %q: want a duration of at least 1s (e.g. 24h)", c.UnverifiedExpiry)
+	}
+	return d, nil
 }
 
 // DefaultAuditRetention is how long the audit log keeps decisions.
@@ -230,6 +275,12 @@ func (c *Config) Validate() error {
 	if _, err := c.Audit.retention(); err != nil {
 		return err
 	}
+	if _, err := c.Catalog.unverifiedExpiry(); err != nil {
+		return err
+	}
+	if _, err := c.Grants.maxLifetime(); err != nil {
+		return err
+	}
 	if _, err := c.anchors(); err != nil {
 		return err
 	}
@@ -248,7 +299,7 @@ func (c *Config) gossipKeys() ([][]byte, error) {
 	for i, k := range c.Gossip.Keys {
 		b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(k))
 		if err != nil || (len(b) != 16 && len(b) != 24 && len(b) != 32) {
-			return nil, fmt.Errorf("config: gossip.keys[%d]: want base64 of 16, 24 or 32 random bytes (e.g. from 'nii keygen --gossip')", i)
+			return nil, fmt.Errorf("config: gossip.keys[%d]: want base64 of 16, 24 or 32 random bytes (e.g. from 'nii init --gossip-key new')", i)
 		}
 		out = append(out, b)
 	}
@@ -313,4 +364,15 @@ func Init(cfg Config) (nii.NodeID, error) {
 		return "", fmt.Errorf("write config: %w", err)
 	}
 	return id, nil
+}
+
+// NewGossipKey returns a new random gossip encryption key (32 bytes),
+// base64 as gossip.keys holds it: what 'nii init --gossip-key new' makes
+// for the first node of a keyed federation.
+func NewGossipKey() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("gossip key: %w", err)
+	}
+	return base64.StdEncoding.EncodeToString(b), nil
 }

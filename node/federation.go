@@ -32,6 +32,7 @@ func (n *Node) startFederation() error {
 	n.catalog.SetCredential(n.credential)
 	n.catalog.SetMembers(catalogMembers{n}, registry.CatalogLimits{})
 	n.watchHistory()
+	n.catalog.SetRequireVerified(n.anchors.Len() > 0)
 	n.host, err = exchange.NewHost(exchange.HostConfig{Key: n.p2pKey, Listen: n.cfg.P2P.Listen, Logger: n.log})
 	if err != nil {
 		return fmt.Errorf("p2p: %w", err)
@@ -97,6 +98,9 @@ func (n *Node) startFederation() error {
 	n.wg.Add(2)
 	go n.authLoop(retention)
 	go n.memberLoop()
+	expiry, _ := n.cfg.Catalog.unverifiedExpiry() // validated
+	n.wg.Add(1)
+	go n.expiryLoop(expiry)
 	if !n.cfg.RegistryOnly {
 		n.catalog.OnChange(func(*nii.Advert) { n.kickFollow(); n.kickWatch() })
 		n.wg.Add(2)

@@ -11,6 +11,7 @@ import (
 	"github.com/nii-uk/nii"
 	"github.com/nii-uk/nii/auth"
 	"github.com/nii-uk/nii/node/api"
+	"github.com/nii-uk/nii/registry"
 )
 
 // Follow states, as 'nii datasets' shows them: the API's (node/api
@@ -46,6 +47,14 @@ type Follow struct {
 	Failures     int           `json:"failures,omitempty" cbor:"10,keyasint,omitempty"`
 	FetchedBytes int64         `json:"fetched_bytes" cbor:"11,keyasint,omitempty"`
 	Publisher    nii.NodeID    `json:"publisher,omitempty" cbor:"12,keyasint,omitempty"` // pinned at follow
+	// AllowUnverified: the follow accepts an unverified publisher (asked
+	// for with 'nii follow --allow-unverified').
+	AllowUnverified bool `json:"allow_unverified,omitempty" cbor:"13,keyasint,omitempty"`
+}
+
+// sourceOptions are the catalog policy options the follow's pulls ask for.
+func (f *Follow) sourceOptions() []registry.SourceOption {
+	return PullOptions{AllowUnverified: f.AllowUnverified}.sourceOptions()
 }
 
 var prefixFollow = []byte("f/")
@@ -115,6 +124,20 @@ func (n *Node) follow(d nii.DatasetID) (*Follow, error) {
 // StartFollowing subscribes to a dataset: its latest version is pulled now
 // (in the background) and every newer version as soon as its advert arrives.
 func (n *Node) StartFollowing(d nii.DatasetID, grant string) (*Follow, error) {
+	return n.StartFollowingWith(d, FollowOptions{Grant: grant})
+}
+
+// FollowOptions tune a subscription.
+type FollowOptions struct {
+	Grant string
+	// AllowUnverified lets a node with trust anchors follow a dataset whose
+	// only publisher claim nothing proves.
+	AllowUnverified bool
+}
+
+// StartFollowingWith is StartFollowing with every option.
+func (n *Node) StartFollowingWith(d nii.DatasetID, o FollowOptions) (*Follow, error) {
+	grant := o.Grant
 	if n.cfg.RegistryOnly {
 		return nil, ErrRegistryOnly
 	}
@@ -124,7 +147,7 @@ func (n *Node) StartFollowing(d nii.DatasetID, grant string) (*Follow, error) {
 	if d.Org == n.cfg.Org {
 		return nil, fmt.Errorf("%w dataset %s: this node publishes it", nii.ErrInvalid, d)
 	}
-	pub, err := n.publisher(d)
+	pub, err := n.publisher(d, PullOptions{AllowUnverified: o.AllowUnverified}.sourceOptions()...)
 	if err != nil {
 		return nil, err
 	}
@@ -136,6 +159,7 @@ func (n *Node) StartFollowing(d nii.DatasetID, grant string) (*Follow, error) {
 	// stopped on an expired or revoked grant resumes.
 	f.Grant = grant
 	f.Publisher = pub.Advert.Origin
+	f.AllowUnverified = o.AllowUnverified
 	f.State, f.LastError, f.Failures, f.NextAttempt = FollowWaiting, "", 0, time.Time{}
 	if err := n.saveFollow(f); err != nil {
 		return nil, err
@@ -198,7 +222,7 @@ func (n *Node) syncFollows(ctx context.Context) time.Time {
 		if f.State == FollowGrantExpired || f.State == FollowGrantRevoked || f.State == FollowPublisherChanged {
 			continue
 		}
-		if pub, err := n.publisher(f.Dataset); err == nil && f.Publisher != "" && pub.Advert.Origin != f.Publisher {
+		if pub, err := n.publisher(f.Dataset, f.sourceOptions()...); err == nil && f.Publisher != "" && pub.Advert.Origin != f.Publisher {
 			f.State, f.NextAttempt = FollowPublisherChanged, time.Time{}
 			f.LastError = fmt.Sprintf("%s is now published by node %s, not %s as when it was followed; follow it again to accept that", f.Dataset, pub.Advert.Origin.Short(), f.Publisher.Short())
 			n.log.Warn("follow stopped", slog.String(nii.LogDataset, f.Dataset.String()), slog.String(nii.LogErr, f.LastError))
@@ -211,7 +235,7 @@ func (n *Node) syncFollows(ctx context.Context) time.Time {
 			n.updateFollow(f)
 			continue
 		}
-		cd, err := n.LookupDataset(f.Dataset)
+		cd, err := n.LookupDataset(f.Dataset, f.sourceOptions()...)
 		if err != nil || cd.Publisher == "" {
 			continue
 		}
@@ -236,7 +260,7 @@ func (n *Node) syncFollows(ctx context.Context) time.Time {
 		}
 		f.State = FollowSyncing
 		n.updateFollow(f)
-		res, err := n.Pull(ctx, nii.Ref{Dataset: f.Dataset}, PullOptions{Grant: f.Grant, Action: nii.ActionSync})
+		res, err := n.Pull(ctx, nii.Ref{Dataset: f.Dataset}, PullOptions{Grant: f.Grant, Action: nii.ActionSync, AllowUnverified: f.AllowUnverified})
 		if ctx.Err() != nil {
 			return next
 		}

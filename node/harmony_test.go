@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nii-uk/nii/internal/spenddata"
+
 	"github.com/nii-uk/nii"
 	"github.com/nii-uk/nii/harmony"
 	"github.com/nii-uk/nii/node"
@@ -21,19 +23,8 @@ import (
 	"github.com/nii-uk/nii/node/nodetest"
 )
 
-// sharedSpend returns the path of a shared public spend file, skipping the
-// test when the files are not there.
-func sharedSpend(t testing.TB, name string) string {
-	t.Helper()
-	for _, d := range []string{"../../../shared/data/spend", "../../shared/data/spend", "/work/shared/data/spend"} {
-		p := filepath.Join(d, name+".csv")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	t.Skip("shared spend files not found")
-	return ""
-}
+// sharedSpend returns the path of a shared public spend file.
+func sharedSpend(t testing.TB, name string) string { return spenddata.Path(name) }
 
 func readFile(t testing.TB, path string) []byte {
 	t.Helper()

@@ -201,6 +201,11 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	n.log.Info("node started", slog.String(nii.LogNodeID, string(n.id)), slog.String(nii.LogOrg, n.cfg.Org),
 		slog.String(nii.LogFederation, n.cfg.Federation), slog.String(nii.LogAPIAddr, n.apiLn.Addr().String()),
 		slog.String(nii.LogGossipAddr, n.gossip.Addr()), slog.Any(nii.LogP2PAddrs, n.host.Addrs()))
+	sec := n.security()
+	n.log.Info("federation mode", slog.String("mode", sec.Mode), slog.Int("anchors", sec.Anchors), slog.Bool("gossip_encrypted", sec.GossipEncrypted))
+	for _, w := range sec.Warnings {
+		n.log.Warn("federation is open: " + w)
+	}
 	return nil
 }
 

@@ -41,7 +41,9 @@ type odCatalog struct{ n *Node }
 
 var _ opendata.Catalog = odCatalog{}
 
-func (c odCatalog) Search(q search.Query) search.Result { return c.n.catalog.Search(q) }
+func (c odCatalog) Search(q search.Query) search.Result {
+	return c.n.catalog.Search(c.n.publicQuery(q))
+}
 
 func (c odCatalog) Published(d nii.DatasetID) (*nii.Advert, bool, error) {
 	e, err := c.n.publishedEntry(d)
@@ -51,19 +53,31 @@ func (c odCatalog) Published(d nii.DatasetID) (*nii.Advert, bool, error) {
 	return e.Advert, e.Verified, nil
 }
 
-func (c odCatalog) EachPublished(fn func(*nii.Advert)) {
-	c.n.catalog.EachLive(func(e registry.Entry) { fn(e.Advert) })
-}
-
-func (c odCatalog) OrgName(org string) string { return c.n.catalog.OrgName(org) }
-
-func (c odCatalog) MemberOrgs() []string {
-	var out []string
-	for _, p := range c.n.peers.List() {
-		out = append(out, p.Org)
+func (c odCatalog) Claims(d nii.DatasetID) []opendata.Claim {
+	var out []opendata.Claim
+	for _, e := range c.n.catalog.Lookup(d) {
+		if !e.Advert.Withdrawn && !e.Advert.Replica {
+			out = append(out, opendata.Claim{Advert: e.Advert, Verified: e.Verified, ID: c.n.claimOf(e)})
+		}
 	}
 	return out
 }
+
+func (c odCatalog) EachPublished(fn func(opendata.Claim)) {
+	// Collected first: telling a listed claim from another asks the
+	// catalog policy, which must not run under EachLive's lock.
+	var live []registry.Entry
+	c.n.catalog.EachLive(func(e registry.Entry) { live = append(live, e) })
+	for _, e := range live {
+		fn(opendata.Claim{Advert: e.Advert, Verified: e.Verified, ID: c.n.claimOf(e)})
+	}
+}
+
+func (c odCatalog) ClaimOf(a *nii.Advert, verified bool) string {
+	return c.n.claimOf(registry.Entry{Advert: a, Verified: verified})
+}
+
+func (c odCatalog) OrgName(org string) string { return c.n.catalog.OrgName(org) }
 
 func (c odCatalog) Online(id nii.NodeID) bool {
 	online, _ := c.n.presence(id)
@@ -89,6 +103,10 @@ func (c odCatalog) Stored(r nii.Ref) (*nii.Advert, error) {
 func (n *Node) publishedEntry(d nii.DatasetID) (registry.Entry, error) {
 	e, err := n.publisher(d)
 	switch {
+	case errors.Is(err, registry.ErrUnverified):
+		// Public views do not list a claim nothing proves; it is there to
+		// be asked for.
+		return registry.Entry{}, fmt.Errorf("dataset %s: %w among verified publishers; only an unverified claim names it (search with verified=false to see it)", d, nii.ErrNotFound)
 	case err != nil && !errors.Is(err, nii.ErrAmbiguous), err == nil && e.Advert.Withdrawn:
 		return registry.Entry{}, fmt.Errorf("dataset %s: %w in the federated catalog", d, nii.ErrNotFound)
 	case err != nil:

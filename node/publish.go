@@ -13,6 +13,7 @@ import (
 	"github.com/nii-uk/nii"
 	"github.com/nii-uk/nii/exchange"
 	"github.com/nii-uk/nii/harmony"
+	"github.com/nii-uk/nii/registry/opendata"
 	"github.com/nii-uk/nii/registry/table"
 )
 
@@ -76,6 +77,11 @@ func (n *Node) Publish(ctx context.Context, r io.Reader, req PublishRequest) (*e
 	if err := meta.Validate(); err != nil {
 		return nil, err
 	}
+	lic, err := opendata.CheckLicence(meta.Licence)
+	if err != nil {
+		return nil, err
+	}
+	meta.Licence = lic
 	meta.Publisher = n.cfg.Org
 	meta.PublisherName = n.cfg.OrgName
 	if req.Filename != "" {

@@ -16,6 +16,17 @@ type PullOptions struct {
 	Grant    string
 	Action   nii.Action // nii.ActionRead (default) or nii.ActionSync (follow)
 	Progress func(done, total int64)
+	// AllowUnverified lets a node with trust anchors take the data of a
+	// publisher whose org claim nothing proves (registry.AllowUnverified).
+	AllowUnverified bool
+}
+
+// sourceOptions are the catalog policy options a pull asks for.
+func (o PullOptions) sourceOptions() []registry.SourceOption {
+	if o.AllowUnverified {
+		return []registry.SourceOption{registry.AllowUnverified()}
+	}
+	return nil
 }
 
 // Pull fetches a version of a dataset from its providers (the publisher and
@@ -28,9 +39,13 @@ func (n *Node) Pull(ctx context.Context, ref nii.Ref, opt PullOptions) (*exchang
 	if err := ref.Dataset.Validate(); err != nil {
 		return nil, err
 	}
-	src, err := n.sources(ref)
+	src, err := n.sources(ref, opt.sourceOptions()...)
 	if err != nil {
 		return nil, err
+	}
+	if !src.Publisher.Verified && opt.AllowUnverified {
+		n.log.Warn("pulling from an unverified publisher, as asked", slog.String(LogDataset, ref.String()),
+			slog.String(nii.LogNodeID, string(src.Publisher.Advert.Origin)))
 	}
 	pub := src.Publisher.Advert
 	if pub.Withdrawn {
@@ -67,8 +82,8 @@ func (n *Node) Pull(ctx context.Context, ref nii.Ref, opt PullOptions) (*exchang
 // sources asks the catalog policy where ref comes from (registry.Sources):
 // the publisher, the version, the manifest it must hash to where known,
 // and the providers, online ones first.
-func (n *Node) sources(ref nii.Ref) (*registry.Sources, error) {
-	src, err := n.catalog.Sources(ref, n.online)
+func (n *Node) sources(ref nii.Ref, opts ...registry.SourceOption) (*registry.Sources, error) {
+	src, err := n.catalog.Sources(ref, n.online, opts...)
 	if errors.Is(err, registry.ErrUnlisted) {
 		return nil, fmt.Errorf("dataset %s: %w in the federated catalog (try 'nii search')", ref.Dataset, exchange.ErrNotFound)
 	}
@@ -76,8 +91,8 @@ func (n *Node) sources(ref nii.Ref) (*registry.Sources, error) {
 }
 
 // publisher is the catalog policy's choice of d's publisher.
-func (n *Node) publisher(d nii.DatasetID) (registry.Entry, error) {
-	src, err := n.sources(nii.Ref{Dataset: d})
+func (n *Node) publisher(d nii.DatasetID, opts ...registry.SourceOption) (registry.Entry, error) {
+	src, err := n.sources(nii.Ref{Dataset: d}, opts...)
 	if err != nil {
 		return registry.Entry{}, err
 	}

@@ -50,18 +50,6 @@ func (tn *testNode) anon() *api.Client {
 	return &c
 }
 
-// sharedSpendDir finds the real spend files.
-func sharedSpendDir(t testing.TB) string {
-	t.Helper()
-	for _, d := range []string{"../../shared/data/spend", "../../../shared/data/spend", "/work/shared/data/spend"} {
-		if _, err := os.Stat(filepath.Join(d, "lambeth.csv")); err == nil {
-			return d
-		}
-	}
-	t.Skip("shared spend files not found")
-	return ""
-}
-
 var sharedSpendNames = []string{"cabinet-office", "darlington", "gateshead", "lambeth", "leeds", "manchester", "network-rail", "trafford"}
 
 // mergeShared merges every shared spend file with its mapping in

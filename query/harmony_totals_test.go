@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/nii-uk/nii/internal/spenddata"
+
 	_ "github.com/duckdb/duckdb-go/v2" // a trusted, unsandboxed DuckDB: this test reads the raw files itself
 
 	"github.com/nii-uk/nii"
@@ -44,15 +46,7 @@ var rawTotalSQL = map[string]string{
 // the files with encoding/csv): each publisher's merged total equals
 // DuckDB's total of the raw file.
 func TestMergedTotalsMatchDuckDBOverRawFiles(t *testing.T) {
-	dir := ""
-	for _, d := range []string{"../../shared/data/spend", "../../../shared/data/spend", "/work/shared/data/spend"} {
-		if _, err := os.Stat(filepath.Join(d, "lambeth.csv")); err == nil {
-			dir, _ = filepath.Abs(d)
-		}
-	}
-	if dir == "" {
-		t.Skip("shared spend files not found")
-	}
+	dir := spenddata.Dir()
 	b, err := harmony.SampleStandard(harmony.LGASpend)
 	if err != nil {
 		t.Fatal(err)

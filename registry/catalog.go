@@ -110,10 +110,12 @@ type Catalog struct {
 	collisions atomic.Int64                        // own seqs found signed for other content
 	onOwn      func(a *nii.Advert, collision bool) // told of both, c.mu held
 
-	members Members       // who counts as a member; nil: every origin (origins.go)
-	limits  CatalogLimits // with members set
-	parked  parking       // records of origins not (yet) known as members
-	evicted atomic.Int64  // origins evicted to make room
+	members         Members               // who counts as a member; nil: every origin (origins.go)
+	limits          CatalogLimits         // with members set
+	parked          parking               // records of origins not (yet) known as members
+	evicted         atomic.Int64          // origins evicted to make room
+	requireVerified bool                  // the catalog policy's mode (policy.go)
+	expired         map[nii.NodeID]uint64 // origins expired, and the seq up to which (expiry.go)
 }
 
 // SetCredential sets the membership credential this node's next adverts
@@ -174,8 +176,12 @@ func OpenCatalog(db *badger.DB, self nii.NodeID, key ed25519.PrivateKey, verify 
 		entries:    make(map[nii.DatasetID]map[nii.NodeID]*Entry),
 		index:      search.NewIndex(),
 		orgNames:   make(map[string]orgName),
+		expired:    make(map[nii.NodeID]uint64),
 	}
 	err := db.View(func(txn *badger.Txn) error {
+		if err := c.loadExpired(txn); err != nil {
+			return err
+		}
 		if item, err := txn.Get(keySelfSeq); err == nil {
 			if err := item.Value(func(b []byte) error { c.selfSeq = binary.BigEndian.Uint64(b); return nil }); err != nil {
 				return err
@@ -240,8 +246,11 @@ func (c *Catalog) install(a *nii.Advert) {
 	} else {
 		c.index.Put(search.Doc{Key: key, Advert: a, Verified: e.Verified})
 		if name := a.Meta.PublisherName; name != "" {
-			if held, ok := c.orgNames[a.Dataset.Org]; !ok || !a.Meta.Modified.Before(held.modified) {
-				c.orgNames[a.Dataset.Org] = orgName{name, a.Meta.Modified}
+			// A verified claim names its org over any unverified one: an
+			// impostor does not get to rename the org it pretends to be.
+			held, ok := c.orgNames[a.Dataset.Org]
+			if !ok || (e.Verified && !held.verified) || (e.Verified == held.verified && !a.Meta.Modified.Before(held.modified)) {
+				c.orgNames[a.Dataset.Org] = orgName{name, a.Meta.Modified, e.Verified}
 			}
 		}
 	}
@@ -252,6 +261,7 @@ func (c *Catalog) install(a *nii.Advert) {
 type orgName struct {
 	name     string
 	modified time.Time
+	verified bool
 }
 
 func docKey(origin nii.NodeID, d nii.DatasetID) string { return d.String() + " " + string(origin) }
@@ -328,6 +338,9 @@ func (c *Catalog) Apply(sa *nii.SignedAdvert) (*nii.Advert, bool, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.expiredRecord(a.Origin, a.Seq) {
+		return a, false, c.reject(RejectExpired, "%s seq %d from %s: its origin's records up to seq %d were expired", a.Dataset, a.Seq, a.Origin.Short(), c.expired[a.Origin])
+	}
 	if err := c.makeRoom(a); err != nil {
 		return a, false, err
 	}
@@ -579,7 +592,11 @@ func (c *Catalog) Search(q search.Query) search.Result { return c.index.Search(q
 func (c *Catalog) OrgName(org string) string {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return c.orgNames[org].name
+	n := c.orgNames[org]
+	if c.requireVerified && !n.verified {
+		return ""
+	}
+	return n.name
 }
 
 // EachLive calls fn with every live publisher entry — what Search can

@@ -1,6 +1,8 @@
 package registry
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"sort"
 
@@ -19,22 +21,88 @@ var ErrUnlisted = nii.Errorf(nii.ErrNotFound, "not in the federated catalog")
 // the real publisher (and send it a grant).
 var ErrAmbiguous = nii.Errorf(nii.ErrAmbiguous, "ambiguous publisher")
 
+// ErrUnverified is returned, on a node that requires verified publishers
+// (one with trust anchors: see SetRequireVerified), when the only claims to
+// publish a dataset are not proven by a membership credential. Pulling or
+// following it anyway needs an explicit AllowUnverified.
+var ErrUnverified = nii.Errorf(nii.ErrRefused, "unverified publisher")
+
+// SetRequireVerified says whether this node lists and takes data only from
+// publishers whose org claim a membership credential proves. A node with
+// trust anchors requires it (package node keeps it in step with the
+// anchors); a federation with none (a lab, a demo) is open: every claim is
+// unverified and the only claim is the publisher.
+func (c *Catalog) SetRequireVerified(on bool) {
+	c.mu.Lock()
+	c.requireVerified = on
+	c.mu.Unlock()
+}
+
+// RequireVerified reports the mode SetRequireVerified set.
+func (c *Catalog) RequireVerified() bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.requireVerified
+}
+
+// SourceOption changes how Sources and Publisher choose.
+type SourceOption func(*sourceOptions)
+
+type sourceOptions struct{ allowUnverified bool }
+
+// AllowUnverified lets a node that requires verified publishers take the
+// only (unverified) claim as the publisher: what 'nii pull
+// --allow-unverified' asks for. It never lets an unverified claim win over
+// a verified one, nor chooses between two unverified claims.
+func AllowUnverified() SourceOption {
+	return func(o *sourceOptions) { o.allowUnverified = true }
+}
+
 // Publisher chooses the entry this node treats as the publisher of d: the
 // newest verified claim, or — if none is verified — the only claim (a
 // tombstone counts: a withdrawn dataset's publisher is the one that
 // withdrew it). Two or more unverified claims are refused with
 // ErrAmbiguous: otherwise any member could take over a dataset whose real
 // publisher is unverified here (its credential expired, or its issuer not
-// trusted) by advertising a higher version. No claim at all is ErrUnlisted.
-func (c *Catalog) Publisher(d nii.DatasetID) (Entry, error) {
-	pub, _, err := choosePublisher(d, c.Lookup(d))
+// trusted) by advertising a higher version. On a node that requires
+// verified publishers an unverified only claim is ErrUnverified unless
+// AllowUnverified is given. No claim at all is ErrUnlisted.
+func (c *Catalog) Publisher(d nii.DatasetID, opts ...SourceOption) (Entry, error) {
+	pub, _, err := c.choosePublisher(d, c.Lookup(d), opts)
 	return pub, err
+}
+
+// Listed reports whether public views (CKAN, DCAT, search, the catalog
+// API) show e under its dataset's own name: e is the claim Publisher
+// chooses with no options. Every other claim — an impostor's beside the
+// verified publisher, either of two unverified claims, any unverified
+// claim on a node that requires verified publishers — is shown only when
+// asked for, under an identity of its own (see ClaimID).
+func (c *Catalog) Listed(e Entry) bool {
+	if e.Advert == nil || e.Advert.Replica {
+		return false
+	}
+	pub, err := c.Publisher(e.Advert.Dataset)
+	return err == nil && pub.Advert.Origin == e.Advert.Origin
+}
+
+// ClaimID names one origin's claim to publish a dataset, for views that
+// must tell it apart from the dataset itself: the first 12 hex digits of
+// the SHA-256 of the origin's node ID. It is stable, lowercase and short
+// enough for a CKAN name.
+func ClaimID(origin nii.NodeID) string {
+	h := sha256.Sum256([]byte(origin))
+	return hex.EncodeToString(h[:6])
 }
 
 // choosePublisher applies Publisher's rule to entries in Lookup's order
 // (claims before replicas, verified first, newest first). It also returns
 // the claims it did not choose.
-func choosePublisher(d nii.DatasetID, entries []Entry) (Entry, []Entry, error) {
+func (c *Catalog) choosePublisher(d nii.DatasetID, entries []Entry, opts []SourceOption) (Entry, []Entry, error) {
+	var o sourceOptions
+	for _, f := range opts {
+		f(&o)
+	}
 	var claims []Entry
 	for _, e := range entries {
 		if !e.Advert.Replica {
@@ -44,8 +112,13 @@ func choosePublisher(d nii.DatasetID, entries []Entry) (Entry, []Entry, error) {
 	switch {
 	case len(claims) == 0:
 		return Entry{}, nil, fmt.Errorf("dataset %s: %w", d, ErrUnlisted)
-	case claims[0].Verified || len(claims) == 1:
+	case claims[0].Verified:
 		return claims[0], claims[1:], nil
+	case len(claims) == 1 && c.RequireVerified() && !o.allowUnverified:
+		return Entry{}, nil, fmt.Errorf("dataset %s: %w: node %s claims to publish it for org %s, but no membership credential this node's trust anchors accept proves that claim; it may be an impostor. To take its data anyway pass --allow-unverified (the API's allow_unverified)",
+			d, ErrUnverified, claims[0].Advert.Origin, d.Org)
+	case len(claims) == 1:
+		return claims[0], nil, nil
 	}
 	return Entry{}, nil, fmt.Errorf("dataset %s: %w: %d nodes claim to publish it and none is verified by this node's trust anchors (enrol the publisher with 'nii enrol', or trust its issuer with 'nii trust add')",
 		d, ErrAmbiguous, len(claims))
@@ -97,9 +170,9 @@ func (s *Sources) Remote() []nii.NodeID {
 // (version 0: the publisher's newest). online says whether a node is
 // reachable now; nil counts every node as offline. A withdrawn dataset is
 // returned as such, with no providers: callers say it is withdrawn.
-func (c *Catalog) Sources(ref nii.Ref, online func(nii.NodeID) bool) (*Sources, error) {
+func (c *Catalog) Sources(ref nii.Ref, online func(nii.NodeID) bool, opts ...SourceOption) (*Sources, error) {
 	entries := c.Lookup(ref.Dataset)
-	pub, others, err := choosePublisher(ref.Dataset, entries)
+	pub, others, err := c.choosePublisher(ref.Dataset, entries, opts)
 	if err != nil {
 		return nil, err
 	}

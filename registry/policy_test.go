@@ -31,6 +31,8 @@ func TestSourcesPolicy(t *testing.T) {
 		claims  []claim
 		online  []string
 		version uint64
+		require bool // the node requires verified publishers (it has trust anchors)
+		allow   bool // AllowUnverified
 		// want
 		err       error
 		publisher string
@@ -48,6 +50,20 @@ func TestSourcesPolicy(t *testing.T) {
 		{name: "verified beats unverified, whatever the versions",
 			claims:    []claim{{who: "greenwich", version: 2, verified: true, content: "v2"}, {who: "mallory", version: 99, content: "evil"}},
 			publisher: "greenwich", pinned: "v2", providers: []string{"greenwich"}, others: []string{"mallory"}},
+		{name: "anchored: an unverified only claim is refused",
+			claims:  []claim{{who: "mallory", version: 3, content: "evil"}},
+			require: true, err: ErrUnverified},
+		{name: "anchored: an unverified only claim with AllowUnverified",
+			claims:  []claim{{who: "mallory", version: 3, content: "evil"}},
+			require: true, allow: true,
+			publisher: "mallory", pinned: "evil", providers: []string{"mallory"}},
+		{name: "anchored: verified beats unverified",
+			claims:    []claim{{who: "greenwich", version: 1, verified: true, content: "v1"}, {who: "mallory", version: 9, content: "evil"}},
+			require:   true,
+			publisher: "greenwich", pinned: "v1", providers: []string{"greenwich"}, others: []string{"mallory"}},
+		{name: "anchored: AllowUnverified never picks between two unverified claims",
+			claims:  []claim{{who: "greenwich", version: 2, content: "v2"}, {who: "mallory", version: 9, content: "evil"}},
+			require: true, allow: true, err: ErrAmbiguous},
 		{name: "two unverified claims are refused",
 			claims: []claim{{who: "greenwich", version: 2, content: "v2"}, {who: "mallory", version: 99, content: "evil"}},
 			err:    ErrAmbiguous},
@@ -143,9 +159,28 @@ func TestSourcesPolicy(t *testing.T) {
 				}
 			}
 			online := func(n nii.NodeID) bool { return slices.Contains(tc.online, name[n]) }
+			c.SetRequireVerified(tc.require)
+			var opts []SourceOption
+			if tc.allow {
+				opts = append(opts, AllowUnverified())
+			}
 
-			s, err := c.Sources(nii.Ref{Dataset: d, Version: tc.version}, online)
-			pub, perr := c.Publisher(d)
+			s, err := c.Sources(nii.Ref{Dataset: d, Version: tc.version}, online, opts...)
+			pub, perr := c.Publisher(d, opts...)
+			// Public views list a claim under the dataset's name only if
+			// the policy chooses it without being asked to allow more.
+			for _, e := range c.Lookup(d) {
+				want := false
+				if p, err := c.Publisher(d); err == nil && !e.Advert.Replica {
+					want = p.Advert.Origin == e.Advert.Origin
+				}
+				if c.Listed(e) != want {
+					t.Fatalf("Listed(%s) = %v, want %v", name[e.Advert.Origin], !want, want)
+				}
+				if tc.require && !e.Verified && c.Listed(e) {
+					t.Fatalf("an unverified claim by %s is listed on a node that requires verified publishers", name[e.Advert.Origin])
+				}
+			}
 			if tc.err != nil {
 				if !errors.Is(err, tc.err) || !errors.Is(perr, tc.err) {
 					t.Fatalf("Sources: %v; Publisher: %v; want %v from both", err, perr, tc.err)

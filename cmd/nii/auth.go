@@ -42,6 +42,12 @@ Give the .pub file to every node: nii trust add FILE.pub.`,
 			if name == "" {
 				name = strings.TrimSuffix(filepath.Base(out), filepath.Ext(out))
 			}
+			if dir := filepath.Dir(out); dir != "." {
+				// A key kept in its own directory, made private to its owner.
+				if err := os.MkdirAll(dir, 0o700); err != nil {
+					return fmt.Errorf("cannot create %s for the key: %w", dir, errors.Unwrap(err))
+				}
+			}
 			kp, err := auth.WriteKeyPair(out, name)
 			if err != nil {
 				return err
@@ -94,11 +100,15 @@ func trustCmd(g *globals) *cobra.Command {
 			} else {
 				return err
 			}
+			if g.json {
+				return printJSON(cmd.OutOrStdout(), info)
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "trusted %s (%s)\n", info.KID, orDash(info.Name))
 			return nil
 		},
 	}
 	add.Flags().StringVar(&name, "name", "", "a name for the issuer (default: the JWK's name)")
+	addJSON(add, g)
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List the issuer keys this node trusts",
@@ -210,6 +220,14 @@ printed) for the node's operator to install with 'nii credential install'.`,
 					return installCredential(cmd, g, tok)
 				}
 			}
+			if g.json {
+				if out != "" {
+					if err := writeToken(cmd, out, tok); err != nil {
+						return err
+					}
+				}
+				return printJSON(cmd.OutOrStdout(), map[string]any{"id": cc.ID, "node": nodeID, "org": org, "expires": cc.ExpiresAt.UTC(), "file": out, "token": tok})
+			}
 			if err := writeToken(cmd, out, tok); err != nil {
 				return err
 			}
@@ -217,6 +235,7 @@ printed) for the node's operator to install with 'nii credential install'.`,
 			return nil
 		},
 	}
+	addJSON(c, g)
 	c.Flags().StringVar(&key, "key", "", "the issuer key file (from nii keygen)")
 	c.Flags().StringVar(&org, "org", "", "the org the node publishes for")
 	c.Flags().StringVar(&nodeID, "node", "", "the node's ID (nii status shows it)")
@@ -238,6 +257,9 @@ func installCredential(cmd *cobra.Command, g *globals, tok string) error {
 		if err := writeToken(cmd, filepath.Join(g.home, node.CredFile), tok); err != nil {
 			return err
 		}
+		if g.json {
+			return printJSON(cmd.OutOrStdout(), map[string]any{"installed": true, "file": filepath.Join(g.home, node.CredFile), "running": false})
+		}
 		fmt.Fprintln(cmd.OutOrStdout(), "credential saved; the node will carry it when it starts")
 		return nil
 	}
@@ -247,6 +269,9 @@ func installCredential(cmd *cobra.Command, g *globals, tok string) error {
 	ci, err := cl.InstallCredential(cmd.Context(), tok)
 	if err != nil {
 		return err
+	}
+	if g.json {
+		return printJSON(cmd.OutOrStdout(), ci)
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "credential installed: this node is %s, until %s; its adverts now carry it\n", ci.Org, ci.Expires.Format(time.RFC3339))
 	return nil
@@ -298,9 +323,13 @@ func grantIssueCmd(g *globals) *cobra.Command {
 	var key, to, datasets, actions, bind, fed, out string
 	var ttl time.Duration
 	c := &cobra.Command{
-		Use:   "issue --key FILE --to ORG|NODEID --datasets PATTERN[,..] --actions read[,sync] --ttl DURATION",
+		Use:   "issue --key FILE --to ORG|NODEID --datasets PATTERN[,..] [--actions read[,sync]] [--ttl DURATION] [--federation ID (needed without a node home)]",
 		Short: "Issue an access grant",
-		Args:  cobra.NoArgs,
+		Long: `Signs an access grant with an issuer key. The federation (the grant's
+audience) is taken from the node home (--home, $NII_HOME, ./nii-data); on an
+admin's machine with no node home, give it with --federation. A grant may be
+valid for at most a year (nodes refuse longer ones); --ttl sets how long.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			k, fed, err := issuer(g, key, fed)
 			if err != nil {
@@ -311,6 +340,15 @@ func grantIssueCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if g.json {
+				if out != "" {
+					if err := writeToken(cmd, out, tok); err != nil {
+						return err
+					}
+				}
+				return printJSON(cmd.OutOrStdout(), map[string]any{"id": gc.ID, "to": to, "datasets": gc.Datasets, "actions": gc.Actions,
+					"expires": gc.ExpiresAt.UTC(), "file": out, "token": tok})
+			}
 			if err := writeToken(cmd, out, tok); err != nil {
 				return err
 			}
@@ -319,13 +357,14 @@ func grantIssueCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+	addJSON(c, g)
 	c.Flags().StringVar(&key, "key", "", "the issuer key file (from nii keygen)")
 	c.Flags().StringVar(&to, "to", "", "who may use it: an org (its enrolled nodes) or one node ID")
 	c.Flags().StringVar(&datasets, "datasets", "", "dataset patterns, comma-separated (greenwich/spend-*)")
 	c.Flags().StringVar(&actions, "actions", "read", "read (pull), sync (follow), comma-separated")
 	c.Flags().DurationVar(&ttl, "ttl", 720*time.Hour, "how long the grant is valid")
 	c.Flags().StringVar(&bind, "node", "", "bind the grant to this node ID: useless to anyone else if leaked")
-	c.Flags().StringVar(&fed, "federation", "", "the federation (default: the home's)")
+	c.Flags().StringVar(&fed, "federation", "", "the federation (default: the home's; required with no node home)")
 	c.Flags().StringVarP(&out, "out", "o", "", "write the grant to this file (mode 0600) instead of printing it")
 	for _, f := range []string{"key", "to", "datasets"} {
 		c.MarkFlagRequired(f)
@@ -459,6 +498,9 @@ made offline and handed to a node later with --submit FILE.`,
 			cl, err := api.Dial(g.home)
 			if err != nil {
 				if out != "" {
+					if g.json {
+						return printJSON(cmd.OutOrStdout(), map[string]any{"revokes": args[0], "file": out, "submitted": false})
+					}
 					fmt.Fprintf(cmd.OutOrStdout(), "revocation saved to %s; hand it to a running node with: nii grant revoke --submit %s\n", out, out)
 					return nil
 				}
@@ -467,6 +509,9 @@ made offline and handed to a node later with --submit FILE.`,
 			res, err := cl.Revoke(cmd.Context(), tok)
 			if err != nil {
 				return err
+			}
+			if g.json {
+				return printJSON(cmd.OutOrStdout(), map[string]any{"revokes": res.Revokes, "new": res.New, "file": out, "submitted": true})
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "revoked %s; spreading through the federation\n", res.Revokes)
 			return nil
@@ -477,6 +522,7 @@ made offline and handed to a node later with --submit FILE.`,
 	c.Flags().StringVarP(&out, "out", "o", "", "also write the revocation to this file")
 	c.Flags().StringVar(&submit, "submit", "", "hand a saved revocation FILE to the node instead of issuing one")
 	c.Flags().DurationVar(&ttl, "ttl", auth.MaxTTL, "how long nodes keep the revocation (at least as long as the revoked token could be valid)")
+	addJSON(c, g)
 	return c
 }
 

@@ -21,7 +21,7 @@ func searchCmd(g *globals) *cobra.Command {
 		publisher, theme, keyword, licence, format, access, conforms []string
 		sort                                                         string
 		limit, offset                                                int
-		facets                                                       bool
+		facets, unverified                                           bool
 	)
 	c := &cobra.Command{
 		Use:   "search [QUERY] [--publisher ORG] [--theme T] ...",
@@ -40,6 +40,9 @@ func searchCmd(g *globals) *cobra.Command {
 			}
 			if sort != "" {
 				q.Set("sort", sort)
+			}
+			if unverified {
+				q.Set("verified", "false")
 			}
 			q.Set("limit", strconv.Itoa(limit))
 			q.Set("offset", strconv.Itoa(offset))
@@ -68,6 +71,9 @@ func searchCmd(g *globals) *cobra.Command {
 				}
 				if !h.Verified {
 					status += ", unverified"
+				}
+				if h.Claim != "" {
+					status += ", claim " + h.Claim
 				}
 				fmt.Fprintf(w, "%s\t@%d\t%s\t%s\t%s\t%s\t%s\n", h.ID, h.Version, table.FormatName(h.Meta.MediaType),
 					humanize.IBytes(uint64(h.Meta.ByteSize)), h.Meta.Publisher, status, h.Meta.Title)
@@ -100,6 +106,7 @@ func searchCmd(g *globals) *cobra.Command {
 	f.IntVar(&limit, "limit", 20, "results per page (1 to 1000)")
 	f.IntVar(&offset, "offset", 0, "skip this many results")
 	f.BoolVar(&facets, "facets", false, "also print facet counts")
+	f.BoolVar(&unverified, "unverified", false, "list the claims no membership credential proves (kept apart from the verified catalog on a node with trust anchors)")
 	addJSON(c, g)
 	return c
 }
@@ -148,8 +155,8 @@ func ago(t time.Time, online bool) string {
 }
 
 func withdrawCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "withdraw ORG/NAME",
+	c := &cobra.Command{
+		Use:   "withdraw ORG/NAME [--json]",
 		Short: "Stop the federation listing one of this node's datasets (a signed tombstone)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -157,16 +164,25 @@ func withdrawCmd(g *globals) *cobra.Command {
 				if err := cl.Withdraw(cmd.Context(), d); err != nil {
 					return err
 				}
+				if g.json {
+					return printJSON(cmd.OutOrStdout(), api.WithdrawResult{Withdrawn: d.String()})
+				}
 				fmt.Fprintf(cmd.OutOrStdout(), "withdrew %s: the federation will stop listing it within seconds; the data stays in this node's store\n", d)
 				return nil
 			})
 		},
 	}
+	addJSON(c, g)
+	return c
 }
 
 // showVersionOrCatalog prints a locally held version when @N names one,
 // otherwise what the federation knows of the dataset.
-func showRef(cmd *cobra.Command, g *globals, cl *api.Client, ref nii.Ref) error {
+func showRef(cmd *cobra.Command, g *globals, cl *api.Client, ref nii.Ref, unverified bool) error {
+	lookup := cl.CatalogDataset
+	if unverified {
+		lookup = cl.CatalogDatasetUnverified
+	}
 	out := cmd.OutOrStdout()
 	if ref.Version != 0 {
 		v, err := cl.Version(cmd.Context(), ref)
@@ -180,13 +196,13 @@ func showRef(cmd *cobra.Command, g *globals, cl *api.Client, ref nii.Ref) error 
 		if !errors.As(err, &re) || re.Status != 404 {
 			return err
 		}
-		cd, cerr := cl.CatalogDataset(cmd.Context(), ref.Dataset)
+		cd, cerr := lookup(cmd.Context(), ref.Dataset)
 		if cerr != nil {
 			return err
 		}
 		return fmt.Errorf("%s is not held on this node; the federation lists %s@%d (pull it to see older versions)", ref, cd.ID, cd.Version)
 	}
-	cd, err := cl.CatalogDataset(cmd.Context(), ref.Dataset)
+	cd, err := lookup(cmd.Context(), ref.Dataset)
 	if err != nil {
 		return err
 	}
@@ -199,10 +215,20 @@ func showRef(cmd *cobra.Command, g *globals, cl *api.Client, ref nii.Ref) error 
 func printCatalogDataset(out io.Writer, cd *api.CatalogDataset) error {
 	m := cd.Meta
 	w := tabw(out)
-	fmt.Fprintf(w, "%s@%d\t%s\n", cd.ID, cd.Version, m.Title)
 	if cd.Withdrawn {
-		fmt.Fprintf(w, "status\twithdrawn by its publisher\n")
+		// A tombstone has no version, manifest or file: say what it is.
+		fmt.Fprintf(w, "%s\twithdrawn\n", cd.ID)
+		fmt.Fprintf(w, "status\twithdrawn on %s, by node %s (org %s)\n", cd.Signed.Format("2006-01-02 15:04:05 MST"), cd.Publisher, orDash(m.Publisher))
+		if cd.Local != nil {
+			var vs []string
+			for _, v := range cd.Local.Versions {
+				vs = append(vs, "@"+strconv.FormatUint(v.Version, 10))
+			}
+			fmt.Fprintf(w, "held here\t%s (still in this node's store)\n", strings.Join(vs, " "))
+		}
+		return w.Flush()
 	}
+	fmt.Fprintf(w, "%s@%d\t%s\n", cd.ID, cd.Version, m.Title)
 	if m.Description != "" {
 		fmt.Fprintf(w, "description\t%s\n", m.Description)
 	}

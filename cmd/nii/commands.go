@@ -19,26 +19,63 @@ import (
 	"github.com/nii-uk/nii"
 	"github.com/nii-uk/nii/node"
 	"github.com/nii-uk/nii/node/api"
+	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 )
 
 func initCmd(g *globals) *cobra.Command {
 	cfg := node.DefaultConfig("")
+	var gossipKey string
 	c := &cobra.Command{
-		Use:   "init --org ORG [--name NAME] [--federation ID]",
+		Use:   "init --org ORG [--name NAME] [--federation ID] [--gossip-key new|KEY]",
 		Short: "Create a node's home: config, node key",
-		Args:  cobra.NoArgs,
+		Long: `Creates a node's home: config.toml and the node key.
+
+With --gossip-key new the node starts a keyed federation: a fresh gossip key
+is made and printed, to be given (privately) to every other member, which
+joins with --gossip-key KEY. Without it the federation's gossip is
+unencrypted and open to anyone who can reach the gossip port: fine for a lab
+or a demo, said loudly by 'nii status' and the log (docs/security.md).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg.Home = g.home
+			newKey := false
+			switch gossipKey {
+			case "":
+			case "new":
+				k, err := node.NewGossipKey()
+				if err != nil {
+					return err
+				}
+				cfg.Gossip.Keys, newKey = []string{k}, true
+			default:
+				cfg.Gossip.Keys = []string{strings.TrimSpace(gossipKey)}
+			}
 			id, err := node.Init(cfg)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "initialised %s\n  node ID     %s\n  org         %s\n  federation  %s\nstart it with: nii run --home %s\n",
-				g.home, id, cfg.Org, cfg.Federation, g.home)
+			if g.json {
+				return printJSON(cmd.OutOrStdout(), map[string]any{"home": g.home, "id": id, "org": cfg.Org, "federation": cfg.Federation,
+					"gossip_key": gossipKeyIfNew(cfg, newKey), "gossip_encrypted": len(cfg.Gossip.Keys) > 0})
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "initialised %s\n  node ID     %s\n  org         %s\n  federation  %s\n", g.home, id, cfg.Org, cfg.Federation)
+			switch {
+			case newKey:
+				fmt.Fprintf(out, "  gossip key  %s\nGive this key, privately, to every member of %s; each joins with:\n  nii init --org ORG --federation %s --gossip-key %s\n",
+					cfg.Gossip.Keys[0], cfg.Federation, cfg.Federation, cfg.Gossip.Keys[0])
+			case len(cfg.Gossip.Keys) > 0:
+				fmt.Fprintf(out, "  gossip      encrypted with the federation's key\n")
+			default:
+				fmt.Fprintf(out, "  gossip      UNENCRYPTED: anyone who can reach the gossip port can join %s and read its catalog\n              (start a keyed federation with --gossip-key new; docs/security.md)\n", cfg.Federation)
+			}
+			fmt.Fprintf(out, "start it with: nii run --home %s\n", g.home)
 			return nil
 		},
 	}
+	c.Flags().StringVar(&gossipKey, "gossip-key", "", "the federation's gossip key: new makes one (the first node), or the key another member was given")
+	addJSON(c, g)
 	c.Flags().StringVar(&cfg.Org, "org", "", "the publishing body this node speaks for (slug, e.g. greenwich)")
 	c.Flags().StringVar(&cfg.OrgName, "name", "", "the org's display name")
 	c.Flags().StringVar(&cfg.Federation, "federation", cfg.Federation, "the federation to belong to")
@@ -160,10 +197,28 @@ func statusCmd(g *globals) *cobra.Command {
 func printStatus(out io.Writer, st *api.Status) error {
 	w := tabw(out)
 	fmt.Fprintf(w, "node ID\t%s\n", st.ID)
-	fmt.Fprintf(w, "org\t%s\t%s\n", st.Org, st.OrgName)
+	fmt.Fprintf(w, "org\t%s %s\n", st.Org, st.OrgName)
 	fmt.Fprintf(w, "federation\t%s\n", st.Federation)
-	for k, v := range st.Addresses {
-		fmt.Fprintf(w, "%s\t%s\n", k, v)
+	mode := "verified: only publishers a membership credential proves are listed and pulled"
+	if st.Security.Mode == api.ModeOpen {
+		mode = "OPEN: no trust anchors, every org claim is unverified"
+	}
+	fmt.Fprintf(w, "mode\t%s (%d trust anchors)\n", mode, st.Security.Anchors)
+	gossip := "encrypted (federation key)"
+	if !st.Security.GossipEncrypted {
+		gossip = "UNENCRYPTED"
+	}
+	fmt.Fprintf(w, "gossip\t%s\n", gossip)
+	for _, k := range []string{"api", "gossip"} {
+		if v, ok := st.Addresses[k]; ok {
+			fmt.Fprintf(w, "%s address\t%s\n", k, v)
+		}
+	}
+	for _, a := range st.P2PAddrs {
+		fmt.Fprintf(w, "p2p address\t%s\n", a)
+	}
+	for _, warn := range st.Security.Warnings {
+		fmt.Fprintf(w, "warning\t%s\n", warn)
 	}
 	fmt.Fprintf(w, "datasets\t%d (%d versions)\n", st.Store.Datasets, st.Store.Versions)
 	fmt.Fprintf(w, "store\t%d chunks, %s\n", st.Store.Chunks, humanize.IBytes(uint64(st.Store.ChunkBytes)))
@@ -184,9 +239,10 @@ func publishCmd(g *globals) *cobra.Command {
 		req      api.PublishOptions
 		access   string
 		standard bool
+		quiet    bool
 	)
 	c := &cobra.Command{
-		Use:   "publish FILE --name NAME [--title T] [--licence L] [--keyword K]...",
+		Use:   "publish FILE --name NAME [--title T] [--licence L] [--keyword K]... [--json]",
 		Short: "Publish a file as the next version of a dataset",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -218,9 +274,21 @@ func publishCmd(g *globals) *cobra.Command {
 				return err
 			}
 			req.Filename = filepath.Base(path)
-			v, err := cl.Publish(cmd.Context(), nii.DatasetID{Org: st.Org, Name: name}, f, req)
+			var body io.Reader = f
+			var bar *progressbar.ProgressBar
+			if fi, err := f.Stat(); err == nil && !quiet && !g.json {
+				bar = newBytesBar(cmd.ErrOrStderr(), fi.Size(), "publishing "+filepath.Base(path))
+				body = io.TeeReader(f, bar)
+			}
+			v, err := cl.Publish(cmd.Context(), nii.DatasetID{Org: st.Org, Name: name}, body, req)
+			if bar != nil {
+				bar.Finish()
+			}
 			if err != nil {
 				return err
+			}
+			if v.Meta.Licence == "" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s has no licence: others cannot tell whether they may reuse it, and DCAT lists no dct:license (publish again with --licence, e.g. OGL-UK-3.0)\n", v.Ref)
 			}
 			if g.json {
 				return printJSON(cmd.OutOrStdout(), v)
@@ -237,7 +305,9 @@ func publishCmd(g *globals) *cobra.Command {
 	f.StringVar(&name, "name", "", "dataset name (a slug); the org is the node's")
 	f.StringVar(&req.Meta.Title, "title", "", "title (kept from the previous version if omitted)")
 	f.StringVar(&req.Meta.Description, "description", "", "description")
-	f.StringVar(&req.Meta.Licence, "licence", "", "licence ID, e.g. OGL-UK-3.0")
+	f.StringVar(&req.Meta.Licence, "licence", "", "licence: an SPDX ID (OGL-UK-3.0, CC-BY-4.0, …), a UK licence, or other:URL")
+	f.BoolVarP(&quiet, "quiet", "q", false, "no progress bar")
+	addJSON(c, g)
 	f.StringVar(&access, "access", "", "open or restricted (default: the previous version's, else open)")
 	f.StringArrayVar(&req.Meta.Keywords, "keyword", nil, "keyword (repeatable)")
 	f.StringArrayVar(&req.Meta.Themes, "theme", nil, "theme (repeatable)")
@@ -293,11 +363,17 @@ func printDatasets(out io.Writer, ds []api.DatasetInfo) error {
 	fmt.Fprintln(w, "DATASET\tVERSION\tROLE\tSIZE\tROWS\tCOLUMNS\tMODIFIED\tTITLE")
 	for _, d := range ds {
 		if f := d.Follow; f != nil {
-			state := f.State
+			// One row in the same columns: the version held of the one
+			// advertised, the follow's state where the title goes.
+			state := "following: " + f.State
 			if f.LastError != "" {
 				state += ": " + f.LastError
 			}
-			fmt.Fprintf(w, "%s\tfollowing\t%s\t@%d of @%d\t\t\t\t%s\n", d.ID, d.Role, f.Version, f.Advertised, state)
+			synced := "-"
+			if !f.LastSync.IsZero() {
+				synced = f.LastSync.Format("2006-01-02 15:04")
+			}
+			fmt.Fprintf(w, "%s\t@%d/@%d\t%s\t-\t-\t-\t%s\t%s\n", d.ID, f.Version, f.Advertised, orDash(d.Role), synced, state)
 		}
 		for _, v := range d.Versions {
 			rows, cols := "-", "-"
@@ -312,9 +388,9 @@ func printDatasets(out io.Writer, ds []api.DatasetInfo) error {
 }
 
 func showCmd(g *globals) *cobra.Command {
-	var lineage bool
+	var lineage, unverified bool
 	c := &cobra.Command{
-		Use:   "show ORG/NAME[@N] [--lineage]",
+		Use:   "show ORG/NAME[@N] [--lineage] [--unverified]",
 		Short: "Describe a dataset: with @N a version held here, else what the federation lists",
 		Long: `nii show describes a dataset. With --lineage, for a merged dataset, it lists
 every source version and mapping the version was built from and checks each:
@@ -334,10 +410,11 @@ non-zero if any cite does not check out.`,
 			if lineage {
 				return checkLineage(cmd, g, cl, ref)
 			}
-			return showRef(cmd, g, cl, ref)
+			return showRef(cmd, g, cl, ref, unverified)
 		},
 	}
 	c.Flags().BoolVar(&lineage, "lineage", false, "for a merged dataset: list and verify every source and mapping it was built from")
+	c.Flags().BoolVar(&unverified, "unverified", false, "show the dataset even if its only publisher claim is unverified")
 	addJSON(c, g)
 	return c
 }
@@ -388,7 +465,7 @@ func printVersion(out io.Writer, v *api.VersionInfo) error {
 func exportCmd(g *globals) *cobra.Command {
 	var out, mode string
 	c := &cobra.Command{
-		Use:   "export ORG/NAME[@N] -o FILE",
+		Use:   "export ORG/NAME[@N] -o FILE [--json]",
 		Short: "Write a stored version out to a file, verifying every chunk",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -426,10 +503,14 @@ func exportCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if g.json {
+				return printJSON(cmd.OutOrStdout(), map[string]any{"ref": got, "file": out, "bytes": n})
+			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s to %s (%s)\n", got, out, humanize.IBytes(uint64(n)))
 			return nil
 		},
 	}
+	addJSON(c, g)
 	c.Flags().StringVarP(&out, "output", "o", "", "file to write (- for standard output)")
 	c.MarkFlagRequired("output")
 	addModeFlag(c, &mode)
@@ -458,15 +539,21 @@ func outputMode(access nii.Access, mode string, set bool) (os.FileMode, error) {
 	return 0o666, nil
 }
 
-func versionCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
+func versionCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "version [--json]",
 		Short: "Print nii's version",
 		Args:  cobra.NoArgs,
-		Run: func(cmd *cobra.Command, args []string) {
-			fmt.Fprintln(cmd.OutOrStdout(), "nii", node.BuildVersion)
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if g.json {
+				return printJSON(cmd.OutOrStdout(), map[string]string{"version": node.BuildVersion})
+			}
+			_, err := fmt.Fprintln(cmd.OutOrStdout(), "nii", node.BuildVersion)
+			return err
 		},
 	}
+	addJSON(c, g)
+	return c
 }
 
 // withDataset parses arg as ORG/NAME, dials the node of g's home, and runs
@@ -513,4 +600,12 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// gossipKeyIfNew is the gossip key init made, for --json ("" if it made none).
+func gossipKeyIfNew(cfg node.Config, made bool) string {
+	if made {
+		return cfg.Gossip.Keys[0]
+	}
+	return ""
 }

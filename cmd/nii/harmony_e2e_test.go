@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nii-uk/nii/internal/spenddata"
+
 	"github.com/nii-uk/nii/node/api"
 )
 
@@ -17,23 +19,8 @@ import (
 // them: a standards body, three boroughs, a harmoniser (the GLA) and a
 // fourth node that checks what the GLA published.
 
-// sharedSpendFile finds one of the shared public spend files: in the
-// repository's test data if it is there, else in the workspace's shared
-// data. It skips the test when neither has it.
-func sharedSpendFile(t *testing.T, name string) string {
-	t.Helper()
-	for _, d := range []string{"../../registry/table/testdata/spend", "../../../shared/data/spend", "../../../../shared/data/spend", "/work/shared/data/spend"} {
-		p, err := filepath.Abs(filepath.Join(d, name+".csv"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	t.Skipf("shared spend file %s.csv not found", name)
-	return ""
-}
+// sharedSpendFile is the path of one of the shared public spend files.
+func sharedSpendFile(t *testing.T, name string) string { return spenddata.Path(name) }
 
 func mappingFile(t *testing.T, name string) string {
 	t.Helper()

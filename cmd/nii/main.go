@@ -89,7 +89,7 @@ talk to a running node find it through its home.`,
 		standardsCmd(g),
 		mapCmd(g),
 		mergeCmd(g),
-		versionCmd(),
+		versionCmd(g),
 	)
 	return root
 }

@@ -28,9 +28,9 @@ func readGrant(s string) (string, error) {
 
 func pullCmd(g *globals) *cobra.Command {
 	var out, grant, mode string
-	var quiet bool
+	var quiet, allowUnverified bool
 	c := &cobra.Command{
-		Use:   "pull ORG/NAME[@N] [--grant TOKEN|@FILE] [-o FILE]",
+		Use:   "pull ORG/NAME[@N] [--grant TOKEN|@FILE] [-o FILE] [--allow-unverified]",
 		Short: "Fetch a dataset version from the federation, verified, into the store",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -59,16 +59,20 @@ func pullCmd(g *globals) *cobra.Command {
 					return
 				}
 				if bar == nil {
-					bar = progressbar.DefaultBytes(total, "pulling "+ref.String())
+					bar = newBytesBar(cmd.ErrOrStderr(), total, "pulling "+ref.String())
 				}
 				bar.Set64(done)
 			}
-			sum, err := cl.Pull(cmd.Context(), ref, grant, progress)
+			sum, err := cl.PullWith(cmd.Context(), api.PullRequest{Ref: ref.String(), Grant: grant, AllowUnverified: allowUnverified}, progress)
 			if bar != nil {
 				bar.Finish()
 			}
 			if err != nil {
 				return err
+			}
+			if !sum.PublisherVerified && allowUnverified {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s came from node %s, whose claim to org %s no membership credential proves (pulled as asked, with --allow-unverified)\n",
+					ref.Dataset, sum.Version.Publisher, ref.Dataset.Org)
 			}
 			v := sum.Version
 			msg := fmt.Sprintf("pulled %s (%s): fetched %d chunks (%s) from %d provider(s), %d already held",
@@ -106,6 +110,7 @@ func pullCmd(g *globals) *cobra.Command {
 	c.Flags().StringVar(&grant, "grant", "", "access grant for a restricted dataset: the token, or @FILE")
 	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress bar")
 	addModeFlag(c, &mode)
+	c.Flags().BoolVar(&allowUnverified, "allow-unverified", false, "take the data even if no membership credential proves the publisher's org (a node with trust anchors refuses otherwise)")
 	addJSON(c, g)
 	return c
 }
@@ -113,11 +118,12 @@ func pullCmd(g *globals) *cobra.Command {
 func followCmd(g *globals) *cobra.Command {
 	var (
 		grant, publish, title string
+		allowUnverified       bool
 		grants                []string
 		partial               bool
 	)
 	c := &cobra.Command{
-		Use:   "follow ORG/NAME [--grant TOKEN|@FILE] | follow STANDARD --publish ORG/NAME",
+		Use:   "follow ORG/NAME [--grant TOKEN|@FILE] [--allow-unverified] | follow STANDARD --publish ORG/NAME",
 		Short: "Keep a dataset in sync, or keep a merged view of a standard current",
 		Long: `nii follow ORG/NAME pulls every new version of the dataset as its advert
 arrives. nii follow STANDARD --publish ORG/NAME keeps a merged dataset of the
@@ -159,8 +165,12 @@ ORG/NAME with its lineage.`,
 				return nil
 			}
 			return withDataset(cmd, g, args[0], func(cl *api.Client, d nii.DatasetID) error {
-				if _, err := cl.Follow(cmd.Context(), d, tok); err != nil {
+				f, err := cl.FollowWith(cmd.Context(), api.FollowRequest{Dataset: d.String(), Grant: tok, AllowUnverified: allowUnverified})
+				if err != nil {
 					return err
+				}
+				if g.json {
+					return printJSON(cmd.OutOrStdout(), f)
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "following %s: new versions are pulled as they are advertised; 'nii datasets' shows sync state\n", d)
 				return nil
@@ -172,6 +182,8 @@ ORG/NAME with its lineage.`,
 	c.Flags().StringVar(&title, "title", "", "with --publish: the merged dataset's title")
 	c.Flags().BoolVar(&partial, "allow-partial", false, "with --publish: merge what can be read when some sources cannot")
 	c.Flags().StringArrayVar(&grants, "merge-grant", nil, "with --publish: more access grants for restricted sources (repeatable)")
+	c.Flags().BoolVar(&allowUnverified, "allow-unverified", false, "follow it even if no membership credential proves the publisher's org")
+	addJSON(c, g)
 	return c
 }
 

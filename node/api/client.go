@@ -262,6 +262,13 @@ func (c *Client) CatalogDataset(ctx context.Context, d nii.DatasetID) (*CatalogD
 	return &cd, c.get(ctx, "/api/v1/catalog/"+d.String(), &cd)
 }
 
+// CatalogDatasetUnverified is CatalogDataset that, on a node with trust
+// anchors, also answers with an unverified only claim (verified=false).
+func (c *Client) CatalogDatasetUnverified(ctx context.Context, d nii.DatasetID) (*CatalogDataset, error) {
+	var cd CatalogDataset
+	return &cd, c.get(ctx, "/api/v1/catalog/"+d.String()+"?verified=false", &cd)
+}
+
 // Peers lists the federation's members as the node knows them.
 func (c *Client) Peers(ctx context.Context) ([]PeerInfo, error) {
 	var ps []PeerInfo
@@ -277,9 +284,15 @@ func (c *Client) Withdraw(ctx context.Context, d nii.DatasetID) error {
 // chunks arrive. The pull may take as long as it needs while the node
 // reports progress (it does at least every PullHeartbeat).
 func (c *Client) Pull(ctx context.Context, ref nii.Ref, grant string, progress func(done, total int64)) (*PullSummary, error) {
+	return c.PullWith(ctx, PullRequest{Ref: ref.String(), Grant: grant}, progress)
+}
+
+// PullWith is Pull with every option of the request.
+func (c *Client) PullWith(ctx context.Context, req PullRequest, progress func(done, total int64)) (*PullSummary, error) {
+	ref := req.Ref
 	ctx, touch, stop := c.stream(ctx)
 	defer stop()
-	b, _ := json.Marshal(PullRequest{Ref: ref.String(), Grant: grant})
+	b, _ := json.Marshal(req)
 	resp, err := c.do(ctx, http.MethodPost, "/api/v1/pull", bytes.NewReader(b), true)
 	if err != nil {
 		return nil, err
@@ -317,7 +330,12 @@ func (c *Client) Follows(ctx context.Context) ([]Follow, error) {
 
 // Follow subscribes the node to a dataset.
 func (c *Client) Follow(ctx context.Context, d nii.DatasetID, grant string) (*Follow, error) {
-	b, _ := json.Marshal(FollowRequest{Dataset: d.String(), Grant: grant})
+	return c.FollowWith(ctx, FollowRequest{Dataset: d.String(), Grant: grant})
+}
+
+// FollowWith is Follow with every option of the request.
+func (c *Client) FollowWith(ctx context.Context, req FollowRequest) (*Follow, error) {
+	b, _ := json.Marshal(req)
 	var f Follow
 	return &f, c.send(ctx, http.MethodPost, "/api/v1/follows", b, true, &f)
 }

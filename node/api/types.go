@@ -22,7 +22,8 @@ type Status struct {
 	Version      string            `json:"version"` // the node's build
 	// History says whether this node has learnt from the federation what
 	// it published before (a home restored from a backup lacks it).
-	History History `json:"history"`
+	History  History  `json:"history"`
+	Security Security `json:"security"`
 }
 
 // History is what a node knows of its own published history.
@@ -41,6 +42,26 @@ type History struct {
 	// learnt, or a copy of this node's key running elsewhere. This node's
 	// records are signed again under new seqs.
 	Collisions int64 `json:"collisions,omitempty"`
+}
+
+// Federation modes, as Status.Security.Mode gives them.
+const (
+	// ModeVerified: the node has trust anchors; it lists and takes data
+	// only from publishers a membership credential proves.
+	ModeVerified = "verified"
+	// ModeOpen: no trust anchors; every org claim is unverified and the
+	// only claim to a dataset is its publisher (a lab, a demo).
+	ModeOpen = "open"
+)
+
+// Security says how the node trusts the federation.
+type Security struct {
+	Mode            string `json:"mode"`    // ModeVerified or ModeOpen
+	Anchors         int    `json:"anchors"` // trusted issuer keys
+	GossipEncrypted bool   `json:"gossip_encrypted"`
+	// Warnings say, in words, what is open: unencrypted gossip, listeners
+	// on every interface, no trust anchors.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // StoreStats counts what the node's content store holds.
@@ -119,12 +140,17 @@ type Follow struct {
 	Failures     int           `json:"failures,omitempty"`
 	FetchedBytes int64         `json:"fetched_bytes"`
 	Publisher    nii.NodeID    `json:"publisher,omitempty"` // pinned when the follow began
+	// AllowUnverified: the follow was asked to accept an unverified publisher.
+	AllowUnverified bool `json:"allow_unverified,omitempty"`
 }
 
 // FollowRequest is the body of POST /api/v1/follows.
 type FollowRequest struct {
 	Dataset string `json:"dataset"` // org/name
 	Grant   string `json:"grant,omitempty"`
+	// AllowUnverified lets a node with trust anchors follow a dataset
+	// whose only publisher claim is unverified.
+	AllowUnverified bool `json:"allow_unverified,omitempty"`
 }
 
 // UnfollowResult is what DELETE /api/v1/follows/{org}/{name} returns.
@@ -154,6 +180,10 @@ type CatalogHit struct {
 	LastSeen  time.Time    `json:"last_seen"`
 	Score     float64      `json:"score"`
 	Meta      nii.Metadata `json:"meta"`
+	// Claim is set on a record the catalog does not list under the
+	// dataset's own name (an unverified claim, or one of two rival
+	// claims): it names this origin's claim apart (registry.ClaimID).
+	Claim string `json:"claim,omitempty"`
 }
 
 // CatalogResult is a page of search results with facet counts.
@@ -225,6 +255,9 @@ func (p PeerInfo) Online() bool { return p.State == PeerAlive }
 type PullRequest struct {
 	Ref   string `json:"ref"` // org/name or org/name@N
 	Grant string `json:"grant,omitempty"`
+	// AllowUnverified lets a node with trust anchors pull a dataset whose
+	// only publisher claim is unverified.
+	AllowUnverified bool `json:"allow_unverified,omitempty"`
 }
 
 // PullEvent is one line of the pull response stream: progress (repeated at
@@ -250,6 +283,9 @@ type PullSummary struct {
 	HeldChunks    int              `json:"held_chunks"`
 	Providers     map[string]int64 `json:"providers"` // bytes per provider node ID
 	Dropped       []nii.NodeID     `json:"dropped,omitempty"`
+	// PublisherVerified says whether the publisher's org claim is proven
+	// by a membership credential this node's trust anchors accept.
+	PublisherVerified bool `json:"publisher_verified"`
 }
 
 // JWK is an issuer's public key as a JSON Web Key (RFC 7517; Ed25519 keys

@@ -286,7 +286,7 @@ func NewOrganization(org, title string, created time.Time) Organization {
 		title = org
 	}
 	return Organization{
-		ID: org, Name: org, Title: title, DisplayName: title, Created: ckanTimeOrNull(created),
+		ID: OrgUUID(org), Name: org, Title: title, DisplayName: title, Created: ckanTimeOrNull(created),
 		IsOrganization: true, Type: "organization", State: "active", ApprovalStatus: "approved",
 	}
 }
@@ -297,8 +297,13 @@ func NewPackage(e Entry) Package {
 	m := &a.Meta
 	d := a.Dataset
 	lic := lookupLicence(m.Licence)
-	pkgID := PackageUUID(d)
+	pkgID := e.PackageID()
 	org := NewOrganization(d.Org, orgTitle(m, d.Org), time.Time{})
+	if e.Claim != "" {
+		// A claim is not the org: it gets an organization of its own, so
+		// a harvester never files it under the org it names.
+		org = NewOrganization(d.Org+ClaimSep+e.Claim, orgTitle(m, d.Org)+" (claim by node "+a.Origin.Short()+", "+verifiedWord(e.Verified)+")", time.Time{})
+	}
 	ref := nii.Ref{Dataset: d, Version: a.Version}
 	name := m.Filename
 	if name == "" {
@@ -316,10 +321,15 @@ func NewPackage(e Entry) Package {
 		State: "active", Version: a.Version, Manifest: a.Manifest.String(),
 	}
 	p := Package{
-		ID: pkgID, Name: CKANName(d), Title: m.Title, Notes: m.Description,
+		ID: pkgID, Name: e.PackageName(), Title: m.Title, Notes: m.Description,
 		Version:   strconv.FormatUint(a.Version, 10),
 		LicenseID: m.Licence, LicenseTitle: lic.title, LicenseURL: lic.url, IsOpen: lic.open,
 		State: "active", Type: "dataset",
+		// A restricted dataset's data needs a grant: to a CKAN client it
+		// is a private dataset (package_search leaves it out unless
+		// include_private=true), never a public record whose resource
+		// answers 403.
+		Private:         m.Access == nii.AccessRestricted,
 		MetadataCreated: ckanTime(m.Issued), MetadataModified: ckanTime(m.Modified),
 		OwnerOrg: org.ID, Organization: &org,
 		Resources: []Resource{res}, NumResources: 1,
@@ -327,6 +337,9 @@ func NewPackage(e Entry) Package {
 	}
 	if p.Title == "" {
 		p.Title = d.Name
+	}
+	if e.Claim != "" && !e.Verified {
+		p.Title = "[unverified claim] " + p.Title
 	}
 	for _, k := range m.Keywords {
 		p.Tags = append(p.Tags, Tag{ID: StableUUID("tag:" + k), Name: k, DisplayName: k, State: "active"})
@@ -347,12 +360,22 @@ func NewPackage(e Entry) Package {
 	if m.ConformsTo != "" {
 		p.Extras = append(p.Extras, Extra{"conforms_to", m.ConformsTo})
 	}
+	if e.Claim != "" {
+		p.Extras = append(p.Extras, Extra{"claim", e.Claim})
+	}
 	if len(m.Themes) > 0 {
 		b, _ := json.Marshal(m.Themes)
 		p.Extras = append(p.Extras, Extra{"theme", string(b)})
 	}
 	slices.SortFunc(p.Extras, func(a, b Extra) int { return strings.Compare(a.Key, b.Key) })
 	return p
+}
+
+func verifiedWord(v bool) string {
+	if v {
+		return "verified"
+	}
+	return "unverified"
 }
 
 // ---- package_search ----
@@ -370,6 +393,10 @@ type Search struct {
 	// None is set when a filter can match no nii dataset: the result is
 	// empty without searching.
 	None bool
+	// IncludePrivate: restricted datasets are listed too (CKAN's
+	// include_private); by default package_search leaves them out, as
+	// CKAN leaves private datasets out for an anonymous caller.
+	IncludePrivate bool
 }
 
 // ckanFacets maps CKAN facet fields to the index's facets.
@@ -395,14 +422,18 @@ const (
 )
 
 // ParseSearch parses package_search's parameters: q, fq, rows, start,
-// sort, facet.field, facet.limit. Unknown parameters are ignored, as CKAN
-// ignores ones it does not use (include_private, include_drafts, …).
+// sort, facet.field, facet.limit, include_private. Unknown parameters are
+// ignored, as CKAN ignores ones it does not use (include_drafts, …).
 func ParseSearch(p Params) (Search, *Error) {
 	s := Search{Sort: DefaultSort, FacetLimit: 50}
 	var err *Error
-	if s.Rows, err = p.Int("rows", DefaultRows, 0, MaxRows); err != nil {
+	if s.IncludePrivate, err = p.Bool("include_private"); err != nil {
 		return s, err
 	}
+	if s.Rows, err = p.Int("rows", DefaultRows, 0, 1<<30); err != nil {
+		return s, err
+	}
+	s.Rows = min(s.Rows, MaxRows) // as CKAN caps rows at ckan.search.rows_max, silently
 	s.Query.Limit = max(s.Rows, 1)
 	if s.Query.Offset, err = p.Int("start", 0, 0, MaxStart); err != nil {
 		return s, err
@@ -427,6 +458,16 @@ func ParseSearch(p Params) (Search, *Error) {
 	}
 	f.Apply(&s.Query)
 	s.None = f.None
+	if !s.IncludePrivate {
+		switch {
+		case len(s.Query.Access) == 0:
+			s.Query.Access = []string{string(nii.AccessOpen)}
+		case !slices.Contains(s.Query.Access, string(nii.AccessOpen)):
+			s.None = true // only private datasets asked for, and not included
+		default:
+			s.Query.Access = []string{string(nii.AccessOpen)}
+		}
+	}
 	s.Query.Text = text
 	if sort := strings.TrimSpace(p["sort"]); sort != "" {
 		mode, serr := parseSort(sort)
@@ -469,9 +510,15 @@ func parseSort(s string) (string, *Error) {
 			m = "modified"
 		case (f[0] == "title_string" || f[0] == "title") && f[1] == "asc":
 			m = "title"
+		case (f[0] == "id" || f[0] == "name") && f[1] == "asc":
+			// A stable order to page through, as ckanext-harvest asks
+			// ("id asc"): by dataset name (a nii package id is derived
+			// from its name, so the order is that of names, not of the
+			// ids' hex).
+			m = "key"
 		}
 		if m == "" {
-			return "", Invalid("sort", fmt.Sprintf("unsupported sort %q: nii's index sorts by score desc, metadata_modified desc or title_string asc", strings.TrimSpace(clause)))
+			return "", Invalid("sort", fmt.Sprintf("unsupported sort %q: nii's index sorts by score desc, metadata_modified desc, title_string asc, name asc or id asc", strings.TrimSpace(clause)))
 		}
 		if i == 0 {
 			mode = m

@@ -22,7 +22,7 @@ func TestNewPackage(t *testing.T) {
 	if p.ID != PackageUUID(nii.DatasetID{Org: "lambeth", Name: "spend"}) || !IsUUID(p.ID) {
 		t.Errorf("id %q", p.ID)
 	}
-	if p.OwnerOrg != "lambeth" || p.Organization.Name != "lambeth" || p.Organization.Title != "London Borough of lambeth" {
+	if p.OwnerOrg != OrgUUID("lambeth") || !IsUUID(p.OwnerOrg) || p.Organization.ID != p.OwnerOrg || p.Organization.Name != "lambeth" || p.Organization.Title != "London Borough of lambeth" {
 		t.Errorf("organization %+v", p.Organization)
 	}
 	if p.LicenseID != "OGL-UK-3.0" || p.LicenseTitle != "Open Government Licence v3.0" || !p.IsOpen {
@@ -100,16 +100,35 @@ func TestParseSearch(t *testing.T) {
 	if err != nil || s.Rows != 0 || s.Query.Limit != 1 {
 		t.Errorf("rows=0: %+v, %v", s, err)
 	}
+	// CKAN caps rows at its maximum silently.
+	if s, err = ParseSearch(Params{"rows": "5000"}); err != nil || s.Rows != MaxRows || s.Query.Limit != MaxRows {
+		t.Errorf("rows=5000: %+v, %v; want capped at %d", s, err, MaxRows)
+	}
+	// ckanext-harvest pages with sort=id asc; name asc is the same stable order.
+	for _, sort := range []string{"id asc", "name asc"} {
+		if s, err = ParseSearch(Params{"sort": sort}); err != nil || s.Query.Sort != "key" || s.Sort != sort {
+			t.Errorf("sort=%s: %+v, %v", sort, s, err)
+		}
+	}
+	// Restricted (private) datasets are left out unless include_private.
+	if s, _ = ParseSearch(Params{}); strings.Join(s.Query.Access, ",") != "open" {
+		t.Errorf("default access filter %q, want open", s.Query.Access)
+	}
+	if s, _ = ParseSearch(Params{"include_private": "true"}); len(s.Query.Access) != 0 || s.None {
+		t.Errorf("include_private: %+v", s.Query)
+	}
+	if s, _ = ParseSearch(Params{"fq": "private:true"}); !s.None {
+		t.Errorf("private:true without include_private matches: %+v", s.Query)
+	}
 	for _, tc := range []struct {
 		p        Params
 		typ, fld string
 	}{
 		{Params{"rows": "ten"}, "Validation Error", "rows"},
-		{Params{"rows": "1001"}, "Validation Error", "rows"},
 		{Params{"rows": "-1"}, "Validation Error", "rows"},
 		{Params{"start": "-5"}, "Validation Error", "start"},
 		{Params{"start": "99999999999999999999"}, "Validation Error", "start"},
-		{Params{"sort": "name asc"}, "Validation Error", "sort"},
+		{Params{"sort": "name desc"}, "Validation Error", "sort"},
 		{Params{"sort": "metadata_modified asc"}, "Validation Error", "sort"},
 		{Params{"facet.field": "organization"}, "Validation Error", "facet.field"},
 		{Params{"facet.field": `["nonsense"]`}, "Validation Error", "facet.field"},

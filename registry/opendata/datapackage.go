@@ -9,14 +9,30 @@ import (
 	"github.com/nii-uk/nii/registry/table"
 )
 
-// Frictionless Data Package (v1, with the v2 headerRows where a CSV has a
-// preamble). The Table Schema comes from the columns nii inferred at
-// publish time (registry/table), which already uses Frictionless types
-// and strptime-style date formats.
+// Frictionless Data Package v2 (https://datapackage.org, 2024): every
+// descriptor, resource, dialect and schema names its v2 profile with
+// $schema, and nothing of v1 (profile, tabular-data-resource) is mixed in.
+// v2 because these files need it: a preamble above the header is
+// dialect.headerRows, which v1 cannot say, and v2 readers still read what
+// v1 did. The Table Schema comes from the columns nii profiled when the
+// file was published (registry/table): every field is named with its
+// header cell as a reader sees it, every header cell has a field, and a
+// type is declared only where every value of the file reads as it.
+// .ci/run validates every shared and demo file against the descriptor a
+// node serves for it, with npm's tableschema and datapackage
+// (docs/opendata.md).
+
+// Data Package v2 profiles.
+const (
+	ProfilePackage  = "https://datapackage.org/profiles/2.0/datapackage.json"
+	ProfileResource = "https://datapackage.org/profiles/2.0/dataresource.json"
+	ProfileDialect  = "https://datapackage.org/profiles/2.0/tabledialect.json"
+	ProfileSchema   = "https://datapackage.org/profiles/2.0/tableschema.json"
+)
 
 // DataPackage is a datapackage.json descriptor.
 type DataPackage struct {
-	Profile      string        `json:"profile"`
+	Profile      string        `json:"$schema"`
 	Name         string        `json:"name"`
 	ID           string        `json:"id"`
 	Title        string        `json:"title,omitempty"`
@@ -41,17 +57,18 @@ type License struct {
 	Title string `json:"title,omitempty"`
 }
 
-// Contributor is a Data Package contributor.
+// Contributor is a Data Package contributor (v2: roles, a list).
 type Contributor struct {
-	Title string `json:"title"`
-	Role  string `json:"role"`
-	Path  string `json:"path,omitempty"`
+	Title string   `json:"title"`
+	Roles []string `json:"roles"`
+	Path  string   `json:"path,omitempty"`
 }
 
 // DPResource is a Data Resource.
 type DPResource struct {
-	Profile   string       `json:"profile"`
+	Profile   string       `json:"$schema"`
 	Name      string       `json:"name"`
+	Type      string       `json:"type,omitempty"` // "table" for tabular data
 	Path      string       `json:"path"`
 	Title     string       `json:"title,omitempty"`
 	Format    string       `json:"format,omitempty"`
@@ -65,36 +82,55 @@ type DPResource struct {
 	// Frictionless's "hash", which tools check against the file.
 	Manifest string `json:"nii:manifest"`
 	Version  uint64 `json:"nii:version"`
+	// RaggedRows is how many rows have more or fewer cells than the
+	// header: each is a row error to any validator, and no descriptor can
+	// say otherwise (Lambeth's 358 rows with the date and amount fused).
+	RaggedRows int64 `json:"nii:raggedRows,omitempty"`
 }
 
-// Dialect is a CSV Dialect.
+// Dialect is a v2 Table Dialect.
 type Dialect struct {
+	Profile        string `json:"$schema"`
+	Header         bool   `json:"header"`
+	HeaderRows     []int  `json:"headerRows,omitempty"` // the header's row when a preamble sits above it
 	Delimiter      string `json:"delimiter,omitempty"`
 	LineTerminator string `json:"lineTerminator,omitempty"`
 	QuoteChar      string `json:"quoteChar"`
 	DoubleQuote    bool   `json:"doubleQuote"`
-	Header         bool   `json:"header"`
-	// HeaderRows (Frictionless v2) gives the header's 1-based row when a
-	// preamble sits above it.
-	HeaderRows []int `json:"headerRows,omitempty"`
+	// SkipInitialSpace: white space after a delimiter is not part of the
+	// value (so a white-space cell is empty, a missing value).
+	SkipInitialSpace bool `json:"skipInitialSpace,omitempty"`
 }
 
-// TableSchema is a Frictionless Table Schema.
+// TableSchema is a v2 Table Schema.
 type TableSchema struct {
+	Profile       string   `json:"$schema"`
 	Fields        []Field  `json:"fields"`
 	MissingValues []string `json:"missingValues"`
 }
 
 // Field is one Table Schema field.
 type Field struct {
-	Name   string `json:"name"`
-	Type   string `json:"type"`
-	Format string `json:"format,omitempty"`
-	// GroupChar is set on numbers: nii infers "number" for values with
-	// thousands separators ("1,100.00", common in UK spend files), which
-	// a Table Schema reader refuses unless told the group character.
-	// Plain numbers read the same with it.
-	GroupChar string `json:"groupChar,omitempty"`
+	Name        string   `json:"name"`
+	Type        string   `json:"type"`
+	Format      string   `json:"format,omitempty"`
+	Title       string   `json:"title,omitempty"`
+	Description string   `json:"description,omitempty"`
+	GroupChar   string   `json:"groupChar,omitempty"`
+	BareNumber  *bool    `json:"bareNumber,omitempty"`
+	TrueValues  []string `json:"trueValues,omitempty"`
+	FalseValues []string `json:"falseValues,omitempty"`
+}
+
+// descriptorEncoding is how a Data Resource names a table's encoding. A
+// UTF-8 file that starts with a byte-order mark is "utf-8-sig", as
+// Frictionless's reference implementation declares it: a reader must drop
+// the mark, or the first header cell is not the first field's name.
+func descriptorEncoding(t *nii.Table) string {
+	if t.BOM && t.Encoding == "utf-8" {
+		return "utf-8-sig"
+	}
+	return t.Encoding
 }
 
 // NewDataPackage describes one version of a dataset. a may be the
@@ -105,16 +141,16 @@ func NewDataPackage(site Site, e Entry) DataPackage {
 	m := &a.Meta
 	d := a.Dataset
 	dp := DataPackage{
-		Profile:     "data-package",
-		Name:        CKANName(d),
-		ID:          site.DatasetIRI(d),
+		Profile:     ProfilePackage,
+		Name:        e.PackageName(),
+		ID:          site.EntryIRI(e),
 		Title:       m.Title,
 		Description: m.Description,
 		Version:     strconv.FormatUint(a.Version, 10),
 		Homepage:    site.Base + "/api/v1/catalog/" + d.Org + "/" + d.Name,
 		Keywords:    m.Keywords,
 		Contributors: []Contributor{{
-			Title: orgTitle(m, d.Org), Role: "publisher", Path: site.OrgIRI(d.Org),
+			Title: orgTitle(m, d.Org), Roles: []string{"publisher"}, Path: site.PublisherIRI(e),
 		}},
 		Dataset: d.String(), Publisher: a.Origin, Verified: e.Verified,
 	}
@@ -127,7 +163,7 @@ func NewDataPackage(site Site, e Entry) DataPackage {
 	}
 	mt := mediaType(m.MediaType)
 	res := DPResource{
-		Profile:   "data-resource",
+		Profile:   ProfileResource,
 		Name:      resourceName(d, m),
 		Path:      e.Download,
 		Title:     m.Title,
@@ -141,21 +177,32 @@ func NewDataPackage(site Site, e Entry) DataPackage {
 		res.Format = ""
 	}
 	if t := m.Table; t != nil && len(t.Columns) > 0 {
-		dp.Profile = "tabular-data-package"
-		res.Profile = "tabular-data-resource"
-		res.Encoding = t.Encoding
+		res.Type = "table"
+		res.Encoding = descriptorEncoding(t)
+		res.RaggedRows = t.RaggedRows
 		res.Dialect = &Dialect{
+			Profile: ProfileDialect, Header: true,
 			Delimiter: t.Delimiter, LineTerminator: t.LineTerminator,
-			QuoteChar: `"`, DoubleQuote: true, Header: true,
+			QuoteChar: `"`, DoubleQuote: true, SkipInitialSpace: t.SkipInitialSpace,
 		}
 		if t.HeaderRow > 1 {
 			res.Dialect.HeaderRows = []int{t.HeaderRow}
 		}
-		res.Schema = &TableSchema{Fields: make([]Field, 0, len(t.Columns)), MissingValues: []string{""}}
+		res.Schema = &TableSchema{Profile: ProfileSchema, Fields: make([]Field, 0, len(t.Columns)), MissingValues: []string{""}}
 		for _, c := range t.Columns {
-			f := Field{Name: c.Name, Type: frictionlessType(c.Type), Format: c.Format}
-			if f.Type == "number" {
-				f.GroupChar = ","
+			f := Field{Name: c.HeaderLabel(), Type: frictionlessType(c.Type), Format: c.Format, Description: c.Note}
+			if f.Name != c.Name {
+				f.Title = c.Name
+			}
+			switch f.Type {
+			case "number":
+				f.GroupChar = c.GroupChar
+				if c.Currency {
+					no := false
+					f.BareNumber = &no // "£1,234.50": read without the "£"
+				}
+			case "boolean":
+				f.TrueValues, f.FalseValues = table.TrueValues, table.FalseValues
 			}
 			res.Schema.Fields = append(res.Schema.Fields, f)
 		}

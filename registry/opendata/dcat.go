@@ -132,9 +132,13 @@ func addDataset(g *Graph, site Site, e Entry, pubs map[string]bool) Term {
 	a := e.Advert
 	m := &a.Meta
 	d := a.Dataset
-	ds := NewIRI(site.DatasetIRI(d))
+	ds := NewIRI(site.EntryIRI(e))
 	g.Type(ds, nsDCAT+"Dataset")
-	g.Add(ds, nsDCT+"identifier", Literal(d.String()))
+	if e.Claim != "" {
+		g.Add(ds, nsDCT+"identifier", Literal(d.String()+ClaimSep+e.Claim))
+	} else {
+		g.Add(ds, nsDCT+"identifier", Literal(d.String()))
+	}
 	title := m.Title
 	if title == "" {
 		title = d.Name
@@ -148,13 +152,19 @@ func addDataset(g *Graph, site Site, e Entry, pubs map[string]bool) Term {
 	if !m.Modified.IsZero() {
 		g.Add(ds, nsDCT+"modified", dateTime(m.Modified))
 	}
-	pubIRI := NewIRI(site.OrgIRI(d.Org))
+	pubIRI := NewIRI(site.PublisherIRI(e))
 	g.Add(ds, nsDCT+"publisher", pubIRI)
-	if !pubs[d.Org] {
-		pubs[d.Org] = true
+	if key := site.PublisherIRI(e); !pubs[key] {
+		pubs[key] = true
 		g.Type(pubIRI, nsFOAF+"Agent")
-		g.Add(pubIRI, nsFOAF+"name", Literal(orgTitle(m, d.Org)))
-		g.Add(pubIRI, nsDCT+"identifier", Literal(d.Org))
+		if e.Claim != "" {
+			// Not the org: whoever made this claim, named as such.
+			g.Add(pubIRI, nsFOAF+"name", Literal(orgTitle(m, d.Org)+" (claim by node "+string(a.Origin)+", "+verifiedWord(e.Verified)+")"))
+			g.Add(pubIRI, nsDCT+"identifier", Literal(d.Org+ClaimSep+e.Claim))
+		} else {
+			g.Add(pubIRI, nsFOAF+"name", Literal(orgTitle(m, d.Org)))
+			g.Add(pubIRI, nsDCT+"identifier", Literal(d.Org))
+		}
 	}
 	for _, k := range m.Keywords {
 		g.Add(ds, nsDCAT+"keyword", LangLiteral(k, "en"))
@@ -173,7 +183,7 @@ func addDataset(g *Graph, site Site, e Entry, pubs map[string]bool) Term {
 	g.Add(ds, nsDCAT+"landingPage", NewIRI(site.Base+"/api/v1/catalog/"+d.Org+"/"+d.Name))
 	lic := licenceTerm(g, m.Licence)
 
-	dist := NewIRI(site.DatasetIRI(d) + "#distribution-" + strconv.FormatUint(a.Version, 10))
+	dist := NewIRI(site.EntryIRI(e) + "#distribution-" + strconv.FormatUint(a.Version, 10))
 	g.Add(ds, nsDCAT+"distribution", dist)
 	g.Type(dist, nsDCAT+"Distribution")
 	dname := m.Filename

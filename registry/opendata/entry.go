@@ -20,6 +20,54 @@ type Entry struct {
 	// Download is the absolute URL this node serves the version's bytes
 	// from. The node chooses it (its own store, or a relay).
 	Download string
+	// Claim is "" for the dataset's listed publisher; otherwise it names
+	// this origin's claim apart (Claim.ID), and every identifier the
+	// translations give the record is derived from it.
+	Claim string
+}
+
+// ClaimSep joins a dataset's CKAN name and a claim ID into the claim's own
+// CKAN name: "greenwich-spend--claim-1a2b3c4d5e6f".
+const ClaimSep = "--claim-"
+
+// ClaimPackageUUID is the CKAN id of one origin's claim to a dataset:
+// never the dataset's own id.
+func ClaimPackageUUID(d nii.DatasetID, claim string) string {
+	return StableUUID("claim:" + claim + ":" + d.String())
+}
+
+// PackageName is the CKAN name of an entry: the dataset's, or its claim's.
+func (e Entry) PackageName() string {
+	if e.Claim != "" {
+		return CKANName(e.Advert.Dataset) + ClaimSep + e.Claim
+	}
+	return CKANName(e.Advert.Dataset)
+}
+
+// PackageID is the CKAN id of an entry: the dataset's, or its claim's.
+func (e Entry) PackageID() string {
+	if e.Claim != "" {
+		return ClaimPackageUUID(e.Advert.Dataset, e.Claim)
+	}
+	return PackageUUID(e.Advert.Dataset)
+}
+
+// EntryIRI is the DCAT IRI of an entry: the dataset's, or its claim's.
+func (s Site) EntryIRI(e Entry) string {
+	if e.Claim != "" {
+		return s.DatasetIRI(e.Advert.Dataset) + "?claim=" + url.QueryEscape(e.Claim)
+	}
+	return s.DatasetIRI(e.Advert.Dataset)
+}
+
+// PublisherIRI is the IRI of an entry's publisher: the org's, or — for a
+// claim nothing proves — an agent of its own, so that a claim never
+// speaks for the org.
+func (s Site) PublisherIRI(e Entry) string {
+	if e.Claim != "" {
+		return s.OrgIRI(e.Advert.Dataset.Org) + "&claim=" + url.QueryEscape(e.Claim)
+	}
+	return s.OrgIRI(e.Advert.Dataset.Org)
 }
 
 // Site describes the node serving the documents.
@@ -105,6 +153,13 @@ func StableUUID(s string) string {
 	return string(b[:])
 }
 
+// OrgUUID is the CKAN id of an organization (CKAN gives UUIDs; nii's are
+// derived from the org's slug, the same on every node).
+func OrgUUID(org string) string { return StableUUID("organization:" + org) }
+
+// GroupUUID is the CKAN id of a group (a nii theme).
+func GroupUUID(theme string) string { return StableUUID("group:" + theme) }
+
 // PackageUUID is the CKAN id of a dataset.
 func PackageUUID(d nii.DatasetID) string { return StableUUID("dataset:" + d.String()) }
 
@@ -135,10 +190,12 @@ func IsUUID(s string) bool {
 type licence struct {
 	id, title, url string
 	open           bool
+	canonical      string // the first of its ids: what license_list names it
 }
 
-// licences maps lowercased identifiers (SPDX, and CKAN's own IDs for the
-// same licences) to their names and canonical URLs.
+// licences maps lowercased identifiers (SPDX, CKAN's own IDs for the same
+// licences, and the UK licences SPDX lacks) to their names and canonical
+// URLs.
 var licences = map[string]licence{}
 
 func init() {
@@ -148,27 +205,45 @@ func init() {
 	}{
 		{[]string{"OGL-UK-3.0", "uk-ogl", "OGL-3.0"}, licence{title: "Open Government Licence v3.0", url: "http://www.nationalarchives.gov.uk/doc/open-government-licence/version/3/", open: true}},
 		{[]string{"OGL-UK-2.0"}, licence{title: "Open Government Licence v2.0", url: "http://www.nationalarchives.gov.uk/doc/open-government-licence/version/2/", open: true}},
+		{[]string{"OGL-UK-1.0"}, licence{title: "Open Government Licence v1.0", url: "http://www.nationalarchives.gov.uk/doc/open-government-licence/version/1/", open: true}},
+		{[]string{"NCGL-UK-2.0"}, licence{title: "Non-Commercial Government Licence v2.0", url: "http://www.nationalarchives.gov.uk/doc/non-commercial-government-licence/version/2/"}},
+		{[]string{"OPL-UK-3.0"}, licence{title: "Open Parliament Licence v3.0", url: "https://www.parliament.uk/site-information/copyright-parliament/open-parliament-licence/", open: true}},
 		{[]string{"CC-BY-4.0", "cc-by"}, licence{title: "Creative Commons Attribution 4.0", url: "https://creativecommons.org/licenses/by/4.0/", open: true}},
 		{[]string{"CC-BY-SA-4.0", "cc-by-sa"}, licence{title: "Creative Commons Attribution Share-Alike 4.0", url: "https://creativecommons.org/licenses/by-sa/4.0/", open: true}},
 		{[]string{"CC0-1.0", "cc-zero"}, licence{title: "Creative Commons CCZero", url: "https://creativecommons.org/publicdomain/zero/1.0/", open: true}},
 		{[]string{"ODbL-1.0", "odc-odbl"}, licence{title: "Open Data Commons Open Database License (ODbL)", url: "https://opendatacommons.org/licenses/odbl/1-0/", open: true}},
 		{[]string{"ODC-By-1.0", "odc-by"}, licence{title: "Open Data Commons Attribution License", url: "https://opendatacommons.org/licenses/by/1-0/", open: true}},
 		{[]string{"PDDL-1.0", "odc-pddl"}, licence{title: "Open Data Commons Public Domain Dedication and License (PDDL)", url: "https://opendatacommons.org/licenses/pddl/1-0/", open: true}},
+		{[]string{"CC-BY-NC-4.0", "cc-nc"}, licence{title: "Creative Commons Non-Commercial 4.0", url: "https://creativecommons.org/licenses/by-nc/4.0/"}},
+		{[]string{"GFDL-1.3-or-later", "gfdl"}, licence{title: "GNU Free Documentation License", url: "https://www.gnu.org/licenses/fdl-1.3.html", open: true}},
+		{[]string{"notspecified"}, licence{title: "License not specified"}},
+		{[]string{"other-open"}, licence{title: "Other (Open)", open: true}},
+		{[]string{"other-pd"}, licence{title: "Other (Public Domain)", open: true}},
+		{[]string{"other-at"}, licence{title: "Other (Attribution)", open: true}},
+		{[]string{"other-nc"}, licence{title: "Other (Non-Commercial)"}},
+		{[]string{"other-closed"}, licence{title: "Other (Not Open)"}},
 	} {
 		for _, id := range l.ids {
 			v := l.licence
-			v.id = id
+			v.id, v.canonical = id, l.ids[0]
 			licences[strings.ToLower(id)] = v
 		}
+	}
+	for _, l := range ukLicences {
+		l.canonical = l.id
+		licences[strings.ToLower(l.id)] = l
 	}
 }
 
 // lookupLicence returns what is known of id; an unknown one is titled by
-// its identifier and has no URL.
+// its identifier and has no URL ("other:URL" has its URL).
 func lookupLicence(id string) licence {
 	if l, ok := licences[strings.ToLower(id)]; ok {
 		l.id = id
 		return l
+	}
+	if u, ok := strings.CutPrefix(id, OtherLicencePrefix); ok && isHTTPURL(u) {
+		return licence{id: id, title: "Other licence (" + u + ")", url: u}
 	}
 	return licence{id: id, title: id}
 }

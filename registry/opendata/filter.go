@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/nii-uk/nii/registry/search"
@@ -18,15 +19,21 @@ import (
 //	value   = word | '"' phrase '"' | "(" value { space "OR" space value } ")"
 //
 // Clauses are ANDed (Solr's default operator in CKAN's schema); values
-// inside parentheses are ORed. A backslash escapes the next character of a
-// word or phrase, as in Solr. Fields: organization, tags, groups,
+// inside parentheses are ORed, and so are clauses of one field joined by
+// OR ("organization:a OR organization:b", as ckanext-harvest writes an
+// organization filter). A backslash escapes the next character of a word
+// or phrase, as in Solr. Fields: organization (owner_org), tags, groups,
 // res_format, license_id, plus nii's access, conforms_to and verified;
-// dataset_type:dataset, state:active, capacity:public and private:false
-// are accepted and hold for every nii dataset. Anything else — negation
-// ("-field:" or NOT), OR between clauses, ranges, wildcards in values, a
-// field ANDed with itself — is refused with an error that says so: the
-// catalog index cannot answer it, and a silently wrong answer is worse
-// than none.
+// private and capacity select restricted (private) or open (public)
+// datasets; dataset_type:dataset and state:active hold for every nii
+// dataset. Two more forms, for harvesters: a negated organization or
+// groups clause excludes those values ("-organization:x"), and
+// metadata_modified (or metadata_created) takes a range of ISO 8601 UTC
+// times, either end "*" ("metadata_modified:[2026-01-01T00:00:00Z TO *]").
+// Anything else — other negations, NOT, OR between different fields,
+// other ranges, Solr date maths, wildcards in values, a field ANDed with
+// itself — is refused with an error that says so: the catalog index
+// cannot answer it, and a silently wrong answer is worse than none.
 
 // Filter limits.
 const (
@@ -39,6 +46,10 @@ const (
 type Filter struct {
 	Publisher, Theme, Keyword, Licence, Format, Access, ConformsTo []string
 	Verified                                                       *bool
+	// NotPublisher and NotTheme exclude (negated clauses).
+	NotPublisher, NotTheme []string
+	// ModifiedFrom and ModifiedTo bound metadata_modified (zero: open).
+	ModifiedFrom, ModifiedTo time.Time
 	// None is set when a clause can match no nii dataset (e.g.
 	// dataset_type:harvest, private:true).
 	None bool
@@ -79,15 +90,23 @@ var trivial = map[string]string{
 	"dataset_type": "dataset",
 	"type":         "dataset",
 	"state":        "active",
-	"capacity":     "public",
-	"private":      "false",
 }
+
+// accessFields map CKAN's visibility fields' values onto nii's access.
+var accessFields = map[string]map[string]string{
+	"private":  {"true": "restricted", "false": "open"},
+	"capacity": {"private": "restricted", "public": "open"},
+}
+
+// rangeFields take a range of times.
+func rangeField(name string) bool { return name == "metadata_modified" || name == "metadata_created" }
 
 // knownField reports whether name is a field ParseFilter understands.
 func knownField(name string) bool {
 	var f Filter
 	_, t := trivial[name]
-	return f.field(name) != nil || t || name == "verified"
+	_, a := accessFields[name]
+	return f.field(name) != nil || t || a || name == "verified" || rangeField(name)
 }
 
 // ParseFilter parses an fq expression.
@@ -138,6 +157,7 @@ func parseClauses(s string, f *Filter, lenient bool) (string, error) {
 	seen := map[string]bool{}
 	clauses := 0
 	afterAnd := false
+	lastField, afterOr := "", false // the previous clause's field; an OR follows it
 	for {
 		p.skipSpace()
 		if p.pos >= len(p.s) {
@@ -162,9 +182,14 @@ func parseClauses(s string, f *Filter, lenient bool) (string, error) {
 			afterAnd = true
 			continue
 		case word == "OR" || word == "||":
-			return "", p.errf("OR between clauses or words is not supported: ORed values of one field go in parentheses, e.g. tags:(spend OR finance)")
+			if lastField == "" || afterOr || afterAnd {
+				return "", p.errf("OR between clauses or words is supported only between clauses of one field (organization:a OR organization:b), or inside parentheses, e.g. tags:(spend OR finance)")
+			}
+			p.pos += len(word)
+			afterOr = true
+			continue
 		case word == "NOT" || strings.HasPrefix(word, "!"):
-			return "", p.errf("negation is not supported")
+			return "", p.errf("negation is not supported, except -organization:x and -groups:x")
 		case strings.HasPrefix(word, "-"):
 			if lenient && !strings.Contains(word, ":") {
 				// "-" in free text is just a character.
@@ -172,7 +197,34 @@ func parseClauses(s string, f *Filter, lenient bool) (string, error) {
 				p.pos += len(word)
 				continue
 			}
-			return "", p.errf("negation is not supported")
+			p.pos++
+			name, ok := p.fieldName()
+			var dst *[]string
+			switch name {
+			case "organization", "owner_org", "publisher":
+				dst = &f.NotPublisher
+			case "groups", "theme":
+				dst = &f.NotTheme
+			}
+			if !ok || dst == nil || afterOr {
+				p.pos--
+				return "", p.errf("negation is supported only as -organization:x or -groups:x")
+			}
+			p.pos += len(name) + 1
+			vals, err := p.values()
+			if err != nil {
+				return "", err
+			}
+			*dst = append(*dst, vals...)
+			if len(*dst) > maxFilterValues {
+				return "", p.errf("more than %d excluded values", maxFilterValues)
+			}
+			clauses++
+			if clauses > maxFilterClauses {
+				return "", p.errf("more than %d clauses", maxFilterClauses)
+			}
+			lastField, afterAnd = "", false
+			continue
 		}
 		afterAnd = false
 		if p.s[p.pos] == '+' {
@@ -204,14 +256,48 @@ func parseClauses(s string, f *Filter, lenient bool) (string, error) {
 			}
 			return "", p.errf("only *:* may use the * field")
 		}
+		if rangeField(name) {
+			if afterOr {
+				return "", p.errf("OR is not supported with %s", name)
+			}
+			from, to, err := p.timeRange()
+			if err != nil {
+				return "", err
+			}
+			if seen[name] {
+				p.pos = start
+				return "", p.errf("field %s is given twice", name)
+			}
+			seen[name] = true
+			f.ModifiedFrom, f.ModifiedTo = from, to
+			lastField = ""
+			continue
+		}
 		vals, err := p.values()
 		if err != nil {
 			return "", err
+		}
+		if afterOr {
+			// "organization:a OR organization:b": one field's values ORed.
+			if canonicalField(name) != canonicalField(lastField) {
+				p.pos = start
+				return "", p.errf("OR between different fields (%s, %s) is not supported", lastField, name)
+			}
+			seen[fieldKey(f, name)] = false
+			vals = append(slices.Clone(f.values(name)), vals...)
+			if len(vals) > maxFilterValues {
+				return "", p.errf("more than %d values", maxFilterValues)
+			}
+			afterOr = false
 		}
 		if err := f.set(name, vals, seen); err != nil {
 			p.pos = start
 			return "", p.errf("%v", err)
 		}
+		lastField = name
+	}
+	if afterOr {
+		return "", p.errf("OR at the end: want a clause after it")
 	}
 	return strings.Join(text, " "), nil
 }
@@ -360,6 +446,82 @@ func (p *filterParser) value() (string, error) {
 	return b.String(), nil
 }
 
+// canonicalField names the list a field's values go to, so that aliases
+// ("tags", "keyword") are one field.
+func canonicalField(name string) string {
+	var f Filter
+	if dst := f.field(name); dst != nil {
+		return fieldKey(&f, name)
+	}
+	return name
+}
+
+// fieldKey is the key set uses to tell a field given twice: aliases share one.
+func fieldKey(f *Filter, name string) string {
+	switch dst := f.field(name); {
+	case dst == &f.Publisher:
+		return "publisher"
+	case dst == &f.Theme:
+		return "theme"
+	case dst == &f.Keyword:
+		return "keyword"
+	case dst == &f.Format:
+		return "format"
+	case dst == &f.Licence:
+		return "licence"
+	case dst == &f.Access:
+		return "access"
+	case dst == &f.ConformsTo:
+		return "conforms_to"
+	}
+	if _, ok := accessFields[name]; ok {
+		return "access"
+	}
+	return name
+}
+
+// values returns the values already set for a field (for an OR).
+func (f *Filter) values(name string) []string {
+	if dst := f.field(name); dst != nil {
+		return *dst
+	}
+	return nil
+}
+
+// timeRange parses "[A TO B]" after a range field's ':', A and B ISO 8601
+// UTC times (as ckanext-harvest writes them, with or without fractions)
+// or "*".
+func (p *filterParser) timeRange() (time.Time, time.Time, error) {
+	if p.pos >= len(p.s) || p.s[p.pos] != '[' {
+		return time.Time{}, time.Time{}, p.errf("want a range [FROM TO UNTIL] of ISO 8601 UTC times, e.g. [2026-01-01T00:00:00Z TO *]")
+	}
+	end := strings.IndexByte(p.s[p.pos:], ']')
+	if end < 0 {
+		return time.Time{}, time.Time{}, p.errf("unclosed '['")
+	}
+	body := p.s[p.pos+1 : p.pos+end]
+	parts := strings.Fields(body)
+	if len(parts) != 3 || parts[1] != "TO" {
+		return time.Time{}, time.Time{}, p.errf("want [FROM TO UNTIL], got [%s]", body)
+	}
+	var ts [2]time.Time
+	for i, s := range []string{parts[0], parts[2]} {
+		if s == "*" {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return time.Time{}, time.Time{}, p.errf("%q: want an ISO 8601 UTC time such as 2026-01-01T00:00:00Z, or * (Solr date maths such as NOW-1DAY is not supported)", s)
+		}
+		ts[i] = t
+	}
+	p.pos += end + 1
+	if p.pos < len(p.s) && !isSpace(p.s[p.pos]) {
+		return time.Time{}, time.Time{}, p.errf("want a space after ']'")
+	}
+	return ts[0], ts[1], nil
+}
+
 // set records a field's values.
 func (f *Filter) set(name string, vals []string, seen map[string]bool) error {
 	if want, ok := trivial[name]; ok {
@@ -368,12 +530,25 @@ func (f *Filter) set(name string, vals []string, seen map[string]bool) error {
 		}
 		return nil
 	}
-	key := name
-	dst := f.field(name)
-	if dst != nil {
-		// Aliases share a list: "tags" and "keyword" are one field.
-		key = fmt.Sprintf("%p", dst)
+	if m, ok := accessFields[name]; ok {
+		if seen["access"] {
+			return fmt.Errorf("field %s is given twice (or with access): give it once", name)
+		}
+		seen["access"] = true
+		for _, v := range vals {
+			a, ok := m[strings.ToLower(v)]
+			if !ok {
+				f.None = true // no nii dataset has another value
+				continue
+			}
+			if !slices.Contains(f.Access, a) {
+				f.Access = append(f.Access, a)
+			}
+		}
+		return nil
 	}
+	key := fieldKey(f, name)
+	dst := f.field(name)
 	if seen[key] {
 		return fmt.Errorf("field %s is given twice: clauses are ANDed and one dataset has one value for it in nii's index, so list the alternatives as %s:(a OR b)", name, name)
 	}
@@ -424,6 +599,14 @@ func (f Filter) Merge(g Filter) (Filter, error) {
 		}
 		out.Verified = g.Verified
 	}
+	out.NotPublisher = append(slices.Clone(f.NotPublisher), g.NotPublisher...)
+	out.NotTheme = append(slices.Clone(f.NotTheme), g.NotTheme...)
+	if !g.ModifiedFrom.IsZero() || !g.ModifiedTo.IsZero() {
+		if !f.ModifiedFrom.IsZero() || !f.ModifiedTo.IsZero() {
+			return out, fmt.Errorf("field metadata_modified is filtered in both q and fq: give it once")
+		}
+		out.ModifiedFrom, out.ModifiedTo = g.ModifiedFrom, g.ModifiedTo
+	}
 	return out, nil
 }
 
@@ -437,4 +620,7 @@ func (f Filter) Apply(q *search.Query) {
 	q.Access = f.Access
 	q.ConformsTo = f.ConformsTo
 	q.Verified = f.Verified
+	q.NotPublisher = f.NotPublisher
+	q.NotTheme = f.NotTheme
+	q.ModifiedFrom, q.ModifiedTo = f.ModifiedFrom, f.ModifiedTo
 }

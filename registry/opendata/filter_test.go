@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -29,7 +30,14 @@ func TestParseFilter(t *testing.T) {
 		{"*:*", Filter{}},
 		{"+dataset_type:dataset", Filter{}},
 		{"dataset_type:harvest", Filter{None: true}},
-		{"private:true", Filter{None: true}},
+		{"private:true", Filter{Access: []string{"restricted"}}},
+		{"capacity:public", Filter{Access: []string{"open"}}},
+		{"organization:a OR organization:b", Filter{Publisher: []string{"a", "b"}}},
+		{"organization:a OR owner_org:b OR organization:c", Filter{Publisher: []string{"a", "b", "c"}}},
+		{"-organization:a -organization:b -groups:g", Filter{NotPublisher: []string{"a", "b"}, NotTheme: []string{"g"}}},
+		{"metadata_modified:[2026-01-01T00:00:00Z TO *]", Filter{ModifiedFrom: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}},
+		{"-organization:x metadata_modified:[2026-01-01T00:00:00.123456Z TO 2026-02-01T00:00:00Z]", Filter{NotPublisher: []string{"x"},
+			ModifiedFrom: time.Date(2026, 1, 1, 0, 0, 0, 123456000, time.UTC), ModifiedTo: time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)}},
 		{"  \torganization:lambeth\n", Filter{Publisher: []string{"lambeth"}}},
 	} {
 		got, err := ParseFilter(tc.in)
@@ -48,9 +56,13 @@ func TestParseFilterRefuses(t *testing.T) {
 		"lambeth":                              "want field:value",
 		"organization:":                        "want a value",
 		"organization: lambeth":                "want a value",
-		"-organization:lambeth":                "negation",
+		"-tags:lambeth":                        "negation",
 		"NOT organization:lambeth":             "negation",
-		"organization:a OR organization:b":     "OR between",
+		"organization:a OR tags:b":             "OR between different fields",
+		"OR organization:a":                    "OR between",
+		"organization:a OR":                    "OR at the end",
+		"metadata_modified:[NOW-1DAY TO NOW]":  "date maths",
+		"metadata_modified:2026":               "want a range",
 		"tags:a tags:b":                        "given twice",
 		"tags:a keyword:b":                     "given twice",
 		"organization:(a b)":                   "want OR",
@@ -61,7 +73,8 @@ func TestParseFilterRefuses(t *testing.T) {
 		`tags:""`:                              "empty phrase",
 		`tags:"a"b`:                            "space after",
 		"tags:sp*":                             "wildcards",
-		"metadata_modified:[* TO NOW]":         "unknown field",
+		"metadata_modified:[* TO NOW]":         "date maths",
+		"num_resources:[1 TO *]":               "unknown field",
 		"tags:[a TO b]":                        "ranges",
 		"foo:bar":                              "unknown field",
 		"AND tags:x":                           "AND must",
@@ -135,6 +148,8 @@ func FuzzParseFilter(f *testing.F) {
 		"", "organization:lambeth tags:spend", "+organization:(a OR b) AND tags:\"x y\"",
 		`tags:a\ b`, "*:*", "dataset_type:dataset", "verified:true", "tags:(", `tags:"`, "-x:y",
 		"organization:(a OR b OR c) groups:finance res_format:CSV license_id:OGL-UK-3.0",
+		"organization:a OR organization:b", "-organization:x -groups:y", "metadata_modified:[2026-01-01T00:00:00Z TO *]",
+		"private:true capacity:public", "tags:a OR keyword:b OR tags:c",
 	} {
 		f.Add(s)
 	}
@@ -157,7 +172,7 @@ func FuzzParseFilter(f *testing.F) {
 			if len(text) > len(s) {
 				t.Fatalf("text %q longer than the input %q", text, s)
 			}
-			for _, vals := range [][]string{fl.Publisher, fl.Theme, fl.Keyword, fl.Licence, fl.Format, fl.Access, fl.ConformsTo} {
+			for _, vals := range [][]string{fl.Publisher, fl.Theme, fl.Keyword, fl.Licence, fl.Format, fl.Access, fl.ConformsTo, fl.NotPublisher, fl.NotTheme} {
 				if len(vals) > maxFilterValues {
 					t.Fatalf("%d values from %q", len(vals), s)
 				}

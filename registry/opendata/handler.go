@@ -21,7 +21,9 @@ import (
 // public and read-only:
 //
 //	GET|POST /api/3/action/{action}     CKAN action API: package_search, package_show, package_list,
-//	                                    organization_list, organization_show, status_show, site_read, help_show
+//	GET|POST /api/action/{action}       organization_list, organization_show, group_list, group_show,
+//	                                    tag_list, license_list, status_show, site_read, help_show
+//	                                    (CKAN serves both paths; ckanapi's RemoteCKAN calls the second)
 //	GET  /api/3                          {"version": 3}
 //	GET  /catalog                        DCAT catalog, JSON-LD or Turtle by Accept; ?page=&page_size= and catalog filters
 //	GET  /catalog.jsonld, /catalog.ttl
@@ -37,22 +39,27 @@ import (
 // node sees it. Package node adapts its catalog, member table and store to
 // it.
 type Catalog interface {
-	// Search runs a catalog query.
+	// Search runs a catalog query. Where q.Verified is nil the catalog
+	// applies its policy's default: a node with trust anchors lists only
+	// verified records unless asked for unverified ones.
 	Search(q search.Query) search.Result
 	// Published returns the publisher's live advert of d (the catalog's
 	// choice among claims) and whether its org claim is verified. Errors
-	// wrap nii.ErrNotFound (no claim, or withdrawn) or nii.ErrAmbiguous.
+	// wrap nii.ErrNotFound (no claim, or withdrawn), nii.ErrAmbiguous or
+	// nii.ErrRefused (an unverified only claim on a node with anchors).
 	Published(d nii.DatasetID) (a *nii.Advert, verified bool, err error)
-	// EachPublished calls fn with every live publisher advert (no
-	// tombstones, no replicas), in no particular order. fn must be quick
-	// and must not call the catalog.
-	EachPublished(fn func(a *nii.Advert))
+	// Claims returns every live claim to publish d (no tombstones, no
+	// replicas).
+	Claims(d nii.DatasetID) []Claim
+	// EachPublished calls fn with every live claim (as Claims gives
+	// them), in no particular order.
+	EachPublished(fn func(Claim))
+	// ClaimOf returns "" if public views list a (a search hit) under its
+	// dataset's own name, else the ID that names its claim apart.
+	ClaimOf(a *nii.Advert, verified bool) string
 	// OrgName returns the display name an org gives itself in its
 	// adverts, "" if none does.
 	OrgName(org string) string
-	// MemberOrgs returns the orgs of the federation's members as the node
-	// knows them.
-	MemberOrgs() []string
 	// Online reports whether a node is reachable now.
 	Online(id nii.NodeID) bool
 	// Holds reports whether the serving node stores a version: its bytes
@@ -62,6 +69,19 @@ type Catalog interface {
 	// record amounts to (for the Data Package of a version the catalog no
 	// longer advertises). Errors wrap nii.ErrNotFound.
 	Stored(r nii.Ref) (*nii.Advert, error)
+}
+
+// Claim is one origin's live claim to publish a dataset.
+type Claim struct {
+	Advert   *nii.Advert
+	Verified bool
+	// ID is "" for the claim public views list under the dataset's own
+	// name (the catalog policy's publisher). Any other claim — an
+	// impostor's beside the verified publisher, either of two rival
+	// claims, an unverified one on a node with trust anchors — is shown
+	// only when asked for, never merged with the dataset, under names of
+	// its own made from ID: CKAN name and id, DCAT IRI.
+	ID string
 }
 
 // Config describes the serving node to the handler.
@@ -89,6 +109,7 @@ var _ http.Handler = (*Handler)(nil)
 func NewHandler(cat Catalog, cfg Config) *Handler {
 	h := &Handler{cat: cat, cfg: cfg, mux: http.NewServeMux()}
 	h.mux.HandleFunc("/api/3/action/{action}", h.handleCKAN)
+	h.mux.HandleFunc("/api/action/{action}", h.handleCKAN)
 	h.mux.HandleFunc("GET /api/3", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]int{"version": 3})
 	})
@@ -174,13 +195,29 @@ func DownloadPath(ref nii.Ref) string {
 // entry makes the translation's view of an advert: with whether its
 // publisher is online and where this node serves its bytes (the content
 // endpoint if it holds the version, else the relay).
-func (h *Handler) entry(base string, a *nii.Advert, verified bool) Entry {
+func (h *Handler) entry(base string, a *nii.Advert, verified bool, claim string) Entry {
 	ref := nii.Ref{Dataset: a.Dataset, Version: a.Version}
 	dl := base + DownloadPath(ref)
 	if h.cat.Holds(ref) {
 		dl = base + ContentPath(ref.Dataset, ref.Version)
 	}
-	return Entry{Advert: a, Verified: verified, Online: h.cat.Online(a.Origin), Download: dl}
+	return Entry{Advert: a, Verified: verified, Online: h.cat.Online(a.Origin), Download: dl, Claim: claim}
+}
+
+// hitEntry is entry for a search hit.
+func (h *Handler) hitEntry(base string, hit search.Hit) Entry {
+	a := hit.Doc.Advert
+	return h.entry(base, a, hit.Doc.Verified, h.cat.ClaimOf(a, hit.Doc.Verified))
+}
+
+// claimEntry finds the claim named id among d's claims.
+func (h *Handler) claimEntry(base string, d nii.DatasetID, id string) (Entry, bool) {
+	for _, c := range h.cat.Claims(d) {
+		if c.ID == id && id != "" {
+			return h.entry(base, c.Advert, c.Verified, c.ID), true
+		}
+	}
+	return Entry{}, false
 }
 
 // orgTitle returns an org's display name: the serving node's own, or the
@@ -212,11 +249,15 @@ func writeCKANError(w http.ResponseWriter, base, action string, e *Error) {
 
 // ckanActions describes each action, for help_show.
 var ckanActions = map[string]string{
-	"package_search":    "Search the federated catalog. Parameters: q, fq (organization, tags, groups, res_format, license_id, access, conforms_to, verified), sort (score desc, metadata_modified desc, title_string asc), rows (0-1000, default 10), start, facet.field (JSON list), facet.limit.",
+	"package_search":    "Search the federated catalog. Parameters: q, fq (organization, owner_org, tags, groups, res_format, license_id, access, conforms_to, verified, private, capacity; -organization:x, -groups:x; metadata_modified:[FROM TO UNTIL]), sort (score desc, metadata_modified desc, title_string asc, name asc, id asc), rows (0-1000, default 10; more is capped at 1000), start, facet.field (JSON list), facet.limit, include_private.",
 	"package_show":      "One dataset. Parameter: id (the package name org-name, org/name, or the package id).",
-	"package_list":      "The names of every dataset in the federated catalog. Parameters: limit, offset.",
+	"package_list":      "The names of every public dataset in the federated catalog. Parameters: limit, offset.",
 	"organization_list": "The publishing orgs. Parameters: all_fields, sort (title asc, name asc, package_count desc), limit, offset.",
-	"organization_show": "One org. Parameters: id (the org's name), include_datasets.",
+	"organization_show": "One org. Parameters: id (the org's name or id), include_datasets.",
+	"group_list":        "The themes datasets are filed under, as groups. Parameters: all_fields, sort (title asc, name asc, package_count desc), limit, offset.",
+	"group_show":        "One group (theme). Parameters: id (its name or id), include_datasets.",
+	"tag_list":          "The keywords datasets carry. Parameters: query (a substring), all_fields.",
+	"license_list":      "The licences nii knows.",
 	"status_show":       "What this site is.",
 	"site_read":         "Whether the site may be read: always true.",
 	"help_show":         "The description of an action. Parameter: name.",
@@ -262,6 +303,14 @@ func (h *Handler) handleCKAN(w http.ResponseWriter, r *http.Request) {
 		result, err = h.ckanOrganizationList(p)
 	case "organization_show":
 		result, err = h.ckanOrganizationShow(base, p)
+	case "group_list":
+		result, err = h.ckanGroupList(p)
+	case "group_show":
+		result, err = h.ckanGroupShow(base, p)
+	case "tag_list":
+		result, err = h.ckanTagList(p)
+	case "license_list":
+		result = LicenseList()
 	case "status_show":
 		result = map[string]any{
 			"site_title":       "nii " + h.cfg.Federation,
@@ -293,6 +342,19 @@ func (h *Handler) ckanPackageSearch(base string, p Params) (any, *Error) {
 	if err != nil {
 		return nil, err
 	}
+	// owner_org filters may give the organization's id (a UUID).
+	orgs := h.orgs()
+	for _, list := range []*[]string{&s.Query.Publisher, &s.Query.NotPublisher} {
+		for i, v := range *list {
+			if IsUUID(v) {
+				for slug, o := range orgs {
+					if o.ID == v {
+						(*list)[i] = slug
+					}
+				}
+			}
+		}
+	}
 	var res search.Result
 	if s.None {
 		res = search.Result{Facets: map[string][]search.FacetCount{}}
@@ -302,9 +364,21 @@ func (h *Handler) ckanPackageSearch(base string, p Params) (any, *Error) {
 	hits := res.Hits[:min(len(res.Hits), s.Rows)]
 	entries := make([]Entry, len(hits))
 	for i, hit := range hits {
-		entries[i] = h.entry(base, hit.Doc.Advert, hit.Doc.Verified)
+		entries[i] = h.hitEntry(base, hit)
 	}
-	return NewSearchResult(s, res, entries, h.orgTitle), nil
+	out := NewSearchResult(s, res, entries, h.orgTitle)
+	for i := range out.Results {
+		h.fillOrg(&out.Results[i], orgs)
+	}
+	return out, nil
+}
+
+// fillOrg gives a package's organization what organization_show says of
+// it (its creation time), so that both agree.
+func (h *Handler) fillOrg(p *Package, orgs map[string]*Organization) {
+	if o := orgs[p.Organization.Name]; o != nil && p.Organization != nil {
+		p.Organization.Created = o.Created
+	}
 }
 
 // lookupPackage finds the dataset a CKAN id names: a package id (UUID),
@@ -319,17 +393,26 @@ func (h *Handler) lookupPackage(base, id string) (Entry, *Error) {
 	}
 	var candidates []nii.DatasetID
 	if IsUUID(id) {
-		var found *nii.DatasetID
-		h.cat.EachPublished(func(a *nii.Advert) {
-			if found == nil && PackageUUID(a.Dataset) == id {
-				d := a.Dataset
-				found = &d
+		var found *Claim
+		h.cat.EachPublished(func(c Claim) {
+			if found == nil && (c.ID == "" && PackageUUID(c.Advert.Dataset) == id || c.ID != "" && ClaimPackageUUID(c.Advert.Dataset, c.ID) == id) {
+				found = &c
 			}
 		})
-		if found == nil {
+		switch {
+		case found == nil:
 			return Entry{}, NotFound("Not found")
+		case found.ID != "":
+			return h.entry(base, found.Advert, found.Verified, found.ID), nil
 		}
-		candidates = []nii.DatasetID{*found}
+		candidates = []nii.DatasetID{found.Advert.Dataset}
+	} else if name, claim, ok := strings.Cut(id, ClaimSep); ok {
+		for _, d := range CKANNameCandidates(name) {
+			if e, ok := h.claimEntry(base, d, claim); ok {
+				return e, nil
+			}
+		}
+		return Entry{}, NotFound("Not found")
 	} else {
 		candidates = CKANNameCandidates(id)
 	}
@@ -341,7 +424,7 @@ func (h *Handler) lookupPackage(base, id string) (Entry, *Error) {
 		a, verified, err := h.cat.Published(d)
 		switch {
 		case err == nil:
-			hits = append(hits, h.entry(base, a, verified))
+			hits = append(hits, h.entry(base, a, verified, ""))
 		case errors.Is(err, nii.ErrAmbiguous) && ambiguous == nil:
 			ambiguous = err
 		}
@@ -366,7 +449,9 @@ func (h *Handler) ckanPackageShow(base string, p Params) (any, *Error) {
 	if err != nil {
 		return nil, err
 	}
-	return NewPackage(e), nil
+	pkg := NewPackage(e)
+	h.fillOrg(&pkg, h.orgs())
+	return pkg, nil
 }
 
 func (h *Handler) ckanPackageList(p Params) (any, *Error) {
@@ -379,7 +464,13 @@ func (h *Handler) ckanPackageList(p Params) (any, *Error) {
 		return nil, err
 	}
 	names := []string{}
-	h.cat.EachPublished(func(a *nii.Advert) { names = append(names, CKANName(a.Dataset)) })
+	h.cat.EachPublished(func(c Claim) {
+		// Only what public views list under the dataset's name, and not
+		// restricted datasets: CKAN's package_list leaves private ones out.
+		if c.ID == "" && c.Advert.Meta.Access != nii.AccessRestricted {
+			names = append(names, CKANName(c.Advert.Dataset))
+		}
+	})
 	slices.Sort(names)
 	names = slices.Compact(names) // two origins may claim one dataset
 	names = names[min(offset, len(names)):]
@@ -411,7 +502,14 @@ func (h *Handler) orgs() map[string]*Organization {
 		issued time.Time
 	}
 	published := map[string]*seen{}
-	h.cat.EachPublished(func(a *nii.Advert) {
+	h.cat.EachPublished(func(c Claim) {
+		if c.ID != "" || c.Advert.Meta.Access == nii.AccessRestricted {
+			// An org is what its listed datasets' publisher proves it is;
+			// its count is of public datasets, as CKAN's for an anonymous
+			// caller.
+			return
+		}
+		a := c.Advert
 		s := published[a.Dataset.Org]
 		if s == nil {
 			s = &seen{issued: a.Meta.Issued}
@@ -426,14 +524,10 @@ func (h *Handler) orgs() map[string]*Organization {
 		o := add(org, h.orgTitle(org), s.issued)
 		*o.PackageCount = s.count
 	}
-	for _, org := range h.cat.MemberOrgs() {
-		if org != "" {
-			add(org, "", time.Time{})
-		}
-	}
-	if h.cfg.Org != "" {
-		add(h.cfg.Org, h.cfg.OrgName, time.Time{})
-	}
+	// Orgs with no listed dataset (a registry's own org, a member that
+	// has published nothing, an org only an unverified claim names) are
+	// not listed: CKAN lists organizations that hold packages, and a
+	// harvester would make empty ones.
 	return out
 }
 
@@ -494,18 +588,28 @@ func (h *Handler) ckanOrganizationShow(base string, p Params) (any, *Error) {
 	if err != nil {
 		return nil, err
 	}
+	orgs := h.orgs()
+	if IsUUID(id) {
+		for slug, o := range orgs {
+			if o.ID == id {
+				id = slug
+			}
+		}
+	}
 	if nii.CheckSlug("org", id) != nil {
 		return nil, NotFound("Organization not found")
 	}
-	o := h.orgs()[id]
+	o := orgs[id]
 	if o == nil {
 		return nil, NotFound("Organization not found")
 	}
 	if withDatasets {
 		o.Packages = []Package{}
-		res := h.cat.Search(search.Query{Publisher: []string{id}, Sort: "title", Limit: 1000})
+		res := h.cat.Search(search.Query{Publisher: []string{id}, Access: []string{string(nii.AccessOpen)}, Sort: "title", Limit: 1000})
 		for _, hit := range res.Hits {
-			o.Packages = append(o.Packages, NewPackage(h.entry(base, hit.Doc.Advert, hit.Doc.Verified)))
+			pkg := NewPackage(h.hitEntry(base, hit))
+			h.fillOrg(&pkg, orgs)
+			o.Packages = append(o.Packages, pkg)
 		}
 	}
 	return o, nil
@@ -589,7 +693,7 @@ func (h *Handler) handleDCATCatalog(format string) http.HandlerFunc {
 		base := BaseURL(r)
 		entries := make([]Entry, len(res.Hits))
 		for i, hit := range res.Hits {
-			entries[i] = h.entry(base, hit.Doc.Advert, hit.Doc.Verified)
+			entries[i] = h.hitEntry(base, hit)
 		}
 		path := r.URL.Path
 		pageURL := func(k int) string {
@@ -614,12 +718,21 @@ func (h *Handler) handleDCATDataset(format string) http.HandlerFunc {
 			h.fail(w, err)
 			return
 		}
+		if claim := r.URL.Query().Get("claim"); claim != "" {
+			e, ok := h.claimEntry(BaseURL(r), d, claim)
+			if !ok {
+				h.fail(w, fmt.Errorf("dataset %s: claim %q: %w", d, claim, nii.ErrNotFound))
+				return
+			}
+			writeGraph(w, r, format, DatasetGraph(h.site(r), e))
+			return
+		}
 		a, verified, err := h.cat.Published(d)
 		if err != nil {
 			h.fail(w, err)
 			return
 		}
-		writeGraph(w, r, format, DatasetGraph(h.site(r), h.entry(BaseURL(r), a, verified)))
+		writeGraph(w, r, format, DatasetGraph(h.site(r), h.entry(BaseURL(r), a, verified, "")))
 	}
 }
 
@@ -641,11 +754,20 @@ func (h *Handler) handleDataPackage(w http.ResponseWriter, r *http.Request) {
 		version = ref.Version
 	}
 	base := BaseURL(r)
+	if claim := r.URL.Query().Get("claim"); claim != "" {
+		e, ok := h.claimEntry(base, d, claim)
+		if !ok || (version != 0 && version != e.Advert.Version) {
+			h.fail(w, fmt.Errorf("dataset %s: claim %q: %w", d, claim, nii.ErrNotFound))
+			return
+		}
+		writeJSON(w, http.StatusOK, NewDataPackage(h.site(r), e))
+		return
+	}
 	pub, verified, perr := h.cat.Published(d)
 	var entry Entry
 	switch {
 	case perr == nil && (version == 0 || version == pub.Version):
-		entry = h.entry(base, pub, verified)
+		entry = h.entry(base, pub, verified, "")
 	default:
 		// An older version (the catalog holds only the newest advert), or
 		// a dataset only this node holds: describe the stored version.
@@ -661,7 +783,7 @@ func (h *Handler) handleDataPackage(w http.ResponseWriter, r *http.Request) {
 			}
 			return
 		}
-		entry = h.entry(base, a, perr == nil && verified && pub.Origin == a.Origin)
+		entry = h.entry(base, a, perr == nil && verified && pub.Origin == a.Origin, "")
 	}
 	w.Header().Set("Content-Type", "application/json")
 	writeJSON(w, http.StatusOK, NewDataPackage(h.site(r), entry))
@@ -709,4 +831,149 @@ func CatalogQuery(v url.Values) (search.Query, error) {
 		return q, fmt.Errorf("%w q: longer than 1000 bytes", nii.ErrInvalid)
 	}
 	return q, nil
+}
+
+// ---- groups, tags, licences ----
+
+// themes gathers the themes (CKAN groups) and keywords (tags) of every
+// publicly listed open dataset, with their dataset counts.
+func (h *Handler) themesAndTags() (themes, tags map[string]int) {
+	themes, tags = map[string]int{}, map[string]int{}
+	h.cat.EachPublished(func(c Claim) {
+		if c.ID != "" || c.Advert.Meta.Access == nii.AccessRestricted {
+			return
+		}
+		for _, t := range c.Advert.Meta.Themes {
+			themes[t]++
+		}
+		for _, k := range c.Advert.Meta.Keywords {
+			tags[k]++
+		}
+	})
+	return themes, tags
+}
+
+// GroupDict is a CKAN group dict as group_list (all_fields) and
+// group_show return it.
+type GroupDict struct {
+	ID             string    `json:"id"`
+	Name           string    `json:"name"`
+	Title          string    `json:"title"`
+	DisplayName    string    `json:"display_name"`
+	Description    string    `json:"description"`
+	ImageURL       string    `json:"image_url"`
+	ImageDisplay   string    `json:"image_display_url"`
+	Created        *string   `json:"created"`
+	IsOrganization bool      `json:"is_organization"`
+	Type           string    `json:"type"`
+	State          string    `json:"state"`
+	ApprovalStatus string    `json:"approval_status"`
+	PackageCount   int       `json:"package_count"`
+	NumFollowers   int       `json:"num_followers"`
+	Packages       []Package `json:"packages,omitempty"`
+}
+
+func newGroupDict(theme string, count int) GroupDict {
+	return GroupDict{ID: GroupUUID(theme), Name: theme, Title: theme, DisplayName: theme,
+		Type: "group", State: "active", ApprovalStatus: "approved", PackageCount: count}
+}
+
+func (h *Handler) ckanGroupList(p Params) (any, *Error) {
+	all, err := p.Bool("all_fields")
+	if err != nil {
+		return nil, err
+	}
+	limit, err := p.Int("limit", 1000, 0, 1<<30)
+	if err != nil {
+		return nil, err
+	}
+	offset, err := p.Int("offset", 0, 0, 1<<30)
+	if err != nil {
+		return nil, err
+	}
+	themes, _ := h.themesAndTags()
+	list := make([]GroupDict, 0, len(themes))
+	for t, n := range themes {
+		list = append(list, newGroupDict(t, n))
+	}
+	byName := func(a, b GroupDict) int { return strings.Compare(a.Name, b.Name) }
+	switch sort := strings.ToLower(strings.TrimSpace(p["sort"])); sort {
+	case "", "title asc", "title", "name asc", "name":
+		slices.SortFunc(list, byName)
+	case "package_count desc", "package_count":
+		slices.SortFunc(list, func(a, b GroupDict) int { return cmp.Or(cmp.Compare(b.PackageCount, a.PackageCount), byName(a, b)) })
+	default:
+		return nil, Invalid("sort", "unsupported sort "+strconv.Quote(sort)+": want title asc, name asc or package_count desc")
+	}
+	list = list[min(offset, len(list)):]
+	list = list[:min(limit, len(list))]
+	if all {
+		return list, nil
+	}
+	names := make([]string, len(list))
+	for i, g := range list {
+		names[i] = g.Name
+	}
+	return names, nil
+}
+
+func (h *Handler) ckanGroupShow(base string, p Params) (any, *Error) {
+	id := strings.TrimSpace(p["id"])
+	if id == "" {
+		return nil, Invalid("id", "Missing value")
+	}
+	withDatasets, err := p.Bool("include_datasets")
+	if err != nil {
+		return nil, err
+	}
+	themes, _ := h.themesAndTags()
+	for t, n := range themes {
+		if t != id && GroupUUID(t) != id {
+			continue
+		}
+		g := newGroupDict(t, n)
+		if withDatasets {
+			g.Packages = []Package{}
+			orgs := h.orgs()
+			res := h.cat.Search(search.Query{Theme: []string{t}, Access: []string{string(nii.AccessOpen)}, Sort: "title", Limit: 1000})
+			for _, hit := range res.Hits {
+				pkg := NewPackage(h.hitEntry(base, hit))
+				h.fillOrg(&pkg, orgs)
+				g.Packages = append(g.Packages, pkg)
+			}
+		}
+		return g, nil
+	}
+	return nil, NotFound("Group not found")
+}
+
+// TagDict is a tag as tag_list with all_fields gives it.
+type TagDict struct {
+	ID      string  `json:"id"`
+	Name    string  `json:"name"`
+	VocabID *string `json:"vocabulary_id"`
+}
+
+func (h *Handler) ckanTagList(p Params) (any, *Error) {
+	all, err := p.Bool("all_fields")
+	if err != nil {
+		return nil, err
+	}
+	query := strings.ToLower(strings.TrimSpace(p["query"]))
+	_, tags := h.themesAndTags()
+	names := make([]string, 0, len(tags))
+	for k := range tags {
+		if query == "" || strings.Contains(strings.ToLower(k), query) {
+			names = append(names, k)
+		}
+	}
+	slices.Sort(names)
+	if !all {
+		return names, nil
+	}
+	out := make([]TagDict, len(names))
+	for i, k := range names {
+		out[i] = TagDict{ID: StableUUID("tag:" + k), Name: k}
+	}
+	return out, nil
 }

@@ -22,7 +22,7 @@ type fakeCatalog struct {
 	published map[nii.DatasetID]*nii.Advert
 	ambiguous map[nii.DatasetID]bool
 	stored    map[nii.Ref]*nii.Advert
-	members   []string
+	claims    []Claim // unlisted claims (an impostor's)
 }
 
 func newFakeCatalog(ads ...*nii.Advert) *fakeCatalog {
@@ -45,10 +45,33 @@ func (c *fakeCatalog) Published(d nii.DatasetID) (*nii.Advert, bool, error) {
 	}
 	return nil, false, fmt.Errorf("dataset %s: %w in the federated catalog", d, nii.ErrNotFound)
 }
-func (c *fakeCatalog) EachPublished(fn func(*nii.Advert)) {
+func (c *fakeCatalog) EachPublished(fn func(Claim)) {
 	for _, a := range c.published {
-		fn(a)
+		fn(Claim{Advert: a, Verified: true})
 	}
+	for _, cl := range c.claims {
+		fn(cl)
+	}
+}
+func (c *fakeCatalog) Claims(d nii.DatasetID) []Claim {
+	var out []Claim
+	if a := c.published[d]; a != nil {
+		out = append(out, Claim{Advert: a, Verified: true})
+	}
+	for _, cl := range c.claims {
+		if cl.Advert.Dataset == d {
+			out = append(out, cl)
+		}
+	}
+	return out
+}
+func (c *fakeCatalog) ClaimOf(a *nii.Advert, verified bool) string {
+	for _, cl := range c.claims {
+		if cl.Advert == a {
+			return cl.ID
+		}
+	}
+	return ""
 }
 func (c *fakeCatalog) OrgName(org string) string {
 	for _, a := range c.published {
@@ -58,7 +81,6 @@ func (c *fakeCatalog) OrgName(org string) string {
 	}
 	return ""
 }
-func (c *fakeCatalog) MemberOrgs() []string   { return c.members }
 func (c *fakeCatalog) Online(nii.NodeID) bool { return true }
 func (c *fakeCatalog) Holds(r nii.Ref) bool   { return c.stored[r] != nil }
 func (c *fakeCatalog) Stored(r nii.Ref) (*nii.Advert, error) {
@@ -120,7 +142,6 @@ func TestHandlerCKAN(t *testing.T) {
 	lam, tra := testAdvert("lambeth", "spend", 2), testAdvert("trafford", "spend", 1)
 	tra.Meta.PublisherName = "Trafford Council"
 	cat := newFakeCatalog(lam, tra, testAdvert("lambeth", "trees", 1))
-	cat.members = []string{"camden", "zetland"}
 	cat.ambiguous[nii.DatasetID{Org: "north", Name: "east-spend"}] = true
 
 	var p Package
@@ -144,8 +165,10 @@ func TestHandlerCKAN(t *testing.T) {
 
 	var names []string
 	for _, tc := range []struct{ query, want string }{
-		{"", "camden,lambeth,trafford,zetland"}, // by title: Camden's, London Borough of lambeth, Trafford Council, zetland
-		{"sort=name%20asc&limit=2&offset=1", "lambeth,trafford"},
+		// Only orgs with listed datasets: not the serving node's own org
+		// (camden), nor members with nothing published.
+		{"", "lambeth,trafford"},
+		{"sort=name%20asc&limit=1&offset=1", "trafford"},
 		{"sort=package_count%20desc&limit=1", "lambeth"},
 	} {
 		if _, b := get(t, cat, "GET", "/api/3/action/organization_list?"+tc.query, ""); !ckanResult(t, b, &names).Success || strings.Join(names, ",") != tc.want {

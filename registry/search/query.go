@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/RoaringBitmap/roaring/v2"
@@ -21,10 +22,16 @@ type Query struct {
 	Format     []string // matches media type or its short form ("csv" for text/csv, "json", "xlsx", ...)
 	Access     []string // "open" / "restricted"
 	ConformsTo []string
-	Verified   *bool  // nil: both
-	Sort       string // "" or "relevance" (default; with empty Text falls back to "modified"), "modified" (newest first), "title" (A→Z)
-	Offset     int
-	Limit      int // default 20, max 1000
+	Verified   *bool // nil: both
+	// NotPublisher excludes these orgs (CKAN's fq=-organization:x).
+	NotPublisher, NotTheme []string
+	// ModifiedFrom and ModifiedTo keep docs whose Meta.Modified is in
+	// [From, To] (either zero: unbounded), as CKAN's
+	// fq=metadata_modified:[A TO B] does.
+	ModifiedFrom, ModifiedTo time.Time
+	Sort                     string // "" or "relevance" (default; with empty Text falls back to "modified"), "modified" (newest first), "title" (A→Z), "key" (Doc.Key A→Z: a stable order to page through)
+	Offset                   int
+	Limit                    int // default 20, max 1000
 }
 
 // Hit is one search result.
@@ -189,6 +196,30 @@ func (ix *Index) Search(q Query) Result {
 		slices.SortFunc(and, func(a, b *roaring.Bitmap) int { return cmp.Compare(a.GetCardinality(), b.GetCardinality()) })
 		match = roaring.FastAnd(and...)
 	}
+	for field, vals := range map[int][]string{fPublisher: q.NotPublisher, fTheme: q.NotTheme} {
+		for _, v := range vals {
+			if vid, ok := ix.fields[field][normValue(int8(field), v)]; ok {
+				match = roaring.AndNot(match, ix.vals[vid].bm)
+			}
+		}
+	}
+	if !q.ModifiedFrom.IsZero() || !q.ModifiedTo.IsZero() {
+		from, to := int64(math.MinInt64), int64(math.MaxInt64)
+		if !q.ModifiedFrom.IsZero() {
+			from = modKey(q.ModifiedFrom)
+		}
+		if !q.ModifiedTo.IsZero() {
+			to = modKey(q.ModifiedTo)
+		}
+		in := roaring.New()
+		it := match.Iterator()
+		for it.HasNext() {
+			if id := it.Next(); from <= ix.mod[id] && ix.mod[id] <= to {
+				in.Add(id)
+			}
+		}
+		match = in
+	}
 	if q.Verified != nil {
 		if *q.Verified {
 			match = roaring.And(match, ix.verified)
@@ -210,6 +241,8 @@ func (ix *Index) Search(q Query) Result {
 	switch {
 	case q.Sort == "title":
 		mode = sortTitle
+	case q.Sort == "key":
+		mode = sortKey
 	case q.Sort == "modified":
 	case len(groups) > 0:
 		mode = sortRelevance

@@ -35,6 +35,7 @@ const (
 	sortRelevance sortMode = iota
 	sortModified
 	sortTitle
+	sortKey
 )
 
 type item struct {
@@ -54,6 +55,8 @@ func (ix *Index) better(mode sortMode, a, b item) bool {
 		if c := strings.Compare(ix.title[a.id], ix.title[b.id]); c != 0 {
 			return c < 0
 		}
+	case sortKey:
+		return ix.slots[a.id].doc.Key < ix.slots[b.id].doc.Key
 	}
 	if ma, mb := ix.mod[a.id], ix.mod[b.id]; ma != mb {
 		return ma > mb
@@ -133,6 +136,10 @@ func (ix *Index) rank(match *roaring.Bitmap, groups []group, mode sortMode, k in
 				if len(h) < k || mods[id] >= worstMod {
 					keep(item{id: id})
 				}
+			}
+		case mode == sortKey:
+			for _, id := range buf[:n] {
+				keep(item{id: id})
 			}
 		default: // title
 			for _, id := range buf[:n] {

@@ -1014,3 +1014,35 @@ func TestSearchWidePrefix(t *testing.T) {
 		t.Errorf("zedsolo00: %d", r.Total)
 	}
 }
+
+// TestSearchHarvesterFilters: what a CKAN harvester asks — organizations
+// excluded, a modified-since window, a stable key order to page through.
+func TestSearchHarvesterFilters(t *testing.T) {
+	ix := NewIndex()
+	ix.Put(srchDoc("camden", "b", "spend", withModified(5)))
+	ix.Put(srchDoc("camden", "a", "spend", withModified(1)))
+	ix.Put(srchDoc("brent", "c", "spend", withModified(9)))
+	keys := func(r Result) []string {
+		var out []string
+		for _, h := range r.Hits {
+			out = append(out, h.Doc.Key)
+		}
+		return out
+	}
+	if got := keys(ix.Search(Query{Sort: "key"})); !slices.Equal(got, []string{"brent/c", "camden/a", "camden/b"}) {
+		t.Errorf("key order: %q", got)
+	}
+	if got := keys(ix.Search(Query{Sort: "key", Offset: 1, Limit: 1})); !slices.Equal(got, []string{"camden/a"}) {
+		t.Errorf("key order, second page of one: %q", got)
+	}
+	if got := keys(ix.Search(Query{Sort: "key", NotPublisher: []string{"camden"}})); !slices.Equal(got, []string{"brent/c"}) {
+		t.Errorf("camden excluded: %q", got)
+	}
+	r := ix.Search(Query{Sort: "key", ModifiedFrom: srchT0.AddDate(0, 0, 5)})
+	if got := keys(r); !slices.Equal(got, []string{"brent/c", "camden/b"}) || r.Total != 2 {
+		t.Errorf("modified since day 5: %q (total %d)", got, r.Total)
+	}
+	if got := keys(ix.Search(Query{Sort: "key", ModifiedFrom: srchT0.AddDate(0, 0, 2), ModifiedTo: srchT0.AddDate(0, 0, 6)})); !slices.Equal(got, []string{"camden/b"}) {
+		t.Errorf("modified in days [2, 6]: %q", got)
+	}
+}

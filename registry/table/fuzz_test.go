@@ -8,6 +8,8 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/nii-uk/nii/internal/spenddata"
+
 	"github.com/nii-uk/nii"
 )
 
@@ -17,7 +19,7 @@ import (
 // them to the counting scanner.
 func FuzzTableProfiler(f *testing.F) {
 	for _, name := range []string{"lambeth.csv", "trafford.csv"} {
-		b, err := os.ReadFile(filepath.Join("testdata", "spend", name))
+		b, err := os.ReadFile(filepath.Join(spenddata.Dir(), name))
 		if err != nil {
 			f.Fatal(err)
 		}

@@ -32,10 +32,6 @@ const (
 	headerLookahead = 10       // rows below a header candidate checked for consistency
 	maxRowFields    = 1 << 16  // a sample row with more fields is refused (bounds memory)
 
-	// Minimum share of non-null values that must parse as a type for a
-	// column to get it: Frictionless's default confidence of 0.9.
-	typeConfidenceNum = 9
-	typeConfidenceDen = 10
 )
 
 // Errors Result returns for content that is not a usable table. Both are
@@ -107,6 +103,12 @@ type Profiler struct {
 	an  sampleProfile
 	err error
 
+	// After the sample, whole records are parsed and typed as they come:
+	// pending holds the bytes from the start of the first record not yet
+	// typed (pendStart is its offset in what sc has scanned).
+	pending   []byte
+	pendStart int64
+
 	done  bool
 	table *nii.Table
 }
@@ -119,9 +121,16 @@ type sampleProfile struct {
 	lineTerm  string
 	headerRow int   // 1-based record number
 	dataRows  int64 // non-blank records below the header in the sample
-	sampled   int64 // of which used for type inference
-	ragged    int64 // sampled rows whose field count differs from the header's
+	sampled   int64 // data rows typed: all of them, unless typing stopped
+	ragged    int64 // data rows whose field count differs from the header's
 	columns   []nii.Column
+
+	header       []string   // the header's cells, as in the file
+	hdrFields    int        // its field count
+	typers       []colTyper // one per header cell, fed every data row
+	initialSpace bool       // some cell starts with white space
+	invalidUTF8  bool       // bytes past the sample are not UTF-8
+	typingStop   string     // why typing stopped before the end ("" if it did not)
 }
 
 // NewProfiler returns a profiler ready for Write.
@@ -144,9 +153,63 @@ func (p *Profiler) Write(b []byte) (int, error) {
 		b = p.fill(b)
 	}
 	if p.phase == phaseCounting && len(b) > 0 {
-		p.sc.scan(b)
+		p.count(b)
 	}
 	return n, nil
+}
+
+// maxPending bounds the bytes of one record held for typing: a record
+// longer than this (a broken quote swallowing the rest of the file, say)
+// stops typing, and every column is declared string from there.
+const maxPending = 16 << 20
+
+// count scans b for records after the sample, and types every complete
+// record.
+func (p *Profiler) count(b []byte) {
+	p.sc.scan(b)
+	if p.an.typingStop != "" {
+		return
+	}
+	p.pending = append(p.pending, b...)
+	done := int(p.sc.boundary - p.pendStart)
+	if done > 0 {
+		p.typeRecords(p.pending[:done])
+		k := copy(p.pending, p.pending[done:])
+		p.pending = p.pending[:k]
+		p.pendStart = p.sc.boundary
+	}
+	if len(p.pending) > maxPending {
+		p.stopTyping(fmt.Sprintf("a record of more than %d bytes after row %d", maxPending, p.an.sampled))
+	}
+}
+
+// typeRecords parses whole records and types their fields.
+func (p *Profiler) typeRecords(b []byte) {
+	an := &p.an
+	if !an.invalidUTF8 && an.encoding == "utf-8" && !utf8.Valid(b) {
+		an.invalidUTF8 = true
+	}
+	r := newCSVReader(b, an.delim)
+	for {
+		rec, err := r.Read()
+		if err != nil {
+			return
+		}
+		if isBlank(rec) {
+			continue
+		}
+		an.typeRow(rec, decodeWindows1252)
+	}
+}
+
+// stopTyping gives up typing: every column becomes a string, which any
+// value is, and the reason is kept.
+func (p *Profiler) stopTyping(why string) {
+	p.an.typingStop = why
+	for j := range p.an.typers {
+		p.an.typers[j].ok = 0
+	}
+	p.pending = nil
 }
 
 // fill appends to the sample up to the sampling limits, analysing the sample
@@ -220,16 +283,28 @@ func (p *Profiler) Result() (*nii.Table, error) {
 		if p.err == nil {
 			p.sc.finish()
 			an := &p.an
+			if an.typingStop == "" && len(p.pending) > 0 {
+				p.typeRecords(p.pending) // the last record, with no line end
+			}
+			p.pending = nil
+			if an.invalidUTF8 {
+				// Bytes past the sample are not UTF-8: the file is read as
+				// windows-1252 (what the sample held is ASCII or the same).
+				an.encoding = "windows-1252"
+			}
+			an.finishColumns()
 			p.table = &nii.Table{
-				Encoding:       an.encoding,
-				BOM:            an.bom,
-				Delimiter:      string(rune(an.delim)),
-				LineTerminator: an.lineTerm,
-				HeaderRow:      an.headerRow,
-				Rows:           an.dataRows + p.sc.rows,
-				Columns:        an.columns,
-				RaggedRows:     an.ragged,
-				SampledRows:    an.sampled,
+				Encoding:         an.encoding,
+				BOM:              an.bom,
+				Delimiter:        string(rune(an.delim)),
+				LineTerminator:   an.lineTerm,
+				HeaderRow:        an.headerRow,
+				Rows:             an.dataRows + p.sc.rows,
+				Columns:          an.columns,
+				RaggedRows:       an.ragged,
+				SampledRows:      an.sampled,
+				SkipInitialSpace: an.initialSpace,
+				TypesStopped:     an.typingStop,
 			}
 		}
 		p.buf = nil
@@ -321,7 +396,7 @@ func (p *Profiler) analyze(final bool) {
 	p.phase = phaseCounting
 	p.sc = csvScanner{delim: delim}
 	if !final {
-		p.sc.scan(data[cut:])
+		p.count(data[cut:])
 	}
 }
 
@@ -443,11 +518,6 @@ func (an *sampleProfile) profile(sample []byte, maxRows int) error {
 	an.headerRow = h + 1
 
 	// Pass 2: the header and the data rows below it.
-	var (
-		header    []string
-		hdrFields int
-		stats     []colStats
-	)
 	r = newCSVReader(sample, an.delim)
 	for k := 0; ; k++ {
 		rec, err := r.Read()
@@ -458,54 +528,76 @@ func (an *sampleProfile) profile(sample []byte, maxRows int) error {
 		case k < h:
 			continue
 		case k == h:
-			hdrFields = len(rec)
-			header = append(header, rec[:min(len(rec), nii.MaxColumns)]...)
-			stats = make([]colStats, len(header))
+			an.hdrFields = len(rec)
+			for _, c := range rec[:min(len(rec), nii.MaxColumns)] {
+				an.header = append(an.header, strings.Clone(c))
+			}
+			an.typers = make([]colTyper, len(an.header))
+			for j := range an.typers {
+				an.typers[j] = newColTyper()
+			}
 			continue
 		case isBlank(rec):
 			continue
 		}
 		an.dataRows++
-		if an.sampled >= int64(maxRows) {
+		an.typeRow(rec, decode)
+	}
+	return nil
+}
+
+// typeRow feeds one data record to the column typers.
+func (an *sampleProfile) typeRow(rec []string, decode func(string) string) {
+	an.sampled++
+	if len(rec) != an.hdrFields {
+		an.ragged++
+	}
+	for j := range an.typers {
+		if j >= len(rec) {
+			an.typers[j].nulls++
 			continue
 		}
-		an.sampled++
-		if len(rec) != hdrFields {
-			an.ragged++
+		raw := rec[j]
+		v := trimLeftSpace(raw)
+		if len(v) != len(raw) {
+			an.initialSpace = true
 		}
-		for j := range stats {
-			st := &stats[j]
-			if j >= len(rec) {
-				st.nulls++
-				continue
-			}
-			v := strings.TrimSpace(decode(rec[j]))
-			if v == "" {
-				st.nulls++
-				continue
-			}
-			st.add(v)
+		if v != "" && an.encoding != "utf-8" {
+			v = decode(v)
 		}
+		an.typers[j].add(v)
 	}
+}
 
-	names := make([]string, len(header))
-	for j, c := range header {
-		names[j] = strings.TrimSpace(decode(c))
+// finishColumns names and types the columns once every row is typed.
+// A column's Name is its header cell trimmed ("column_N" if blank); its
+// Label the cell as a reader sees it, when that differs. Every header
+// cell is a column, blank trailing ones included: a schema must have a
+// field for each, or it does not describe the file.
+func (an *sampleProfile) finishColumns() {
+	decode := func(s string) string { return s }
+	if an.encoding != "utf-8" {
+		decode = decodeWindows1252
 	}
-	n := len(names)
-	for n > 0 && names[n-1] == "" && stats[n-1].nonNull == 0 {
-		n-- // blank trailing column
-	}
-	an.columns = make([]nii.Column, n)
-	for j := range an.columns {
-		name := names[j]
+	an.columns = make([]nii.Column, len(an.header))
+	for j, c := range an.header {
+		label := trimLeftSpace(decode(c))
+		if label != decode(c) {
+			an.initialSpace = true // a header cell starts with white space too
+		}
+		name := strings.TrimSpace(label)
 		if name == "" {
 			name = fmt.Sprintf("column_%d", j+1)
 		}
-		typ, format := stats[j].infer()
-		an.columns[j] = nii.Column{Name: name, Type: typ, Format: format, Nulls: stats[j].nulls}
+		col := nii.Column{Name: name, Nulls: an.typers[j].nulls}
+		if label != name {
+			col.Label = &label
+		}
+		var currency bool
+		col.Type, col.Format, col.GroupChar, currency, col.Note = an.typers[j].infer()
+		col.Currency = currency
+		an.columns[j] = col
 	}
-	return nil
 }
 
 // findHeader returns the index of the header record, or -1. A header

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/nii-uk/nii/internal/spenddata"
+
 	"github.com/nii-uk/nii"
 )
 
@@ -60,7 +62,7 @@ func findColumn(t *testing.T, tb *nii.Table, name string) nii.Column {
 	return nii.Column{}
 }
 
-// TestProfileRealFiles profiles the real council files in testdata/spend.
+// TestProfileRealFiles profiles the real council files in internal/spenddata.
 // The row counts were checked independently: Python's csv module finds
 // 2,010 records in lambeth.csv (header at record 10, 2,000 below it, none
 // blank; 1,641 with 6 fields, 358 with 5, 1 with 4) and 2,001 in
@@ -126,15 +128,15 @@ func TestProfileRealFiles(t *testing.T) {
 				{"Supplier ID", "integer", ""},
 				{"VAT Registration Number", "string", ""},
 				{"Expense Code", "integer", ""},
-				{"BVACOP", "string", ""},    // always empty, but not trailing: kept
-				{"ProClass", "integer", ""}, // 1,611 of 1,612 non-null; one "NCLASS"
+				{"BVACOP", "string", ""},   // always empty, but not trailing: kept
+				{"ProClass", "string", ""}, // 1,611 of 1,612 non-null are integers; one "NCLASS" makes it a string
 			},
 			nullCounts: map[string]int64{"BVACOP": 2000, "ProClass": 388, "VAT Registration Number": 528, "Amount": 0},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			b, err := os.ReadFile(filepath.Join("testdata", "spend", tt.file))
+			b, err := os.ReadFile(filepath.Join(spenddata.Dir(), tt.file))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -181,9 +183,14 @@ func TestProfileRealFiles(t *testing.T) {
 			if err != nil {
 				t.Fatalf("small sample: %v", err)
 			}
-			if small.Rows != tt.rows || small.HeaderRow != tt.headerRow || small.SampledRows != 5 {
-				t.Errorf("small sample: Rows %d HeaderRow %d SampledRows %d; want %d %d 5",
-					small.Rows, small.HeaderRow, small.SampledRows, tt.rows, tt.headerRow)
+			if small.Rows != tt.rows || small.HeaderRow != tt.headerRow || small.SampledRows != tt.rows {
+				t.Errorf("small sample: Rows %d HeaderRow %d SampledRows %d; want %d %d %d",
+					small.Rows, small.HeaderRow, small.SampledRows, tt.rows, tt.headerRow, tt.rows)
+			}
+			// Types and null counts are whole-file facts: a 5-row sample
+			// gives the same columns as the whole file in one piece.
+			if !reflect.DeepEqual(small.Columns, tb.Columns) {
+				t.Errorf("small sample's columns differ:\n%+v\nwant\n%+v", small.Columns, tb.Columns)
 			}
 		})
 	}
@@ -199,12 +206,13 @@ type tableWant struct {
 	headerRow int
 	rows      int64
 	ragged    int64
+	skipSpace bool // some cell or header starts with white space
 	cols      []nii.Column
 }
 
 func (w tableWant) table() *nii.Table {
 	t := &nii.Table{Encoding: "utf-8", Delimiter: ",", LineTerminator: "\n", HeaderRow: 1,
-		BOM: w.bom, Rows: w.rows, RaggedRows: w.ragged, SampledRows: w.rows, Columns: w.cols}
+		BOM: w.bom, Rows: w.rows, RaggedRows: w.ragged, SampledRows: w.rows, Columns: w.cols, SkipInitialSpace: w.skipSpace}
 	if w.encoding != "" {
 		t.Encoding = w.encoding
 	}
@@ -224,6 +232,11 @@ func (w tableWant) table() *nii.Table {
 }
 
 func stringCol(name string) nii.Column { return nii.Column{Name: name, Type: "string"} }
+
+func labelled(c nii.Column, label string) nii.Column {
+	c.Label = &label
+	return c
+}
 
 func TestProfileTable(t *testing.T) {
 	tests := []struct {
@@ -274,7 +287,7 @@ func TestProfileTable(t *testing.T) {
 				"3,\"she said \"\"hi\"\"\",7\n" +
 				"4,\"\r\n\n\",8\n" + // only white space: a null
 				"5,plain,9\n",
-			want: tableWant{rows: 5, cols: []nii.Column{{Name: "id", Type: "integer"}, {Name: "text", Type: "string", Nulls: 1}, {Name: "n", Type: "integer"}}},
+			want: tableWant{rows: 5, skipSpace: true, cols: []nii.Column{{Name: "id", Type: "integer"}, {Name: "text", Type: "string", Nulls: 1}, {Name: "n", Type: "integer"}}},
 		},
 		{
 			name: "blank lines and blank records",
@@ -293,7 +306,7 @@ func TestProfileTable(t *testing.T) {
 				"02/06/2012,Bravo plc,\"1,200.00\",B2\n" +
 				",,,\n",
 			want: tableWant{headerRow: 4, rows: 2, cols: []nii.Column{
-				{Name: "Date", Type: "date", Format: "%d/%m/%Y"}, stringCol("Supplier"), {Name: "Amount", Type: "number"}, stringCol("Ref")}},
+				{Name: "Date", Type: "date", Format: "%d/%m/%Y"}, stringCol("Supplier"), {Name: "Amount", Type: "number", GroupChar: ","}, stringCol("Ref")}},
 		},
 		{
 			name: "preamble parameters line with values",
@@ -308,16 +321,19 @@ func TestProfileTable(t *testing.T) {
 				{Name: "Date", Type: "date", Format: "%d/%m/%Y"}, stringCol("Supplier"), {Name: "Amount", Type: "number"}, stringCol("Ref"), stringCol("Note")}},
 		},
 		{
-			name: "blank trailing columns dropped, inner blank named",
+			name: "blank columns kept and named, labels untrimmed",
 			in: " Name ,,Amount ,,,\n" +
 				"a,x,1,,,\n" +
 				"b,y,2,,,\n",
-			want: tableWant{rows: 2, cols: []nii.Column{stringCol("Name"), stringCol("column_2"), {Name: "Amount", Type: "integer"}}},
+			want: tableWant{rows: 2, skipSpace: true, cols: []nii.Column{labelled(stringCol("Name"), "Name "), labelled(stringCol("column_2"), ""),
+				labelled(nii.Column{Name: "Amount", Type: "integer"}, "Amount "),
+				labelled(nii.Column{Name: "column_4", Type: "string", Nulls: 2}, ""), labelled(nii.Column{Name: "column_5", Type: "string", Nulls: 2}, ""),
+				labelled(nii.Column{Name: "column_6", Type: "string", Nulls: 2}, "")}},
 		},
 		{
 			name: "trailing blank header with data kept",
 			in:   "a,b,\n1,2,3\n4,5,\n",
-			want: tableWant{rows: 2, cols: []nii.Column{{Name: "a", Type: "integer"}, {Name: "b", Type: "integer"}, {Name: "column_3", Type: "integer", Nulls: 1}}},
+			want: tableWant{rows: 2, cols: []nii.Column{{Name: "a", Type: "integer"}, {Name: "b", Type: "integer"}, labelled(nii.Column{Name: "column_3", Type: "integer", Nulls: 1}, "")}},
 		},
 		{
 			name: "semicolon with decimal commas",
@@ -342,18 +358,18 @@ func TestProfileTable(t *testing.T) {
 				"300,-3e2,YES,2100,2012-06-01T10:30:00.5+01:00,2000-02-29,29/02/2000,29/02/00,29-Feb-2000,29-02-2000,-£1,099,2\n",
 			want: tableWant{rows: 3, cols: []nii.Column{
 				{Name: "int", Type: "integer"},
-				{Name: "num", Type: "number"}, // one integer of three: not 90% integers
+				{Name: "num", Type: "number"},
 				{Name: "bool", Type: "boolean"},
 				{Name: "year", Type: "year"},
-				{Name: "dt", Type: "datetime"},
+				stringCol("dt"), // three datetime formats: no one format reads them all
 				{Name: "iso", Type: "date"},
 				{Name: "dmy", Type: "date", Format: "%d/%m/%Y"},
 				{Name: "dmy2", Type: "date", Format: "%d/%m/%y"},
 				{Name: "dmony", Type: "date", Format: "%d-%b-%Y"},
 				{Name: "dmy-", Type: "date", Format: "%d-%m-%Y"},
-				{Name: "neg", Type: "number"},
-				stringCol("code"),  // leading zeros: codes, not numbers
-				stringCol("mixed"), // one text value in three
+				{Name: "neg", Type: "string", Note: AmountNote}, // (28.00), -£1: no Table Schema number reads them
+				stringCol("code"),                               // leading zeros: codes, not numbers
+				stringCol("mixed"),                              // one text value in three
 			}},
 		},
 		{
@@ -363,16 +379,27 @@ func TestProfileTable(t *testing.T) {
 				"b,\"1,100.00\",\"£1,234.56\"\n" +
 				"c,-5,£-3\n" +
 				"d,\" 12.5 \",(£7.00)\n",
-			want: tableWant{rows: 4, cols: []nii.Column{stringCol("Supplier"), {Name: "Amount", Type: "number"}, {Name: "Paid", Type: "number"}}},
+			want: tableWant{rows: 4, skipSpace: true, cols: []nii.Column{stringCol("Supplier"), {Name: "Amount", Type: "string", Note: AmountNote}, {Name: "Paid", Type: "string", Note: AmountNote}}},
 		},
 		{
-			name: "nulls do not vote; 90% rule",
-			in: "n,m,e\n" +
-				"1,1,\n2,2,\n3,3,\n4,4,\n5,5,\n6,6,\n7,7,\n8,8,\n9,9.5,\n,x,\n",
+			name: "money readable as numbers",
+			in: "Supplier,Amount,Paid,Net\n" +
+				"a,\"1,100.00\",£500,609.99 \n" +
+				"b,-5,\"£1,234.56\",12\n" +
+				"c,7.5,3.00,-1.5\n",
+			// Amount: groupChar; Paid: £ on unsigned values, bareNumber
+			// false; Net: a trailing space is fine for a number.
+			want: tableWant{rows: 3, cols: []nii.Column{stringCol("Supplier"), {Name: "Amount", Type: "number", GroupChar: ","},
+				{Name: "Paid", Type: "number", GroupChar: ",", Currency: true}, {Name: "Net", Type: "number"}}},
+		},
+		{
+			name: "nulls do not vote; one contradiction widens",
+			in: "n,m,e,w\n" +
+				"1,1,, \n2,2,,\n3,3,,1\n4,4,,2\n5,5,,3\n6,6,,4\n7,7,,5\n8,8,,6\n9,9.5,,7\n,x,,8\n",
 			// n: 9 integers and a null; m: 8 integers, 1 number, 1 text:
-			// 80% integer, 90% number.
-			want: tableWant{rows: 10, cols: []nii.Column{
-				{Name: "n", Type: "integer", Nulls: 1}, {Name: "m", Type: "number"}, {Name: "e", Type: "string", Nulls: 10}}},
+			// a string; w: a white-space cell is a null.
+			want: tableWant{rows: 10, skipSpace: true, cols: []nii.Column{
+				{Name: "n", Type: "integer", Nulls: 1}, stringCol("m"), {Name: "e", Type: "string", Nulls: 10}, {Name: "w", Type: "integer", Nulls: 2}}},
 		},
 		{
 			name: "ragged rows",
@@ -389,7 +416,7 @@ func TestProfileTable(t *testing.T) {
 			name: "windows-1252",
 			in:   "Supplier,Cost \xa3,Caf\xe9\n\x93Smith\x94 & Sons,\xa3500,\xe9t\xe9\nB,\xa31\xa0,x\n",
 			want: tableWant{encoding: "windows-1252", rows: 2, cols: []nii.Column{
-				stringCol("Supplier"), {Name: "Cost £", Type: "number"}, stringCol("Café")}},
+				stringCol("Supplier"), stringCol("Cost £"), stringCol("Café")}}, // "£1" then a no-break space: not a number
 		},
 		{
 			name: "windows-1252 preamble",
@@ -528,7 +555,7 @@ func bigCSV(size int, crlf bool) ([]byte, int64) {
 			}
 		}
 		if i%7 == 0 {
-			fmt.Fprintf(&b, "Trafford,%02d/09/2014,%d,\"%d,%03d.%02d\",\"SUPPLIER %d, LTD\",\"Line one\nline \"\"two\"\"\"", 1+i%28, 1901095785+i, i%97, i%1000, i%100, i%300)
+			fmt.Fprintf(&b, "Trafford,%02d/09/2014,%d,\"%d,%03d.%02d\",\"SUPPLIER %d, LTD\",\"Line one\nline \"\"two\"\"\"", 1+i%28, 1901095785+i, 1+i%97, i%1000, i%100, i%300)
 		} else {
 			fmt.Fprintf(&b, "Trafford,%02d/09/2014,%d,%d.%02d,SUPPLIER %d LTD,CLIENTS PERS NEEDS", 1+i%28, 1901095785+i, i%5000, i%100, i%300)
 		}
@@ -537,16 +564,16 @@ func bigCSV(size int, crlf bool) ([]byte, int64) {
 	return b.Bytes(), rows
 }
 
-// TestProfileLarge checks the sample stops at 10,000 data rows and that rows
-// past the sample are counted exactly, however the input is split.
+// TestProfileLarge checks that rows past the 10,000-row sample are counted
+// and typed exactly, however the input is split.
 func TestProfileLarge(t *testing.T) {
 	for _, crlf := range []bool{false, true} {
 		data, rows := bigCSV(6<<20, crlf)
 		want := &nii.Table{
-			Encoding: "utf-8", Delimiter: ",", LineTerminator: "\n", HeaderRow: 1, Rows: rows, SampledRows: sampleRows,
+			Encoding: "utf-8", Delimiter: ",", LineTerminator: "\n", HeaderRow: 1, Rows: rows, SampledRows: rows,
 			Columns: []nii.Column{
 				stringCol("Body"), {Name: "Date", Type: "date", Format: "%d/%m/%Y"}, {Name: "Transaction number", Type: "integer"},
-				{Name: "Amount", Type: "number"}, stringCol("Supplier"), stringCol("Description"),
+				{Name: "Amount", Type: "number", GroupChar: ","}, stringCol("Supplier"), stringCol("Description"),
 			},
 		}
 		if crlf {

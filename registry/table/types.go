@@ -47,51 +47,6 @@ var kindTypes = [nKinds]struct{ typ, format string }{
 // four-digit codes stay integers.
 const minYear, maxYear = 1800, 2100
 
-// colStats tallies a column's sampled values.
-type colStats struct {
-	nonNull, nulls int64
-	n              [nKinds]int64 // values parsing as each kind
-}
-
-// add tallies a non-empty, trimmed value.
-func (c *colStats) add(v string) {
-	c.nonNull++
-	classify(v, &c.n)
-}
-
-// infer returns the column's Frictionless type and format: the most specific
-// type that at least 90% of the non-null values parse as (year, then integer,
-// then number; boolean; datetime; date), else string.
-func (c *colStats) infer() (typ, format string) {
-	if c.nonNull == 0 {
-		return "string", ""
-	}
-	ok := func(k valueKind) bool {
-		return c.n[k]*typeConfidenceDen >= c.nonNull*typeConfidenceNum
-	}
-	for _, k := range []valueKind{kYear, kInteger, kNumber, kBoolean} {
-		if ok(k) {
-			return kindTypes[k].typ, kindTypes[k].format
-		}
-	}
-	// Date and datetime formats don't overlap: take the best-supported.
-	for _, group := range [][]valueKind{
-		{kDatetimeISO, kDatetimeDMYHMS, kDatetimeDMYHM},
-		{kDateISO, kDateDMY, kDateDMYShort, kDateDMonY, kDateDMonYShort, kDateDashDMY},
-	} {
-		best := group[0]
-		for _, k := range group[1:] {
-			if c.n[k] > c.n[best] {
-				best = k
-			}
-		}
-		if ok(best) {
-			return kindTypes[best].typ, kindTypes[best].format
-		}
-	}
-	return "string", ""
-}
-
 // isText reports whether a non-empty value is none of number, date, datetime
 // or boolean: a likely header cell.
 func isText(v string) bool {
