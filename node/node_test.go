@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nii-uk/nii/internal/spenddata"
+
 	"github.com/dgraph-io/badger/v4"
 	"github.com/nii-uk/nii"
 	"github.com/nii-uk/nii/exchange/chunker"
@@ -184,7 +186,7 @@ func TestNewVersionStoresOnlyChangedChunks(t *testing.T) {
 func TestPublishRealCouncilFiles(t *testing.T) {
 	tn := startNode(t, newHome(t, "lambeth"))
 	for _, f := range []string{"lambeth.csv", "trafford.csv"} {
-		data, err := os.ReadFile(filepath.Join("..", "registry", "table", "testdata", "spend", f))
+		data, err := os.ReadFile(filepath.Join(spenddata.Dir(), f))
 		if err != nil {
 			t.Fatal(err)
 		}

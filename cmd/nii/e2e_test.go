@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nii-uk/nii/internal/spenddata"
+
 	"github.com/nii-uk/nii/node"
 	"github.com/nii-uk/nii/node/api"
 )
@@ -147,12 +149,7 @@ func initHome(t *testing.T, org string) string {
 }
 
 func realFile(t *testing.T, name string) string {
-	t.Helper()
-	p, err := filepath.Abs(filepath.Join("..", "..", "registry", "table", "testdata", "spend", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return filepath.Join(spenddata.Dir(), name)
 }
 
 func TestDataOfficerWorkflow(t *testing.T) {
