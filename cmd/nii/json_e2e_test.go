@@ -63,6 +63,9 @@ func TestEveryCommandSpeaksJSON(t *testing.T) {
 		"--federation", "london", "--json"), "id", "token", "expires")
 	parseJSON(t, "enrol (installed)", mustNii(t, gw, "enrol", "--key", key, "--org", "greenwich", "--node", string(st.ID), "--json"), "org", "valid")
 	parseJSON(t, "credential", mustNii(t, gw, "credential", "--json"), "installed", "valid")
+	// lambeth installs its own, since an anchored node serves content to
+	// enrolled members only (issue 10).
+	mustNii(t, lb, "enrol", "--key", key, "--org", "lambeth", "--node", string(status(t, lb).ID))
 
 	// publish: --json, licences checked, a warning without one.
 	file := realFile(t, "trafford.csv")
