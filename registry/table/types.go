@@ -162,30 +162,9 @@ func parseNumber(v string) (num, integer bool) {
 	if s != "" && s[0] == '0' && (intDigits > 1 || grouped) {
 		return false, false
 	}
-	frac := false
-	if i < len(s) && s[i] == '.' {
-		f := leadingDigits(s[i+1:])
-		if i == 0 && f == 0 {
-			return false, false
-		}
-		i += 1 + f
-		frac = true
-	}
-	if i == 0 {
+	i, frac, exp, ok := fractionAndExponent(s, i)
+	if !ok {
 		return false, false
-	}
-	exp := false
-	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
-		i++
-		if i < len(s) && (s[i] == '-' || s[i] == '+') {
-			i++
-		}
-		e := leadingDigits(s[i:])
-		if e == 0 {
-			return false, false
-		}
-		i += e
-		exp = true
 	}
 	if i != len(s) {
 		return false, false
@@ -392,4 +371,35 @@ func parseDateOrTime(v string) (valueKind, bool) {
 		return kDatetimeDMYHMS, true
 	}
 	return kDatetimeDMYHM, true
+}
+
+// fractionAndExponent scans what both number readers accept after the
+// integer digits that end at s[i]: an optional ".digits", then an optional
+// "e[+-]digits". A lone "." or no digits at all is not a number; end is
+// where the scan stopped, for the caller to require the end of s.
+func fractionAndExponent(s string, i int) (end int, frac, exp, ok bool) {
+	if i < len(s) && s[i] == '.' {
+		f := leadingDigits(s[i+1:])
+		if i == 0 && f == 0 {
+			return i, false, false, false
+		}
+		i += 1 + f
+		frac = true
+	}
+	if i == 0 {
+		return i, false, false, false
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '-' || s[i] == '+') {
+			i++
+		}
+		e := leadingDigits(s[i:])
+		if e == 0 {
+			return i, false, false, false
+		}
+		i += e
+		exp = true
+	}
+	return i, frac, exp, true
 }

@@ -264,32 +264,11 @@ func numberShape(v string) (shape, bool) {
 		return sh, false
 	}
 	intPart := i
-	frac := false
-	if i < len(s) && s[i] == '.' {
-		f := leadingDigits(s[i+1:])
-		if i == 0 && f == 0 {
-			return sh, false
-		}
-		sh.leadingDot = i == 0
-		i += 1 + f
-		frac = true
-	}
-	if i == 0 {
+	i, frac, exp, ok := fractionAndExponent(s, i)
+	if !ok {
 		return sh, false
 	}
-	exp := false
-	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
-		i++
-		if i < len(s) && (s[i] == '-' || s[i] == '+') {
-			i++
-		}
-		e := leadingDigits(s[i:])
-		if e == 0 {
-			return sh, false
-		}
-		i += e
-		exp = true
-	}
+	sh.leadingDot = intPart == 0 && frac
 	if i != len(s) {
 		return sh, false
 	}
