@@ -19,6 +19,7 @@ import (
 	"github.com/nii-uk/nii/harmony"
 	"github.com/nii-uk/nii/node"
 	"github.com/nii-uk/nii/node/api"
+	"github.com/nii-uk/nii/node/nodetest"
 	"github.com/nii-uk/nii/query"
 )
 
@@ -28,19 +29,9 @@ import (
 // sqlNode starts a node whose [query] is q.
 func sqlNode(t testing.TB, org string, q node.QueryConfig) *testNode {
 	t.Helper()
-	home := filepath.Join(t.TempDir(), org)
-	cfg := node.DefaultConfig(home)
-	cfg.Org = org
-	cfg.Federation = "london"
-	cfg.API = "127.0.0.1:0"
-	cfg.Gossip.Listen = "127.0.0.1:0"
-	cfg.P2P.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
-	cfg.LowMemory = true
+	cfg := nodetest.Config(t.TempDir(), org, nodetest.Options{Federation: "london"})
 	cfg.Query = q
-	if _, err := node.Init(cfg); err != nil {
-		t.Fatal(err)
-	}
-	return startNode(t, home)
+	return startNode(t, nodetest.Init(t, cfg))
 }
 
 // anon is a client of tn's API without the admin token.
