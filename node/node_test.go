@@ -16,6 +16,7 @@ import (
 	"github.com/nii-uk/nii"
 	"github.com/nii-uk/nii/exchange/chunker"
 	"github.com/nii-uk/nii/internal/niitest"
+	"github.com/nii-uk/nii/internal/spenddata"
 	"github.com/nii-uk/nii/node"
 	"github.com/nii-uk/nii/node/api"
 	"github.com/nii-uk/nii/node/nodetest"
@@ -181,7 +182,7 @@ func TestNewVersionStoresOnlyChangedChunks(t *testing.T) {
 func TestPublishRealCouncilFiles(t *testing.T) {
 	tn := startNode(t, newHome(t, "lambeth"))
 	for _, f := range []string{"lambeth.csv", "trafford.csv"} {
-		data, err := os.ReadFile(filepath.Join("..", "registry", "table", "testdata", "spend", f))
+		data, err := os.ReadFile(spenddata.Path(strings.TrimSuffix(f, ".csv")))
 		if err != nil {
 			t.Fatal(err)
 		}
