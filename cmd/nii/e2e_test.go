@@ -16,6 +16,7 @@ import (
 	"github.com/nii-uk/nii/internal/spenddata"
 	"github.com/nii-uk/nii/node"
 	"github.com/nii-uk/nii/node/api"
+	"go.uber.org/goleak"
 )
 
 // These tests run the real nii binary as separate processes, as a data
@@ -37,6 +38,14 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	// The daemons are processes; what runs in this one (the CLI's commands
+	// called in-process, the goroutines waiting for daemons) must be gone.
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
 
