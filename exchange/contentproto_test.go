@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/nii-uk/nii"
@@ -1063,27 +1064,32 @@ func TestManifestCache(t *testing.T) {
 	if _, err := c.get(nii.Hash{5}, func() (*openedManifest, error) { return nil, fail }); !errors.Is(err, fail) {
 		t.Fatal(err)
 	}
-	release := make(chan struct{})
-	var shared atomic.Int32
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Go(func() {
-			om, err := c.get(nii.Hash{5}, func() (*openedManifest, error) {
-				shared.Add(1)
-				<-release
-				return entry(1), nil
+	// In a synctest bubble, synctest.Wait returns once all eight gets are
+	// blocked (one in the load, seven on its ready channel), so the load is
+	// released only when every get has joined it: no sleep standing in.
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		var shared atomic.Int32
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				om, err := c.get(nii.Hash{5}, func() (*openedManifest, error) {
+					shared.Add(1)
+					<-release
+					return entry(1), nil
+				})
+				if err != nil || om == nil {
+					t.Error(err)
+				}
 			})
-			if err != nil || om == nil {
-				t.Error(err)
-			}
-		})
-	}
-	time.Sleep(20 * time.Millisecond)
-	close(release)
-	wg.Wait()
-	if shared.Load() != 1 {
-		t.Fatalf("%d loads for concurrent gets", shared.Load())
-	}
+		}
+		synctest.Wait()
+		close(release)
+		wg.Wait()
+		if shared.Load() != 1 {
+			t.Fatalf("%d loads for concurrent gets", shared.Load())
+		}
+	})
 }
 
 // Two real hosts on loopback: a full pull of a 5 MiB version, the manifest
