@@ -11,6 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/nii-uk/nii"
+	"github.com/nii-uk/nii/internal/niitest"
 )
 
 func TestParseRef(t *testing.T) {
@@ -84,11 +85,11 @@ func TestNodeIDMatchesLibp2p(t *testing.T) {
 
 func testManifest(t *testing.T) (*nii.Manifest, ed25519.PrivateKey) {
 	t.Helper()
-	pub, priv, _ := ed25519.GenerateKey(nil)
+	priv, id := niitest.Key(t)
 	m := &nii.Manifest{
 		Dataset:   nii.DatasetID{Org: "greenwich", Name: "spend"},
 		Version:   3,
-		Publisher: nii.NodeIDFromPublicKey(pub),
+		Publisher: id,
 		Created:   time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC),
 		Size:      5,
 		Chunker:   "fastcdc-v1.0.0/16384/65536/262144",
@@ -128,7 +129,7 @@ func TestManifestSignOpen(t *testing.T) {
 
 func TestManifestRejects(t *testing.T) {
 	m, priv := testManifest(t)
-	_, otherPriv, _ := ed25519.GenerateKey(nil)
+	otherPriv, _ := niitest.Key(t)
 	sm, _, _ := nii.SignManifest(m, priv)
 
 	tampered := *sm
@@ -164,9 +165,9 @@ func TestManifestRejects(t *testing.T) {
 }
 
 func FuzzDecodeSignedManifest(f *testing.F) {
-	pub, priv, _ := ed25519.GenerateKey(nil)
+	priv, id := niitest.Key(f)
 	m := &nii.Manifest{
-		Dataset: nii.DatasetID{Org: "o", Name: "n"}, Version: 1, Publisher: nii.NodeIDFromPublicKey(pub),
+		Dataset: nii.DatasetID{Org: "o", Name: "n"}, Version: 1, Publisher: id,
 		Size: 1, Chunks: []nii.ChunkRef{{Hash: nii.HashOf([]byte("x")), Size: 1}},
 	}
 	sm, _, _ := nii.SignManifest(m, priv)
@@ -201,8 +202,8 @@ func FuzzDecodeSignedManifest(f *testing.F) {
 }
 
 func FuzzDecodeSignedAdvert(f *testing.F) {
-	pub, priv, _ := ed25519.GenerateKey(nil)
-	a := &nii.Advert{Origin: nii.NodeIDFromPublicKey(pub), Seq: 1, Dataset: nii.DatasetID{Org: "o", Name: "n"}, Version: 1,
+	priv, id := niitest.Key(f)
+	a := &nii.Advert{Origin: id, Seq: 1, Dataset: nii.DatasetID{Org: "o", Name: "n"}, Version: 1,
 		Manifest: nii.HashOf([]byte("m")), Meta: nii.Metadata{Title: "t", Publisher: "o"}}
 	sa, _ := nii.SignAdvert(a, priv)
 	enc, _ := nii.EncodeSignedAdvert(sa)

@@ -15,14 +15,15 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/nii-uk/nii"
+	"github.com/nii-uk/nii/internal/niitest"
 )
 
 const fed = "london"
 
 // nodeID makes a valid node ID from a fresh key.
 func nodeID(t testing.TB) nii.NodeID {
-	pub, _, _ := ed25519.GenerateKey(rand.Reader)
-	return nii.NodeIDFromPublicKey(pub)
+	_, id := niitest.Key(t)
+	return id
 }
 
 type fixture struct {
@@ -359,11 +360,7 @@ func TestCredentials(t *testing.T) {
 
 func openDB(t testing.TB, dir string) *badger.DB {
 	t.Helper()
-	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return db
+	return niitest.OpenDB(t, dir)
 }
 
 func TestRevocationsPersist(t *testing.T) {

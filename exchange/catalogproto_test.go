@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nii-uk/nii"
+	"github.com/nii-uk/nii/internal/niitest"
 )
 
 // catalogOrigin signs adverts as one origin node.
@@ -24,11 +25,8 @@ type catalogOrigin struct {
 
 func newCatalogOrigin(t testing.TB) catalogOrigin {
 	t.Helper()
-	pub, priv, err := ed25519.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return catalogOrigin{priv, nii.NodeIDFromPublicKey(pub)}
+	key, id := niitest.Key(t)
+	return catalogOrigin{key, id}
 }
 
 // advert returns a real signed advert with the given seq, padded with a

@@ -7,8 +7,8 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/dgraph-io/badger/v4"
 	"github.com/nii-uk/nii/exchange/chunker"
+	"github.com/nii-uk/nii/internal/niitest"
 )
 
 // BenchmarkChunkSizes is the measurement behind nii's chunk bounds
@@ -40,10 +40,7 @@ func BenchmarkChunkSizes(b *testing.B) {
 			var newBytes, blockBytes, chunks int64
 			for b.Loop() {
 				b.StopTimer()
-				db, err := badger.Open(badger.DefaultOptions(b.TempDir()).WithLogger(nil).WithValueThreshold(1 << 10))
-				if err != nil {
-					b.Fatal(err)
-				}
+				db := niitest.OpenDB(b, b.TempDir())
 				s, _ := NewStore(db, p)
 				b.StartTimer()
 				refs, _, err := s.Ingest(context.Background(), bytes.NewReader(orig))

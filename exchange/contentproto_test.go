@@ -12,11 +12,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
 	"github.com/nii-uk/nii"
 	"github.com/nii-uk/nii/exchange/chunker"
+	"github.com/nii-uk/nii/internal/niitest"
 )
 
 // testRemote is the node ID the pipe tests' server sees as the client.
@@ -28,12 +29,7 @@ var smallChunks = chunker.Params{Min: 2 << 10, Avg: 8 << 10, Max: 32 << 10}
 
 func openStoreWith(t *testing.T, p chunker.Params) *Store {
 	t.Helper()
-	db, err := badger.Open(badger.DefaultOptions(t.TempDir()).WithLogger(nil).WithValueThreshold(1 << 10))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	s, err := NewStore(db, p)
+	s, err := NewStore(niitest.DiskDB(t), p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +246,7 @@ var (
 
 func TestManifestFetch(t *testing.T) {
 	s, _ := openStore(t)
-	sg := newSigner()
+	sg := newSigner(t)
 	v1 := publish(t, s, sg, spend, randBytes(1, 200<<10))
 	v2 := publish(t, s, sg, spend, randBytes(2, 300<<10))
 	auth := &recordingAuth{}
@@ -293,7 +289,7 @@ func TestManifestFetch(t *testing.T) {
 
 func TestManifestNotFound(t *testing.T) {
 	s, _ := openStore(t)
-	sg := newSigner()
+	sg := newSigner(t)
 	publish(t, s, sg, spend, randBytes(1, 10<<10))
 	cs := newContentServer(s, nil, nil)
 	for _, tc := range []struct {
@@ -323,7 +319,7 @@ func TestManifestNotFound(t *testing.T) {
 
 func TestManifestRefused(t *testing.T) {
 	s, _ := openStore(t)
-	sg := newSigner()
+	sg := newSigner(t)
 	publish(t, s, sg, spend, randBytes(1, 10<<10))
 	publishAccess(t, s, sg, children, randBytes(2, 10<<10), nii.AccessRestricted)
 
@@ -356,7 +352,7 @@ func TestManifestRefused(t *testing.T) {
 
 func TestManifestServerErrors(t *testing.T) {
 	s, _ := openStore(t)
-	sg := newSigner()
+	sg := newSigner(t)
 	publish(t, s, sg, spend, randBytes(1, 10<<10))
 	other := publish(t, s, sg, sensors, randBytes(2, 10<<10))
 
@@ -395,7 +391,7 @@ func TestManifestServerErrors(t *testing.T) {
 
 func TestManifestServerRequests(t *testing.T) {
 	s, _ := openStore(t)
-	publish(t, s, newSigner(), spend, randBytes(1, 10<<10))
+	publish(t, s, newSigner(t), spend, randBytes(1, 10<<10))
 	cs := newContentServer(s, nil, nil)
 	big := encodeFrame(t, &manifestRequest{Dataset: spend, Grant: strings.Repeat("g", maxManifestRequest), Action: "read"})
 	for _, tc := range []struct {
@@ -445,7 +441,7 @@ func TestManifestServerRequests(t *testing.T) {
 // A lying server's manifests are caught by the client.
 func TestManifestClientChecks(t *testing.T) {
 	s, _ := openStore(t)
-	sg := newSigner()
+	sg := newSigner(t)
 	v1 := publish(t, s, sg, spend, randBytes(1, 10<<10))
 	v2 := publish(t, s, sg, spend, randBytes(2, 10<<10))
 	other := publish(t, s, sg, sensors, randBytes(3, 10<<10))
@@ -473,7 +469,7 @@ func TestManifestClientChecks(t *testing.T) {
 	altered, _ := nii.Marshal(&m2)
 	alteredEnc, _ := nii.EncodeSignedManifest(&nii.SignedManifest{Body: altered, Sig: sm2.Sig})
 	// Signed by another key than the publisher it names.
-	impostor := newSigner()
+	impostor := newSigner(t)
 	m2.Publisher = impostor.id
 	byImpostor, _, err := nii.SignManifest(&m2, impostor.key)
 	if err != nil {
@@ -626,7 +622,7 @@ func TestChunksFetchWholeVersion(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := openStoreWith(t, tc.params)
-			sg := newSigner()
+			sg := newSigner(t)
 			data := randBytes(42, 3<<20)
 			// A repeated stretch, so the manifest names some chunks twice.
 			data = append(data, data[:600<<10]...)
@@ -680,7 +676,7 @@ func TestChunksFetchWholeVersion(t *testing.T) {
 // a version it may read: every hash must be a chunk of the manifest.
 func TestChunksMustBelongToManifest(t *testing.T) {
 	s, _ := openStore(t)
-	sg := newSigner()
+	sg := newSigner(t)
 	open := publishAccess(t, s, sg, spend, randBytes(1, 300<<10), nii.AccessOpen)
 	secret := publishAccess(t, s, sg, children, randBytes(2, 300<<10), nii.AccessRestricted)
 	om, sm := mustManifest(t, s, open), mustManifest(t, s, secret)
@@ -732,7 +728,7 @@ func TestChunksMustBelongToManifest(t *testing.T) {
 
 func TestChunksFromLyingSource(t *testing.T) {
 	s, _ := openStore(t)
-	sg := newSigner()
+	sg := newSigner(t)
 	rec := publish(t, s, sg, spend, randBytes(7, 1<<20))
 	m := mustManifest(t, s, rec)
 	hashes := distinctChunks(m)[:6]
@@ -948,7 +944,7 @@ func TestChunksClientRefusesBadRequests(t *testing.T) {
 
 func TestChunksServerRequests(t *testing.T) {
 	s, _ := openStore(t)
-	rec := publish(t, s, newSigner(), spend, randBytes(1, 300<<10))
+	rec := publish(t, s, newSigner(t), spend, randBytes(1, 300<<10))
 	m := mustManifest(t, s, rec)
 	cs := newContentServer(s, nil, nil)
 	many := make([]nii.Hash, MaxChunksPerRequest+1)
@@ -1068,27 +1064,32 @@ func TestManifestCache(t *testing.T) {
 	if _, err := c.get(nii.Hash{5}, func() (*openedManifest, error) { return nil, fail }); !errors.Is(err, fail) {
 		t.Fatal(err)
 	}
-	release := make(chan struct{})
-	var shared atomic.Int32
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Go(func() {
-			om, err := c.get(nii.Hash{5}, func() (*openedManifest, error) {
-				shared.Add(1)
-				<-release
-				return entry(1), nil
+	// In a synctest bubble, synctest.Wait returns once all eight gets are
+	// blocked (one in the load, seven on its ready channel), so the load is
+	// released only when every get has joined it: no sleep standing in.
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		var shared atomic.Int32
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				om, err := c.get(nii.Hash{5}, func() (*openedManifest, error) {
+					shared.Add(1)
+					<-release
+					return entry(1), nil
+				})
+				if err != nil || om == nil {
+					t.Error(err)
+				}
 			})
-			if err != nil || om == nil {
-				t.Error(err)
-			}
-		})
-	}
-	time.Sleep(20 * time.Millisecond)
-	close(release)
-	wg.Wait()
-	if shared.Load() != 1 {
-		t.Fatalf("%d loads for concurrent gets", shared.Load())
-	}
+		}
+		synctest.Wait()
+		close(release)
+		wg.Wait()
+		if shared.Load() != 1 {
+			t.Fatalf("%d loads for concurrent gets", shared.Load())
+		}
+	})
 }
 
 // Two real hosts on loopback: a full pull of a 5 MiB version, the manifest
@@ -1096,7 +1097,7 @@ func TestManifestCache(t *testing.T) {
 func TestHostContentPull(t *testing.T) {
 	serverStore := openStoreWith(t, smallChunks)
 	clientStore := openStoreWith(t, smallChunks)
-	sg := newSigner()
+	sg := newSigner(t)
 	data := randBytes(5, 5<<20)
 	rec := publishAccess(t, serverStore, sg, spend, data, nii.AccessOpen)
 
@@ -1167,7 +1168,7 @@ func TestHostContentPull(t *testing.T) {
 
 func TestHostContentErrors(t *testing.T) {
 	s, _ := openStore(t)
-	sg := newSigner()
+	sg := newSigner(t)
 	rec := publish(t, s, sg, spend, randBytes(9, 1<<20))
 	restricted := publishAccess(t, s, sg, children, randBytes(10, 100<<10), nii.AccessRestricted)
 	m := mustManifest(t, s, rec)
@@ -1236,7 +1237,7 @@ func TestChunksDeadline(t *testing.T) {
 		t.Fatalf("deadlines %v and %v", chunksTimeout(1), chunksTimeout(MaxChunksPerRequest))
 	}
 	s, _ := openStore(t)
-	rec := publish(t, s, newSigner(), spend, randBytes(1, 300<<10))
+	rec := publish(t, s, newSigner(t), spend, randBytes(1, 300<<10))
 	m := mustManifest(t, s, rec)
 	hashes := distinctChunks(m)[:3]
 	rw := &deadlineRW{Reader: bytes.NewReader(encodeFrame(t, &chunksRequest{Manifest: rec.Manifest, Hashes: hashes, Action: "read"})), Writer: io.Discard}

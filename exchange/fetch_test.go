@@ -131,14 +131,15 @@ type fixture struct {
 	m    *nii.Manifest
 	data []byte
 	pf   *PipeFetcher
+	t    testing.TB
 }
 
 func newFixture(t *testing.T, data []byte) *fixture {
 	t.Helper()
 	pub := openStoreWith(t, smallChunks)
-	sg := newSigner()
+	sg := newSigner(t)
 	rec := publishAccess(t, pub, sg, spend, data, nii.AccessOpen)
-	return &fixture{pub: pub, sg: sg, rec: rec, m: mustManifest(t, pub, rec), data: data, pf: NewPipeFetcher(newSigner().id)}
+	return &fixture{pub: pub, sg: sg, rec: rec, m: mustManifest(t, pub, rec), data: data, pf: NewPipeFetcher(newSigner(t).id), t: t}
 }
 
 // provider serves the fixture's store as src (nil: honestly) under a new
@@ -147,7 +148,7 @@ func (fx *fixture) provider(src ContentSource, auth Authorizer) nii.NodeID {
 	if src == nil {
 		src = fx.pub
 	}
-	id := newSigner().id
+	id := newSigner(fx.t).id
 	fx.pf.Serve(id, src, auth)
 	return id
 }
@@ -482,11 +483,11 @@ func publishBigChunks(t *testing.T, s *Store, sg signer, data []byte) *VersionRe
 func TestFetchBoundsBytesInFlight(t *testing.T) {
 	const budget = 4 << 20
 	pub, _ := openStore(t)
-	sg := newSigner()
+	sg := newSigner(t)
 	data := randBytes(7, 16<<20)
 	rec := publishBigChunks(t, pub, sg, data)
-	pf := NewPipeFetcher(newSigner().id)
-	p1, p2 := newSigner().id, newSigner().id
+	pf := NewPipeFetcher(newSigner(t).id)
+	p1, p2 := newSigner(t).id, newSigner(t).id
 	pf.Serve(p1, pub, nil)
 	pf.Serve(p2, pub, nil)
 

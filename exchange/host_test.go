@@ -354,8 +354,11 @@ func TestHostUnreachable(t *testing.T) {
 			if !strings.Contains(err.Error(), id.Short()) {
 				t.Fatalf("error %q does not name the peer", err)
 			}
-			if took > timeout+3*time.Second {
-				t.Fatalf("took %v with a %v timeout", took, timeout)
+			// No wall-clock bound: a fetch that ignored its context would
+			// hang until the test binary's -timeout. One that ran into the
+			// deadline says so in its error chain.
+			if ctx.Err() != nil && !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("returned after the deadline without saying so: %v", err)
 			}
 			t.Logf("%v after %v", err, took.Round(time.Millisecond))
 		})

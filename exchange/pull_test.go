@@ -44,7 +44,7 @@ func newPullHost(t *testing.T) *Host {
 func TestPullDropsCorruptingProvider(t *testing.T) {
 	// One publisher store, served honestly by one host and corruptly by another.
 	pubStore, _ := openStore(t)
-	sg := newSigner()
+	sg := newSigner(t)
 	d := nii.DatasetID{Org: "greenwich", Name: "spend"}
 	data := randBytes(11, 4<<20)
 	rec := publish(t, pubStore, sg, d, data)

@@ -14,15 +14,12 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/nii-uk/nii"
 	"github.com/nii-uk/nii/exchange/chunker"
+	"github.com/nii-uk/nii/internal/niitest"
 )
 
 func openStore(t *testing.T) (*Store, *badger.DB) {
 	t.Helper()
-	db, err := badger.Open(badger.DefaultOptions(t.TempDir()).WithLogger(nil).WithValueThreshold(1 << 10))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := niitest.DiskDB(t)
 	s, err := NewStore(db, chunker.Default())
 	if err != nil {
 		t.Fatal(err)
@@ -35,9 +32,10 @@ type signer struct {
 	id  nii.NodeID
 }
 
-func newSigner() signer {
-	pub, priv, _ := ed25519.GenerateKey(nil)
-	return signer{priv, nii.NodeIDFromPublicKey(pub)}
+func newSigner(t testing.TB) signer {
+	t.Helper()
+	key, id := niitest.Key(t)
+	return signer{key, id}
 }
 
 func (sg signer) manifest(t *testing.T, d nii.DatasetID, v uint64, chunks []nii.ChunkRef, size int64) *nii.SignedManifest {
@@ -87,7 +85,7 @@ func readAll(t *testing.T, s *Store, rec *VersionRecord) []byte {
 
 func TestStoreRoundTrip(t *testing.T) {
 	s, _ := openStore(t)
-	sg := newSigner()
+	sg := newSigner(t)
 	p := chunker.Default()
 	for i, n := range []int{0, 1, p.Min - 1, p.Min + 1, p.Max - 1, p.Max + 1, 3 << 20} {
 		d := nii.DatasetID{Org: "greenwich", Name: fmt.Sprintf("f%d", i)}
@@ -108,7 +106,7 @@ func TestStoreRoundTrip(t *testing.T) {
 
 func TestStoreVersionsAndDedup(t *testing.T) {
 	s, _ := openStore(t)
-	sg := newSigner()
+	sg := newSigner(t)
 	d := nii.DatasetID{Org: "greenwich", Name: "spend"}
 	data := randBytes(1, 4<<20)
 	publish(t, s, sg, d, data)
@@ -142,7 +140,7 @@ func TestStoreVersionsAndDedup(t *testing.T) {
 
 func TestStoreCommitChecks(t *testing.T) {
 	s, _ := openStore(t)
-	sg := newSigner()
+	sg := newSigner(t)
 	d := nii.DatasetID{Org: "greenwich", Name: "spend"}
 	// A manifest naming a chunk the store lacks is refused.
 	missing := []nii.ChunkRef{{Hash: nii.HashOf([]byte("absent")), Size: 6}}
@@ -181,7 +179,7 @@ func TestStoreCommitChecks(t *testing.T) {
 
 func TestStoreDetectsCorruptChunk(t *testing.T) {
 	s, db := openStore(t)
-	sg := newSigner()
+	sg := newSigner(t)
 	d := nii.DatasetID{Org: "greenwich", Name: "spend"}
 	data := randBytes(3, 1<<20)
 	rec := publish(t, s, sg, d, data)
@@ -247,10 +245,7 @@ func checkCounts(t *testing.T, s *Store, db *badger.DB) {
 // close and reopen, and that a write after Close discards the saved counts.
 func TestChunkCountsUnderConcurrentWrites(t *testing.T) {
 	dir := t.TempDir()
-	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithValueThreshold(1 << 10))
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := niitest.OpenDB(t, dir)
 	defer func() { db.Close() }()
 	p := chunker.Params{Min: 1 << 10, Avg: 4 << 10, Max: 16 << 10}
 	s, err := NewStore(db, p)

@@ -51,9 +51,7 @@ func TestRestoredHomeDoesNotForkHistory(t *testing.T) {
 		cfgs = append(cfgs, cfg)
 		nodes = append(nodes, nodetest.Start(t, cfg))
 		if i > 0 {
-			if _, err := nodes[i].Join(nodes[0].GossipAddr()); err != nil {
-				t.Fatal(err)
-			}
+			nodetest.Join(t, nodes[i], nodes[0])
 		}
 	}
 	pub, lambeth, southwark := nodes[0], nodes[1], nodes[2]

@@ -12,13 +12,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nii-uk/nii/internal/spenddata"
-
 	"github.com/dgraph-io/badger/v4"
 	"github.com/nii-uk/nii"
 	"github.com/nii-uk/nii/exchange/chunker"
+	"github.com/nii-uk/nii/internal/niitest"
+	"github.com/nii-uk/nii/internal/spenddata"
 	"github.com/nii-uk/nii/node"
 	"github.com/nii-uk/nii/node/api"
+	"github.com/nii-uk/nii/node/nodetest"
 	"github.com/nii-uk/nii/query"
 	"go.uber.org/goleak"
 )
@@ -37,16 +38,11 @@ type testNode struct {
 
 func newHome(t *testing.T, org string) string {
 	t.Helper()
-	home := filepath.Join(t.TempDir(), org)
-	cfg := node.DefaultConfig(home)
-	cfg.Org = org
+	// nodetest's config: every listener on loopback port 0, so these tests
+	// never meet a node with the default ports on the machine.
+	cfg := nodetest.Config(t.TempDir(), org, nodetest.Options{Federation: "london"})
 	cfg.OrgName = "London Borough of " + org
-	cfg.Federation = "london"
-	cfg.API = "127.0.0.1:0"
-	if _, err := node.Init(cfg); err != nil {
-		t.Fatal(err)
-	}
-	return home
+	return nodetest.Init(t, cfg)
 }
 
 func startNode(t testing.TB, home string) *testNode {
@@ -186,7 +182,7 @@ func TestNewVersionStoresOnlyChangedChunks(t *testing.T) {
 func TestPublishRealCouncilFiles(t *testing.T) {
 	tn := startNode(t, newHome(t, "lambeth"))
 	for _, f := range []string{"lambeth.csv", "trafford.csv"} {
-		data, err := os.ReadFile(filepath.Join(spenddata.Dir(), f))
+		data, err := os.ReadFile(spenddata.Path(strings.TrimSuffix(f, ".csv")))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -323,10 +319,7 @@ func TestCorruptChunkFailsExport(t *testing.T) {
 	tn.Close()
 
 	// Flip a byte of one stored chunk behind the node's back.
-	db, err := badger.Open(badger.DefaultOptions(filepath.Join(home, node.StoreDir)).WithLogger(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := niitest.OpenDB(t, filepath.Join(home, node.StoreDir))
 	key := append([]byte("c/"), m.Chunks[3].Hash[:]...)
 	err = db.Update(func(txn *badger.Txn) error {
 		item, err := txn.Get(key)

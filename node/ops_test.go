@@ -269,9 +269,7 @@ func TestOpsHealthAndReadiness(t *testing.T) {
 	if resp, _ := do(t, c, second, call{path: "/healthz"}); resp.StatusCode != http.StatusOK {
 		t.Fatalf("healthz while not ready: %s", resp.Status)
 	}
-	if _, err := second.Join(first.GossipAddr()); err != nil {
-		t.Fatal(err)
-	}
+	nodetest.Join(t, second, first)
 	nodetest.WaitFor(t, 10*time.Second, "the second node is ready", func() bool {
 		resp, _ := do(t, c, second, call{path: "/readyz"})
 		return resp.StatusCode == http.StatusOK

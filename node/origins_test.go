@@ -1,13 +1,13 @@
 package node_test
 
 import (
-	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/nii-uk/nii"
+	"github.com/nii-uk/nii/internal/niitest"
 	"github.com/nii-uk/nii/node/nodetest"
 	"github.com/nii-uk/nii/registry"
 )
@@ -21,9 +21,9 @@ func TestFloodOfFreshOriginsBounded(t *testing.T) {
 	nodes := nodetest.Federation(t, 2, nodetest.Options{})
 	flooder, victim := nodes[0], nodes[1]
 	for i := range fakes {
-		pub, priv, _ := ed25519.GenerateKey(nil)
+		priv, origin := niitest.Key(t)
 		a := nii.Advert{
-			Origin: nii.NodeIDFromPublicKey(pub), Seq: 1, Dataset: nii.DatasetID{Org: fmt.Sprintf("fake%d", i), Name: "spend"},
+			Origin: origin, Seq: 1, Dataset: nii.DatasetID{Org: fmt.Sprintf("fake%d", i), Name: "spend"},
 			Version: 1, Manifest: nii.HashOf([]byte{byte(i), byte(i >> 8)}), Signed: time.Now().UTC(),
 			Meta: nii.Metadata{Title: "fake", Publisher: fmt.Sprintf("fake%d", i), Access: nii.AccessOpen, Licence: "OGL-UK-3.0"},
 		}

@@ -12,8 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
+	"github.com/nii-uk/nii/internal/niitest"
 	"github.com/nii-uk/nii/node"
+	"github.com/nii-uk/nii/node/nodetest"
 )
 
 // BenchmarkPublish1GiB publishes a generated 1 GiB file and, in the same
@@ -69,11 +70,9 @@ func timed(b *testing.B, f func() error) time.Duration {
 }
 
 func publishOnce(b *testing.B, file string) error {
-	home := filepath.Join(b.TempDir(), "n")
-	cfg := node.DefaultConfig(home)
-	cfg.Org, cfg.API = "bench", "127.0.0.1:0"
 	// Any free ports: the defaults may be taken by another node on the machine.
-	cfg.Gossip.Listen, cfg.P2P.Listen = "127.0.0.1:0", []string{"/ip4/127.0.0.1/tcp/0"}
+	cfg := nodetest.Config(b.TempDir(), "bench", nodetest.Options{})
+	cfg.LowMemory = false // measured as a real node runs
 	if _, err := node.Init(cfg); err != nil {
 		return err
 	}
@@ -95,10 +94,7 @@ func publishOnce(b *testing.B, file string) error {
 }
 
 func badgerOnce(b *testing.B, file string) error {
-	db, err := badger.Open(badger.DefaultOptions(b.TempDir()).WithLogger(nil).WithValueThreshold(1 << 10))
-	if err != nil {
-		return err
-	}
+	db := niitest.OpenDB(b, b.TempDir())
 	defer db.Close()
 	f, err := os.Open(file)
 	if err != nil {

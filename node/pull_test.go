@@ -170,9 +170,15 @@ func TestTwentyConcurrentPullers(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			deadline := time.Now().Add(30 * time.Second)
-			for !sees(n, "org0/popular", 1) && time.Now().Before(deadline) {
-				time.Sleep(10 * time.Millisecond)
+			// Off the test goroutine: a deadline that passes is this
+			// puller's error, not a t.Fatal.
+			deadline := time.Now().Add(nodetest.Bound(nodetest.FastTiming, len(nodes)))
+			for !sees(n, "org0/popular", 1) {
+				if time.Now().After(deadline) {
+					errs[i] = fmt.Errorf("%s does not list org0/popular@1 after %v (the bound from the gossip settings)", n.Config().Org, nodetest.Bound(nodetest.FastTiming, len(nodes)))
+					return
+				}
+				time.Sleep(10 * time.Millisecond) // polling interval
 			}
 			_, errs[i] = n.Pull(context.Background(), *ref, node.PullOptions{})
 		}()

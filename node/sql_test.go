@@ -19,6 +19,7 @@ import (
 	"github.com/nii-uk/nii/harmony"
 	"github.com/nii-uk/nii/node"
 	"github.com/nii-uk/nii/node/api"
+	"github.com/nii-uk/nii/node/nodetest"
 	"github.com/nii-uk/nii/query"
 )
 
@@ -28,19 +29,9 @@ import (
 // sqlNode starts a node whose [query] is q.
 func sqlNode(t testing.TB, org string, q node.QueryConfig) *testNode {
 	t.Helper()
-	home := filepath.Join(t.TempDir(), org)
-	cfg := node.DefaultConfig(home)
-	cfg.Org = org
-	cfg.Federation = "london"
-	cfg.API = "127.0.0.1:0"
-	cfg.Gossip.Listen = "127.0.0.1:0"
-	cfg.P2P.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
-	cfg.LowMemory = true
+	cfg := nodetest.Config(t.TempDir(), org, nodetest.Options{Federation: "london"})
 	cfg.Query = q
-	if _, err := node.Init(cfg); err != nil {
-		t.Fatal(err)
-	}
-	return startNode(t, home)
+	return startNode(t, nodetest.Init(t, cfg))
 }
 
 // anon is a client of tn's API without the admin token.
@@ -408,11 +399,9 @@ func TestSQLRestrictedInvisible(t *testing.T) {
 	}
 }
 
-// TestSQLDatasetTypesAndVersions: a dataset's columns have the types the
-// whole-file profile gives (one "n/a" among 200 references makes the
-// column text: TestDatasetColumnDistrustsItsProfile covers a profile that
-// claims otherwise); a newer version replaces 'org/name' and 'org/name@N'
-// stays as it was.
+// TestSQLDatasetTypesAndVersions: a dataset's columns keep the profiled
+// type only where every cell parses; a newer version replaces 'org/name'
+// and 'org/name@N' stays as it was.
 func TestSQLDatasetTypesAndVersions(t *testing.T) {
 	tn := sqlNode(t, "greenwich", node.QueryConfig{})
 	var b strings.Builder
@@ -420,11 +409,23 @@ func TestSQLDatasetTypesAndVersions(t *testing.T) {
 	for i := range 200 {
 		ref := fmt.Sprint(1000 + i)
 		if i == 150 {
-			ref = "n/a" // one cell in 200: the whole-file profile says string
+			ref = "n/a" // one cell in 200: the whole-file profiler says string
 		}
 		fmt.Fprintf(&b, "%02d/06/2012,Supplier %d,\"£1,%03d.50\",%s\n", i%28+1, i%7, i, ref)
 	}
-	tn.publish(t, "spend", []byte(b.String()), node.PublishRequest{Filename: "spend.csv"})
+	v := tn.publish(t, "spend", []byte(b.String()), node.PublishRequest{Filename: "spend.csv"})
+	// Since issue 12 the profiler types every row, so the one "n/a" makes
+	// Ref a string column up front and SQL needs no fallback to text (the
+	// fallback, sqlload.go's note, remains for profiles made otherwise).
+	refType := ""
+	for _, c := range v.Meta.Table.Columns {
+		if c.Name == "Ref" {
+			refType = c.Type
+		}
+	}
+	if refType != "string" {
+		t.Fatalf("the profiler typed Ref as %q with one \"n/a\" in 200 cells, want string", refType)
+	}
 	ctx := context.Background()
 	res, err := tn.anon().QueryJSON(ctx, `SELECT sum(Amount) total, min(Date) earliest, count(Ref) refs, any_value(typeof(Amount)) ta, any_value(typeof(Date)) td, any_value(typeof(Ref)) tr, max(Ref) FILTER (WHERE Ref = 'n/a') bad FROM 'greenwich/spend'`, 0, false)
 	if err != nil {
@@ -439,8 +440,8 @@ func TestSQLDatasetTypesAndVersions(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, x := range ts {
-		if x.Name == "greenwich/spend" && strings.Contains(strings.Join(x.Notes, "\n"), "loaded as text") {
-			t.Errorf("a column retyped though its whole-file profile holds for every cell: %q", x.Notes)
+		if x.Name == "greenwich/spend" && (strings.Contains(strings.Join(x.Notes, "\n"), "loaded as text") || !strings.Contains(strings.Join(x.Notes, "\n"), "checked against every cell")) {
+			t.Errorf("notes: %q", x.Notes)
 		}
 	}
 	tn.publish(t, "spend", spendCSV(5, nil), node.PublishRequest{Filename: "spend.csv"})

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,9 +14,9 @@ import (
 	"time"
 
 	"github.com/nii-uk/nii/internal/spenddata"
-
 	"github.com/nii-uk/nii/node"
 	"github.com/nii-uk/nii/node/api"
+	"go.uber.org/goleak"
 )
 
 // These tests run the real nii binary as separate processes, as a data
@@ -39,6 +38,14 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	// The daemons are processes; what runs in this one (the CLI's commands
+	// called in-process, the goroutines waiting for daemons) must be gone.
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
 
@@ -78,28 +85,15 @@ type daemon struct {
 	done   chan error
 }
 
-// gossipPorts keeps each home's gossip port across restarts, as an
-// operator's fixed config would.
-var gossipPorts = map[string]int{}
-
-func gossipPort(t *testing.T, home string) int {
-	if p, ok := gossipPorts[home]; ok {
-		return p
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	gossipPorts[home] = p
-	return p
-}
-
 func startDaemon(t *testing.T, home string, extra ...string) *daemon {
 	t.Helper()
+	// Every listener on port 0, picked by the daemon itself: a port found
+	// free by listening and closing here could be taken before the daemon
+	// binds it. A restarted daemon gets a new gossip port and rejoins
+	// through --join (memberlist lets a member reclaim its name on a new
+	// address); no test restarts the member the others join through.
 	args := append([]string{"--home", home, "run", "--api", "127.0.0.1:0",
-		"--gossip", fmt.Sprintf("127.0.0.1:%d", gossipPort(t, home)), "--p2p", "/ip4/127.0.0.1/tcp/0"}, extra...)
+		"--gossip", "127.0.0.1:0", "--p2p", "/ip4/127.0.0.1/tcp/0"}, extra...)
 	cmd := exec.Command(niiBin, args...)
 	d := &daemon{cmd: cmd, stderr: &bytes.Buffer{}, done: make(chan error, 1)}
 	cmd.Stderr = d.stderr
@@ -149,7 +143,9 @@ func initHome(t *testing.T, org string) string {
 }
 
 func realFile(t *testing.T, name string) string {
-	return filepath.Join(spenddata.Dir(), name)
+	t.Helper()
+	// The shared spend files moved to internal/spenddata (issue 12's merge).
+	return spenddata.Path(strings.TrimSuffix(name, ".csv"))
 }
 
 func TestDataOfficerWorkflow(t *testing.T) {
@@ -278,28 +274,49 @@ func TestKillDuringPublish(t *testing.T) {
 	dir := t.TempDir()
 	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	published := map[int][]byte{} // version -> content that must export exactly
-	sawPartial, sawComplete := 0, 0
+	sawPartial, sawComplete, midPublish := 0, 0, 0
+	killWithin := 400 * time.Millisecond
 	for trial := range trials {
 		data := make([]byte, 12<<20+r.IntN(1<<20))
 		for i := range data {
 			data[i] = byte(r.Uint32())
 		}
 		file := filepath.Join(dir, fmt.Sprintf("v%d.bin", trial))
-		os.WriteFile(file, data, 0o644)
+		if err := os.WriteFile(file, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
 
 		d := startDaemon(t, home)
 		pub := exec.Command(niiBin, "--home", home, "publish", file, "--name", "spend")
+		var pubErr bytes.Buffer
+		pub.Stderr = &pubErr
 		if err := pub.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Duration(r.IntN(400)) * time.Millisecond) // the kill instant, not a wait for state
-		d.stop(t, syscall.SIGKILL)
-		pub.Wait()
+		pubDone := make(chan error, 1)
+		go func() { pubDone <- pub.Wait() }()
+		time.Sleep(time.Duration(r.Int64N(int64(killWithin)))) // the kill instant, not a wait for state
+		select {
+		case err := <-pubDone:
+			// The publish finished before the kill: not a crash mid-publish.
+			// It must have succeeded; aim the next kills earlier.
+			if err != nil {
+				t.Fatalf("trial %d: publish failed before any kill: %v\n%s", trial, err, pubErr.String())
+			}
+			killWithin = max(killWithin*2/3, 20*time.Millisecond)
+			d.stop(t, syscall.SIGKILL)
+		default:
+			d.stop(t, syscall.SIGKILL)
+			<-pubDone // killed mid-way, the publish fails, or succeeds if the daemon had answered
+			midPublish++
+		}
 
 		// Reopen: the store must open cleanly and every version must be whole.
 		d = startDaemon(t, home)
 		var ds []api.DatasetInfo
-		json.Unmarshal([]byte(mustNii(t, home, "datasets", "--json")), &ds)
+		if err := json.Unmarshal([]byte(mustNii(t, home, "datasets", "--json")), &ds); err != nil {
+			t.Fatal(err)
+		}
 		latest := uint64(0)
 		if len(ds) == 1 {
 			latest = ds[0].Latest
@@ -316,12 +333,18 @@ func TestKillDuringPublish(t *testing.T) {
 		for v, want := range published {
 			out := filepath.Join(dir, "out.bin")
 			mustNii(t, home, "export", fmt.Sprintf("greenwich/spend@%d", v), "-o", out)
-			got, _ := os.ReadFile(out)
+			got, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
 			if !bytes.Equal(got, want) {
 				t.Fatalf("trial %d: version %d is not byte-identical after a crash", trial, v)
 			}
 		}
 		d.stop(t, syscall.SIGKILL)
 	}
-	t.Logf("%d trials: %d killed before commit, %d committed", trials, sawPartial, sawComplete)
+	t.Logf("%d trials: %d killed while the publish ran (%d before commit, %d committed in all)", trials, midPublish, sawPartial, sawComplete)
+	if midPublish == 0 {
+		t.Fatalf("no kill landed while a publish was running (%d trials): the test checked no crash", trials)
+	}
 }

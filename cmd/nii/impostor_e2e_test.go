@@ -79,10 +79,12 @@ func TestImpostorKeptOutOfPublicViews(t *testing.T) {
 		t.Fatalf("a node with no anchors does not say it is open: %+v", ist.Security)
 	}
 	mustNii(t, greenwich, "enrol", "--key", key, "--org", "greenwich", "--node", string(status(t, greenwich).ID))
-	// lambeth is enrolled too: an anchored node serves content only to
-	// enrolled members (issue 10), and the impostor's is the only claim
-	// here that no credential proves.
-	mustNii(t, lambeth, "enrol", "--key", key, "--org", "lambeth", "--node", string(status(t, lambeth).ID))
+	// Lambeth pulls from greenwich below; an anchored greenwich serves
+	// content to enrolled members only (members only on libp2p, issue 10),
+	// so lambeth is enrolled too. The impostor is not.
+	lambethCred := filepath.Join(admin, "lambeth.cred")
+	mustNii(t, filepath.Join(admin, "none"), "enrol", "--key", key, "--org", "lambeth", "--node", string(status(t, lambeth).ID), "--federation", "london", "-o", lambethCred)
+	mustNii(t, lambeth, "credential", "install", lambethCred)
 
 	mustNii(t, greenwich, "publish", realFile(t, "trafford.csv"), "--name", "spend", "--title", "Greenwich spend", "--licence", "OGL-UK-3.0", "-q")
 	mustNii(t, impostor, "publish", realFile(t, "lambeth.csv"), "--name", "spend", "--title", "Fake spend", "--licence", "OGL-UK-3.0", "-q")

@@ -59,13 +59,17 @@ func TestEveryCommandSpeaksJSON(t *testing.T) {
 			t.Fatalf("status --json address %q cannot be dialled as printed", a)
 		}
 	}
-	parseJSON(t, "enrol", mustNii(t, filepath.Join(dir, "none"), "enrol", "--key", key, "--org", "lambeth", "--node", string(status(t, lb).ID),
+	lbCred := parseJSON(t, "enrol", mustNii(t, filepath.Join(dir, "none"), "enrol", "--key", key, "--org", "lambeth", "--node", string(status(t, lb).ID),
 		"--federation", "london", "--json"), "id", "token", "expires")
+	// Lambeth pulls below from an anchored greenwich, which serves content
+	// to enrolled members only: install the credential just issued.
+	lbCredFile := filepath.Join(dir, "lambeth.cred")
+	if err := os.WriteFile(lbCredFile, []byte(lbCred["token"].(string)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustNii(t, lb, "credential", "install", lbCredFile)
 	parseJSON(t, "enrol (installed)", mustNii(t, gw, "enrol", "--key", key, "--org", "greenwich", "--node", string(st.ID), "--json"), "org", "valid")
 	parseJSON(t, "credential", mustNii(t, gw, "credential", "--json"), "installed", "valid")
-	// lambeth installs its own, since an anchored node serves content to
-	// enrolled members only (issue 10).
-	mustNii(t, lb, "enrol", "--key", key, "--org", "lambeth", "--node", string(status(t, lb).ID))
 
 	// publish: --json, licences checked, a warning without one.
 	file := realFile(t, "trafford.csv")

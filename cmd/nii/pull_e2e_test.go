@@ -42,18 +42,28 @@ func TestPullKilledMidTransferResumes(t *testing.T) {
 		data := make([]byte, 48<<20)
 		rand.Read(data)
 		file := filepath.Join(dir, name+".bin")
-		os.WriteFile(file, data, 0o644)
+		if err := os.WriteFile(file, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
 		mustNii(t, pub, "publish", file, "--name", name)
 		var v api.VersionInfo
-		json.Unmarshal([]byte(mustNii(t, pub, "show", "greenwich/"+name+"@1", "--json")), &v)
-		pollNii(t, puller, "the puller lists it", func(out string) bool { return true }, "show", "greenwich/"+name)
+		if err := json.Unmarshal([]byte(mustNii(t, pub, "show", "greenwich/"+name+"@1", "--json")), &v); err != nil {
+			t.Fatal(err)
+		}
+		listsIt := func(out string) bool {
+			var cd api.CatalogDataset
+			return json.Unmarshal([]byte(out), &cd) == nil && cd.ID == "greenwich/"+name && cd.Version == 1 && cd.Manifest == v.Manifest && len(cd.Providers) > 0
+		}
+		pollNii(t, puller, "the puller lists it", listsIt, "show", "greenwich/"+name, "--json")
 
 		before := status(t, puller).Store.Chunks
 		pull := exec.Command(niiBin, "--home", puller, "pull", "greenwich/"+name, "-q")
-		pull.Start()
-		time.Sleep(delay) // the kill instant
+		if err := pull.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(delay) // the kill instant, not a wait for state
 		d.stop(t, syscall.SIGKILL)
-		pull.Wait()
+		_ = pull.Wait() // the pull's daemon died under it: it fails, or finished first
 		d = startDaemon(t, puller, "--join", join)
 		stored := status(t, puller).Store.Chunks - before
 		switch {
@@ -65,14 +75,19 @@ func TestPullKilledMidTransferResumes(t *testing.T) {
 			continue
 		}
 		// Part of it arrived: the resumed pull fetches exactly the rest.
-		pollNii(t, puller, "the restarted puller lists it again", func(string) bool { return true }, "show", "greenwich/"+name)
+		pollNii(t, puller, "the restarted puller lists it again", listsIt, "show", "greenwich/"+name, "--json")
 		out := filepath.Join(dir, "out.bin")
 		var sum api.PullSummary
-		json.Unmarshal([]byte(mustNii(t, puller, "pull", "greenwich/"+name, "-o", out, "-q", "--json")), &sum)
+		if err := json.Unmarshal([]byte(mustNii(t, puller, "pull", "greenwich/"+name, "-o", out, "-q", "--json")), &sum); err != nil {
+			t.Fatal(err)
+		}
 		if sum.HeldChunks != int(stored) || sum.FetchedChunks != v.Chunks-int(stored) {
 			t.Fatalf("resumed pull: held %d fetched %d; %d of %d were stored before the kill", sum.HeldChunks, sum.FetchedChunks, stored, v.Chunks)
 		}
-		got, _ := os.ReadFile(out)
+		got, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if !bytes.Equal(got, data) {
 			t.Fatal("the resumed pull's file is not byte-identical")
 		}

@@ -7,20 +7,12 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/nii-uk/nii"
+	"github.com/nii-uk/nii/internal/niitest"
 )
 
-// MemDB opens an in-memory badger for fast unit tests (the node tests run
-// the same code over on-disk badger) and closes it when the test ends.
-func MemDB(tb testing.TB) *badger.DB {
-	tb.Helper()
-	db, err := badger.Open(badger.DefaultOptions("").WithInMemory(true).WithLogger(nil).
-		WithMemTableSize(8 << 20).WithValueThreshold(256 << 10).WithBlockCacheSize(1 << 20).WithIndexCacheSize(1 << 20))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { db.Close() })
-	return db
-}
+// MemDB opens an in-memory badger and closes it when the test ends: the
+// one in internal/niitest, named here so registry's tests keep one import.
+func MemDB(tb testing.TB) *badger.DB { return niitest.MemDB(tb) }
 
 // Ident is a node identity for tests: a fresh Ed25519 key and its node ID.
 type Ident struct {
