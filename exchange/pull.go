@@ -99,6 +99,11 @@ func Pull(ctx context.Context, f Fetcher, s *Store, req PullRequest) (*PullResul
 func (x *Fetch) into(ctx context.Context, s *Store, progress func(done, total int64)) (*PullResult, error) {
 	m := x.Manifest
 	res := &PullResult{Manifest: m}
+	// Every chunk of the version is leased before the store is looked at,
+	// so GC spares both those held and those fetched until the commit.
+	lease := s.NewLease()
+	defer lease.Release()
+	lease.addRefs(m.Chunks)
 	// The only look at which chunks are held: one read transaction. What
 	// is fetched is stored by a write that skips chunks already there, and
 	// the commit does not look again.
