@@ -82,6 +82,7 @@ type Store struct {
 	leases   leaseSet   // chunks in use by publishes and pulls not yet committed (gc.go)
 	gcMu     sync.Mutex // one garbage collection at a time
 	space    SpaceCheck // nil: writes are not checked for free space (space.go)
+	damage   damageSet  // damaged versions found by Verify or while serving (verify.go)
 }
 
 // NewStore returns a store over db using chunk bounds p.
@@ -232,6 +233,11 @@ func (s *Store) Chunk(h nii.Hash) ([]byte, error) {
 	})
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return nil, fmt.Errorf("chunk %s: %w", h, nii.ErrNotFound)
+	}
+	if err != nil && !errors.Is(err, badger.ErrDBClosed) {
+		// The key is there but its value cannot be read (a value log
+		// cut short or damaged): as corrupt as bytes that do not hash.
+		return nil, fmt.Errorf("chunk %s: %w: stored value unreadable: %v", h, nii.ErrCorrupt, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("chunk %s: %w", h, err)
