@@ -113,6 +113,11 @@ func (x *Fetch) into(ctx context.Context, s *Store, progress func(done, total in
 	}
 	res.HeldChunks = held
 	total := sizeOf(need)
+	// Refused up front if what is to be fetched would take the disk below
+	// its floor (and checked again as batches are stored).
+	if err := s.checkSpace(total); err != nil {
+		return res, err
+	}
 	var report func(int64)
 	if progress != nil {
 		report = func(done int64) { progress(done, total) }

@@ -274,6 +274,9 @@ func publishCmd(g *globals) *cobra.Command {
 				return err
 			}
 			req.Filename = filepath.Base(path)
+			if fi, err := f.Stat(); err == nil {
+				req.Size = fi.Size() // the node refuses up front what its disk cannot hold
+			}
 			var body io.Reader = f
 			var bar *progressbar.ProgressBar
 			if fi, err := f.Stat(); err == nil && !quiet && !g.json {
@@ -380,8 +383,12 @@ func printDatasets(out io.Writer, ds []api.DatasetInfo) error {
 			if t := v.Meta.Table; t != nil {
 				rows, cols = fmt.Sprint(t.Rows), fmt.Sprint(len(t.Columns))
 			}
+			title := v.Meta.Title
+			if v.Damaged != "" {
+				title = "DAMAGED (" + v.Damaged + "; see 'nii store verify') " + title
+			}
 			fmt.Fprintf(w, "%s\t@%d\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, v.Version, d.Role, humanize.IBytes(uint64(v.Size)),
-				rows, cols, v.Meta.Modified.Format("2006-01-02 15:04"), v.Meta.Title)
+				rows, cols, v.Meta.Modified.Format("2006-01-02 15:04"), title)
 		}
 	}
 	return w.Flush()
