@@ -88,7 +88,7 @@ type Node struct {
 
 	followKick  chan struct{}
 	pulledBytes atomic.Int64
-	ops         opsState // metrics, rate limit, readiness (ops.go)
+	ops         opsState    // metrics, rate limit, readiness (ops.go)
 	disk        *diskGuard  // free space on the home's device (storage.go)
 	upkeep      storeUpkeep // store check and GC (storage.go)
 
