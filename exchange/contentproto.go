@@ -612,6 +612,11 @@ func serveManifest(rw io.ReadWriter, remote nii.NodeID, cs *contentServer) error
 	}
 	om, err := cs.open(rec.Manifest)
 	if err != nil {
+		if errors.Is(err, nii.ErrCorrupt) && cs.corrupt != nil {
+			// The version is listed but its manifest is unreadable or does
+			// not verify: damaged, as much as a chunk that fails its hash.
+			cs.corrupt(CorruptChunk{Ref: rec.Ref, Manifest: rec.Manifest, Hash: rec.Manifest, Remote: remote, Err: err})
+		}
 		return answer(rw, toWireError(err), fmt.Errorf("manifest of %s: %w", ref, err))
 	}
 	if om.m.Dataset != req.Dataset || (req.Version != 0 && om.m.Version != req.Version) {

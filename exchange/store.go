@@ -513,6 +513,9 @@ func (s *Store) Manifest(h nii.Hash) (*nii.SignedManifest, error) {
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return nil, fmt.Errorf("manifest %s: %w", h, nii.ErrNotFound)
 	}
+	if err != nil && !errors.Is(err, badger.ErrDBClosed) {
+		return nil, fmt.Errorf("manifest %s: %w: stored value unreadable or undecodable: %v", h, nii.ErrCorrupt, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("manifest %s: %w", h, err)
 	}

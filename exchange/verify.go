@@ -257,6 +257,18 @@ func (x *Fetch) repairInto(ctx context.Context, s *Store, progress func(done, to
 	lease := s.NewLease()
 	defer lease.Release()
 	lease.addRefs(m.Chunks)
+	// The damage found may be only what was seen (a manifest unreadable,
+	// a chunk while serving): every chunk of the version is checked now,
+	// and those that fail deleted, so that they are fetched again.
+	var bad []nii.Hash
+	for _, c := range m.Chunks {
+		if b, err := s.Chunk(c.Hash); errors.Is(err, nii.ErrCorrupt) || (err == nil && len(b) != int(c.Size)) {
+			bad = append(bad, c.Hash)
+		}
+	}
+	if err := s.deleteChunks(bad); err != nil {
+		return nil, err
+	}
 	need, held, err := s.missing(m.Chunks)
 	if err != nil {
 		return nil, err

@@ -573,3 +573,12 @@ func (n *Node) markDamaged(ds []api.DatasetInfo) {
 		}
 	}
 }
+
+// CorruptChunksServed returns how many chunks serving found corrupt (and
+// answered missing) since start.
+func (n *Node) CorruptChunksServed() int64 {
+	if n.host == nil {
+		return 0
+	}
+	return n.host.CorruptChunks()
+}
