@@ -175,6 +175,121 @@ func TestCorruptReplicaFoundWithdrawnAndRepaired(t *testing.T) {
 	}
 }
 
-var _ = io.EOF
-var _ = exec.Command
-var _ = fmt.Sprint
+// smallDisk mounts a tmpfs of size MiB under the test's temporary
+// directory and returns it. Where mounting is impossible the test is
+// skipped with the reason, or, under NII_CI=1, fails.
+func smallDisk(t *testing.T, size int) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "disk")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%dm,mode=0700", size), "tmpfs", dir).CombinedOutput()
+	if err != nil {
+		msg := fmt.Sprintf("cannot mount a %d MiB tmpfs (needs root): %v: %s", size, err, out)
+		if os.Getenv("NII_CI") == "1" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
+	return dir
+}
+
+// zeroReader is n zero-free pseudo-random bytes, of a size the node is not
+// told.
+func bigReader(seed uint64, n int) io.Reader { return bytes.NewReader(randBytes(seed, n)) }
+
+// TestFullDiskRefusedAndReadOnly puts a node's home on a 96 MiB tmpfs with
+// a 24 MiB floor. A publish larger than the space is refused up front with
+// the clear error; one whose size the node is not told is refused as its
+// chunks near the floor; both leave no version and the node serving what it
+// had. Filled below the floor and restarted, the node opens read-only:
+// it serves the old version, refuses writes and says so in /readyz.
+func TestFullDiskRefusedAndReadOnly(t *testing.T) {
+	disk := smallDisk(t, 96)
+	cfg := nodetest.Config(disk, "greenwich", nodetest.Options{})
+	cfg.Store.MinFree = "24MiB"
+	n := nodetest.Start(t, cfg)
+	ctx := context.Background()
+	small := randBytes(1, 1<<20)
+	ref := publishData(t, n, "spend", small, nii.AccessOpen)
+
+	// Known size: refused before a byte is stored.
+	_, err := n.Publish(ctx, bigReader(2, 1), node.PublishRequest{Name: "spend", Filename: "big.bin", Size: 200 << 20})
+	var ns *node.NoSpaceError
+	if !errors.As(err, &ns) || !errors.Is(err, nii.ErrUnavailable) ||
+		!strings.Contains(err.Error(), "no space left on the device holding "+cfg.Home+" (") || !strings.Contains(err.Error(), "MB free, ") {
+		t.Fatalf("publish of 200 MiB on a 96 MiB disk: %v", err)
+	}
+	t.Logf("refused up front: %v", err)
+
+	// Unknown size: refused as the chunks near the floor.
+	_, err = n.Publish(ctx, bigReader(3, 150<<20), node.PublishRequest{Name: "spend", Filename: "big.bin"})
+	if !errors.As(err, &ns) {
+		t.Fatalf("publish of 150 MiB of unknown size: %v", err)
+	}
+	t.Logf("refused while ingesting: %v", err)
+	if vs, _ := n.Store().Versions(nil); len(vs) != 1 {
+		t.Fatalf("%d versions after the refused publishes, want 1", len(vs))
+	}
+	if !bytes.Equal(exportAll(t, n, *ref), small) {
+		t.Fatal("the earlier version does not export after the refusals")
+	}
+	// The refused ingest's chunks are reclaimed.
+	res, err := n.CollectGarbage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := n.Store().Stats(); st.ChunkBytes != int64(len(small)) {
+		t.Fatalf("after GC the store holds %d chunk bytes, want the one version's %d (GC: %+v)", st.ChunkBytes, len(small), res)
+	}
+
+	// Fill the disk below the floor and restart: read-only.
+	n.Close()
+	fill, err := os.Create(filepath.Join(disk, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 64<<10)
+	var filled int64
+	for {
+		k, err := fill.Write(chunk)
+		filled += int64(k)
+		if err != nil {
+			break // ENOSPC: the disk is full
+		}
+	}
+	// Full but for 256 KiB: the daemon still writes its pid, address and
+	// token files (a few bytes), as on a real disk filled by something
+	// else. At 0 bytes free it fails to start with "write admin token: no
+	// space left on device" rather than crashing.
+	if err := fill.Truncate(filled - 256<<10); err != nil {
+		t.Fatal(err)
+	}
+	fill.Close()
+	n = nodetest.Restart(t, cfg)
+	rd := n.Readiness()
+	if rd.Ready || !strings.Contains(rd.Checks["disk"], "read-only") {
+		t.Fatalf("readiness of a node started on a full disk: %+v", rd)
+	}
+	if st, err := n.Status(); err != nil || !st.Disk.ReadOnly || !st.Disk.Low {
+		t.Fatalf("status on a full disk: %+v, %v", st, err)
+	}
+	if !bytes.Equal(exportAll(t, n, *ref), small) {
+		t.Fatal("the read-only node does not export its version")
+	}
+	if _, err := n.Publish(ctx, bytes.NewReader(small), node.PublishRequest{Name: "other", Filename: "o.bin"}); !errors.Is(err, nii.ErrUnavailable) {
+		t.Fatalf("publish on a read-only node: %v", err)
+	}
+	if _, err := n.CollectGarbage(ctx); !errors.Is(err, node.ErrReadOnly) {
+		t.Fatalf("gc on a read-only node: %v", err)
+	}
+	if rep, err := n.VerifyStore(ctx); err != nil || len(rep.Damaged) != 0 {
+		t.Fatalf("verify on a read-only node: %+v, %v", rep, err)
+	}
+}
