@@ -528,11 +528,10 @@ var errNotStarted = errors.New("node not started")
 //	POST /api/v1/store/gc       admin; collects unreferenced chunks now: api.StoreGCResult
 const (
 	storeVerifyRoute = "POST /api/v1/store/verify"
-	storeGCRoute     = "POST /api/v1/store/gc"
 )
 
 func (n *Node) storeRoutes(mux *http.ServeMux) {
-	mux.HandleFunc(storeVerifyRoute, n.admin(func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("POST /api/v1/store/verify", n.admin(func(w http.ResponseWriter, r *http.Request) {
 		res, err := n.VerifyStore(r.Context())
 		if err != nil {
 			writeErr(w, err)
@@ -540,7 +539,7 @@ func (n *Node) storeRoutes(mux *http.ServeMux) {
 		}
 		writeJSON(w, http.StatusOK, res)
 	}))
-	mux.HandleFunc(storeGCRoute, n.admin(func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("POST /api/v1/store/gc", n.admin(func(w http.ResponseWriter, r *http.Request) {
 		res, err := n.CollectGarbage(r.Context())
 		if err != nil {
 			writeErr(w, err)
