@@ -300,9 +300,14 @@ func (n *Node) upkeepLoop() {
 	defer n.wg.Done()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go func() {
-		<-n.closeCh
-		cancel()
+	n.wg.Add(1)
+	go func() { // ends the check or collection running when the node stops
+		defer n.wg.Done()
+		select {
+		case <-n.closeCh:
+			cancel()
+		case <-ctx.Done():
+		}
 	}()
 	verifyEvery, _ := n.cfg.Store.verifyInterval() // validated
 	gcEvery, _ := n.cfg.Store.gcInterval()
