@@ -212,3 +212,75 @@ func checkExactCounts(t *testing.T, s *Store, db *badger.DB) {
 		t.Fatalf("Stats counts %d chunks, %d bytes; a scan finds %d, %d", st.Chunks, st.ChunkBytes, chunks, size)
 	}
 }
+
+// TestGCRacingPulls pulls versions into a store that already holds some of
+// their chunks unreferenced (an abandoned ingest, as an interrupted pull
+// leaves), with collections running back to back: the pulls rely on
+// finding those chunks held, and every version must still read back whole.
+func TestGCRacingPulls(t *testing.T) {
+	pub, _ := openStore(t)
+	sg := newSigner()
+	ctx := context.Background()
+	var recs []*VersionRecord
+	var datas [][]byte
+	for i := range 6 {
+		d := nii.DatasetID{Org: "greenwich", Name: "spend-" + string(rune('a'+i))}
+		data := randBytes(uint64(50+i), 2<<20)
+		recs, datas = append(recs, publish(t, pub, sg, d, data)), append(datas, data)
+	}
+	server, puller := newPullHost(t), newPullHost(t)
+	server.ServeContent(pub, allow)
+	puller.AddPeerAddrs(server.ID(), server.Addrs())
+
+	dst, db := openStore(t)
+	for _, data := range datas {
+		if _, _, err := dst.Ingest(ctx, bytes.NewReader(data[:len(data)/2])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var stop atomic.Bool
+	var gcs atomic.Int64
+	gcErr := make(chan error, 1)
+	go func() {
+		defer close(gcErr)
+		for !stop.Load() {
+			if _, err := dst.GC(ctx); err != nil {
+				gcErr <- err
+				return
+			}
+			gcs.Add(1)
+		}
+	}()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(recs))
+	for _, rec := range recs {
+		wg.Go(func() {
+			_, err := Pull(ctx, puller, dst, PullRequest{Ref: rec.Ref, Manifest: rec.Manifest, Publisher: sg.id, Providers: []nii.NodeID{server.ID()}})
+			errs <- err
+		})
+	}
+	wg.Wait()
+	stop.Store(true)
+	if err := <-gcErr; err != nil {
+		t.Fatal(err)
+	}
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, rec := range recs {
+		got, err := dst.Version(rec.Ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(readAll(t, dst, got), datas[i]) {
+			t.Fatalf("%s lost content to a collection", rec.Ref)
+		}
+	}
+	if gcs.Load() < 2 {
+		t.Fatalf("only %d collections ran during the pulls", gcs.Load())
+	}
+	checkExactCounts(t, dst, db)
+}
