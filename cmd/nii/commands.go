@@ -222,6 +222,17 @@ func printStatus(out io.Writer, st *api.Status) error {
 	}
 	fmt.Fprintf(w, "datasets\t%d (%d versions)\n", st.Store.Datasets, st.Store.Versions)
 	fmt.Fprintf(w, "store\t%d chunks, %s\n", st.Store.Chunks, humanize.IBytes(uint64(st.Store.ChunkBytes)))
+	if d := st.Disk; d.Total > 0 {
+		state := ""
+		switch {
+		case d.ReadOnly:
+			state = " — READ-ONLY: started below the floor; free space and restart"
+		case d.Low:
+			state = " — LOW: below the floor, publishes and pulls refused"
+		}
+		fmt.Fprintf(w, "disk\t%s free of %s, floor %s ([store] min_free)%s\n",
+			humanize.IBytes(d.Free), humanize.IBytes(d.Total), humanize.IBytes(d.Floor), state)
+	}
 	fmt.Fprintf(w, "uptime\t%s\n", st.Uptime)
 	h := st.History
 	switch {
