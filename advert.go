@@ -23,7 +23,9 @@ type Advert struct {
 	Manifest  Hash      `json:"manifest" cbor:"5,keyasint,omitempty"`
 	Withdrawn bool      `json:"withdrawn,omitempty" cbor:"6,keyasint,omitempty"`
 	// Replica is true when the origin serves the version but did not
-	// publish it.
+	// publish it. A replica record that is also Withdrawn says the origin
+	// no longer serves the dataset (its copy was found damaged): it is
+	// never a claim to publish.
 	Replica bool      `json:"replica,omitempty" cbor:"7,keyasint,omitempty"`
 	Meta    Metadata  `json:"meta" cbor:"8,keyasint"`
 	Signed  time.Time `json:"signed" cbor:"9,keyasint"`
@@ -61,9 +63,6 @@ func (a *Advert) Check() error {
 		if a.Meta.Publisher != a.Dataset.Org {
 			return fmt.Errorf("%w advert for %s: metadata names publisher %q", ErrInvalid, a.Dataset, a.Meta.Publisher)
 		}
-	}
-	if a.Replica && a.Withdrawn {
-		return fmt.Errorf("%w advert for %s: a replica cannot withdraw", ErrInvalid, a.Dataset)
 	}
 	if len(a.Credential) > 8<<10 {
 		return fmt.Errorf("%w advert: credential over 8 KiB", ErrInvalid)

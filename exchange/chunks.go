@@ -101,6 +101,9 @@ func (s *Store) Close() error {
 	for c.inflight > 0 {
 		c.idle.Wait()
 	}
+	if s.db.Opts().ReadOnly {
+		return nil // opened read-only (a full disk): nothing was written
+	}
 	// No chunk transaction can begin until this one has committed.
 	b := binary.BigEndian.AppendUint64(nil, uint64(c.chunks))
 	b = binary.BigEndian.AppendUint64(b, uint64(c.bytes))
@@ -137,6 +140,13 @@ func setNew(txn *badger.Txn, c Chunk) (bool, error) {
 // putChunks stores the chunks not yet stored, in transactions of at most
 // badger's size, retrying any that conflicts with another writer.
 func (s *Store) putChunks(chunks []Chunk) error {
+	var size int64
+	for _, c := range chunks {
+		size += int64(len(c.Data))
+	}
+	if err := s.checkSpace(size); err != nil {
+		return err
+	}
 	s.counts.begin()
 	n, size, err := s.writeChunks(chunks)
 	s.counts.end(n, size)
@@ -198,6 +208,8 @@ func (s *Store) commitChunks(chunks []Chunk) (int, int64, int64, error) {
 // nothing reached the disk until the file had been read to its end.)
 type chunkWriter struct {
 	s       *Store
+	lease   *Lease // every chunk set is added to it first (gc.go)
+	txnGen  uint64 // the GC generation when txn began
 	txn     *badger.Txn
 	batch   []Chunk // what txn holds, for a retry
 	size    int
@@ -238,6 +250,15 @@ func (w *chunkWriter) set(h nii.Hash, b []byte) error {
 		return err
 	}
 	c := Chunk{h, b}
+	gen := w.txnGen
+	if w.lease != nil {
+		gen = w.lease.add(h)
+	}
+	if w.txn != nil && gen != w.txnGen {
+		// A GC batch committed since txn began: its snapshot may still
+		// show a chunk that batch deleted. Look again in a fresh one.
+		w.commit()
+	}
 	if w.txn == nil {
 		if err := w.begin(); err != nil {
 			return err
@@ -267,6 +288,10 @@ func (w *chunkWriter) set(h nii.Hash, b []byte) error {
 }
 
 func (w *chunkWriter) begin() error {
+	if err := w.s.checkSpace(ingestTxnBytes); err != nil {
+		return err
+	}
+	w.txnGen = w.s.leases.generation()
 	w.s.counts.begin()
 	txn, err := w.s.newChunkTxn()
 	if err != nil {

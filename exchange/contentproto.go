@@ -40,6 +40,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -247,6 +248,7 @@ func (h *Host) ServeContent(src ContentSource, auth Authorizer) {
 	cs := newContentServer(src, auth, &h.served)
 	cs.servedChunks = &h.servedChunks
 	cs.admit = h.admission
+	cs.corrupt = h.noteCorrupt
 	h.setHandler(manifestProtocol, manifestReserve, func(rw io.ReadWriter, remote nii.NodeID) error {
 		return serveManifest(rw, remote, cs)
 	})
@@ -260,6 +262,33 @@ func (h *Host) ServedBytes() int64 { return h.served.Load() }
 
 // ServedChunks returns how many chunks this host has sent to peers.
 func (h *Host) ServedChunks() int64 { return h.servedChunks.Load() }
+
+// CorruptChunk is a chunk the chunk protocol was asked for and found
+// corrupt (or unreadable) in its source: it was answered as missing.
+type CorruptChunk struct {
+	Ref      nii.Ref  // the version being served
+	Manifest nii.Hash // its manifest
+	Hash     nii.Hash // the chunk
+	Remote   nii.NodeID
+	Err      error
+}
+
+// OnCorruptChunk registers f to be told of every corrupt chunk found while
+// serving (after it is logged and counted). f must not block.
+func (h *Host) OnCorruptChunk(f func(CorruptChunk)) { h.onCorrupt.Store(&f) }
+
+// CorruptChunks returns how many chunks serving found corrupt.
+func (h *Host) CorruptChunks() int64 { return h.corrupt.Load() }
+
+func (h *Host) noteCorrupt(c CorruptChunk) {
+	h.corrupt.Add(1)
+	h.log.Error("corrupt chunk found while serving: answered missing, never sent",
+		slog.String(nii.LogDataset, c.Ref.String()), slog.String("chunk", c.Hash.String()),
+		slog.String(nii.LogNodeID, string(c.Remote)), slog.String(nii.LogErr, c.Err.Error()))
+	if f := h.onCorrupt.Load(); f != nil && *f != nil {
+		(*f)(c)
+	}
+}
 
 // FetchManifest asks node from for a version's signed manifest and verifies
 // it: the signature must be the publisher's, the manifest consistent, and
@@ -505,7 +534,8 @@ type contentServer struct {
 	served *atomic.Int64         // may be nil
 	cache  *manifestCache
 
-	servedChunks *atomic.Int64 // may be nil
+	servedChunks *atomic.Int64      // may be nil
+	corrupt      func(CorruptChunk) // may be nil: told of each corrupt chunk found
 }
 
 func newContentServer(src ContentSource, auth Authorizer, served *atomic.Int64) *contentServer {
@@ -522,6 +552,12 @@ func (cs *contentServer) authorize(req AccessRequest) error {
 		return fmt.Errorf("%s is restricted and this node checks no grants", req.Manifest.Dataset)
 	}
 	return cs.auth(req)
+}
+
+func (cs *contentServer) noteCorrupt(om *openedManifest, h nii.Hash, manifest nii.Hash, remote nii.NodeID, err error) {
+	if cs.corrupt != nil {
+		cs.corrupt(CorruptChunk{Ref: om.m.Ref(), Manifest: manifest, Hash: h, Remote: remote, Err: err})
+	}
 }
 
 // refuse answers a refused status carrying the Authorizer's text.
@@ -576,6 +612,11 @@ func serveManifest(rw io.ReadWriter, remote nii.NodeID, cs *contentServer) error
 	}
 	om, err := cs.open(rec.Manifest)
 	if err != nil {
+		if errors.Is(err, nii.ErrCorrupt) && cs.corrupt != nil {
+			// The version is listed but its manifest is unreadable or does
+			// not verify: damaged, as much as a chunk that fails its hash.
+			cs.corrupt(CorruptChunk{Ref: rec.Ref, Manifest: rec.Manifest, Hash: rec.Manifest, Remote: remote, Err: err})
+		}
 		return answer(rw, toWireError(err), fmt.Errorf("manifest of %s: %w", ref, err))
 	}
 	if om.m.Dataset != req.Dataset || (req.Version != 0 && om.m.Version != req.Version) {
@@ -635,8 +676,14 @@ func serveChunks(rw io.ReadWriter, remote nii.NodeID, cs *contentServer) error {
 		switch {
 		case err == nil && (len(data) == 0 || len(data) > nii.MaxChunkSize):
 			// Not a chunk a manifest can name: the source is corrupt.
+			cs.noteCorrupt(om, h, req.Manifest, remote, fmt.Errorf("chunk %s: %w: %d bytes", shortHash(h), nii.ErrCorrupt, len(data)))
 			data = nil
-		case errors.Is(err, nii.ErrNotFound), errors.Is(err, nii.ErrCorrupt):
+		case errors.Is(err, nii.ErrCorrupt):
+			// Logged and counted, and the client told "missing" (it tries
+			// another provider); the bad bytes are never sent.
+			data = nil
+			cs.noteCorrupt(om, h, req.Manifest, remote, err)
+		case errors.Is(err, nii.ErrNotFound):
 			data = nil
 		case err != nil:
 			// The status has gone: all the client can be told is a reset.

@@ -113,6 +113,8 @@ type Host struct {
 
 	served       atomic.Int64 // chunk bytes sent by the chunk protocol (contentproto.go)
 	servedChunks atomic.Int64 // chunks sent by it
+	corrupt      atomic.Int64 // chunks found corrupt while serving (contentproto.go)
+	onCorrupt    atomic.Pointer[func(CorruptChunk)]
 
 	admit      atomic.Pointer[Admitter] // who may use this host's protocols; nil: every authenticated peer
 	credential atomic.Pointer[string]   // this node's membership credential, sent with catalog requests

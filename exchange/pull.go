@@ -99,6 +99,11 @@ func Pull(ctx context.Context, f Fetcher, s *Store, req PullRequest) (*PullResul
 func (x *Fetch) into(ctx context.Context, s *Store, progress func(done, total int64)) (*PullResult, error) {
 	m := x.Manifest
 	res := &PullResult{Manifest: m}
+	// Every chunk of the version is leased before the store is looked at,
+	// so GC spares both those held and those fetched until the commit.
+	lease := s.NewLease()
+	defer lease.Release()
+	lease.addRefs(m.Chunks)
 	// The only look at which chunks are held: one read transaction. What
 	// is fetched is stored by a write that skips chunks already there, and
 	// the commit does not look again.
@@ -108,6 +113,11 @@ func (x *Fetch) into(ctx context.Context, s *Store, progress func(done, total in
 	}
 	res.HeldChunks = held
 	total := sizeOf(need)
+	// Refused up front if what is to be fetched would take the disk below
+	// its floor (and checked again as batches are stored).
+	if err := s.checkSpace(total); err != nil {
+		return res, err
+	}
 	var report func(int64)
 	if progress != nil {
 		report = func(done int64) { progress(done, total) }

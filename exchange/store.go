@@ -79,6 +79,10 @@ type Store struct {
 
 	commitMu sync.Mutex // serialises version commits, so numbering is race-free
 	flights  flights    // pulls in progress, by manifest (pull.go)
+	leases   leaseSet   // chunks in use by publishes and pulls not yet committed (gc.go)
+	gcMu     sync.Mutex // one garbage collection at a time
+	space    SpaceCheck // nil: writes are not checked for free space (space.go)
+	damage   damageSet  // damaged versions found by Verify or while serving (verify.go)
 }
 
 // NewStore returns a store over db using chunk bounds p.
@@ -107,7 +111,15 @@ func (s *Store) ChunkParams() chunker.Params { return s.params }
 //
 // Reading, chunking and hashing run on one goroutine and badger writes on
 // the caller's (and badger's own), so the two overlap on separate cores.
+//
+// Every chunk is added to ctx's lease (WithLease), which the caller holds
+// until it has committed the version naming them; without one the chunks
+// are protected from GC only until Ingest returns.
 func (s *Store) Ingest(ctx context.Context, r io.Reader) ([]nii.ChunkRef, int64, error) {
+	lease, own := s.leaseFrom(ctx)
+	if own {
+		defer lease.Release()
+	}
 	c, err := chunker.New(r, s.params)
 	if err != nil {
 		return nil, 0, err
@@ -151,6 +163,7 @@ func (s *Store) Ingest(ctx context.Context, r io.Reader) ([]nii.ChunkRef, int64,
 	}()
 
 	w := s.newChunkWriter()
+	w.lease = lease
 	defer w.cancel()
 	var (
 		refs  []nii.ChunkRef
@@ -221,6 +234,11 @@ func (s *Store) Chunk(h nii.Hash) ([]byte, error) {
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return nil, fmt.Errorf("chunk %s: %w", h, nii.ErrNotFound)
 	}
+	if err != nil && !errors.Is(err, badger.ErrDBClosed) {
+		// The key is there but its value cannot be read (a value log
+		// cut short or damaged): as corrupt as bytes that do not hash.
+		return nil, fmt.Errorf("chunk %s: %w: stored value unreadable: %v", h, nii.ErrCorrupt, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("chunk %s: %w", h, err)
 	}
@@ -273,8 +291,8 @@ func (s *Store) Commit(sm *nii.SignedManifest) (*VersionRecord, error) {
 
 // commitFetched is Commit for a pull that has itself established that
 // every chunk is stored (it found each one held, or stored it), so the
-// chunks are not looked up a second time. Nothing deletes chunks; a
-// collector that one day does must spare those of a pull in flight.
+// chunks are not looked up a second time. The pull's lease keeps GC from
+// deleting any of them meanwhile (gc.go).
 func (s *Store) commitFetched(sm *nii.SignedManifest) (*VersionRecord, error) {
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
@@ -494,6 +512,9 @@ func (s *Store) Manifest(h nii.Hash) (*nii.SignedManifest, error) {
 	})
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return nil, fmt.Errorf("manifest %s: %w", h, nii.ErrNotFound)
+	}
+	if err != nil && !errors.Is(err, badger.ErrDBClosed) {
+		return nil, fmt.Errorf("manifest %s: %w: stored value unreadable or undecodable: %v", h, nii.ErrCorrupt, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("manifest %s: %w", h, err)

@@ -95,6 +95,7 @@ func (n *Node) apiHandler() http.Handler {
 	n.harmonyRoutes(mux)
 	n.openDataRoutes(mux)
 	n.opsRoutes(mux)
+	n.storeRoutes(mux)
 	return n.frontDoor(mux)
 }
 
@@ -104,6 +105,10 @@ func (n *Node) admin(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !n.hasAdminToken(r) {
 			writeErr(w, nii.Errorf(nii.ErrUnauthorized, "this action needs the node's admin token (the nii CLI reads it from the home's %s)", TokenFile))
+			return
+		}
+		if err := n.writable(); err != nil && r.Method != http.MethodGet && r.Pattern != storeVerifyRoute {
+			writeErr(w, err) // a read-only node changes nothing
 			return
 		}
 		h(w, r)
@@ -161,6 +166,7 @@ func (n *Node) Status() (*api.Status, error) {
 		History:  n.history(),
 		Uptime:   time.Since(n.startAt).Round(time.Second).String(),
 		Store:    storeStats(stats),
+		Disk:     n.diskState(),
 		Version:  BuildVersion,
 		Security: n.security(),
 	}, nil
@@ -206,6 +212,7 @@ func (n *Node) Datasets() ([]api.DatasetInfo, error) {
 			ds = append(ds, api.DatasetInfo{ID: f.Dataset.String(), Role: api.RoleReplica, Follow: fi, Versions: []api.VersionInfo{}})
 		}
 	}
+	n.markDamaged(ds)
 	return ds, nil
 }
 
@@ -254,7 +261,9 @@ func (n *Node) handleDataset(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, fmt.Errorf("dataset %s: %w", d, nii.ErrNotFound))
 		return
 	}
-	writeJSON(w, http.StatusOK, groupDatasets(recs)[0])
+	ds := groupDatasets(recs)
+	n.markDamaged(ds)
+	writeJSON(w, http.StatusOK, ds[0])
 }
 
 // versionFromPath looks up the stored version the request path names.
@@ -320,7 +329,7 @@ func (n *Node) handlePublish(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	req := PublishRequest{Name: d.Name, Filename: o.Filename, Meta: o.Meta}
+	req := PublishRequest{Name: d.Name, Filename: o.Filename, Meta: o.Meta, Size: o.Size}
 	rec, err := n.Publish(r.Context(), n.uploading(w, r), req)
 	if err != nil {
 		writeErr(w, err)

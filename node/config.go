@@ -63,6 +63,7 @@ type Config struct {
 	Harmony HarmonyConfig `toml:"harmony"` // standards, mappings, merges (standards.go)
 	Catalog CatalogConfig `toml:"catalog"`
 	Grants  GrantsConfig  `toml:"grants"`
+	Store   StoreConfig   `toml:"store"` // free-space floor, store check and GC (storage.go)
 
 	// Trust lists the issuer (federation admin) keys this node trusts:
 	// grants, membership credentials and revocations signed by them are
@@ -288,6 +289,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.Harmony.validate(); err != nil {
+		return err
+	}
+	if err := c.Store.validate(); err != nil {
 		return err
 	}
 	return c.HTTP.Validate()

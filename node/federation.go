@@ -87,7 +87,9 @@ func (n *Node) startFederation() error {
 	if n.gossip, err = gossip.New(gc, n.catalog, n.peers, catalogFetcher{n.host}); err != nil {
 		return err
 	}
-	if err := n.advertiseHeld(); err != nil {
+	if n.disk != nil && n.disk.readOnly {
+		n.log.Warn("read-only: held versions are not re-advertised until the node restarts with space")
+	} else if err := n.advertiseHeld(); err != nil {
 		return err
 	}
 	if len(n.cfg.Gossip.Join) > 0 {

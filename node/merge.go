@@ -401,7 +401,7 @@ func (n *Node) ingestMerged(ctx context.Context, m *harmony.Merged) ([]nii.Chunk
 			continue
 		}
 		path := filepath.Join(dir, s.Partition.String())
-		if cs, ok := n.heldChunkList(path, s.PartitionBytes); ok {
+		if cs, ok := n.heldChunkList(ctx, path, s.PartitionBytes); ok {
 			chunks, size = append(chunks, cs...), size+s.PartitionBytes
 			continue
 		}
@@ -426,7 +426,7 @@ func (n *Node) ingestMerged(ctx context.Context, m *harmony.Merged) ([]nii.Chunk
 
 // heldChunkList reads a kept chunk list and reports whether it covers want
 // bytes and the store holds every chunk of it.
-func (n *Node) heldChunkList(path string, want int64) ([]nii.ChunkRef, bool) {
+func (n *Node) heldChunkList(ctx context.Context, path string, want int64) ([]nii.ChunkRef, bool) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, false
@@ -438,11 +438,16 @@ func (n *Node) heldChunkList(path string, want int64) ([]nii.ChunkRef, bool) {
 	var total int64
 	for _, c := range cs {
 		total += int64(c.Size)
-		if ok, err := n.store.HasChunk(c.Hash); err != nil || !ok {
-			return nil, false
-		}
 	}
-	return cs, total == want
+	if total != want {
+		return nil, false
+	}
+	// Leased (through ctx) before they are looked up, so GC cannot take
+	// them before the merged version that reuses them commits.
+	if ok, err := n.store.HoldChunks(ctx, cs); err != nil || !ok {
+		return nil, false
+	}
+	return cs, true
 }
 
 // MergedView merges std (cached partitions make this cheap when nothing

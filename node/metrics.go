@@ -106,6 +106,20 @@ var (
 	descFollows        = desc("follows", "Followed datasets, by sync state.", "state")
 	descGrantDecisions = desc("grant_decisions_total", "Access decisions on restricted content, by result and reason.", "result", "reason")
 	descRateClients    = desc("http_rate_limit_clients", "Client addresses the API's rate limiter is tracking.")
+
+	descDiskFree      = desc("disk_free_bytes", "Free bytes on the device holding the home (what the node may use).")
+	descDiskFloor     = desc("disk_floor_bytes", "Bytes kept free on that device ([store] min_free): writes below it are refused.")
+	descDiskLow       = desc("disk_low", "1 when the device is below the floor (publishes and pulls refused).")
+	descStoreReadOnly = desc("store_read_only", "1 when the store was opened read-only (the disk was below the floor at start).")
+	descSpaceRefused  = desc("store_writes_refused_for_space_total", "Publishes, pulls and chunk writes refused for want of space.")
+	descCorruptServed = desc("store_corrupt_chunks_served_total", "Chunks found corrupt while serving them to a peer (answered missing, never sent).")
+	descDamaged       = desc("store_damaged_versions", "Versions whose copy here is damaged and not yet repaired.")
+	descVerifies      = desc("store_verify_runs_total", "Store checks completed (at start, on schedule, asked).")
+	descRepaired      = desc("store_repaired_versions_total", "Damaged versions re-fetched from other providers and verified.")
+	descVlogTruncated = desc("store_vlog_truncations_total", "Value-log files badger cut short on open at a failed checksum (since start).")
+	descGCRuns        = desc("store_gc_runs_total", "Garbage collections completed.")
+	descGCChunks      = desc("store_gc_chunks_total", "Chunks deleted by garbage collection: named by no version.")
+	descGCBytes       = desc("store_gc_bytes_total", "Bytes of the chunks deleted by garbage collection.")
 )
 
 var followStates = []string{FollowSynced, FollowSyncing, FollowWaiting, FollowRefused, FollowWithdrawn}
@@ -120,6 +134,8 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 		descPullsStarted, descPullsCompleted, descPullsFailed, descPulledBytes, descServedBytes, descServedChunks,
 		descStoreChunks, descStoreChunkBytes, descStoreVersions, descStoreDatasets, descStoreDiskBytes,
 		descFollows, descGrantDecisions, descRateClients,
+		descDiskFree, descDiskFloor, descDiskLow, descStoreReadOnly, descSpaceRefused, descCorruptServed,
+		descDamaged, descVerifies, descRepaired, descVlogTruncated, descGCRuns, descGCChunks, descGCBytes,
 	} {
 		ch <- d
 	}
@@ -189,6 +205,28 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	if l := n.ops.limiter; l != nil {
 		gauge(descRateClients, float64(l.clients()))
 	}
+
+	b := func(v bool) float64 {
+		if v {
+			return 1
+		}
+		return 0
+	}
+	d := n.diskState()
+	gauge(descDiskFree, float64(d.Free))
+	gauge(descDiskFloor, float64(d.Floor))
+	gauge(descDiskLow, b(d.Low))
+	gauge(descStoreReadOnly, b(d.ReadOnly))
+	counter(descSpaceRefused, float64(d.Refused))
+	counter(descCorruptServed, float64(c.host.CorruptChunks()))
+	gauge(descDamaged, float64(len(c.store.Damaged())))
+	u := &n.upkeep
+	counter(descVerifies, float64(u.verifies.Load()))
+	counter(descRepaired, float64(u.repaired.Load()))
+	counter(descVlogTruncated, float64(u.truncations.Load()))
+	counter(descGCRuns, float64(u.gcs.Load()))
+	counter(descGCChunks, float64(u.gcChunks.Load()))
+	counter(descGCBytes, float64(u.gcBytes.Load()))
 }
 
 // storeStats returns the store's counts, recounted at most every

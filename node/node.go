@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -87,7 +88,9 @@ type Node struct {
 
 	followKick  chan struct{}
 	pulledBytes atomic.Int64
-	ops         opsState // metrics, rate limit, readiness (ops.go)
+	ops         opsState    // metrics, rate limit, readiness (ops.go)
+	disk        *diskGuard  // free space on the home's device (storage.go)
+	upkeep      storeUpkeep // store check and GC (storage.go)
 
 	wg       sync.WaitGroup
 	closeCh  chan struct{} // closed when the node stops: background work ends
@@ -119,6 +122,7 @@ func New(cfg Config) (*Node, error) {
 		followKick: make(chan struct{}, 1),
 		watches:    watchState{kick: make(chan struct{}, 1)},
 		ownKick:    make(chan struct{}, 1),
+		upkeep:     storeUpkeep{gcKick: make(chan struct{}, 1), repairKick: make(chan struct{}, 1)},
 	}, nil
 }
 
@@ -178,12 +182,23 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		opts = opts.WithMemTableSize(8 << 20).WithNumMemtables(2).WithBlockCacheSize(8 << 20).
 			WithIndexCacheSize(4 << 20).WithValueLogFileSize(64 << 20).WithNumCompactors(2)
 	}
+	n.disk = newDiskGuard(n.cfg, n.log)
+	if full, why := n.disk.startFull(); full {
+		// badger writes through memory-mapped files: on a full disk a
+		// write is a SIGBUS, not an error, so it must not write at all.
+		n.log.Error("starting read-only: "+why.Error(), slog.Uint64("free", n.disk.free.Load()))
+		n.disk.readOnly = true
+		opts = opts.WithReadOnly(true)
+	}
+	vlogs := vlogSizes(opts.Dir)
 	if n.db, err = badger.Open(opts); err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}
+	n.checkVlogTruncation(vlogs, opts.ValueLogFileSize)
 	if n.store, err = exchange.NewStore(n.db, chunker.Default()); err != nil {
 		return err
 	}
+	n.store.SetSpaceCheck(n.disk.check)
 	if err := n.startFederation(); err != nil {
 		return err
 	}
@@ -196,6 +211,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err := n.startAPI(); err != nil {
 		return err
 	}
+	n.startUpkeep()
 	n.started = true
 	n.startAt = time.Now()
 	n.log.Info("node started", slog.String(nii.LogNodeID, string(n.id)), slog.String(nii.LogOrg, n.cfg.Org),
@@ -326,16 +342,59 @@ func newToken() (string, error) {
 	return hex.EncodeToString(b), nil
 }
 
-// badgerLogger sends badger's logs to slog, demoting its chatty info lines.
+// badgerLogger sends badger's logs to slog: errors and warnings at their
+// level, always; its info lines (replays, compactions, value-log GC) at
+// info for the few that tell an operator the store changed under them
+// (files deleted, rewritten or truncated), at debug otherwise; its debug
+// lines not at all.
 type badgerLogger struct{ log *slog.Logger }
 
-func (l badgerLogger) Errorf(f string, a ...any) {
-	l.log.Error("badger: "+fmt.Sprintf(f, a...), slog.String(nii.LogComponent, "badger"))
+func (l badgerLogger) emit(level slog.Level, f string, a ...any) {
+	msg := strings.TrimRight(fmt.Sprintf(f, a...), "\n")
+	l.log.Log(context.Background(), level, "badger: "+msg, slog.String(nii.LogComponent, "badger"))
 }
-func (l badgerLogger) Warningf(f string, a ...any) {
-	l.log.Warn("badger: "+fmt.Sprintf(f, a...), slog.String(nii.LogComponent, "badger"))
-}
+
+func (l badgerLogger) Errorf(f string, a ...any)   { l.emit(slog.LevelError, f, a...) }
+func (l badgerLogger) Warningf(f string, a ...any) { l.emit(slog.LevelWarn, f, a...) }
 func (l badgerLogger) Infof(f string, a ...any) {
-	l.log.Debug("badger: "+fmt.Sprintf(f, a...), slog.String(nii.LogComponent, "badger"))
+	level := slog.LevelDebug
+	if s := strings.ToLower(f); strings.Contains(s, "truncat") || strings.Contains(s, "deleting") ||
+		strings.Contains(s, "removing") || strings.Contains(s, "rewriting") || strings.Contains(s, "corrupt") {
+		level = slog.LevelInfo
+	}
+	l.emit(level, f, a...)
 }
 func (l badgerLogger) Debugf(f string, a ...any) {}
+
+// vlogSizes returns the size of each value-log file in dir before the
+// store opens.
+func vlogSizes(dir string) map[string]int64 {
+	out := map[string]int64{}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".vlog") {
+			if fi, err := e.Info(); err == nil {
+				out[e.Name()] = fi.Size()
+			}
+		}
+	}
+	return out
+}
+
+// checkVlogTruncation warns when badger's open cut a value-log file that
+// had been closed cleanly: it does so, silently, at the first entry whose
+// checksum fails, dropping every entry after it (docs/storage.md). A file
+// left at badger's preallocated size (twice ValueLogFileSize) was being
+// written when the node stopped; cutting its unwritten tail is routine.
+func (n *Node) checkVlogTruncation(before map[string]int64, vlogFileSize int64) {
+	after := vlogSizes(filepath.Join(n.cfg.Home, StoreDir))
+	for name, was := range before {
+		now, ok := after[name]
+		if !ok || now >= was || was == 2*vlogFileSize {
+			continue
+		}
+		n.log.Error("badger cut a value-log file short on open (a checksum failed): values after the cut are lost; the store check will find the versions affected and re-fetch them",
+			slog.String(nii.LogComponent, "badger"), slog.String("file", name), slog.Int64("was", was), slog.Int64("now", now))
+		n.upkeep.truncations.Add(1)
+	}
+}

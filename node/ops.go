@@ -89,6 +89,15 @@ func (n *Node) Readiness() api.Readiness {
 	} else {
 		rd.Checks["store"] = "open"
 	}
+	switch d := n.diskState(); {
+	case n.disk == nil:
+	case d.ReadOnly:
+		fail("disk", fmt.Sprintf("read-only: started with %d MB free, below the %d MB floor ([store] min_free); free space and restart", d.Free>>20, d.Floor>>20))
+	case d.Low:
+		fail("disk", fmt.Sprintf("low: %d MB free, below the %d MB floor ([store] min_free): publishes and pulls are refused", d.Free>>20, d.Floor>>20))
+	default:
+		rd.Checks["disk"] = fmt.Sprintf("%d MB free, floor %d MB", d.Free>>20, d.Floor>>20)
+	}
 	switch {
 	case parts == nil:
 		fail("gossip", "not started")

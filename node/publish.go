@@ -35,6 +35,10 @@ type PublishRequest struct {
 	// (PublishMerged chunks each source's rows apart); the reader is then
 	// not read, and Meta.MediaType must be set.
 	Ingest func(ctx context.Context) ([]nii.ChunkRef, int64, error)
+	// Size, if known (> 0), is the file's size: a publish that would take
+	// the disk below its floor ([store] min_free) is refused before a byte
+	// is stored. Unknown, the floor is checked as chunks are written.
+	Size int64
 }
 
 // ErrRegistryOnly is returned when a registry-only node is asked to hold
@@ -55,6 +59,25 @@ func (n *Node) Publish(ctx context.Context, r io.Reader, req PublishRequest) (*e
 	if err := ds.Validate(); err != nil {
 		return nil, err
 	}
+	if err := n.disk.check(req.Size); err != nil {
+		n.log.Warn("publish refused", slog.String(nii.LogDataset, ds.String()), slog.String(nii.LogErr, err.Error()))
+		return nil, fmt.Errorf("publish %s: %w", ds, err)
+	}
+	// Every chunk stored or found held is leased until the version is
+	// committed (or the publish fails), so GC spares them meanwhile; on
+	// failure a collection reclaims what was stored.
+	lease := n.store.NewLease()
+	defer lease.Release()
+	ctx = exchange.WithLease(ctx, lease)
+	rec, err := n.publish(ctx, r, ds, req)
+	if err != nil && !errors.Is(err, nii.ErrInvalid) && !errors.Is(err, nii.ErrRefused) {
+		lease.Release()
+		n.kickGC()
+	}
+	return rec, err
+}
+
+func (n *Node) publish(ctx context.Context, r io.Reader, ds nii.DatasetID, req PublishRequest) (*exchange.VersionRecord, error) {
 	if err := n.awaitHistory(ctx); err != nil {
 		return nil, err
 	}

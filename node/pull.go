@@ -39,6 +39,9 @@ func (n *Node) Pull(ctx context.Context, ref nii.Ref, opt PullOptions) (*exchang
 	if err := ref.Dataset.Validate(); err != nil {
 		return nil, err
 	}
+	if err := n.writable(); err != nil {
+		return nil, err
+	}
 	src, err := n.sources(ref, opt.sourceOptions()...)
 	if err != nil {
 		return nil, err
@@ -65,6 +68,11 @@ func (n *Node) Pull(ctx context.Context, ref nii.Ref, opt PullOptions) (*exchang
 	if err != nil {
 		n.ops.pullsFailed.Add(1)
 		n.log.Warn("pull failed", slog.String(LogDataset, req.Ref.String()), slog.String(LogErr, err.Error()))
+		if res != nil && res.FetchedChunks > 0 {
+			// Kept for a resumed pull, but reclaimed if none comes: the
+			// collection spares the chunks of a pull in flight.
+			n.kickGC()
+		}
 		return res, err
 	}
 	n.log.Info("pulled", slog.String(LogDataset, res.Record.Ref.String()), slog.Int("fetched_chunks", res.FetchedChunks),

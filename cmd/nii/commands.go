@@ -222,6 +222,17 @@ func printStatus(out io.Writer, st *api.Status) error {
 	}
 	fmt.Fprintf(w, "datasets\t%d (%d versions)\n", st.Store.Datasets, st.Store.Versions)
 	fmt.Fprintf(w, "store\t%d chunks, %s\n", st.Store.Chunks, humanize.IBytes(uint64(st.Store.ChunkBytes)))
+	if d := st.Disk; d.Total > 0 {
+		state := ""
+		switch {
+		case d.ReadOnly:
+			state = " — READ-ONLY: started below the floor; free space and restart"
+		case d.Low:
+			state = " — LOW: below the floor, publishes and pulls refused"
+		}
+		fmt.Fprintf(w, "disk\t%s free of %s, floor %s ([store] min_free)%s\n",
+			humanize.IBytes(d.Free), humanize.IBytes(d.Total), humanize.IBytes(d.Floor), state)
+	}
 	fmt.Fprintf(w, "uptime\t%s\n", st.Uptime)
 	h := st.History
 	switch {
@@ -274,6 +285,9 @@ func publishCmd(g *globals) *cobra.Command {
 				return err
 			}
 			req.Filename = filepath.Base(path)
+			if fi, err := f.Stat(); err == nil {
+				req.Size = fi.Size() // the node refuses up front what its disk cannot hold
+			}
 			var body io.Reader = f
 			var bar *progressbar.ProgressBar
 			if fi, err := f.Stat(); err == nil && !quiet && !g.json {
@@ -380,8 +394,12 @@ func printDatasets(out io.Writer, ds []api.DatasetInfo) error {
 			if t := v.Meta.Table; t != nil {
 				rows, cols = fmt.Sprint(t.Rows), fmt.Sprint(len(t.Columns))
 			}
+			title := v.Meta.Title
+			if v.Damaged != "" {
+				title = "DAMAGED (" + v.Damaged + "; see 'nii store verify') " + title
+			}
 			fmt.Fprintf(w, "%s\t@%d\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, v.Version, d.Role, humanize.IBytes(uint64(v.Size)),
-				rows, cols, v.Meta.Modified.Format("2006-01-02 15:04"), v.Meta.Title)
+				rows, cols, v.Meta.Modified.Format("2006-01-02 15:04"), title)
 		}
 	}
 	return w.Flush()

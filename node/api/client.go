@@ -400,3 +400,19 @@ func (c *Client) Audit(ctx context.Context, q url.Values) (*AuditPage, error) {
 	var out AuditPage
 	return &out, c.send(ctx, http.MethodGet, "/api/v1/audit?"+q.Encode(), nil, true, &out)
 }
+
+// VerifyStore runs the node's store check now: every chunk of every
+// version re-read and hashed, damaged versions withdrawn and repaired where
+// another provider has them. It takes as long as reading the store; set
+// Timeout to match.
+func (c *Client) VerifyStore(ctx context.Context) (*StoreVerifyResult, error) {
+	var res StoreVerifyResult
+	return &res, c.send(ctx, http.MethodPost, "/api/v1/store/verify", nil, true, &res)
+}
+
+// CollectGarbage deletes the chunks no version names, now, and reports
+// what it reclaimed.
+func (c *Client) CollectGarbage(ctx context.Context) (*StoreGCResult, error) {
+	var res StoreGCResult
+	return &res, c.send(ctx, http.MethodPost, "/api/v1/store/gc", nil, true, &res)
+}

@@ -1,9 +1,11 @@
 package api
 
 import (
+	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/nii-uk/nii"
 )
@@ -18,6 +20,9 @@ type PublishOptions struct {
 	// left empty are carried over from the previous version; other fields
 	// are the node's to fill.
 	Meta nii.Metadata
+	// Size is the file's size, if known: the node refuses up front a file
+	// that would take its disk below its free-space floor.
+	Size int64
 }
 
 // Query encodes o as the publish request's query.
@@ -36,6 +41,9 @@ func (o PublishOptions) Query() url.Values {
 	set("conforms_to", o.Meta.ConformsTo)
 	set("media_type", o.Meta.MediaType)
 	set("kind", o.Meta.Kind)
+	if o.Size > 0 {
+		q.Set("size", strconv.FormatInt(o.Size, 10))
+	}
 	if len(o.Meta.Keywords) > 0 {
 		q["keyword"] = o.Meta.Keywords
 	}
@@ -69,6 +77,13 @@ func ParsePublishQuery(q url.Values) (PublishOptions, error) {
 			MediaType:   q.Get("media_type"),
 			Kind:        q.Get("kind"),
 		},
+	}
+	if s := q.Get("size"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 0 {
+			return PublishOptions{}, fmt.Errorf("%w size %q: want the file's size in bytes", nii.ErrInvalid, s)
+		}
+		o.Size = n
 	}
 	if o.Filename == "." || o.Filename == string(os.PathSeparator) {
 		o.Filename = ""

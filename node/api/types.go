@@ -16,6 +16,7 @@ type Status struct {
 	Addresses    map[string]string `json:"addresses"` // "api", "gossip"
 	Uptime       string            `json:"uptime"`
 	Store        StoreStats        `json:"store"`
+	Disk         DiskState         `json:"disk"` // free space on the home's device (storage.go)
 	P2PAddrs     []string          `json:"p2p_addrs"`
 	Members      int               `json:"members"` // live gossip members, this node included
 	Catalog      CatalogStats      `json:"catalog"`
@@ -92,6 +93,9 @@ type VersionInfo struct {
 	Meta      nii.Metadata `json:"meta"`
 	Stored    time.Time    `json:"stored"` // when this node committed it
 	Version   uint64       `json:"version"`
+	// Damaged, if set, says why this node's copy is damaged (chunks
+	// missing or failing their hash): it is not served until repaired.
+	Damaged string `json:"damaged,omitempty"`
 }
 
 // Dataset roles.
@@ -108,6 +112,9 @@ type DatasetInfo struct {
 	Role     string        `json:"role,omitempty"` // RolePublisher or RoleReplica
 	Follow   *Follow       `json:"follow,omitempty"`
 	Versions []VersionInfo `json:"versions"`
+	// Damaged lists the versions whose copy here the store check (or
+	// serving) found damaged and that are not repaired yet.
+	Damaged []uint64 `json:"damaged,omitempty"`
 }
 
 // Follow states.
@@ -411,3 +418,48 @@ const (
 	// started: the client must treat the body as failed if it is set.
 	TrailerError = "Nii-Error"
 )
+
+// DiskState is the free space on the device holding the node's home, as
+// /readyz, /metrics and 'nii status' report it.
+type DiskState struct {
+	Free     uint64 `json:"free"`      // bytes an unprivileged writer may still use
+	Total    uint64 `json:"total"`     // the device's size
+	Floor    uint64 `json:"floor"`     // bytes kept free ([store] min_free)
+	Low      bool   `json:"low"`       // below the floor: publishes and pulls are refused
+	ReadOnly bool   `json:"read_only"` // started below the floor: the store is open read-only
+	Refused  int64  `json:"refused"`   // writes refused for space since start
+}
+
+// StoreVerifyResult is the answer of POST /api/v1/store/verify ('nii store
+// verify'): what the store check read, and each damaged version found.
+type StoreVerifyResult struct {
+	Versions int              `json:"versions"`
+	Chunks   int              `json:"chunks"` // distinct chunks read and hashed
+	Bytes    int64            `json:"bytes"`
+	Took     string           `json:"took"`
+	Damaged  []DamagedVersion `json:"damaged"`
+}
+
+// DamagedVersion is one damaged version and what was done about it.
+type DamagedVersion struct {
+	Ref             string `json:"ref"`
+	Missing         int    `json:"missing"` // chunks named and not stored
+	Corrupt         int    `json:"corrupt"` // chunks stored that fail their hash or cannot be read
+	Reason          string `json:"reason"`
+	AdvertWithdrawn bool   `json:"advert_withdrawn,omitempty"` // this node's replica advert was withdrawn
+	Repaired        bool   `json:"repaired"`                   // re-fetched from other providers and verified
+	RepairError     string `json:"repair_error,omitempty"`     // why not (yet)
+}
+
+// StoreGCResult is the answer of POST /api/v1/store/gc ('nii store gc').
+type StoreGCResult struct {
+	Versions     int    `json:"versions"`      // versions whose chunks were kept
+	KeptChunks   int64  `json:"kept_chunks"`   // chunks kept
+	Chunks       int64  `json:"chunks"`        // chunks deleted: named by no version
+	Bytes        int64  `json:"bytes"`         // their bytes
+	SparedChunks int64  `json:"spared_chunks"` // unnamed, but in use by a publish or pull in flight
+	VlogRewrites int    `json:"vlog_rewrites"` // value-log files badger rewrote to return space
+	DiskBefore   int64  `json:"disk_before"`   // the store's size on disk (badger's estimate) before
+	DiskAfter    int64  `json:"disk_after"`    // and after
+	Took         string `json:"took"`
+}
