@@ -123,6 +123,9 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	} {
 		ch <- d
 	}
+	for _, d := range transferDescs {
+		ch <- d
+	}
 }
 
 // Collect implements prometheus.Collector.
@@ -189,6 +192,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	if l := n.ops.limiter; l != nil {
 		gauge(descRateClients, float64(l.clients()))
 	}
+	c.collectTransfer(ch)
 }
 
 // storeStats returns the store's counts, recounted at most every

@@ -87,7 +87,8 @@ type Node struct {
 
 	followKick  chan struct{}
 	pulledBytes atomic.Int64
-	ops         opsState // metrics, rate limit, readiness (ops.go)
+	transfer    transferStats // per-provider and throughput figures (transfer.go)
+	ops         opsState      // metrics, rate limit, readiness (ops.go)
 
 	wg       sync.WaitGroup
 	closeCh  chan struct{} // closed when the node stops: background work ends
