@@ -131,8 +131,10 @@ type fetchStats struct {
 	chunks    int
 	bytes     int64
 	providers map[nii.NodeID]int64
-	dropped   []nii.NodeID
-	peak      int64 // most bytes in flight at once
+	// providerChunks counts chunks per provider, as providers counts bytes.
+	providerChunks map[nii.NodeID]int
+	dropped        []nii.NodeID
+	peak           int64 // most bytes in flight at once
 }
 
 // NewFetch begins fetching req's version: it takes the manifest from the
@@ -164,7 +166,7 @@ func NewFetch(ctx context.Context, f Fetcher, req PullRequest) (*Fetch, error) {
 	if req.retryWait == 0 {
 		req.retryWait = manifestRetryWait
 	}
-	x := &Fetch{f: f, req: req, log: req.Logger, stats: fetchStats{providers: map[nii.NodeID]int64{}}}
+	x := &Fetch{f: f, req: req, log: req.Logger, stats: fetchStats{providers: map[nii.NodeID]int64{}, providerChunks: map[nii.NodeID]int{}}}
 	if x.log == nil {
 		x.log = slog.New(slog.DiscardHandler)
 	}
@@ -375,9 +377,7 @@ func (x *Fetch) run(ctx context.Context, want []nii.ChunkRef, sink ChunkSink, or
 			fail(ctx.Err())
 		case r := <-results:
 			idle++
-			x.stats.chunks += r.got
-			x.stats.bytes += r.bytes
-			x.stats.providers[r.from] += r.bytes
+			x.account(r)
 			reserved -= r.b.bytes - r.bytes // what never arrived
 			switch {
 			case errors.Is(r.err, ErrRefused):
@@ -409,10 +409,25 @@ func (x *Fetch) run(ctx context.Context, want []nii.ChunkRef, sink ChunkSink, or
 	close(jobs)
 	<-workersDone
 	<-writerDone
+	// The last chunks can be put before their request's result is read:
+	// count what the workers reported after the loop ended.
+	for len(results) > 0 {
+		x.account(<-results)
+	}
 	if failErr != nil {
 		return failErr
 	}
 	return nil
+}
+
+// account adds one request's chunks to the fetch's figures.
+func (x *Fetch) account(r jobResult) {
+	x.stats.chunks += r.got
+	x.stats.bytes += r.bytes
+	x.stats.providers[r.from] += r.bytes
+	if r.got > 0 {
+		x.stats.providerChunks[r.from] += r.got
+	}
 }
 
 // request asks one provider for one batch, handing each chunk to the

@@ -30,7 +30,7 @@ func referencedChunks(t *testing.T, s *Store) map[nii.Hash]struct{} {
 // is gone.
 func TestGCSparesLeasedChunks(t *testing.T) {
 	s, db := openStore(t)
-	sg := newSigner()
+	sg := newSigner(t)
 	d := nii.DatasetID{Org: "greenwich", Name: "spend"}
 	data := randBytes(7, 2<<20)
 	ctx := context.Background()
@@ -98,7 +98,7 @@ func TestGCRacingPublishes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sg := newSigner()
+	sg := newSigner(t)
 	ctx := context.Background()
 	rounds := 12
 	if testing.Short() {
@@ -219,7 +219,7 @@ func checkExactCounts(t *testing.T, s *Store, db *badger.DB) {
 // finding those chunks held, and every version must still read back whole.
 func TestGCRacingPulls(t *testing.T) {
 	pub, _ := openStore(t)
-	sg := newSigner()
+	sg := newSigner(t)
 	ctx := context.Background()
 	var recs []*VersionRecord
 	var datas [][]byte

@@ -22,6 +22,7 @@ import (
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	tls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
@@ -252,6 +253,8 @@ func NewHost(cfg HostConfig) (*Host, error) {
 		libp2p.DisableMetrics(),
 		libp2p.Ping(false),
 		libp2p.UserAgent(userAgent),
+		// TCP for content where both work (transport.go).
+		libp2p.SwarmOpts(swarm.WithDialRanker(tcpFirstDialRanker)),
 	)
 	if err != nil {
 		cm.Close()

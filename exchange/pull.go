@@ -50,7 +50,9 @@ type PullResult struct {
 	FetchedBytes  int64                // their bytes
 	HeldChunks    int                  // chunks already in the store (earlier versions, an interrupted pull)
 	Providers     map[nii.NodeID]int64 // bytes fetched per provider
-	Dropped       []nii.NodeID         // providers dropped for bad data or errors
+	// ProviderChunks is the chunks fetched per provider.
+	ProviderChunks map[nii.NodeID]int
+	Dropped        []nii.NodeID // providers dropped for bad data or errors
 	// MaxInFlight is the most chunk bytes the pull held at once (within
 	// PullRequest.InFlightBytes).
 	MaxInFlight int64
@@ -79,7 +81,7 @@ func Pull(ctx context.Context, f Fetcher, s *Store, req PullRequest) (*PullResul
 	}
 	m := x.Manifest
 	if rec, err := s.Version(m.Ref()); err == nil && rec.Manifest == x.Hash {
-		return &PullResult{Record: rec, Manifest: m, HeldChunks: len(m.Chunks), Providers: map[nii.NodeID]int64{}, Dropped: x.stats.dropped}, nil
+		return &PullResult{Record: rec, Manifest: m, HeldChunks: len(m.Chunks), Providers: map[nii.NodeID]int64{}, ProviderChunks: map[nii.NodeID]int{}, Dropped: x.stats.dropped}, nil
 	}
 	res, shared, err := s.flights.do(ctx, x.Hash, req.Progress, func(progress func(done, total int64)) (*PullResult, error) {
 		return x.into(ctx, s, progress)
@@ -124,6 +126,7 @@ func (x *Fetch) into(ctx context.Context, s *Store, progress func(done, total in
 	}
 	err = x.run(ctx, need, storeSink{s}, false, report)
 	res.FetchedChunks, res.FetchedBytes, res.Providers = x.stats.chunks, x.stats.bytes, x.stats.providers
+	res.ProviderChunks = x.stats.providerChunks
 	res.Dropped, res.MaxInFlight = x.stats.dropped, x.stats.peak
 	if err != nil {
 		return res, err

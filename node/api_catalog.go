@@ -176,7 +176,11 @@ func (n *Node) PeerList() []api.PeerInfo {
 			org, err := n.verifyCredential(cred, p.ID)
 			p.Verified = err == nil && org == p.Org
 		}
-		out = append(out, peerInfo(p, counts[p.ID]))
+		pi := peerInfo(p, counts[p.ID])
+		if n.host != nil {
+			pi.Transports = n.host.PeerTransports(p.ID)
+		}
+		out = append(out, pi)
 	}
 	return out
 }

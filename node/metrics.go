@@ -139,6 +139,9 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	} {
 		ch <- d
 	}
+	for _, d := range transferDescs {
+		ch <- d
+	}
 }
 
 // Collect implements prometheus.Collector.
@@ -227,6 +230,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descGCRuns, float64(u.gcs.Load()))
 	counter(descGCChunks, float64(u.gcChunks.Load()))
 	counter(descGCBytes, float64(u.gcBytes.Load()))
+	c.collectTransfer(ch)
 }
 
 // storeStats returns the store's counts, recounted at most every

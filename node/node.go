@@ -88,9 +88,10 @@ type Node struct {
 
 	followKick  chan struct{}
 	pulledBytes atomic.Int64
-	ops         opsState    // metrics, rate limit, readiness (ops.go)
-	disk        *diskGuard  // free space on the home's device (storage.go)
-	upkeep      storeUpkeep // store check and GC (storage.go)
+	transfer    transferStats // per-provider and throughput figures (transfer.go)
+	ops         opsState      // metrics, rate limit, readiness (ops.go)
+	disk        *diskGuard    // free space on the home's device (storage.go)
+	upkeep      storeUpkeep   // store check and GC (storage.go)
 
 	wg       sync.WaitGroup
 	closeCh  chan struct{} // closed when the node stops: background work ends

@@ -73,6 +73,19 @@ func (c odCatalog) EachPublished(fn func(opendata.Claim)) {
 	}
 }
 
+func (c odCatalog) ListedNames(offset, limit int) ([]string, int) {
+	return c.n.catalog.ListedNames(offset, limit)
+}
+
+func (c odCatalog) ListedOrgs() []opendata.OrgCount {
+	ls := c.n.catalog.ListedOrgs()
+	out := make([]opendata.OrgCount, len(ls))
+	for i, o := range ls {
+		out[i] = opendata.OrgCount{Org: o.Org, Datasets: o.Datasets, Issued: o.Issued}
+	}
+	return out
+}
+
 func (c odCatalog) ClaimOf(a *nii.Advert, verified bool) string {
 	return c.n.claimOf(registry.Entry{Advert: a, Verified: verified})
 }

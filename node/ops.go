@@ -19,6 +19,7 @@ import (
 //	GET /readyz         200 when the store is open and gossip has joined; 503 and the reason otherwise
 //	GET /metrics        Prometheus text exposition
 //	GET /openapi.json   the OpenAPI 3.1 description of the whole API
+//	GET /debug/pprof/   the Go profiler, admin only (transfer.go)
 //
 // Every request passes the front door: metrics, CORS for public reads, and
 // a per-address rate limit for requests without the admin token.
@@ -49,6 +50,7 @@ func (n *Node) opsRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /readyz", n.handleReadyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.ops.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /openapi.json", handleOpenAPI)
+	n.pprofRoutes(mux)
 }
 
 // frontDoor wraps the API with what every request passes through, outside

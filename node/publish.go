@@ -173,6 +173,7 @@ func (n *Node) publish(ctx context.Context, r io.Reader, ds nii.DatasetID, req P
 	if err != nil {
 		return nil, fmt.Errorf("publish %s: %w", ds, err)
 	}
+	n.transfer.published(size, time.Since(start))
 	n.log.Info("published", slog.String(nii.LogDataset, rec.Ref.String()), slog.Int64(nii.LogBytes, size),
 		slog.Int(nii.LogChunks, len(chunks)), slog.Duration(nii.LogTook, time.Since(start)))
 	// The version is committed; advertising it can fail without undoing

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/nii-uk/nii"
 	"github.com/nii-uk/nii/exchange"
@@ -64,6 +65,7 @@ func (n *Node) Pull(ctx context.Context, ref nii.Ref, opt PullOptions) (*exchang
 	req := n.fetchRequest(src)
 	req.Grant, req.Action, req.Credential, req.Progress = opt.Grant, opt.Action, n.Credential(), opt.Progress
 	n.ops.pullsStarted.Add(1)
+	start := time.Now()
 	res, err := exchange.Pull(ctx, n.host, n.store, req)
 	if err != nil {
 		n.ops.pullsFailed.Add(1)
@@ -79,6 +81,7 @@ func (n *Node) Pull(ctx context.Context, ref nii.Ref, opt PullOptions) (*exchang
 		slog.Int64("fetched_bytes", res.FetchedBytes), slog.Int("held_chunks", res.HeldChunks), slog.Bool("shared", res.Shared))
 	if !res.Shared {
 		n.pulledBytes.Add(res.FetchedBytes)
+		n.transfer.pulled(res, time.Since(start))
 	}
 	n.ops.pullsCompleted.Add(1)
 	if n.cfg.Replica.serve() {

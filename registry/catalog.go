@@ -98,6 +98,7 @@ type Catalog struct {
 	entries    map[nii.DatasetID]map[nii.NodeID]*Entry // newest advert per dataset per origin, tombstones included
 	index      *search.Index
 	orgNames   map[string]orgName // org → the name its newest live advert gives it
+	lists      listings           // what the list views count, kept as entries change (listing.go)
 
 	rejected sync.Map // reason -> *atomic.Int64
 	applied  atomic.Int64
@@ -144,6 +145,7 @@ func (c *Catalog) Reverify() int {
 			cp := *e
 			cp.Verified = v
 			byOrigin[e.Advert.Origin] = &cp
+			c.relist(e.Advert.Dataset)
 			if !e.Advert.Withdrawn && !e.Advert.Replica {
 				c.index.Put(search.Doc{Key: docKey(e.Advert.Origin, e.Advert.Dataset), Advert: e.Advert, Verified: v})
 			}
@@ -176,6 +178,7 @@ func OpenCatalog(db *badger.DB, self nii.NodeID, key ed25519.PrivateKey, verify 
 		entries:    make(map[nii.DatasetID]map[nii.NodeID]*Entry),
 		index:      search.NewIndex(),
 		orgNames:   make(map[string]orgName),
+		lists:      newListings(),
 		expired:    make(map[nii.NodeID]uint64),
 	}
 	err := db.View(func(txn *badger.Txn) error {
@@ -224,16 +227,11 @@ func OpenCatalog(db *badger.DB, self nii.NodeID, key ed25519.PrivateKey, verify 
 // install puts a verified advert into the in-memory views. c.mu held (or
 // not yet shared).
 func (c *Catalog) install(a *nii.Advert) {
-	byOrigin := c.entries[a.Dataset]
-	if byOrigin == nil {
-		byOrigin = make(map[nii.NodeID]*Entry)
-		c.entries[a.Dataset] = byOrigin
-	}
 	e := &Entry{Advert: a, Verified: c.verified(a), Received: time.Now().UTC()}
-	if byOrigin[a.Origin] == nil {
+	if c.entries[a.Dataset][a.Origin] == nil {
 		c.perOrigin[a.Origin]++
 	}
-	byOrigin[a.Origin] = e
+	c.setEntry(a.Dataset, a.Origin, e)
 	if a.Seq >= c.maxSeq[a.Origin] {
 		c.creds[a.Origin] = a.Credential
 	}
@@ -563,6 +561,11 @@ func (c *Catalog) Page(origin nii.NodeID, after uint64, limit int) ([]*nii.Signe
 func (c *Catalog) Lookup(d nii.DatasetID) []Entry {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
+	return c.lookupLocked(d)
+}
+
+// lookupLocked is Lookup with c.mu held.
+func (c *Catalog) lookupLocked(d nii.DatasetID) []Entry {
 	var out []Entry
 	for _, e := range c.entries[d] {
 		out = append(out, *e)
@@ -667,18 +670,12 @@ func (c *Catalog) Credential(origin nii.NodeID) string {
 }
 
 // CountByOrigin returns how many live datasets each origin advertises.
+// It is kept as records change (listing.go): asking costs the number of
+// origins.
 func (c *Catalog) CountByOrigin() map[nii.NodeID]int {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	out := map[nii.NodeID]int{}
-	for _, byOrigin := range c.entries {
-		for origin, e := range byOrigin {
-			if !e.Advert.Withdrawn {
-				out[origin]++
-			}
-		}
-	}
-	return out
+	return maps.Clone(c.lists.live)
 }
 
 // SelfSeq returns the seq of this node's newest record.

@@ -103,13 +103,11 @@ func (c *Catalog) Expire(origin nii.NodeID) (int, error) {
 		return 0, fmt.Errorf("expire origin %s: %w", origin.Short(), err)
 	}
 	for _, d := range drop {
-		delete(c.entries[d], origin)
-		if len(c.entries[d]) == 0 {
-			delete(c.entries, d)
-		}
+		c.setEntry(d, origin, nil)
 		c.index.Delete(docKey(origin, d))
 	}
 	delete(c.creds, origin)
+	delete(c.perOrigin, origin)
 	c.expired[origin] = upTo
 	return len(drop), nil
 }

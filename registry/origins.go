@@ -157,14 +157,15 @@ func (c *Catalog) evictOne() bool {
 // evict forgets every record of origin, in memory and in the store. c.mu
 // held.
 func (c *Catalog) evict(origin nii.NodeID) {
+	var drop []nii.DatasetID
 	for d, byOrigin := range c.entries {
 		if _, ok := byOrigin[origin]; ok {
-			delete(byOrigin, origin)
-			c.index.Delete(docKey(origin, d))
-			if len(byOrigin) == 0 {
-				delete(c.entries, d)
-			}
+			drop = append(drop, d)
 		}
+	}
+	for _, d := range drop {
+		c.setEntry(d, origin, nil)
+		c.index.Delete(docKey(origin, d))
 	}
 	delete(c.maxSeq, origin)
 	delete(c.watermarks, origin)

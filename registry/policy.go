@@ -34,8 +34,11 @@ var ErrUnverified = nii.Errorf(nii.ErrRefused, "unverified publisher")
 // unverified and the only claim is the publisher.
 func (c *Catalog) SetRequireVerified(on bool) {
 	c.mu.Lock()
-	c.requireVerified = on
-	c.mu.Unlock()
+	defer c.mu.Unlock()
+	if c.requireVerified != on {
+		c.requireVerified = on
+		c.relistAll()
+	}
 }
 
 // RequireVerified reports the mode SetRequireVerified set.
@@ -99,6 +102,12 @@ func ClaimID(origin nii.NodeID) string {
 // (claims before replicas, verified first, newest first). It also returns
 // the claims it did not choose.
 func (c *Catalog) choosePublisher(d nii.DatasetID, entries []Entry, opts []SourceOption) (Entry, []Entry, error) {
+	return c.choosePublisherMode(d, entries, opts, c.RequireVerified())
+}
+
+// choosePublisherMode is choosePublisher with the policy's mode given (for
+// callers that hold c.mu).
+func (c *Catalog) choosePublisherMode(d nii.DatasetID, entries []Entry, opts []SourceOption, requireVerified bool) (Entry, []Entry, error) {
 	var o sourceOptions
 	for _, f := range opts {
 		f(&o)
@@ -114,7 +123,7 @@ func (c *Catalog) choosePublisher(d nii.DatasetID, entries []Entry, opts []Sourc
 		return Entry{}, nil, fmt.Errorf("dataset %s: %w", d, ErrUnlisted)
 	case claims[0].Verified:
 		return claims[0], claims[1:], nil
-	case len(claims) == 1 && c.RequireVerified() && !o.allowUnverified:
+	case len(claims) == 1 && requireVerified && !o.allowUnverified:
 		return Entry{}, nil, fmt.Errorf("dataset %s: %w: node %s claims to publish it for org %s, but no membership credential this node's trust anchors accept proves that claim; it may be an impostor. To take its data anyway pass --allow-unverified (the API's allow_unverified)",
 			d, ErrUnverified, claims[0].Advert.Origin, d.Org)
 	case len(claims) == 1:

@@ -130,7 +130,7 @@ func printPeers(out io.Writer, ps []api.PeerInfo) error {
 		return nil
 	}
 	w := tabw(out)
-	fmt.Fprintln(w, "NODE\tORG\tSTATE\tLAST SEEN\tDATASETS\tGOSSIP")
+	fmt.Fprintln(w, "NODE\tORG\tSTATE\tLAST SEEN\tDATASETS\tGOSSIP\tP2P")
 	for _, p := range ps {
 		org := p.Org
 		if p.Registry {
@@ -139,7 +139,11 @@ func printPeers(out io.Writer, ps []api.PeerInfo) error {
 		if !p.Verified {
 			org += " (unverified)"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\n", p.ID, org, p.State, ago(p.LastSeen, p.Online()), p.Datasets, p.Gossip)
+		conn := "-"
+		if len(p.Transports) > 0 {
+			conn = strings.Join(p.Transports, "+")
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", p.ID, org, p.State, ago(p.LastSeen, p.Online()), p.Datasets, p.Gossip, conn)
 	}
 	return w.Flush()
 }

@@ -253,6 +253,9 @@ type PeerInfo struct {
 	// membership credential its catalog records carry.
 	Verified bool `json:"verified"`
 	Datasets int  `json:"datasets"` // how many it advertises
+	// Transports names the libp2p transports of this node's open
+	// connections to the peer ("tcp", "quic"); empty when none is open.
+	Transports []string `json:"transports,omitempty"`
 }
 
 // Online reports whether the peer is reachable by gossip now.

@@ -54,6 +54,15 @@ type Catalog interface {
 	// EachPublished calls fn with every live claim (as Claims gives
 	// them), in no particular order.
 	EachPublished(fn func(Claim))
+	// ListedNames returns the CKAN names (CKANName) of the datasets public
+	// views list under their own names and that are not restricted,
+	// sorted, without repeats, from offset, at most limit (< 0: all), and
+	// how many there are. The catalog keeps them as records arrive, so a
+	// page costs its own size, not the catalog's.
+	ListedNames(offset, limit int) ([]string, int)
+	// ListedOrgs returns, for each org with such a dataset, how many it
+	// has and the earliest issue date among them; kept like ListedNames.
+	ListedOrgs() []OrgCount
 	// ClaimOf returns "" if public views list a (a search hit) under its
 	// dataset's own name, else the ID that names its claim apart.
 	ClaimOf(a *nii.Advert, verified bool) string
@@ -463,18 +472,18 @@ func (h *Handler) ckanPackageList(p Params) (any, *Error) {
 	if err != nil {
 		return nil, err
 	}
-	names := []string{}
-	h.cat.EachPublished(func(c Claim) {
-		// Only what public views list under the dataset's name, and not
-		// restricted datasets: CKAN's package_list leaves private ones out.
-		if c.ID == "" && c.Advert.Meta.Access != nii.AccessRestricted {
-			names = append(names, CKANName(c.Advert.Dataset))
-		}
-	})
-	slices.Sort(names)
-	names = slices.Compact(names) // two origins may claim one dataset
-	names = names[min(offset, len(names)):]
-	return names[:min(limit, len(names))], nil
+	// Only what public views list under the dataset's name, and not
+	// restricted datasets: CKAN's package_list leaves private ones out.
+	names, _ := h.cat.ListedNames(offset, limit)
+	return names, nil
+}
+
+// OrgCount is one org's public listed datasets: how many, and the
+// earliest issue date among them (zero if none gives one).
+type OrgCount struct {
+	Org      string
+	Datasets int
+	Issued   time.Time
 }
 
 // orgs gathers every org the node knows: publishers in the catalog (with
@@ -494,35 +503,13 @@ func (h *Handler) orgs() map[string]*Organization {
 		}
 		return o
 	}
-	// One walk of the catalog for the counts and the earliest issue date
-	// (no catalog calls inside it: it holds the catalog's lock), then
-	// each org's name from the catalog.
-	type seen struct {
-		count  int
-		issued time.Time
-	}
-	published := map[string]*seen{}
-	h.cat.EachPublished(func(c Claim) {
-		if c.ID != "" || c.Advert.Meta.Access == nii.AccessRestricted {
-			// An org is what its listed datasets' publisher proves it is;
-			// its count is of public datasets, as CKAN's for an anonymous
-			// caller.
-			return
-		}
-		a := c.Advert
-		s := published[a.Dataset.Org]
-		if s == nil {
-			s = &seen{issued: a.Meta.Issued}
-			published[a.Dataset.Org] = s
-		}
-		s.count++
-		if !a.Meta.Issued.IsZero() && (s.issued.IsZero() || a.Meta.Issued.Before(s.issued)) {
-			s.issued = a.Meta.Issued
-		}
-	})
-	for org, s := range published {
-		o := add(org, h.orgTitle(org), s.issued)
-		*o.PackageCount = s.count
+	// The catalog keeps the counts and the earliest issue dates as records
+	// arrive (ListedOrgs): an org is what its listed datasets' publisher
+	// proves it is; its count is of public datasets, as CKAN's for an
+	// anonymous caller. Each org's name comes from the catalog.
+	for _, oc := range h.cat.ListedOrgs() {
+		o := add(oc.Org, h.orgTitle(oc.Org), oc.Issued)
+		*o.PackageCount = oc.Datasets
 	}
 	// Orgs with no listed dataset (a registry's own org, a member that
 	// has published nothing, an org only an unverified claim names) are

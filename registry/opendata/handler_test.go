@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 
@@ -52,6 +53,48 @@ func (c *fakeCatalog) EachPublished(fn func(Claim)) {
 	for _, cl := range c.claims {
 		fn(cl)
 	}
+}
+
+// ListedNames and ListedOrgs recount, as the catalog's aggregates would
+// hold them.
+func (c *fakeCatalog) ListedNames(offset, limit int) ([]string, int) {
+	names := []string{}
+	c.EachPublished(func(cl Claim) {
+		if cl.ID == "" && cl.Advert.Meta.Access != nii.AccessRestricted {
+			names = append(names, CKANName(cl.Advert.Dataset))
+		}
+	})
+	slices.Sort(names)
+	names = slices.Compact(names)
+	total := len(names)
+	names = names[min(offset, len(names)):]
+	if limit >= 0 {
+		names = names[:min(limit, len(names))]
+	}
+	return names, total
+}
+func (c *fakeCatalog) ListedOrgs() []OrgCount {
+	by := map[string]*OrgCount{}
+	c.EachPublished(func(cl Claim) {
+		a := cl.Advert
+		if cl.ID != "" || a.Meta.Access == nii.AccessRestricted {
+			return
+		}
+		o := by[a.Dataset.Org]
+		if o == nil {
+			o = &OrgCount{Org: a.Dataset.Org}
+			by[a.Dataset.Org] = o
+		}
+		o.Datasets++
+		if t := a.Meta.Issued; !t.IsZero() && (o.Issued.IsZero() || t.Before(o.Issued)) {
+			o.Issued = t
+		}
+	})
+	var out []OrgCount
+	for _, o := range by {
+		out = append(out, *o)
+	}
+	return out
 }
 func (c *fakeCatalog) Claims(d nii.DatasetID) []Claim {
 	var out []Claim

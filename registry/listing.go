@@ -1,0 +1,240 @@
+package registry
+
+import (
+	"sort"
+	"time"
+
+	"github.com/google/btree"
+
+	"github.com/nii-uk/nii"
+)
+
+// Listing aggregates: what the public list views (CKAN's package_list,
+// organization_list and organization_show, 'nii peers') need, kept up to
+// date as records are applied, replaced, withdrawn, re-verified, expired
+// or evicted, so that a list costs the size of its answer (or the number
+// of orgs) rather than a walk of the whole catalog.
+//
+// A dataset is listed when the catalog policy's publisher of it (Publisher
+// with no options) is a live advert (not a tombstone): public views show
+// that claim under the dataset's own name. The public aggregates count
+// listed datasets that are not restricted, as CKAN does for an anonymous
+// caller. Every change to a dataset's entries calls relist for that
+// dataset, which recomputes its listing from its own claims (a handful)
+// and moves the aggregates by the difference. TestListingMatchesRecount
+// checks them against a full recount.
+//
+// Google's btree (github.com/google/btree, already in the build through
+// badger; maintained, generic since v1.1) keeps the names in order for
+// paging.
+
+// listedDataset is how a listed dataset counts.
+type listedDataset struct {
+	public bool      // not restricted: counted in the public aggregates
+	issued time.Time // its first issue, for its org's "created"
+}
+
+// orgListing is one org's public listed datasets.
+type orgListing struct {
+	issued   map[nii.DatasetID]time.Time // each public listed dataset's issue date
+	earliest time.Time                   // the earliest non-zero of them
+}
+
+// listings are the aggregates. The zero value is not ready: see
+// newListings.
+type listings struct {
+	listed   map[nii.DatasetID]listedDataset
+	names    *btree.BTreeG[string] // ListName of each public listed dataset
+	nameRefs map[string]int        // datasets per name (two IDs can share a CKAN name)
+	orgs     map[string]*orgListing
+	live     map[nii.NodeID]int // live (not withdrawn) records per origin, replicas included
+}
+
+func newListings() listings {
+	return listings{
+		listed:   map[nii.DatasetID]listedDataset{},
+		names:    btree.NewG(32, func(a, b string) bool { return a < b }),
+		nameRefs: map[string]int{},
+		orgs:     map[string]*orgListing{},
+		live:     map[nii.NodeID]int{},
+	}
+}
+
+// ListName is the name package_list gives a dataset, and the order it
+// lists them in: CKAN's "org-name".
+func ListName(d nii.DatasetID) string { return d.Org + "-" + d.Name }
+
+// OrgListing is one org as the public lists count it.
+type OrgListing struct {
+	Org      string
+	Datasets int       // public listed datasets
+	Issued   time.Time // the earliest issue date among them (zero if none gives one)
+}
+
+// setEntry replaces origin's entry for d (nil: removes it) and keeps the
+// aggregates. It does not touch the search index. c.mu held.
+func (c *Catalog) setEntry(d nii.DatasetID, origin nii.NodeID, e *Entry) {
+	byOrigin := c.entries[d]
+	if old := byOrigin[origin]; old != nil && !old.Advert.Withdrawn {
+		c.lists.live[origin]--
+		if c.lists.live[origin] <= 0 {
+			delete(c.lists.live, origin)
+		}
+	}
+	if e == nil {
+		delete(byOrigin, origin)
+		if len(byOrigin) == 0 {
+			delete(c.entries, d)
+		}
+	} else {
+		if byOrigin == nil {
+			byOrigin = make(map[nii.NodeID]*Entry)
+			c.entries[d] = byOrigin
+		}
+		byOrigin[origin] = e
+		if !e.Advert.Withdrawn {
+			c.lists.live[origin]++
+		}
+	}
+	c.relist(d)
+}
+
+// relist recomputes d's listing from its entries and moves the aggregates
+// by the difference. c.mu held.
+func (c *Catalog) relist(d nii.DatasetID) {
+	old, wasListed := c.lists.listed[d]
+	now, isListed := c.listingOf(d)
+	if wasListed == isListed && old == now {
+		return
+	}
+	if wasListed {
+		delete(c.lists.listed, d)
+		if old.public {
+			c.unlistPublic(d)
+		}
+	}
+	if isListed {
+		c.lists.listed[d] = now
+		if now.public {
+			c.listPublic(d, now.issued)
+		}
+	}
+}
+
+// listingOf says whether d is listed now, and how. c.mu held.
+func (c *Catalog) listingOf(d nii.DatasetID) (listedDataset, bool) {
+	pub, _, err := c.choosePublisherMode(d, c.lookupLocked(d), nil, c.requireVerified)
+	if err != nil || pub.Advert.Withdrawn {
+		return listedDataset{}, false
+	}
+	return listedDataset{public: pub.Advert.Meta.Access != nii.AccessRestricted, issued: pub.Advert.Meta.Issued}, true
+}
+
+func (c *Catalog) listPublic(d nii.DatasetID, issued time.Time) {
+	name := ListName(d)
+	if c.lists.nameRefs[name] == 0 {
+		c.lists.names.ReplaceOrInsert(name)
+	}
+	c.lists.nameRefs[name]++
+	o := c.lists.orgs[d.Org]
+	if o == nil {
+		o = &orgListing{issued: map[nii.DatasetID]time.Time{}}
+		c.lists.orgs[d.Org] = o
+	}
+	o.issued[d] = issued
+	if !issued.IsZero() && (o.earliest.IsZero() || issued.Before(o.earliest)) {
+		o.earliest = issued
+	}
+}
+
+func (c *Catalog) unlistPublic(d nii.DatasetID) {
+	name := ListName(d)
+	if c.lists.nameRefs[name]--; c.lists.nameRefs[name] <= 0 {
+		delete(c.lists.nameRefs, name)
+		c.lists.names.Delete(name)
+	}
+	o := c.lists.orgs[d.Org]
+	if o == nil {
+		return
+	}
+	issued := o.issued[d]
+	delete(o.issued, d)
+	if len(o.issued) == 0 {
+		delete(c.lists.orgs, d.Org)
+		return
+	}
+	if !issued.IsZero() && issued.Equal(o.earliest) {
+		// The earliest went: look again over this org's datasets only.
+		o.earliest = time.Time{}
+		for _, t := range o.issued {
+			if !t.IsZero() && (o.earliest.IsZero() || t.Before(o.earliest)) {
+				o.earliest = t
+			}
+		}
+	}
+}
+
+// relistAll recomputes every dataset's listing (after the policy's mode
+// changes). c.mu held.
+func (c *Catalog) relistAll() {
+	for d := range c.entries {
+		c.relist(d)
+	}
+	for d := range c.lists.listed {
+		if c.entries[d] == nil {
+			c.relist(d)
+		}
+	}
+}
+
+// ListedNames returns the ListNames of the public listed datasets, in
+// order, from offset, at most limit (limit < 0: all), and how many there
+// are. It costs the size of the page (and the offset's descent), not the
+// catalog's.
+func (c *Catalog) ListedNames(offset, limit int) ([]string, int) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	total := c.lists.names.Len()
+	out := []string{}
+	if limit == 0 || offset >= total {
+		return out, total
+	}
+	if limit < 0 || limit > total-offset {
+		limit = total - offset
+	}
+	out = make([]string, 0, limit)
+	// btree has no rank index: skip from the start. The skipped names
+	// are visited, not copied.
+	i := 0
+	c.lists.names.Ascend(func(name string) bool {
+		if i >= offset {
+			out = append(out, name)
+		}
+		i++
+		return len(out) < limit
+	})
+	return out, total
+}
+
+// ListedOrgs returns every org with a public listed dataset, by name.
+func (c *Catalog) ListedOrgs() []OrgListing {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make([]OrgListing, 0, len(c.lists.orgs))
+	for org, o := range c.lists.orgs {
+		out = append(out, OrgListing{Org: org, Datasets: len(o.issued), Issued: o.earliest})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Org < out[j].Org })
+	return out
+}
+
+// ListedOrg returns one org's public listing; false if it lists nothing.
+func (c *Catalog) ListedOrg(org string) (OrgListing, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	o := c.lists.orgs[org]
+	if o == nil {
+		return OrgListing{}, false
+	}
+	return OrgListing{Org: org, Datasets: len(o.issued), Issued: o.earliest}, true
+}

@@ -1,0 +1,200 @@
+package opendata_test
+
+import (
+	"crypto/ed25519"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/nii-uk/nii"
+	"github.com/nii-uk/nii/registry"
+	"github.com/nii-uk/nii/registry/opendata"
+	"github.com/nii-uk/nii/registry/registrytest"
+	"github.com/nii-uk/nii/registry/search"
+)
+
+// regCatalog is a registry.Catalog as opendata's Catalog, as the node
+// adapts it (node/opendata.go) less the store and the member table.
+type regCatalog struct{ c *registry.Catalog }
+
+func (r regCatalog) Search(q search.Query) search.Result { return r.c.Search(q) }
+func (r regCatalog) Published(d nii.DatasetID) (*nii.Advert, bool, error) {
+	e, err := r.c.Publisher(d)
+	if err != nil {
+		return nil, false, err
+	}
+	return e.Advert, e.Verified, nil
+}
+func (r regCatalog) claim(e registry.Entry) opendata.Claim {
+	id := ""
+	if !r.c.Listed(e) {
+		id = registry.ClaimID(e.Advert.Origin)
+	}
+	return opendata.Claim{Advert: e.Advert, Verified: e.Verified, ID: id}
+}
+func (r regCatalog) Claims(d nii.DatasetID) []opendata.Claim {
+	var out []opendata.Claim
+	for _, e := range r.c.Lookup(d) {
+		if !e.Advert.Withdrawn && !e.Advert.Replica {
+			out = append(out, r.claim(e))
+		}
+	}
+	return out
+}
+func (r regCatalog) EachPublished(fn func(opendata.Claim)) {
+	var live []registry.Entry
+	r.c.EachLive(func(e registry.Entry) { live = append(live, e) })
+	for _, e := range live {
+		fn(r.claim(e))
+	}
+}
+func (r regCatalog) ListedNames(offset, limit int) ([]string, int) { return r.c.ListedNames(offset, limit) }
+func (r regCatalog) ListedOrgs() []opendata.OrgCount {
+	var out []opendata.OrgCount
+	for _, o := range r.c.ListedOrgs() {
+		out = append(out, opendata.OrgCount{Org: o.Org, Datasets: o.Datasets, Issued: o.Issued})
+	}
+	return out
+}
+func (r regCatalog) ClaimOf(a *nii.Advert, verified bool) string {
+	return r.claim(registry.Entry{Advert: a, Verified: verified}).ID
+}
+func (r regCatalog) OrgName(org string) string { return r.c.OrgName(org) }
+func (r regCatalog) Online(nii.NodeID) bool    { return true }
+func (r regCatalog) Holds(nii.Ref) bool        { return false }
+func (r regCatalog) Stored(ref nii.Ref) (*nii.Advert, error) {
+	return nil, fmt.Errorf("version %s: %w", ref, nii.ErrNotFound)
+}
+
+// BenchmarkCatalogLists builds a real catalog (on-disk badger with the
+// small memtables of BenchmarkCatalog100k) of 10,000 and 100,000 signed
+// adverts from registrytest's corpus, one key per borough, and drives the
+// CKAN list calls and package_search with one facet through the handler
+// (routing, translation, JSON encoding; no network), reporting p50/p99
+// and the heap in use the catalog costs (runtime.ReadMemStats after GC,
+// before and after building it). NII_BENCH_HEAPPROFILE=FILE writes a heap
+// profile after the build, for 'go tool pprof -sample_index=inuse_space'.
+//
+//	go test ./registry/opendata -run XXX -bench CatalogLists -benchtime 300x -timeout 30m
+func BenchmarkCatalogLists(b *testing.B) {
+	for _, n := range []int{10_000, 100_000} {
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) { benchCatalogLists(b, n) })
+	}
+}
+
+func benchCatalogLists(b *testing.B, n int) {
+	corpus := registrytest.Corpus(n)
+	type ident struct {
+		id  nii.NodeID
+		key ed25519.PrivateKey
+	}
+	origins := map[string]ident{}
+	seqs := map[nii.NodeID]uint64{}
+	signed := make([]*nii.SignedAdvert, len(corpus))
+	for i, d := range corpus {
+		a := *d.Advert
+		id, ok := origins[a.Meta.Publisher]
+		if !ok {
+			pub, priv, _ := ed25519.GenerateKey(nil)
+			id = ident{nii.NodeIDFromPublicKey(pub), priv}
+			origins[a.Meta.Publisher] = id
+		}
+		seqs[id.id]++
+		a.Origin, a.Seq = id.id, seqs[id.id]
+		a.Manifest = nii.HashOf([]byte(a.Dataset.String()))
+		a.Meta.Issued, a.Signed = a.Meta.Modified, a.Meta.Modified
+		sa, err := nii.SignAdvert(&a, id.key)
+		if err != nil {
+			b.Fatal(err)
+		}
+		signed[i] = sa
+	}
+	corpus = nil
+	db, err := badger.Open(badger.DefaultOptions(b.TempDir()).WithLogger(nil).WithValueThreshold(1 << 10).
+		WithMemTableSize(16 << 20).WithNumMemtables(2).WithBlockCacheSize(16 << 20).WithIndexCacheSize(8 << 20))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	self, key, _ := ed25519.GenerateKey(nil)
+	cat, err := registry.OpenCatalog(db, nii.NodeIDFromPublicKey(self), key, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, sa := range signed {
+		if _, _, err := cat.Apply(sa); err != nil {
+			b.Fatal(err)
+		}
+	}
+	signed = nil
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if cat.Len() != n {
+		b.Fatalf("catalog holds %d, want %d", cat.Len(), n)
+	}
+	heapMiB := float64(int64(after.HeapInuse)-int64(before.HeapInuse)) / (1 << 20)
+	b.Logf("n=%d: heap in use grew %.1f MiB building the catalog (HeapInuse %.1f → %.1f MiB)", n, heapMiB,
+		float64(before.HeapInuse)/(1<<20), float64(after.HeapInuse)/(1<<20))
+	if f := os.Getenv("NII_BENCH_HEAPPROFILE"); f != "" {
+		out, err := os.Create(fmt.Sprintf("%s.%d", f, n))
+		if err != nil {
+			b.Fatal(err)
+		}
+		pprof.Lookup("heap").WriteTo(out, 0)
+		out.Close()
+	}
+
+	h := opendata.NewHandler(regCatalog{cat}, opendata.Config{Federation: "london", Org: "camden", Version: "bench"})
+	for _, c := range []struct{ name, path string }{
+		{"package_list", "/api/3/action/package_list"},
+		{"package_list,limit=1000", "/api/3/action/package_list?limit=1000&offset=5000"},
+		{"organization_list", "/api/3/action/organization_list?all_fields=true"},
+		{"organization_show", "/api/3/action/organization_show?id=lambeth"},
+		{"package_search,facet=tags", `/api/3/action/package_search?rows=20&q=spend&facet.field=["tags"]`},
+		{"package_search,facet=org", `/api/3/action/package_search?rows=20&q=spend&facet.field=["organization"]`},
+		{"package_search,all,facet=tags", `/api/3/action/package_search?rows=20&facet.field=["tags"]`},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			lat := make([]time.Duration, 0, b.N)
+			for b.Loop() {
+				req := httptest.NewRequest("GET", "http://127.0.0.1"+c.path, nil)
+				w := &discard{header: http.Header{}}
+				t := time.Now()
+				h.ServeHTTP(w, req)
+				lat = append(lat, time.Since(t))
+				if w.code != 0 && w.code != 200 {
+					b.Fatalf("%s: %d", c.path, w.code)
+				}
+			}
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+			b.ReportMetric(heapMiB, "catalog-heap-MiB")
+		})
+	}
+}
+
+type discard struct {
+	header http.Header
+	code   int
+}
+
+func (w *discard) Header() http.Header { return w.header }
+func (w *discard) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+}
+func (w *discard) Write(p []byte) (int, error) { return io.Discard.Write(p) }
