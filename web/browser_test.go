@@ -15,6 +15,8 @@ import (
 	"github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+
+	"github.com/nii-uk/nii/query"
 )
 
 // The browser tests drive Debian's chromium through chromedp: one browser
@@ -70,6 +72,8 @@ func axeSource(t *testing.T) string {
 }
 
 func TestMain(m *testing.M) {
+	// The SQL page's queries start this binary as their SQL worker.
+	query.RunWorkerIfAsked()
 	code := m.Run()
 	if browser.cancel != nil {
 		browser.cancel()

@@ -282,3 +282,11 @@ func clickBox(sel string) chromedp.Action[chromedp.Void] {
 		return err
 	})
 }
+
+// setValue sets a form control's value.
+func setValue(sel, v string) chromedp.Action[chromedp.Void] {
+	return chromedp.SetValue(chromedp.CSS(sel), v)
+}
+
+// setSelect chooses an option of a select by its value.
+func setSelect(sel, v string) chromedp.Action[chromedp.Void] { return setValue(sel, v) }

@@ -302,6 +302,10 @@ var funcs = template.FuncMap{
 	"navItem": func(nav, key, url, label string) navItem {
 		return navItem{Active: nav == key, URL: url, Label: label}
 	},
+	"stdID": func(ref string) string {
+		id, _, _ := strings.Cut(ref, "@")
+		return id
+	},
 	"dsPath": func(id string) string {
 		return "/datasets/" + id
 	},
