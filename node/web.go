@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/subtle"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/nii-uk/nii"
+	"github.com/nii-uk/nii/auth"
 	"github.com/nii-uk/nii/exchange"
 	"github.com/nii-uk/nii/node/api"
 	"github.com/nii-uk/nii/registry/search"
@@ -251,4 +253,68 @@ func (b webBackend) Query(ctx context.Context, text string) (*api.QueryResult, e
 		return nil, err
 	}
 	return &out, nil
+}
+
+// The officer's pages: each method is what the admin-token API call does.
+
+func (b webBackend) CheckAdminToken(tok string) bool {
+	return tok != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(b.n.apiToken)) == 1
+}
+
+func (b webBackend) Datasets() ([]api.DatasetInfo, error) { return b.n.Datasets() }
+
+func (b webBackend) Publish(ctx context.Context, r io.Reader, name, filename string, meta nii.Metadata) (*api.VersionInfo, error) {
+	rec, err := b.n.Publish(ctx, r, PublishRequest{Name: name, Filename: filename, Meta: meta})
+	if err != nil {
+		return nil, err
+	}
+	v := versionInfo(rec)
+	return &v, nil
+}
+
+func (b webBackend) SuggestMapping(ctx context.Context, req api.SuggestRequest) (*api.Suggestion, error) {
+	return b.n.SuggestMapping(ctx, req)
+}
+
+func (b webBackend) CheckMapping(ctx context.Context, req api.CheckRequest) (*api.CheckReport, error) {
+	return b.n.CheckMapping(ctx, req)
+}
+
+func (b webBackend) PublishMapping(ctx context.Context, req api.MappingPublishRequest) (*api.MappingPublished, error) {
+	return b.n.PublishMapping(ctx, req)
+}
+
+func (b webBackend) InspectGrant(token string) api.TokenReport {
+	return tokenReport(b.n.InspectGrant(token, nil))
+}
+
+// RevokeWithKey signs the revocation as 'nii grant revoke --key' does
+// (kept by nodes for auth.MaxTTL), then revokes.
+func (b webBackend) RevokeWithKey(keyFile []byte, jti string) (string, error) {
+	if strings.TrimSpace(jti) == "" {
+		return "", nii.Errorf(nii.ErrInvalid, "give the ID (jti) of the grant or credential to revoke")
+	}
+	k, err := auth.ParsePrivateKey(keyFile)
+	if err != nil {
+		return "", fmt.Errorf("%w issuer key: %v", nii.ErrInvalid, err)
+	}
+	tok, _, err := auth.IssueRevocation(k, b.n.cfg.Federation, strings.TrimSpace(jti), auth.MaxTTL)
+	clear(k)
+	if err != nil {
+		return "", fmt.Errorf("%w revocation: %v", nii.ErrInvalid, err)
+	}
+	revoked, _, err := b.n.Revoke(tok)
+	return revoked, err
+}
+
+func (b webBackend) Audit(q web.AuditQuery) (*api.AuditPage, error) {
+	recs, next, err := b.n.Audit(auth.AuditQuery{After: q.After, Limit: q.Limit, Newest: q.Newest, Dataset: q.Dataset, Result: q.Result, Node: nii.NodeID(q.Node)})
+	if err != nil {
+		return nil, err
+	}
+	page := &api.AuditPage{Records: make([]api.AuditRecord, len(recs)), Next: next}
+	for i, rec := range recs {
+		page.Records[i] = auditRecord(rec)
+	}
+	return page, nil
 }

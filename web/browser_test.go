@@ -216,7 +216,7 @@ func (tb *tab) screenshot(name string) {
 func (tb *tab) open(url string) {
 	tb.t.Helper()
 	tb.run(chromedp.Navigate(url))
-	for eval[string](tb, "document.readyState") != "complete" {
+	for v, err := chromedp.Run(tb.ctx, chromedp.Evaluate[string]("document.readyState")); err != nil || v != "complete"; v, err = chromedp.Run(tb.ctx, chromedp.Evaluate[string]("document.readyState")) {
 		select {
 		case <-tb.ctx.Done():
 			tb.t.Fatalf("%s did not load", url)
@@ -225,12 +225,21 @@ func (tb *tab) open(url string) {
 	}
 }
 
-// click clicks sel, which leads to another URL, and waits for that page.
+// click clicks sel, which loads another page (perhaps at the same URL,
+// after a form post), and waits for that page: the old document is
+// marked first, so its going is seen.
 func (tb *tab) click(sel string) {
 	tb.t.Helper()
 	before := tb.location()
+	eval[bool](tb, "window.__niiOld = true")
 	tb.run(chromedp.Click(chromedp.CSS(sel), chromedp.NodeVisible))
-	for tb.location() == before || eval[string](tb, "document.readyState") != "complete" {
+	// Mid-navigation an evaluation may fail (its context is gone): not
+	// loaded yet.
+	loaded := func() bool {
+		v, err := chromedp.Run(tb.ctx, chromedp.Evaluate[bool](`window.__niiOld !== true && document.readyState === "complete"`))
+		return err == nil && v
+	}
+	for !loaded() {
 		select {
 		case <-tb.ctx.Done():
 			tb.t.Fatalf("clicking %s did not leave %s", sel, before)

@@ -3,6 +3,7 @@ package web_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"mime"
@@ -290,3 +291,5 @@ func setValue(sel, v string) chromedp.Action[chromedp.Void] {
 
 // setSelect chooses an option of a select by its value.
 func setSelect(sel, v string) chromedp.Action[chromedp.Void] { return setValue(sel, v) }
+
+func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }

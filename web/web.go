@@ -60,6 +60,7 @@ type Backend interface {
 	// Query runs read-only SQL in the node's sandbox, as the public API
 	// does (POST /api/v1/query without the admin token).
 	Query(ctx context.Context, sql string) (*api.QueryResult, error)
+	Officer
 }
 
 // MergedRows is a merged view as a table: Columns name each row's
@@ -96,6 +97,8 @@ type Handler struct {
 	cfg  Config
 	tmpl map[string]*template.Template
 	mux  *http.ServeMux
+
+	sessions sessions
 }
 
 // CSP is the Content-Security-Policy of every page and asset: nothing
@@ -139,6 +142,7 @@ func New(b Backend, cfg Config) (*Handler, error) {
 	h.mux.HandleFunc("GET /api/v1/catalog/{org}/{name}", h.dataset)
 	h.mux.HandleFunc("GET /dataset/{ckan}", h.ckanDataset)
 	h.harmonyRoutes()
+	h.officerRoutes()
 	return h, nil
 }
 
@@ -237,6 +241,18 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, nam
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
+	w.Write(buf.Bytes())
+}
+
+// renderPart renders one template of a page's set, without the layout:
+// a fragment htmx swaps in.
+func (h *Handler) renderPart(w http.ResponseWriter, r *http.Request, set, name string, data any) {
+	var buf bytes.Buffer
+	if err := h.tmpl[set].ExecuteTemplate(&buf, name, page{Node: h.cfg, Data: data, Request: r}); err != nil {
+		h.problem(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Write(buf.Bytes())
 }
 
