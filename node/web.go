@@ -12,7 +12,9 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/nii-uk/nii"
 	"github.com/nii-uk/nii/auth"
@@ -111,6 +113,9 @@ func (b webBackend) Follows() ([]api.Follow, error) {
 	return out, nil
 }
 
+// previewTimeout bounds a preview fetched from another node.
+const previewTimeout = 5 * time.Second
+
 // errEnough stops a stream once a preview has its bytes.
 var errEnough = errors.New("preview has enough bytes")
 
@@ -158,9 +163,14 @@ func (b webBackend) Head(ctx context.Context, ref nii.Ref, max int64) ([]byte, e
 		return nil, nii.Errorf(nii.ErrRefused, "%s is withdrawn or restricted", ref)
 	}
 	req := n.fetchRequest(src)
+	// A page does not wait on providers gossip has given up on: only
+	// those online now are asked, within previewTimeout.
+	req.Providers = slices.DeleteFunc(req.Providers, func(id nii.NodeID) bool { on, _ := n.presence(id); return !on })
 	if len(req.Providers) == 0 {
-		return nil, fmt.Errorf("%s: %w: the catalog lists no provider online", req.Ref, exchange.ErrNoProvider)
+		return nil, fmt.Errorf("%s: %w: no provider is online now", req.Ref, exchange.ErrNoProvider)
 	}
+	ctx, cancel := context.WithTimeout(ctx, previewTimeout)
+	defer cancel()
 	x, err := exchange.NewFetch(ctx, n.host, req)
 	if err != nil {
 		return nil, err
