@@ -84,7 +84,7 @@ func (n *Node) apiHandler() http.Handler {
 	mux.HandleFunc("POST /api/v1/datasets/{org}/{name}/versions", n.admin(n.handlePublish))
 	mux.HandleFunc("POST /api/v1/datasets/{org}/{name}/withdraw", n.admin(n.handleWithdraw))
 	mux.HandleFunc("GET /api/v1/catalog", n.handleCatalog)
-	mux.HandleFunc("GET /api/v1/catalog/{org}/{name}", n.handleCatalogDataset)
+	mux.Handle("GET /api/v1/catalog/{org}/{name}", n.negotiated(http.HandlerFunc(n.handleCatalogDataset)))
 	mux.HandleFunc("GET /api/v1/peers", n.handlePeers)
 	mux.HandleFunc("POST /api/v1/pull", n.admin(n.handlePull))
 	mux.HandleFunc("GET /api/v1/follows", n.handleFollows)
@@ -307,6 +307,7 @@ func (n *Node) handleContent(w http.ResponseWriter, r *http.Request) {
 	h.Set(api.HeaderRef, rec.Ref.String())
 	h.Set(api.HeaderSize, strconv.FormatInt(rec.Size, 10))
 	h.Set(api.HeaderManifest, rec.Manifest.String())
+	setDisposition(h, rec.Ref, rec.Meta)
 	w.WriteHeader(http.StatusOK)
 	if _, err := n.store.WriteTo(r.Context(), rec, n.streaming(w)); err != nil {
 		n.log.Error("export failed", slog.String(nii.LogDataset, rec.Ref.String()), slog.String(nii.LogErr, err.Error()))

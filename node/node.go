@@ -72,6 +72,7 @@ type Node struct {
 	apiLn     net.Listener
 	apiSrv    *http.Server
 	apiToken  string
+	pages     http.Handler       // the pages for people (web.go), built once
 	limits    serverLimits       // the API server's, from [http] (httpserver.go)
 	conns     *connLimiter       // the API's listener, at most max_conns open
 	apiCancel context.CancelFunc // cancels every API request's context

@@ -25,7 +25,7 @@ func (n *Node) openDataRoutes(mux *http.ServeMux) {
 	})
 	mux.Handle("/api/3/action/{action}", od)
 	mux.Handle("GET /api/3", od)
-	mux.Handle("GET /catalog", od)
+	mux.Handle("GET /catalog", n.negotiated(od))
 	mux.Handle("GET /catalog.jsonld", od)
 	mux.Handle("GET /catalog.ttl", od)
 	mux.Handle("GET /api/v1/datasets/{org}/{name}/dcat", od)

@@ -57,7 +57,7 @@ func (n *Node) opsRoutes(mux *http.ServeMux) {
 // in: metrics, CORS, the rate limit.
 func (n *Node) frontDoor(h http.Handler) http.Handler {
 	mux, _ := h.(*http.ServeMux)
-	return n.instrument(mux, cors(n.rateLimit(h)))
+	return n.instrument(mux, cors(n.rateLimit(n.withPages(h))))
 }
 
 func handleHealthz(w http.ResponseWriter, r *http.Request) {

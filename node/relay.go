@@ -100,6 +100,7 @@ func (n *Node) handleDownload(w http.ResponseWriter, r *http.Request) {
 	h.Set("Nii-Ref", m.Ref().String())
 	h.Set("Nii-Size", strconv.FormatInt(m.Size, 10))
 	h.Set("Nii-Manifest", x.Hash.String())
+	setDisposition(h, m.Ref(), m.Meta)
 	w.WriteHeader(http.StatusOK)
 
 	sink := &clientSink{w: n.streaming(w)}

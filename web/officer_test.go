@@ -1,0 +1,289 @@
+package web_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/nii-uk/nii"
+	"github.com/nii-uk/nii/auth"
+	"github.com/nii-uk/nii/harmony"
+	"github.com/nii-uk/nii/internal/spenddata"
+	"github.com/nii-uk/nii/node"
+	"github.com/nii-uk/nii/node/nodetest"
+)
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// noRedirect is a client that shows redirects instead of following them.
+var noRedirect = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
+// officerSession logs in over HTTP, as a browser would, and returns the
+// session cookie and a form's CSRF token.
+func officerSession(t *testing.T, base, token string) (*http.Cookie, string) {
+	t.Helper()
+	resp, err := noRedirect.Get(base + "/officer/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := csrfField.FindSubmatch(body)
+	var login *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == "nii_login" {
+			login = c
+		}
+	}
+	if m == nil || login == nil {
+		t.Fatalf("login form without a CSRF token or its cookie: %s", body)
+	}
+	form := url.Values{"csrf": {string(m[1])}, "token": {token}, "next": {"/officer"}}
+	req, _ := http.NewRequest("POST", base+"/officer/login", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.AddCookie(login)
+	resp, err = noRedirect.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var sess *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == "nii_session" {
+			sess = c
+		}
+	}
+	if resp.StatusCode != http.StatusSeeOther || sess == nil {
+		t.Fatalf("login: %d, cookies %v", resp.StatusCode, resp.Cookies())
+	}
+	if !sess.HttpOnly || sess.SameSite != http.SameSiteStrictMode || sess.Path != "/" || strings.Contains(sess.Value, token) {
+		t.Errorf("session cookie %+v: want HttpOnly, SameSite=Strict, Path=/, not the token", sess)
+	}
+	req, _ = http.NewRequest("GET", base+"/officer/publish", nil)
+	req.AddCookie(sess)
+	resp, err = noRedirect.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m = csrfField.FindSubmatch(body)
+	if resp.StatusCode != 200 || m == nil {
+		t.Fatalf("publish form with a session: %d", resp.StatusCode)
+	}
+	return sess, string(m[1])
+}
+
+// TestOfficerPages logs in as the officer, publishes through the upload
+// form, edits a mapping and sees the rejects change, publishes it, and
+// inspects and revokes a grant, in chromium; and checks the session
+// cookie, the login redirect and the CSRF refusals over HTTP.
+func TestOfficerPages(t *testing.T) {
+	tb := newTab(t)
+	orgs := []string{"lga", "lambeth"}
+	nodes := nodetest.Federation(t, 2, nodetest.Options{Configure: func(i int, cfg *node.Config) { cfg.Org = orgs[i] }})
+	lga, lambeth := nodes[0], nodes[1]
+	std, err := harmony.SampleStandard(harmony.LGASpend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lga.Publish(context.Background(), bytes.NewReader(std), node.PublishRequest{Name: "spend-over-500", Filename: "lga-spend.schema.json",
+		Meta: nii.Metadata{Title: "Spend over £500", Kind: nii.KindStandard}}); err != nil {
+		t.Fatal(err)
+	}
+	nodetest.WaitFor(t, 30*time.Second, "lambeth sees the standard", func() bool {
+		s, err := lambeth.Standards()
+		return err == nil && len(s) == 1
+	})
+	base := lambeth.APIAddr()
+
+	// Without a session: a redirect to the login page, and a refusal of
+	// a form post.
+	resp, err := noRedirect.Get(base + "/officer/grants")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || loc != "/officer/login?next=%2Fofficer%2Fgrants" {
+		t.Errorf("/officer/grants without a session: %d to %q", resp.StatusCode, loc)
+	}
+	resp, err = noRedirect.PostForm(base+"/officer/mapping", url.Values{"action": {"publish"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a form post without a session: %d", resp.StatusCode)
+	}
+
+	// With a session but no CSRF token, or a token from another page load
+	// that is not this session's, or from another site: refused, and
+	// nothing published.
+	sess, csrf := officerSession(t, base, lambeth.AdminToken())
+	for _, c := range []struct {
+		name, csrf, origin string
+	}{{"no token", "", ""}, {"a wrong token", "x" + csrf, ""}, {"another site", csrf, "http://evil.example"}} {
+		var body bytes.Buffer
+		body.WriteString("--B\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n" + c.csrf + "\r\n")
+		body.WriteString("--B\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nforged\r\n")
+		body.WriteString("--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f.csv\"\r\n\r\na,b\n1,2\n\r\n--B--\r\n")
+		req, _ := http.NewRequest("POST", base+"/officer/publish", &body)
+		req.Header.Set("Content-Type", "multipart/form-data; boundary=B")
+		if c.origin != "" {
+			req.Header.Set("Origin", c.origin)
+		}
+		req.AddCookie(sess)
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("publish with %s: %d, want 403", c.name, resp.StatusCode)
+		}
+	}
+	if _, err := lambeth.LookupDataset(nii.DatasetID{Org: "lambeth", Name: "forged"}); err == nil {
+		t.Error("a forged form published a dataset")
+	}
+
+	// The browser: the officer's pages lead to the login.
+	tb.open(base + "/officer")
+	if !strings.Contains(tb.location(), "/officer/login") {
+		t.Fatalf("/officer led to %s", tb.location())
+	}
+	tb.check("login")
+	tb.run(setValue("#token", "not-the-token"))
+	tb.click("#login")
+	if got := tb.text("#login-error"); !strings.Contains(got, "not this node's admin token") {
+		t.Errorf("wrong token: %q", got)
+	}
+	tb.run(setValue("#token", lambeth.AdminToken()))
+	tb.click("#login")
+	if !strings.HasSuffix(tb.location(), "/officer") {
+		t.Fatalf("after login: %s", tb.location())
+	}
+	if c := eval[string](tb, "document.cookie"); strings.Contains(c, "nii_session") {
+		t.Errorf("the session cookie is readable by script: %q", c)
+	}
+	tb.check("officer")
+
+	// Publish Lambeth's spend file through the upload form.
+	file := spenddata.Path("lambeth")
+	tb.open(base + "/officer/publish")
+	tb.run(setValue("#p-name", "spend"), setValue("#p-title", "Lambeth payments over £500"), setValue("#p-themes", "finance, spend"),
+		chromedp.SetUploadFiles(chromedp.CSS("#p-file"), []string{file}))
+	tb.check("publish")
+	tb.click("#publish")
+	if !strings.Contains(tb.location(), "/datasets/lambeth/spend") {
+		t.Fatalf("after publishing: %s", tb.location())
+	}
+	if got := tb.text("#dataset-title"); got != "Lambeth payments over £500" {
+		t.Errorf("published title %q", got)
+	}
+	held, err := lambeth.Datasets()
+	if err != nil || len(held) != 1 || held[0].ID != "lambeth/spend" || held[0].Versions[0].Meta.Filename != filepath.Base(file) || held[0].Versions[0].Size != fileSize(t, file) {
+		t.Fatalf("lambeth holds %+v (%v)", held, err)
+	}
+
+	// The mapping editor: the suggestion, then the real mapping; the
+	// rejects change.
+	tb.open(base + "/officer/mapping")
+	tb.run(setSelect("#m-dataset", "lambeth/spend"), setSelect("#m-standard", "lga/spend-over-500"))
+	tb.click("#suggest")
+	suggested := tb.text("#check-result")
+	if eval[string](tb, `document.querySelector("#m-toml").value`) == "" {
+		t.Fatal("no suggestion in the editor")
+	}
+	// Edit in place: htmx checks the new text as it changes.
+	mapping := string(readFile(t, filepath.Join("..", "harmony", "testdata", "mappings", "lambeth.map.toml")))
+	tb.run(chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := chromedp.Evaluate[any](`(() => { const e = document.querySelector("#m-toml"); e.value = `+jsString(mapping)+`; e.dispatchEvent(new Event("input", {bubbles: true})) })()`)(ctx, tg)
+		return err
+	}))
+	nodetest.WaitFor(t, 60*time.Second, "the live check shows the real mapping's rejects", func() bool {
+		return tb.count("#check-rejected") == 1 && tb.text("#check-rejected") == "0" && tb.text("#check-accepted") == "2000"
+	})
+	if suggested == tb.text("#check-result") {
+		t.Errorf("the check did not change from the suggestion's: %q", suggested)
+	}
+	tb.check("mapping")
+	tb.click("#publish-mapping")
+	if got := tb.text("#mapping-published"); !strings.Contains(got, "lambeth/spend--map--lga-spend-over-500@1") {
+		t.Errorf("published mapping: %q", got)
+	}
+
+	// Grants: inspect one, then revoke it with the issuer's key.
+	dir := t.TempDir()
+	kp, err := auth.WriteKeyPair(filepath.Join(dir, "issuer.key"), "test issuer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := auth.LoadPrivateKey(filepath.Join(dir, "issuer.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lambeth.AddTrust(key.Public().(ed25519.PublicKey), "test issuer"); err != nil {
+		t.Fatal(err)
+	}
+	_ = kp
+	grant, claims, err := auth.IssueGrant(key, auth.GrantSpec{Federation: lambeth.Config().Federation, Subject: "lga", Datasets: []string{"lambeth/*"}, Actions: []nii.Action{nii.ActionRead}, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb.open(base + "/officer/grants")
+	tb.run(setValue("#g-token", grant))
+	tb.click("#inspect")
+	if got := tb.text("#report-valid"); got != "yes" {
+		t.Errorf("the grant inspected as valid=%q", got)
+	}
+	tb.open(base + "/officer/grants")
+	tb.run(setValue("#g-jti", claims.ID), chromedp.SetUploadFiles(chromedp.CSS("#g-key"), []string{filepath.Join(dir, "issuer.key")}))
+	tb.click("#revoke")
+	if got := tb.text("#revoked"); !strings.Contains(got, claims.ID) {
+		t.Errorf("revoke: %q", got)
+	}
+	revoked := false
+	for _, r := range lambeth.Revocations() {
+		revoked = revoked || r.Revokes == claims.ID
+	}
+	if !revoked {
+		t.Errorf("the node holds no revocation of %s", claims.ID)
+	}
+	tb.check("grants")
+	tb.open(base + "/officer/grants")
+	tb.run(setValue("#g-token", grant))
+	tb.click("#inspect")
+	if got := tb.text("#report-valid"); got != "no" {
+		t.Errorf("a revoked grant inspected as valid=%q", got)
+	}
+
+	tb.open(base + "/officer/audit?result=refused")
+	if tb.count("#audit") != 1 {
+		t.Error("no audit table")
+	}
+	tb.check("audit")
+}
+
+func fileSize(t *testing.T, p string) int64 {
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
+func jsString(s string) string {
+	b, _ := jsonMarshal(s)
+	return string(b)
+}
