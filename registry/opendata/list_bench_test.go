@@ -57,7 +57,9 @@ func (r regCatalog) EachPublished(fn func(opendata.Claim)) {
 		fn(r.claim(e))
 	}
 }
-func (r regCatalog) ListedNames(offset, limit int) ([]string, int) { return r.c.ListedNames(offset, limit) }
+func (r regCatalog) ListedNames(offset, limit int) ([]string, int) {
+	return r.c.ListedNames(offset, limit)
+}
 func (r regCatalog) ListedOrgs() []opendata.OrgCount {
 	var out []opendata.OrgCount
 	for _, o := range r.c.ListedOrgs() {
