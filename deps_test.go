@@ -39,6 +39,9 @@ type depRule struct {
 	// forbid lists import paths those packages may not link: a path stands
 	// for itself and everything under it.
 	forbid []string
+	// exempt lists paths under a forbidden one that stay allowed (node/api,
+	// the API's types and client, is for everyone to import).
+	exempt []string
 	// allow, if set, lists the only non-standard import paths (and paths
 	// under them) those packages may link; the module's own packages are
 	// checked by other rules.
@@ -88,8 +91,10 @@ var depRules = []depRule{
 		of: under("harmony", "query"), forbid: []string{module + "/registry/gossip", module + "/exchange", module + "/node"}},
 	{why: "harmony does not import the catalog package (only registry/table, the profiler)",
 		of: under("harmony"), forbid: []string{module + "/registry/gossip", module + "/registry/search", module + "/registry/opendata"}},
-	{why: "only node (and cmd) import everything: nothing else depends on node",
-		of: not(under("node", "cmd")), forbid: []string{module + "/node"}},
+	{why: "only node (and cmd) import everything: nothing else depends on node (its API's types and client, node/api, are for any client)",
+		of: not(under("node", "cmd")), forbid: []string{module + "/node"}, exempt: []string{module + "/node/api"}},
+	{why: "web knows the node only through its Backend interface: it links neither the stores, nor the networking, nor the merge or the SQL engine",
+		of: under("web"), forbid: []string{module + "/exchange", module + "/query", module + "/harmony", module + "/registry/gossip", libp2p, memberlist, badger, duckdb}},
 	{why: "cgo (DuckDB) stays inside one package, query",
 		of: not(is("query")), forbid: []string{duckdb}, direct: true},
 	{why: "the root package depends on nothing but the standard library and small encoding libraries",
@@ -127,7 +132,7 @@ func depViolations(pkgs map[string]*depPkg, rules []depRule) []string {
 			}
 			for _, d := range deps {
 				for _, f := range r.forbid {
-					if within(d, f) && !within(p, f) {
+					if within(d, f) && !within(p, f) && !slices.ContainsFunc(r.exempt, func(e string) bool { return within(d, e) }) {
 						out = append(out, fmt.Sprintf("%s links %s: %s", p, d, r.why))
 					}
 				}
@@ -225,6 +230,7 @@ func TestImportRulesCatchRegressions(t *testing.T) {
 			module + "/exchange":           {Name: "exchange", Deps: []string{module, libp2p + "/go-libp2p"}, Module: mod},
 			module + "/query":              {Name: "query", Imports: []string{duckdb + "/duckdb-go/v2"}, Deps: []string{duckdb + "/duckdb-go/v2"}, Module: mod},
 			module + "/harmony":            {Name: "harmony", Deps: []string{module + "/registry/table"}, Module: mod},
+			module + "/web":                {Name: "web", Deps: []string{module, module + "/node/api"}, Module: mod},
 			module + "/node":               {Name: "node", Deps: []string{module + "/registry/gossip", module + "/exchange", module + "/query"}, Module: mod},
 			"fmt":                          {Name: "fmt", Standard: true},
 			"github.com/fxamacker/cbor/v2": {Name: "cbor", Module: other},
@@ -252,6 +258,8 @@ func TestImportRulesCatchRegressions(t *testing.T) {
 		{"exchange imports registry", add(module+"/exchange", module+"/registry"), "exchange links github.com/nii-uk/nii/registry"},
 		{"harmony imports the content store", add(module+"/harmony", module+"/exchange"), "harmony links github.com/nii-uk/nii/exchange"},
 		{"something other than node and cmd imports node", add(module+"/registry/opendata", module+"/node"), "registry/opendata links github.com/nii-uk/nii/node"},
+		{"web links the content store", add(module+"/web", module+"/exchange"), "web links github.com/nii-uk/nii/exchange"},
+		{"web links node itself", add(module+"/web", module+"/node"), "web links github.com/nii-uk/nii/node:"},
 		{"a second package imports DuckDB", func(g map[string]*depPkg) {
 			g[module+"/harmony"].Imports = append(g[module+"/harmony"].Imports, duckdb+"/duckdb-go/v2")
 		}, "harmony links github.com/duckdb/duckdb-go/v2"},
