@@ -477,7 +477,13 @@ func printDemo(w io.Writer, info DemoInfo) {
 	tw.Flush()
 	a, b := info.Nodes[0], info.Nodes[1]
 	fmt.Fprintf(w, `
-The registry lists all %d datasets. Try, in another terminal:
+The registry lists all %d datasets. Open its pages in a browser:
+
+  %s/                                   # the catalogue: search, facets, datasets, previews
+  %s/standards                          # the standards, who conforms, the coverage heat map
+  %s/federation                         # the members and what each holds
+
+or try, in another terminal:
 
   curl -s '%s/api/v1/catalog?q=spend'                   # the federated catalog, searched
   curl -s '%s/api/3/action/package_search?q=spend'      # the same through the CKAN API
@@ -497,6 +503,7 @@ adverts show as verified. Issue lambeth a grant and pull:
   %s grant issue --key %s --federation %s --to lambeth --datasets '%s' --actions read,sync --ttl 1h -o lambeth.jwt
   %s --home %s pull %s --grant @lambeth.jwt -o restricted.csv
   %s --home %s audit            # the publisher's record of who asked, allowed or refused, and why`, len(info.Datasets),
+		reg.API, reg.API, reg.API,
 		reg.API, reg.API, reg.API, reg.API, b.API, b.Datasets[0],
 		bin, reg.Home,
 		bin, a.Home, b.Datasets[0],

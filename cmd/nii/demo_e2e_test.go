@@ -167,6 +167,25 @@ func TestDemoFederation(t *testing.T) {
 		t.Fatalf("demo --json lists datasets %v and mappings %v; want %v and four mappings", info.Datasets, info.Mappings, samples)
 	}
 
+	// The registry's pages, as printed, show the federation to a browser.
+	for _, page := range []struct{ path, want string }{
+		{"/", info.Datasets[0]},
+		{"/standards", info.Standard},
+		{"/federation", "lambeth"},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, info.Registry.API+page.path, nil)
+		req.Header.Set("Accept", "text/html")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") || !strings.Contains(string(body), page.want) {
+			t.Errorf("the registry's page %s: %s %s, want HTML naming %q", page.path, resp.Status, resp.Header.Get("Content-Type"), page.want)
+		}
+	}
+
 	// The printed homes work with the CLI: search the registry, pull from
 	// another borough.
 	var sr api.CatalogResult
