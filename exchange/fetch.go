@@ -20,6 +20,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
+
 	"github.com/nii-uk/nii"
 )
 
@@ -171,6 +173,7 @@ func NewFetch(ctx context.Context, f Fetcher, req PullRequest) (*Fetch, error) {
 		x.log = slog.New(slog.DiscardHandler)
 	}
 	var errs []error
+	rctx := ctx
 	for round := 0; round < manifestRounds; round++ {
 		if round > 0 {
 			if !allUnreachable(errs) {
@@ -182,9 +185,13 @@ func NewFetch(ctx context.Context, f Fetcher, req PullRequest) (*Fetch, error) {
 			case <-time.After(time.Duration(round) * req.retryWait):
 			}
 			errs, x.stats.dropped = nil, nil
+			// libp2p refuses to redial an address whose dial just failed
+			// for a backoff of 5 s and more; a retry round is bounded, and
+			// dials again (a busy host's timeout is not a dead peer).
+			rctx = network.WithForceDirectDial(ctx, "nii pull retry round")
 		}
 		for i, p := range req.Providers {
-			_, _, sm, err := f.FetchManifest(ctx, p, ManifestRequest{Dataset: req.Ref.Dataset, Version: req.Ref.Version,
+			_, _, sm, err := f.FetchManifest(rctx, p, ManifestRequest{Dataset: req.Ref.Dataset, Version: req.Ref.Version,
 				Grant: req.Grant, Action: req.Action, Credential: req.Credential})
 			var m *nii.Manifest
 			var mh nii.Hash
