@@ -151,8 +151,16 @@ func TestHarmonyOfProcesses(t *testing.T) {
 	if err != nil || int64(len(recs)-1) != res.Rows || recs[0][len(recs[0])-1] != "_mapping" {
 		t.Fatalf("pulled merged table: %d rows (%v), header %v", len(recs)-1, err, recs[0])
 	}
+	// Every cite must be listed in lga's own catalog to check out, and the
+	// mappings' adverts may still be spreading (a cite came back
+	// "unlisted" on a fast run): poll, with pollNii's deadline, until the
+	// lineage checks, then hold it to the assertions below.
 	var lr api.LineageReport
-	if err := json.Unmarshal([]byte(mustNii(t, lga, "show", "gla/london-spend@1", "--lineage", "--json")), &lr); err != nil {
+	lout := pollNii(t, lga, "lga can check the merged dataset's lineage", func(o string) bool {
+		var r api.LineageReport
+		return json.Unmarshal([]byte(o), &r) == nil && r.OK
+	}, "show", "gla/london-spend@1", "--lineage", "--json")
+	if err := json.Unmarshal([]byte(lout), &lr); err != nil {
 		t.Fatal(err)
 	}
 	if !lr.OK || len(lr.Inputs) != 3 {
