@@ -2,9 +2,6 @@ package node_test
 
 import (
 	"crypto/ed25519"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -113,17 +110,7 @@ func bench100kNode(b *testing.B) *node.Node {
 func BenchmarkPackageSearch100k(b *testing.B) {
 	n := bench100kNode(b)
 	h := n.APIHandlerForTest()
-	get := func(b *testing.B, path string) time.Duration {
-		req := httptest.NewRequest("GET", "http://127.0.0.1:7947"+path, nil)
-		w := &discardWriter{header: http.Header{}}
-		t := time.Now()
-		h.ServeHTTP(w, req)
-		d := time.Since(t)
-		if w.code != 0 && w.code != 200 {
-			b.Fatalf("%s: %d", path, w.code)
-		}
-		return d
-	}
+	get := func(b *testing.B, path string) time.Duration { return registrytest.TimeGet(b, h, path, "") }
 	variants := []struct {
 		name string
 		path func(q ckanBenchQuery) string
@@ -195,18 +182,3 @@ func reportLatency(b *testing.B, lat []time.Duration) {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-// discardWriter is a ResponseWriter that encodes into nothing, so the
-// benchmark pays for encoding but not for keeping the bytes.
-type discardWriter struct {
-	header http.Header
-	code   int
-}
-
-func (w *discardWriter) Header() http.Header { return w.header }
-func (w *discardWriter) WriteHeader(code int) {
-	if w.code == 0 {
-		w.code = code
-	}
-}
-func (w *discardWriter) Write(p []byte) (int, error) { return io.Discard.Write(p) }

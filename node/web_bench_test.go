@@ -1,8 +1,6 @@
 package node_test
 
 import (
-	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"slices"
 	"testing"
@@ -28,18 +26,11 @@ func BenchmarkPages100k(b *testing.B) {
 	n := bench100kNode(b)
 	h := n.APIHandlerForTest()
 	get := func(b *testing.B, path string, html bool) time.Duration {
-		req := httptest.NewRequest("GET", "http://127.0.0.1:7947"+path, nil)
+		accept := ""
 		if html {
-			req.Header.Set("Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8")
+			accept = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8" // a browser's
 		}
-		w := &discardWriter{header: http.Header{}}
-		t := time.Now()
-		h.ServeHTTP(w, req)
-		d := time.Since(t)
-		if w.code != 0 && w.code != 200 {
-			b.Fatalf("%s: %d", path, w.code)
-		}
-		return d
+		return registrytest.TimeGet(b, h, path, accept)
 	}
 	var datasets []string
 	for i, d := range registrytest.Corpus(100_000) {

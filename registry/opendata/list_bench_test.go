@@ -3,9 +3,6 @@ package opendata_test
 import (
 	"crypto/ed25519"
 	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"runtime"
 	"runtime/pprof"
@@ -171,14 +168,7 @@ func benchCatalogLists(b *testing.B, n int) {
 		b.Run(c.name, func(b *testing.B) {
 			lat := make([]time.Duration, 0, b.N)
 			for b.Loop() {
-				req := httptest.NewRequest("GET", "http://127.0.0.1"+c.path, nil)
-				w := &discard{header: http.Header{}}
-				t := time.Now()
-				h.ServeHTTP(w, req)
-				lat = append(lat, time.Since(t))
-				if w.code != 0 && w.code != 200 {
-					b.Fatalf("%s: %d", c.path, w.code)
-				}
+				lat = append(lat, registrytest.TimeGet(b, h, c.path, ""))
 			}
 			slices.Sort(lat)
 			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
@@ -187,16 +177,3 @@ func benchCatalogLists(b *testing.B, n int) {
 		})
 	}
 }
-
-type discard struct {
-	header http.Header
-	code   int
-}
-
-func (w *discard) Header() http.Header { return w.header }
-func (w *discard) WriteHeader(code int) {
-	if w.code == 0 {
-		w.code = code
-	}
-}
-func (w *discard) Write(p []byte) (int, error) { return io.Discard.Write(p) }
