@@ -61,49 +61,19 @@ var prefixFollow = []byte("f/")
 
 func followKey(d nii.DatasetID) []byte { return []byte(string(prefixFollow) + d.String()) }
 
-func (n *Node) saveFollow(f *Follow) error {
-	b, err := nii.Marshal(f)
-	if err != nil {
-		return err
-	}
-	return n.db.Update(func(txn *badger.Txn) error { return txn.Set(followKey(f.Dataset), b) })
-}
+func (n *Node) saveFollow(f *Follow) error { return n.putRecord(followKey(f.Dataset), f) }
 
 // updateFollow saves f only if the subscription still exists, so the sync
 // loop never resurrects one that 'nii unfollow' removed meanwhile.
-func (n *Node) updateFollow(f *Follow) error {
-	b, err := nii.Marshal(f)
-	if err != nil {
-		return err
-	}
-	return n.db.Update(func(txn *badger.Txn) error {
-		if _, err := txn.Get(followKey(f.Dataset)); err != nil {
-			if errors.Is(err, badger.ErrKeyNotFound) {
-				return nil
-			}
-			return err
-		}
-		return txn.Set(followKey(f.Dataset), b)
-	})
-}
+func (n *Node) updateFollow(f *Follow) error { return n.updateRecord(followKey(f.Dataset), f) }
 
 // Follows lists the node's subscriptions.
 func (n *Node) Follows() ([]Follow, error) {
-	var out []Follow
-	err := n.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixFollow, PrefetchValues: true})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			var f Follow
-			if err := it.Item().Value(func(b []byte) error { return nii.Unmarshal(b, &f) }); err != nil {
-				return err
-			}
-			f.HasGrant = f.Grant != ""
-			out = append(out, f)
-		}
-		return nil
-	})
-	return out, err
+	fs, err := listRecords[Follow](n.db, prefixFollow)
+	for i := range fs {
+		fs[i].HasGrant = fs[i].Grant != ""
+	}
+	return fs, err
 }
 
 func (n *Node) follow(d nii.DatasetID) (*Follow, error) {

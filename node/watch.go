@@ -56,48 +56,13 @@ var prefixWatch = []byte("hw/")
 
 func watchKey(d nii.DatasetID) []byte { return []byte(string(prefixWatch) + d.String()) }
 
-func (n *Node) saveWatch(w *Watch) error {
-	b, err := nii.Marshal(w)
-	if err != nil {
-		return err
-	}
-	return n.db.Update(func(txn *badger.Txn) error { return txn.Set(watchKey(w.Publish), b) })
-}
+func (n *Node) saveWatch(w *Watch) error { return n.putRecord(watchKey(w.Publish), w) }
 
 // updateWatch saves w only if the watch still exists.
-func (n *Node) updateWatch(w *Watch) error {
-	b, err := nii.Marshal(w)
-	if err != nil {
-		return err
-	}
-	return n.db.Update(func(txn *badger.Txn) error {
-		if _, err := txn.Get(watchKey(w.Publish)); err != nil {
-			if errors.Is(err, badger.ErrKeyNotFound) {
-				return nil
-			}
-			return err
-		}
-		return txn.Set(watchKey(w.Publish), b)
-	})
-}
+func (n *Node) updateWatch(w *Watch) error { return n.updateRecord(watchKey(w.Publish), w) }
 
 // Watches lists the merged datasets this node keeps current.
-func (n *Node) Watches() ([]Watch, error) {
-	var out []Watch
-	err := n.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixWatch, PrefetchValues: true})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			var w Watch
-			if err := it.Item().Value(func(b []byte) error { return nii.Unmarshal(b, &w) }); err != nil {
-				return err
-			}
-			out = append(out, w)
-		}
-		return nil
-	})
-	return out, err
-}
+func (n *Node) Watches() ([]Watch, error) { return listRecords[Watch](n.db, prefixWatch) }
 
 // WatchRequest asks the node to keep a merged dataset current.
 type WatchRequest struct {
