@@ -38,9 +38,9 @@ import (
 func (n *Node) harmonyRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/standards", n.handleStandards)
 	mux.HandleFunc("GET /api/v1/standards/{org}/{name}", n.handleStandard)
-	mux.HandleFunc("POST /api/v1/map/suggest", n.admin(n.handleSuggest))
-	mux.HandleFunc("POST /api/v1/map/check", n.admin(n.handleCheck))
-	mux.HandleFunc("POST /api/v1/mappings", n.admin(n.handlePublishMapping))
+	mux.HandleFunc("POST /api/v1/map/suggest", n.admin(jsonCall(64<<10, http.StatusOK, n.SuggestMapping)))
+	mux.HandleFunc("POST /api/v1/map/check", n.admin(jsonCall(harmony.MaxMappingSize+64<<10, http.StatusOK, n.CheckMapping)))
+	mux.HandleFunc("POST /api/v1/mappings", n.admin(jsonCall(harmony.MaxMappingSize+64<<10, http.StatusCreated, n.PublishMapping)))
 	mux.HandleFunc("POST /api/v1/merge", n.admin(n.handleMerge))
 	mux.HandleFunc("GET /api/v1/merges/{id}/table", n.admin(n.handleMergeTable))
 	mux.HandleFunc("GET /api/v1/merges/{id}/rejects", n.admin(n.handleMergeRejects))
@@ -55,6 +55,24 @@ func decodeBody(w http.ResponseWriter, r *http.Request, max int64, v any) error 
 		return fmt.Errorf("%w request body: %v", nii.ErrInvalid, err)
 	}
 	return nil
+}
+
+// jsonCall is the handler of a route that decodes a JSON body of at most
+// max bytes, calls fn with it and answers fn's result with status code.
+func jsonCall[Req, Resp any](max int64, code int, fn func(context.Context, Req) (Resp, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var body Req
+		if err := decodeBody(w, r, max, &body); err != nil {
+			writeErr(w, err)
+			return
+		}
+		out, err := fn(r.Context(), body)
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		writeJSON(w, code, out)
+	}
 }
 
 func (n *Node) handleStandards(w http.ResponseWriter, r *http.Request) {
@@ -201,20 +219,6 @@ func (n *Node) StandardDetail(ctx context.Context, ref nii.Ref, merge bool) (*ap
 	return out, nil
 }
 
-func (n *Node) handleSuggest(w http.ResponseWriter, r *http.Request) {
-	var body api.SuggestRequest
-	if err := decodeBody(w, r, 64<<10, &body); err != nil {
-		writeErr(w, err)
-		return
-	}
-	out, err := n.SuggestMapping(r.Context(), body)
-	if err != nil {
-		writeErr(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
-}
-
 // SuggestMapping proposes a mapping of a dataset version (pulled if this
 // node does not hold it) to a standard.
 func (n *Node) SuggestMapping(ctx context.Context, req api.SuggestRequest) (*api.Suggestion, error) {
@@ -262,20 +266,6 @@ func nonNil(s []string) []string {
 	return s
 }
 
-func (n *Node) handleCheck(w http.ResponseWriter, r *http.Request) {
-	var body api.CheckRequest
-	if err := decodeBody(w, r, harmony.MaxMappingSize+64<<10, &body); err != nil {
-		writeErr(w, err)
-		return
-	}
-	out, err := n.CheckMapping(r.Context(), body)
-	if err != nil {
-		writeErr(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
-}
-
 // CheckMapping applies a mapping to a dataset version (pulled if not held)
 // and reports rows accepted and rejected. It publishes nothing.
 func (n *Node) CheckMapping(ctx context.Context, req api.CheckRequest) (*api.CheckReport, error) {
@@ -314,20 +304,6 @@ func (n *Node) checkVersion(ctx context.Context, rec *exchange.VersionRecord, st
 	out := checkReport(rep)
 	out.Ref, out.Mapping, out.Standard = rec.Ref.String(), m.Hash, std.Ref.String()
 	return &out, nil
-}
-
-func (n *Node) handlePublishMapping(w http.ResponseWriter, r *http.Request) {
-	var body api.MappingPublishRequest
-	if err := decodeBody(w, r, harmony.MaxMappingSize+64<<10, &body); err != nil {
-		writeErr(w, err)
-		return
-	}
-	out, err := n.PublishMapping(r.Context(), body)
-	if err != nil {
-		writeErr(w, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, out)
 }
 
 // PublishMapping publishes a mapping as a signed dataset of this node's
