@@ -289,36 +289,58 @@ func (c *Client) Pull(ctx context.Context, ref nii.Ref, grant string, progress f
 
 // PullWith is Pull with every option of the request.
 func (c *Client) PullWith(ctx context.Context, req PullRequest, progress func(done, total int64)) (*PullSummary, error) {
-	ref := req.Ref
-	ctx, touch, stop := c.stream(ctx)
-	defer stop()
-	b, _ := json.Marshal(req)
-	resp, err := c.do(ctx, http.MethodPost, "/api/v1/pull", bytes.NewReader(b), true)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	dec := json.NewDecoder(resp.Body)
-	for {
+	var res *PullSummary
+	return res, c.postEvents(ctx, "/api/v1/pull", req, "pull "+req.Ref, func(dec *json.Decoder) (bool, error) {
 		var ev PullEvent
 		if err := dec.Decode(&ev); err != nil {
-			if cause := context.Cause(ctx); errors.Is(cause, errStalled) {
-				return nil, fmt.Errorf("pull %s: node at %s: %w", ref, c.Base, cause)
-			}
-			return nil, fmt.Errorf("pull %s: the node stopped answering: %w", ref, err)
+			return false, err
 		}
-		touch()
 		switch {
 		case ev.Error != nil:
-			return nil, &RemoteError{Status: http.StatusOK, APIError: *ev.Error}
+			return true, &RemoteError{Status: http.StatusOK, APIError: *ev.Error}
 		case ev.Result != nil:
 			if progress != nil {
 				progress(ev.Total, ev.Total)
 			}
-			return ev.Result, nil
+			res = ev.Result
+			return true, nil
 		case progress != nil:
 			progress(ev.Done, ev.Total)
 		}
+		return false, nil
+	})
+}
+
+// postEvents posts req to path and reads the node's answer, a stream of
+// JSON events with heartbeats between them, calling next to decode and
+// handle each until it says the stream is done. A stream that stalls
+// (no event within the client's stall deadline) or breaks is named by
+// what.
+func (c *Client) postEvents(ctx context.Context, path string, req any, what string, next func(*json.Decoder) (done bool, err error)) error {
+	ctx, touch, stop := c.stream(ctx)
+	defer stop()
+	b, _ := json.Marshal(req)
+	resp, err := c.do(ctx, http.MethodPost, path, bytes.NewReader(b), true)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	for {
+		done, err := next(dec)
+		var remote *RemoteError
+		switch {
+		case errors.As(err, &remote):
+			return err
+		case err != nil:
+			if cause := context.Cause(ctx); errors.Is(cause, errStalled) {
+				return fmt.Errorf("%s: node at %s: %w", what, c.Base, cause)
+			}
+			return fmt.Errorf("%s: the node stopped answering: %w", what, err)
+		case done:
+			return nil
+		}
+		touch()
 	}
 }
 

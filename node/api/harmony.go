@@ -1,10 +1,8 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -401,31 +399,18 @@ func (c *Client) PublishMapping(ctx context.Context, req MappingPublishRequest) 
 // Merge asks the node to merge a standard. It may take as long as it
 // needs while the node keeps sending its heartbeat.
 func (c *Client) Merge(ctx context.Context, req MergeRequest) (*MergeResult, error) {
-	ctx, touch, stop := c.stream(ctx)
-	defer stop()
-	b, _ := json.Marshal(req)
-	resp, err := c.do(ctx, http.MethodPost, "/api/v1/merge", bytes.NewReader(b), true)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	dec := json.NewDecoder(resp.Body)
-	for {
+	var res *MergeResult
+	return res, c.postEvents(ctx, "/api/v1/merge", req, "merge "+req.Standard, func(dec *json.Decoder) (bool, error) {
 		var ev MergeEvent
 		if err := dec.Decode(&ev); err != nil {
-			if cause := context.Cause(ctx); errors.Is(cause, errStalled) {
-				return nil, fmt.Errorf("merge %s: node at %s: %w", req.Standard, c.Base, cause)
-			}
-			return nil, fmt.Errorf("merge %s: the node stopped answering: %w", req.Standard, err)
+			return false, err
 		}
-		touch()
-		switch {
-		case ev.Error != nil:
-			return nil, &RemoteError{Status: http.StatusOK, APIError: *ev.Error}
-		case ev.Result != nil:
-			return ev.Result, nil
+		if ev.Error != nil {
+			return true, &RemoteError{Status: http.StatusOK, APIError: *ev.Error}
 		}
-	}
+		res = ev.Result
+		return res != nil, nil
+	})
 }
 
 // MergeTable streams a kept merge's table (format FormatCSV, FormatNDJSON
