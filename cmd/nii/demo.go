@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"embed"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -198,22 +199,28 @@ func runDemo(ctx context.Context, out, errw io.Writer, o demoOptions) (err error
 		}
 	}()
 
-	reg, err := startDemoNode(ctx, dir, demoRegistry, "Demo federation registry", nil, o.log)
+	// A federation admin and a federation key: every node starts trusting
+	// the demo's issuer key, with its gossip encrypted, so the demo runs
+	// in the verified mode docs/security.md asks of a real federation.
+	sec, err := demoSecurity(dir)
+	if err != nil {
+		return err
+	}
+	reg, err := startDemoNode(ctx, dir, demoRegistry, "Demo federation registry", nil, o.log, sec)
 	if err != nil {
 		return err
 	}
 	nodes = append(nodes, reg)
 	join := []string{reg.GossipAddr()}
 	for _, b := range demoBoroughs {
-		n, err := startDemoNode(ctx, dir, b.org, b.name, join, o.log)
+		n, err := startDemoNode(ctx, dir, b.org, b.name, join, o.log, sec)
 		if err != nil {
 			return err
 		}
 		nodes = append(nodes, n)
 	}
-	// A federation admin: every node trusts the demo's issuer key and every
-	// borough is enrolled, so its adverts show as verified.
-	if err := demoTrust(dir, nodes); err != nil {
+	// Every borough is enrolled, so its adverts show as verified.
+	if err := demoEnrol(sec.admin, nodes); err != nil {
 		return err
 	}
 	// Publish once everyone is a member, so the adverts' first gossip
@@ -262,7 +269,7 @@ func runDemo(ctx context.Context, out, errw io.Writer, o demoOptions) (err error
 // startDemoNode creates (unless it exists) and starts one node's home
 // under dir: loopback, free ports, small store caches, and the "local"
 // gossip profile (one machine).
-func startDemoNode(ctx context.Context, dir, org, name string, join []string, log *slog.Logger) (*node.Node, error) {
+func startDemoNode(ctx context.Context, dir, org, name string, join []string, log *slog.Logger, sec demoSec) (*node.Node, error) {
 	cfg := node.DefaultConfig(filepath.Join(dir, org))
 	cfg.Org, cfg.OrgName, cfg.Federation = org, name, demoFederation
 	cfg.API = "127.0.0.1:0"
@@ -277,6 +284,8 @@ func startDemoNode(ctx context.Context, dir, org, name string, join []string, lo
 		}
 	}
 	cfg.Gossip.Join = join
+	cfg.Gossip.Keys = []string{sec.gossipKey}
+	cfg.Trust = []node.TrustAnchor{sec.anchor}
 	cfg.Logger = log.With(slog.String("org", org))
 	n, err := node.New(cfg)
 	if err != nil {
@@ -295,28 +304,61 @@ func demoAccess(d demoDataset) nii.Access {
 	return nii.AccessOpen
 }
 
-// demoAdminKeyFile is the demo admin's issuer key, in the demo's dir.
-const demoAdminKeyFile = "demo-admin.key"
+// The demo admin's issuer key and the federation's gossip key, in the
+// demo's dir (0600), so a kept --dir restarts into the same federation.
+const (
+	demoAdminKeyFile  = "demo-admin.key"
+	demoGossipKeyFile = "demo-gossip.key"
+)
 
-// demoTrust makes (or, on a kept --dir, reloads) the demo admin's issuer
-// key, has every node trust it and enrols every borough.
-func demoTrust(dir string, nodes []*node.Node) error {
+// demoSec is what every demo node starts with: the trust anchor of the
+// demo admin's key and the federation's gossip key.
+type demoSec struct {
+	admin     ed25519.PrivateKey
+	anchor    node.TrustAnchor
+	gossipKey string
+}
+
+// demoSecurity makes (or, on a kept --dir, reloads) the demo admin's
+// issuer key and the federation's gossip key.
+func demoSecurity(dir string) (demoSec, error) {
 	path := filepath.Join(dir, demoAdminKeyFile)
 	key, err := auth.LoadPrivateKey(path)
 	if errors.Is(err, os.ErrNotExist) {
 		kp, werr := auth.WriteKeyPair(path, "demo-admin")
 		if werr != nil {
-			return werr
+			return demoSec{}, werr
 		}
 		key = kp.Key
 	} else if err != nil {
-		return err
+		return demoSec{}, err
 	}
 	pub := key.Public().(ed25519.PublicKey)
-	for _, n := range nodes {
-		if _, err := n.AddTrust(pub, "demo-admin"); err != nil {
-			return fmt.Errorf("%s: trust the demo admin: %w", n.Config().Org, err)
+	sec := demoSec{admin: key, anchor: node.TrustAnchor{
+		Name: "demo-admin", Key: base64.RawURLEncoding.EncodeToString(pub), KID: auth.KeyID(pub),
+	}}
+	gpath := filepath.Join(dir, demoGossipKeyFile)
+	b, err := os.ReadFile(gpath)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if sec.gossipKey, err = node.NewGossipKey(); err != nil {
+			return demoSec{}, err
 		}
+		if err := os.WriteFile(gpath, []byte(sec.gossipKey+"\n"), 0o600); err != nil {
+			return demoSec{}, err
+		}
+	case err != nil:
+		return demoSec{}, err
+	default:
+		sec.gossipKey = strings.TrimSpace(string(b))
+	}
+	return sec, nil
+}
+
+// demoEnrol issues every borough its credential from the demo admin's
+// key, so the registry lists its adverts as verified.
+func demoEnrol(key ed25519.PrivateKey, nodes []*node.Node) error {
+	for _, n := range nodes {
 		if n.Config().RegistryOnly {
 			continue
 		}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -127,6 +128,20 @@ func TestDemoFederation(t *testing.T) {
 	}
 	if _, err := os.Stat(info.Dir); err != nil {
 		t.Fatalf("demo dir: %v", err)
+	}
+	// Every node starts in the verified mode with its gossip encrypted:
+	// the demo shows the federation as it should run, without warnings.
+	if strings.Contains(p.stderr.String(), "federation is open") {
+		t.Errorf("nii demo started an open federation:\n%s", p.stderr)
+	}
+	for _, n := range append([]DemoNode{info.Registry}, info.Nodes...) {
+		var st api.Status
+		if err := getJSON(n.API+"/api/v1/status", &st); err != nil {
+			t.Fatalf("%s status: %v", n.Org, err)
+		}
+		if st.Security.Mode != api.ModeVerified || !st.Security.GossipEncrypted || len(st.Security.Warnings) != 0 {
+			t.Errorf("%s security: %+v; want verified, gossip encrypted, no warnings", n.Org, st.Security)
+		}
 	}
 
 	// The registry's catalog lists every sample dataset, from all boroughs,
@@ -287,4 +302,17 @@ func TestDemoKeepsDir(t *testing.T) {
 		t.Fatalf("lambeth after a second demo on the same dir: %+v", held)
 	}
 	p.stop(t, syscall.SIGTERM)
+}
+
+// getJSON decodes the JSON answer of a GET that must succeed.
+func getJSON(url string, v any) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
 }
