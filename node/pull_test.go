@@ -38,9 +38,16 @@ func exportAll(t *testing.T, n *node.Node, ref nii.Ref) []byte {
 	return buf.Bytes()
 }
 
+// waitListed waits until n lists version v of ds, within the time an
+// advert takes at most to reach every member (nodetest.Bound, from n's
+// gossip settings and its count of members).
 func waitListed(t *testing.T, n *node.Node, ds string, v uint64) {
 	t.Helper()
-	nodetest.WaitFor(t, 15*time.Second, n.Config().Org+" lists "+ds, func() bool { return sees(n, ds, v) })
+	st, err := n.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodetest.WaitFor(t, nodetest.Bound(n.Config().Gossip.Timing, st.Members), n.Config().Org+" lists "+ds, func() bool { return sees(n, ds, v) })
 }
 
 func TestPullThreeNodes(t *testing.T) {
