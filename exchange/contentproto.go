@@ -247,6 +247,7 @@ func (h *Host) ServeContent(src ContentSource, auth Authorizer) {
 	}
 	cs := newContentServer(src, auth, &h.served)
 	cs.servedChunks = &h.servedChunks
+	cs.servedBy = &h.servedBy
 	cs.admit = h.admission
 	cs.corrupt = h.noteCorrupt
 	h.setHandler(manifestProtocol, manifestReserve, func(rw io.ReadWriter, remote nii.NodeID) error {
@@ -342,7 +343,13 @@ func (h *Host) FetchChunks(ctx context.Context, from nii.NodeID, req ChunkReques
 		return fmt.Errorf("fetch chunks from %s: %w", from.Short(), err)
 	}
 	err := h.requestWithin(ctx, from, chunksProtocol, chunksReserve, chunksTimeout(len(req.Hashes)), func(rw io.ReadWriter) error {
-		return fetchChunks(rw, req, fn, missing)
+		// Counted by the transport the stream crossed, as each chunk is
+		// handed over (verified).
+		tr := streamTransport(rw)
+		return fetchChunks(rw, req, func(h2 nii.Hash, data []byte) error {
+			h.fetchedBy.add(tr, int64(len(data)))
+			return fn(h2, data)
+		}, missing)
 	})
 	if err != nil {
 		return fmt.Errorf("fetch chunks of %s from %s: %w", shortHash(req.Manifest), from.Short(), err)
@@ -535,6 +542,7 @@ type contentServer struct {
 	cache  *manifestCache
 
 	servedChunks *atomic.Int64      // may be nil
+	servedBy     *transportBytes    // may be nil: chunk bytes sent, by the stream's transport
 	corrupt      func(CorruptChunk) // may be nil: told of each corrupt chunk found
 }
 
@@ -671,6 +679,7 @@ func serveChunks(rw io.ReadWriter, remote nii.NodeID, cs *contentServer) error {
 	if err := writeMsg(rw, &status{OK: true}); err != nil {
 		return err
 	}
+	transport := streamTransport(rw)
 	for _, h := range req.Hashes {
 		data, err := cs.src.Chunk(h)
 		switch {
@@ -703,6 +712,9 @@ func serveChunks(rw io.ReadWriter, remote nii.NodeID, cs *contentServer) error {
 		}
 		if cs.servedChunks != nil {
 			cs.servedChunks.Add(1)
+		}
+		if cs.servedBy != nil {
+			cs.servedBy.add(transport, int64(len(data)))
 		}
 	}
 	return nil

@@ -293,7 +293,11 @@ func (x *Fetch) run(ctx context.Context, want []nii.ChunkRef, sink ChunkSink, or
 
 	jobs := make(chan fetchJob, workers)
 	results := make(chan jobResult, workers)
-	chunks := make(chan Chunk, MaxChunksPerRequest)
+	// Room for every batch in flight: while the sink writes one group,
+	// the workers go on reading their streams into this queue instead of
+	// stalling the providers. Memory stays within the byte budget, which
+	// bounds what is asked for (and so what can queue here).
+	chunks := make(chan Chunk, workers*MaxChunksPerRequest)
 	puts := make(chan putDone, 1)
 	workersDone := make(chan struct{})
 	writerDone := make(chan struct{})

@@ -661,3 +661,42 @@ func waitFlight(t *testing.T, s *Store, key nii.Hash) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestFetchReceivesWhileSinkWrites: while the sink is busy with one Put,
+// the workers keep reading chunks (up to the byte budget) rather than
+// stopping at a queue of one batch: a slow store write does not stall the
+// providers' streams.
+func TestFetchReceivesWhileSinkWrites(t *testing.T) {
+	const budget = 8 << 20
+	fx := newFixture(t, randBytes(21, 16<<20))
+	p1, p2 := fx.provider(nil, nil), fx.provider(nil, nil)
+	// Several queued batches of small chunks: far more than one batch
+	// (64 chunks of ~8 KiB) must arrive before the first Put returns.
+	const want = budget / 4
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sink := &gateSink{ctx: ctx, open: make(chan struct{})}
+	var handed atomic.Int64
+	var openOnce sync.Once
+	w := newWatch(fx.pf)
+	w.onChunk = func(size int) {
+		if handed.Add(int64(size))-sink.put.Load() >= want {
+			openOnce.Do(func() { close(sink.open) })
+		}
+	}
+	req := fx.request(p1, p2)
+	req.InFlightBytes = budget
+	x, err := NewFetch(ctx, w, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := x.run(ctx, x.Manifest.Chunks, sink, false, nil); err != nil {
+		t.Fatalf("with the sink's first Put held, the fetch did not go on receiving %d bytes: %v", want, err)
+	}
+	if sink.put.Load() != int64(len(fx.data)) {
+		t.Fatalf("the sink got %d bytes, want %d", sink.put.Load(), len(fx.data))
+	}
+	if x.stats.peak > budget {
+		t.Fatalf("held %d bytes, over the budget %d", x.stats.peak, budget)
+	}
+}

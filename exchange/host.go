@@ -112,9 +112,11 @@ type Host struct {
 	closeErr  error
 	logSink   *logSink // where libp2p's own records go while the host is open
 
-	served       atomic.Int64 // chunk bytes sent by the chunk protocol (contentproto.go)
-	servedChunks atomic.Int64 // chunks sent by it
-	corrupt      atomic.Int64 // chunks found corrupt while serving (contentproto.go)
+	served       atomic.Int64   // chunk bytes sent by the chunk protocol (contentproto.go)
+	servedChunks atomic.Int64   // chunks sent by it
+	corrupt      atomic.Int64   // chunks found corrupt while serving (contentproto.go)
+	fetchedBy    transportBytes // chunk bytes received, by transport (transport.go)
+	servedBy     transportBytes // chunk bytes sent, by transport
 	onCorrupt    atomic.Pointer[func(CorruptChunk)]
 
 	admit      atomic.Pointer[Admitter] // who may use this host's protocols; nil: every authenticated peer

@@ -1,7 +1,9 @@
 package exchange
 
 import (
+	"io"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
@@ -47,6 +49,48 @@ func (h *Host) PeerTransports(id nii.NodeID) []string {
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// ChunkBytes is what the chunk protocol moved over one transport since
+// the host started: chunk bytes received (fetched) and sent (served).
+type ChunkBytes struct {
+	Transport       string
+	Fetched, Served int64
+}
+
+// ChunkBytesByTransport reports, for each transport (TransportTCP,
+// TransportQUIC, TransportOther, in that order), the chunk bytes this
+// host fetched and served over it: which transport bulk transfer
+// actually used.
+func (h *Host) ChunkBytesByTransport() []ChunkBytes {
+	out := make([]ChunkBytes, len(transportNames))
+	for i, name := range transportNames {
+		out[i] = ChunkBytes{Transport: name, Fetched: h.fetchedBy[i].Load(), Served: h.servedBy[i].Load()}
+	}
+	return out
+}
+
+// transportNames index transportBytes.
+var transportNames = [...]string{TransportTCP, TransportQUIC, TransportOther}
+
+// transportBytes counts bytes by transport, indexed as transportNames.
+type transportBytes [len(transportNames)]atomic.Int64
+
+func (t *transportBytes) add(transport string, n int64) {
+	i := slices.Index(transportNames[:], transport)
+	if i < 0 {
+		i = len(transportNames) - 1
+	}
+	t[i].Add(n)
+}
+
+// streamTransport names the transport of the libp2p stream under rw
+// (TransportOther if rw is not one).
+func streamTransport(rw io.ReadWriter) string {
+	if s, ok := rw.(interface{ Conn() network.Conn }); ok && s.Conn() != nil {
+		return connTransport(s.Conn())
+	}
+	return TransportOther
 }
 
 // connTransport names a connection's transport from its remote address.

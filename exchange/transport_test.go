@@ -1,7 +1,11 @@
 package exchange
 
 import (
+	"context"
 	"testing"
+	"time"
+
+	"github.com/nii-uk/nii"
 
 	ma "github.com/multiformats/go-multiaddr"
 )
@@ -56,5 +60,49 @@ func TestTCPFirstDialRanker(t *testing.T) {
 		if got := addrTransport(ma.StringCast(tc.addr)); got != tc.want {
 			t.Errorf("addrTransport(%s) = %s, want %s", tc.addr, got, tc.want)
 		}
+	}
+}
+
+// TestChunkBytesCountedByTransport: a pull between two real hosts counts
+// its chunk bytes, on both ends, under the transport the streams crossed
+// (TCP when the server listens on TCP only, QUIC when only on QUIC), and
+// under no other.
+func TestChunkBytesCountedByTransport(t *testing.T) {
+	data := randBytes(31, 1<<20)
+	for _, tc := range []struct{ listen, want string }{{loopTCP, TransportTCP}, {loopQUIC, TransportQUIC}} {
+		t.Run(tc.want, func(t *testing.T) {
+			pub := openStoreWith(t, smallChunks)
+			sg := newSigner(t)
+			rec := publishAccess(t, pub, sg, spend, data, nii.AccessOpen)
+			server := newTestHost(t, nil, tc.listen)
+			client := newTestHost(t, nil, loopTCP, loopQUIC)
+			server.ServeContent(pub, nil)
+			client.AddPeerAddrs(server.ID(), server.Addrs())
+			dst := openStoreWith(t, smallChunks)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			res, err := Pull(ctx, client, dst, PullRequest{Ref: rec.Ref, Publisher: sg.id, Manifest: rec.Manifest, Providers: []nii.NodeID{server.ID()}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.FetchedBytes != int64(len(data)) {
+				t.Fatalf("fetched %d bytes, want %d", res.FetchedBytes, len(data))
+			}
+			for side, h := range map[string]*Host{"client": client, "server": server} {
+				for _, b := range h.ChunkBytesByTransport() {
+					n := b.Fetched
+					if side == "server" {
+						n = b.Served
+					}
+					want := int64(0)
+					if b.Transport == tc.want {
+						want = int64(len(data))
+					}
+					if n != want || (side == "client" && b.Served != 0) || (side == "server" && b.Fetched != 0) {
+						t.Errorf("%s over %s: fetched %d, served %d; want %d one way, 0 the other", side, b.Transport, b.Fetched, b.Served, want)
+					}
+				}
+			}
+		})
 	}
 }

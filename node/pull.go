@@ -69,6 +69,7 @@ func (n *Node) Pull(ctx context.Context, ref nii.Ref, opt PullOptions) (*exchang
 	res, err := exchange.Pull(ctx, n.host, n.store, req)
 	if err != nil {
 		n.ops.pullsFailed.Add(1)
+		n.transfer.dropped(res)
 		n.log.Warn("pull failed", slog.String(LogDataset, req.Ref.String()), slog.String(LogErr, err.Error()))
 		if res != nil && res.FetchedChunks > 0 {
 			// Kept for a resumed pull, but reclaimed if none comes: the
@@ -82,6 +83,7 @@ func (n *Node) Pull(ctx context.Context, ref nii.Ref, opt PullOptions) (*exchang
 	if !res.Shared {
 		n.pulledBytes.Add(res.FetchedBytes)
 		n.transfer.pulled(res, time.Since(start))
+		n.transfer.dropped(res)
 	}
 	n.ops.pullsCompleted.Add(1)
 	if n.cfg.Replica.serve() {

@@ -38,6 +38,39 @@ type transferStats struct {
 
 type providerFigures struct {
 	bytes, chunks int64
+	errors        int64 // times dropped from a pull for an error or a bad chunk
+}
+
+// provider returns p's figures, making them (or, past maxProviderLabels,
+// those of "other"). t.mu is held.
+func (t *transferStats) provider(p nii.NodeID) *providerFigures {
+	if t.providers == nil {
+		t.providers = map[nii.NodeID]*providerFigures{}
+	}
+	if f := t.providers[p]; f != nil {
+		return f
+	}
+	if len(t.providers) >= maxProviderLabels {
+		p = "other"
+		if f := t.providers[p]; f != nil {
+			return f
+		}
+	}
+	f := &providerFigures{}
+	t.providers[p] = f
+	return f
+}
+
+// dropped counts the providers a pull (completed or failed) dropped.
+func (t *transferStats) dropped(res *exchange.PullResult) {
+	if res == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, p := range res.Dropped {
+		t.provider(p).errors++
+	}
 }
 
 // pulled records a completed pull that was not shared with another (a
@@ -45,26 +78,11 @@ type providerFigures struct {
 func (t *transferStats) pulled(res *exchange.PullResult, took time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.providers == nil {
-		t.providers = map[nii.NodeID]*providerFigures{}
-	}
 	for p, b := range res.Providers {
 		if b == 0 && res.ProviderChunks[p] == 0 {
 			continue
 		}
-		f := t.providers[p]
-		if f == nil {
-			if len(t.providers) >= maxProviderLabels {
-				p = "other"
-				if f = t.providers[p]; f == nil {
-					f = &providerFigures{}
-					t.providers[p] = f
-				}
-			} else {
-				f = &providerFigures{}
-				t.providers[p] = f
-			}
-		}
+		f := t.provider(p)
 		f.bytes += b
 		f.chunks += int64(res.ProviderChunks[p])
 	}
@@ -98,11 +116,14 @@ var (
 	descPublishSeconds  = desc("publish_seconds_total", "Time spent reading, chunking, hashing and storing published versions: rate(nii_publish_bytes_total) / rate(nii_publish_seconds_total) is publish throughput.")
 	descPublishLastRate = desc("publish_last_bytes_per_second", "Throughput of the last publish.")
 	descP2PConns        = desc("p2p_connections", "Open libp2p connections, by transport (tcp, quic, other).", "transport")
+	descProviderErrors  = desc("pull_provider_errors_total", "Times a provider was dropped from a pull (completed or failed) for an error or a bad chunk, by provider node.", "provider")
+	descChunkBytes      = desc("p2p_chunk_bytes_total", "Chunk bytes the chunk protocol moved, by transport (tcp, quic, other) and direction (fetched: received by this node's pulls; served: sent to others).", "transport", "direction")
 )
 
 var transferDescs = []*prometheus.Desc{
 	descPulledChunks, descPullSeconds, descPullLastRate, descProviderBytes, descProviderChunks,
 	descPublishes, descPublishBytes, descPublishSeconds, descPublishLastRate, descP2PConns,
+	descProviderErrors, descChunkBytes,
 }
 
 // collectTransfer sends the transfer figures.
@@ -121,6 +142,7 @@ func (c *nodeCollector) collectTransfer(ch chan<- prometheus.Metric) {
 	for p, f := range t.providers {
 		counter(descProviderBytes, float64(f.bytes), string(p))
 		counter(descProviderChunks, float64(f.chunks), string(p))
+		counter(descProviderErrors, float64(f.errors), string(p))
 	}
 	counter(descPublishes, float64(t.publishes))
 	counter(descPublishBytes, float64(t.publishBytes))
@@ -134,6 +156,10 @@ func (c *nodeCollector) collectTransfer(ch chan<- prometheus.Metric) {
 	}
 	for tr, k := range byTransport {
 		gauge(descP2PConns, float64(k), tr)
+	}
+	for _, b := range c.host.ChunkBytesByTransport() {
+		counter(descChunkBytes, float64(b.Fetched), b.Transport, "fetched")
+		counter(descChunkBytes, float64(b.Served), b.Transport, "served")
 	}
 }
 

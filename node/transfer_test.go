@@ -134,9 +134,11 @@ func TestTransferMetricsFollowAPull(t *testing.T) {
 		t.Errorf("puller: %v libp2p connections counted, want at least the one to the publisher", conns)
 	}
 	var found bool
+	var peerTransports []string
 	for _, p := range puller.PeerList() {
 		if p.ID == pub.ID() {
 			found = true
+			peerTransports = p.Transports
 			if len(p.Transports) == 0 || !slices.ContainsFunc(p.Transports, func(s string) bool { return s == "tcp" || s == "quic" }) {
 				t.Errorf("peer list: the publisher's transports are %v, want tcp or quic", p.Transports)
 			}
@@ -144,6 +146,30 @@ func TestTransferMetricsFollowAPull(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("the publisher is not in the puller's peer list")
+	}
+	// Which transport the chunks crossed: all of them under one, the same
+	// on both ends, and that one a transport of the open connection.
+	pm = scrape(t, c, pub)
+	var fetchedOver, servedOver []string
+	for _, tr := range []string{"tcp", "quic", "other"} {
+		f := value(again, "nii_p2p_chunk_bytes_total", "transport", tr, "direction", "fetched")
+		sv := value(pm, "nii_p2p_chunk_bytes_total", "transport", tr, "direction", "served")
+		if f < 0 || sv < 0 {
+			t.Errorf("no nii_p2p_chunk_bytes_total{transport=%q} fetched (%v) or served (%v)", tr, f, sv)
+		}
+		if f == float64(fetched) {
+			fetchedOver = append(fetchedOver, tr)
+		} else if f != 0 {
+			t.Errorf("puller: %v chunk bytes fetched over %s, want all (%d) or none", f, tr, fetched)
+		}
+		if sv == float64(fetched) {
+			servedOver = append(servedOver, tr)
+		} else if sv != 0 {
+			t.Errorf("publisher: %v chunk bytes served over %s, want all (%d) or none", sv, tr, fetched)
+		}
+	}
+	if len(fetchedOver) != 1 || !slices.Equal(fetchedOver, servedOver) || !slices.Contains(peerTransports, fetchedOver[0]) {
+		t.Errorf("chunks fetched over %v, served over %v; the connection's transports %v", fetchedOver, servedOver, peerTransports)
 	}
 	if t.Failed() {
 		_, b := do(t, c, puller, call{path: "/metrics"})

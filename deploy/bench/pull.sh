@@ -14,6 +14,10 @@
 #	                     default config: TCP and QUIC), tcp or quic
 #	NII_BENCH_OUT        1: 'nii pull -o FILE' (also writes the file out)
 #	NII_BENCH_DIR        work directory (default: a new one under /tmp)
+#	NII_BENCH_PROFILE    N: during the first nii run, take an N-second CPU
+#	                     profile of both daemons (/debug/pprof, admin
+#	                     token) into $NII_BENCH_DIR/{pub,pull}.cpu.pprof
+#	NII_BENCH_PEERS      1: print the puller's 'nii peers' after each pull
 #
 # Each nii run pulls into a fresh daemon (new home) so every chunk is
 # fetched; CPU is the daemons' and the clients' user+system seconds over
@@ -115,10 +119,22 @@ runnii() {
 	"$nii" --home "$home" run --gossip 127.0.0.1:0 --p2p /ip4/127.0.0.1/tcp/0 --p2p /ip4/127.0.0.1/udp/0/quic-v1 --join "$seed" >>"$dir/pull.log" 2>&1 &
 	local ppid=$!
 	waitfor 60 "$nii" --home "$home" show benchpub/big || { kill $ppid; die "the puller never saw the dataset (see $dir/pull.log)"; }
-	local out=()
+	local out=() profs=()
 	[[ ${NII_BENCH_OUT:-} != 1 ]] || out=(-o "$dir/nii.out")
+	if [[ -n ${NII_BENCH_PROFILE:-} && ! -f $dir/pull.cpu.pprof ]]; then
+		local h
+		for h in pub pull; do
+			local hh=$pub
+			[[ $h == pub ]] || hh=$home
+			curl -sf -H "Authorization: Bearer $(cat "$hh/admin.token")" \
+				"$(cat "$hh/api.addr")/debug/pprof/profile?seconds=$NII_BENCH_PROFILE" -o "$dir/$h.cpu.pprof" &
+			profs+=($!)
+		done
+	fi
 	PULLPID=$ppid timed nii "$pubpid" "$nii" --home "$home" pull benchpub/big -q "${out[@]}"
+	for p in "${profs[@]}"; do wait "$p" || true; done
 	if [[ -n ${NII_BENCH_PEERS:-} ]]; then "$nii" --home "$home" peers >&2; fi
+	if [[ -n ${NII_BENCH_METRICS:-} ]]; then curl -sf "$(cat "$home/api.addr")/metrics" | grep -E '^nii_(pull|p2p)' >&2 || true; fi
 	kill $ppid; wait $ppid 2>/dev/null || true
 	rm -rf "$home" "$dir/nii.out"
 }
