@@ -35,6 +35,34 @@ type Officer interface {
 	RevokeWithKey(key []byte, jti string) (string, error)
 	// Audit returns a page of the audit log.
 	Audit(q AuditQuery) (*api.AuditPage, error)
+	// Problems lists the problem reports on this node's datasets (GET
+	// /api/v1/problems): dataset "" and state "" for all.
+	Problems(dataset, state string) ([]api.ProblemReport, error)
+	// CloseProblem marks a report closed, audit-logged.
+	CloseProblem(id string) (*api.ProblemReport, error)
+	// IssueGrantWithKey signs a grant with the issuer key (its file's
+	// bytes, used for this call only and not kept), as 'nii grant issue'
+	// does, audit-logged without the token.
+	IssueGrantWithKey(key []byte, g GrantRequest) (*IssuedGrant, error)
+}
+
+// GrantRequest is what the grant form asks for (nii grant issue's flags).
+type GrantRequest struct {
+	Subject  string // an org or a node ID (--to)
+	Datasets []string
+	Actions  []nii.Action
+	Node     nii.NodeID // optional binding (--node)
+	TTL      time.Duration
+}
+
+// IssuedGrant is a grant just signed: the token is shown once.
+type IssuedGrant struct {
+	ID       string
+	Token    string
+	Subject  string
+	Datasets []string
+	Actions  []nii.Action
+	Expires  time.Time
 }
 
 // AuditQuery filters the audit log (GET /api/v1/audit's parameters).
@@ -65,6 +93,8 @@ func (h *Handler) officerRoutes() {
 	h.mux.HandleFunc("GET /officer/grants", h.officerPage(h.grants))
 	h.mux.HandleFunc("POST /officer/grants", h.officerPage(h.grants))
 	h.mux.HandleFunc("GET /officer/audit", h.officerPage(h.audit))
+	h.mux.HandleFunc("GET /officer/problems", h.officerPage(h.problems))
+	h.mux.HandleFunc("POST /officer/problems", h.officerPage(h.problems))
 }
 
 type loginData struct {
