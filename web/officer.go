@@ -382,10 +382,14 @@ type grantsData struct {
 	Revoked string
 	Err     string
 	JTI     string
+	Issued  *IssuedGrant
+	// The issue form's fields, kept when it is refused (never the key).
+	To, Datasets, TTL, Bind string
+	Read, Sync              bool
 }
 
 func (h *Handler) grants(w http.ResponseWriter, r *http.Request, s *session) {
-	gd := grantsData{CSRF: s.csrf}
+	gd := grantsData{CSRF: s.csrf, TTL: "720h", Read: true}
 	status := http.StatusOK
 	if r.Method == http.MethodPost {
 		r.Body = http.MaxBytesReader(w, r.Body, 4*maxFormField)
@@ -400,6 +404,34 @@ func (h *Handler) grants(w http.ResponseWriter, r *http.Request, s *session) {
 		case "inspect":
 			rep := h.b.InspectGrant(strings.TrimSpace(r.PostFormValue("token")))
 			gd.Report = &rep
+		case "issue":
+			gd.To, gd.Datasets, gd.Bind = strings.TrimSpace(r.PostFormValue("to")), r.PostFormValue("datasets"), strings.TrimSpace(r.PostFormValue("node"))
+			gd.TTL, gd.Read, gd.Sync = strings.TrimSpace(r.PostFormValue("ttl")), r.PostFormValue("read") != "", r.PostFormValue("sync") != ""
+			ttl, err := time.ParseDuration(gd.TTL)
+			if err != nil || ttl <= 0 {
+				gd.Err, status = "Lifetime "+strconv.Quote(gd.TTL)+": give a duration such as 720h (30 days).", http.StatusBadRequest
+				break
+			}
+			key, err := issuerKey(r)
+			if err != nil {
+				gd.Err, status = err.Error(), http.StatusBadRequest
+				break
+			}
+			var actions []nii.Action
+			if gd.Read {
+				actions = append(actions, nii.ActionRead)
+			}
+			if gd.Sync {
+				actions = append(actions, nii.ActionSync)
+			}
+			g, err := h.b.IssueGrantWithKey(key, GrantRequest{Subject: gd.To, Datasets: splitList(gd.Datasets), Actions: actions, Node: nii.NodeID(gd.Bind), TTL: ttl})
+			clear(key)
+			if err != nil {
+				_, body := api.ErrorFor(err)
+				gd.Err, status = "Not issued: "+body.Error, http.StatusBadRequest
+				break
+			}
+			gd.Issued = g
 		case "revoke":
 			gd.JTI = strings.TrimSpace(r.PostFormValue("jti"))
 			key, err := formFile(r, "key")
@@ -418,6 +450,22 @@ func (h *Handler) grants(w http.ResponseWriter, r *http.Request, s *session) {
 		}
 	}
 	h.render(w, r, status, "grants", "Grants and trust", "officer", gd)
+}
+
+// issuerKey reads the issuer key the officer gave for this action: the
+// uploaded file, else the pasted text. It is not kept.
+func issuerKey(r *http.Request) ([]byte, error) {
+	if f, _, err := r.FormFile("key"); err == nil {
+		f.Close()
+		return formFile(r, "key")
+	}
+	if t := strings.TrimSpace(r.PostFormValue("key_text")); t != "" {
+		if len(t) > maxKeyFile {
+			return nil, errors.New("the pasted key is too big to be a key")
+		}
+		return []byte(t), nil
+	}
+	return nil, errors.New("choose the issuer's key file (made by nii keygen) or paste its contents")
 }
 
 // formFile reads an uploaded file (a small one: an issuer key).
