@@ -96,6 +96,7 @@ func (n *Node) apiHandler() http.Handler {
 	n.openDataRoutes(mux)
 	n.opsRoutes(mux)
 	n.storeRoutes(mux)
+	n.problemRoutes(mux)
 	return n.frontDoor(mux)
 }
 

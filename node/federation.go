@@ -42,6 +42,7 @@ func (n *Node) startFederation() error {
 	n.host.ServeCatalog(catalogSource{n.catalog})
 	if !n.cfg.RegistryOnly {
 		n.host.ServeContent(n.store, n.authorize)
+		n.host.ServeProblems(n)
 	}
 
 	keys, err := n.cfg.gossipKeys()

@@ -60,6 +60,7 @@ type Node struct {
 	verifier    *auth.Verifier
 	revocations *auth.Revocations
 	audit       *auth.AuditLog
+	problemMu   sync.Mutex // serialises problem reports' count-then-store and close (problems.go)
 	credMu      sync.Mutex
 	credential  string        // this node's membership credential, if enrolled
 	trustMu     sync.Mutex    // serialises trust-anchor edits (config file and memory)

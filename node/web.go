@@ -37,6 +37,7 @@ func (n *Node) webPages() http.Handler {
 	}
 	h, err := web.New(webBackend{n}, web.Config{
 		Org: n.cfg.Org, OrgName: n.cfg.OrgName, Federation: n.cfg.Federation, Log: n.log,
+		Sessions: sessionStore{n.db},
 	})
 	if err != nil {
 		// The templates are embedded: a failure is a build defect, caught
@@ -314,6 +315,9 @@ func (b webBackend) RevokeWithKey(keyFile []byte, jti string) (string, error) {
 		return "", fmt.Errorf("%w revocation: %v", nii.ErrInvalid, err)
 	}
 	revoked, _, err := b.n.Revoke(tok)
+	if err == nil {
+		b.n.auditOfficer("", "revoke", "revoked "+revoked)
+	}
 	return revoked, err
 }
 
@@ -327,4 +331,36 @@ func (b webBackend) Audit(q web.AuditQuery) (*api.AuditPage, error) {
 		page.Records[i] = auditRecord(rec)
 	}
 	return page, nil
+}
+
+func (b webBackend) ReportProblem(ctx context.Context, d nii.DatasetID, p api.ProblemSubmission) (*api.ProblemReceipt, error) {
+	return b.n.ReportProblem(ctx, d, p)
+}
+
+func (b webBackend) Problems(dataset, state string) ([]api.ProblemReport, error) {
+	return b.n.Problems(ProblemQuery{Dataset: dataset, State: state})
+}
+
+func (b webBackend) CloseProblem(id string) (*api.ProblemReport, error) { return b.n.CloseProblem(id) }
+
+// IssueGrantWithKey signs a grant as 'nii grant issue --key' does (the
+// same auth.IssueGrant, with its checks: patterns, actions, lifetime),
+// for this node's federation. The key is cleared after use and neither it
+// nor the token is logged; the audit log records the grant's ID.
+func (b webBackend) IssueGrantWithKey(keyFile []byte, g web.GrantRequest) (*web.IssuedGrant, error) {
+	k, err := auth.ParsePrivateKey(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("%w issuer key: %v", nii.ErrInvalid, err)
+	}
+	defer clear(k)
+	tok, gc, err := auth.IssueGrant(k, auth.GrantSpec{Federation: b.n.cfg.Federation, Subject: strings.TrimSpace(g.Subject),
+		Datasets: g.Datasets, Actions: g.Actions, Node: g.Node, TTL: g.TTL})
+	if err != nil {
+		if !errors.Is(err, nii.ErrInvalid) {
+			err = fmt.Errorf("%w: %v", nii.ErrInvalid, err)
+		}
+		return nil, err
+	}
+	b.n.auditOfficer(strings.Join(gc.Datasets, ","), "issue-grant", "grant "+gc.ID+" to "+g.Subject+" until "+gc.ExpiresAt.UTC().Format(time.RFC3339))
+	return &web.IssuedGrant{ID: gc.ID, Token: tok, Subject: g.Subject, Datasets: gc.Datasets, Actions: gc.Actions, Expires: gc.ExpiresAt.UTC()}, nil
 }

@@ -155,6 +155,7 @@ type datasetData struct {
 	Pull       string
 	JSONURL    string
 	Restricted bool
+	Report     reportForm // the report-a-problem form (problems.go)
 }
 
 func (h *Handler) dataset(w http.ResponseWriter, r *http.Request) {
@@ -170,6 +171,7 @@ func (h *Handler) dataset(w http.ResponseWriter, r *http.Request) {
 	}
 	ref := nii.Ref{Dataset: d, Version: cd.Version}
 	dd := datasetData{D: cd, Ref: ref, Restricted: cd.Meta.Access == nii.AccessRestricted}
+	dd.Report = h.datasetReportForm(w, r, cd)
 	if cd.Local != nil {
 		dd.Versions = append(dd.Versions, cd.Local.Versions...)
 		sort.Slice(dd.Versions, func(i, j int) bool { return dd.Versions[i].Version > dd.Versions[j].Version })

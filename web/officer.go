@@ -35,6 +35,34 @@ type Officer interface {
 	RevokeWithKey(key []byte, jti string) (string, error)
 	// Audit returns a page of the audit log.
 	Audit(q AuditQuery) (*api.AuditPage, error)
+	// Problems lists the problem reports on this node's datasets (GET
+	// /api/v1/problems): dataset "" and state "" for all.
+	Problems(dataset, state string) ([]api.ProblemReport, error)
+	// CloseProblem marks a report closed, audit-logged.
+	CloseProblem(id string) (*api.ProblemReport, error)
+	// IssueGrantWithKey signs a grant with the issuer key (its file's
+	// bytes, used for this call only and not kept), as 'nii grant issue'
+	// does, audit-logged without the token.
+	IssueGrantWithKey(key []byte, g GrantRequest) (*IssuedGrant, error)
+}
+
+// GrantRequest is what the grant form asks for (nii grant issue's flags).
+type GrantRequest struct {
+	Subject  string // an org or a node ID (--to)
+	Datasets []string
+	Actions  []nii.Action
+	Node     nii.NodeID // optional binding (--node)
+	TTL      time.Duration
+}
+
+// IssuedGrant is a grant just signed: the token is shown once.
+type IssuedGrant struct {
+	ID       string
+	Token    string
+	Subject  string
+	Datasets []string
+	Actions  []nii.Action
+	Expires  time.Time
 }
 
 // AuditQuery filters the audit log (GET /api/v1/audit's parameters).
@@ -65,6 +93,8 @@ func (h *Handler) officerRoutes() {
 	h.mux.HandleFunc("GET /officer/grants", h.officerPage(h.grants))
 	h.mux.HandleFunc("POST /officer/grants", h.officerPage(h.grants))
 	h.mux.HandleFunc("GET /officer/audit", h.officerPage(h.audit))
+	h.mux.HandleFunc("GET /officer/problems", h.officerPage(h.problems))
+	h.mux.HandleFunc("POST /officer/problems", h.officerPage(h.problems))
 }
 
 type loginData struct {
@@ -352,10 +382,14 @@ type grantsData struct {
 	Revoked string
 	Err     string
 	JTI     string
+	Issued  *IssuedGrant
+	// The issue form's fields, kept when it is refused (never the key).
+	To, Datasets, TTL, Bind string
+	Read, Sync              bool
 }
 
 func (h *Handler) grants(w http.ResponseWriter, r *http.Request, s *session) {
-	gd := grantsData{CSRF: s.csrf}
+	gd := grantsData{CSRF: s.csrf, TTL: "720h", Read: true}
 	status := http.StatusOK
 	if r.Method == http.MethodPost {
 		r.Body = http.MaxBytesReader(w, r.Body, 4*maxFormField)
@@ -370,6 +404,34 @@ func (h *Handler) grants(w http.ResponseWriter, r *http.Request, s *session) {
 		case "inspect":
 			rep := h.b.InspectGrant(strings.TrimSpace(r.PostFormValue("token")))
 			gd.Report = &rep
+		case "issue":
+			gd.To, gd.Datasets, gd.Bind = strings.TrimSpace(r.PostFormValue("to")), r.PostFormValue("datasets"), strings.TrimSpace(r.PostFormValue("node"))
+			gd.TTL, gd.Read, gd.Sync = strings.TrimSpace(r.PostFormValue("ttl")), r.PostFormValue("read") != "", r.PostFormValue("sync") != ""
+			ttl, err := time.ParseDuration(gd.TTL)
+			if err != nil || ttl <= 0 {
+				gd.Err, status = "Lifetime "+strconv.Quote(gd.TTL)+": give a duration such as 720h (30 days).", http.StatusBadRequest
+				break
+			}
+			key, err := issuerKey(r)
+			if err != nil {
+				gd.Err, status = err.Error(), http.StatusBadRequest
+				break
+			}
+			var actions []nii.Action
+			if gd.Read {
+				actions = append(actions, nii.ActionRead)
+			}
+			if gd.Sync {
+				actions = append(actions, nii.ActionSync)
+			}
+			g, err := h.b.IssueGrantWithKey(key, GrantRequest{Subject: gd.To, Datasets: splitList(gd.Datasets), Actions: actions, Node: nii.NodeID(gd.Bind), TTL: ttl})
+			clear(key)
+			if err != nil {
+				_, body := api.ErrorFor(err)
+				gd.Err, status = "Not issued: "+body.Error, http.StatusBadRequest
+				break
+			}
+			gd.Issued = g
 		case "revoke":
 			gd.JTI = strings.TrimSpace(r.PostFormValue("jti"))
 			key, err := formFile(r, "key")
@@ -388,6 +450,22 @@ func (h *Handler) grants(w http.ResponseWriter, r *http.Request, s *session) {
 		}
 	}
 	h.render(w, r, status, "grants", "Grants and trust", "officer", gd)
+}
+
+// issuerKey reads the issuer key the officer gave for this action: the
+// uploaded file, else the pasted text. It is not kept.
+func issuerKey(r *http.Request) ([]byte, error) {
+	if f, _, err := r.FormFile("key"); err == nil {
+		f.Close()
+		return formFile(r, "key")
+	}
+	if t := strings.TrimSpace(r.PostFormValue("key_text")); t != "" {
+		if len(t) > maxKeyFile {
+			return nil, errors.New("the pasted key is too big to be a key")
+		}
+		return []byte(t), nil
+	}
+	return nil, errors.New("choose the issuer's key file (made by nii keygen) or paste its contents")
 }
 
 // formFile reads an uploaded file (a small one: an issuer key).

@@ -2,20 +2,27 @@ package web
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/hex"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"sync"
 	"time"
+
+	"github.com/nii-uk/nii"
 )
 
 // The officer's session: the node's admin token, typed once into the
 // login form, is exchanged for a random session ID in an HttpOnly,
 // SameSite=Strict cookie; the token itself is never put in a cookie or a
 // URL. Each session has its own CSRF token, which every officer form
-// carries in a hidden field and every POST must echo. Sessions live in
-// memory: a restart logs the officer out.
+// carries in a hidden field and every POST must echo. Sessions are kept
+// by a SessionStore (the node's badger store) under the SHA-256 of their
+// ID, so they survive a restart while the ID itself, which the cookie
+// holds, is stored nowhere; memory holds the ones in use.
 
 const (
 	sessionCookie = "nii_session"
@@ -29,9 +36,32 @@ type session struct {
 	expires time.Time
 }
 
+// SessionStore keeps officer sessions across restarts. key is the hex
+// SHA-256 of the session's ID, never the ID; an expired session is not
+// loaded (and the store may drop it at its expiry).
+type SessionStore interface {
+	SaveSession(key string, s StoredSession) error
+	LoadSession(key string) (StoredSession, bool, error)
+	DeleteSession(key string) error
+}
+
+// StoredSession is a session as a SessionStore keeps it.
+type StoredSession struct {
+	CSRF    string
+	Expires time.Time
+}
+
 type sessions struct {
-	mu sync.Mutex
-	m  map[string]*session
+	mu    sync.Mutex
+	m     map[string]*session // by sessionKey(id)
+	store SessionStore        // nil: memory only
+	log   *slog.Logger
+}
+
+// sessionKey is what a session is kept under: the hash of its ID.
+func sessionKey(id string) string {
+	h := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(h[:])
 }
 
 func randomToken() string {
@@ -59,10 +89,20 @@ func (s *sessions) create(now time.Time) (id string, sess *session) {
 			}
 		}
 		delete(s.m, oldest)
+		if s.store != nil {
+			s.store.DeleteSession(oldest) // else it would come back from the store
+		}
 	}
 	id = randomToken()
 	sess = &session{csrf: randomToken(), expires: now.Add(sessionTTL)}
-	s.m[id] = sess
+	key := sessionKey(id)
+	s.m[key] = sess
+	if s.store != nil {
+		if err := s.store.SaveSession(key, StoredSession{CSRF: sess.csrf, Expires: sess.expires}); err != nil {
+			// The session works until a restart.
+			s.log.Warn("keep officer session", slog.String(nii.LogErr, err.Error()))
+		}
+	}
 	return id, sess
 }
 
@@ -71,11 +111,22 @@ func (s *sessions) get(r *http.Request) *session {
 	if err != nil || c.Value == "" {
 		return nil
 	}
+	key := sessionKey(c.Value)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sess := s.m[c.Value]
+	if s.m == nil {
+		s.m = map[string]*session{}
+	}
+	sess := s.m[key]
+	if sess == nil && s.store != nil {
+		// A session from before a restart.
+		if st, ok, err := s.store.LoadSession(key); err == nil && ok {
+			sess = &session{csrf: st.CSRF, expires: st.Expires}
+			s.m[key] = sess
+		}
+	}
 	if sess == nil || time.Now().After(sess.expires) {
-		delete(s.m, c.Value)
+		delete(s.m, key)
 		return nil
 	}
 	return sess
@@ -83,9 +134,15 @@ func (s *sessions) get(r *http.Request) *session {
 
 func (s *sessions) end(r *http.Request) {
 	if c, err := r.Cookie(sessionCookie); err == nil {
+		key := sessionKey(c.Value)
 		s.mu.Lock()
-		delete(s.m, c.Value)
+		delete(s.m, key)
 		s.mu.Unlock()
+		if s.store != nil {
+			if err := s.store.DeleteSession(key); err != nil {
+				s.log.Warn("end officer session", slog.String(nii.LogErr, err.Error()))
+			}
+		}
 	}
 }
 

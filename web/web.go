@@ -9,6 +9,7 @@ package web
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"embed"
 	"encoding/json"
 	"fmt"
@@ -60,6 +61,10 @@ type Backend interface {
 	// Query runs read-only SQL in the node's sandbox, as the public API
 	// does (POST /api/v1/query without the admin token).
 	Query(ctx context.Context, sql string) (*api.QueryResult, error)
+	// ReportProblem is POST /api/v1/datasets/{org}/{name}/problems: a
+	// person's report, recorded on the publishing node (relayed to it when
+	// this node is not the publisher).
+	ReportProblem(ctx context.Context, d nii.DatasetID, p api.ProblemSubmission) (*api.ProblemReceipt, error)
 	Officer
 }
 
@@ -89,6 +94,9 @@ type Config struct {
 	// PreviewRows and PreviewBytes bound a dataset page's preview.
 	PreviewRows  int
 	PreviewBytes int64
+	// Sessions keeps the officer's sessions so that they survive a
+	// restart (node: in its badger store); nil keeps them in memory only.
+	Sessions SessionStore
 }
 
 // Handler serves the pages.
@@ -98,7 +106,8 @@ type Handler struct {
 	tmpl map[string]*template.Template
 	mux  *http.ServeMux
 
-	sessions sessions
+	sessions  sessions
+	reportKey [32]byte // signs the report form's double-submit token (problems.go)
 }
 
 // CSP is the Content-Security-Policy of every page and asset: nothing
@@ -118,16 +127,18 @@ func New(b Backend, cfg Config) (*Handler, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	h := &Handler{b: b, cfg: cfg, tmpl: map[string]*template.Template{}}
+	h.sessions.store, h.sessions.log = cfg.Sessions, cfg.Log
+	rand.Read(h.reportKey[:])
 	pages, err := fs.Glob(templateFS, "templates/*.tmpl")
 	if err != nil {
 		return nil, err
 	}
 	for _, p := range pages {
 		name := strings.TrimSuffix(strings.TrimPrefix(p, "templates/"), ".tmpl")
-		if name == "layout" {
-			continue
+		if name == "layout" || strings.HasPrefix(name, "_") {
+			continue // the layout and the partials (_*.tmpl) are in every page's set
 		}
-		t, err := template.New("layout.tmpl").Funcs(funcs).ParseFS(templateFS, "templates/layout.tmpl", p)
+		t, err := template.New("layout.tmpl").Funcs(funcs).ParseFS(templateFS, "templates/layout.tmpl", "templates/_*.tmpl", p)
 		if err != nil {
 			return nil, fmt.Errorf("web: template %s: %w", name, err)
 		}
@@ -141,6 +152,7 @@ func New(b Backend, cfg Config) (*Handler, error) {
 	h.mux.HandleFunc("GET /datasets/{org}/{name}", h.dataset)
 	h.mux.HandleFunc("GET /api/v1/catalog/{org}/{name}", h.dataset)
 	h.mux.HandleFunc("GET /dataset/{ckan}", h.ckanDataset)
+	h.mux.HandleFunc("POST /datasets/{org}/{name}/problems", h.reportProblem)
 	h.harmonyRoutes()
 	h.officerRoutes()
 	return h, nil
