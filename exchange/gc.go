@@ -226,7 +226,7 @@ func (s *Store) GC(ctx context.Context) (*GCResult, error) {
 				res.Kept++
 				continue
 			}
-			cands = append(cands, cand{h, it.Item().ValueSize()})
+			cands = append(cands, cand{h, chunkItemSize(it.Item())})
 		}
 		return ctx.Err()
 	})
@@ -326,8 +326,7 @@ func (s *Store) deleteUnleased(hs []nii.Hash, sizes map[nii.Hash]int64) (n, byte
 			// The exact size, as the counts were kept (ValueSize is an
 			// estimate for values in the value log); the estimate if the
 			// value cannot be read (a damaged store).
-			size := sizes[h]
-			item.Value(func(b []byte) error { size = int64(len(b)); return nil })
+			size := chunkItemExactSize(item)
 			if err := txn.Delete(chunkKey(h)); err != nil {
 				txn.Discard()
 				return 0, 0, spared, err

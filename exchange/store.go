@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -18,7 +19,9 @@ import (
 // Key layout in the shared badger DB (every package owns a prefix; see
 // docs/storage.md):
 //
-//	c/<hash:32>                         chunk bytes
+//	c/<hash:32>                         where the chunk's bytes are in a pack
+//	                                    (pack.go), or, stored by an earlier
+//	                                    build, the bytes themselves
 //	m/<hash:32>                         signed manifest (canonical CBOR)
 //	v/<org>/<name>/<version:8 BE>       VersionRecord (canonical CBOR)
 //
@@ -83,6 +86,7 @@ type Store struct {
 	gcMu     sync.Mutex // one garbage collection at a time
 	space    SpaceCheck // nil: writes are not checked for free space (space.go)
 	damage   damageSet  // damaged versions found by Verify or while serving (verify.go)
+	packs    *packSet   // the files chunk bodies live in (pack.go)
 }
 
 // NewStore returns a store over db using chunk bounds p.
@@ -95,7 +99,15 @@ func NewStore(db *badger.DB, p chunker.Params) (*Store, error) {
 		// read a key another one wrote meanwhile.
 		return nil, errors.New("store: badger must detect conflicts")
 	}
-	s := &Store{db: db, params: p}
+	opts := db.Opts()
+	if opts.InMemory || opts.Dir == "" {
+		return nil, errors.New("store: badger must be on disk (chunk bodies live in pack files beside it)")
+	}
+	packs, err := openPacks(filepath.Join(opts.Dir, packDirName), opts.ReadOnly)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{db: db, params: p, packs: packs}
 	if err := s.loadCounts(); err != nil {
 		return nil, err
 	}
@@ -222,30 +234,69 @@ func (s *Store) PutChunk(h nii.Hash, b []byte) error {
 
 // Chunk returns a chunk's bytes after verifying them against h.
 func (s *Store) Chunk(h nii.Hash) ([]byte, error) {
-	var b []byte
-	err := s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(chunkKey(h))
-		if err != nil {
-			return err
-		}
-		b, err = item.ValueCopy(nil)
-		return err
-	})
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return nil, fmt.Errorf("chunk %s: %w", h, nii.ErrNotFound)
-	}
-	if err != nil && !errors.Is(err, badger.ErrDBClosed) {
-		// The key is there but its value cannot be read (a value log
-		// cut short or damaged): as corrupt as bytes that do not hash.
-		return nil, fmt.Errorf("chunk %s: %w: stored value unreadable: %v", h, nii.ErrCorrupt, err)
-	}
+	b, err := s.chunkBytes(h)
 	if err != nil {
-		return nil, fmt.Errorf("chunk %s: %w", h, err)
+		return nil, err
 	}
 	if nii.HashOf(b) != h {
 		return nil, fmt.Errorf("chunk %s: %w: stored bytes do not match the hash", h, nii.ErrCorrupt)
 	}
 	return b, nil
+}
+
+// chunkBytes returns a chunk's bytes as stored, not yet checked against h.
+func (s *Store) chunkBytes(h nii.Hash) ([]byte, error) {
+	for try := 0; ; try++ {
+		var (
+			b      []byte
+			ptr    packPtr
+			packed bool
+		)
+		err := s.db.View(func(txn *badger.Txn) error {
+			item, err := txn.Get(chunkKey(h))
+			if err != nil {
+				return err
+			}
+			if item.UserMeta() == metaPacked {
+				packed = true
+				return item.Value(func(v []byte) error {
+					var err error
+					ptr, err = decodePackPtr(v)
+					return err
+				})
+			}
+			b, err = item.ValueCopy(nil)
+			return err
+		})
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil, fmt.Errorf("chunk %s: %w", h, nii.ErrNotFound)
+		}
+		if err != nil && !errors.Is(err, badger.ErrDBClosed) {
+			if errors.Is(err, nii.ErrCorrupt) {
+				return nil, fmt.Errorf("chunk %s: %w", h, err)
+			}
+			// The key is there but its value cannot be read (a value log
+			// cut short or damaged): as corrupt as bytes that do not hash.
+			return nil, fmt.Errorf("chunk %s: %w: stored value unreadable: %v", h, nii.ErrCorrupt, err)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("chunk %s: %w", h, err)
+		}
+		if !packed {
+			return b, nil
+		}
+		b, err = s.packs.read(h, ptr)
+		if errors.Is(err, errPackGone) && try < 3 {
+			continue // moved by a pack rewrite: look it up again
+		}
+		if err != nil {
+			if !errors.Is(err, nii.ErrCorrupt) {
+				err = fmt.Errorf("%w: %v", nii.ErrCorrupt, err)
+			}
+			return nil, fmt.Errorf("chunk %s: %w", h, err)
+		}
+		return b, nil
+	}
 }
 
 // NextVersion returns the number the next version of d would get. Callers
@@ -541,31 +592,90 @@ func (s *Store) OpenManifest(rec *VersionRecord) (*nii.Manifest, error) {
 // WriteTo writes the content of a version to w, verifying every chunk's
 // hash before its bytes are written. A corrupt or missing chunk stops the
 // write with an error wrapping nii.ErrCorrupt or nii.ErrNotFound.
+//
+// Chunks are read and verified on one goroutine, up to exportAhead bytes
+// ahead of the caller's, which writes them to w in writes of about
+// exportWrite bytes.
 func (s *Store) WriteTo(ctx context.Context, rec *VersionRecord, w io.Writer) (int64, error) {
 	m, err := s.OpenManifest(rec)
 	if err != nil {
 		return 0, err
 	}
-	var n int64
-	for i, c := range m.Chunks {
-		if err := ctx.Err(); err != nil {
-			return n, err
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type piece struct {
+		b   []byte
+		err error
+	}
+	ahead := make(chan piece, exportAhead/max(int(s.params.Avg), 1)+1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer close(ahead)
+		for i, c := range m.Chunks {
+			if ctx.Err() != nil {
+				return
+			}
+			b, err := s.Chunk(c.Hash)
+			if err == nil && len(b) != int(c.Size) {
+				err = fmt.Errorf("%w: size %d, manifest says %d", nii.ErrCorrupt, len(b), c.Size)
+			}
+			if err != nil {
+				err = fmt.Errorf("%s chunk %d of %d: %w", rec.Ref, i+1, len(m.Chunks), err)
+			}
+			select {
+			case ahead <- piece{b, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
 		}
-		b, err := s.Chunk(c.Hash)
-		if err != nil {
-			return n, fmt.Errorf("%s chunk %d of %d: %w", rec.Ref, i+1, len(m.Chunks), err)
+	}()
+	defer func() {
+		cancel()
+		for range ahead {
 		}
-		if len(b) != int(c.Size) {
-			return n, fmt.Errorf("%s chunk %d: %w: size %d, manifest says %d", rec.Ref, i+1, nii.ErrCorrupt, len(b), c.Size)
-		}
-		k, err := w.Write(b)
+		<-done
+	}()
+	var (
+		n   int64
+		buf = make([]byte, 0, exportWrite)
+	)
+	flush := func() error {
+		k, err := w.Write(buf)
 		n += int64(k)
-		if err != nil {
-			return n, err
+		buf = buf[:0]
+		return err
+	}
+	for p := range ahead {
+		if p.err != nil {
+			if err := flush(); err != nil {
+				return n, err
+			}
+			return n, p.err
 		}
+		if len(buf)+len(p.b) > exportWrite && len(buf) > 0 {
+			if err := flush(); err != nil {
+				return n, err
+			}
+		}
+		buf = append(buf, p.b...)
+	}
+	if err := ctx.Err(); err != nil {
+		return n, err
+	}
+	if err := flush(); err != nil {
+		return n, err
 	}
 	return n, nil
 }
+
+const (
+	exportAhead = 8 << 20 // bytes of chunks read and verified ahead of the writer
+	exportWrite = 1 << 20 // bytes per write to the destination
+)
 
 // Stats summarises the store.
 type Stats struct {
