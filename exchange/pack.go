@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -285,7 +286,7 @@ func (ps *packSet) reader(id uint32) (*os.File, error) {
 		return f, nil
 	}
 	f, err := os.Open(ps.path(id))
-	if errors.Is(err, os.ErrNotExist) {
+	if errors.Is(err, os.ErrNotExist) && !ps.gone[id] {
 		return nil, fmt.Errorf("%w: pack %s is missing", nii.ErrCorrupt, packName(id))
 	}
 	if err != nil {
@@ -306,6 +307,9 @@ func (ps *packSet) read(h nii.Hash, ptr packPtr) ([]byte, error) {
 	k, err := f.ReadAt(buf, ptr.off)
 	if errors.Is(err, os.ErrClosed) {
 		return nil, errPackGone
+	}
+	if k < len(buf) && err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("pack %s: %w", packName(ptr.pack), err) // the disk, not the bytes
 	}
 	if k < len(buf) {
 		return nil, fmt.Errorf("%w: pack %s ends at the chunk (%d of %d bytes at offset %d): %v", nii.ErrCorrupt, packName(ptr.pack), k, len(buf), ptr.off, err)

@@ -233,35 +233,66 @@ func (s *Store) PutChunk(h nii.Hash, b []byte) error {
 }
 
 // Chunk returns a chunk's bytes after verifying them against h.
+//
+// A chunk found damaged — bytes that do not hash to h, a pack frame that
+// is not the one its index entry names, a pack cut short or missing — is
+// caught here once, by whoever reads it: its index entry is deleted (if it
+// still names the damaged place), so that the chunk is missing from then
+// on. It is never served or counted as stored again: a publish of the
+// same content stores it afresh, a pull or repair fetches it, and the
+// store check reports the versions that name it as missing chunks.
 func (s *Store) Chunk(h nii.Hash) ([]byte, error) {
-	b, err := s.chunkBytes(h)
-	if err != nil {
-		return nil, err
+	b, loc, err := s.chunkBytes(h)
+	if err == nil && nii.HashOf(b) != h {
+		err = fmt.Errorf("chunk %s: %w: stored bytes do not match the hash", h, nii.ErrCorrupt)
 	}
-	if nii.HashOf(b) != h {
-		return nil, fmt.Errorf("chunk %s: %w: stored bytes do not match the hash", h, nii.ErrCorrupt)
+	if err != nil {
+		if loc.damaged(err) {
+			if derr := s.dropDamaged(h, loc); derr != nil {
+				err = fmt.Errorf("%w (and deleting its index entry failed: %v)", err, derr)
+			}
+		}
+		return nil, err
 	}
 	return b, nil
 }
 
+// chunkLoc is where chunkBytes found a chunk: in a pack, or (stored by an
+// earlier build) in badger.
+type chunkLoc struct {
+	found  bool
+	packed bool
+	ptr    packPtr
+}
+
+// damaged reports whether err, from reading the chunk at l, says the
+// stored chunk itself is bad (not an I/O error or a closed store).
+func (l chunkLoc) damaged(err error) bool {
+	return l.found && errors.Is(err, nii.ErrCorrupt) && !errors.Is(err, errReadFailed)
+}
+
+// errReadFailed marks a read that failed for a reason other than the
+// stored bytes (the disk, the file system): the chunk is not dropped.
+var errReadFailed = errors.New("read failed")
+
 // chunkBytes returns a chunk's bytes as stored, not yet checked against h.
-func (s *Store) chunkBytes(h nii.Hash) ([]byte, error) {
+func (s *Store) chunkBytes(h nii.Hash) ([]byte, chunkLoc, error) {
 	for try := 0; ; try++ {
 		var (
-			b      []byte
-			ptr    packPtr
-			packed bool
+			b   []byte
+			loc chunkLoc
 		)
 		err := s.db.View(func(txn *badger.Txn) error {
 			item, err := txn.Get(chunkKey(h))
 			if err != nil {
 				return err
 			}
+			loc.found = true
 			if item.UserMeta() == metaPacked {
-				packed = true
+				loc.packed = true
 				return item.Value(func(v []byte) error {
 					var err error
-					ptr, err = decodePackPtr(v)
+					loc.ptr, err = decodePackPtr(v)
 					return err
 				})
 			}
@@ -269,33 +300,88 @@ func (s *Store) chunkBytes(h nii.Hash) ([]byte, error) {
 			return err
 		})
 		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil, fmt.Errorf("chunk %s: %w", h, nii.ErrNotFound)
+			return nil, loc, fmt.Errorf("chunk %s: %w", h, nii.ErrNotFound)
 		}
 		if err != nil && !errors.Is(err, badger.ErrDBClosed) {
 			if errors.Is(err, nii.ErrCorrupt) {
-				return nil, fmt.Errorf("chunk %s: %w", h, err)
+				return nil, loc, fmt.Errorf("chunk %s: %w", h, err)
 			}
 			// The key is there but its value cannot be read (a value log
 			// cut short or damaged): as corrupt as bytes that do not hash.
-			return nil, fmt.Errorf("chunk %s: %w: stored value unreadable: %v", h, nii.ErrCorrupt, err)
+			return nil, loc, fmt.Errorf("chunk %s: %w: stored value unreadable: %v", h, nii.ErrCorrupt, err)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("chunk %s: %w", h, err)
+			return nil, chunkLoc{}, fmt.Errorf("chunk %s: %w", h, err)
 		}
-		if !packed {
-			return b, nil
+		if !loc.packed {
+			return b, loc, nil
 		}
-		b, err = s.packs.read(h, ptr)
+		b, err = s.packs.read(h, loc.ptr)
 		if errors.Is(err, errPackGone) && try < 3 {
 			continue // moved by a pack rewrite: look it up again
 		}
 		if err != nil {
 			if !errors.Is(err, nii.ErrCorrupt) {
-				err = fmt.Errorf("%w: %v", nii.ErrCorrupt, err)
+				err = fmt.Errorf("%w: %w: %v", nii.ErrCorrupt, errReadFailed, err)
 			}
-			return nil, fmt.Errorf("chunk %s: %w", h, err)
+			return nil, loc, fmt.Errorf("chunk %s: %w", h, err)
 		}
-		return b, nil
+		return b, loc, nil
+	}
+}
+
+// dropDamaged deletes chunk h's index entry if it still names loc, with
+// the counts adjusted and the GC generation bumped (as a GC delete: an
+// ingest that saw the chunk held in an older snapshot looks again).
+func (s *Store) dropDamaged(h nii.Hash, loc chunkLoc) error {
+	ls := &s.leases
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	s.counts.begin()
+	var n, size int64
+	defer func() { s.counts.end(-n, -size) }()
+	for {
+		txn, err := s.newChunkTxn()
+		if err != nil {
+			return err
+		}
+		n, size = 0, 0
+		item, err := txn.Get(chunkKey(h))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			txn.Discard()
+			return nil
+		}
+		if err != nil {
+			txn.Discard()
+			return err
+		}
+		same := item.UserMeta() != metaPacked && !loc.packed
+		if item.UserMeta() == metaPacked && loc.packed {
+			item.Value(func(v []byte) error {
+				p, err := decodePackPtr(v)
+				same = err == nil && p == loc.ptr
+				return nil
+			})
+		}
+		if !same {
+			txn.Discard()
+			return nil // rewritten meanwhile: not the bytes found bad
+		}
+		sz := chunkItemExactSize(item)
+		if err := txn.Delete(chunkKey(h)); err != nil {
+			txn.Discard()
+			return err
+		}
+		err = txn.Commit()
+		if errors.Is(err, badger.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		n, size = 1, sz
+		ls.gen++
+		return nil
 	}
 }
 
@@ -683,6 +769,8 @@ type Stats struct {
 	ChunkBytes int64 `json:"chunk_bytes"`
 	Versions   int64 `json:"versions"`
 	Datasets   int64 `json:"datasets"`
+	PackFiles  int64 `json:"pack_files"` // files chunk bodies live in (pack.go)
+	PackBytes  int64 `json:"pack_bytes"` // their size on disk, dead space included
 }
 
 // Stats counts chunks (and their bytes: kept as chunks are written, so
@@ -690,6 +778,12 @@ type Stats struct {
 func (s *Store) Stats() (Stats, error) {
 	var st Stats
 	st.Chunks, st.ChunkBytes = s.counts.get()
+	if sizes, err := s.packs.sizes(); err == nil {
+		st.PackFiles = int64(len(sizes))
+		for _, n := range sizes {
+			st.PackBytes += n
+		}
+	}
 	err := s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixVersion})
 		defer it.Close()
