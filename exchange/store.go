@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 
@@ -121,8 +122,11 @@ func (s *Store) ChunkParams() chunker.Params { return s.params }
 // the chunk list and total size. Nothing becomes visible: the chunks are only
 // reachable once a manifest naming them is committed.
 //
-// Reading, chunking and hashing run on one goroutine and badger writes on
-// the caller's (and badger's own), so the two overlap on separate cores.
+// Four stages overlap: one goroutine reads and cuts r; ingestHashers hash
+// the chunks it cuts; the caller's goroutine takes them in order, looks
+// each up and frames the new ones into a batch; and each full batch is
+// written to a pack, synced and its index committed in the background
+// (chunkWriter). The file is read once.
 //
 // Every chunk is added to ctx's lease (WithLease), which the caller holds
 // until it has committed the version naming them; without one the chunks
@@ -137,16 +141,29 @@ func (s *Store) Ingest(ctx context.Context, r io.Reader) ([]nii.ChunkRef, int64,
 		return nil, 0, err
 	}
 	type piece struct {
-		h nii.Hash
-		b []byte
+		h      nii.Hash
+		b      []byte
+		hashed chan struct{}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	pieces := make(chan piece, 32)
+	pieces := make(chan *piece, 64) // in file order, to this goroutine
+	work := make(chan *piece, 64)   // to the hashers
 	var readErr error
+	var hashers sync.WaitGroup
+	for range ingestHashers() {
+		hashers.Go(func() {
+			for p := range work {
+				p.h = nii.HashOf(p.b)
+				close(p.hashed)
+			}
+		})
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		defer hashers.Wait()
+		defer close(work)
 		defer close(pieces)
 		for {
 			b, err := c.Next()
@@ -158,7 +175,12 @@ func (s *Store) Ingest(ctx context.Context, r io.Reader) ([]nii.ChunkRef, int64,
 				return
 			}
 			// b is ours to keep: the chunker never reuses its bytes.
-			p := piece{h: nii.HashOf(b), b: b}
+			p := &piece{b: b, hashed: make(chan struct{})}
+			select {
+			case work <- p:
+			case <-ctx.Done():
+				return
+			}
 			select {
 			case pieces <- p:
 			case <-ctx.Done():
@@ -166,7 +188,7 @@ func (s *Store) Ingest(ctx context.Context, r io.Reader) ([]nii.ChunkRef, int64,
 			}
 		}
 	}()
-	// On any early return, stop the reader and wait for it.
+	// On any early return, stop the reader and hashers and wait for them.
 	defer func() {
 		cancel()
 		for range pieces {
@@ -183,6 +205,11 @@ func (s *Store) Ingest(ctx context.Context, r io.Reader) ([]nii.ChunkRef, int64,
 		seen  = make(map[nii.Hash]struct{})
 	)
 	for p := range pieces {
+		select {
+		case <-p.hashed:
+		case <-ctx.Done():
+			return nil, 0, ctx.Err()
+		}
 		refs = append(refs, nii.ChunkRef{Hash: p.h, Size: uint32(len(p.b))})
 		total += int64(len(p.b))
 		if _, dup := seen[p.h]; dup {
@@ -205,6 +232,11 @@ func (s *Store) Ingest(ctx context.Context, r io.Reader) ([]nii.ChunkRef, int64,
 	}
 	return refs, total, nil
 }
+
+// ingestHashers is how many goroutines hash an ingest's chunks: one per
+// core, at most four (BLAKE3 runs at several GB/s a core; the reader and
+// the disk are the limit past that).
+func ingestHashers() int { return min(max(runtime.GOMAXPROCS(0), 1), 4) }
 
 // HasChunk reports whether the chunk is stored.
 func (s *Store) HasChunk(h nii.Hash) (bool, error) { return s.has(chunkKey(h)) }
@@ -705,6 +737,12 @@ func (s *Store) WriteTo(ctx context.Context, rec *VersionRecord, w io.Writer) (i
 			b, err := s.Chunk(c.Hash)
 			if err == nil && len(b) != int(c.Size) {
 				err = fmt.Errorf("%w: size %d, manifest says %d", nii.ErrCorrupt, len(b), c.Size)
+			}
+			if errors.Is(err, nii.ErrNotFound) {
+				if d, ok := s.Damaged()[rec.Ref]; ok {
+					// Dropped when found corrupt (Chunk): say so.
+					err = fmt.Errorf("%w: the version is damaged (%s), being repaired: %v", nii.ErrCorrupt, d.Reason, err)
+				}
 			}
 			if err != nil {
 				err = fmt.Errorf("%s chunk %d of %d: %w", rec.Ref, i+1, len(m.Chunks), err)
