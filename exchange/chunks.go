@@ -290,7 +290,7 @@ type chunkWriter struct {
 
 const (
 	ingestTxnBytes   = 16 << 20
-	ingestTxnPending = 2 // batches written and committed at once
+	ingestTxnPending = 4 // batches written and committed at once
 )
 
 func (s *Store) newChunkWriter() *chunkWriter {
