@@ -709,11 +709,12 @@ func (s *Store) OpenManifest(rec *VersionRecord) (*nii.Manifest, error) {
 
 // WriteTo writes the content of a version to w, verifying every chunk's
 // hash before its bytes are written. A corrupt or missing chunk stops the
-// write with an error wrapping nii.ErrCorrupt or nii.ErrNotFound.
+// write with an error wrapping nii.ErrCorrupt or nii.ErrNotFound (and a
+// corrupt one is dropped, as Chunk drops it).
 //
-// Chunks are read and verified on one goroutine, up to exportAhead bytes
-// ahead of the caller's, which writes them to w in writes of about
-// exportWrite bytes.
+// One goroutine reads chunks up to exportAhead bytes ahead of the caller,
+// ingestHashers verify them, and the caller's goroutine writes them to w,
+// in order, in writes of about exportWrite bytes.
 func (s *Store) WriteTo(ctx context.Context, rec *VersionRecord, w io.Writer) (int64, error) {
 	m, err := s.OpenManifest(rec)
 	if err != nil {
@@ -722,33 +723,45 @@ func (s *Store) WriteTo(ctx context.Context, rec *VersionRecord, w io.Writer) (i
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type piece struct {
-		b   []byte
-		err error
+		i        int
+		c        nii.ChunkRef
+		b        []byte
+		loc      chunkLoc
+		err      error
+		verified chan struct{}
 	}
-	ahead := make(chan piece, exportAhead/max(int(s.params.Avg), 1)+1)
+	ahead := make(chan *piece, exportAhead/max(int(s.params.Avg), 1)+1)
+	work := make(chan *piece, cap(ahead))
+	var hashers sync.WaitGroup
+	for range ingestHashers() {
+		hashers.Go(func() {
+			for p := range work {
+				if p.err == nil && nii.HashOf(p.b) != p.c.Hash {
+					p.err = fmt.Errorf("chunk %s: %w: stored bytes do not match the hash", p.c.Hash, nii.ErrCorrupt)
+				}
+				close(p.verified)
+			}
+		})
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		defer hashers.Wait()
+		defer close(work)
 		defer close(ahead)
 		for i, c := range m.Chunks {
 			if ctx.Err() != nil {
 				return
 			}
-			b, err := s.Chunk(c.Hash)
-			if err == nil && len(b) != int(c.Size) {
-				err = fmt.Errorf("%w: size %d, manifest says %d", nii.ErrCorrupt, len(b), c.Size)
-			}
-			if errors.Is(err, nii.ErrNotFound) {
-				if d, ok := s.Damaged()[rec.Ref]; ok {
-					// Dropped when found corrupt (Chunk): say so.
-					err = fmt.Errorf("%w: the version is damaged (%s), being repaired: %v", nii.ErrCorrupt, d.Reason, err)
-				}
-			}
-			if err != nil {
-				err = fmt.Errorf("%s chunk %d of %d: %w", rec.Ref, i+1, len(m.Chunks), err)
+			b, loc, err := s.chunkBytes(c.Hash)
+			p := &piece{i: i, c: c, b: b, loc: loc, err: err, verified: make(chan struct{})}
+			select {
+			case work <- p:
+			case <-ctx.Done():
+				return
 			}
 			select {
-			case ahead <- piece{b, err}:
+			case ahead <- p:
 			case <-ctx.Done():
 				return
 			}
@@ -774,11 +787,32 @@ func (s *Store) WriteTo(ctx context.Context, rec *VersionRecord, w io.Writer) (i
 		return err
 	}
 	for p := range ahead {
-		if p.err != nil {
-			if err := flush(); err != nil {
-				return n, err
+		select {
+		case <-p.verified:
+		case <-ctx.Done():
+			return n, ctx.Err()
+		}
+		err := p.err
+		if err != nil && p.loc.damaged(err) {
+			if derr := s.dropDamaged(p.c.Hash, p.loc); derr != nil {
+				err = fmt.Errorf("%w (and deleting its index entry failed: %v)", err, derr)
 			}
-			return n, p.err
+		}
+		if err == nil && len(p.b) != int(p.c.Size) {
+			err = fmt.Errorf("%w: size %d, manifest says %d", nii.ErrCorrupt, len(p.b), p.c.Size)
+		}
+		if errors.Is(err, nii.ErrNotFound) {
+			if d, ok := s.Damaged()[rec.Ref]; ok {
+				// Dropped when found corrupt (Chunk): say so.
+				err = fmt.Errorf("%w: the version is damaged (%s), being repaired: %v", nii.ErrCorrupt, d.Reason, err)
+			}
+		}
+		if err != nil {
+			err = fmt.Errorf("%s chunk %d of %d: %w", rec.Ref, p.i+1, len(m.Chunks), err)
+			if ferr := flush(); ferr != nil {
+				return n, ferr
+			}
+			return n, err
 		}
 		if len(buf)+len(p.b) > exportWrite && len(buf) > 0 {
 			if err := flush(); err != nil {
