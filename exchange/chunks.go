@@ -81,7 +81,7 @@ func (s *Store) loadCounts() error {
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			s.counts.chunks++
-			s.counts.bytes += it.Item().ValueSize()
+			s.counts.bytes += chunkItemSize(it.Item())
 		}
 		return nil
 	})
@@ -100,6 +100,9 @@ func (s *Store) Close() error {
 	c.closed = true
 	for c.inflight > 0 {
 		c.idle.Wait()
+	}
+	if err := s.packs.close(); err != nil {
+		return fmt.Errorf("close packs: %w", err)
 	}
 	if s.db.Opts().ReadOnly {
 		return nil // opened read-only (a full disk): nothing was written
@@ -123,18 +126,49 @@ func (s *Store) newChunkTxn() (*badger.Txn, error) {
 	return txn, nil
 }
 
-// setNew adds c to txn unless it is stored (or already in txn), and says
-// whether it did.
-func setNew(txn *badger.Txn, c Chunk) (bool, error) {
-	k := chunkKey(c.Hash)
-	_, err := txn.Get(k)
+// chunkItemSize is the size of the chunk a c/ entry stands for: exact for
+// a pack index entry, badger's estimate for a body stored in badger by an
+// earlier build (exact once its value is read: chunkItemExactSize).
+func chunkItemSize(item *badger.Item) int64 {
+	if item.UserMeta() == metaPacked {
+		var size int64
+		item.Value(func(b []byte) error {
+			if p, err := decodePackPtr(b); err == nil {
+				size = int64(p.size)
+			}
+			return nil
+		})
+		return size
+	}
+	return item.ValueSize()
+}
+
+// chunkItemExactSize is chunkItemSize reading a badger-held body's value
+// for its exact length (the estimate if it cannot be read).
+func chunkItemExactSize(item *badger.Item) int64 {
+	if item.UserMeta() == metaPacked {
+		return chunkItemSize(item)
+	}
+	size := item.ValueSize()
+	item.Value(func(b []byte) error { size = int64(len(b)); return nil })
+	return size
+}
+
+// isHeld reports whether txn sees chunk h stored.
+func isHeld(txn *badger.Txn, h nii.Hash) (bool, error) {
+	_, err := txn.Get(chunkKey(h))
 	if err == nil {
+		return true, nil
+	}
+	if errors.Is(err, badger.ErrKeyNotFound) {
 		return false, nil
 	}
-	if !errors.Is(err, badger.ErrKeyNotFound) {
-		return false, err
-	}
-	return true, txn.Set(k, c.Data)
+	return false, err
+}
+
+// setPacked records in txn that chunk h lives at p.
+func setPacked(txn *badger.Txn, h nii.Hash, p packPtr) error {
+	return txn.SetEntry(badger.NewEntry(chunkKey(h), p.encode()).WithMeta(metaPacked))
 }
 
 // putChunks stores the chunks not yet stored, in transactions of at most
@@ -165,56 +199,90 @@ func (s *Store) writeChunks(chunks []Chunk) (n, size int64, err error) {
 	return n, size, nil
 }
 
+// chunkTxnMax is how many chunks one chunk transaction records at most.
+const chunkTxnMax = 4096
+
 // commitChunks writes as many of chunks as fit one transaction (at least
-// one), committing synchronously and retrying on a conflict. It returns
-// how many it dealt with and what was new.
+// one): it looks up which are not stored, appends those to a pack and
+// syncs it, records their index entries and commits, retrying on a
+// conflict. It returns how many it dealt with and what was new. (A retry
+// writes the still-missing bodies again; the first copies are dead space
+// in their pack.)
 func (s *Store) commitChunks(chunks []Chunk) (int, int64, int64, error) {
+	chunks = chunks[:min(len(chunks), chunkTxnMax)]
 	for {
 		txn, err := s.newChunkTxn()
 		if err != nil {
 			return 0, 0, 0, err
 		}
-		var k, n, size int64
+		var (
+			fresh []Chunk
+			seen  = make(map[nii.Hash]struct{}, len(chunks))
+			size  int64
+		)
 		for _, c := range chunks {
-			added, err := setNew(txn, c)
-			if errors.Is(err, badger.ErrTxnTooBig) && k > 0 {
-				break // commit these; the rest go in the next
+			if _, dup := seen[c.Hash]; dup {
+				continue
 			}
+			seen[c.Hash] = struct{}{}
+			held, err := isHeld(txn, c.Hash)
 			if err != nil {
 				txn.Discard()
 				return 0, 0, 0, err
 			}
-			k++
-			if added {
-				n, size = n+1, size+int64(len(c.Data))
+			if !held {
+				fresh = append(fresh, c)
+				size += int64(len(c.Data))
+			}
+		}
+		var p *packFile
+		if len(fresh) > 0 {
+			var ptrs []packPtr
+			p, ptrs, err = s.packs.put(fresh)
+			if err != nil {
+				txn.Discard()
+				return 0, 0, 0, err
+			}
+			for i, c := range fresh {
+				if err := setPacked(txn, c.Hash, ptrs[i]); err != nil {
+					txn.Discard()
+					s.packs.done(p)
+					return 0, 0, 0, err
+				}
 			}
 		}
 		err = txn.Commit()
+		if p != nil {
+			s.packs.done(p)
+		}
 		if errors.Is(err, badger.ErrConflict) {
 			continue // another writer stored some of these: look again
 		}
 		if err != nil {
 			return 0, 0, 0, err
 		}
-		return int(k), n, size, nil
+		return len(chunks), int64(len(fresh)), size, nil
 	}
 }
 
-// chunkWriter writes an ingest's chunks in transactions of about
-// ingestTxnBytes of values, each committed in the background while the
-// next fills, so badger writes one part of a file while the next is being
-// cut and hashed. (badger's WriteBatch would put a whole file of chunks in
-// one transaction — its limit counts entries, not value-log bytes — so
-// nothing reached the disk until the file had been read to its end.)
+// chunkWriter writes an ingest's chunks in batches of about
+// ingestTxnBytes: the bodies it does not find stored are framed into a
+// buffer; when the buffer is full its place at the end of the current pack
+// is reserved, and in the background the batch is written there, the pack
+// synced and then the transaction holding the batch's index entries
+// committed — so the disk writes one part of a file while the next is
+// being read, cut and hashed.
 type chunkWriter struct {
 	s       *Store
 	lease   *Lease // every chunk set is added to it first (gc.go)
 	txnGen  uint64 // the GC generation when txn began
 	txn     *badger.Txn
-	batch   []Chunk // what txn holds, for a retry
+	batch   []Chunk // the bodies txn lacks, in buf's order
+	buf     []byte  // their frames
+	seen    map[nii.Hash]struct{}
 	size    int
-	new     [2]int64 // chunks and bytes txn adds
 	slots   chan struct{}
+	bufs    chan []byte // free batch buffers
 	pending sync.WaitGroup
 	mu      sync.Mutex
 	err     error
@@ -222,11 +290,11 @@ type chunkWriter struct {
 
 const (
 	ingestTxnBytes   = 16 << 20
-	ingestTxnPending = 2 // commits in flight
+	ingestTxnPending = 4 // batches written and committed at once
 )
 
 func (s *Store) newChunkWriter() *chunkWriter {
-	return &chunkWriter{s: s, slots: make(chan struct{}, ingestTxnPending)}
+	return &chunkWriter{s: s, slots: make(chan struct{}, ingestTxnPending), bufs: make(chan []byte, ingestTxnPending+1)}
 }
 
 func (w *chunkWriter) failed() error {
@@ -264,24 +332,17 @@ func (w *chunkWriter) set(h nii.Hash, b []byte) error {
 			return err
 		}
 	}
-	added, err := setNew(w.txn, c)
-	if errors.Is(err, badger.ErrTxnTooBig) {
-		w.commit()
-		if err := w.begin(); err != nil {
-			return err
-		}
-		added, err = setNew(w.txn, c)
-	}
-	if err != nil {
-		return err
-	}
-	if !added {
+	if _, dup := w.seen[h]; dup {
 		return nil
 	}
+	held, err := isHeld(w.txn, h)
+	if err != nil || held {
+		return err
+	}
+	w.seen[h] = struct{}{}
 	w.batch = append(w.batch, c)
-	w.new[0]++
-	w.new[1] += int64(len(b))
-	if w.size += len(b); w.size >= ingestTxnBytes {
+	w.buf = appendFrame(w.buf, c)
+	if w.size += len(b); w.size >= ingestTxnBytes || len(w.batch) >= chunkTxnMax {
 		w.commit()
 	}
 	return nil
@@ -299,32 +360,80 @@ func (w *chunkWriter) begin() error {
 		return err
 	}
 	w.txn = txn
+	w.seen = map[nii.Hash]struct{}{}
+	select {
+	case w.buf = <-w.bufs:
+	default:
+		w.buf = make([]byte, 0, ingestTxnBytes+(1<<20)+64<<10)
+	}
 	return nil
 }
 
-// commit sends the current transaction to badger without waiting for it,
-// once fewer than ingestTxnPending are in flight.
+// commit reserves the batch's place in a pack and, once fewer than
+// ingestTxnPending batches are in flight, writes, syncs and commits it in
+// the background.
 func (w *chunkWriter) commit() {
-	txn, batch, added := w.txn, w.batch, w.new
-	w.txn, w.batch, w.size, w.new = nil, nil, 0, [2]int64{}
+	txn, batch, buf := w.txn, w.batch, w.buf
+	w.txn, w.batch, w.buf, w.seen, w.size = nil, nil, nil, nil, 0
 	w.slots <- struct{}{}
 	w.pending.Add(1)
-	txn.CommitWith(func(err error) {
+	var (
+		p   *packFile
+		off int64
+		err error
+	)
+	if len(batch) > 0 {
+		p, off, err = w.s.packs.reserve(int64(len(buf)))
+	}
+	go func() {
 		defer w.pending.Done()
 		defer func() { <-w.slots }()
-		switch {
-		case errors.Is(err, badger.ErrConflict):
+		var added [2]int64
+		if err == nil && p != nil {
+			err = w.writeBatch(txn, p, off, buf, batch)
+			w.s.packs.done(p)
+		} else if err == nil {
+			err = txn.Commit() // nothing new: only the counts key's delete
+		} else {
+			txn.Discard()
+		}
+		if err == nil {
+			added[0] = int64(len(batch))
+			for _, c := range batch {
+				added[1] += int64(len(c.Data))
+			}
+		}
+		if errors.Is(err, badger.ErrConflict) {
 			// Another writer stored some of these chunks meanwhile:
 			// write again whatever is still missing, and count that.
 			added[0], added[1], err = w.s.writeChunks(batch)
-		case err != nil:
-			added = [2]int64{}
 		}
 		if err != nil {
 			w.fail(err)
 		}
 		w.s.counts.end(added[0], added[1])
-	})
+		select {
+		case w.bufs <- buf[:0]:
+		default:
+		}
+	}()
+}
+
+// writeBatch writes and syncs a batch's frames, then records and commits
+// their index entries.
+func (w *chunkWriter) writeBatch(txn *badger.Txn, p *packFile, off int64, buf []byte, batch []Chunk) error {
+	ptrs, err := w.s.packs.write(p, off, buf, batch)
+	if err != nil {
+		txn.Discard()
+		return err
+	}
+	for i, c := range batch {
+		if err := setPacked(txn, c.Hash, ptrs[i]); err != nil {
+			txn.Discard()
+			return err
+		}
+	}
+	return txn.Commit()
 }
 
 // flush commits what is left and waits for every commit.
@@ -351,6 +460,6 @@ func (w *chunkWriter) cancel() {
 
 func (w *chunkWriter) discard() {
 	w.txn.Discard()
-	w.txn, w.batch, w.size, w.new = nil, nil, 0, [2]int64{}
+	w.txn, w.batch, w.buf, w.seen, w.size = nil, nil, nil, nil, 0
 	w.s.counts.end(0, 0)
 }

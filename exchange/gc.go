@@ -157,14 +157,19 @@ func (s *Store) HoldChunks(ctx context.Context, refs []nii.ChunkRef) (bool, erro
 
 // GCResult reports what a collection did.
 type GCResult struct {
-	Versions     int           `json:"versions"`      // versions whose chunks were kept
-	Kept         int64         `json:"kept_chunks"`   // chunks kept: named by a version or in use
-	Chunks       int64         `json:"chunks"`        // chunks deleted
-	Bytes        int64         `json:"bytes"`         // their bytes
-	Spared       int64         `json:"spared_chunks"` // unnamed chunks spared because a publish or pull held them
-	VlogRewrites int           `json:"vlog_rewrites"` // value-log files badger rewrote to return space
-	DiskBefore   int64         `json:"disk_before"`   // badger's size estimate (LSM + value log) before
-	DiskAfter    int64         `json:"disk_after"`    // and after
+	Versions     int           `json:"versions"`        // versions whose chunks were kept
+	Kept         int64         `json:"kept_chunks"`     // chunks kept: named by a version or in use
+	Chunks       int64         `json:"chunks"`          // chunks deleted
+	Bytes        int64         `json:"bytes"`           // their bytes
+	Spared       int64         `json:"spared_chunks"`   // unnamed chunks spared because a publish or pull held them
+	VlogRewrites int           `json:"vlog_rewrites"`   // value-log files badger rewrote to return space
+	DiskBefore   int64         `json:"disk_before"`     // badger's size estimate (LSM + value log) and the pack files' sizes, before
+	DiskAfter    int64         `json:"disk_after"`      // and after
+	Packs        int           `json:"packs"`           // pack files after the collection
+	PackLive     int64         `json:"pack_live"`       // bytes of their frames that an index entry names
+	PackDead     int64         `json:"pack_dead"`       // and the rest: deleted chunks, writes a crash cut, headers
+	PacksMoved   int           `json:"packs_rewritten"` // packs whose live chunks were moved to a new pack and the file removed
+	PacksRemoved int           `json:"packs_removed"`   // packs removed (those rewritten, and those holding nothing live)
 	Took         time.Duration `json:"took_ns"`
 }
 
@@ -190,7 +195,7 @@ func (s *Store) GC(ctx context.Context) (*GCResult, error) {
 	start := time.Now()
 	res := &GCResult{}
 	lsm, vlog := s.db.Size()
-	res.DiskBefore = lsm + vlog
+	res.DiskBefore = lsm + vlog + s.packBytes()
 
 	ls := &s.leases
 	ls.mu.Lock()
@@ -226,7 +231,7 @@ func (s *Store) GC(ctx context.Context) (*GCResult, error) {
 				res.Kept++
 				continue
 			}
-			cands = append(cands, cand{h, it.Item().ValueSize()})
+			cands = append(cands, cand{h, chunkItemSize(it.Item())})
 		}
 		return ctx.Err()
 	})
@@ -255,8 +260,11 @@ func (s *Store) GC(ctx context.Context) (*GCResult, error) {
 	if res.Chunks > 0 {
 		res.VlogRewrites = s.valueLogGC(ctx)
 	}
+	if err := s.packGC(ctx, res); err != nil {
+		return res, fmt.Errorf("gc: packs: %w", err)
+	}
 	lsm, vlog = s.db.Size()
-	res.DiskAfter = lsm + vlog
+	res.DiskAfter = lsm + vlog + s.packBytes()
 	res.Took = time.Since(start)
 	return res, nil
 }
@@ -326,8 +334,7 @@ func (s *Store) deleteUnleased(hs []nii.Hash, sizes map[nii.Hash]int64) (n, byte
 			// The exact size, as the counts were kept (ValueSize is an
 			// estimate for values in the value log); the estimate if the
 			// value cannot be read (a damaged store).
-			size := sizes[h]
-			item.Value(func(b []byte) error { size = int64(len(b)); return nil })
+			size := chunkItemExactSize(item)
 			if err := txn.Delete(chunkKey(h)); err != nil {
 				txn.Discard()
 				return 0, 0, spared, err
@@ -369,4 +376,232 @@ func (s *Store) ValueLogGC(ctx context.Context) int {
 		return 0
 	}
 	return s.valueLogGC(ctx)
+}
+
+// Pack files after a collection.
+//
+// Deleting a chunk's index entry leaves its frame in its pack as dead
+// space. packGC counts, per pack, the bytes its live index entries name;
+// a sealed pack (one nothing writes to again: pack.go) with nothing live
+// is removed, and one less than packRewriteLive live is rewritten: its
+// live chunks are read, verified, appended to the current pack (synced),
+// and their index entries moved to the new place in transactions that
+// change an entry only if it still names the old place; then, with no
+// entry left naming it, the pack is removed. A reader that looked up the
+// old place and finds the pack gone looks again (Store.chunkBytes). A
+// chunk that fails its hash is not moved: its pack stays, and the store
+// check finds it.
+const packRewriteLive = 0.5
+
+// packLive returns, for each pack, the frame bytes live index entries name
+// and, for the packs in collect, the hashes that name them.
+func (s *Store) packLive(ctx context.Context, collect map[uint32]bool) (map[uint32]int64, map[uint32][]nii.Hash, error) {
+	live := map[uint32]int64{}
+	names := map[uint32][]nii.Hash{}
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixChunk})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			if item.UserMeta() != metaPacked {
+				continue
+			}
+			var p packPtr
+			if err := item.Value(func(v []byte) error {
+				var err error
+				p, err = decodePackPtr(v)
+				return err
+			}); err != nil {
+				continue // a damaged entry: the store check reports its chunk
+			}
+			live[p.pack] += frameLen(int(p.size))
+			if collect[p.pack] {
+				var h nii.Hash
+				copy(h[:], item.Key()[len(prefixChunk):])
+				names[p.pack] = append(names[p.pack], h)
+			}
+		}
+		return ctx.Err()
+	})
+	return live, names, err
+}
+
+func (s *Store) packGC(ctx context.Context, res *GCResult) error {
+	// Sealed first, then the scan: an entry naming a sealed pack was
+	// committed before it was sealed, so the scan sees it.
+	sealed, err := s.packs.sealed()
+	if err != nil {
+		return err
+	}
+	sizes, err := s.packs.sizes()
+	if err != nil {
+		return err
+	}
+	live, _, err := s.packLive(ctx, nil)
+	if err != nil {
+		return err
+	}
+	rewrite := map[uint32]bool{}
+	for id := range sealed {
+		switch {
+		case live[id] == 0:
+			if err := s.packs.remove(id); err != nil {
+				return err
+			}
+			res.PacksRemoved++
+		case float64(live[id]) < packRewriteLive*float64(sizes[id]):
+			rewrite[id] = true
+		}
+	}
+	if len(rewrite) > 0 {
+		_, names, err := s.packLive(ctx, rewrite)
+		if err != nil {
+			return err
+		}
+		for id, hs := range names {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := s.checkSpace(live[id]); err != nil {
+				return err
+			}
+			moved, err := s.movePack(id, hs)
+			if err != nil {
+				return err
+			}
+			if moved {
+				res.PacksMoved++
+			}
+		}
+		// Remove those no entry names any more.
+		live, _, err = s.packLive(ctx, nil)
+		if err != nil {
+			return err
+		}
+		for id := range rewrite {
+			if live[id] == 0 {
+				if err := s.packs.remove(id); err != nil {
+					return err
+				}
+				res.PacksRemoved++
+			}
+		}
+	}
+	sizes, err = s.packs.sizes()
+	if err != nil {
+		return err
+	}
+	live, _, err = s.packLive(ctx, nil)
+	if err != nil {
+		return err
+	}
+	res.Packs = len(sizes)
+	for id, n := range sizes {
+		res.PackLive += live[id]
+		res.PackDead += n - live[id]
+	}
+	return nil
+}
+
+// movePack moves the chunks hs of pack id to the current pack, in batches,
+// and reports whether every one moved.
+func (s *Store) movePack(id uint32, hs []nii.Hash) (bool, error) {
+	all := true
+	for len(hs) > 0 {
+		batch := hs[:min(gcBatch, len(hs))]
+		hs = hs[len(batch):]
+		ok, err := s.moveChunks(id, batch)
+		if err != nil {
+			return false, err
+		}
+		all = all && ok
+	}
+	return all, nil
+}
+
+func (s *Store) moveChunks(id uint32, hs []nii.Hash) (bool, error) {
+	for {
+		old := map[nii.Hash]packPtr{}
+		err := s.db.View(func(txn *badger.Txn) error {
+			for _, h := range hs {
+				item, err := txn.Get(chunkKey(h))
+				if errors.Is(err, badger.ErrKeyNotFound) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				if item.UserMeta() != metaPacked {
+					continue
+				}
+				item.Value(func(v []byte) error {
+					if p, err := decodePackPtr(v); err == nil && p.pack == id {
+						old[h] = p
+					}
+					return nil
+				})
+			}
+			return nil
+		})
+		if err != nil {
+			return false, err
+		}
+		all := true
+		var chunks []Chunk
+		for _, h := range hs {
+			p, ok := old[h]
+			if !ok {
+				continue
+			}
+			b, err := s.packs.read(h, p)
+			if err != nil || nii.HashOf(b) != h {
+				all = false // damaged: left where it is, for the store check
+				delete(old, h)
+				continue
+			}
+			chunks = append(chunks, Chunk{h, b})
+		}
+		if len(chunks) == 0 {
+			return all, nil
+		}
+		pf, ptrs, err := s.packs.put(chunks)
+		if err != nil {
+			return false, err
+		}
+		err = s.db.Update(func(txn *badger.Txn) error {
+			for i, c := range chunks {
+				item, err := txn.Get(chunkKey(c.Hash))
+				if errors.Is(err, badger.ErrKeyNotFound) {
+					continue // deleted meanwhile
+				}
+				if err != nil {
+					return err
+				}
+				var now packPtr
+				item.Value(func(v []byte) error { now, _ = decodePackPtr(v); return nil })
+				if item.UserMeta() != metaPacked || now != old[c.Hash] {
+					continue
+				}
+				if err := setPacked(txn, c.Hash, ptrs[i]); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		s.packs.done(pf)
+		if errors.Is(err, badger.ErrConflict) {
+			continue
+		}
+		return all, err
+	}
+}
+
+// packBytes is the pack files' total size.
+func (s *Store) packBytes() int64 {
+	sizes, _ := s.packs.sizes()
+	var n int64
+	for _, b := range sizes {
+		n += b
+	}
+	return n
 }

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 
@@ -18,7 +20,9 @@ import (
 // Key layout in the shared badger DB (every package owns a prefix; see
 // docs/storage.md):
 //
-//	c/<hash:32>                         chunk bytes
+//	c/<hash:32>                         where the chunk's bytes are in a pack
+//	                                    (pack.go), or, stored by an earlier
+//	                                    build, the bytes themselves
 //	m/<hash:32>                         signed manifest (canonical CBOR)
 //	v/<org>/<name>/<version:8 BE>       VersionRecord (canonical CBOR)
 //
@@ -83,6 +87,7 @@ type Store struct {
 	gcMu     sync.Mutex // one garbage collection at a time
 	space    SpaceCheck // nil: writes are not checked for free space (space.go)
 	damage   damageSet  // damaged versions found by Verify or while serving (verify.go)
+	packs    *packSet   // the files chunk bodies live in (pack.go)
 }
 
 // NewStore returns a store over db using chunk bounds p.
@@ -95,7 +100,15 @@ func NewStore(db *badger.DB, p chunker.Params) (*Store, error) {
 		// read a key another one wrote meanwhile.
 		return nil, errors.New("store: badger must detect conflicts")
 	}
-	s := &Store{db: db, params: p}
+	opts := db.Opts()
+	if opts.InMemory || opts.Dir == "" {
+		return nil, errors.New("store: badger must be on disk (chunk bodies live in pack files beside it)")
+	}
+	packs, err := openPacks(filepath.Join(opts.Dir, packDirName), opts.ReadOnly)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{db: db, params: p, packs: packs}
 	if err := s.loadCounts(); err != nil {
 		return nil, err
 	}
@@ -109,8 +122,11 @@ func (s *Store) ChunkParams() chunker.Params { return s.params }
 // the chunk list and total size. Nothing becomes visible: the chunks are only
 // reachable once a manifest naming them is committed.
 //
-// Reading, chunking and hashing run on one goroutine and badger writes on
-// the caller's (and badger's own), so the two overlap on separate cores.
+// Four stages overlap: one goroutine reads and cuts r; ingestHashers hash
+// the chunks it cuts; the caller's goroutine takes them in order, looks
+// each up and frames the new ones into a batch; and each full batch is
+// written to a pack, synced and its index committed in the background
+// (chunkWriter). The file is read once.
 //
 // Every chunk is added to ctx's lease (WithLease), which the caller holds
 // until it has committed the version naming them; without one the chunks
@@ -125,16 +141,29 @@ func (s *Store) Ingest(ctx context.Context, r io.Reader) ([]nii.ChunkRef, int64,
 		return nil, 0, err
 	}
 	type piece struct {
-		h nii.Hash
-		b []byte
+		h      nii.Hash
+		b      []byte
+		hashed chan struct{}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	pieces := make(chan piece, 32)
+	pieces := make(chan *piece, 64) // in file order, to this goroutine
+	work := make(chan *piece, 64)   // to the hashers
 	var readErr error
+	var hashers sync.WaitGroup
+	for range ingestHashers() {
+		hashers.Go(func() {
+			for p := range work {
+				p.h = nii.HashOf(p.b)
+				close(p.hashed)
+			}
+		})
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		defer hashers.Wait()
+		defer close(work)
 		defer close(pieces)
 		for {
 			b, err := c.Next()
@@ -146,7 +175,12 @@ func (s *Store) Ingest(ctx context.Context, r io.Reader) ([]nii.ChunkRef, int64,
 				return
 			}
 			// b is ours to keep: the chunker never reuses its bytes.
-			p := piece{h: nii.HashOf(b), b: b}
+			p := &piece{b: b, hashed: make(chan struct{})}
+			select {
+			case work <- p:
+			case <-ctx.Done():
+				return
+			}
 			select {
 			case pieces <- p:
 			case <-ctx.Done():
@@ -154,7 +188,7 @@ func (s *Store) Ingest(ctx context.Context, r io.Reader) ([]nii.ChunkRef, int64,
 			}
 		}
 	}()
-	// On any early return, stop the reader and wait for it.
+	// On any early return, stop the reader and hashers and wait for them.
 	defer func() {
 		cancel()
 		for range pieces {
@@ -171,6 +205,11 @@ func (s *Store) Ingest(ctx context.Context, r io.Reader) ([]nii.ChunkRef, int64,
 		seen  = make(map[nii.Hash]struct{})
 	)
 	for p := range pieces {
+		select {
+		case <-p.hashed:
+		case <-ctx.Done():
+			return nil, 0, ctx.Err()
+		}
 		refs = append(refs, nii.ChunkRef{Hash: p.h, Size: uint32(len(p.b))})
 		total += int64(len(p.b))
 		if _, dup := seen[p.h]; dup {
@@ -193,6 +232,11 @@ func (s *Store) Ingest(ctx context.Context, r io.Reader) ([]nii.ChunkRef, int64,
 	}
 	return refs, total, nil
 }
+
+// ingestHashers is how many goroutines hash an ingest's chunks: one per
+// core, at most four (BLAKE3 runs at several GB/s a core; the reader and
+// the disk are the limit past that).
+func ingestHashers() int { return min(max(runtime.GOMAXPROCS(0), 1), 4) }
 
 // HasChunk reports whether the chunk is stored.
 func (s *Store) HasChunk(h nii.Hash) (bool, error) { return s.has(chunkKey(h)) }
@@ -221,31 +265,156 @@ func (s *Store) PutChunk(h nii.Hash, b []byte) error {
 }
 
 // Chunk returns a chunk's bytes after verifying them against h.
+//
+// A chunk found damaged — bytes that do not hash to h, a pack frame that
+// is not the one its index entry names, a pack cut short or missing — is
+// caught here once, by whoever reads it: its index entry is deleted (if it
+// still names the damaged place), so that the chunk is missing from then
+// on. It is never served or counted as stored again: a publish of the
+// same content stores it afresh, a pull or repair fetches it, and the
+// store check reports the versions that name it as missing chunks.
 func (s *Store) Chunk(h nii.Hash) ([]byte, error) {
-	var b []byte
-	err := s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(chunkKey(h))
+	b, loc, err := s.chunkBytes(h)
+	if err == nil && nii.HashOf(b) != h {
+		err = fmt.Errorf("chunk %s: %w: stored bytes do not match the hash", h, nii.ErrCorrupt)
+	}
+	if err != nil {
+		if loc.damaged(err) {
+			if derr := s.dropDamaged(h, loc); derr != nil {
+				err = fmt.Errorf("%w (and deleting its index entry failed: %v)", err, derr)
+			}
+		}
+		return nil, err
+	}
+	return b, nil
+}
+
+// chunkLoc is where chunkBytes found a chunk: in a pack, or (stored by an
+// earlier build) in badger.
+type chunkLoc struct {
+	found  bool
+	packed bool
+	ptr    packPtr
+}
+
+// damaged reports whether err, from reading the chunk at l, says the
+// stored chunk itself is bad (not an I/O error or a closed store).
+func (l chunkLoc) damaged(err error) bool {
+	return l.found && errors.Is(err, nii.ErrCorrupt) && !errors.Is(err, errReadFailed)
+}
+
+// errReadFailed marks a read that failed for a reason other than the
+// stored bytes (the disk, the file system): the chunk is not dropped.
+var errReadFailed = errors.New("read failed")
+
+// chunkBytes returns a chunk's bytes as stored, not yet checked against h.
+func (s *Store) chunkBytes(h nii.Hash) ([]byte, chunkLoc, error) {
+	for try := 0; ; try++ {
+		var (
+			b   []byte
+			loc chunkLoc
+		)
+		err := s.db.View(func(txn *badger.Txn) error {
+			item, err := txn.Get(chunkKey(h))
+			if err != nil {
+				return err
+			}
+			loc.found = true
+			if item.UserMeta() == metaPacked {
+				loc.packed = true
+				return item.Value(func(v []byte) error {
+					var err error
+					loc.ptr, err = decodePackPtr(v)
+					return err
+				})
+			}
+			b, err = item.ValueCopy(nil)
+			return err
+		})
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil, loc, fmt.Errorf("chunk %s: %w", h, nii.ErrNotFound)
+		}
+		if err != nil && !errors.Is(err, badger.ErrDBClosed) {
+			if errors.Is(err, nii.ErrCorrupt) {
+				return nil, loc, fmt.Errorf("chunk %s: %w", h, err)
+			}
+			// The key is there but its value cannot be read (a value log
+			// cut short or damaged): as corrupt as bytes that do not hash.
+			return nil, loc, fmt.Errorf("chunk %s: %w: stored value unreadable: %v", h, nii.ErrCorrupt, err)
+		}
+		if err != nil {
+			return nil, chunkLoc{}, fmt.Errorf("chunk %s: %w", h, err)
+		}
+		if !loc.packed {
+			return b, loc, nil
+		}
+		b, err = s.packs.read(h, loc.ptr)
+		if errors.Is(err, errPackGone) && try < 3 {
+			continue // moved by a pack rewrite: look it up again
+		}
+		if err != nil {
+			if !errors.Is(err, nii.ErrCorrupt) {
+				err = fmt.Errorf("%w: %w: %v", nii.ErrCorrupt, errReadFailed, err)
+			}
+			return nil, loc, fmt.Errorf("chunk %s: %w", h, err)
+		}
+		return b, loc, nil
+	}
+}
+
+// dropDamaged deletes chunk h's index entry if it still names loc, with
+// the counts adjusted and the GC generation bumped (as a GC delete: an
+// ingest that saw the chunk held in an older snapshot looks again).
+func (s *Store) dropDamaged(h nii.Hash, loc chunkLoc) error {
+	ls := &s.leases
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	s.counts.begin()
+	var n, size int64
+	defer func() { s.counts.end(-n, -size) }()
+	for {
+		txn, err := s.newChunkTxn()
 		if err != nil {
 			return err
 		}
-		b, err = item.ValueCopy(nil)
-		return err
-	})
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return nil, fmt.Errorf("chunk %s: %w", h, nii.ErrNotFound)
+		n, size = 0, 0
+		item, err := txn.Get(chunkKey(h))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			txn.Discard()
+			return nil
+		}
+		if err != nil {
+			txn.Discard()
+			return err
+		}
+		same := item.UserMeta() != metaPacked && !loc.packed
+		if item.UserMeta() == metaPacked && loc.packed {
+			item.Value(func(v []byte) error {
+				p, err := decodePackPtr(v)
+				same = err == nil && p == loc.ptr
+				return nil
+			})
+		}
+		if !same {
+			txn.Discard()
+			return nil // rewritten meanwhile: not the bytes found bad
+		}
+		sz := chunkItemExactSize(item)
+		if err := txn.Delete(chunkKey(h)); err != nil {
+			txn.Discard()
+			return err
+		}
+		err = txn.Commit()
+		if errors.Is(err, badger.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		n, size = 1, sz
+		ls.gen++
+		return nil
 	}
-	if err != nil && !errors.Is(err, badger.ErrDBClosed) {
-		// The key is there but its value cannot be read (a value log
-		// cut short or damaged): as corrupt as bytes that do not hash.
-		return nil, fmt.Errorf("chunk %s: %w: stored value unreadable: %v", h, nii.ErrCorrupt, err)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("chunk %s: %w", h, err)
-	}
-	if nii.HashOf(b) != h {
-		return nil, fmt.Errorf("chunk %s: %w: stored bytes do not match the hash", h, nii.ErrCorrupt)
-	}
-	return b, nil
 }
 
 // NextVersion returns the number the next version of d would get. Callers
@@ -540,32 +709,131 @@ func (s *Store) OpenManifest(rec *VersionRecord) (*nii.Manifest, error) {
 
 // WriteTo writes the content of a version to w, verifying every chunk's
 // hash before its bytes are written. A corrupt or missing chunk stops the
-// write with an error wrapping nii.ErrCorrupt or nii.ErrNotFound.
+// write with an error wrapping nii.ErrCorrupt or nii.ErrNotFound (and a
+// corrupt one is dropped, as Chunk drops it).
+//
+// One goroutine reads chunks up to exportAhead bytes ahead of the caller,
+// ingestHashers verify them, and the caller's goroutine writes them to w,
+// in order, in writes of about exportWrite bytes.
 func (s *Store) WriteTo(ctx context.Context, rec *VersionRecord, w io.Writer) (int64, error) {
 	m, err := s.OpenManifest(rec)
 	if err != nil {
 		return 0, err
 	}
-	var n int64
-	for i, c := range m.Chunks {
-		if err := ctx.Err(); err != nil {
-			return n, err
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type piece struct {
+		i        int
+		c        nii.ChunkRef
+		b        []byte
+		loc      chunkLoc
+		err      error
+		verified chan struct{}
+	}
+	ahead := make(chan *piece, exportAhead/max(int(s.params.Avg), 1)+1)
+	work := make(chan *piece, cap(ahead))
+	var hashers sync.WaitGroup
+	for range ingestHashers() {
+		hashers.Go(func() {
+			for p := range work {
+				if p.err == nil && nii.HashOf(p.b) != p.c.Hash {
+					p.err = fmt.Errorf("chunk %s: %w: stored bytes do not match the hash", p.c.Hash, nii.ErrCorrupt)
+				}
+				close(p.verified)
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer hashers.Wait()
+		defer close(work)
+		defer close(ahead)
+		for i, c := range m.Chunks {
+			if ctx.Err() != nil {
+				return
+			}
+			b, loc, err := s.chunkBytes(c.Hash)
+			p := &piece{i: i, c: c, b: b, loc: loc, err: err, verified: make(chan struct{})}
+			select {
+			case work <- p:
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case ahead <- p:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
 		}
-		b, err := s.Chunk(c.Hash)
-		if err != nil {
-			return n, fmt.Errorf("%s chunk %d of %d: %w", rec.Ref, i+1, len(m.Chunks), err)
+	}()
+	defer func() {
+		cancel()
+		for range ahead {
 		}
-		if len(b) != int(c.Size) {
-			return n, fmt.Errorf("%s chunk %d: %w: size %d, manifest says %d", rec.Ref, i+1, nii.ErrCorrupt, len(b), c.Size)
-		}
-		k, err := w.Write(b)
+		<-done
+	}()
+	var (
+		n   int64
+		buf = make([]byte, 0, exportWrite)
+	)
+	flush := func() error {
+		k, err := w.Write(buf)
 		n += int64(k)
+		buf = buf[:0]
+		return err
+	}
+	for p := range ahead {
+		select {
+		case <-p.verified:
+		case <-ctx.Done():
+			return n, ctx.Err()
+		}
+		err := p.err
+		if err != nil && p.loc.damaged(err) {
+			if derr := s.dropDamaged(p.c.Hash, p.loc); derr != nil {
+				err = fmt.Errorf("%w (and deleting its index entry failed: %v)", err, derr)
+			}
+		}
+		if err == nil && len(p.b) != int(p.c.Size) {
+			err = fmt.Errorf("%w: size %d, manifest says %d", nii.ErrCorrupt, len(p.b), p.c.Size)
+		}
+		if errors.Is(err, nii.ErrNotFound) {
+			if d, ok := s.Damaged()[rec.Ref]; ok {
+				// Dropped when found corrupt (Chunk): say so.
+				err = fmt.Errorf("%w: the version is damaged (%s), being repaired: %v", nii.ErrCorrupt, d.Reason, err)
+			}
+		}
 		if err != nil {
+			err = fmt.Errorf("%s chunk %d of %d: %w", rec.Ref, p.i+1, len(m.Chunks), err)
+			if ferr := flush(); ferr != nil {
+				return n, ferr
+			}
 			return n, err
 		}
+		if len(buf)+len(p.b) > exportWrite && len(buf) > 0 {
+			if err := flush(); err != nil {
+				return n, err
+			}
+		}
+		buf = append(buf, p.b...)
+	}
+	if err := ctx.Err(); err != nil {
+		return n, err
+	}
+	if err := flush(); err != nil {
+		return n, err
 	}
 	return n, nil
 }
+
+const (
+	exportAhead = 8 << 20 // bytes of chunks read and verified ahead of the writer
+	exportWrite = 1 << 20 // bytes per write to the destination
+)
 
 // Stats summarises the store.
 type Stats struct {
@@ -573,6 +841,8 @@ type Stats struct {
 	ChunkBytes int64 `json:"chunk_bytes"`
 	Versions   int64 `json:"versions"`
 	Datasets   int64 `json:"datasets"`
+	PackFiles  int64 `json:"pack_files"` // files chunk bodies live in (pack.go)
+	PackBytes  int64 `json:"pack_bytes"` // their size on disk, dead space included
 }
 
 // Stats counts chunks (and their bytes: kept as chunks are written, so
@@ -580,6 +850,12 @@ type Stats struct {
 func (s *Store) Stats() (Stats, error) {
 	var st Stats
 	st.Chunks, st.ChunkBytes = s.counts.get()
+	if sizes, err := s.packs.sizes(); err == nil {
+		st.PackFiles = int64(len(sizes))
+		for _, n := range sizes {
+			st.PackBytes += n
+		}
+	}
 	err := s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixVersion})
 		defer it.Close()

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -178,7 +179,7 @@ func TestStoreCommitChecks(t *testing.T) {
 }
 
 func TestStoreDetectsCorruptChunk(t *testing.T) {
-	s, db := openStore(t)
+	s, _ := openStore(t)
 	sg := newSigner(t)
 	d := nii.DatasetID{Org: "greenwich", Name: "spend"}
 	data := randBytes(3, 1<<20)
@@ -188,18 +189,7 @@ func TestStoreDetectsCorruptChunk(t *testing.T) {
 		t.Fatal(err)
 	}
 	victim := m.Chunks[len(m.Chunks)/2].Hash
-	err = db.Update(func(txn *badger.Txn) error {
-		item, err := txn.Get(chunkKey(victim))
-		if err != nil {
-			return err
-		}
-		b, _ := item.ValueCopy(nil)
-		b[10] ^= 0xff
-		return txn.Set(chunkKey(victim), b)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	flipChunkByte(t, s, victim, 10)
 	var buf bytes.Buffer
 	if _, err := s.WriteTo(context.Background(), rec, &buf); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("WriteTo over a corrupt chunk: %v, want ErrCorrupt", err)
@@ -217,7 +207,7 @@ func scanCounts(t *testing.T, db *badger.DB) (chunks, size int64) {
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			chunks++
-			size += it.Item().ValueSize()
+			size += chunkItemSize(it.Item())
 		}
 		return nil
 	})
@@ -325,5 +315,28 @@ func TestChunkCountsUnderConcurrentWrites(t *testing.T) {
 	checkCounts(t, s3, db)
 	if got, _ := s3.Stats(); got.Chunks != want.Chunks+1 {
 		t.Fatalf("after a late write: %d chunks, want %d", got.Chunks, want.Chunks+1)
+	}
+}
+
+// flipChunkByte flips byte i of chunk h where it lives on disk, behind the
+// store's back.
+func flipChunkByte(t *testing.T, s *Store, h nii.Hash, i int) {
+	t.Helper()
+	path, off, _, err := s.ChunkFile(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, off+int64(i)); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0xff
+	if _, err := f.WriteAt(b, off+int64(i)); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -351,8 +351,7 @@ func (s *Store) deleteChunks(hs []nii.Hash) error {
 				txn.Discard()
 				return err
 			}
-			sz := item.ValueSize()
-			item.Value(func(b []byte) error { sz = int64(len(b)); return nil })
+			sz := chunkItemExactSize(item)
 			if err := txn.Delete(chunkKey(h)); err != nil {
 				txn.Discard()
 				return err

@@ -34,7 +34,7 @@ func WriteFileAtomic(path string, perm os.FileMode, fill func(w io.Writer) error
 			os.Remove(tmp)
 		}
 	}()
-	if err := fill(f); err != nil {
+	if err := fill(newWriteBehind(f)); err != nil {
 		return err
 	}
 	if err := f.Sync(); err != nil {

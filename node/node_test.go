@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
 	"github.com/nii-uk/nii"
+	"github.com/nii-uk/nii/exchange"
 	"github.com/nii-uk/nii/exchange/chunker"
 	"github.com/nii-uk/nii/internal/niitest"
 	"github.com/nii-uk/nii/internal/spenddata"
@@ -336,19 +336,28 @@ func TestCorruptChunkFailsExport(t *testing.T) {
 	}
 	tn.Close()
 
-	// Flip a byte of one stored chunk behind the node's back.
+	// Flip a byte of one stored chunk behind the node's back, where it
+	// lives: its pack file.
 	db := niitest.OpenDB(t, filepath.Join(home, node.StoreDir))
-	key := append([]byte("c/"), m.Chunks[3].Hash[:]...)
-	err = db.Update(func(txn *badger.Txn) error {
-		item, err := txn.Get(key)
-		if err != nil {
-			return err
-		}
-		b, _ := item.ValueCopy(nil)
-		b[100] ^= 1
-		return txn.Set(key, b)
-	})
+	st, err := exchange.NewStore(db, chunker.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	path, off, _, err := st.ChunkFile(m.Chunks[3].Hash)
+	st.Close()
 	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 1)
+	f.ReadAt(b, off+100)
+	b[0] ^= 1
+	_, err = f.WriteAt(b, off+100)
+	f.Close()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,11 +38,14 @@ func (s *syncBuf) String() string {
 	return s.b.String()
 }
 
-// flipInVlog flips one bit of the first copy of needle found in the
-// store's value-log files (the node closed), and says in which file.
-func flipInVlog(t *testing.T, home string, needle []byte) string {
+// flipInStore flips one bit of the first copy of needle found in the
+// store's pack files, or its value-log files (where chunk bodies lived
+// before packs), the node closed, and says in which file.
+func flipInStore(t *testing.T, home string, needle []byte) string {
 	t.Helper()
-	files, _ := filepath.Glob(filepath.Join(home, node.StoreDir, "*.vlog"))
+	files, _ := filepath.Glob(filepath.Join(home, node.StoreDir, "packs", "*.pack"))
+	vlogs, _ := filepath.Glob(filepath.Join(home, node.StoreDir, "*.vlog"))
+	files = append(files, vlogs...)
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -56,7 +59,7 @@ func flipInVlog(t *testing.T, home string, needle []byte) string {
 			return filepath.Base(f)
 		}
 	}
-	t.Fatalf("the chunk bytes are in no value-log file of %s", home)
+	t.Fatalf("the chunk bytes are in no pack or value-log file of %s", home)
 	return ""
 }
 
@@ -70,8 +73,9 @@ func replicaRecord(n *node.Node, ds nii.DatasetID, origin nii.NodeID) (*nii.Adve
 }
 
 // TestCorruptReplicaFoundWithdrawnAndRepaired flips a bit in a replica's
-// value log with the node closed (badger, on open, cuts the file there),
-// then checks: badger's cut is logged; serving the damaged version answers
+// stored chunk with the node closed (in a pack file; were it in badger's
+// value log, badger would cut the file there on open, and that cut must
+// be logged), then checks: serving the damaged version answers
 // "missing" for what it cannot verify, logged and counted, so a puller
 // stores nothing bad; the store check finds the version, marks it damaged
 // in the listing and withdraws the replica advert (seen by another node);
@@ -101,12 +105,12 @@ func TestCorruptReplicaFoundWithdrawnAndRepaired(t *testing.T) {
 	// Damage the replica's copy: a bit in the first third of the file.
 	cfg1 := nodes[1].Config()
 	nodes[1].Close()
-	file := flipInVlog(t, cfg1.Home, data[2<<20:2<<20+64])
+	file := flipInStore(t, cfg1.Home, data[2<<20:2<<20+64])
 	n1 := nodetest.Restart(t, cfg1)
 	if _, err := n1.Join(nodes[2].GossipAddr()); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(logs.String(), "badger cut a value-log file short") || !strings.Contains(logs.String(), file) {
+	if strings.HasSuffix(file, ".vlog") && (!strings.Contains(logs.String(), "badger cut a value-log file short") || !strings.Contains(logs.String(), file)) {
 		t.Fatalf("badger's cut of %s was not logged:\n%s", file, logs.String())
 	}
 

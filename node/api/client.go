@@ -204,6 +204,35 @@ func (p progressReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
+// streamBuf is the size of the reads and writes a publish upload and an
+// export download make (io.Copy's own is 32 KiB: a system call, and an
+// HTTP chunk, every 32 KiB).
+const streamBuf = 1 << 20
+
+// WriteTo copies to w in writes of up to streamBuf, so that io.Copy (in
+// net/http's request writer, and in Content) moves large blocks.
+func (p progressReader) WriteTo(w io.Writer) (int64, error) {
+	buf := make([]byte, streamBuf)
+	var n int64
+	for {
+		k, err := p.r.Read(buf)
+		if k > 0 {
+			p.touch()
+			m, werr := w.Write(buf[:k])
+			n += int64(m)
+			if werr != nil {
+				return n, werr
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
 // Publish uploads body as the next version of d (whose org must be the
 // node's). The upload may take as long as it needs while bytes flow.
 func (c *Client) Publish(ctx context.Context, d nii.DatasetID, body io.Reader, o PublishOptions) (*VersionInfo, error) {
