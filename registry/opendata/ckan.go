@@ -242,7 +242,9 @@ type Extra struct {
 	Value string `json:"value"`
 }
 
-// Organization is a CKAN organization dict.
+// Organization is a CKAN organization dict, and a CKAN group dict (a
+// theme, from group_list and group_show: IsOrganization false, Type
+// "group"), which CKAN gives the same shape.
 type Organization struct {
 	ID             string    `json:"id"`
 	Name           string    `json:"name"`

@@ -519,6 +519,19 @@ func (h *Handler) orgs() map[string]*Organization {
 }
 
 func (h *Handler) ckanOrganizationList(p Params) (any, *Error) {
+	orgs := h.orgs()
+	list := make([]*Organization, 0, len(orgs))
+	for _, o := range orgs {
+		list = append(list, o)
+	}
+	return groupList(p, list)
+}
+
+// groupList answers organization_list and group_list from their groups,
+// as CKAN's group_list does for both: sort (title asc, the default;
+// name asc; package_count desc), offset, limit (default 1000), and names
+// or, with all_fields, the dicts.
+func groupList(p Params, list []*Organization) (any, *Error) {
 	all, err := p.Bool("all_fields")
 	if err != nil {
 		return nil, err
@@ -530,10 +543,6 @@ func (h *Handler) ckanOrganizationList(p Params) (any, *Error) {
 	offset, err := p.Int("offset", 0, 0, 1<<30)
 	if err != nil {
 		return nil, err
-	}
-	var list []*Organization
-	for _, o := range h.orgs() {
-		list = append(list, o)
 	}
 	byName := func(a, b *Organization) int { return strings.Compare(a.Name, b.Name) }
 	switch sort := strings.ToLower(strings.TrimSpace(p["sort"])); sort {
@@ -840,68 +849,20 @@ func (h *Handler) themesAndTags() (themes, tags map[string]int) {
 	return themes, tags
 }
 
-// GroupDict is a CKAN group dict as group_list (all_fields) and
-// group_show return it.
-type GroupDict struct {
-	ID             string    `json:"id"`
-	Name           string    `json:"name"`
-	Title          string    `json:"title"`
-	DisplayName    string    `json:"display_name"`
-	Description    string    `json:"description"`
-	ImageURL       string    `json:"image_url"`
-	ImageDisplay   string    `json:"image_display_url"`
-	Created        *string   `json:"created"`
-	IsOrganization bool      `json:"is_organization"`
-	Type           string    `json:"type"`
-	State          string    `json:"state"`
-	ApprovalStatus string    `json:"approval_status"`
-	PackageCount   int       `json:"package_count"`
-	NumFollowers   int       `json:"num_followers"`
-	Packages       []Package `json:"packages,omitempty"`
-}
-
-func newGroupDict(theme string, count int) GroupDict {
-	return GroupDict{ID: GroupUUID(theme), Name: theme, Title: theme, DisplayName: theme,
-		Type: "group", State: "active", ApprovalStatus: "approved", PackageCount: count}
+// newGroup is a theme as a CKAN group: the group dict is CKAN's
+// organization dict with is_organization false and type "group".
+func newGroup(theme string, count int) *Organization {
+	return &Organization{ID: GroupUUID(theme), Name: theme, Title: theme, DisplayName: theme,
+		Type: "group", State: "active", ApprovalStatus: "approved", PackageCount: &count, NumFollowers: new(int)}
 }
 
 func (h *Handler) ckanGroupList(p Params) (any, *Error) {
-	all, err := p.Bool("all_fields")
-	if err != nil {
-		return nil, err
-	}
-	limit, err := p.Int("limit", 1000, 0, 1<<30)
-	if err != nil {
-		return nil, err
-	}
-	offset, err := p.Int("offset", 0, 0, 1<<30)
-	if err != nil {
-		return nil, err
-	}
 	themes, _ := h.themesAndTags()
-	list := make([]GroupDict, 0, len(themes))
+	list := make([]*Organization, 0, len(themes))
 	for t, n := range themes {
-		list = append(list, newGroupDict(t, n))
+		list = append(list, newGroup(t, n))
 	}
-	byName := func(a, b GroupDict) int { return strings.Compare(a.Name, b.Name) }
-	switch sort := strings.ToLower(strings.TrimSpace(p["sort"])); sort {
-	case "", "title asc", "title", "name asc", "name":
-		slices.SortFunc(list, byName)
-	case "package_count desc", "package_count":
-		slices.SortFunc(list, func(a, b GroupDict) int { return cmp.Or(cmp.Compare(b.PackageCount, a.PackageCount), byName(a, b)) })
-	default:
-		return nil, Invalid("sort", "unsupported sort "+strconv.Quote(sort)+": want title asc, name asc or package_count desc")
-	}
-	list = list[min(offset, len(list)):]
-	list = list[:min(limit, len(list))]
-	if all {
-		return list, nil
-	}
-	names := make([]string, len(list))
-	for i, g := range list {
-		names[i] = g.Name
-	}
-	return names, nil
+	return groupList(p, list)
 }
 
 func (h *Handler) ckanGroupShow(base string, p Params) (any, *Error) {
@@ -918,7 +879,7 @@ func (h *Handler) ckanGroupShow(base string, p Params) (any, *Error) {
 		if t != id && GroupUUID(t) != id {
 			continue
 		}
-		g := newGroupDict(t, n)
+		g := newGroup(t, n)
 		if withDatasets {
 			g.Packages = []Package{}
 			orgs := h.orgs()
