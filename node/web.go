@@ -108,7 +108,7 @@ func (b webBackend) Follows() ([]api.Follow, error) {
 	}
 	out := make([]api.Follow, 0, len(fs))
 	for i := range fs {
-		out = append(out, *followInfo(&fs[i]))
+		out = append(out, *b.n.followInfo(&fs[i]))
 	}
 	return out, nil
 }
