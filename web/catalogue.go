@@ -133,28 +133,45 @@ func (h *Handler) ckanDataset(w http.ResponseWriter, r *http.Request) {
 }
 
 // column is a data dictionary entry: the profile's figures over every
-// row, with examples and a range from the preview.
+// row, with examples and a range from the preview. Its fields are plain
+// strings the template prints as they are (no embedded struct, no call
+// per cell: text/template looks each field up by reflection per use).
 type column struct {
-	nii.Column
-	Examples []string
-	Min, Max string
+	c                     nii.Column
+	Examples              []string
+	Name, Type, Nulls     string
+	ExampleText, Min, Max string
+}
+
+// provider is a provider row of the dataset page, its cells as text.
+type provider struct {
+	Node, Org, Role, Version, State string
+}
+
+// versionRow is a version row of the dataset page, its cells as text.
+type versionRow struct {
+	Version, Created, Size, Manifest string
 }
 
 type datasetData struct {
-	D          *api.CatalogDataset
-	Ref        nii.Ref
-	Versions   []api.VersionInfo
-	Columns    []column
-	Header     []string
-	Rows       [][]string
-	PreviewErr string
-	Truncated  bool
-	Download   string
-	Filename   string
-	Curl       string
-	Pull       string
-	JSONURL    string
-	Restricted bool
+	D         *api.CatalogDataset
+	Ref       nii.Ref
+	Versions  []api.VersionInfo
+	Columns   []column
+	Providers []provider
+	Vers      []versionRow
+	// The summary's cells, as text.
+	PublishedBy, NodeState, Updated, FormatSize, Signed, SizeText string
+	Header                                                        []string
+	Rows                                                          [][]string
+	PreviewErr                                                    string
+	Truncated                                                     bool
+	Download                                                      string
+	Filename                                                      string
+	Curl                                                          string
+	Pull                                                          string
+	JSONURL                                                       string
+	Restricted                                                    bool
 }
 
 func (h *Handler) dataset(w http.ResponseWriter, r *http.Request) {
@@ -191,8 +208,40 @@ func (h *Handler) dataset(w http.ResponseWriter, r *http.Request) {
 		prof = cd.Meta.Table.Columns
 	}
 	for _, c := range prof {
-		dd.Columns = append(dd.Columns, column{Column: c})
+		col := column{c: c, Name: c.Name, Type: c.Type, Nulls: strconv.FormatInt(c.Nulls, 10)}
+		if c.Format != "" {
+			col.Type += " (" + c.Format + ")"
+		}
+		dd.Columns = append(dd.Columns, col)
 	}
+	for _, p := range cd.Providers {
+		pr := provider{Node: shortID(p.Node), Org: p.Org, Role: "publisher", Version: strconv.FormatUint(p.Version, 10), State: "online now"}
+		if p.Replica {
+			pr.Role = "replica"
+		}
+		if !p.Online {
+			pr.State = "offline, last seen " + ago(p.LastSeen)
+		}
+		dd.Providers = append(dd.Providers, pr)
+	}
+	for _, v := range dd.Versions {
+		dd.Vers = append(dd.Vers, versionRow{Version: strconv.FormatUint(v.Version, 10), Created: fmtDate(v.Created), Size: humanBytes(v.Size), Manifest: shortID(v.Manifest)})
+	}
+	dd.PublishedBy = cd.Meta.PublisherName
+	if dd.PublishedBy == "" {
+		dd.PublishedBy = cd.Meta.Publisher
+	}
+	dd.NodeState = "online now"
+	if !cd.Online {
+		dd.NodeState = "last seen " + ago(cd.LastSeen)
+	}
+	dd.Updated = fmtDate(cd.Meta.Modified) + " (version " + strconv.FormatUint(cd.Version, 10) + "; first published " + fmtDate(cd.Meta.Issued) + ")"
+	dd.SizeText = humanBytes(cd.Meta.ByteSize)
+	dd.FormatSize = cd.Meta.MediaType + ", " + dd.SizeText
+	if t := cd.Meta.Table; t != nil {
+		dd.FormatSize += ", " + strconv.FormatInt(t.Rows, 10) + " rows"
+	}
+	dd.Signed = "signed " + fmtDatetime(cd.Signed)
 	switch {
 	case dd.Restricted:
 		dd.PreviewErr = "This dataset is restricted: its rows are shown only to members with a grant."
@@ -208,11 +257,14 @@ func (h *Handler) dataset(w http.ResponseWriter, r *http.Request) {
 		dd.Header, dd.Rows, dd.Truncated = previewCSV(b, cd.Meta.Table, h.cfg.PreviewRows, int64(len(b)) >= h.cfg.PreviewBytes)
 		fillDictionary(dd.Columns, dd.Header, dd.Rows)
 	}
+	for i := range dd.Columns {
+		dd.Columns[i].ExampleText = strings.Join(dd.Columns[i].Examples, "; ")
+	}
 	title := cd.Meta.Title
 	if title == "" {
 		title = d.String()
 	}
-	h.render(w, r, http.StatusOK, "dataset", title, "catalogue", dd)
+	h.renderCached(w, r, "dataset", title, "catalogue", dd)
 }
 
 func isTabular(mt string) bool {
@@ -293,7 +345,7 @@ func fillDictionary(cols []column, header []string, rows [][]string) {
 	}
 	for ci := range cols {
 		c := &cols[ci]
-		i, ok := idx[strings.TrimSpace(c.HeaderLabel())]
+		i, ok := idx[strings.TrimSpace(c.c.HeaderLabel())]
 		if !ok {
 			continue
 		}
@@ -312,7 +364,7 @@ func fillDictionary(cols []column, header []string, rows [][]string) {
 				seen[v] = true
 				c.Examples = append(c.Examples, v)
 			}
-			if c.Type == "number" || c.Type == "integer" {
+			if c.c.Type == "number" || c.c.Type == "integer" {
 				f, err := strconv.ParseFloat(strings.NewReplacer(",", "", "£", "").Replace(v), 64)
 				if err != nil {
 					continue
