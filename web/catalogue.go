@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"context"
 	"encoding/csv"
 	"errors"
 	"io"
@@ -247,8 +248,10 @@ func (h *Handler) dataset(w http.ResponseWriter, r *http.Request) {
 		dd.PreviewErr = "This dataset is restricted: its rows are shown only to members with a grant."
 	case !isTabular(cd.Meta.MediaType):
 		dd.PreviewErr = "No preview: this file is not a table (" + cd.Meta.MediaType + ")."
+	case !previewable(cd):
+		dd.PreviewErr = "The preview could not be loaded: this node does not hold the version and no provider of it is online now."
 	default:
-		b, err := h.b.Head(r.Context(), ref, h.cfg.PreviewBytes)
+		b, err := h.head(r.Context(), ref, cd.Manifest)
 		if err != nil {
 			_, body := api.ErrorFor(err)
 			dd.PreviewErr = "The preview could not be loaded: " + body.Error
@@ -264,7 +267,67 @@ func (h *Handler) dataset(w http.ResponseWriter, r *http.Request) {
 	if title == "" {
 		title = d.String()
 	}
-	h.renderCached(w, r, "dataset", title, "catalogue", dd)
+	// The preview's rows and the dictionary's examples follow from the
+	// content, which the manifest hash names: the key holds that, not them.
+	key := dd
+	key.Header, key.Rows, key.Columns = nil, nil, nil
+	h.renderCached(w, r, "dataset", title, "catalogue", dd, struct {
+		D         datasetData
+		Preview   nii.Hash
+		Dict      int
+		Published string
+	}{key, cd.Manifest, len(dd.Columns), r.URL.Query().Get("published")})
+}
+
+// previewable reports whether a preview can be read: this node holds
+// the version, or a provider of it is online now.
+func previewable(cd *api.CatalogDataset) bool {
+	if cd.Local != nil {
+		for _, v := range cd.Local.Versions {
+			if v.Version == cd.Version {
+				return true
+			}
+		}
+	}
+	for _, p := range cd.Providers {
+		if p.Online {
+			return true
+		}
+	}
+	return false
+}
+
+// previewCacheMax bounds the previews kept, by count (each is at most
+// Config.PreviewBytes).
+const previewCacheMax = 64
+
+// head returns the start of a version's content for its preview: from
+// the cache when this manifest's was read before (content is named by its
+// manifest, so a kept preview never goes stale), else from the backend.
+func (h *Handler) head(ctx context.Context, ref nii.Ref, manifest nii.Hash) ([]byte, error) {
+	h.previews.mu.Lock()
+	b, ok := h.previews.m[manifest]
+	h.previews.mu.Unlock()
+	if ok && !manifest.IsZero() {
+		return b, nil
+	}
+	b, err := h.b.Head(ctx, ref, h.cfg.PreviewBytes)
+	if err != nil || manifest.IsZero() {
+		return b, err
+	}
+	h.previews.mu.Lock()
+	defer h.previews.mu.Unlock()
+	if h.previews.m == nil {
+		h.previews.m = map[nii.Hash][]byte{}
+	}
+	for k := range h.previews.m {
+		if len(h.previews.m) < previewCacheMax {
+			break
+		}
+		delete(h.previews.m, k)
+	}
+	h.previews.m[manifest] = b
+	return b, nil
 }
 
 func isTabular(mt string) bool {

@@ -102,6 +102,11 @@ type Handler struct {
 	// menus is the navigation for each page's nav key, made once.
 	menus map[string][]navItem
 	cache pageCache
+	// previews are dataset previews by manifest hash (handler.head).
+	previews struct {
+		mu sync.Mutex
+		m  map[nii.Hash][]byte
+	}
 
 	sessions sessions
 }
@@ -321,14 +326,17 @@ func (c *pageCache) put(k nii.Hash, b []byte) {
 	c.bytes += len(b)
 }
 
-// renderCached is render for a page that is a function of data alone (no
-// request, session or form in it): a page rendered from the same data
-// before is served from the cache.
-func (h *Handler) renderCached(w http.ResponseWriter, r *http.Request, name, title, nav string, data any) {
+// renderCached is render for a page that is a function of its data alone
+// (no session or form in it): a page rendered from the same data before
+// is served from the cache.
+//
+// keyData is what the page is a function of (data itself, or a smaller
+// value from which data follows).
+func (h *Handler) renderCached(w http.ResponseWriter, r *http.Request, name, title, nav string, data, keyData any) {
 	key, err := json.Marshal(struct {
 		Name, Title, Nav string
 		Data             any
-	}{name, title, nav, data})
+	}{name, title, nav, keyData})
 	if err != nil {
 		h.render(w, r, http.StatusOK, name, title, nav, data)
 		return
