@@ -144,6 +144,17 @@ type column struct {
 	ExampleText, Min, Max string
 }
 
+// standardDownload is one standard a dataset's rows can be downloaded
+// in, and the files.
+type standardDownload struct {
+	Standard, StandardID, Mapping, Choice, Why string
+	Files                                      []fileLink
+}
+
+type fileLink struct {
+	Format, Label, URL, Filename string
+}
+
 // provider is a provider row of the dataset page, its cells as text.
 type provider struct {
 	Node, Org, Role, Version, State string
@@ -155,24 +166,26 @@ type versionRow struct {
 }
 
 type datasetData struct {
-	D         *api.CatalogDataset
-	Ref       nii.Ref
-	Versions  []api.VersionInfo
-	Columns   []column
-	Providers []provider
-	Vers      []versionRow
+	D          *api.CatalogDataset
+	Ref        nii.Ref
+	Versions   []api.VersionInfo
+	Columns    []column
+	Providers  []provider
+	Vers       []versionRow
+	Header     []string
+	Rows       [][]string
+	PreviewErr string
+	Truncated  bool
+	Download   string
+	Filename   string
+	Curl       string
+	Pull       string
+	JSONURL    string
+	Restricted bool
+	// Standard are the standards the rows can be had in, with downloads.
+	Standard []standardDownload
 	// The summary's cells, as text.
 	PublishedBy, NodeState, Updated, FormatSize, Signed, SizeText string
-	Header                                                        []string
-	Rows                                                          [][]string
-	PreviewErr                                                    string
-	Truncated                                                     bool
-	Download                                                      string
-	Filename                                                      string
-	Curl                                                          string
-	Pull                                                          string
-	JSONURL                                                       string
-	Restricted                                                    bool
 }
 
 func (h *Handler) dataset(w http.ResponseWriter, r *http.Request) {
@@ -243,6 +256,25 @@ func (h *Handler) dataset(w http.ResponseWriter, r *http.Request) {
 		dd.FormatSize += ", " + strconv.FormatInt(t.Rows, 10) + " rows"
 	}
 	dd.Signed = "signed " + fmtDatetime(cd.Signed)
+	if !dd.Restricted && isTabular(cd.Meta.MediaType) {
+		sts, err := h.b.Standardised(d)
+		if err != nil {
+			h.cfg.Log.Debug("standardised rows", "dataset", d.String(), nii.LogErr, err.Error())
+		}
+		for _, st := range sts {
+			sd := standardDownload{Standard: st.Standard, Mapping: st.Mapping, Choice: st.Choice, Why: st.Why}
+			sd.StandardID, _, _ = strings.Cut(st.Standard, "@")
+			for _, f := range []struct{ format, label, ext string }{
+				{api.FormatCSV, "CSV", ".csv"}, {api.FormatParquet, "Parquet", ".parquet"}, {api.FormatNDJSON, "JSON (newline-delimited)", ".ndjson"},
+			} {
+				if u := st.Downloads[f.format]; u != "" {
+					name := d.Org + "-" + d.Name + "-v" + strconv.FormatUint(cd.Version, 10) + "." + strings.ReplaceAll(sd.StandardID, "/", "-") + f.ext
+					sd.Files = append(sd.Files, fileLink{Format: f.format, Label: f.label, URL: u, Filename: name})
+				}
+			}
+			dd.Standard = append(dd.Standard, sd)
+		}
+	}
 	switch {
 	case dd.Restricted:
 		dd.PreviewErr = "This dataset is restricted: its rows are shown only to members with a grant."

@@ -59,6 +59,10 @@ type Backend interface {
 	// of a version's content, the content checked against its signed
 	// manifest first.
 	SourceLine(ctx context.Context, ref nii.Ref, line int64) (*SourceLine, error)
+	// Standardised lists the standards d's rows can be had in, with the
+	// mapping the node applies and the download URLs
+	// (GET /api/v1/datasets/{org}/{name}/standardised).
+	Standardised(d nii.DatasetID) ([]api.Standardised, error)
 	// Query runs read-only SQL in the node's sandbox, as the public API
 	// does (POST /api/v1/query without the admin token).
 	Query(ctx context.Context, sql string) (*api.QueryResult, error)
