@@ -20,7 +20,7 @@ type pageStub struct {
 }
 
 func (s pageStub) LookupDataset(nii.DatasetID) (*api.CatalogDataset, error) { return s.cd, nil }
-func (s pageStub) Standardised(nii.DatasetID) ([]api.Standardised, error) { return nil, nil }
+func (s pageStub) Standardised(nii.DatasetID) ([]api.Standardised, error)   { return nil, nil }
 func (s pageStub) Head(context.Context, nii.Ref, int64) ([]byte, error) {
 	return nil, nii.Errorf(nii.ErrUnavailable, "no provider is online now")
 }
