@@ -92,7 +92,7 @@ func TestFederationFollowToGo(t *testing.T) {
 	if held, latest := tb.text(row+" .nii-held"), tb.text(row+" .nii-latest"); held != "1" || latest != "2" {
 		t.Errorf("held %q, latest %q", held, latest)
 	}
-	if got := tb.text(row + " .nii-follow-error"); !strings.Contains(got, "disk is too full") || !strings.Contains(got, "no space left") {
+	if got := tb.text(`#follows .nii-follow-error[data-dataset="org0/spend"]`); !strings.Contains(got, "disk is too full") || !strings.Contains(got, "no space left") {
 		t.Errorf("last error shown as %q", got)
 	}
 	tb.check("federation-follow")
