@@ -44,8 +44,10 @@ type PullRequest struct {
 
 // PullResult reports what a pull did.
 type PullResult struct {
-	Record        *VersionRecord
-	Manifest      *nii.Manifest
+	Record   *VersionRecord
+	Manifest *nii.Manifest // set once the manifest was checked, a failed pull's too
+	// ManifestHash is Manifest's hash (its signed form's).
+	ManifestHash  nii.Hash
 	FetchedChunks int                  // chunks fetched over the network
 	FetchedBytes  int64                // their bytes
 	HeldChunks    int                  // chunks already in the store (earlier versions, an interrupted pull)
@@ -81,7 +83,7 @@ func Pull(ctx context.Context, f Fetcher, s *Store, req PullRequest) (*PullResul
 	}
 	m := x.Manifest
 	if rec, err := s.Version(m.Ref()); err == nil && rec.Manifest == x.Hash {
-		return &PullResult{Record: rec, Manifest: m, HeldChunks: len(m.Chunks), Providers: map[nii.NodeID]int64{}, ProviderChunks: map[nii.NodeID]int{}, Dropped: x.stats.dropped}, nil
+		return &PullResult{Record: rec, Manifest: m, ManifestHash: x.Hash, HeldChunks: len(m.Chunks), Providers: map[nii.NodeID]int64{}, ProviderChunks: map[nii.NodeID]int{}, Dropped: x.stats.dropped}, nil
 	}
 	res, shared, err := s.flights.do(ctx, x.Hash, req.Progress, func(progress func(done, total int64)) (*PullResult, error) {
 		return x.into(ctx, s, progress)
@@ -100,7 +102,7 @@ func Pull(ctx context.Context, f Fetcher, s *Store, req PullRequest) (*PullResul
 // into fetches the chunks the store lacks and commits the version.
 func (x *Fetch) into(ctx context.Context, s *Store, progress func(done, total int64)) (*PullResult, error) {
 	m := x.Manifest
-	res := &PullResult{Manifest: m}
+	res := &PullResult{Manifest: m, ManifestHash: x.Hash}
 	// Every chunk of the version is leased before the store is looked at,
 	// so GC spares both those held and those fetched until the commit.
 	lease := s.NewLease()

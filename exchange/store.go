@@ -468,6 +468,13 @@ func (s *Store) commitFetched(sm *nii.SignedManifest) (*VersionRecord, error) {
 	return s.commitLocked(sm, false)
 }
 
+// Missing returns, in order and without repeats, the chunks of refs the
+// store does not hold, and how many distinct chunks of refs it holds (one
+// read transaction).
+func (s *Store) Missing(refs []nii.ChunkRef) (need []nii.ChunkRef, held int, err error) {
+	return s.missing(refs)
+}
+
 // missing returns, in order and without repeats, the chunks of refs the
 // store lacks, and how many distinct chunks it holds: one read transaction
 // for the whole list.

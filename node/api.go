@@ -196,7 +196,7 @@ func (n *Node) Datasets() ([]api.DatasetInfo, error) {
 	}
 	byID := map[string]*api.Follow{}
 	for i := range follows {
-		byID[follows[i].Dataset.String()] = followInfo(&follows[i])
+		byID[follows[i].Dataset.String()] = n.followInfo(&follows[i])
 	}
 	for i := range ds {
 		ds[i].Role = api.RoleReplica

@@ -48,6 +48,8 @@ func (n *Node) harmonyRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/v1/watches", n.admin(n.handleWatch))
 	mux.HandleFunc("DELETE /api/v1/watches/{org}/{name}", n.admin(n.handleUnwatch))
 	mux.HandleFunc("GET /api/v1/datasets/{org}/{name}/versions/{version}/lineage", n.handleLineage)
+	mux.HandleFunc("GET /api/v1/datasets/{org}/{name}/standardised", n.handleStandardisedList)
+	mux.HandleFunc("GET /api/v1/datasets/{org}/{name}/standardised/{sorg}/{sname}", n.handleStandardised)
 }
 
 func decodeBody(w http.ResponseWriter, r *http.Request, max int64, v any) error {

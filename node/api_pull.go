@@ -110,7 +110,7 @@ func (n *Node) handleFollows(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]api.Follow, len(fs))
 	for i := range fs {
-		out[i] = *followInfo(&fs[i])
+		out[i] = *n.followInfo(&fs[i])
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -131,7 +131,7 @@ func (n *Node) handleFollow(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, followInfo(f))
+	writeJSON(w, http.StatusCreated, n.followInfo(f))
 }
 
 func (n *Node) handleUnfollow(w http.ResponseWriter, r *http.Request) {

@@ -29,8 +29,10 @@ func storeStats(s exchange.Stats) api.StoreStats {
 	return api.StoreStats{Chunks: s.Chunks, ChunkBytes: s.ChunkBytes, Versions: s.Versions, Datasets: s.Datasets}
 }
 
-func followInfo(f *Follow) *api.Follow {
-	return &api.Follow{
+// followInfo is f as the API shows it, with what is still to go counted
+// from the store.
+func (n *Node) followInfo(f *Follow) *api.Follow {
+	return &api.Follow{ToGo: n.followToGo(f), ErrorCode: f.ErrorCode,
 		Dataset: f.Dataset, HasGrant: f.Grant != "" || f.HasGrant, Since: f.Since, State: f.State,
 		Version: f.Version, Advertised: f.Advertised, LastError: f.LastError, LastSync: f.LastSync,
 		NextAttempt: f.NextAttempt, Failures: f.Failures, FetchedBytes: f.FetchedBytes, Publisher: f.Publisher,

@@ -50,6 +50,77 @@ type Follow struct {
 	// AllowUnverified: the follow accepts an unverified publisher (asked
 	// for with 'nii follow --allow-unverified').
 	AllowUnverified bool `json:"allow_unverified,omitempty" cbor:"13,keyasint,omitempty"`
+	// ErrorCode is LastError's API error code (unavailable, refused, …).
+	ErrorCode string `json:"error_code,omitempty" cbor:"14,keyasint,omitempty"`
+}
+
+// followPending is the signed manifest's chunk list of the newest version
+// a follow has seen and not yet committed, kept (under its own key, apart
+// from the follow, which the sync loop rewrites often) when a pull of it
+// fails after the manifest was checked, so that what is still to go can be
+// counted from the store.
+type followPending struct {
+	Version  uint64         `cbor:"1,keyasint"`
+	Manifest nii.Hash       `cbor:"2,keyasint"`
+	Size     int64          `cbor:"3,keyasint"`
+	Chunks   []nii.ChunkRef `cbor:"4,keyasint"`
+}
+
+var prefixFollowPending = []byte("fpend/")
+
+func followPendingKey(d nii.DatasetID) []byte {
+	return []byte(string(prefixFollowPending) + d.String())
+}
+
+// pending returns the follow's kept manifest of an uncommitted version,
+// or nil.
+func (n *Node) pending(d nii.DatasetID) *followPending {
+	var p followPending
+	err := n.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(followPendingKey(d))
+		if err != nil {
+			return err
+		}
+		return item.Value(func(b []byte) error { return nii.Unmarshal(b, &p) })
+	})
+	if err != nil {
+		return nil
+	}
+	return &p
+}
+
+func (n *Node) dropPending(d nii.DatasetID) error {
+	return n.db.Update(func(txn *badger.Txn) error { return txn.Delete(followPendingKey(d)) })
+}
+
+// followToGo counts what f still has to fetch of its latest version: none
+// when it holds it; else the chunks of the version's manifest (kept by a
+// pull that got that far) that the store lacks. nil when the manifest of
+// the latest version is not known here.
+func (n *Node) followToGo(f *Follow) *api.FollowToGo {
+	if f.Advertised == 0 || f.Version >= f.Advertised {
+		if f.Version == 0 {
+			return nil
+		}
+		rec, err := n.store.Version(nii.Ref{Dataset: f.Dataset, Version: f.Version})
+		if err != nil {
+			return nil
+		}
+		return &api.FollowToGo{Version: f.Version, Manifest: rec.Manifest, Size: rec.Size, Chunks: rec.Chunks}
+	}
+	p := n.pending(f.Dataset)
+	if p == nil || p.Version != f.Advertised {
+		return nil
+	}
+	need, held, err := n.store.Missing(p.Chunks)
+	if err != nil {
+		return nil
+	}
+	tg := &api.FollowToGo{Version: p.Version, Manifest: p.Manifest, Size: p.Size, Chunks: held + len(need), ChunksToGo: len(need)}
+	for _, c := range need {
+		tg.BytesToGo += int64(c.Size)
+	}
+	return tg
 }
 
 // sourceOptions are the catalog policy options the follow's pulls ask for.
@@ -144,7 +215,12 @@ func (n *Node) StopFollowing(d nii.DatasetID) error {
 	if _, err := n.follow(d); err != nil {
 		return err
 	}
-	return n.db.Update(func(txn *badger.Txn) error { return txn.Delete(followKey(d)) })
+	return n.db.Update(func(txn *badger.Txn) error {
+		if err := txn.Delete(followPendingKey(d)); err != nil {
+			return err
+		}
+		return txn.Delete(followKey(d))
+	})
 }
 
 func (n *Node) kickFollow() {
@@ -237,6 +313,16 @@ func (n *Node) syncFollows(ctx context.Context) time.Time {
 		if err != nil {
 			f.Failures++
 			f.LastError = err.Error()
+			_, body := api.ErrorFor(err)
+			f.ErrorCode = body.Code
+			if res != nil && res.Manifest != nil && res.Manifest.Version > f.Version {
+				// Checked against the publisher's signature: what is to go
+				// is counted against it.
+				m := res.Manifest
+				if perr := n.putRecord(followPendingKey(f.Dataset), &followPending{Version: m.Version, Manifest: res.ManifestHash, Size: m.Size, Chunks: m.Chunks}); perr != nil {
+					n.log.Warn("keep follow manifest", slog.String(nii.LogErr, perr.Error()))
+				}
+			}
 			f.State = FollowWaiting
 			if errors.Is(err, nii.ErrRefused) {
 				f.State = FollowRefused
@@ -246,7 +332,10 @@ func (n *Node) syncFollows(ctx context.Context) time.Time {
 			next = minTime(next, f.NextAttempt)
 		} else {
 			f.Version = res.Record.Ref.Version
-			f.State, f.LastError, f.Failures, f.NextAttempt = FollowSynced, "", 0, time.Time{}
+			f.State, f.LastError, f.ErrorCode, f.Failures, f.NextAttempt = FollowSynced, "", "", 0, time.Time{}
+			if p := n.pending(f.Dataset); p != nil && p.Version <= f.Version {
+				n.dropPending(f.Dataset)
+			}
 			f.LastSync = time.Now().UTC()
 			f.FetchedBytes += res.FetchedBytes
 			if f.Version < cd.Version {

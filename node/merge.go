@@ -161,44 +161,17 @@ func (n *Node) Merge(ctx context.Context, std nii.Ref, o MergeOptions) (*MergeOu
 			out.Skipped = append(out.Skipped, SkippedSource{Dataset: a.Dataset, Reason: ps.why})
 			continue
 		}
-		miss := func(err error) {
-			out.Missing = append(out.Missing, harmony.MissingSource{Dataset: a.Dataset, Version: a.Version, Manifest: a.Manifest, Reason: err.Error()})
-		}
-		rec, err := n.holdVersion(ctx, nii.Ref{Dataset: a.Dataset, Version: a.Version}, n.grantFor(o.Grants, a.Dataset))
+		src, in, err := n.mergeSource(ctx, ls.std, ps, o.Grants)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			miss(fmt.Errorf("cannot be pulled: %w", err))
-			continue
-		}
-		in := &MergeInput{Source: rec, Choice: ps.choice, Why: ps.why}
-		var m *harmony.Mapping
-		var mappingID nii.Hash
-		if ps.mapping != nil {
-			ma := ps.mapping.Advert
-			mrec, err := n.holdVersion(ctx, nii.Ref{Dataset: ma.Dataset, Version: ma.Version}, n.grantFor(o.Grants, ma.Dataset))
-			if err == nil {
-				m, err = n.loadMapping(ctx, mrec)
-			}
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil, ctx.Err()
-				}
-				miss(fmt.Errorf("its mapping %s cannot be read: %w", nii.Ref{Dataset: ma.Dataset, Version: ma.Version}, err))
-				continue
-			}
-			in.Mapping, mappingID = mrec, mrec.Manifest
-		} else if m, err = harmony.IdentityMapping(ls.std, a.Dataset); err != nil {
-			miss(err)
+			out.Missing = append(out.Missing, harmony.MissingSource{Dataset: a.Dataset, Version: a.Version, Manifest: a.Manifest, Reason: err.Error()})
 			continue
 		}
 		out.Inputs = append(out.Inputs, in)
 		byDataset[a.Dataset] = in
-		sources = append(sources, harmony.Source{
-			Dataset: a.Dataset, Version: rec.Ref.Version, Manifest: rec.Manifest, Mapping: m, MappingID: mappingID,
-			Open: func(ctx context.Context) (io.ReadCloser, error) { return n.openVersion(ctx, rec) },
-		})
+		sources = append(sources, src)
 	}
 	if len(sources) == 0 && len(out.Missing) == 0 {
 		return nil, fmt.Errorf("merge %s: %w: no dataset in the federated catalog conforms to it or has a mapping this node uses ('nii standards show %s' lists them)",
@@ -228,6 +201,38 @@ func (n *Node) Merge(ctx context.Context, std nii.Ref, o MergeOptions) (*MergeOu
 	n.log.Info("merged", slog.String(nii.LogDataset, ls.std.Ref.String()), slog.Int("sources", len(out.Inputs)),
 		slog.Int("missing", len(out.Missing)), slog.Int("remapped", merged.Remapped), slog.Duration(nii.LogTook, out.Took))
 	return out, nil
+}
+
+// mergeSource readies one source of a merge of std as its plan says:
+// the dataset's version held (pulled with the first of grants that names
+// it), and the chosen mapping read (or the identity mapping). The error
+// says why the source cannot be used.
+func (n *Node) mergeSource(ctx context.Context, std *harmony.Standard, ps *planSource, grants []string) (harmony.Source, *MergeInput, error) {
+	a := ps.entry.Advert
+	rec, err := n.holdVersion(ctx, nii.Ref{Dataset: a.Dataset, Version: a.Version}, n.grantFor(grants, a.Dataset))
+	if err != nil {
+		return harmony.Source{}, nil, fmt.Errorf("cannot be pulled: %w", err)
+	}
+	in := &MergeInput{Source: rec, Choice: ps.choice, Why: ps.why}
+	var m *harmony.Mapping
+	var mappingID nii.Hash
+	if ps.mapping != nil {
+		ma := ps.mapping.Advert
+		mrec, err := n.holdVersion(ctx, nii.Ref{Dataset: ma.Dataset, Version: ma.Version}, n.grantFor(grants, ma.Dataset))
+		if err == nil {
+			m, err = n.loadMapping(ctx, mrec)
+		}
+		if err != nil {
+			return harmony.Source{}, nil, fmt.Errorf("its mapping %s cannot be read: %w", nii.Ref{Dataset: ma.Dataset, Version: ma.Version}, err)
+		}
+		in.Mapping, mappingID = mrec, mrec.Manifest
+	} else if m, err = harmony.IdentityMapping(std, a.Dataset); err != nil {
+		return harmony.Source{}, nil, err
+	}
+	return harmony.Source{
+		Dataset: a.Dataset, Version: rec.Ref.Version, Manifest: rec.Manifest, Mapping: m, MappingID: mappingID,
+		Open: func(ctx context.Context) (io.ReadCloser, error) { return n.openVersion(ctx, rec) },
+	}, in, nil
 }
 
 func newMergeID() string {

@@ -86,6 +86,7 @@ type Node struct {
 
 	stdCache standardCache // parsed standards by manifest (standards.go)
 	merges   mergeState    // merges run and kept (merge.go)
+	mapIndex mappingIndex  // the catalog's mappings, for a dataset's standardised rows (standardised.go)
 	watches  watchState    // merged datasets kept current (watch.go)
 
 	followKick  chan struct{}

@@ -228,23 +228,32 @@ func (n *Node) plan(std nii.Ref) []*planSource {
 	}
 	var out []*planSource
 	for _, e := range data {
-		d := e.Advert.Dataset
-		ps := &planSource{entry: e, conform: stdMatches(e.Advert.Meta.ConformsTo, std)}
-		for _, m := range mappings {
-			if nii.MatchDataset(m.Advert.Meta.AppliesTo, d) {
-				ps.candidates = append(ps.candidates, m)
-			}
+		if ps := n.planFor(e, std, mappings); ps != nil {
+			out = append(out, ps)
 		}
-		if !ps.conform && len(ps.candidates) == 0 {
-			continue
-		}
-		n.chooseMapping(ps)
-		out = append(out, ps)
 	}
 	sort.Slice(out, func(i, j int) bool {
 		return out[i].entry.Advert.Dataset.String() < out[j].entry.Advert.Dataset.String()
 	})
 	return out
+}
+
+// planFor is the plan of one dataset (its publisher entry e) for std,
+// given the catalog's mappings to std; nil when the dataset neither
+// conforms to std nor has a mapping to it.
+func (n *Node) planFor(e registry.Entry, std nii.Ref, mappings []mappingEntry) *planSource {
+	d := e.Advert.Dataset
+	ps := &planSource{entry: e, conform: stdMatches(e.Advert.Meta.ConformsTo, std)}
+	for _, m := range mappings {
+		if nii.MatchDataset(m.Advert.Meta.AppliesTo, d) {
+			ps.candidates = append(ps.candidates, m)
+		}
+	}
+	if !ps.conform && len(ps.candidates) == 0 {
+		return nil
+	}
+	n.chooseMapping(ps)
+	return ps
 }
 
 // chooseMapping applies the preference order to ps's candidates.

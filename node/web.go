@@ -94,7 +94,10 @@ func (b webBackend) LookupDataset(d nii.DatasetID) (*api.CatalogDataset, error) 
 	return b.n.LookupDataset(d)
 }
 func (b webBackend) Status() (*api.Status, error) { return b.n.Status() }
-func (b webBackend) PeerList() []api.PeerInfo     { return b.n.PeerList() }
+func (b webBackend) Standardised(d nii.DatasetID) ([]api.Standardised, error) {
+	return b.n.Standardised(d)
+}
+func (b webBackend) PeerList() []api.PeerInfo { return b.n.PeerList() }
 func (b webBackend) Standards() ([]api.StandardInfo, error) {
 	return b.n.Standards()
 }
@@ -109,7 +112,7 @@ func (b webBackend) Follows() ([]api.Follow, error) {
 	}
 	out := make([]api.Follow, 0, len(fs))
 	for i := range fs {
-		out = append(out, *followInfo(&fs[i]))
+		out = append(out, *b.n.followInfo(&fs[i]))
 	}
 	return out, nil
 }

@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"context"
 	"encoding/csv"
 	"errors"
 	"io"
@@ -133,11 +134,35 @@ func (h *Handler) ckanDataset(w http.ResponseWriter, r *http.Request) {
 }
 
 // column is a data dictionary entry: the profile's figures over every
-// row, with examples and a range from the preview.
+// row, with examples and a range from the preview. Its fields are plain
+// strings the template prints as they are (no embedded struct, no call
+// per cell: text/template looks each field up by reflection per use).
 type column struct {
-	nii.Column
-	Examples []string
-	Min, Max string
+	c                     nii.Column
+	Examples              []string
+	Name, Type, Nulls     string
+	ExampleText, Min, Max string
+}
+
+// standardDownload is one standard a dataset's rows can be downloaded
+// in, and the files.
+type standardDownload struct {
+	Standard, StandardID, Mapping, Choice, Why string
+	Files                                      []fileLink
+}
+
+type fileLink struct {
+	Format, Label, URL, Filename string
+}
+
+// provider is a provider row of the dataset page, its cells as text.
+type provider struct {
+	Node, Org, Role, Version, State string
+}
+
+// versionRow is a version row of the dataset page, its cells as text.
+type versionRow struct {
+	Version, Created, Size, Manifest string
 }
 
 type datasetData struct {
@@ -145,6 +170,8 @@ type datasetData struct {
 	Ref        nii.Ref
 	Versions   []api.VersionInfo
 	Columns    []column
+	Providers  []provider
+	Vers       []versionRow
 	Header     []string
 	Rows       [][]string
 	PreviewErr string
@@ -156,6 +183,10 @@ type datasetData struct {
 	JSONURL    string
 	Restricted bool
 	Report     reportForm // the report-a-problem form (problems.go)
+	// Standard are the standards the rows can be had in, with downloads.
+	Standard []standardDownload
+	// The summary's cells, as text.
+	PublishedBy, NodeState, Updated, FormatSize, Signed, SizeText string
 }
 
 func (h *Handler) dataset(w http.ResponseWriter, r *http.Request) {
@@ -193,15 +224,68 @@ func (h *Handler) dataset(w http.ResponseWriter, r *http.Request) {
 		prof = cd.Meta.Table.Columns
 	}
 	for _, c := range prof {
-		dd.Columns = append(dd.Columns, column{Column: c})
+		col := column{c: c, Name: c.Name, Type: c.Type, Nulls: strconv.FormatInt(c.Nulls, 10)}
+		if c.Format != "" {
+			col.Type += " (" + c.Format + ")"
+		}
+		dd.Columns = append(dd.Columns, col)
+	}
+	for _, p := range cd.Providers {
+		pr := provider{Node: shortID(p.Node), Org: p.Org, Role: "publisher", Version: strconv.FormatUint(p.Version, 10), State: "online now"}
+		if p.Replica {
+			pr.Role = "replica"
+		}
+		if !p.Online {
+			pr.State = "offline, last seen " + ago(p.LastSeen)
+		}
+		dd.Providers = append(dd.Providers, pr)
+	}
+	for _, v := range dd.Versions {
+		dd.Vers = append(dd.Vers, versionRow{Version: strconv.FormatUint(v.Version, 10), Created: fmtDate(v.Created), Size: humanBytes(v.Size), Manifest: shortID(v.Manifest)})
+	}
+	dd.PublishedBy = cd.Meta.PublisherName
+	if dd.PublishedBy == "" {
+		dd.PublishedBy = cd.Meta.Publisher
+	}
+	dd.NodeState = "online now"
+	if !cd.Online {
+		dd.NodeState = "last seen " + ago(cd.LastSeen)
+	}
+	dd.Updated = fmtDate(cd.Meta.Modified) + " (version " + strconv.FormatUint(cd.Version, 10) + "; first published " + fmtDate(cd.Meta.Issued) + ")"
+	dd.SizeText = humanBytes(cd.Meta.ByteSize)
+	dd.FormatSize = cd.Meta.MediaType + ", " + dd.SizeText
+	if t := cd.Meta.Table; t != nil {
+		dd.FormatSize += ", " + strconv.FormatInt(t.Rows, 10) + " rows"
+	}
+	dd.Signed = "signed " + fmtDatetime(cd.Signed)
+	if !dd.Restricted && isTabular(cd.Meta.MediaType) {
+		sts, err := h.b.Standardised(d)
+		if err != nil {
+			h.cfg.Log.Debug("standardised rows", "dataset", d.String(), nii.LogErr, err.Error())
+		}
+		for _, st := range sts {
+			sd := standardDownload{Standard: st.Standard, Mapping: st.Mapping, Choice: st.Choice, Why: st.Why}
+			sd.StandardID, _, _ = strings.Cut(st.Standard, "@")
+			for _, f := range []struct{ format, label, ext string }{
+				{api.FormatCSV, "CSV", ".csv"}, {api.FormatParquet, "Parquet", ".parquet"}, {api.FormatNDJSON, "JSON (newline-delimited)", ".ndjson"},
+			} {
+				if u := st.Downloads[f.format]; u != "" {
+					name := d.Org + "-" + d.Name + "-v" + strconv.FormatUint(cd.Version, 10) + "." + strings.ReplaceAll(sd.StandardID, "/", "-") + f.ext
+					sd.Files = append(sd.Files, fileLink{Format: f.format, Label: f.label, URL: u, Filename: name})
+				}
+			}
+			dd.Standard = append(dd.Standard, sd)
+		}
 	}
 	switch {
 	case dd.Restricted:
 		dd.PreviewErr = "This dataset is restricted: its rows are shown only to members with a grant."
 	case !isTabular(cd.Meta.MediaType):
 		dd.PreviewErr = "No preview: this file is not a table (" + cd.Meta.MediaType + ")."
+	case !previewable(cd):
+		dd.PreviewErr = "The preview could not be loaded: this node does not hold the version and no provider of it is online now."
 	default:
-		b, err := h.b.Head(r.Context(), ref, h.cfg.PreviewBytes)
+		b, err := h.head(r.Context(), ref, cd.Manifest)
 		if err != nil {
 			_, body := api.ErrorFor(err)
 			dd.PreviewErr = "The preview could not be loaded: " + body.Error
@@ -210,11 +294,78 @@ func (h *Handler) dataset(w http.ResponseWriter, r *http.Request) {
 		dd.Header, dd.Rows, dd.Truncated = previewCSV(b, cd.Meta.Table, h.cfg.PreviewRows, int64(len(b)) >= h.cfg.PreviewBytes)
 		fillDictionary(dd.Columns, dd.Header, dd.Rows)
 	}
+	for i := range dd.Columns {
+		dd.Columns[i].ExampleText = strings.Join(dd.Columns[i].Examples, "; ")
+	}
 	title := cd.Meta.Title
 	if title == "" {
 		title = d.String()
 	}
-	h.render(w, r, http.StatusOK, "dataset", title, "catalogue", dd)
+	// The preview's rows and the dictionary's examples follow from the
+	// content, which the manifest hash names: the key holds that, not them.
+	// The report form's token is the visitor's own: the cached page holds
+	// a slot for it.
+	token := dd.Report.CSRF
+	dd.Report.CSRF = reportTokenSlot
+	key := dd
+	key.Header, key.Rows, key.Columns = nil, nil, nil
+	h.renderCached(w, r, "dataset", title, "catalogue", dd, struct {
+		D         datasetData
+		Preview   nii.Hash
+		Dict      int
+		Published string
+	}{key, cd.Manifest, len(dd.Columns), r.URL.Query().Get("published")}, reportTokenSlot, token)
+}
+
+// previewable reports whether a preview can be read: this node holds
+// the version, or a provider of it is online now.
+func previewable(cd *api.CatalogDataset) bool {
+	if cd.Local != nil {
+		for _, v := range cd.Local.Versions {
+			if v.Version == cd.Version {
+				return true
+			}
+		}
+	}
+	for _, p := range cd.Providers {
+		if p.Online {
+			return true
+		}
+	}
+	return false
+}
+
+// previewCacheMax bounds the previews kept, by count (each is at most
+// Config.PreviewBytes).
+const previewCacheMax = 64
+
+// head returns the start of a version's content for its preview: from
+// the cache when this manifest's was read before (content is named by its
+// manifest, so a kept preview never goes stale), else from the backend.
+func (h *Handler) head(ctx context.Context, ref nii.Ref, manifest nii.Hash) ([]byte, error) {
+	h.previews.mu.Lock()
+	b, ok := h.previews.m[manifest]
+	h.previews.mu.Unlock()
+	if ok && !manifest.IsZero() {
+		return b, nil
+	}
+	b, err := h.b.Head(ctx, ref, h.cfg.PreviewBytes)
+	if err != nil || manifest.IsZero() {
+		return b, err
+	}
+	h.previews.mu.Lock()
+	defer h.previews.mu.Unlock()
+	if h.previews.m == nil {
+		h.previews.m = map[nii.Hash][]byte{}
+	}
+	for k := range h.previews.m {
+		if len(h.previews.m) < previewCacheMax {
+			break
+		}
+		delete(h.previews.m, k)
+	}
+	h.previews.m[manifest] = b
+	return b, nil
 }
 
 func isTabular(mt string) bool {
@@ -295,7 +446,7 @@ func fillDictionary(cols []column, header []string, rows [][]string) {
 	}
 	for ci := range cols {
 		c := &cols[ci]
-		i, ok := idx[strings.TrimSpace(c.HeaderLabel())]
+		i, ok := idx[strings.TrimSpace(c.c.HeaderLabel())]
 		if !ok {
 			continue
 		}
@@ -314,7 +465,7 @@ func fillDictionary(cols []column, header []string, rows [][]string) {
 				seen[v] = true
 				c.Examples = append(c.Examples, v)
 			}
-			if c.Type == "number" || c.Type == "integer" {
+			if c.c.Type == "number" || c.c.Type == "integer" {
 				f, err := strconv.ParseFloat(strings.NewReplacer(",", "", "£", "").Replace(v), 64)
 				if err != nil {
 					continue

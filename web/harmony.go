@@ -411,7 +411,47 @@ func cellText(v any) string {
 type federationData struct {
 	Status  *api.Status
 	Peers   []api.PeerInfo
-	Follows []api.Follow
+	Follows []followRow
+}
+
+// followRow is a followed dataset as the federation page shows it.
+type followRow struct {
+	api.Follow
+	Problem string // the last error in words, "" when there is none
+}
+
+// followProblem says in words why a follow is not synced: the state or
+// the last error's kind, then what the node does about it; the error's
+// own text follows on the page.
+func followProblem(f api.Follow) string {
+	if f.LastError == "" && f.State != api.FollowWithdrawn {
+		return ""
+	}
+	retry := ""
+	if !f.NextAttempt.IsZero() {
+		retry = " It tries again at " + f.NextAttempt.UTC().Format("15:04:05 UTC") + "."
+	}
+	switch f.State {
+	case api.FollowWithdrawn:
+		return "The publisher withdrew the dataset: there is nothing more to fetch."
+	case api.FollowGrantExpired:
+		return "The grant this follow uses has expired: follow again with a new grant."
+	case api.FollowGrantRevoked:
+		return "The grant this follow uses was revoked: follow again with a new grant."
+	case api.FollowPublisherChanged:
+		return "Another node now publishes this dataset than when it was followed: follow again to accept it."
+	}
+	switch f.ErrorCode {
+	case api.CodeRefused:
+		return "A provider refused to serve it: the grant is missing, expired or does not cover this dataset." + retry
+	case api.CodeUnavailable:
+		return "The new version could not be fetched: no provider could be reached, or the disk is too full to store it." + retry
+	case api.CodeNotFound:
+		return "No provider holds the version the catalog advertises." + retry
+	case api.CodeCorrupt:
+		return "A provider sent content that does not match the signed manifest; it was dropped." + retry
+	}
+	return "The last attempt failed." + retry
 }
 
 func (h *Handler) federation(w http.ResponseWriter, r *http.Request) {
@@ -427,5 +467,9 @@ func (h *Handler) federation(w http.ResponseWriter, r *http.Request) {
 	}
 	peers := h.b.PeerList()
 	sort.Slice(peers, func(i, j int) bool { return peers[i].Org < peers[j].Org })
-	h.render(w, r, http.StatusOK, "federation", "Federation", "federation", federationData{Status: st, Peers: peers, Follows: fs})
+	fd := federationData{Status: st, Peers: peers}
+	for _, f := range fs {
+		fd.Follows = append(fd.Follows, followRow{Follow: f, Problem: followProblem(f)})
+	}
+	h.render(w, r, http.StatusOK, "federation", "Federation", "federation", fd)
 }

@@ -4,16 +4,19 @@ import (
 	"bytes"
 	"context"
 	"encoding/csv"
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/parquet-go/parquet-go"
 
 	"github.com/nii-uk/nii"
 	"github.com/nii-uk/nii/harmony"
@@ -202,6 +205,8 @@ func TestHarmonyPages(t *testing.T) {
 		t.Errorf("DROP TABLE: %d", resp.StatusCode)
 	}
 
+	checkStandardisedDownloads(t, tb, lambeth, base)
+
 	tb.open(base + "/federation")
 	if got := tb.text("#members"); !strings.Contains(got, "lga") || !strings.Contains(got, "trafford") || !strings.Contains(got, "alive") {
 		t.Errorf("members: %q", got)
@@ -226,4 +231,123 @@ func countIn(t *testing.T, s, before, after string) int {
 		t.Fatalf("no count in %q", s)
 	}
 	return n
+}
+
+// checkStandardisedDownloads opens lambeth's spend page and downloads its
+// standardised rows in each format: the file names the page gives, and
+// the bytes against 'nii merge's table of the standard, cut to lambeth's
+// rows (CSV compared record by record; Parquet read back with
+// parquet-go, NDJSON decoded, both compared with those records).
+func checkStandardisedDownloads(t *testing.T, tb *tab, lambeth *node.Node, base string) {
+	t.Helper()
+	tb.open(base + "/datasets/lambeth/spend")
+	if n := tb.count(".nii-std-download"); n != 3 {
+		t.Fatalf("the dataset page offers %d standardised downloads, want CSV, Parquet and NDJSON", n)
+	}
+	if got := tb.text(".nii-standardised"); !strings.Contains(got, "lambeth-spend-v1.lga-spend-over-500.csv") {
+		t.Errorf("standardised downloads: %q", got)
+	}
+	tb.check("dataset-standardised")
+	out, err := lambeth.Merge(context.Background(), nii.Ref{Dataset: nii.DatasetID{Org: "lga", Name: "spend-over-500"}}, node.MergeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var whole bytes.Buffer
+	if err := out.Merged.WriteCSV(&whole, harmony.CSVOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	all, err := csv.NewReader(&whole).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	header := all[0]
+	iPub := slices.Index(header, "_publisher")
+	want := [][]string{header}
+	for _, rec := range all[1:] {
+		if rec[iPub] == "lambeth" {
+			want = append(want, rec)
+		}
+	}
+	if len(want) < 2 {
+		t.Fatal("the merge has no lambeth rows")
+	}
+	fetch := func(format string) ([]byte, string) {
+		t.Helper()
+		sel := `.nii-std-download[data-format="` + format + `"]`
+		resp, body := get(t, base+tb.attr(sel, "href"), "")
+		if resp.StatusCode != 200 || resp.Trailer.Get("Nii-Error") != "" {
+			t.Fatalf("%s download: %d %s", format, resp.StatusCode, resp.Trailer.Get("Nii-Error"))
+		}
+		checkDisposition(t, resp, tb.attr(sel, "download"))
+		return body, tb.attr(sel, "download")
+	}
+	body, name := fetch("csv")
+	if name != "lambeth-spend-v1.lga-spend-over-500.csv" {
+		t.Errorf("CSV file name %q", name)
+	}
+	got, err := csv.NewReader(bytes.NewReader(body)).ReadAll()
+	if err != nil || !slices.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("standardised CSV: %d records (%v), nii merge's lambeth rows: %d", len(got), err, len(want))
+	}
+	// Parquet, read back by an independent reader.
+	body, name = fetch("parquet")
+	if !strings.HasSuffix(name, ".parquet") {
+		t.Errorf("Parquet file name %q", name)
+	}
+	pf, err := parquet.OpenFile(bytes.NewReader(body), int64(len(body)))
+	if err != nil {
+		t.Fatalf("the Parquet download does not open: %v", err)
+	}
+	if pf.NumRows() != int64(len(want)-1) {
+		t.Errorf("Parquet has %d rows, want %d", pf.NumRows(), len(want)-1)
+	}
+	leaf := map[string]int{}
+	for i, f := range pf.Schema().Fields() {
+		leaf[f.Name()] = i
+	}
+	iLine, iSup := slices.Index(header, "_source_line"), slices.Index(header, "supplier_name")
+	k := 0
+	for _, rg := range pf.RowGroups() {
+		rr := rg.Rows()
+		buf := make([]parquet.Row, 256)
+		for {
+			n, err := rr.ReadRows(buf)
+			for _, row := range buf[:n] {
+				k++
+				if k >= len(want) {
+					t.Fatalf("Parquet has more rows than the %d lambeth rows", len(want)-1)
+				}
+				cell := map[int]parquet.Value{}
+				for _, v := range row {
+					cell[v.Column()] = v
+				}
+				w := want[k]
+				if cell[leaf["_source_line"]].String() != w[iLine] || cell[leaf["supplier_name"]].String() != w[iSup] || cell[leaf["_publisher"]].String() != "lambeth" {
+					t.Fatalf("Parquet row %d: line %s supplier %s; the CSV's: %v", k, cell[leaf["_source_line"]], cell[leaf["supplier_name"]], w)
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
+		rr.Close()
+	}
+	if k != len(want)-1 {
+		t.Errorf("read %d Parquet rows, want %d", k, len(want)-1)
+	}
+	// NDJSON: one object a row, the CSV's values.
+	body, _ = fetch("ndjson")
+	lines := strings.Split(strings.TrimSuffix(string(body), "\n"), "\n")
+	if len(lines) != len(want)-1 {
+		t.Fatalf("NDJSON has %d lines, want %d", len(lines), len(want)-1)
+	}
+	for i, l := range lines {
+		var obj map[string]any
+		if err := json.Unmarshal([]byte(l), &obj); err != nil {
+			t.Fatalf("NDJSON line %d: %v", i+1, err)
+		}
+		if fmt.Sprint(obj["_source_line"]) != want[i+1][iLine] || obj["_dataset"] != "lambeth/spend" {
+			t.Fatalf("NDJSON line %d %v; the CSV's %v", i+1, obj, want[i+1])
+		}
+	}
 }

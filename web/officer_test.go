@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -286,4 +287,64 @@ func fileSize(t *testing.T, p string) int64 {
 func jsString(s string) string {
 	b, _ := jsonMarshal(s)
 	return string(b)
+}
+
+// TestPublishUploadProgress publishes a file of a few MB through the
+// upload form with its script: the <progress> element follows the upload
+// to its max (the file's size), the live status says it is published, and
+// the node lists the dataset with the file's bytes.
+func TestPublishUploadProgress(t *testing.T) {
+	tb := newTab(t)
+	n := nodetest.Federation(t, 1, nodetest.Options{})[0]
+	base := n.APIAddr()
+	var csvData bytes.Buffer
+	csvData.WriteString("id,supplier,amount\n")
+	for i := 0; csvData.Len() < 4<<20; i++ {
+		fmt.Fprintf(&csvData, "%d,Supplier %d Ltd,%d.%02d\n", i, i%977, i%100000, i%100)
+	}
+	file := filepath.Join(t.TempDir(), "payments.csv")
+	if err := os.WriteFile(file, csvData.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tb.open(base + "/officer/login")
+	tb.run(setValue("#token", n.AdminToken()))
+	tb.click("#login")
+	tb.open(base + "/officer/publish")
+	if !eval[bool](tb, `document.getElementById("upload-progress-group").hidden`) {
+		t.Error("the progress element shows before an upload")
+	}
+	tb.run(setValue("#p-name", "payments"), setValue("#p-title", "Payments, a few MB"),
+		chromedp.SetUploadFiles(chromedp.CSS("#p-file"), []string{file}))
+	// Hold the page when the upload is done, to read the progress.
+	eval[bool](tb, `window.__up = null; document.getElementById("publish-form").addEventListener("nii:uploaded", e => {
+		e.preventDefault();
+		const bar = document.getElementById("upload-progress");
+		window.__up = {value: bar.value, max: bar.max, url: e.detail.url, status: document.getElementById("upload-status").textContent};
+	}); true`)
+	tb.run(chromedp.Click(chromedp.CSS("#publish"), chromedp.NodeVisible))
+	type upload struct {
+		Value, Max  float64
+		URL, Status string
+	}
+	var up upload
+	nodetest.WaitFor(t, 60*time.Second, "the upload finishes", func() bool {
+		up = eval[upload](tb, `window.__up || {value: -1}`)
+		return up.Value >= 0
+	})
+	// The upload is the whole form: the file and the few fields before it.
+	if up.Value != up.Max || up.Max < float64(csvData.Len()) || up.Max > float64(csvData.Len()+16<<10) {
+		t.Errorf("progress %v of %v, want the whole form's bytes (the file's %d and its fields)", up.Value, up.Max, csvData.Len())
+	}
+	if !strings.Contains(up.Status, "Published") || !strings.Contains(up.URL, "/datasets/org0/payments") {
+		t.Errorf("after the upload: status %q, url %q", up.Status, up.URL)
+	}
+	tb.check("publish-progress")
+	tb.open(up.URL)
+	if got := tb.text("#dataset-title"); got != "Payments, a few MB" {
+		t.Errorf("published title %q", got)
+	}
+	held, err := n.Datasets()
+	if err != nil || len(held) != 1 || held[0].ID != "org0/payments" || held[0].Versions[0].Size != int64(csvData.Len()) {
+		t.Fatalf("the node holds %+v (%v)", held, err)
+	}
 }

@@ -73,6 +73,12 @@ func (h *Handler) reportToken(w http.ResponseWriter, r *http.Request) string {
 	return tok
 }
 
+// reportTokenSlot stands for the visitor's report token in a cached
+// dataset page (renderCached), so that one cached copy serves every
+// visitor. Should a dataset's own text hold the slot, the visitor sees
+// their own token there: nothing another visitor could use.
+const reportTokenSlot = "__nii_report_token_slot__"
+
 // datasetReportForm is the form for a dataset page.
 func (h *Handler) datasetReportForm(w http.ResponseWriter, r *http.Request, cd *api.CatalogDataset) reportForm {
 	d, _ := nii.ParseDatasetID(cd.ID)

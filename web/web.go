@@ -18,7 +18,9 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nii-uk/nii"
@@ -58,6 +60,10 @@ type Backend interface {
 	// of a version's content, the content checked against its signed
 	// manifest first.
 	SourceLine(ctx context.Context, ref nii.Ref, line int64) (*SourceLine, error)
+	// Standardised lists the standards d's rows can be had in, with the
+	// mapping the node applies and the download URLs
+	// (GET /api/v1/datasets/{org}/{name}/standardised).
+	Standardised(d nii.DatasetID) ([]api.Standardised, error)
 	// Query runs read-only SQL in the node's sandbox, as the public API
 	// does (POST /api/v1/query without the admin token).
 	Query(ctx context.Context, sql string) (*api.QueryResult, error)
@@ -105,6 +111,14 @@ type Handler struct {
 	cfg  Config
 	tmpl map[string]*template.Template
 	mux  *http.ServeMux
+	// menus is the navigation for each page's nav key, made once.
+	menus map[string][]navItem
+	cache pageCache
+	// previews are dataset previews by manifest hash (handler.head).
+	previews struct {
+		mu sync.Mutex
+		m  map[nii.Hash][]byte
+	}
 
 	sessions  sessions
 	reportKey [32]byte // signs the report form's double-submit token (problems.go)
@@ -126,9 +140,16 @@ func New(b Backend, cfg Config) (*Handler, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{b: b, cfg: cfg, tmpl: map[string]*template.Template{}}
+	h := &Handler{b: b, cfg: cfg, tmpl: map[string]*template.Template{}, menus: map[string][]navItem{}}
 	h.sessions.store, h.sessions.log = cfg.Sessions, cfg.Log
 	rand.Read(h.reportKey[:])
+	for _, nav := range append([]navItem{{}}, navMenu...) {
+		items := slices.Clone(navMenu)
+		for i := range items {
+			items[i].Active = items[i].Key == nav.Key
+		}
+		h.menus[nav.Key] = items
+	}
 	pages, err := fs.Glob(templateFS, "templates/*.tmpl")
 	if err != nil {
 		return nil, err
@@ -237,6 +258,27 @@ type page struct {
 	Node    Config
 	Data    any
 	Request *http.Request
+	Menu    []navItem // the navigation, the page's own item marked
+	OrgName string    // the node's org's display name, else its slug
+}
+
+// navMenu is the service navigation's items, in order.
+var navMenu = []navItem{
+	{Key: "catalogue", URL: "/", Label: "Catalogue"}, {Key: "standards", URL: "/standards", Label: "Standards"},
+	{Key: "query", URL: "/query", Label: "SQL"}, {Key: "federation", URL: "/federation", Label: "Federation"},
+	{Key: "officer", URL: "/officer", Label: "Officer"},
+}
+
+// newPage is what a template gets for a page under nav.
+func (h *Handler) newPage(r *http.Request, title, nav string, data any) page {
+	p := page{Title: title, Nav: nav, Node: h.cfg, Data: data, Request: r, Menu: h.menus[nav], OrgName: h.cfg.OrgName}
+	if p.Menu == nil {
+		p.Menu = h.menus[""]
+	}
+	if p.OrgName == "" {
+		p.OrgName = h.cfg.Org
+	}
+	return p
 }
 
 func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, name, title, nav string, data any) {
@@ -246,7 +288,7 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, nam
 		return
 	}
 	var buf bytes.Buffer
-	if err := t.Execute(&buf, page{Title: title, Nav: nav, Node: h.cfg, Data: data, Request: r}); err != nil {
+	if err := t.Execute(&buf, h.newPage(r, title, nav, data)); err != nil {
 		h.cfg.Log.Error("render page", slog.String("page", name), slog.String(nii.LogErr, err.Error()))
 		h.problemStatus(w, r, http.StatusInternalServerError, "The page could not be shown", "internal")
 		return
@@ -256,11 +298,92 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, nam
 	w.Write(buf.Bytes())
 }
 
+// pageCacheMax bounds the rendered pages kept by renderCached, in pages
+// and in bytes.
+const (
+	pageCacheMax      = 1024
+	pageCacheMaxBytes = 32 << 20
+)
+
+// pageCache keeps rendered pages by the hash of everything they were
+// rendered from (template, title, nav and the page's data, as JSON), so
+// that a page whose data did not change is not rendered again:
+// html/template calls an escaper by reflection for every value it
+// prints, which costs a dataset page with a 20-column dictionary several
+// times the JSON twin's whole answer. A hit is byte for byte what
+// rendering would give, since the templates are fixed and see only what
+// is hashed.
+type pageCache struct {
+	mu    sync.Mutex
+	pages map[nii.Hash][]byte
+	bytes int
+}
+
+func (c *pageCache) get(k nii.Hash) []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pages[k]
+}
+
+func (c *pageCache) put(k nii.Hash, b []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pages == nil {
+		c.pages = map[nii.Hash][]byte{}
+	}
+	for k2, v := range c.pages { // evict arbitrary pages until there is room
+		if len(c.pages) < pageCacheMax && c.bytes+len(b) <= pageCacheMaxBytes {
+			break
+		}
+		delete(c.pages, k2)
+		c.bytes -= len(v)
+	}
+	c.pages[k] = b
+	c.bytes += len(b)
+}
+
+// renderCached is render for a page that is a function of its data alone
+// (no session or form in it): a page rendered from the same data before
+// is served from the cache.
+//
+// keyData is what the page is a function of (data itself, or a smaller
+// value from which data follows). A page with one per-visitor value (the
+// report form's token) renders slot in its place, cached, and the value
+// goes into the copy sent.
+func (h *Handler) renderCached(w http.ResponseWriter, r *http.Request, name, title, nav string, data, keyData any, slot, value string) {
+	key, err := json.Marshal(struct {
+		Name, Title, Nav string
+		Data             any
+	}{name, title, nav, keyData})
+	if err != nil {
+		h.render(w, r, http.StatusOK, name, title, nav, data)
+		return
+	}
+	k := nii.HashOf(key)
+	body := h.cache.get(k)
+	if body == nil {
+		t := h.tmpl[name]
+		var buf bytes.Buffer
+		if t == nil || t.Execute(&buf, h.newPage(r, title, nav, data)) != nil {
+			h.render(w, r, http.StatusOK, name, title, nav, data) // says what went wrong
+			return
+		}
+		body = buf.Bytes()
+		h.cache.put(k, body)
+	}
+	if slot != "" {
+		body = bytes.ReplaceAll(body, []byte(slot), []byte(value))
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	w.Write(body)
+}
+
 // renderPart renders one template of a page's set, without the layout:
 // a fragment htmx swaps in.
 func (h *Handler) renderPart(w http.ResponseWriter, r *http.Request, set, name string, data any) {
 	var buf bytes.Buffer
-	if err := h.tmpl[set].ExecuteTemplate(&buf, name, page{Node: h.cfg, Data: data, Request: r}); err != nil {
+	if err := h.tmpl[set].ExecuteTemplate(&buf, name, h.newPage(r, "", "", data)); err != nil {
 		h.problem(w, r, err)
 		return
 	}
@@ -298,7 +421,7 @@ func (h *Handler) problemStatus(w http.ResponseWriter, r *http.Request, status i
 	}
 	t := h.tmpl["error"]
 	var buf bytes.Buffer
-	if t == nil || t.Execute(&buf, page{Title: p.Title, Node: h.cfg, Data: p, Request: r}) != nil {
+	if t == nil || t.Execute(&buf, h.newPage(r, p.Title, "", p)) != nil {
 		http.Error(w, detail, status)
 		return
 	}
@@ -308,25 +431,20 @@ func (h *Handler) problemStatus(w http.ResponseWriter, r *http.Request, status i
 }
 
 type navItem struct {
-	Active     bool
-	URL, Label string
+	Active          bool
+	Key, URL, Label string
 }
 
 var funcs = template.FuncMap{
-	"bytes": humanBytes,
-	"date":  func(t time.Time) string { return fmtDate(t) },
-	"datetime": func(t time.Time) string {
-		if t.IsZero() {
-			return "never"
-		}
-		return t.UTC().Format("2 Jan 2006 15:04 UTC")
-	},
-	"ago":     ago,
-	"short":   shortID,
-	"add":     func(a, b int) int { return a + b },
-	"sub":     func(a, b int) int { return a - b },
-	"join":    strings.Join,
-	"percent": func(f float64) string { return fmt.Sprintf("%.1f%%", 100*f) },
+	"bytes":    humanBytes,
+	"date":     func(t time.Time) string { return fmtDate(t) },
+	"datetime": fmtDatetime,
+	"ago":      ago,
+	"short":    shortID,
+	"add":      func(a, b int) int { return a + b },
+	"sub":      func(a, b int) int { return a - b },
+	"join":     strings.Join,
+	"percent":  func(f float64) string { return fmt.Sprintf("%.1f%%", 100*f) },
 	"navItem": func(nav, key, url, label string) navItem {
 		return navItem{Active: nav == key, URL: url, Label: label}
 	},
@@ -337,6 +455,13 @@ var funcs = template.FuncMap{
 	"dsPath": func(id string) string {
 		return "/datasets/" + id
 	},
+}
+
+func fmtDatetime(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return t.UTC().Format("2 Jan 2006 15:04 UTC")
 }
 
 func fmtDate(t time.Time) string {

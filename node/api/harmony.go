@@ -482,3 +482,15 @@ func (c *Client) sendLong(ctx context.Context, method, path string, body []byte,
 	}
 	return cc.send(ctx, method, path, body, admin, out)
 }
+
+// Standardised is one standard a dataset's rows can be had in, and the
+// mapping that gets them there (GET /api/v1/datasets/{org}/{name}/standardised).
+type Standardised struct {
+	Standard string `json:"standard"`          // org/name@N
+	Choice   string `json:"choice"`            // publisher, harmoniser or identity
+	Mapping  string `json:"mapping,omitempty"` // org/name@N; absent for the identity mapping
+	Why      string `json:"why"`
+	// Downloads are the standardised rows' URLs by format (csv, ndjson,
+	// parquet).
+	Downloads map[string]string `json:"downloads"`
+}

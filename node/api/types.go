@@ -149,6 +149,27 @@ type Follow struct {
 	Publisher    nii.NodeID    `json:"publisher,omitempty"` // pinned when the follow began
 	// AllowUnverified: the follow was asked to accept an unverified publisher.
 	AllowUnverified bool `json:"allow_unverified,omitempty"`
+	// ErrorCode is the API error code of LastError (unavailable,
+	// refused, …), for a caller that puts the error in its own words.
+	ErrorCode string `json:"error_code,omitempty"`
+	// ToGo is what is still to fetch of the latest version, counted from
+	// this node's store against that version's manifest; absent while the
+	// manifest is not known here (no pull of it has reached a provider).
+	ToGo *FollowToGo `json:"to_go,omitempty"`
+}
+
+// FollowToGo is a follow's distance to the latest version: the chunks of
+// its signed manifest that this node's store does not hold, and their
+// bytes (0 and 0 when synced).
+type FollowToGo struct {
+	Version  uint64   `json:"version"`  // the version the manifest is of
+	Manifest nii.Hash `json:"manifest"` // its hash
+	Size     int64    `json:"size"`     // the version's bytes
+	Chunks   int      `json:"chunks"`   // its distinct chunks
+	// ChunksToGo and BytesToGo are the distinct chunks not held, and
+	// the sum of their sizes from the manifest.
+	ChunksToGo int   `json:"chunks_to_go"`
+	BytesToGo  int64 `json:"bytes_to_go"`
 }
 
 // FollowRequest is the body of POST /api/v1/follows.
