@@ -348,3 +348,31 @@ func TestPublishUploadProgress(t *testing.T) {
 		t.Fatalf("the node holds %+v (%v)", held, err)
 	}
 }
+
+// An officer's session outlives a restart of the node (it is kept in the
+// node's store under its ID's hash), and a made-up session ID is still
+// sent to the login page after it.
+func TestOfficerSessionSurvivesRestart(t *testing.T) {
+	f := nodetest.NewFederation(t, 1, nodetest.Options{})
+	sess, _ := officerSession(t, f.Nodes[0].APIAddr(), f.Nodes[0].AdminToken())
+	n := f.Restart(0)
+	get := func(c *http.Cookie) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest("GET", n.APIAddr()+"/officer/publish", nil)
+		req.AddCookie(c)
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if resp := get(sess); resp.StatusCode != http.StatusOK {
+		t.Fatalf("/officer/publish with the session from before the restart: %d (to %q); want 200", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	forged := *sess
+	forged.Value = strings.Repeat("A", len(sess.Value))
+	if resp := get(&forged); resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/officer/login") {
+		t.Fatalf("/officer/publish with a made-up session: %d to %q; want the login page", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
