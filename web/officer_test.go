@@ -376,3 +376,75 @@ func TestOfficerSessionSurvivesRestart(t *testing.T) {
 		t.Fatalf("/officer/publish with a made-up session: %d to %q; want the login page", resp.StatusCode, resp.Header.Get("Location"))
 	}
 }
+
+var issuedToken = regexp.MustCompile(`id="issued-token"[^>]*>([^<]+)</textarea>`)
+
+// A grant issued from the grants page, with the issuer key pasted for
+// that one action, is a real grant: the subject pulls the restricted
+// dataset with it. The key appears in no answer, and a lifetime past the
+// federation's maximum is refused in words.
+func TestOfficerIssuesGrantFromPage(t *testing.T) {
+	orgs := []string{"greenwich", "lambeth"}
+	nodes := nodetest.Federation(t, 2, nodetest.Options{Configure: func(i int, cfg *node.Config) { cfg.Org = orgs[i] }})
+	greenwich, lambeth := nodes[0], nodes[1]
+	kp, err := auth.WriteKeyPair(filepath.Join(t.TempDir(), "admin.key"), "admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile, err := os.ReadFile(kp.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := kp.Key.Public().(ed25519.PublicKey)
+	for _, n := range nodes {
+		if _, err := n.AddTrust(pub, "admin"); err != nil {
+			t.Fatal(err)
+		}
+		cred, _, err := auth.IssueCredential(kp.Key, n.Config().Federation, n.ID(), n.Config().Org, "", time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := n.InstallCredential(cred); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec, err := greenwich.Publish(context.Background(), strings.NewReader("a,b\n1,2\n"), node.PublishRequest{Name: "planning", Filename: "planning.csv",
+		Meta: nii.Metadata{Title: "Planning", Access: nii.AccessRestricted}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodetest.WaitListed(t, nodetest.FastTiming, rec.Ref.Dataset, rec.Ref.Version, lambeth)
+
+	base := greenwich.APIAddr()
+	sess, csrf := officerSession(t, base, greenwich.AdminToken())
+	issue := func(ttl string) (int, string) {
+		t.Helper()
+		form := url.Values{"csrf": {csrf}, "action": {"issue"}, "to": {"lambeth"}, "datasets": {"greenwich/planning"},
+			"ttl": {ttl}, "read": {"on"}, "key_text": {string(keyFile)}}
+		req, _ := http.NewRequest("POST", base+"/officer/grants", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.AddCookie(sess)
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		keyBody := strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(string(keyFile)), "-----BEGIN PRIVATE KEY-----"), "-----END PRIVATE KEY-----"))
+		if bytes.Contains(body, []byte(keyBody)) {
+			t.Fatalf("the grants page's answer holds the issuer key")
+		}
+		return resp.StatusCode, string(body)
+	}
+	code, body := issue("1h")
+	m := issuedToken.FindStringSubmatch(body)
+	if code != http.StatusOK || m == nil {
+		t.Fatalf("issue a grant from the page: %d\n%s", code, body)
+	}
+	if _, err := lambeth.Pull(context.Background(), rec.Ref, node.PullOptions{Grant: strings.TrimSpace(m[1])}); err != nil {
+		t.Fatalf("lambeth pulls with the grant issued from the page: %v", err)
+	}
+	if code, body := issue("100000h"); code != http.StatusBadRequest || !strings.Contains(body, "Not issued") || issuedToken.MatchString(body) {
+		t.Fatalf("a grant past the maximum lifetime: %d, issued=%v", code, issuedToken.MatchString(body))
+	}
+}
