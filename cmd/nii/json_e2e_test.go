@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -133,6 +134,33 @@ func TestEveryCommandSpeaksJSON(t *testing.T) {
 		if strings.Contains(line, "kB") || strings.Contains(line, " MB") {
 			t.Errorf("a size not in IEC units: %s", line)
 		}
+	}
+	// A person reports a problem on lambeth's page of greenwich's dataset:
+	// lambeth relays it, greenwich's officer lists and closes it.
+	lbAPI := status(t, lb).Addresses["api"]
+	if !strings.HasPrefix(lbAPI, "http") {
+		lbAPI = "http://" + lbAPI
+	}
+	resp, err := http.Post(lbAPI+"/api/v1/datasets/greenwich/spend/problems", "application/json", strings.NewReader(`{"message":"June is counted twice"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var receipt api.ProblemReceipt
+	err = json.NewDecoder(resp.Body).Decode(&receipt)
+	resp.Body.Close()
+	if err != nil || !receipt.Relayed || receipt.Publisher != st.ID {
+		t.Fatalf("report through lambeth: %s %+v %v", resp.Status, receipt, err)
+	}
+	var probs api.ProblemList
+	if err := json.Unmarshal([]byte(mustNii(t, gw, "problems", "--json")), &probs); err != nil || len(probs.Problems) != 1 || probs.Problems[0].ID != receipt.ID || probs.Problems[0].Message != "June is counted twice" {
+		t.Fatalf("problems --json on greenwich: %+v %v", probs, err)
+	}
+	if out := mustNii(t, gw, "problems"); !strings.Contains(out, receipt.ID) || !strings.Contains(out, "June is counted twice") {
+		t.Fatalf("problems:\n%s", out)
+	}
+	parseJSON(t, "problems close", mustNii(t, gw, "problems", "close", receipt.ID, "--json"), "id", "state", "closed")
+	if out := mustNii(t, gw, "problems", "--state", "open"); !strings.Contains(out, "no problem reports") {
+		t.Fatalf("open problems after close:\n%s", out)
 	}
 	var aud map[string]any
 	if err := json.Unmarshal([]byte(mustNii(t, gw, "audit", "--json")), &aud); err != nil {
