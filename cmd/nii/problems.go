@@ -56,7 +56,9 @@ func problemsCmd(g *globals) *cobra.Command {
 		Short: "Mark a problem report closed (recorded in the audit log)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return fetchAndPrint(cmd, g, func(cl *api.Client, ctx context.Context) (*api.ProblemReport, error) { return cl.CloseProblem(ctx, args[0]) },
+			return fetchAndPrint(cmd, g, func(cl *api.Client, ctx context.Context) (*api.ProblemReport, error) {
+				return cl.CloseProblem(ctx, args[0])
+			},
 				func(w io.Writer, p *api.ProblemReport) error {
 					_, err := fmt.Fprintf(w, "closed %s on %s\n", p.ID, p.Dataset)
 					return err
