@@ -324,9 +324,17 @@ func TestBroadcastsReachEveryMemberWithoutPushPull(t *testing.T) {
 		cfg := func(c *Config) { c.PushPullInterval = time.Hour }
 		ms = append(ms, net.startWith(t, nil, cfg))
 	}
-	for _, m := range ms[1:] {
-		if _, err := m.gossip.Join([]string{ms[0].gossip.Addr()}); err != nil {
-			t.Fatal(err)
+	// Each joins through every member before it: a join is a state sync
+	// with each address given, both ways, so every member knows every
+	// other once the joins return, whatever the machine's load (gossip of
+	// the joins alone missed a member within 10 s on a busy CI machine).
+	for i, m := range ms[1:] {
+		var addrs []string
+		for _, p := range ms[:i+1] {
+			addrs = append(addrs, p.gossip.Addr())
+		}
+		if k, err := m.gossip.Join(addrs); err != nil || k != len(addrs) {
+			t.Fatalf("join through %d members: %d joined, %v", len(addrs), k, err)
 		}
 	}
 	waitFor(t, 10*time.Second, "6 members", func() bool {
