@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -59,6 +60,11 @@ func TestCorruptPackChunkCaughtOnce(t *testing.T) {
 	}
 	if _, err := s.Chunk(victim); !errors.Is(err, nii.ErrNotFound) {
 		t.Fatalf("second read of the corrupt chunk: %v, want ErrNotFound", err)
+	}
+	// An export after it (another reader) is told the chunk was corrupt,
+	// not merely missing.
+	if _, err := s.WriteTo(context.Background(), rec, io.Discard); !errors.Is(err, nii.ErrCorrupt) || !strings.Contains(err.Error(), "found damaged") {
+		t.Fatalf("export after the drop: %v; want corrupt, found damaged", err)
 	}
 	after, _ := s.Stats()
 	if after.Chunks != before.Chunks-1 {

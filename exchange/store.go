@@ -88,6 +88,34 @@ type Store struct {
 	space    SpaceCheck // nil: writes are not checked for free space (space.go)
 	damage   damageSet  // damaged versions found by Verify or while serving (verify.go)
 	packs    *packSet   // the files chunk bodies live in (pack.go)
+	dropped  droppedSet // chunks dropped as damaged since the store opened
+}
+
+// droppedSet remembers which chunks this store dropped as damaged, so that
+// a reader who comes after the one that found the damage is told the
+// chunk was corrupt, not merely missing. Bounded: past maxDropped it
+// starts again (the store check still reports the versions).
+type droppedSet struct {
+	mu sync.Mutex
+	m  map[nii.Hash]struct{}
+}
+
+const maxDropped = 4096
+
+func (d *droppedSet) add(h nii.Hash) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.m == nil || len(d.m) >= maxDropped {
+		d.m = map[nii.Hash]struct{}{}
+	}
+	d.m[h] = struct{}{}
+}
+
+func (d *droppedSet) has(h nii.Hash) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, ok := d.m[h]
+	return ok
 }
 
 // NewStore returns a store over db using chunk bounds p.
@@ -413,6 +441,7 @@ func (s *Store) dropDamaged(h nii.Hash, loc chunkLoc) error {
 		}
 		n, size = 1, sz
 		ls.gen++
+		s.dropped.add(h)
 		return nil
 	}
 }
@@ -807,6 +836,10 @@ func (s *Store) WriteTo(ctx context.Context, rec *VersionRecord, w io.Writer) (i
 		}
 		if err == nil && len(p.b) != int(p.c.Size) {
 			err = fmt.Errorf("%w: size %d, manifest says %d", nii.ErrCorrupt, len(p.b), p.c.Size)
+		}
+		if errors.Is(err, nii.ErrNotFound) && s.dropped.has(p.c.Hash) {
+			// Another reader found it corrupt first and dropped it.
+			err = fmt.Errorf("%w: chunk %s was found damaged on disk and dropped; a pull or the store's repair fetches it again: %v", nii.ErrCorrupt, p.c.Hash, err)
 		}
 		if errors.Is(err, nii.ErrNotFound) {
 			if d, ok := s.Damaged()[rec.Ref]; ok {
