@@ -153,7 +153,7 @@ func (n *Node) StandardisedView(ctx context.Context, d, std nii.DatasetID) (*har
 }
 
 func (n *Node) handleStandardisedList(w http.ResponseWriter, r *http.Request) {
-	d, err := nii.ParseDatasetID(r.PathValue("org") + "/" + r.PathValue("name"))
+	d, err := datasetFromPath(r)
 	if err != nil {
 		writeErr(w, err)
 		return
@@ -170,7 +170,7 @@ func (n *Node) handleStandardisedList(w http.ResponseWriter, r *http.Request) {
 // {sorg}/{sname} has them, with the provenance columns, in the format
 // asked for, through the writers 'nii merge -o' uses.
 func (n *Node) handleStandardised(w http.ResponseWriter, r *http.Request) {
-	d, err := nii.ParseDatasetID(r.PathValue("org") + "/" + r.PathValue("name"))
+	d, err := datasetFromPath(r)
 	if err != nil {
 		writeErr(w, err)
 		return
