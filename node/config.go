@@ -54,16 +54,17 @@ type Config struct {
 	// for tests that run many nodes in one process).
 	LowMemory bool `toml:"low_memory,omitempty" comment:"use small store caches (small machines)"`
 
-	Gossip  GossipConfig  `toml:"gossip"`
-	Replica ReplicaConfig `toml:"replica"`
-	P2P     P2PConfig     `toml:"p2p"`
-	HTTP    HTTPConfig    `toml:"http"` // the API's rate limit and proxies (ratelimit.go)
-	Audit   AuditConfig   `toml:"audit"`
-	Query   QueryConfig   `toml:"query"`   // the SQL engine's limits (sql.go)
-	Harmony HarmonyConfig `toml:"harmony"` // standards, mappings, merges (standards.go)
-	Catalog CatalogConfig `toml:"catalog"`
-	Grants  GrantsConfig  `toml:"grants"`
-	Store   StoreConfig   `toml:"store"` // free-space floor, store check and GC (storage.go)
+	Gossip   GossipConfig   `toml:"gossip"`
+	Replica  ReplicaConfig  `toml:"replica"`
+	P2P      P2PConfig      `toml:"p2p"`
+	HTTP     HTTPConfig     `toml:"http"` // the API's rate limit and proxies (ratelimit.go)
+	Audit    AuditConfig    `toml:"audit"`
+	Query    QueryConfig    `toml:"query"`   // the SQL engine's limits (sql.go)
+	Harmony  HarmonyConfig  `toml:"harmony"` // standards, mappings, merges (standards.go)
+	Catalog  CatalogConfig  `toml:"catalog"`
+	Grants   GrantsConfig   `toml:"grants"`
+	Store    StoreConfig    `toml:"store"`    // free-space floor, store check and GC (storage.go)
+	Problems ProblemsConfig `toml:"problems"` // problem reports' retention (problems.go)
 
 	// Trust lists the issuer (federation admin) keys this node trusts:
 	// grants, membership credentials and revocations signed by them are
@@ -292,6 +293,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.Store.validate(); err != nil {
+		return err
+	}
+	if _, err := c.Problems.keepClosed(); err != nil {
 		return err
 	}
 	return c.HTTP.Validate()

@@ -70,6 +70,30 @@ const (
 	maxProblemList = 1000
 )
 
+// ProblemsConfig is the [problems] section: how long a closed report
+// (which may hold a person's name and email address) is kept.
+type ProblemsConfig struct {
+	KeepClosed string `toml:"keep_closed,omitempty" comment:"how long a closed problem report (it may hold the reporter's name and email) is kept before it is deleted (Go duration, at least 1s; default 2160h, 90 days; forever: never deleted)"`
+}
+
+// DefaultKeepClosed is how long a closed problem report is kept: 90 days.
+const DefaultKeepClosed = 90 * 24 * time.Hour
+
+// keepClosed is the retention of closed reports; 0 is forever.
+func (c ProblemsConfig) keepClosed() (time.Duration, error) {
+	switch c.KeepClosed {
+	case "":
+		return DefaultKeepClosed, nil
+	case "forever":
+		return 0, nil
+	}
+	d, err := time.ParseDuration(c.KeepClosed)
+	if err != nil || d < time.Second {
+		return 0, fmt.Errorf("config: problems.keep_closed %q: want a duration of at least 1s (e.g. %v), or forever", c.KeepClosed, DefaultKeepClosed)
+	}
+	return d, nil
+}
+
 // ProblemQuery filters the problem reports (GET /api/v1/problems).
 type ProblemQuery struct {
 	Dataset string // org/name; "" for every dataset
@@ -213,13 +237,35 @@ func (n *Node) CloseProblem(id string) (*api.ProblemReport, error) {
 	}
 	if rec.Closed.IsZero() {
 		rec.Closed = time.Now().UTC()
-		if err := n.updateRecord(problemKey(id), &rec); err != nil {
+		keep, _ := n.cfg.Problems.keepClosed() // validated
+		if err := n.closeRecord(problemKey(id), &rec, keep); err != nil {
 			return nil, err
 		}
 		n.auditOfficer(rec.Dataset.String(), "close-problem", "problem report "+id+" closed")
 	}
 	info := rec.info()
 	return &info, nil
+}
+
+// closeRecord stores a closed report that badger deletes keep after now
+// (badger's TTL: an expired entry is never read again and compaction
+// drops it), or keeps for good if keep is 0. An open report is never
+// deleted: the officer has not seen to it.
+func (n *Node) closeRecord(key []byte, rec *problemRecord, keep time.Duration) error {
+	b, err := nii.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	return n.db.Update(func(txn *badger.Txn) error {
+		if _, err := txn.Get(key); err != nil {
+			return err
+		}
+		e := badger.NewEntry(key, b)
+		if keep > 0 {
+			e = e.WithTTL(keep)
+		}
+		return txn.SetEntry(e)
+	})
 }
 
 // auditOfficer records an action of this node's officer (through the

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nii-uk/nii"
 	"github.com/nii-uk/nii/auth"
@@ -85,5 +86,75 @@ func TestProblemReportRelayedToPublisher(t *testing.T) {
 	pub = f.Restart(0)
 	if held, err := pub.Problems(node.ProblemQuery{}); err != nil || len(held) != 1 || held[0].State != api.ProblemClosed {
 		t.Fatalf("after restart the publisher holds %+v (%v); want the one closed report", held, err)
+	}
+}
+
+// A closed report (it may hold a person's name and email address) is
+// deleted once [problems] keep_closed has passed; an open one is kept
+// however old, as the officer has not seen to it.
+func TestClosedProblemReportsExpire(t *testing.T) {
+	const keep = 2 * time.Second
+	f := nodetest.NewFederation(t, 1, nodetest.Options{Configure: func(_ int, cfg *node.Config) {
+		cfg.Problems.KeepClosed = keep.String()
+	}})
+	pub := f.Nodes[0]
+	rec := f.PublishAndWaitListed(0, "spend", []byte("a,b\n1,2\n"), nii.Metadata{Title: "Spend", Access: nii.AccessOpen})
+	d := rec.Ref.Dataset
+	ctx := context.Background()
+	closing, err := pub.ReportProblem(ctx, d, api.ProblemSubmission{Name: "A Resident", Email: "a@example.org", Message: "row 3 is doubled"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	open, err := pub.ReportProblem(ctx, d, api.ProblemSubmission{Message: "the June file is missing"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pub.CloseProblem(closing.ID); err != nil {
+		t.Fatal(err)
+	}
+	ids := func() []string {
+		all, err := pub.Problems(node.ProblemQuery{Dataset: d.String()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, p := range all {
+			out = append(out, p.ID)
+		}
+		return out
+	}
+	if got := ids(); len(got) != 2 {
+		t.Fatalf("just after closing: %v; want both reports", got)
+	}
+	// badger's TTL counts whole seconds: the closed report is gone within
+	// keep plus a second of rounding, plus scheduling slack.
+	deadline := time.Now().Add(keep + time.Second + f.Bound())
+	for {
+		got := ids()
+		if len(got) == 1 && got[0] == open.ID {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%v after keep_closed %v; want only the open report %s", got, keep, open.ID)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := pub.CloseProblem(closing.ID); !errors.Is(err, nii.ErrNotFound) {
+		t.Fatalf("closing the expired report: %v; want not found", err)
+	}
+}
+
+func TestProblemsKeepClosedValidated(t *testing.T) {
+	for v, ok := range map[string]bool{"": true, "forever": true, "720h": true, "1s": true, "10ms": false, "ninety days": false, "-1h": false} {
+		cfg := node.DefaultConfig(t.TempDir())
+		cfg.Org = "lambeth"
+		cfg.Problems.KeepClosed = v
+		err := cfg.Validate()
+		if (err == nil) != ok {
+			t.Errorf("keep_closed %q: %v; want ok=%v", v, err, ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "problems.keep_closed") {
+			t.Errorf("keep_closed %q: %v; want the setting named", v, err)
+		}
 	}
 }
