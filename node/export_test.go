@@ -101,3 +101,6 @@ func (n *Node) CountKeysForTest(prefix string) int {
 	})
 	return k
 }
+
+// ReportFormKeyForTest is the key n's pages sign report forms with.
+func ReportFormKeyForTest(n *Node) []byte { return n.reportFormKey() }

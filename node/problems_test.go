@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -156,5 +157,19 @@ func TestProblemsKeepClosedValidated(t *testing.T) {
 		if err != nil && !strings.Contains(err.Error(), "problems.keep_closed") {
 			t.Errorf("keep_closed %q: %v; want the setting named", v, err)
 		}
+	}
+}
+
+// The pages' report-form key is derived from the node's identity key: the
+// same across a restart (a form left open still posts), another node's
+// differs.
+func TestReportFormKeyStableAcrossRestart(t *testing.T) {
+	f := nodetest.NewFederation(t, 2, nodetest.Options{})
+	k0, k1 := node.ReportFormKeyForTest(f.Nodes[0]), node.ReportFormKeyForTest(f.Nodes[1])
+	if len(k0) != 32 || bytes.Equal(k0, k1) {
+		t.Fatalf("keys %x and %x; want 32 bytes each, different per node", k0, k1)
+	}
+	if again := node.ReportFormKeyForTest(f.Restart(0)); !bytes.Equal(again, k0) {
+		t.Fatalf("after a restart the key is %x; was %x", again, k0)
 	}
 }

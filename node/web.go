@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/hkdf"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/csv"
 	"encoding/json"
@@ -37,7 +39,7 @@ func (n *Node) webPages() http.Handler {
 	}
 	h, err := web.New(webBackend{n}, web.Config{
 		Org: n.cfg.Org, OrgName: n.cfg.OrgName, Federation: n.cfg.Federation, Log: n.log,
-		Sessions: sessionStore{n.db},
+		Sessions: sessionStore{n.db}, ReportKey: n.reportFormKey(),
 	})
 	if err != nil {
 		// The templates are embedded: a failure is a build defect, caught
@@ -366,4 +368,16 @@ func (b webBackend) IssueGrantWithKey(keyFile []byte, g web.GrantRequest) (*web.
 	}
 	b.n.auditOfficer(strings.Join(gc.Datasets, ","), "issue-grant", "grant "+gc.ID+" to "+g.Subject+" until "+gc.ExpiresAt.UTC().Format(time.RFC3339))
 	return &web.IssuedGrant{ID: gc.ID, Token: tok, Subject: g.Subject, Datasets: gc.Datasets, Actions: gc.Actions, Expires: gc.ExpiresAt.UTC()}, nil
+}
+
+// reportFormKey is the key the pages sign the report form's token with:
+// derived (HKDF-SHA-256) from the node's identity key, so that it is the
+// same after a restart, changes if the identity key does, and reveals
+// nothing about it.
+func (n *Node) reportFormKey() []byte {
+	k, err := hkdf.Key(sha256.New, n.key.Seed(), nil, "nii web: report-a-problem form token v1", 32)
+	if err != nil {
+		panic(err) // only for a length HKDF cannot give; 32 it always can
+	}
+	return k
 }

@@ -103,6 +103,10 @@ type Config struct {
 	// Sessions keeps the officer's sessions so that they survive a
 	// restart (node: in its badger store); nil keeps them in memory only.
 	Sessions SessionStore
+	// ReportKey (32 bytes) signs the report form's token, so that a form
+	// left open across a restart still posts (node: derived from its
+	// identity key). Empty: a random key for this process.
+	ReportKey []byte
 }
 
 // Handler serves the pages.
@@ -142,7 +146,14 @@ func New(b Backend, cfg Config) (*Handler, error) {
 	}
 	h := &Handler{b: b, cfg: cfg, tmpl: map[string]*template.Template{}, menus: map[string][]navItem{}}
 	h.sessions.store, h.sessions.log = cfg.Sessions, cfg.Log
-	rand.Read(h.reportKey[:])
+	switch len(cfg.ReportKey) {
+	case 0:
+		rand.Read(h.reportKey[:])
+	case len(h.reportKey):
+		copy(h.reportKey[:], cfg.ReportKey)
+	default:
+		return nil, fmt.Errorf("web: report key of %d bytes; want %d", len(cfg.ReportKey), len(h.reportKey))
+	}
 	for _, nav := range append([]navItem{{}}, navMenu...) {
 		items := slices.Clone(navMenu)
 		for i := range items {
