@@ -47,13 +47,9 @@ func (r regCatalog) Claims(d nii.DatasetID) []opendata.Claim {
 	}
 	return out
 }
-func (r regCatalog) EachPublished(fn func(opendata.Claim)) {
-	var live []registry.Entry
-	r.c.EachLive(func(e registry.Entry) { live = append(live, e) })
-	for _, e := range live {
-		fn(r.claim(e))
-	}
-}
+func (r regCatalog) PackageByUUID(id string) (nii.DatasetID, bool) { return r.c.ByAlias(id) }
+func (r regCatalog) ListedThemes() map[string]int                  { return r.c.ListedThemes() }
+func (r regCatalog) ListedKeywords() map[string]int                { return r.c.ListedKeywords() }
 func (r regCatalog) ListedNames(offset, limit int) ([]string, int) {
 	return r.c.ListedNames(offset, limit)
 }
@@ -118,6 +114,10 @@ func benchCatalogLists(b *testing.B, n int) {
 		signed[i] = sa
 	}
 	corpus = nil
+	var probe nii.Advert // a dataset in the middle, for package_show
+	if err := nii.Unmarshal(signed[n/2].Body, &probe); err != nil {
+		b.Fatal(err)
+	}
 	db, err := badger.Open(badger.DefaultOptions(b.TempDir()).WithLogger(nil).WithValueThreshold(1 << 10).
 		WithMemTableSize(16 << 20).WithNumMemtables(2).WithBlockCacheSize(16 << 20).WithIndexCacheSize(8 << 20))
 	if err != nil {
@@ -132,6 +132,7 @@ func benchCatalogLists(b *testing.B, n int) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	cat.SetAliases(opendata.PackageUUIDOf)
 	for _, sa := range signed {
 		if _, _, err := cat.Apply(sa); err != nil {
 			b.Fatal(err)
@@ -164,6 +165,10 @@ func benchCatalogLists(b *testing.B, n int) {
 		{"package_search,facet=tags", `/api/3/action/package_search?rows=20&q=spend&facet.field=["tags"]`},
 		{"package_search,facet=org", `/api/3/action/package_search?rows=20&q=spend&facet.field=["organization"]`},
 		{"package_search,all,facet=tags", `/api/3/action/package_search?rows=20&facet.field=["tags"]`},
+		{"group_list", "/api/3/action/group_list?all_fields=true"},
+		{"tag_list", "/api/3/action/tag_list"},
+		{"package_show,name", "/api/3/action/package_show?id=" + probe.Dataset.String()},
+		{"package_show,uuid", "/api/3/action/package_show?id=" + opendata.PackageUUID(probe.Dataset)},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			lat := make([]time.Duration, 0, b.N)
