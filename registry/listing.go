@@ -3,7 +3,6 @@ package registry
 import (
 	"hash/maphash"
 	"maps"
-	"slices"
 	"sort"
 	"time"
 
@@ -31,18 +30,12 @@ import (
 // badger; maintained, generic since v1.1) keeps the names in order for
 // paging.
 
-// listedDataset is how a listed dataset counts.
-type listedDataset struct {
-	public   bool      // not restricted: counted in the public aggregates
-	issued   time.Time // its first issue, for its org's "created"
-	themes   []string  // its publisher's themes and keywords (interned), for group_list and tag_list
-	keywords []string
-}
-
-func (l listedDataset) equal(m listedDataset) bool {
-	return l.public == m.public && l.issued.Equal(m.issued) && l.issued.Location() == m.issued.Location() &&
-		slices.Equal(l.themes, m.themes) && slices.Equal(l.keywords, m.keywords)
-}
+// A listed dataset counts as its publisher's record says: public (not
+// restricted: counted in the public aggregates), its first issue (for
+// its org's "created"), its themes and keywords (group_list, tag_list).
+// Records do not change but for verified (which the listing does not
+// read): a record replaced is a new record, so comparing pointers says
+// whether a listing changed.
 
 // orgListing is one org's public listed datasets.
 type orgListing struct {
@@ -53,7 +46,7 @@ type orgListing struct {
 // listings are the aggregates. The zero value is not ready: see
 // newListings.
 type listings struct {
-	listed   map[nii.DatasetID]listedDataset
+	listed   map[nii.DatasetID]*record // each listed dataset's publisher record
 	names    *btree.BTreeG[string] // ListName of each public listed dataset
 	nameRefs map[string]int        // datasets per name (two IDs can share a CKAN name)
 	orgs     map[string]*orgListing
@@ -67,7 +60,7 @@ type listings struct {
 
 func newListings() listings {
 	return listings{
-		listed:   map[nii.DatasetID]listedDataset{},
+		listed:   map[nii.DatasetID]*record{},
 		names:    btree.NewG(32, func(a, b string) bool { return a < b }),
 		nameRefs: map[string]int{},
 		orgs:     map[string]*orgListing{},
@@ -138,30 +131,30 @@ func (c *Catalog) setEntry(d nii.DatasetID, origin nii.NodeID, e *record) {
 func (c *Catalog) relist(d nii.DatasetID) {
 	old, wasListed := c.lists.listed[d]
 	now, isListed := c.listingOf(d)
-	if wasListed == isListed && old.equal(now) {
+	if wasListed == isListed && old == now {
 		return
 	}
 	if wasListed {
 		delete(c.lists.listed, d)
-		if old.public {
+		if !old.restricted {
 			c.unlistPublic(d, old)
 		}
 	}
 	if isListed {
 		c.lists.listed[d] = now
-		if now.public {
+		if !now.restricted {
 			c.listPublic(d, now)
 		}
 	}
 }
 
 // listingOf says whether d is listed now, and how. c.mu held.
-func (c *Catalog) listingOf(d nii.DatasetID) (listedDataset, bool) {
+func (c *Catalog) listingOf(d nii.DatasetID) (*record, bool) {
 	pub := c.publisherRecord(d)
 	if pub == nil || pub.withdrawn {
-		return listedDataset{}, false
+		return nil, false
 	}
-	return listedDataset{public: !pub.restricted, issued: pub.issued, themes: pub.themes, keywords: pub.keywords}, true
+	return pub, true
 }
 
 // count moves each of keys' counts in m by delta, dropping those that
@@ -174,7 +167,7 @@ func count(m map[string]int, keys []string, delta int) {
 	}
 }
 
-func (c *Catalog) listPublic(d nii.DatasetID, l listedDataset) {
+func (c *Catalog) listPublic(d nii.DatasetID, l *record) {
 	issued := l.issued
 	count(c.lists.themes, l.themes, 1)
 	count(c.lists.keywords, l.keywords, 1)
@@ -194,7 +187,7 @@ func (c *Catalog) listPublic(d nii.DatasetID, l listedDataset) {
 	}
 }
 
-func (c *Catalog) unlistPublic(d nii.DatasetID, l listedDataset) {
+func (c *Catalog) unlistPublic(d nii.DatasetID, l *record) {
 	count(c.lists.themes, l.themes, -1)
 	count(c.lists.keywords, l.keywords, -1)
 	name := ListName(d)
