@@ -47,8 +47,8 @@ type orgListing struct {
 // newListings.
 type listings struct {
 	listed   map[nii.DatasetID]*record // each listed dataset's publisher record
-	names    *btree.BTreeG[string] // ListName of each public listed dataset
-	nameRefs map[string]int        // datasets per name (two IDs can share a CKAN name)
+	names    *btree.BTreeG[string]     // ListName of each public listed dataset
+	nameRefs map[string]int            // datasets per name (two IDs can share a CKAN name)
 	orgs     map[string]*orgListing
 	themes   map[string]int     // public listed datasets per theme
 	keywords map[string]int     // public listed datasets per keyword
