@@ -92,10 +92,8 @@ func (n *Node) handleStandards(w http.ResponseWriter, r *http.Request) {
 func (n *Node) Standards() ([]api.StandardInfo, error) {
 	var stds []api.StandardInfo
 	var ents []nii.DatasetID
-	n.catalog.EachLive(func(e registry.Entry) {
-		if e.Advert.Meta.Kind == nii.KindStandard {
-			ents = append(ents, e.Advert.Dataset)
-		}
+	n.catalog.EachLiveKind(nii.KindStandard, func(e registry.Entry) {
+		ents = append(ents, e.Advert.Dataset)
 	})
 	watches, err := n.Watches()
 	if err != nil {

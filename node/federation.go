@@ -12,6 +12,7 @@ import (
 	"github.com/nii-uk/nii/exchange"
 	"github.com/nii-uk/nii/registry"
 	"github.com/nii-uk/nii/registry/gossip"
+	"github.com/nii-uk/nii/registry/opendata"
 )
 
 // startFederation starts the parts that talk to other nodes: the libp2p
@@ -30,6 +31,7 @@ func (n *Node) startFederation() error {
 		return err
 	}
 	n.catalog.SetCredential(n.credential)
+	n.catalog.SetAliases(opendata.PackageUUIDOf) // CKAN's package_show by id
 	n.catalog.SetMembers(catalogMembers{n}, registry.CatalogLimits{})
 	n.watchHistory()
 	n.catalog.SetRequireVerified(n.anchors.Len() > 0)

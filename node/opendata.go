@@ -63,15 +63,9 @@ func (c odCatalog) Claims(d nii.DatasetID) []opendata.Claim {
 	return out
 }
 
-func (c odCatalog) EachPublished(fn func(opendata.Claim)) {
-	// Collected first: telling a listed claim from another asks the
-	// catalog policy, which must not run under EachLive's lock.
-	var live []registry.Entry
-	c.n.catalog.EachLive(func(e registry.Entry) { live = append(live, e) })
-	for _, e := range live {
-		fn(opendata.Claim{Advert: e.Advert, Verified: e.Verified, ID: c.n.claimOf(e)})
-	}
-}
+func (c odCatalog) PackageByUUID(id string) (nii.DatasetID, bool) { return c.n.catalog.ByAlias(id) }
+func (c odCatalog) ListedThemes() map[string]int                  { return c.n.catalog.ListedThemes() }
+func (c odCatalog) ListedKeywords() map[string]int                { return c.n.catalog.ListedKeywords() }
 
 func (c odCatalog) ListedNames(offset, limit int) ([]string, int) {
 	return c.n.catalog.ListedNames(offset, limit)

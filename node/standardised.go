@@ -42,10 +42,7 @@ func (n *Node) mappings() []mappingEntry {
 		return ix.maps
 	}
 	var maps []mappingEntry
-	n.catalog.EachLive(func(e registry.Entry) {
-		if e.Advert.Meta.Kind != nii.KindMapping {
-			return
-		}
+	n.catalog.EachLiveKind(nii.KindMapping, func(e registry.Entry) {
 		if ref, err := nii.ParseRef(e.Advert.Meta.ConformsTo); err == nil {
 			maps = append(maps, mappingEntry{Entry: e, standard: ref})
 		}

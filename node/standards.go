@@ -210,14 +210,23 @@ const (
 // with ChoiceNone.
 func (n *Node) plan(std nii.Ref) []*planSource {
 	var data, maps []registry.Entry
-	n.catalog.EachLive(func(e registry.Entry) {
-		switch e.Advert.Meta.Kind {
-		case nii.KindData:
-			data = append(data, e)
-		case nii.KindMapping:
-			maps = append(maps, e)
+	n.catalog.EachLiveKind(nii.KindMapping, func(e registry.Entry) { maps = append(maps, e) })
+	// Only the data claims that conform, or that a mapping to std applies
+	// to, are read from the store (planFor keeps no other).
+	n.catalog.EachLiveWhere(func(l registry.LiveClaim) bool {
+		if l.Kind != nii.KindData {
+			return false
 		}
-	})
+		if stdMatches(l.ConformsTo, std) {
+			return true
+		}
+		for _, m := range maps {
+			if stdMatches(m.Advert.Meta.ConformsTo, std) && nii.MatchDataset(m.Advert.Meta.AppliesTo, l.Dataset) {
+				return true
+			}
+		}
+		return false
+	}, func(e registry.Entry) { data = append(data, e) })
 	var mappings []mappingEntry
 	for _, e := range maps {
 		ref, err := nii.ParseRef(e.Advert.Meta.ConformsTo)

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -92,13 +92,15 @@ type Catalog struct {
 	mu         sync.RWMutex
 	selfSeq    uint64
 	watermarks map[nii.NodeID]uint64
-	maxSeq     map[nii.NodeID]uint64                   // highest seq held per origin (≥ watermark)
-	creds      map[nii.NodeID]string                   // the credential of each origin's newest record
-	perOrigin  map[nii.NodeID]int                      // datasets held per origin
-	entries    map[nii.DatasetID]map[nii.NodeID]*Entry // newest advert per dataset per origin, tombstones included
+	maxSeq     map[nii.NodeID]uint64     // highest seq held per origin (≥ watermark)
+	creds      map[nii.NodeID]string     // the credential of each origin's newest record
+	perOrigin  map[nii.NodeID]int        // datasets held per origin
+	entries    map[nii.DatasetID]*record // newest record per dataset per origin, tombstones included, chained (record.go)
+	strs       interner                  // the strings records share
 	index      *search.Index
 	orgNames   map[string]orgName // org → the name its newest live advert gives it
 	lists      listings           // what the list views count, kept as entries change (listing.go)
+	aliasOf    AliasFunc          // SetAliases's names (listing.go)
 
 	rejected sync.Map // reason -> *atomic.Int64
 	applied  atomic.Int64
@@ -135,19 +137,18 @@ func (c *Catalog) Reverify() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	changed := 0
-	for _, byOrigin := range c.entries {
-		for _, e := range byOrigin {
-			v := c.verified(e.Advert)
-			if v == e.Verified {
+	for d, head := range c.entries {
+		for r := head; r != nil; r = r.next {
+			v := c.verifiedClaim(r.cred, r.origin, d.Org)
+			if v == r.verified {
 				continue
 			}
 			changed++
-			cp := *e
-			cp.Verified = v
-			byOrigin[e.Advert.Origin] = &cp
-			c.relist(e.Advert.Dataset)
-			if !e.Advert.Withdrawn && !e.Advert.Replica {
-				c.index.Put(search.Doc{Key: docKey(e.Advert.Origin, e.Advert.Dataset), Advert: e.Advert, Verified: v})
+			// Entries are copied out, never shared: the record changes in place.
+			r.verified = v
+			c.relist(d)
+			if r.live() {
+				c.index.SetVerified(docKey(r.origin, d), v)
 			}
 		}
 	}
@@ -175,8 +176,9 @@ func OpenCatalog(db *badger.DB, self nii.NodeID, key ed25519.PrivateKey, verify 
 		maxSeq:     make(map[nii.NodeID]uint64),
 		creds:      make(map[nii.NodeID]string),
 		perOrigin:  make(map[nii.NodeID]int),
-		entries:    make(map[nii.DatasetID]map[nii.NodeID]*Entry),
-		index:      search.NewIndex(),
+		entries:    make(map[nii.DatasetID]*record),
+		strs:       make(interner),
+		index:      search.NewCompactIndex(),
 		orgNames:   make(map[string]orgName),
 		lists:      newListings(),
 		expired:    make(map[nii.NodeID]uint64),
@@ -227,28 +229,28 @@ func OpenCatalog(db *badger.DB, self nii.NodeID, key ed25519.PrivateKey, verify 
 // install puts a verified advert into the in-memory views. c.mu held (or
 // not yet shared).
 func (c *Catalog) install(a *nii.Advert) {
-	e := &Entry{Advert: a, Verified: c.verified(a), Received: time.Now().UTC()}
-	if c.entries[a.Dataset][a.Origin] == nil {
-		c.perOrigin[a.Origin]++
+	e := c.newRecord(a)
+	if c.rec(a.Dataset, a.Origin) == nil {
+		c.perOrigin[e.origin]++
 	}
-	c.setEntry(a.Dataset, a.Origin, e)
+	c.setEntry(nii.DatasetID{Org: c.strs.of(a.Dataset.Org), Name: a.Dataset.Name}, e.origin, e)
 	if a.Seq >= c.maxSeq[a.Origin] {
-		c.creds[a.Origin] = a.Credential
+		c.creds[e.origin] = e.cred
 	}
 	if a.Seq > c.maxSeq[a.Origin] {
-		c.maxSeq[a.Origin] = a.Seq
+		c.maxSeq[e.origin] = a.Seq
 	}
 	key := docKey(a.Origin, a.Dataset)
 	if a.Withdrawn || a.Replica {
 		c.index.Delete(key)
 	} else {
-		c.index.Put(search.Doc{Key: key, Advert: a, Verified: e.Verified})
+		c.index.Put(search.Doc{Key: key, Advert: a, Verified: e.verified})
 		if name := a.Meta.PublisherName; name != "" {
 			// A verified claim names its org over any unverified one: an
 			// impostor does not get to rename the org it pretends to be.
 			held, ok := c.orgNames[a.Dataset.Org]
-			if !ok || (e.Verified && !held.verified) || (e.Verified == held.verified && !a.Meta.Modified.Before(held.modified)) {
-				c.orgNames[a.Dataset.Org] = orgName{name, a.Meta.Modified, e.Verified}
+			if !ok || (e.verified && !held.verified) || (e.verified == held.verified && !a.Meta.Modified.Before(held.modified)) {
+				c.orgNames[c.strs.of(a.Dataset.Org)] = orgName{name, a.Meta.Modified, e.verified}
 			}
 		}
 	}
@@ -264,12 +266,23 @@ type orgName struct {
 
 func docKey(origin nii.NodeID, d nii.DatasetID) string { return d.String() + " " + string(origin) }
 
-func (c *Catalog) verified(a *nii.Advert) bool {
-	if c.verify == nil || a.Credential == "" {
+// parseDocKey reverses docKey.
+func parseDocKey(key string) (nii.DatasetID, nii.NodeID, bool) {
+	ds, origin, ok := strings.Cut(key, " ")
+	if !ok {
+		return nii.DatasetID{}, "", false
+	}
+	d, err := nii.ParseDatasetID(ds)
+	return d, nii.NodeID(origin), err == nil
+}
+
+// verifiedClaim reports whether cred proves that origin publishes for org.
+func (c *Catalog) verifiedClaim(cred string, origin nii.NodeID, org string) bool {
+	if c.verify == nil || cred == "" {
 		return false
 	}
-	org, err := c.verify(a.Credential, a.Origin)
-	return err == nil && org == a.Dataset.Org
+	proven, err := c.verify(cred, origin)
+	return err == nil && proven == org
 }
 
 func (c *Catalog) reject(reason string, format string, args ...any) error {
@@ -315,13 +328,19 @@ func (c *Catalog) Apply(sa *nii.SignedAdvert) (*nii.Advert, bool, error) {
 	}
 	if nii.Unmarshal(sa.Body, &peek) == nil {
 		c.mu.RLock()
-		held := c.entries[peek.Dataset][peek.Origin]
-		c.mu.RUnlock()
+		var held *nii.Advert
 		// Our own records are compared whole (below): one with our seq but
 		// other content is a fork (a restored home), not a copy.
-		if held != nil && held.Advert.Seq == peek.Seq && peek.Origin != c.self {
+		if r := c.rec(peek.Dataset, peek.Origin); r != nil && r.seq == peek.Seq && peek.Origin != c.self {
+			c.db.View(func(txn *badger.Txn) error {
+				held, _ = loadAdvert(txn, r.origin, r.seq)
+				return nil
+			})
+		}
+		c.mu.RUnlock()
+		if held != nil {
 			// The held record (verified when it came) stands for the copy.
-			return held.Advert, false, c.reject(RejectReplay, "%s seq %d from %s is already held", peek.Dataset, peek.Seq, peek.Origin.Short())
+			return held, false, c.reject(RejectReplay, "%s seq %d from %s is already held", peek.Dataset, peek.Seq, peek.Origin.Short())
 		}
 	}
 	a, err := sa.Open()
@@ -342,9 +361,9 @@ func (c *Catalog) Apply(sa *nii.SignedAdvert) (*nii.Advert, bool, error) {
 	if err := c.makeRoom(a); err != nil {
 		return a, false, err
 	}
-	if held := c.entries[a.Dataset][a.Origin]; held != nil {
+	if held := c.rec(a.Dataset, a.Origin); held != nil {
 		switch {
-		case held.Advert.Seq == a.Seq && a.Origin == c.self && !sameRecord(held.Advert, a):
+		case held.seq == a.Seq && a.Origin == c.self && !c.sameRecord(held, a):
 			// Signed by our key, with a seq we issued for other content:
 			// another life of this node (a restored home, or a copy of
 			// its key running) issued it.
@@ -353,13 +372,13 @@ func (c *Catalog) Apply(sa *nii.SignedAdvert) (*nii.Advert, bool, error) {
 				c.onOwn(a, true)
 			}
 			return a, false, c.reject(RejectStale, "%s seq %d: this node's own seq, signed for other content (version %d, not %d): the home was restored from a backup, or another node runs with this key",
-				a.Dataset, a.Seq, a.Version, held.Advert.Version)
-		case held.Advert.Seq == a.Seq:
+				a.Dataset, a.Seq, a.Version, held.version)
+		case held.seq == a.Seq:
 			return a, false, c.reject(RejectReplay, "%s seq %d from %s is already held", a.Dataset, a.Seq, a.Origin.Short())
-		case held.Advert.Seq > a.Seq:
-			return a, false, c.reject(RejectStale, "%s seq %d from %s is older than the held seq %d", a.Dataset, a.Seq, a.Origin.Short(), held.Advert.Seq)
-		case !a.Withdrawn && !held.Advert.Withdrawn && a.Version < held.Advert.Version:
-			return a, false, c.reject(RejectStale, "%s version %d from %s is older than the held version %d", a.Dataset, a.Version, a.Origin.Short(), held.Advert.Version)
+		case held.seq > a.Seq:
+			return a, false, c.reject(RejectStale, "%s seq %d from %s is older than the held seq %d", a.Dataset, a.Seq, a.Origin.Short(), held.seq)
+		case !a.Withdrawn && !held.withdrawn && a.Version < held.version:
+			return a, false, c.reject(RejectStale, "%s version %d from %s is older than the held version %d", a.Dataset, a.Version, a.Origin.Short(), held.version)
 		}
 	}
 	// Our own record beyond our counter (its signature verified: it is
@@ -558,36 +577,47 @@ func (c *Catalog) Page(origin nii.NodeID, after uint64, limit int) ([]*nii.Signe
 
 // Lookup returns every origin's entry for a dataset, tombstones included,
 // the publisher's (by org, verified first) before replicas.
+// Each entry's advert is read from the store (record.go).
 func (c *Catalog) Lookup(d nii.DatasetID) []Entry {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return c.lookupLocked(d)
-}
-
-// lookupLocked is Lookup with c.mu held.
-func (c *Catalog) lookupLocked(d nii.DatasetID) []Entry {
-	var out []Entry
-	for _, e := range c.entries[d] {
-		out = append(out, *e)
-	}
-	sort.Slice(out, func(i, j int) bool {
-		a, b := out[i], out[j]
-		if a.Advert.Replica != b.Advert.Replica {
-			return !a.Advert.Replica
-		}
-		if a.Verified != b.Verified {
-			return a.Verified
-		}
-		if a.Advert.Version != b.Advert.Version {
-			return a.Advert.Version > b.Advert.Version
-		}
-		return a.Advert.Origin < b.Advert.Origin
-	})
-	return out
+	return c.entriesOf(c.records(d))
 }
 
 // Search runs a query over the catalog's live (not withdrawn) adverts.
-func (c *Catalog) Search(q search.Query) search.Result { return c.index.Search(q) }
+// The index holds no adverts: each hit's is read from the store, so a
+// page costs its rows, not the catalog. A hit whose record changed
+// since the index answered carries the record held now (or, withdrawn
+// since, is left out).
+func (c *Catalog) Search(q search.Query) search.Result {
+	res := c.index.Search(q)
+	if len(res.Hits) == 0 {
+		return res
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	hits := res.Hits[:0]
+	c.db.View(func(txn *badger.Txn) error {
+		for _, h := range res.Hits {
+			d, origin, ok := parseDocKey(h.Doc.Key)
+			r := c.rec(d, origin)
+			if !ok || r == nil || !r.live() {
+				res.Total--
+				continue
+			}
+			a, err := loadAdvert(txn, r.origin, r.seq)
+			if err != nil {
+				res.Total--
+				continue
+			}
+			h.Doc.Advert, h.Doc.Verified = a, r.verified
+			hits = append(hits, h)
+		}
+		return nil
+	})
+	res.Hits = hits
+	return res
+}
 
 // OrgName returns the display name an org gives itself in the most
 // recently modified of its live adverts that names it, "" if none does.
@@ -603,19 +633,13 @@ func (c *Catalog) OrgName(org string) string {
 }
 
 // EachLive calls fn with every live publisher entry — what Search can
-// find: no tombstones, no replicas — in no particular order. It walks the
-// catalog once under its read lock, so fn must be quick and must not call
-// the catalog.
+// find: no tombstones, no replicas — in no particular order. It reads
+// every such advert from the store (seconds at 100,000 datasets) under
+// the catalog's read lock, so fn must be quick and must not call the
+// catalog. The list views use the aggregates (listing.go) instead;
+// callers that want a few kinds of claim use EachLiveWhere.
 func (c *Catalog) EachLive(fn func(Entry)) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	for _, byOrigin := range c.entries {
-		for _, e := range byOrigin {
-			if !e.Advert.Withdrawn && !e.Advert.Replica {
-				fn(*e)
-			}
-		}
-	}
+	c.EachLiveWhere(func(LiveClaim) bool { return true }, fn)
 }
 
 // Len returns the number of searchable adverts.
@@ -632,11 +656,15 @@ func (c *Catalog) Origins() int {
 func (c *Catalog) Own(d nii.DatasetID) (*nii.Advert, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	e := c.entries[d][c.self]
-	if e == nil {
+	r := c.rec(d, c.self)
+	if r == nil {
 		return nil, false
 	}
-	return e.Advert, true
+	es := c.entriesOf([]*record{r})
+	if len(es) == 0 {
+		return nil, false
+	}
+	return es[0].Advert, true
 }
 
 // OwnRecords returns this node's own current records (adverts, replica
@@ -644,11 +672,15 @@ func (c *Catalog) Own(d nii.DatasetID) (*nii.Advert, bool) {
 func (c *Catalog) OwnRecords() []*nii.Advert {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	var out []*nii.Advert
-	for _, byOrigin := range c.entries {
-		if e := byOrigin[c.self]; e != nil {
-			out = append(out, e.Advert)
+	var own []*record
+	for d := range c.entries {
+		if r := c.rec(d, c.self); r != nil {
+			own = append(own, r)
 		}
+	}
+	var out []*nii.Advert
+	for _, e := range c.entriesOf(own) {
+		out = append(out, e.Advert)
 	}
 	return out
 }
@@ -685,9 +717,14 @@ func (c *Catalog) SelfSeq() uint64 {
 	return c.selfSeq
 }
 
-// sameRecord reports whether two records of one origin, seq and dataset
-// say the same thing.
-func sameRecord(a, b *nii.Advert) bool {
+// sameRecord reports whether the held record and a (of one origin, seq
+// and dataset) say the same thing. c.mu held.
+func (c *Catalog) sameRecord(held *record, a *nii.Advert) bool {
+	es := c.entriesOf([]*record{held})
+	if len(es) == 0 {
+		return false
+	}
+	b := es[0].Advert
 	return a.Version == b.Version && a.Manifest == b.Manifest && a.Withdrawn == b.Withdrawn && a.Replica == b.Replica
 }
 

@@ -44,17 +44,17 @@ func (c *Catalog) OriginList() []OriginInfo {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	by := map[nii.NodeID]*OriginInfo{}
-	for _, byOrigin := range c.entries {
-		for origin, e := range byOrigin {
-			o := by[origin]
+	for _, head := range c.entries {
+		for r := head; r != nil; r = r.next {
+			o := by[r.origin]
 			if o == nil {
-				o = &OriginInfo{ID: origin}
-				by[origin] = o
+				o = &OriginInfo{ID: r.origin}
+				by[r.origin] = o
 			}
 			o.Records++
-			o.Verified = o.Verified || e.Verified
-			if e.Received.After(o.Received) {
-				o.Received = e.Received
+			o.Verified = o.Verified || r.verified
+			if t := time.Unix(0, r.received).UTC(); t.After(o.Received) {
+				o.Received = t
 			}
 		}
 	}
@@ -77,8 +77,8 @@ func (c *Catalog) Expire(origin nii.NodeID) (int, error) {
 	defer c.mu.Unlock()
 	upTo := c.maxSeq[origin]
 	var drop []nii.DatasetID
-	for d, byOrigin := range c.entries {
-		if _, ok := byOrigin[origin]; ok {
+	for d := range c.entries {
+		if c.rec(d, origin) != nil {
 			drop = append(drop, d)
 		}
 	}

@@ -1,6 +1,8 @@
 package registry
 
 import (
+	"hash/maphash"
+	"maps"
 	"sort"
 	"time"
 
@@ -28,11 +30,12 @@ import (
 // badger; maintained, generic since v1.1) keeps the names in order for
 // paging.
 
-// listedDataset is how a listed dataset counts.
-type listedDataset struct {
-	public bool      // not restricted: counted in the public aggregates
-	issued time.Time // its first issue, for its org's "created"
-}
+// A listed dataset counts as its publisher's record says: public (not
+// restricted: counted in the public aggregates), its first issue (for
+// its org's "created"), its themes and keywords (group_list, tag_list).
+// Records do not change but for verified (which the listing does not
+// read): a record replaced is a new record, so comparing pointers says
+// whether a listing changed.
 
 // orgListing is one org's public listed datasets.
 type orgListing struct {
@@ -43,20 +46,28 @@ type orgListing struct {
 // listings are the aggregates. The zero value is not ready: see
 // newListings.
 type listings struct {
-	listed   map[nii.DatasetID]listedDataset
-	names    *btree.BTreeG[string] // ListName of each public listed dataset
-	nameRefs map[string]int        // datasets per name (two IDs can share a CKAN name)
+	listed   map[nii.DatasetID]*record // each listed dataset's publisher record
+	names    *btree.BTreeG[string]     // ListName of each public listed dataset
+	nameRefs map[string]int            // datasets per name (two IDs can share a CKAN name)
 	orgs     map[string]*orgListing
+	themes   map[string]int     // public listed datasets per theme
+	keywords map[string]int     // public listed datasets per keyword
 	live     map[nii.NodeID]int // live (not withdrawn) records per origin, replicas included
+	// aliases maps the hash of each name SetAliases's function gives a
+	// dataset, or a claim to publish it, to the dataset.
+	aliases map[uint64]nii.DatasetID
 }
 
 func newListings() listings {
 	return listings{
-		listed:   map[nii.DatasetID]listedDataset{},
+		listed:   map[nii.DatasetID]*record{},
 		names:    btree.NewG(32, func(a, b string) bool { return a < b }),
 		nameRefs: map[string]int{},
 		orgs:     map[string]*orgListing{},
+		themes:   map[string]int{},
+		keywords: map[string]int{},
 		live:     map[nii.NodeID]int{},
+		aliases:  map[uint64]nii.DatasetID{},
 	}
 }
 
@@ -73,28 +84,44 @@ type OrgListing struct {
 
 // setEntry replaces origin's entry for d (nil: removes it) and keeps the
 // aggregates. It does not touch the search index. c.mu held.
-func (c *Catalog) setEntry(d nii.DatasetID, origin nii.NodeID, e *Entry) {
-	byOrigin := c.entries[d]
-	if old := byOrigin[origin]; old != nil && !old.Advert.Withdrawn {
-		c.lists.live[origin]--
-		if c.lists.live[origin] <= 0 {
-			delete(c.lists.live, origin)
+func (c *Catalog) setEntry(d nii.DatasetID, origin nii.NodeID, e *record) {
+	// Unlink origin's old record.
+	var old *record
+	head := c.entries[d]
+	for p := &head; *p != nil; p = &(*p).next {
+		if (*p).origin == origin {
+			old = *p
+			*p = old.next
+			break
 		}
 	}
-	if e == nil {
-		delete(byOrigin, origin)
-		if len(byOrigin) == 0 {
-			delete(c.entries, d)
+	c.entries[d] = head
+	if old != nil {
+		if !old.withdrawn {
+			c.lists.live[origin]--
+			if c.lists.live[origin] <= 0 {
+				delete(c.lists.live, origin)
+			}
 		}
-	} else {
-		if byOrigin == nil {
-			byOrigin = make(map[nii.NodeID]*Entry)
-			c.entries[d] = byOrigin
+		if !old.replica && (e == nil || e.replica) {
+			c.unalias(d, origin)
 		}
-		byOrigin[origin] = e
-		if !e.Advert.Withdrawn {
+	}
+	if e != nil {
+		e.next = c.entries[d]
+		c.entries[d] = e
+		if !e.withdrawn {
 			c.lists.live[origin]++
 		}
+		if !e.replica && (old == nil || old.replica) {
+			c.alias(d, origin)
+		}
+		if old == nil && e.next == nil {
+			c.aliasDataset(d, true)
+		}
+	} else if c.entries[d] == nil {
+		delete(c.entries, d)
+		c.aliasDataset(d, false)
 	}
 	c.relist(d)
 }
@@ -109,28 +136,41 @@ func (c *Catalog) relist(d nii.DatasetID) {
 	}
 	if wasListed {
 		delete(c.lists.listed, d)
-		if old.public {
-			c.unlistPublic(d)
+		if !old.restricted {
+			c.unlistPublic(d, old)
 		}
 	}
 	if isListed {
 		c.lists.listed[d] = now
-		if now.public {
-			c.listPublic(d, now.issued)
+		if !now.restricted {
+			c.listPublic(d, now)
 		}
 	}
 }
 
 // listingOf says whether d is listed now, and how. c.mu held.
-func (c *Catalog) listingOf(d nii.DatasetID) (listedDataset, bool) {
-	pub, _, err := c.choosePublisherMode(d, c.lookupLocked(d), nil, c.requireVerified)
-	if err != nil || pub.Advert.Withdrawn {
-		return listedDataset{}, false
+func (c *Catalog) listingOf(d nii.DatasetID) (*record, bool) {
+	pub := c.publisherRecord(d)
+	if pub == nil || pub.withdrawn {
+		return nil, false
 	}
-	return listedDataset{public: pub.Advert.Meta.Access != nii.AccessRestricted, issued: pub.Advert.Meta.Issued}, true
+	return pub, true
 }
 
-func (c *Catalog) listPublic(d nii.DatasetID, issued time.Time) {
+// count moves each of keys' counts in m by delta, dropping those that
+// reach zero.
+func count(m map[string]int, keys []string, delta int) {
+	for _, k := range keys {
+		if m[k] += delta; m[k] <= 0 {
+			delete(m, k)
+		}
+	}
+}
+
+func (c *Catalog) listPublic(d nii.DatasetID, l *record) {
+	issued := l.issued
+	count(c.lists.themes, l.themes, 1)
+	count(c.lists.keywords, l.keywords, 1)
 	name := ListName(d)
 	if c.lists.nameRefs[name] == 0 {
 		c.lists.names.ReplaceOrInsert(name)
@@ -147,7 +187,9 @@ func (c *Catalog) listPublic(d nii.DatasetID, issued time.Time) {
 	}
 }
 
-func (c *Catalog) unlistPublic(d nii.DatasetID) {
+func (c *Catalog) unlistPublic(d nii.DatasetID, l *record) {
+	count(c.lists.themes, l.themes, -1)
+	count(c.lists.keywords, l.keywords, -1)
 	name := ListName(d)
 	if c.lists.nameRefs[name]--; c.lists.nameRefs[name] <= 0 {
 		delete(c.lists.nameRefs, name)
@@ -237,4 +279,80 @@ func (c *Catalog) ListedOrg(org string) (OrgListing, bool) {
 		return OrgListing{}, false
 	}
 	return OrgListing{Org: org, Datasets: len(o.issued), Issued: o.earliest}, true
+}
+
+// ListedThemes returns, for each theme of the public listed datasets, how
+// many carry it: CKAN's groups. It costs the number of themes.
+func (c *Catalog) ListedThemes() map[string]int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return maps.Clone(c.lists.themes)
+}
+
+// ListedKeywords returns, for each keyword of the public listed datasets,
+// how many carry it: CKAN's tags. It costs the number of keywords.
+func (c *Catalog) ListedKeywords() map[string]int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return maps.Clone(c.lists.keywords)
+}
+
+// AliasFunc names a dataset (claim "") or one claim to publish it (claim:
+// its ClaimID) for a view that finds datasets by names of its own, such
+// as CKAN's package UUIDs.
+type AliasFunc func(d nii.DatasetID, claim string) string
+
+// SetAliases has the catalog keep f's names of every dataset and of every
+// claim to publish one (replicas aside), tombstones included, so that
+// ByAlias finds a dataset by them in a map lookup. Only a 64-bit hash of
+// each name is kept: callers check the dataset they get back.
+func (c *Catalog) SetAliases(f AliasFunc) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.aliasOf = f
+	clear(c.lists.aliases)
+	for d, head := range c.entries {
+		c.aliasDataset(d, true)
+		for r := head; r != nil; r = r.next {
+			if !r.replica {
+				c.alias(d, r.origin)
+			}
+		}
+	}
+}
+
+// ByAlias returns the dataset one of SetAliases's names names, if any.
+// Claims names it too: the caller checks which claim the name is of.
+func (c *Catalog) ByAlias(name string) (nii.DatasetID, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	d, ok := c.lists.aliases[maphash.String(aliasSeed, name)]
+	return d, ok
+}
+
+// aliasSeed hashes alias names (any fixed seed: the map lives in memory).
+var aliasSeed = maphash.MakeSeed()
+
+func (c *Catalog) aliasDataset(d nii.DatasetID, on bool) {
+	if c.aliasOf == nil {
+		return
+	}
+	h := maphash.String(aliasSeed, c.aliasOf(d, ""))
+	if on {
+		c.lists.aliases[h] = d
+	} else {
+		delete(c.lists.aliases, h)
+	}
+}
+
+func (c *Catalog) alias(d nii.DatasetID, origin nii.NodeID) {
+	if c.aliasOf != nil {
+		c.lists.aliases[maphash.String(aliasSeed, c.aliasOf(d, ClaimID(origin)))] = d
+	}
+}
+
+func (c *Catalog) unalias(d nii.DatasetID, origin nii.NodeID) {
+	if c.aliasOf != nil {
+		delete(c.lists.aliases, maphash.String(aliasSeed, c.aliasOf(d, ClaimID(origin))))
+	}
 }

@@ -5,25 +5,34 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nii-uk/nii"
+	"github.com/nii-uk/nii/registry/search"
 )
 
 // recount computes the listing aggregates the slow way, from the
 // catalog's public API: every live claim the policy lists under its
 // dataset's name, not restricted; and live records per origin.
-func recount(c *Catalog) (names []string, orgs []OrgListing, live map[nii.NodeID]int) {
+func recount(c *Catalog) (names []string, orgs []OrgListing, live map[nii.NodeID]int, themes, keywords map[string]int) {
 	var entries []Entry
 	c.EachLive(func(e Entry) { entries = append(entries, e) })
 	byOrg := map[string]*OrgListing{}
+	themes, keywords = map[string]int{}, map[string]int{}
 	for _, e := range entries {
 		a := e.Advert
 		if !c.Listed(e) || a.Meta.Access == nii.AccessRestricted {
 			continue
+		}
+		for _, t := range a.Meta.Themes {
+			themes[t]++
+		}
+		for _, k := range a.Meta.Keywords {
+			keywords[k]++
 		}
 		names = append(names, ListName(a.Dataset))
 		o := byOrg[a.Dataset.Org]
@@ -47,16 +56,58 @@ func recount(c *Catalog) (names []string, orgs []OrgListing, live map[nii.NodeID
 	}
 	slices.SortFunc(orgs, func(a, b OrgListing) int { return strings.Compare(a.Org, b.Org) })
 	live = map[nii.NodeID]int{}
-	c.mu.RLock()
-	for _, byOrigin := range c.entries {
-		for origin, e := range byOrigin {
+	for _, d := range heldDatasets(c) {
+		for _, e := range c.Lookup(d) {
 			if !e.Advert.Withdrawn {
-				live[origin]++
+				live[e.Advert.Origin]++
 			}
 		}
 	}
+	return names, orgs, live, themes, keywords
+}
+
+// heldDatasets lists the datasets the catalog holds any record of.
+func heldDatasets(c *Catalog) []nii.DatasetID {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return slices.Collect(maps.Keys(c.entries))
+}
+
+// testAlias names datasets and claims for SetAliases.
+func testAlias(d nii.DatasetID, claim string) string { return "alias:" + claim + ":" + d.String() }
+
+// checkAliases checks ByAlias against every dataset and claim held, and
+// that no name of one no longer held is left behind.
+func checkAliases(t *testing.T, step string, c *Catalog, ever []nii.DatasetID, origins []nii.NodeID) {
+	t.Helper()
+	want := 0
+	for _, d := range ever {
+		es := c.Lookup(d)
+		if got, ok := c.ByAlias(testAlias(d, "")); ok != (len(es) > 0) || ok && got != d {
+			t.Fatalf("%s: ByAlias(%s) = %v %v with %d records held", step, d, got, ok, len(es))
+		}
+		if len(es) > 0 {
+			want++
+		}
+		claims := map[nii.NodeID]bool{}
+		for _, e := range es {
+			if !e.Advert.Replica {
+				claims[e.Advert.Origin] = true
+				want++
+			}
+		}
+		for _, o := range origins {
+			if got, ok := c.ByAlias(testAlias(d, ClaimID(o))); ok != claims[o] || ok && got != d {
+				t.Fatalf("%s: ByAlias(claim of %s to %s) = %v %v, want %v", step, o.Short(), d, got, ok, claims[o])
+			}
+		}
+	}
+	c.mu.RLock()
+	n := len(c.lists.aliases)
 	c.mu.RUnlock()
-	return names, orgs, live
+	if n != want {
+		t.Fatalf("%s: %d aliases kept, want %d", step, n, want)
+	}
 }
 
 // TestListingMatchesRecount drives a catalog through random adds,
@@ -78,6 +129,7 @@ func TestListingMatchesRecount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	c.SetAliases(testAlias)
 	r := rand.New(rand.NewPCG(13, 1))
 	idents := []ident{newIdent(), newIdent(), newIdent(), newIdent(), newIdent()}
 	orgOf := []string{"greenwich", "lambeth", "greenwich", "camden", "lambeth"} // two claim greenwich, two lambeth
@@ -85,9 +137,35 @@ func TestListingMatchesRecount(t *testing.T) {
 	version := map[string]uint64{}
 	day := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 
+	// applied is the newest advert applied per origin and dataset: what
+	// the catalog must read back from its store.
+	applied := map[string]*nii.Advert{}
+	var ever []nii.DatasetID
+	var origins []nii.NodeID
 	check := func(step string) {
 		t.Helper()
-		wantNames, wantOrgs, wantLive := recount(c)
+		wantNames, wantOrgs, wantLive, wantThemes, wantKeywords := recount(c)
+		if got := c.ListedThemes(); !maps.Equal(got, wantThemes) {
+			t.Fatalf("%s: ListedThemes = %v, recount %v", step, got, wantThemes)
+		}
+		if got := c.ListedKeywords(); !maps.Equal(got, wantKeywords) {
+			t.Fatalf("%s: ListedKeywords = %v, recount %v", step, got, wantKeywords)
+		}
+		checkAliases(t, step, c, ever, origins)
+		// Search's hits carry the adverts applied, read back from the store.
+		for _, h := range c.Search(search.Query{Sort: "key", Limit: 1000}).Hits {
+			if want := applied[string(h.Doc.Advert.Origin)+" "+h.Doc.Advert.Dataset.String()]; !reflect.DeepEqual(h.Doc.Advert, want) {
+				t.Fatalf("%s: search hit %s read back as %+v, applied %+v", step, h.Doc.Key, h.Doc.Advert, want)
+			}
+		}
+		for _, d := range ever {
+			for _, e := range c.Lookup(d) {
+				want := applied[string(e.Advert.Origin)+" "+d.String()]
+				if !reflect.DeepEqual(e.Advert, want) {
+					t.Fatalf("%s: %s from %s read back as %+v, applied %+v", step, d, e.Advert.Origin.Short(), e.Advert, want)
+				}
+			}
+		}
 		gotNames, total := c.ListedNames(0, -1)
 		if !slices.Equal(gotNames, wantNames) || total != len(wantNames) {
 			t.Fatalf("%s: ListedNames = %v (total %d), recount %v", step, gotNames, total, wantNames)
@@ -136,7 +214,8 @@ func TestListingMatchesRecount(t *testing.T) {
 		a := &nii.Advert{Origin: g.ID, Seq: seq[g.ID], Dataset: nii.DatasetID{Org: org, Name: name}, Version: version[key],
 			Manifest: nii.HashOf([]byte(key + fmt.Sprint(version[key]))), Signed: day, Replica: replica && !withdrawn, Withdrawn: withdrawn,
 			Credential: cred,
-			Meta:       nii.Metadata{Title: name, Publisher: org, Access: access, Issued: issued, Modified: issued}}
+			Meta: nii.Metadata{Title: name, Publisher: org, Access: access, Issued: issued, Modified: issued,
+				Themes: pick(r, "environment", "finance", "transport"), Keywords: pick(r, "spend", "trees", "bins", "roads")}}
 		if withdrawn {
 			a.Manifest, a.Meta = nii.Hash{}, nii.Metadata{}
 		}
@@ -144,8 +223,18 @@ func TestListingMatchesRecount(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := c.Apply(sa); err != nil && !errors.Is(err, ErrRejected) {
+		got, fresh, err := c.Apply(sa)
+		if err != nil && !errors.Is(err, ErrRejected) {
 			t.Fatal(err)
+		}
+		if fresh {
+			applied[string(g.ID)+" "+a.Dataset.String()] = got
+			if !slices.Contains(ever, got.Dataset) {
+				ever = append(ever, got.Dataset)
+			}
+			if !slices.Contains(origins, g.ID) {
+				origins = append(origins, g.ID)
+			}
 		}
 		return fmt.Sprintf("apply %s withdrawn=%v replica=%v access=%s cred=%q", key, withdrawn, replica, access, cred)
 	}
@@ -187,6 +276,7 @@ func TestListingMatchesRecount(t *testing.T) {
 				t.Fatal(err)
 			}
 			c.SetRequireVerified(mode)
+			c.SetAliases(testAlias)
 			what = "reopened"
 		}
 		check(fmt.Sprintf("step %d (%s)", step, what))
@@ -195,4 +285,15 @@ func TestListingMatchesRecount(t *testing.T) {
 	if len(names2) == 0 {
 		t.Error("the run ended with nothing listed: the test exercised too little")
 	}
+}
+
+// pick returns a random subset of vals (nil for none), in order.
+func pick(r *rand.Rand, vals ...string) []string {
+	var out []string
+	for _, v := range vals {
+		if r.IntN(2) == 0 {
+			out = append(out, v)
+		}
+	}
+	return out
 }

@@ -102,7 +102,7 @@ func (c *Catalog) admitOrigin(sa *nii.SignedAdvert, a *nii.Advert) error {
 // makeRoom checks a record against the limits, evicting an unverified,
 // departed origin if the catalog is full. c.mu held.
 func (c *Catalog) makeRoom(a *nii.Advert) error {
-	if c.members == nil || a.Origin == c.self || c.entries[a.Dataset][a.Origin] != nil {
+	if c.members == nil || a.Origin == c.self || c.rec(a.Dataset, a.Origin) != nil {
 		return nil // a newer record in a place already held: no growth
 	}
 	if _, held := c.maxSeq[a.Origin]; held {
@@ -124,10 +124,10 @@ func (c *Catalog) makeRoom(a *nii.Advert) error {
 // newest record arrived longest ago. c.mu held.
 func (c *Catalog) evictOne() bool {
 	newest := map[nii.NodeID]time.Time{}
-	for _, byOrigin := range c.entries {
-		for o, e := range byOrigin {
-			if e.Received.After(newest[o]) {
-				newest[o] = e.Received
+	for _, head := range c.entries {
+		for r := head; r != nil; r = r.next {
+			if t := time.Unix(0, r.received); t.After(newest[r.origin]) {
+				newest[r.origin] = t
 			}
 		}
 	}
@@ -158,8 +158,8 @@ func (c *Catalog) evictOne() bool {
 // held.
 func (c *Catalog) evict(origin nii.NodeID) {
 	var drop []nii.DatasetID
-	for d, byOrigin := range c.entries {
-		if _, ok := byOrigin[origin]; ok {
+	for d := range c.entries {
+		if c.rec(d, origin) != nil {
 			drop = append(drop, d)
 		}
 	}

@@ -163,6 +163,16 @@ func GroupUUID(theme string) string { return StableUUID("group:" + theme) }
 // PackageUUID is the CKAN id of a dataset.
 func PackageUUID(d nii.DatasetID) string { return StableUUID("dataset:" + d.String()) }
 
+// PackageUUIDOf is the CKAN id of a dataset (claim "") or of one claim to
+// publish it (ClaimPackageUUID): the names a catalog indexes for
+// Catalog.PackageByUUID.
+func PackageUUIDOf(d nii.DatasetID, claim string) string {
+	if claim == "" {
+		return PackageUUID(d)
+	}
+	return ClaimPackageUUID(d, claim)
+}
+
 // ResourceUUID is the CKAN id of a dataset version's one resource.
 func ResourceUUID(r nii.Ref) string { return StableUUID("resource:" + r.String()) }
 

@@ -51,9 +51,16 @@ type Catalog interface {
 	// Claims returns every live claim to publish d (no tombstones, no
 	// replicas).
 	Claims(d nii.DatasetID) []Claim
-	// EachPublished calls fn with every live claim (as Claims gives
-	// them), in no particular order.
-	EachPublished(fn func(Claim))
+	// PackageByUUID returns the dataset whose package UUID (PackageUUID,
+	// or ClaimPackageUUID of one of its claims) id may be, from an index
+	// the catalog keeps; the caller checks which of its claims, if any,
+	// id names.
+	PackageByUUID(id string) (nii.DatasetID, bool)
+	// ListedThemes and ListedKeywords return, for each theme (CKAN group)
+	// and keyword (tag) of the datasets ListedNames lists, how many carry
+	// it; kept like ListedNames.
+	ListedThemes() map[string]int
+	ListedKeywords() map[string]int
 	// ListedNames returns the CKAN names (CKANName) of the datasets public
 	// views list under their own names and that are not restricted,
 	// sorted, without repeats, from offset, at most limit (< 0: all), and
@@ -403,11 +410,14 @@ func (h *Handler) lookupPackage(base, id string) (Entry, *Error) {
 	var candidates []nii.DatasetID
 	if IsUUID(id) {
 		var found *Claim
-		h.cat.EachPublished(func(c Claim) {
-			if found == nil && (c.ID == "" && PackageUUID(c.Advert.Dataset) == id || c.ID != "" && ClaimPackageUUID(c.Advert.Dataset, c.ID) == id) {
-				found = &c
+		if d, ok := h.cat.PackageByUUID(id); ok {
+			for _, c := range h.cat.Claims(d) {
+				if c.ID == "" && PackageUUID(d) == id || c.ID != "" && ClaimPackageUUID(d, c.ID) == id {
+					found = &c
+					break
+				}
 			}
-		})
+		}
 		switch {
 		case found == nil:
 			return Entry{}, NotFound("Not found")
@@ -831,24 +841,6 @@ func CatalogQuery(v url.Values) (search.Query, error) {
 
 // ---- groups, tags, licences ----
 
-// themes gathers the themes (CKAN groups) and keywords (tags) of every
-// publicly listed open dataset, with their dataset counts.
-func (h *Handler) themesAndTags() (themes, tags map[string]int) {
-	themes, tags = map[string]int{}, map[string]int{}
-	h.cat.EachPublished(func(c Claim) {
-		if c.ID != "" || c.Advert.Meta.Access == nii.AccessRestricted {
-			return
-		}
-		for _, t := range c.Advert.Meta.Themes {
-			themes[t]++
-		}
-		for _, k := range c.Advert.Meta.Keywords {
-			tags[k]++
-		}
-	})
-	return themes, tags
-}
-
 // newGroup is a theme as a CKAN group: the group dict is CKAN's
 // organization dict with is_organization false and type "group".
 func newGroup(theme string, count int) *Organization {
@@ -857,7 +849,7 @@ func newGroup(theme string, count int) *Organization {
 }
 
 func (h *Handler) ckanGroupList(p Params) (any, *Error) {
-	themes, _ := h.themesAndTags()
+	themes := h.cat.ListedThemes()
 	list := make([]*Organization, 0, len(themes))
 	for t, n := range themes {
 		list = append(list, newGroup(t, n))
@@ -874,7 +866,7 @@ func (h *Handler) ckanGroupShow(base string, p Params) (any, *Error) {
 	if err != nil {
 		return nil, err
 	}
-	themes, _ := h.themesAndTags()
+	themes := h.cat.ListedThemes()
 	for t, n := range themes {
 		if t != id && GroupUUID(t) != id {
 			continue
@@ -908,7 +900,7 @@ func (h *Handler) ckanTagList(p Params) (any, *Error) {
 		return nil, err
 	}
 	query := strings.ToLower(strings.TrimSpace(p["query"]))
-	_, tags := h.themesAndTags()
+	tags := h.cat.ListedKeywords()
 	names := make([]string, 0, len(tags))
 	for k := range tags {
 		if query == "" || strings.Contains(strings.ToLower(k), query) {

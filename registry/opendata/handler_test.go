@@ -46,7 +46,7 @@ func (c *fakeCatalog) Published(d nii.DatasetID) (*nii.Advert, bool, error) {
 	}
 	return nil, false, fmt.Errorf("dataset %s: %w in the federated catalog", d, nii.ErrNotFound)
 }
-func (c *fakeCatalog) EachPublished(fn func(Claim)) {
+func (c *fakeCatalog) eachPublished(fn func(Claim)) {
 	for _, a := range c.published {
 		fn(Claim{Advert: a, Verified: true})
 	}
@@ -59,7 +59,7 @@ func (c *fakeCatalog) EachPublished(fn func(Claim)) {
 // hold them.
 func (c *fakeCatalog) ListedNames(offset, limit int) ([]string, int) {
 	names := []string{}
-	c.EachPublished(func(cl Claim) {
+	c.eachPublished(func(cl Claim) {
 		if cl.ID == "" && cl.Advert.Meta.Access != nii.AccessRestricted {
 			names = append(names, CKANName(cl.Advert.Dataset))
 		}
@@ -75,7 +75,7 @@ func (c *fakeCatalog) ListedNames(offset, limit int) ([]string, int) {
 }
 func (c *fakeCatalog) ListedOrgs() []OrgCount {
 	by := map[string]*OrgCount{}
-	c.EachPublished(func(cl Claim) {
+	c.eachPublished(func(cl Claim) {
 		a := cl.Advert
 		if cl.ID != "" || a.Meta.Access == nii.AccessRestricted {
 			return
@@ -96,6 +96,35 @@ func (c *fakeCatalog) ListedOrgs() []OrgCount {
 	}
 	return out
 }
+func (c *fakeCatalog) PackageByUUID(id string) (nii.DatasetID, bool) {
+	var found nii.DatasetID
+	c.eachPublished(func(cl Claim) {
+		if d := cl.Advert.Dataset; PackageUUID(d) == id || cl.ID != "" && ClaimPackageUUID(d, cl.ID) == id {
+			found = d
+		}
+	})
+	return found, found != nii.DatasetID{}
+}
+
+// ListedThemes and ListedKeywords recount, like ListedNames.
+func (c *fakeCatalog) ListedThemes() map[string]int {
+	return c.listedTerms(func(a *nii.Advert) []string { return a.Meta.Themes })
+}
+func (c *fakeCatalog) ListedKeywords() map[string]int {
+	return c.listedTerms(func(a *nii.Advert) []string { return a.Meta.Keywords })
+}
+func (c *fakeCatalog) listedTerms(of func(*nii.Advert) []string) map[string]int {
+	out := map[string]int{}
+	c.eachPublished(func(cl Claim) {
+		if cl.ID == "" && cl.Advert.Meta.Access != nii.AccessRestricted {
+			for _, t := range of(cl.Advert) {
+				out[t]++
+			}
+		}
+	})
+	return out
+}
+
 func (c *fakeCatalog) Claims(d nii.DatasetID) []Claim {
 	var out []Claim
 	if a := c.published[d]; a != nil {

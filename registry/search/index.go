@@ -13,9 +13,12 @@ import (
 
 // Doc is one searchable catalog entry: the newest advert of a dataset from one origin.
 type Doc struct {
-	Key      string      // unique: caller-chosen, e.g. origin + " " + dataset
-	Advert   *nii.Advert // never a tombstone
-	Verified bool        // the origin's org claim is proven by a membership credential
+	Key string // unique: caller-chosen, e.g. origin + " " + dataset
+	// Advert is what Put indexes (never a tombstone). A compact index
+	// (NewCompactIndex) does not keep it: the Docs of its hits and of Get
+	// carry Key and Verified only.
+	Advert   *nii.Advert
+	Verified bool // the origin's org claim is proven by a membership credential
 }
 
 // term is a text term's posting list.
@@ -69,7 +72,8 @@ type slot struct {
 // Index is an in-memory search index over catalog docs. It is safe for
 // concurrent use. Adverts passed to Put must not be modified afterwards.
 type Index struct {
-	mu sync.RWMutex
+	mu      sync.RWMutex
+	compact bool // keeps no adverts
 
 	byKey map[string]uint32
 	slots []slot
@@ -117,6 +121,16 @@ func NewIndex() *Index {
 	for i := range ix.fields {
 		ix.fields[i] = make(map[string]uint32)
 	}
+	return ix
+}
+
+// NewCompactIndex returns an empty index that keeps no adverts: its hits
+// carry each doc's Key and Verified, and the caller, which holds the
+// adverts, fills them in. The catalog's index is one: it keeps its adverts
+// in badger, not in the heap.
+func NewCompactIndex() *Index {
+	ix := NewIndex()
+	ix.compact = true
 	return ix
 }
 
@@ -180,6 +194,11 @@ func (ix *Index) Put(d Doc) {
 	last := id == uint32(len(ix.slots)-1)
 	s := &ix.slots[id]
 	s.doc = d
+	if ix.compact {
+		// The caller holds the adverts (the catalog, in its store) and
+		// fills in its hits'.
+		s.doc.Advert = nil
+	}
 	s.live = true
 	var vb [16]uint32
 	vids := vb[:0] // at most maxDocValues < 1<<vrefShift
@@ -426,4 +445,21 @@ func (ix *Index) prefixTerms(dst []uint32, p, exact string) []uint32 {
 		}
 	}
 	return dst
+}
+
+// SetVerified changes whether the doc with the given key is verified (its
+// org claim proven), without indexing it again.
+func (ix *Index) SetVerified(key string, v bool) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	id, ok := ix.byKey[key]
+	if !ok {
+		return
+	}
+	ix.slots[id].doc.Verified = v
+	if v {
+		ix.verified.Add(id)
+	} else {
+		ix.verified.Remove(id)
+	}
 }
