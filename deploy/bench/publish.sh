@@ -45,6 +45,9 @@ runnii() {
 	rm -f "$dir/export.out"
 	timed export "$nii" --home "$home" export bench/big -o "$dir/export.out"
 	rm -f "$dir/export.out"
+	# runnii runs in a pipeline's subshell, so the EXIT trap never sees
+	# $pid: stop the daemon here, or each run leaves one behind.
+	kill $pid; wait $pid 2>/dev/null || true; pid=
 }
 runsha() { timed sha256sum sha256sum "$src"; }
 runcp() {
