@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -828,27 +829,7 @@ func (s *Store) WriteTo(ctx context.Context, rec *VersionRecord, w io.Writer) (i
 		case <-ctx.Done():
 			return n, ctx.Err()
 		}
-		err := p.err
-		if err != nil && p.loc.damaged(err) {
-			if derr := s.dropDamaged(p.c.Hash, p.loc); derr != nil {
-				err = fmt.Errorf("%w (and deleting its index entry failed: %v)", err, derr)
-			}
-		}
-		if err == nil && len(p.b) != int(p.c.Size) {
-			err = fmt.Errorf("%w: size %d, manifest says %d", nii.ErrCorrupt, len(p.b), p.c.Size)
-		}
-		if errors.Is(err, nii.ErrNotFound) && s.dropped.has(p.c.Hash) {
-			// Another reader found it corrupt first and dropped it.
-			err = fmt.Errorf("%w: chunk %s was found damaged on disk and dropped; a pull or the store's repair fetches it again: %v", nii.ErrCorrupt, p.c.Hash, err)
-		}
-		if errors.Is(err, nii.ErrNotFound) {
-			if d, ok := s.Damaged()[rec.Ref]; ok {
-				// Dropped when found corrupt (Chunk): say so.
-				err = fmt.Errorf("%w: the version is damaged (%s), being repaired: %v", nii.ErrCorrupt, d.Reason, err)
-			}
-		}
-		if err != nil {
-			err = fmt.Errorf("%s chunk %d of %d: %w", rec.Ref, p.i+1, len(m.Chunks), err)
+		if err := s.exportCheck(rec, p.i, len(m.Chunks), p.c, p.b, p.loc, p.err); err != nil {
 			if ferr := flush(); ferr != nil {
 				return n, ferr
 			}
@@ -869,6 +850,112 @@ func (s *Store) WriteTo(ctx context.Context, rec *VersionRecord, w io.Writer) (i
 	}
 	return n, nil
 }
+
+// exportCheck is the verdict on chunk i (of total) of rec read for an
+// export as b, from loc, with err (the read's error, or the hash check's):
+// nil if b is the chunk, else the error to stop the export with. A chunk
+// found damaged is dropped, as Chunk drops it.
+func (s *Store) exportCheck(rec *VersionRecord, i, total int, c nii.ChunkRef, b []byte, loc chunkLoc, err error) error {
+	if err != nil && loc.damaged(err) {
+		if derr := s.dropDamaged(c.Hash, loc); derr != nil {
+			err = fmt.Errorf("%w (and deleting its index entry failed: %v)", err, derr)
+		}
+	}
+	if err == nil && len(b) != int(c.Size) {
+		err = fmt.Errorf("%w: size %d, manifest says %d", nii.ErrCorrupt, len(b), c.Size)
+	}
+	if errors.Is(err, nii.ErrNotFound) && s.dropped.has(c.Hash) {
+		// Another reader found it corrupt first and dropped it.
+		err = fmt.Errorf("%w: chunk %s was found damaged on disk and dropped; a pull or the store's repair fetches it again: %v", nii.ErrCorrupt, c.Hash, err)
+	}
+	if errors.Is(err, nii.ErrNotFound) {
+		if d, ok := s.Damaged()[rec.Ref]; ok {
+			// Dropped when found corrupt (Chunk): say so.
+			err = fmt.Errorf("%w: the version is damaged (%s), being repaired: %v", nii.ErrCorrupt, d.Reason, err)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("%s chunk %d of %d: %w", rec.Ref, i+1, total, err)
+	}
+	return nil
+}
+
+// WriteAt writes the content of a version into w, each chunk at its
+// offset, verifying every chunk's hash before its bytes are written: the
+// export of a version into a file (the daemon fills a file the CLI handed
+// it, node/exportsock_linux.go). Errors are WriteTo's; on error w holds
+// some chunks and not others, and the caller discards it.
+//
+// exportWorkers goroutines take the chunks in order of offset, each
+// reading, hashing and writing its chunk straight from the buffer it was
+// read into: no single reader, no copy into a write buffer (WriteTo's
+// order, which a stream needs, costs both).
+func (s *Store) WriteAt(ctx context.Context, rec *VersionRecord, w io.WriterAt) (int64, error) {
+	m, err := s.OpenManifest(rec)
+	if err != nil {
+		return 0, err
+	}
+	offs := make([]int64, len(m.Chunks))
+	var end int64
+	for i, c := range m.Chunks {
+		offs[i] = end
+		end += int64(c.Size)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		next, n  atomic.Int64
+		mu       sync.Mutex
+		failedAt = len(m.Chunks)
+		failed   error
+		workers  sync.WaitGroup
+	)
+	fail := func(i int, err error) {
+		mu.Lock()
+		if i < failedAt {
+			failedAt, failed = i, err
+		}
+		mu.Unlock()
+		cancel()
+	}
+	for range exportWorkers() {
+		workers.Go(func() {
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= len(m.Chunks) {
+					return
+				}
+				c := m.Chunks[i]
+				b, loc, err := s.chunkBytes(c.Hash)
+				if err == nil && nii.HashOf(b) != c.Hash {
+					err = fmt.Errorf("chunk %s: %w: stored bytes do not match the hash", c.Hash, nii.ErrCorrupt)
+				}
+				if err := s.exportCheck(rec, i, len(m.Chunks), c, b, loc, err); err != nil {
+					fail(i, err)
+					return
+				}
+				k, err := w.WriteAt(b, offs[i])
+				n.Add(int64(k))
+				if err != nil {
+					fail(i, err)
+					return
+				}
+			}
+		})
+	}
+	workers.Wait()
+	if failed != nil {
+		return n.Load(), failed
+	}
+	if err := ctx.Err(); err != nil {
+		return n.Load(), err
+	}
+	return n.Load(), nil
+}
+
+// exportWorkers is WriteAt's parallelism: enough to keep every core busy
+// while some wait on a read or a write.
+func exportWorkers() int { return min(max(runtime.GOMAXPROCS(0), 1), 4) * 2 }
 
 const (
 	exportAhead = 8 << 20 // bytes of chunks read and verified ahead of the writer

@@ -50,6 +50,7 @@ func (n *Node) startAPI() error {
 	if err := writeFileAtomic(filepath.Join(n.cfg.Home, APIFile), []byte("http://"+ln.Addr().String()+"\n"), 0o644); err != nil {
 		return fmt.Errorf("write api address: %w", err)
 	}
+	n.startExportSocket()
 	srv, limited := n.newAPIServer(ln)
 	srv.Handler = n.trackRequests(n.apiHandler())
 	n.apiSrv = srv

@@ -19,6 +19,15 @@ import (
 // allows (0o666 for a file anyone may read, 0o600 for a secret), and the
 // user's umask may only narrow it.
 func WriteFileAtomic(path string, perm os.FileMode, fill func(w io.Writer) error) error {
+	return FillFileAtomic(path, perm, func(f *os.File) error { return fill(WriteBehind(f)) })
+}
+
+// FillFileAtomic is WriteFileAtomic with the temporary file itself handed
+// to fill, empty and open for reading and writing: for a caller that has
+// another process write it (nii export passes its descriptor to the
+// daemon). Whatever fill leaves in the file is synced and renamed into
+// place if fill returns nil; otherwise the file is removed.
+func FillFileAtomic(path string, perm os.FileMode, fill func(f *os.File) error) error {
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
 		return fmt.Errorf("%s is a directory: give a file name", path)
 	}
@@ -34,7 +43,7 @@ func WriteFileAtomic(path string, perm os.FileMode, fill func(w io.Writer) error
 			os.Remove(tmp)
 		}
 	}()
-	if err := fill(newWriteBehind(f)); err != nil {
+	if err := fill(f); err != nil {
 		return err
 	}
 	if err := f.Sync(); err != nil {

@@ -1,13 +1,16 @@
 package node
 
 import (
+	"io"
 	"os"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
 
-// writeBehind is the file a large atomic write fills: every writeBehindStep
-// bytes it asks the kernel to start writing the step back
+// writeBehind fills a file from offset 0 with pwrite(2) (so it ignores,
+// and leaves alone, the file's own offset), and every
+// writeBehindStep bytes asks the kernel to start writing the step back
 // (sync_file_range, SYNC_FILE_RANGE_WRITE, which does not wait), so the
 // disk works while the rest arrives and the closing fsync has little left
 // to wait for.
@@ -18,15 +21,40 @@ type writeBehind struct {
 
 const writeBehindStep = 8 << 20
 
-func newWriteBehind(f *os.File) *writeBehind { return &writeBehind{f: f} }
+// WriteBehind is the writer of a large file that is fsynced when it is
+// whole: WriteFileAtomic's, and the export socket's.
+func WriteBehind(f *os.File) io.Writer { return &writeBehind{f: f} }
 
 func (w *writeBehind) Write(b []byte) (int, error) {
-	n, err := w.f.Write(b)
+	n, err := w.f.WriteAt(b, w.off)
 	w.off += int64(n)
 	if w.off-w.begun >= writeBehindStep {
 		// Advisory: an error here only loses the head start.
 		unix.SyncFileRange(int(w.f.Fd()), w.begun, w.off-w.begun, unix.SYNC_FILE_RANGE_WRITE)
 		w.begun = w.off
+	}
+	return n, err
+}
+
+// writeBehindAt is writeBehind for writes at any offset, from several
+// goroutines (the export socket's, exchange.Store.WriteAt): every
+// writeBehindStep bytes written, one of them asks the kernel to start
+// writing back whatever of the file is dirty.
+type writeBehindAt struct {
+	f       *os.File
+	written atomic.Int64
+	kicked  atomic.Int64
+}
+
+// WriteBehindAt is WriteBehind for writers at offsets.
+func WriteBehindAt(f *os.File) io.WriterAt { return &writeBehindAt{f: f} }
+
+func (w *writeBehindAt) WriteAt(b []byte, off int64) (int, error) {
+	n, err := w.f.WriteAt(b, off)
+	total := w.written.Add(int64(n))
+	if k := w.kicked.Load(); total-k >= writeBehindStep && w.kicked.CompareAndSwap(k, total) {
+		// Advisory, as above; offset 0 and length 0 mean the whole file.
+		unix.SyncFileRange(int(w.f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
 	}
 	return n, err
 }

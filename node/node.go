@@ -79,6 +79,8 @@ type Node struct {
 	apiCancel context.CancelFunc // cancels every API request's context
 	requests  sync.WaitGroup     // API handlers running
 
+	exportSock *exportSocket // where the CLI hands over a file to export into (exportsock_linux.go); nil if none
+
 	// views lists the merged views SQL can query (sqltables.go); nil
 	// until the merge wiring sets it.
 	views MergedViews
@@ -297,6 +299,9 @@ func (n *Node) closeResources() error {
 		n.shutdownAPI()
 	} else if n.apiLn != nil {
 		n.apiLn.Close()
+	}
+	if n.exportSock != nil {
+		n.exportSock.close() // its exports end before the store closes (n.wg, below)
 	}
 	if n.sql != nil {
 		if err := n.sql.Close(); err != nil {

@@ -321,7 +321,11 @@ func TestKeyWithLoosePermissionsIsRefused(t *testing.T) {
 	}
 }
 
-func TestCorruptChunkFailsExport(t *testing.T) {
+// publishCorrupt publishes a 2 MiB version on a node of a new home, stops
+// the node and flips a byte of one of its chunks where it lives, its pack
+// file: an export of it must fail.
+func publishCorrupt(t *testing.T) (string, *exchange.VersionRecord) {
+	t.Helper()
 	home := newHome(t, "greenwich")
 	tn := startNode(t, home)
 	data := randBytes(5, 2<<20)
@@ -361,10 +365,14 @@ func TestCorruptChunkFailsExport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return home, rec
+}
 
-	tn = startNode(t, home)
+func TestCorruptChunkFailsExport(t *testing.T) {
+	home, rec := publishCorrupt(t)
+	tn := startNode(t, home)
 	out := filepath.Join(t.TempDir(), "copy.csv")
-	err = node.WriteFileAtomic(out, 0o644, func(w io.Writer) error {
+	err := node.WriteFileAtomic(out, 0o644, func(w io.Writer) error {
 		_, _, err := tn.client.Content(context.Background(), nii.Ref{Dataset: rec.Ref.Dataset, Version: 1}, w)
 		return err
 	})

@@ -2,13 +2,11 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"strings"
 
 	"github.com/dustin/go-humanize"
 	"github.com/nii-uk/nii"
-	"github.com/nii-uk/nii/node"
 	"github.com/nii-uk/nii/node/api"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
@@ -95,11 +93,7 @@ func pullCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			err = node.WriteFileAtomic(out, perm, func(w io.Writer) error {
-				_, _, err := cl.Content(cmd.Context(), pulled, w)
-				return err
-			})
-			if err != nil {
+			if _, _, err := exportFile(cmd.Context(), cl, pulled, out, perm); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s to %s\n", v.Ref, out)

@@ -1,0 +1,77 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/nii-uk/nii"
+)
+
+// The export socket: how 'nii export -o FILE' (and 'nii pull -o FILE')
+// write a file without the bytes crossing the HTTP API.
+//
+// The daemon listens on a Unix socket in its home (ExportSocket, mode
+// 0600, SOCK_SEQPACKET, Linux only). A client creates the file it wants
+// written (empty, opened for writing), sends one message — an
+// ExportRequest as JSON, at most MaxExportMessage bytes, with the file's
+// descriptor attached (SCM_RIGHTS) — and reads one message back, an
+// ExportResult as JSON. The daemon checks the admin token before it
+// touches the descriptor, reads the version's chunks, verifies each
+// against the signed manifest and pwrites it at its offset; it never opens
+// a path the client names. The client then fsyncs and renames the file
+// (node.FillFileAtomic), or removes it if the result carries an error.
+// Closing the connection early cancels the export.
+//
+// Where there is no socket (another platform, a daemon from before it, a
+// home path too long for a socket address, or a client running as a user
+// the socket does not admit) ExportTo returns ErrNoFastPath and the caller
+// uses Content, the portable HTTP path: same bytes, same checks.
+const (
+	ExportSocket     = "export.sock"
+	MaxExportMessage = 4 << 10
+)
+
+// ErrNoFastPath says the export socket is not available: use Content.
+var ErrNoFastPath = errors.New("the export socket is not available")
+
+// ExportRequest asks the daemon to write a version into the descriptor
+// sent with it.
+type ExportRequest struct {
+	Token string `json:"token"` // the node's admin token
+	Ref   string `json:"ref"`   // ORG/NAME@N, or ORG/NAME for the latest
+}
+
+// ExportResult is the daemon's answer: what it wrote, or why it did not.
+type ExportResult struct {
+	Ref      string    `json:"ref,omitempty"`
+	Size     int64     `json:"size"`
+	Manifest nii.Hash  `json:"manifest,omitzero"`
+	Error    *APIError `json:"error,omitempty"`
+}
+
+// ParseExportRequest decodes one request message strictly: one JSON
+// object, known fields only, a token and a valid reference.
+func ParseExportRequest(b []byte) (ExportRequest, nii.Ref, error) {
+	var req ExportRequest
+	if len(b) > MaxExportMessage {
+		return req, nii.Ref{}, nii.Errorf(nii.ErrInvalid, "export request of %d bytes: at most %d", len(b), MaxExportMessage)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return req, nii.Ref{}, fmt.Errorf("%w: export request: %v", nii.ErrInvalid, err)
+	}
+	if dec.More() {
+		return req, nii.Ref{}, nii.Errorf(nii.ErrInvalid, "export request: data after the JSON object")
+	}
+	if req.Token == "" {
+		return req, nii.Ref{}, nii.Errorf(nii.ErrUnauthorized, "export request without the admin token")
+	}
+	ref, err := nii.ParseRef(req.Ref)
+	if err != nil {
+		return req, nii.Ref{}, fmt.Errorf("%w: export request: %v", nii.ErrInvalid, err)
+	}
+	return req, ref, nil
+}
