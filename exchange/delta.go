@@ -616,6 +616,9 @@ const (
 	// chunk's sub-chunks on each side, beyond where the nearest shared
 	// chunks place it: room for rows that grew or shrank.
 	deltaSlack = 64 << 10
+	// deltaTightSlack is the slack where the shared chunks either side
+	// agree on the shift (nothing grew or shrank between them).
+	deltaTightSlack = 8 << 10
 	// deltaBatchBytes bounds the new chunk bytes of one delta batch.
 	deltaBatchBytes = 4 << 20
 	// deltaWorkers is how many delta batches run at once.
@@ -754,8 +757,14 @@ func planDelta(m *nii.Manifest, old *oldVersion, need []nii.ChunkRef) []deltaIte
 			continue
 		}
 		seen[c.Hash] = true
-		lo := offs[i] + min(before[i], after[i]) - deltaSlack
-		hi := offs[i+1] + max(before[i], after[i]) + deltaSlack
+		// Shared chunks on both sides at the same shift (an overwrite):
+		// the old bytes are where the chunk is, give or take a sub-chunk.
+		slack := int64(deltaSlack)
+		if before[i] == after[i] {
+			slack = deltaTightSlack
+		}
+		lo := offs[i] + min(before[i], after[i]) - slack
+		hi := offs[i+1] + max(before[i], after[i]) + slack
 		if hi-lo > maxDeltaWindow {
 			lo, hi = offs[i]+before[i]-deltaSlack, offs[i+1]+before[i]+deltaSlack
 		}
