@@ -243,6 +243,7 @@ func (h *Host) ServeContent(src ContentSource, auth Authorizer) {
 	if src == nil {
 		h.removeHandler(manifestProtocol)
 		h.removeHandler(chunksProtocol)
+		h.serveDelta(nil)
 		return
 	}
 	cs := newContentServer(src, auth, &h.served)
@@ -256,6 +257,7 @@ func (h *Host) ServeContent(src ContentSource, auth Authorizer) {
 	h.setHandler(chunksProtocol, chunksReserve, func(rw io.ReadWriter, remote nii.NodeID) error {
 		return serveChunks(rw, remote, cs)
 	})
+	h.serveDelta(cs) // delta.go: sub-chunk lists and byte ranges
 }
 
 // ServedBytes returns how many chunk bytes this host has sent to peers.

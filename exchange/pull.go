@@ -58,6 +58,17 @@ type PullResult struct {
 	// MaxInFlight is the most chunk bytes the pull held at once (within
 	// PullRequest.InFlightBytes).
 	MaxInFlight int64
+	// ManifestBytes is the size of the signed manifest as it was fetched
+	// (encoded): bytes a pull moves besides its chunks.
+	ManifestBytes int64
+	// DeltaChunks of FetchedChunks were assembled by delta sync (delta.go)
+	// from an older version held and byte ranges; FetchedBytes counts only
+	// the ranges' bytes for them. SubchunkListBytes is what their sub-chunk
+	// lists cost (sizes and short hashes), ReusedBytes what came from the
+	// older version instead of the network.
+	DeltaChunks       int
+	SubchunkListBytes int64
+	ReusedBytes       int64
 	// Shared is set when another pull of the same version, running at
 	// the same time in this store, fetched the chunks: the counts above
 	// are that pull's.
@@ -122,12 +133,28 @@ func (x *Fetch) into(ctx context.Context, s *Store, progress func(done, total in
 	if err := s.checkSpace(total); err != nil {
 		return res, err
 	}
-	var report func(int64)
-	if progress != nil {
-		report = func(done int64) { progress(done, total) }
+	if enc, err := nii.EncodeSignedManifest(x.Signed); err == nil {
+		res.ManifestBytes = int64(len(enc))
 	}
+	var report func(int64)
+	var deltaDone int64
+	if progress != nil {
+		report = func(done int64) { progress(deltaDone+done, total) }
+	}
+	// With an older version of the dataset held, chunks come as deltas
+	// first; what that cannot assemble is fetched whole.
+	need, ds := x.delta(ctx, s, need, func(n int64) {
+		deltaDone += n // one call at a time, and before run starts
+		if progress != nil {
+			progress(deltaDone, total)
+		}
+	})
 	err = x.run(ctx, need, storeSink{s}, false, report)
-	res.FetchedChunks, res.FetchedBytes, res.Providers = x.stats.chunks, x.stats.bytes, x.stats.providers
+	res.FetchedChunks, res.FetchedBytes, res.Providers = x.stats.chunks+ds.chunks, x.stats.bytes+ds.bytes, x.stats.providers
+	for p, n := range ds.providers {
+		res.Providers[p] += n
+	}
+	res.DeltaChunks, res.SubchunkListBytes, res.ReusedBytes = ds.chunks, ds.listBytes, ds.reused
 	res.ProviderChunks = x.stats.providerChunks
 	res.Dropped, res.MaxInFlight = x.stats.dropped, x.stats.peak
 	if err != nil {

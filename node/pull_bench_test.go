@@ -3,12 +3,14 @@ package node_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -73,7 +75,20 @@ func BenchmarkPull1GiB(b *testing.B) {
 // BenchmarkDeltaSync updates a 1 GiB file on the publisher — 100 scattered
 // 100 KiB edits, or a 1% append — and measures a puller holding the old
 // version fetching the new one, beside an rsync daemon transfer from the
-// old file to the new (delta transfer): bytes sent and wall time.
+// old file to the new (delta transfer): bytes sent and wall time. Each
+// iteration runs nii and rsync in turn, the order alternating.
+//
+//	go test ./node -run XXX -bench DeltaSync -benchtime 3x -timeout 30m
+//
+// nii's bytes: the chunk bytes the pull reports (FetchedBytes: whole chunks
+// and, with delta sync, byte ranges), the signed manifest (its encoded
+// size, taken from the puller's store), the sub-chunk lists, and, as an
+// independent check, the TCP payload bytes the puller's sockets to and from
+// the publisher's p2p port received during the pull (ss -ti bytes_received:
+// TLS, yamux and every protocol on the connection included). Times: the
+// pull into the store, and the pull plus writing the file out (the store's
+// WriteTo into a file, as the daemon does for nii pull -o, without HTTP).
+// rsync's literal data and bytes received come from its own --stats.
 func BenchmarkDeltaSync(b *testing.B) {
 	size := benchSize()
 	for _, kind := range []string{"edits", "append"} {
@@ -105,44 +120,120 @@ func BenchmarkDeltaSync(b *testing.B) {
 			os.WriteFile(v2, data, 0o644)
 			data = nil
 
-			var niiTime, rsyncTime time.Duration
-			var niiBytes, rsyncLiteral, rsyncWire int64
-			for range b.N {
-				pub, puller := benchPair(b)
-				ref1 := publishFile(b, pub, "big", v1)
-				waitSeen(b, puller, ref1)
-				if _, err := puller.Pull(context.Background(), ref1, node.PullOptions{}); err != nil {
-					b.Fatal(err)
+			var niiTime, fileTime, rsyncTime []float64
+			var chunkB, manifestB, listB, wireB, rsyncLiteral, rsyncWire []float64
+			for i := range b.N {
+				runNii := func() {
+					pub, puller := benchPair(b)
+					ref1 := publishFile(b, pub, "big", v1)
+					waitSeen(b, puller, ref1)
+					if _, err := puller.Pull(context.Background(), ref1, node.PullOptions{}); err != nil {
+						b.Fatal(err)
+					}
+					ref2 := publishFile(b, pub, "big", v2)
+					waitSeen(b, puller, ref2)
+					port := p2pPort(b, pub)
+					before := tcpReceived(port)
+					start := time.Now()
+					res, err := puller.Pull(context.Background(), ref2, node.PullOptions{})
+					if err != nil {
+						b.Fatal(err)
+					}
+					niiTime = append(niiTime, time.Since(start).Seconds())
+					wireB = append(wireB, float64(tcpReceived(port)-before))
+					out := filepath.Join(b.TempDir(), "out.bin")
+					err = node.WriteFileAtomic(out, 0o644, func(w io.Writer) error {
+						_, err := puller.Store().WriteTo(context.Background(), res.Record, w)
+						return err
+					})
+					if err != nil {
+						b.Fatal(err)
+					}
+					fileTime = append(fileTime, time.Since(start).Seconds())
+					sm, err := puller.Store().Manifest(res.Record.Manifest)
+					if err != nil {
+						b.Fatal(err)
+					}
+					enc, _ := nii.EncodeSignedManifest(sm)
+					chunkB = append(chunkB, float64(res.FetchedBytes))
+					manifestB = append(manifestB, float64(len(enc)))
+					// Absent before delta sync (the base commit): 0.
+					var list int64
+					if f := reflect.ValueOf(res).Elem().FieldByName("SubchunkListBytes"); f.IsValid() {
+						list = f.Int()
+					}
+					listB = append(listB, float64(list))
 				}
-				ref2 := publishFile(b, pub, "big", v2)
-				waitSeen(b, puller, ref2)
-				start := time.Now()
-				res, err := puller.Pull(context.Background(), ref2, node.PullOptions{})
-				if err != nil {
-					b.Fatal(err)
+				runRsync := func() {
+					dst := filepath.Join(b.TempDir(), "big.bin")
+					copyFile(b, v1, dst)
+					start := time.Now()
+					st, err := rsyncOnce(b, filepath.Dir(v2), "big.bin", dst)
+					if err != nil {
+						b.Fatal(err)
+					}
+					rsyncTime = append(rsyncTime, time.Since(start).Seconds())
+					rsyncLiteral = append(rsyncLiteral, float64(st.literal))
+					rsyncWire = append(rsyncWire, float64(st.received))
 				}
-				niiTime += time.Since(start)
-				niiBytes += res.FetchedBytes
-
-				dst := filepath.Join(b.TempDir(), "big.bin")
-				copyFile(b, v1, dst)
-				start = time.Now()
-				st, err := rsyncOnce(b, filepath.Dir(v2), "big.bin", dst)
-				if err != nil {
-					b.Fatal(err)
+				if i%2 == 0 {
+					runNii()
+					runRsync()
+				} else {
+					runRsync()
+					runNii()
 				}
-				rsyncTime += time.Since(start)
-				rsyncLiteral += st.literal
-				rsyncWire += st.received
+				load, _ := os.ReadFile("/proc/loadavg")
+				total := chunkB[i] + manifestB[i] + listB[i]
+				b.Logf("%s run %d: nii chunk %.2f MB + manifest %.2f MB + lists %.2f MB = %.2f MB (TCP received %.2f MB), %.2f s to store, %.2f s to a file; rsync literal %.2f MB, received %.2f MB, %.2f s; bytes %.2fx rsync literal, time to file %.2fx rsync; loadavg %s",
+					kind, i, chunkB[i]/1e6, manifestB[i]/1e6, listB[i]/1e6, total/1e6, wireB[i]/1e6, niiTime[i], fileTime[i],
+					rsyncLiteral[i]/1e6, rsyncWire[i]/1e6, rsyncTime[i], total/rsyncLiteral[i], fileTime[i]/rsyncTime[i], strings.TrimSpace(string(load)))
 			}
-			n := float64(b.N)
-			b.ReportMetric(float64(niiBytes)/n/1e6, "nii-MB-sent")
-			b.ReportMetric(float64(rsyncLiteral)/n/1e6, "rsync-literal-MB")
-			b.ReportMetric(float64(rsyncWire)/n/1e6, "rsync-wire-MB")
-			b.ReportMetric(niiTime.Seconds()/n, "nii-s")
-			b.ReportMetric(rsyncTime.Seconds()/n, "rsync-s")
+			mean := func(xs []float64) float64 {
+				var s float64
+				for _, x := range xs {
+					s += x
+				}
+				return s / float64(len(xs))
+			}
+			b.ReportMetric(mean(chunkB)/1e6, "nii-chunk-MB")
+			b.ReportMetric((mean(chunkB)+mean(manifestB)+mean(listB))/1e6, "nii-total-MB")
+			b.ReportMetric(mean(wireB)/1e6, "nii-tcp-MB")
+			b.ReportMetric(mean(rsyncLiteral)/1e6, "rsync-literal-MB")
+			b.ReportMetric(mean(rsyncWire)/1e6, "rsync-wire-MB")
+			b.ReportMetric(mean(niiTime), "nii-s")
+			b.ReportMetric(mean(fileTime), "nii-file-s")
+			b.ReportMetric(mean(rsyncTime), "rsync-s")
 		})
 	}
+}
+
+// p2pPort is the TCP port n's libp2p host listens on.
+func p2pPort(b *testing.B, n *node.Node) int {
+	for _, a := range n.P2PAddrs() {
+		if m := regexp.MustCompile(`/tcp/(\d+)`).FindStringSubmatch(a); m != nil {
+			p, _ := strconv.Atoi(m[1])
+			return p
+		}
+	}
+	b.Fatal("the publisher listens on no TCP port")
+	return 0
+}
+
+// tcpReceived sums bytes_received (ss -ti) over the established TCP
+// sockets whose peer is port: the puller's side of its connections to the
+// publisher's libp2p listener.
+func tcpReceived(port int) int64 {
+	out, err := exec.Command("ss", "-Htin", "state", "established", fmt.Sprintf("( dport = :%d )", port)).Output()
+	if err != nil {
+		return 0
+	}
+	var n int64
+	for _, m := range regexp.MustCompile(`bytes_received:(\d+)`).FindAllSubmatch(out, -1) {
+		v, _ := strconv.ParseInt(string(m[1]), 10, 64)
+		n += v
+	}
+	return n
 }
 
 func benchSize() int64 {

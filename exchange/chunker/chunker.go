@@ -195,3 +195,21 @@ func spacedMask(ones int) uint64 {
 	}
 	return m
 }
+
+// Split cuts data, all of it in memory, into content-defined pieces with
+// bounds p (the same cut as a Chunker reading data) and calls fn with each
+// piece in order: a slice of data. It is what the sub-chunk lists of delta
+// sync use, with small bounds, inside one chunk.
+func Split(data []byte, p Params, fn func(piece []byte)) error {
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	maskS, maskL := masks(p.Avg)
+	for len(data) > 0 {
+		window := data[:min(len(data), p.Max)]
+		n := cut(window, p.Min, p.Avg, maskS, maskL)
+		fn(data[:n:n])
+		data = data[n:]
+	}
+	return nil
+}
