@@ -459,9 +459,9 @@ func fetchChunks(rw io.ReadWriter, req ChunkRequest, fn func(nii.Hash, []byte) e
 		if req.Sizes != nil {
 			limit = int(req.Sizes[i]) + chunkFrameOverhead
 		}
-		// Each frame gets a buffer of its own, which fn keeps: handing the
-		// chunk over costs no copy.
-		buf, err := readOwnFrame(r, limit, req.Sizes != nil)
+		// Each chunk's bytes get a buffer of their own, which fn keeps:
+		// handing the chunk over costs no copy.
+		f, pooled, err := readChunkFrame(r, limit, req.Sizes != nil)
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
@@ -469,11 +469,10 @@ func fetchChunks(rw io.ReadWriter, req ChunkRequest, fn func(nii.Hash, []byte) e
 			if req.Sizes != nil && errors.Is(err, ErrFrameTooLarge) {
 				return fmt.Errorf("%w %d of %d (%s): %v, for a chunk of %d bytes", ErrBadChunk, i+1, n, shortHash(want), err, req.Sizes[i])
 			}
+			if errors.Is(err, ErrMalformed) {
+				return fmt.Errorf("chunk %d of %d: %w", i+1, n, err)
+			}
 			return fmt.Errorf("read chunk %d of %d: %w", i+1, n, err)
-		}
-		var f chunkFrame
-		if err := nii.Unmarshal(buf, &f); err != nil {
-			return fmt.Errorf("%w: chunk %d of %d: %v", ErrMalformed, i+1, n, err)
 		}
 		var why string
 		switch {
@@ -496,6 +495,9 @@ func fetchChunks(rw io.ReadWriter, req ChunkRequest, fn func(nii.Hash, []byte) e
 			why = "content does not match its hash"
 		}
 		if why != "" {
+			if pooled {
+				putChunkBuf(f.Data)
+			}
 			return fmt.Errorf("%w %d of %d (%s): %s", ErrBadChunk, i+1, n, shortHash(want), why)
 		}
 		if err := fn(want, f.Data); err != nil {
@@ -678,12 +680,17 @@ func serveChunks(rw io.ReadWriter, remote nii.NodeID, cs *contentServer) error {
 			return answer(rw, badRequest("%v", err), fmt.Errorf("chunk request from %s: %w", remote.Short(), err))
 		}
 	}
-	if err := writeMsg(rw, &status{OK: true}); err != nil {
+	// The status and the frames go out through one buffer, written when
+	// full and at the end: full muxer frames and TLS records, a few
+	// syscalls for several chunks.
+	fw := newFrameWriter(rw)
+	defer fw.release()
+	if err := fw.writeMsg(&status{OK: true}); err != nil {
 		return err
 	}
 	transport := streamTransport(rw)
 	for _, h := range req.Hashes {
-		data, err := cs.src.Chunk(h)
+		data, err := fw.readChunkFrom(cs.src, h)
 		switch {
 		case err == nil && (len(data) == 0 || len(data) > nii.MaxChunkSize):
 			// Not a chunk a manifest can name: the source is corrupt.
@@ -697,16 +704,19 @@ func serveChunks(rw io.ReadWriter, remote nii.NodeID, cs *contentServer) error {
 		case errors.Is(err, nii.ErrNotFound):
 			data = nil
 		case err != nil:
-			// The status has gone: all the client can be told is a reset.
+			// The status has gone: all the client can be told is a reset,
+			// after the chunks read before (it asks another provider for
+			// the rest, from the next chunk on).
+			_ = fw.flush()
 			return fmt.Errorf("chunk %s of %s: %w", shortHash(h), om.m.Ref(), err)
 		}
 		if data == nil {
-			if err := writeMsg(rw, &chunkFrame{Hash: h, Data: frameBytes{}, Missing: true}); err != nil {
+			if err := fw.writeMsg(&chunkFrame{Hash: h, Data: frameBytes{}, Missing: true}); err != nil {
 				return err
 			}
 			continue
 		}
-		if err := writeChunkFrame(rw, h, data); err != nil {
+		if err := fw.commit(h); err != nil {
 			return err
 		}
 		if cs.served != nil {
@@ -719,31 +729,16 @@ func serveChunks(rw io.ReadWriter, remote nii.NodeID, cs *contentServer) error {
 			cs.servedBy.add(transport, int64(len(data)))
 		}
 	}
-	return nil
+	return fw.flush()
 }
 
-// writeChunkFrame writes the frame of chunkFrame{Hash: h, Data: data}
-// without copying data into an encoding buffer: the CBOR head is encoded by
-// hand (canonically, exactly as nii.Marshal would; a test checks it) and
-// data follows it.
+// writeChunkFrame writes the frame of chunkFrame{Hash: h, Data: data} in
+// one write: the CBOR head is encoded by hand (canonically, exactly as
+// nii.Marshal would; a test checks it) and data follows it. (The chunk
+// server gathers its frames in a frameWriter instead.)
 func writeChunkFrame(w io.Writer, h nii.Hash, data []byte) error {
-	var head [48]byte
-	cb := append(head[:0], 0xa2, 0x01, 0x58, nii.HashSize) // {1: bytes(32)
-	cb = append(cb, h[:]...)
-	cb = append(cb, 0x02) // 2: bytes(len(data))
-	cb = appendBytesHead(cb, len(data))
-	var hdr [maxVarintLen]byte
-	n := putUvarint(hdr[:], uint64(len(cb)+len(data)))
-	if len(data) <= smallFrame {
-		buf := make([]byte, 0, n+len(cb)+len(data))
-		_, err := w.Write(append(append(append(buf, hdr[:n]...), cb...), data...))
-		return err
-	}
-	buf := make([]byte, 0, n+len(cb))
-	if _, err := w.Write(append(append(buf, hdr[:n]...), cb...)); err != nil {
-		return err
-	}
-	_, err := w.Write(data)
+	b := chunkFrameHead(make([]byte, 0, maxVarintLen+chunkHeadMax+len(data)), h, len(data))
+	_, err := w.Write(append(b, data...))
 	return err
 }
 

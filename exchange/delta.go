@@ -837,7 +837,7 @@ func (x *Fetch) delta(ctx context.Context, s *Store, need []nii.ChunkRef, done f
 			r, err := x.deltaBatch(ctx, df, s, old, from, b)
 			if err == nil && len(r.chunks) > 0 {
 				putMu.Lock()
-				err = storeSink{s}.Put(r.chunks)
+				err = storeSink{s: s}.Put(r.chunks)
 				putMu.Unlock()
 			}
 			var size int64

@@ -414,7 +414,7 @@ func (s *Store) packLive(ctx context.Context, collect map[uint32]bool) (map[uint
 			}); err != nil {
 				continue // a damaged entry: the store check reports its chunk
 			}
-			live[p.pack] += frameLen(int(p.size))
+			live[p.pack] += p.frameLen()
 			if collect[p.pack] {
 				var h nii.Hash
 				copy(h[:], item.Key()[len(prefixChunk):])
@@ -553,7 +553,7 @@ func (s *Store) moveChunks(id uint32, hs []nii.Hash) (bool, error) {
 			if !ok {
 				continue
 			}
-			b, err := s.packs.read(h, p)
+			b, err := s.packs.read(h, p, nil)
 			if err != nil || nii.HashOf(b) != h {
 				all = false // damaged: left where it is, for the store check
 				delete(old, h)

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/nii-uk/nii"
+	"golang.org/x/sys/unix"
 )
 
 // Pack files: where chunk bodies live.
@@ -25,20 +27,32 @@ import (
 // memory-mapped file that is zero-filled page by page as it grows. A pack
 // is written with pwrite(2) and read with pread(2).
 //
-// A pack file is "niipack\x01" and then frames, each the chunk's hash (32
-// bytes), its size (4 bytes, big-endian) and its bytes. Packs are only
+// A pack file is "niipack\x02" and then frames, each the chunk's hash (32
+// bytes), its size (4 bytes, big-endian), the CRC-32C (Castagnoli) of its
+// bytes (4 bytes, big-endian) and its bytes. Packs written by earlier
+// builds begin "niipack\x01" and their frames have no CRC; they are read as
+// before. Packs are only
 // appended to, by the process that created them (each store instance
 // starts a new pack when it first writes, and a new one once a pack passes
 // packCap), so the bytes past the last frame the index names — a write
 // cut by a crash — are never read and never appended to: they are dead
 // space, reclaimed with the rest when the pack is rewritten (gc.go).
 //
+// The CRC is what lets the content server send a chunk without hashing it
+// again (Store.readChunk): a byte damaged on the disk fails the CRC, so the
+// server answers "missing" and drops the entry, as a BLAKE3 mismatch did;
+// the client's BLAKE3 check against the signed manifest is the end-to-end
+// guarantee. Every other reader (export, the store check, GC) still checks
+// BLAKE3. A frame from a v1 pack has no CRC and is checked with BLAKE3 on
+// every path.
+//
 // The order that makes a crash harmless: a batch of frames is written and
 // the pack fsynced before the badger transaction that records their index
 // entries commits, and a version is committed only after that. So an index
 // entry never names bytes that are not on the disk, and a version never
 // names a chunk without an index entry. Reading checks the frame's hash and
-// size against the index and the bytes against the hash.
+// size against the index and the bytes against the CRC (and, on every path
+// but serving, against the hash).
 //
 // An index entry is a badger value of packPtrSize bytes whose UserMeta is
 // metaPacked. A c/ key without it is a chunk stored by an earlier build,
@@ -46,51 +60,85 @@ import (
 // upgraded in place keeps everything), and collected as before.
 
 const (
-	packDirName  = "packs"
-	packMagic    = "niipack\x01"
-	frameHeader  = nii.HashSize + 4
-	packPtrSize  = 1 + 4 + 8 + 4
-	ptrFormat    = 1
-	metaPacked   = byte(0x70) // badger UserMeta of a c/ entry that points into a pack
-	packCap      = 512 << 20  // a pack is closed to new batches past this size
-	packFileMode = 0o600
+	packDirName   = "packs"
+	packMagic     = "niipack\x02"        // packs this build writes
+	frameHeader   = nii.HashSize + 4 + 4 // hash, size, CRC-32C
+	frameHeaderV1 = nii.HashSize + 4     // hash, size: packs of earlier builds
+	packPtrSize   = 1 + 4 + 8 + 4
+	ptrFormat     = 2          // an index entry of a frame with a CRC, in a v2 pack
+	ptrFormatV1   = 1          // an index entry of a frame without, in a v1 pack
+	metaPacked    = byte(0x70) // badger UserMeta of a c/ entry that points into a pack
+	packCap       = 512 << 20  // a pack is closed to new batches past this size
+	packFileMode  = 0o600
 )
 
 // packPtr locates a frame: the pack's number, the frame's offset in it
-// (its header) and the chunk's size.
+// (its header), the chunk's size and the frame's format (ptrFormat, or
+// ptrFormatV1 for a frame an earlier build wrote).
 type packPtr struct {
-	pack uint32
-	off  int64
-	size uint32
+	pack   uint32
+	off    int64
+	size   uint32
+	format byte
 }
+
+// header is the length of the frame's header.
+func (p packPtr) header() int {
+	if p.format == ptrFormatV1 {
+		return frameHeaderV1
+	}
+	return frameHeader
+}
+
+// frameLen is the bytes the frame takes in its pack.
+func (p packPtr) frameLen() int64 { return int64(p.header()) + int64(p.size) }
+
+// hasCRC reports whether the frame carries a CRC of its bytes.
+func (p packPtr) hasCRC() bool { return p.format == ptrFormat }
 
 func (p packPtr) encode() []byte {
 	b := make([]byte, 0, packPtrSize)
-	b = append(b, ptrFormat)
+	f := p.format
+	if f == 0 {
+		f = ptrFormat
+	}
+	b = append(b, f)
 	b = binary.BigEndian.AppendUint32(b, p.pack)
 	b = binary.BigEndian.AppendUint64(b, uint64(p.off))
 	return binary.BigEndian.AppendUint32(b, p.size)
 }
 
 func decodePackPtr(b []byte) (packPtr, error) {
-	if len(b) != packPtrSize || b[0] != ptrFormat {
+	if len(b) != packPtrSize || (b[0] != ptrFormat && b[0] != ptrFormatV1) {
 		return packPtr{}, fmt.Errorf("%w: pack index entry of %d bytes, format %v", nii.ErrCorrupt, len(b), b[:min(1, len(b))])
 	}
 	return packPtr{
-		pack: binary.BigEndian.Uint32(b[1:]),
-		off:  int64(binary.BigEndian.Uint64(b[5:])),
-		size: binary.BigEndian.Uint32(b[13:]),
+		pack:   binary.BigEndian.Uint32(b[1:]),
+		off:    int64(binary.BigEndian.Uint64(b[5:])),
+		size:   binary.BigEndian.Uint32(b[13:]),
+		format: b[0],
 	}, nil
 }
 
-// frameLen is the bytes a chunk of size n takes in a pack.
+// frameLen is the bytes a chunk of size n takes in a pack this build
+// writes.
 func frameLen(n int) int64 { return int64(frameHeader + n) }
+
+// castagnoli is the CRC-32C table (SSE 4.2 and ARMv8 compute it in
+// hardware, at many GB/s).
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // appendFrame adds c's frame to buf.
 func appendFrame(buf []byte, c Chunk) []byte {
+	buf = appendFrameHeader(buf, c)
+	return append(buf, c.Data...)
+}
+
+// appendFrameHeader adds the header of c's frame to buf.
+func appendFrameHeader(buf []byte, c Chunk) []byte {
 	buf = append(buf, c.Hash[:]...)
 	buf = binary.BigEndian.AppendUint32(buf, uint32(len(c.Data)))
-	return append(buf, c.Data...)
+	return binary.BigEndian.AppendUint32(buf, crc32.Checksum(c.Data, castagnoli))
 }
 
 // errPackGone is a read of a pack removed (by a rewrite) since its index
@@ -240,39 +288,100 @@ func (ps *packSet) write(p *packFile, off int64, buf []byte, chunks []Chunk) ([]
 	if _, err := p.f.WriteAt(buf, off); err != nil {
 		return nil, fmt.Errorf("write pack %s: %w", packName(p.id), err)
 	}
+	return ps.synced(p, off, chunks)
+}
+
+// synced syncs p, to which chunks were written at off, and returns their
+// pointers.
+func (ps *packSet) synced(p *packFile, off int64, chunks []Chunk) ([]packPtr, error) {
 	if err := p.f.Sync(); err != nil {
 		return nil, fmt.Errorf("sync pack %s: %w", packName(p.id), err)
 	}
 	ptrs := make([]packPtr, len(chunks))
 	at := off
 	for i, c := range chunks {
-		ptrs[i] = packPtr{pack: p.id, off: at, size: uint32(len(c.Data))}
+		ptrs[i] = packPtr{pack: p.id, off: at, size: uint32(len(c.Data)), format: ptrFormat}
 		at += frameLen(len(c.Data))
 	}
 	return ptrs, nil
 }
 
 // put writes chunks as one batch: framed, written and synced. The caller
-// records the pointers in badger, then calls ps.done(p).
+// records the pointers in badger, then calls ps.done(p). The chunks' bytes
+// are written from where they are (one pwritev(2) gathers the frame
+// headers and the bytes), not copied into a batch buffer first.
 func (ps *packSet) put(chunks []Chunk) (*packFile, []packPtr, error) {
 	var n int64
 	for _, c := range chunks {
 		n += frameLen(len(c.Data))
 	}
-	buf := make([]byte, 0, n)
+	heads := make([]byte, 0, len(chunks)*frameHeader)
+	iovs := make([][]byte, 0, 2*len(chunks))
 	for _, c := range chunks {
-		buf = appendFrame(buf, c)
+		at := len(heads)
+		heads = appendFrameHeader(heads, c)
+		iovs = append(iovs, heads[at:], c.Data)
 	}
 	p, off, err := ps.reserve(n)
 	if err != nil {
 		return nil, nil, err
 	}
-	ptrs, err := ps.write(p, off, buf, chunks)
+	err = pwritev(p.f, iovs, off)
+	if err != nil {
+		ps.done(p)
+		return nil, nil, fmt.Errorf("write pack %s: %w", packName(p.id), err)
+	}
+	ptrs, err := ps.synced(p, off, chunks)
 	if err != nil {
 		ps.done(p)
 		return nil, nil, err
 	}
 	return p, ptrs, nil
+}
+
+// maxIovecs is how many buffers one pwritev(2) takes (Linux's IOV_MAX).
+const maxIovecs = 1024
+
+// pwritev writes the buffers one after another at off in f, as many at a
+// time as one call takes, until all are written.
+func pwritev(f *os.File, iovs [][]byte, off int64) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var werr error
+	cerr := rc.Control(func(fd uintptr) {
+		for len(iovs) > 0 {
+			k, err := unix.Pwritev(int(fd), iovs[:min(len(iovs), maxIovecs)], off)
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			if err != nil {
+				werr = err
+				return
+			}
+			if k == 0 {
+				werr = io.ErrShortWrite
+				return
+			}
+			off += int64(k)
+			for k > 0 {
+				if k < len(iovs[0]) {
+					iovs[0] = iovs[0][k:]
+					break
+				}
+				k -= len(iovs[0])
+				iovs = iovs[1:]
+			}
+			for len(iovs) > 0 && len(iovs[0]) == 0 {
+				iovs = iovs[1:]
+			}
+		}
+	})
+	if cerr != nil {
+		return cerr
+	}
+	return werr
 }
 
 // reader returns pack id's file, opening it if needed.
@@ -297,13 +406,24 @@ func (ps *packSet) reader(id uint32) (*os.File, error) {
 }
 
 // read returns chunk h's bytes from where ptr says, checking the frame's
-// header (hash and size) but not the bytes: Store.Chunk hashes those.
-func (ps *packSet) read(h nii.Hash, ptr packPtr) ([]byte, error) {
+// header (hash and size) and, in a v2 pack, the bytes against the frame's
+// CRC, but not against the hash: Store.Chunk hashes those.
+//
+// If dst is set, the frame is read into dst(header, size), a buffer of
+// header+size bytes the caller gives (its first header bytes are scratch
+// for the frame's header), and the chunk's bytes are its last size bytes.
+func (ps *packSet) read(h nii.Hash, ptr packPtr, dst func(pre, size int) []byte) ([]byte, error) {
 	f, err := ps.reader(ptr.pack)
 	if err != nil {
 		return nil, err
 	}
-	buf := make([]byte, frameLen(int(ptr.size)))
+	hl := ptr.header()
+	var buf []byte
+	if dst != nil {
+		buf = dst(hl, int(ptr.size))
+	} else {
+		buf = make([]byte, ptr.frameLen())
+	}
 	k, err := f.ReadAt(buf, ptr.off)
 	if errors.Is(err, os.ErrClosed) {
 		return nil, errPackGone
@@ -317,7 +437,11 @@ func (ps *packSet) read(h nii.Hash, ptr packPtr) ([]byte, error) {
 	if nii.Hash(buf[:nii.HashSize]) != h || binary.BigEndian.Uint32(buf[nii.HashSize:]) != ptr.size {
 		return nil, fmt.Errorf("%w: pack %s at offset %d holds another frame than the index says", nii.ErrCorrupt, packName(ptr.pack), ptr.off)
 	}
-	return buf[frameHeader:], nil
+	data := buf[hl:]
+	if ptr.hasCRC() && crc32.Checksum(data, castagnoli) != binary.BigEndian.Uint32(buf[nii.HashSize+4:]) {
+		return nil, fmt.Errorf("%w: pack %s at offset %d: the chunk's bytes do not match their CRC", nii.ErrCorrupt, packName(ptr.pack), ptr.off)
+	}
+	return data, nil
 }
 
 // remove deletes pack id (a rewrite moved or GC dropped all it held).
@@ -417,7 +541,7 @@ func (s *Store) ChunkFile(h nii.Hash) (path string, offset int64, size int, err 
 		}
 		return item.Value(func(v []byte) error {
 			p, err := decodePackPtr(v)
-			path, offset, size = s.packs.path(p.pack), p.off+frameHeader, int(p.size)
+			path, offset, size = s.packs.path(p.pack), p.off+int64(p.header()), int(p.size)
 			return err
 		})
 	})

@@ -149,7 +149,8 @@ func (x *Fetch) into(ctx context.Context, s *Store, progress func(done, total in
 			progress(deltaDone, total)
 		}
 	})
-	err = x.run(ctx, need, storeSink{s}, false, report)
+	_, recycle := x.f.(ownBuffers)
+	err = x.run(ctx, need, storeSink{s: s, recycle: recycle}, false, report)
 	res.FetchedChunks, res.FetchedBytes, res.Providers = x.stats.chunks+ds.chunks, x.stats.bytes+ds.bytes, x.stats.providers
 	for p, n := range ds.providers {
 		res.Providers[p] += n
@@ -169,15 +170,34 @@ func (x *Fetch) into(ctx context.Context, s *Store, progress func(done, total in
 	return res, nil
 }
 
-// storeSink puts a pull's chunks in the store.
-type storeSink struct{ s *Store }
+// storeSink puts a pull's chunks in the store. With recycle, the chunks'
+// buffers are the Fetcher's own (ownBuffers) and go back to its pool once
+// they are in a pack: nothing refers to them after Put.
+type storeSink struct {
+	s       *Store
+	recycle bool
+}
 
 func (k storeSink) Put(chunks []Chunk) error {
-	if err := k.s.putChunks(chunks); err != nil {
+	err := k.s.putChunks(chunks)
+	if k.recycle {
+		for _, c := range chunks {
+			putChunkBuf(c.Data)
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("store chunks: %w", err)
 	}
 	return nil
 }
+
+// ownBuffers is a Fetcher whose FetchChunks hands fn buffers nothing else
+// refers to, which may go back to the chunk buffer pool (putChunkBuf) once
+// fn's taker is done with them. *Host and *PipeFetcher are.
+type ownBuffers interface{ ownsChunkBuffers() }
+
+func (h *Host) ownsChunkBuffers()        {}
+func (p *PipeFetcher) ownsChunkBuffers() {}
 
 // flights are the pulls in progress in one store, by manifest hash, so
 // that concurrent pulls of one version fetch its chunks once.

@@ -318,6 +318,30 @@ func (s *Store) Chunk(h nii.Hash) ([]byte, error) {
 	return b, nil
 }
 
+// readChunk is the content server's read: chunk h's bytes read into the
+// buffer dst(pre, size) returns (see packSet.read), checked
+// once. A chunk in a v2 pack is checked against its frame's CRC, not
+// hashed again: the server sends it to a client that checks BLAKE3 against
+// the signed manifest, and the CRC catches what the disk damaged, so the
+// server never sends it (it answers "missing" and drops the entry, as
+// Chunk does). Any other chunk (a v1 pack's, one stored in badger) is
+// hashed, as Chunk does.
+func (s *Store) readChunk(h nii.Hash, dst func(pre, size int) []byte) ([]byte, error) {
+	b, loc, err := s.chunkInto(h, dst)
+	if err == nil && !(loc.packed && loc.ptr.hasCRC()) && nii.HashOf(b) != h {
+		err = fmt.Errorf("chunk %s: %w: stored bytes do not match the hash", h, nii.ErrCorrupt)
+	}
+	if err != nil {
+		if loc.damaged(err) {
+			if derr := s.dropDamaged(h, loc); derr != nil {
+				err = fmt.Errorf("%w (and deleting its index entry failed: %v)", err, derr)
+			}
+		}
+		return nil, err
+	}
+	return b, nil
+}
+
 // chunkLoc is where chunkBytes found a chunk: in a pack, or (stored by an
 // earlier build) in badger.
 type chunkLoc struct {
@@ -337,7 +361,12 @@ func (l chunkLoc) damaged(err error) bool {
 var errReadFailed = errors.New("read failed")
 
 // chunkBytes returns a chunk's bytes as stored, not yet checked against h.
-func (s *Store) chunkBytes(h nii.Hash) ([]byte, chunkLoc, error) {
+func (s *Store) chunkBytes(h nii.Hash) ([]byte, chunkLoc, error) { return s.chunkInto(h, nil) }
+
+// chunkInto is chunkBytes reading into dst(pre, size) if dst is set (see
+// packSet.read; a chunk stored in badger is copied to its last size bytes).
+// A chunk in a v2 pack is checked against its CRC; nothing is hashed.
+func (s *Store) chunkInto(h nii.Hash, dst func(pre, size int) []byte) ([]byte, chunkLoc, error) {
 	for try := 0; ; try++ {
 		var (
 			b   []byte
@@ -375,9 +404,16 @@ func (s *Store) chunkBytes(h nii.Hash) ([]byte, chunkLoc, error) {
 			return nil, chunkLoc{}, fmt.Errorf("chunk %s: %w", h, err)
 		}
 		if !loc.packed {
+			if dst != nil {
+				// Copied out of the transaction first: dst may write to a
+				// stream, which must not hold a read transaction open.
+				d := dst(0, len(b))
+				copy(d, b)
+				b = d
+			}
 			return b, loc, nil
 		}
-		b, err = s.packs.read(h, loc.ptr)
+		b, err = s.packs.read(h, loc.ptr, dst)
 		if errors.Is(err, errPackGone) && try < 3 {
 			continue // moved by a pack rewrite: look it up again
 		}
