@@ -57,6 +57,8 @@ type Gossip struct {
 
 	synced   chan struct{} // closed once this node has heard from a member what it holds of this node's own records
 	syncOnce sync.Once
+
+	push *pusher // sends new records on at once, besides queueing them
 }
 
 // Synced is closed once this node has exchanged state with a member and
@@ -104,6 +106,9 @@ type Config struct {
 	// package's benchmarks use it to run hundreds of members in one
 	// process (docs/benchmarks.md).
 	tune func(*memberlist.Config)
+	// noPush turns the eager push off (benchmarks compare with and
+	// without it in one run).
+	noPush bool
 
 	// P2PAddrs returns the node's current libp2p addresses, for its metadata.
 	P2PAddrs func() []string
@@ -267,6 +272,7 @@ func New(cfg Config, cat *registry.Catalog, peers *registry.Peers, fetch Fetcher
 		RetransmitMult: recordRetransmitMult,
 	}
 	g.gossipInterval = mc.GossipInterval
+	g.push = newPusher(mc.GossipNodes, time.Now())
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		return nil, fmt.Errorf("gossip: %w", err)
@@ -357,7 +363,20 @@ func (g *Gossip) spread(sa *nii.SignedAdvert, a *nii.Advert) {
 		}
 		msg = append([]byte{msgNotice}, nb...)
 	}
+	g.broadcastRecord(msg)
+}
+
+// broadcastRecord spreads a record (or a notice of one) this node has
+// just signed or just found new: it queues it for memberlist's gossip
+// rounds, which send it on RetransmitMult × ⌈log10(N+1)⌉ times over the
+// next seconds, and also sends it at once to a few random members, so
+// that each hop costs a packet's flight rather than a wait for this
+// node's next gossip round (up to GossipInterval, 200 ms on LAN).
+func (g *Gossip) broadcastRecord(msg []byte) {
 	g.queue.QueueBroadcast(&broadcast{msg: msg})
+	if !g.cfg.noPush {
+		g.push.send(g.ml, msg)
+	}
 }
 
 // Leave announces departure and waits up to timeout for it to spread.
@@ -469,7 +488,7 @@ func (g *Gossip) handle(msg []byte) {
 			return
 		}
 		if isNew {
-			g.queue.QueueBroadcast(&broadcast{msg: msg})
+			g.broadcastRecord(msg)
 			g.log.Debug("catalog record", slog.String("dataset", a.Dataset.String()), slog.Uint64("seq", a.Seq), slog.String("origin", a.Origin.Short()))
 		}
 	case msgLeave:
@@ -611,7 +630,7 @@ func (g *Gossip) applied(a *nii.Advert) {
 	g.pendMu.Unlock()
 	if ok {
 		nb, _ := nii.Marshal(notice{From: g.cfg.Self, Origin: a.Origin, Seq: a.Seq})
-		g.queue.QueueBroadcast(&broadcast{msg: append([]byte{msgNotice}, nb...)})
+		g.broadcastRecord(append([]byte{msgNotice}, nb...))
 	}
 }
 
@@ -744,6 +763,11 @@ func (e *eventDelegate) update(n *memberlist.Node, state string) {
 	}
 	if m.ID == g.cfg.Self {
 		return
+	}
+	if state == registry.PeerAlive {
+		g.push.add(n.Name, n.Address())
+	} else {
+		g.push.remove(n.Name)
 	}
 	g.peers.Update(registry.Peer{
 		ID:       m.ID,

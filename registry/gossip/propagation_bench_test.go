@@ -79,7 +79,13 @@ func BenchmarkPropagation(b *testing.B) {
 type propFed struct {
 	n, want int64
 	probe   time.Duration // memberlist's probe interval, if not LAN's
+	prod    bool          // production settings: tune changes nothing (but may count bytes)
+	count   bool          // trace arrivals and count the bytes sent (BenchmarkPropagationProduction)
+	noPush  bool          // nii without the eager push, as before it
 	formed  bool
+	g0      int       // goroutines before the members started
+	trace   propTrace // per-member arrivals and paths (production runs)
+	wire    wireCount // bytes the members' transports sent
 	members []propMember
 	closers []func() // stop the members
 	finally []func() // then what they used
@@ -112,6 +118,7 @@ func (f *propFed) arrive(i int, key string) {
 	}
 	now := time.Now().UnixNano()
 	f.got.Add(1)
+	f.trace.arrived(i, now)
 	for {
 		l := f.last.Load()
 		if l >= now || f.last.CompareAndSwap(l, now) {
@@ -129,6 +136,12 @@ func (f *propFed) close() {
 		wg.Wait()
 	}
 	f.closers, f.finally = nil, nil
+	// memberlist's Shutdown does not wait for a probe in flight, which
+	// ends within a probe interval: wait for it, so that the leak check
+	// after the benchmarks sees only what really leaked.
+	for deadline := time.Now().Add(15 * time.Second); f.g0 > 0 && runtime.NumGoroutine() > f.g0 && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // form starts the members and joins each through a random earlier member,
@@ -143,6 +156,7 @@ func (f *propFed) close() {
 func (f *propFed) form(tb testing.TB, start propStart) {
 	n := int(f.n)
 	t0 := time.Now()
+	f.g0 = runtime.NumGoroutine()
 	add := start(tb, f)
 	rng := rand.New(rand.NewPCG(uint64(n), 1))
 	syncs, retries := 0, 0
@@ -237,6 +251,7 @@ func (f *propFed) measure(b *testing.B) {
 	}
 	lag := startLateness(200 * time.Millisecond)
 	cpu0, wall0 := cpuTime(), time.Now()
+	udp0, tcp0 := f.wire.udp.Load(), f.wire.tcp.Load()
 	var times []time.Duration
 	b.ResetTimer()
 	for range b.N {
@@ -247,6 +262,7 @@ func (f *propFed) measure(b *testing.B) {
 		f.sender.Store(int64(k))
 		f.target.Store(key)
 		start := time.Now()
+		f.trace.begin(int(f.n), key, start)
 		f.members[k].send(b, key)
 		for f.got.Load() < f.want {
 			if time.Since(start) > time.Minute {
@@ -256,6 +272,7 @@ func (f *propFed) measure(b *testing.B) {
 		}
 		times = append(times, time.Duration(f.last.Load()-start.UnixNano()))
 		time.Sleep(time.Second)
+		f.trace.end()
 	}
 	b.StopTimer()
 	cpu := cpuTime() - cpu0
@@ -270,6 +287,14 @@ func (f *propFed) measure(b *testing.B) {
 	b.ReportMetric(100*cpu.Seconds()/(wall.Seconds()*float64(runtime.NumCPU())), "cpu-%")
 	if f.fetched != nil {
 		b.ReportMetric(float64(f.fetched()-fetched0)/float64(len(times)), "fetched/op")
+	}
+	if f.count {
+		f.trace.report(b)
+		perMember := func(v int64) float64 { return float64(v) / float64(f.n) / wall.Seconds() }
+		b.ReportMetric(perMember(f.wire.udp.Load()-udp0), "udp-B/member/s")
+		b.ReportMetric(perMember(f.wire.tcp.Load()-tcp0), "tcp-B/member/s")
+		b.Logf("N=%d: process CPU %.1f s in %.1f s wall (%.0f%% of %d cores)", f.n, cpu.Seconds(), wall.Seconds(),
+			100*cpu.Seconds()/(wall.Seconds()*float64(runtime.NumCPU())), runtime.NumCPU())
 	}
 	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
 		b.Logf("load average at the end: %s", strings.TrimSpace(string(la)))
@@ -393,6 +418,12 @@ func (l *failureLog) WithGroup(string) slog.Handler      { return l }
 // probes. Broadcasts ride pings too, so slower probing can only slow
 // propagation, never speed it; failure detection is 5 times slower.
 func (f *propFed) tune(c *memberlist.Config) {
+	if f.count {
+		f.wire.install(c, log.New(&f.log, "", 0))
+	}
+	if f.prod {
+		return
+	}
 	c.EnableCompression = false
 	if f.probe > 0 {
 		c.ProbeInterval = f.probe
@@ -445,8 +476,8 @@ func startNii(tb testing.TB, f *propFed) func(int) propMember {
 		}
 		cat.OnChange(func(a *nii.Advert) { f.arrive(i, a.Dataset.Name) })
 		peers, _ := registry.OpenPeers(db)
-		cfg := Config{Self: id.ID, Org: fmt.Sprintf("org%d", i), Federation: "bench", BindAddr: "127.0.0.1", Profile: "lan", Logger: logger, tune: f.tune}
-		g, err := New(cfg, cat, peers, net)
+		cfg := Config{Self: id.ID, Org: fmt.Sprintf("org%d", i), Federation: "bench", BindAddr: "127.0.0.1", Profile: "lan", Logger: logger, tune: f.tune, noPush: f.noPush}
+		g, err := New(cfg, cat, peers, &traceFetcher{net, f, i})
 		if err != nil {
 			tb.Fatal(err)
 		}
