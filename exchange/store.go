@@ -434,52 +434,70 @@ func (s *Store) dropDamaged(h nii.Hash, loc chunkLoc) error {
 	ls := &s.leases
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
+	n, err := s.deleteChunkEntries([]nii.Hash{h}, func(item *badger.Item) bool {
+		if item.UserMeta() != metaPacked || !loc.packed {
+			return item.UserMeta() != metaPacked && !loc.packed
+		}
+		same := false
+		item.Value(func(v []byte) error {
+			p, err := decodePackPtr(v)
+			same = err == nil && p == loc.ptr
+			return nil
+		})
+		return same // else rewritten meanwhile: not the bytes found bad
+	})
+	if n == 1 {
+		ls.gen++
+		s.dropped.add(h)
+	}
+	return err
+}
+
+// deleteChunkEntries deletes, in one transaction retried on conflict, the
+// index entries of hs that match (nil: every one held), and adjusts the
+// counts by what the committed transaction deleted. It returns how many.
+func (s *Store) deleteChunkEntries(hs []nii.Hash, match func(*badger.Item) bool) (int64, error) {
 	s.counts.begin()
 	var n, size int64
 	defer func() { s.counts.end(-n, -size) }()
 	for {
 		txn, err := s.newChunkTxn()
 		if err != nil {
-			return err
+			return 0, err
 		}
-		n, size = 0, 0
-		item, err := txn.Get(chunkKey(h))
-		if errors.Is(err, badger.ErrKeyNotFound) {
+		var k, sz int64
+		for _, h := range hs {
+			item, err := txn.Get(chunkKey(h))
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				continue
+			}
+			if err != nil {
+				txn.Discard()
+				return 0, err
+			}
+			if match != nil && !match(item) {
+				continue
+			}
+			isz := chunkItemExactSize(item)
+			if err := txn.Delete(chunkKey(h)); err != nil {
+				txn.Discard()
+				return 0, err
+			}
+			k, sz = k+1, sz+isz
+		}
+		if k == 0 {
 			txn.Discard()
-			return nil
-		}
-		if err != nil {
-			txn.Discard()
-			return err
-		}
-		same := item.UserMeta() != metaPacked && !loc.packed
-		if item.UserMeta() == metaPacked && loc.packed {
-			item.Value(func(v []byte) error {
-				p, err := decodePackPtr(v)
-				same = err == nil && p == loc.ptr
-				return nil
-			})
-		}
-		if !same {
-			txn.Discard()
-			return nil // rewritten meanwhile: not the bytes found bad
-		}
-		sz := chunkItemExactSize(item)
-		if err := txn.Delete(chunkKey(h)); err != nil {
-			txn.Discard()
-			return err
+			return 0, nil
 		}
 		err = txn.Commit()
 		if errors.Is(err, badger.ErrConflict) {
 			continue
 		}
 		if err != nil {
-			return err
+			return 0, err
 		}
-		n, size = 1, sz
-		ls.gen++
-		s.dropped.add(h)
-		return nil
+		n, size = k, sz
+		return n, nil
 	}
 }
 

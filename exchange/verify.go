@@ -331,41 +331,6 @@ func (s *Store) recommit(sm *nii.SignedManifest) (*VersionRecord, error) {
 // deleteChunks deletes the given chunk keys (corrupt ones, before a
 // repair rewrites them), adjusting the counts by what was deleted.
 func (s *Store) deleteChunks(hs []nii.Hash) error {
-	if len(hs) == 0 {
-		return nil
-	}
-	s.counts.begin()
-	var n, size int64
-	defer func() { s.counts.end(-n, -size) }()
-	for {
-		txn, err := s.newChunkTxn()
-		if err != nil {
-			return err
-		}
-		n, size = 0, 0
-		for _, h := range hs {
-			item, err := txn.Get(chunkKey(h))
-			if errors.Is(err, badger.ErrKeyNotFound) {
-				continue
-			}
-			if err != nil {
-				txn.Discard()
-				return err
-			}
-			sz := chunkItemExactSize(item)
-			if err := txn.Delete(chunkKey(h)); err != nil {
-				txn.Discard()
-				return err
-			}
-			n, size = n+1, size+sz
-		}
-		err = txn.Commit()
-		if errors.Is(err, badger.ErrConflict) {
-			continue
-		}
-		if err != nil {
-			n, size = 0, 0
-		}
-		return err
-	}
+	_, err := s.deleteChunkEntries(hs, nil)
+	return err
 }
