@@ -439,18 +439,29 @@ func fetchManifest(rw io.ReadWriter, req ManifestRequest) (*nii.Manifest, nii.Ha
 	return m, mh, sm, nil
 }
 
+// sendChunkRequest sends req as a chunk request over rw and reads the
+// server's status: how every exchange over a manifest's chunks starts
+// (chunks, and delta.go's sub-chunk lists). The reader is for the answer.
+func sendChunkRequest(rw io.ReadWriter, req ChunkRequest) (io.Reader, error) {
+	action, _ := checkAction(req.Action)
+	if err := writeRequest(rw, maxChunksRequest, &chunksRequest{Manifest: req.Manifest, Hashes: req.Hashes, Grant: req.Grant, Action: action, Cred: req.Credential}); err != nil {
+		return nil, err
+	}
+	r := newReader(rw)
+	if err := readStatus(r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
 // fetchChunks sends one chunk request over rw and reads the chunks, checking
 // each against the hash asked for in its position before handing it to fn.
 func fetchChunks(rw io.ReadWriter, req ChunkRequest, fn func(nii.Hash, []byte) error, missing func(nii.Hash)) error {
 	if err := checkChunkRequest(req, fn); err != nil {
 		return err
 	}
-	action, _ := checkAction(req.Action)
-	if err := writeRequest(rw, maxChunksRequest, &chunksRequest{Manifest: req.Manifest, Hashes: req.Hashes, Grant: req.Grant, Action: action, Cred: req.Credential}); err != nil {
-		return err
-	}
-	r := newReader(rw)
-	if err := readStatus(r); err != nil {
+	r, err := sendChunkRequest(rw, req)
+	if err != nil {
 		return err
 	}
 	n := len(req.Hashes)

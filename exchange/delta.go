@@ -402,12 +402,8 @@ func fetchSubchunks(rw io.ReadWriter, req ChunkRequest, fn func(nii.Hash, []Subc
 	if err := checkSubchunkRequest(req, fn); err != nil {
 		return err
 	}
-	action, _ := checkAction(req.Action)
-	if err := writeRequest(rw, maxChunksRequest, &chunksRequest{Manifest: req.Manifest, Hashes: req.Hashes, Grant: req.Grant, Action: action, Cred: req.Credential}); err != nil {
-		return err
-	}
-	r := newReader(rw)
-	if err := readStatus(r); err != nil {
+	r, err := sendChunkRequest(rw, req)
+	if err != nil {
 		return err
 	}
 	n := len(req.Hashes)

@@ -304,7 +304,14 @@ func (s *Store) PutChunk(h nii.Hash, b []byte) error {
 // store check reports the versions that name it as missing chunks.
 func (s *Store) Chunk(h nii.Hash) ([]byte, error) {
 	b, loc, err := s.chunkBytes(h)
-	if err == nil && nii.HashOf(b) != h {
+	return s.checkRead(h, b, loc, err, true)
+}
+
+// checkRead ends a read of chunk h that found b at loc (or err): b is
+// hashed if rehash, and a chunk found damaged has its index entry dropped
+// (if it still names loc) before the error is returned.
+func (s *Store) checkRead(h nii.Hash, b []byte, loc chunkLoc, err error, rehash bool) ([]byte, error) {
+	if err == nil && rehash && nii.HashOf(b) != h {
 		err = fmt.Errorf("chunk %s: %w: stored bytes do not match the hash", h, nii.ErrCorrupt)
 	}
 	if err != nil {
@@ -328,18 +335,7 @@ func (s *Store) Chunk(h nii.Hash) ([]byte, error) {
 // hashed, as Chunk does.
 func (s *Store) readChunk(h nii.Hash, dst func(pre, size int) []byte) ([]byte, error) {
 	b, loc, err := s.chunkInto(h, dst)
-	if err == nil && !(loc.packed && loc.ptr.hasCRC()) && nii.HashOf(b) != h {
-		err = fmt.Errorf("chunk %s: %w: stored bytes do not match the hash", h, nii.ErrCorrupt)
-	}
-	if err != nil {
-		if loc.damaged(err) {
-			if derr := s.dropDamaged(h, loc); derr != nil {
-				err = fmt.Errorf("%w (and deleting its index entry failed: %v)", err, derr)
-			}
-		}
-		return nil, err
-	}
-	return b, nil
+	return s.checkRead(h, b, loc, err, !(loc.packed && loc.ptr.hasCRC()))
 }
 
 // chunkLoc is where chunkBytes found a chunk: in a pack, or (stored by an
