@@ -94,6 +94,8 @@ var (
 	descPullsCompleted = desc("pulls_completed_total", "Pulls that fetched and verified a whole version.")
 	descPullsFailed    = desc("pulls_failed_total", "Pulls that ended in an error.")
 	descPulledBytes    = desc("pull_fetched_bytes_total", "Chunk bytes fetched from other nodes by completed pulls.")
+	descPullDelta      = desc("pull_delta_chunks_total", "Chunks completed pulls assembled from byte ranges and an older version's bytes (delta sync) instead of fetching them whole.")
+	descPullReused     = desc("pull_reused_bytes_total", "Bytes of delta-assembled chunks taken from an older version held here rather than fetched.")
 	descServedBytes    = desc("served_bytes_total", "Chunk bytes served to other nodes.")
 	descServedChunks   = desc("served_chunks_total", "Chunks served to other nodes.")
 
@@ -131,7 +133,7 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descNodeInfo, descGossipMembers, descPeers,
 		descCatalogDatasets, descCatalogOrigins, descCatalogApplied, descCatalogRejected,
-		descPullsStarted, descPullsCompleted, descPullsFailed, descPulledBytes, descServedBytes, descServedChunks,
+		descPullsStarted, descPullsCompleted, descPullsFailed, descPulledBytes, descPullDelta, descPullReused, descServedBytes, descServedChunks,
 		descStoreChunks, descStoreChunkBytes, descStoreVersions, descStoreDatasets, descStoreDiskBytes,
 		descFollows, descGrantDecisions, descRateClients,
 		descDiskFree, descDiskFloor, descDiskLow, descStoreReadOnly, descSpaceRefused, descCorruptServed,
@@ -175,6 +177,8 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descPullsCompleted, float64(n.ops.pullsCompleted.Load()))
 	counter(descPullsFailed, float64(n.ops.pullsFailed.Load()))
 	counter(descPulledBytes, float64(n.pulledBytes.Load()))
+	counter(descPullDelta, float64(n.pulledDelta.Load()))
+	counter(descPullReused, float64(n.pulledReused.Load()))
 	counter(descServedBytes, float64(c.host.ServedBytes()))
 	counter(descServedChunks, float64(c.host.ServedChunks()))
 

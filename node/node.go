@@ -91,12 +91,13 @@ type Node struct {
 	mapIndex mappingIndex  // the catalog's mappings, for a dataset's standardised rows (standardised.go)
 	watches  watchState    // merged datasets kept current (watch.go)
 
-	followKick  chan struct{}
-	pulledBytes atomic.Int64
-	transfer    transferStats // per-provider and throughput figures (transfer.go)
-	ops         opsState      // metrics, rate limit, readiness (ops.go)
-	disk        *diskGuard    // free space on the home's device (storage.go)
-	upkeep      storeUpkeep   // store check and GC (storage.go)
+	followKick                chan struct{}
+	pulledBytes               atomic.Int64
+	pulledDelta, pulledReused atomic.Int64  // delta-assembled chunks and the bytes they reused (metrics.go)
+	transfer                  transferStats // per-provider and throughput figures (transfer.go)
+	ops                       opsState      // metrics, rate limit, readiness (ops.go)
+	disk                      *diskGuard    // free space on the home's device (storage.go)
+	upkeep                    storeUpkeep   // store check and GC (storage.go)
 
 	wg       sync.WaitGroup
 	closeCh  chan struct{} // closed when the node stops: background work ends

@@ -83,6 +83,8 @@ func (n *Node) Pull(ctx context.Context, ref nii.Ref, opt PullOptions) (*exchang
 		slog.Int("delta_chunks", res.DeltaChunks), slog.Int64("reused_bytes", res.ReusedBytes), slog.Int64("manifest_bytes", res.ManifestBytes))
 	if !res.Shared {
 		n.pulledBytes.Add(res.FetchedBytes)
+		n.pulledDelta.Add(int64(res.DeltaChunks))
+		n.pulledReused.Add(res.ReusedBytes)
 		n.transfer.pulled(res, time.Since(start))
 		n.transfer.dropped(res)
 	}

@@ -171,6 +171,31 @@ func TestTransferMetricsFollowAPull(t *testing.T) {
 	if len(fetchedOver) != 1 || !slices.Equal(fetchedOver, servedOver) || !slices.Contains(peerTransports, fetchedOver[0]) {
 		t.Errorf("chunks fetched over %v, served over %v; the connection's transports %v", fetchedOver, servedOver, peerTransports)
 	}
+	if got := value(again, "nii_pull_delta_chunks_total"); got != 0 {
+		t.Errorf("after a first pull: nii_pull_delta_chunks_total = %v, want 0 (no older version held)", got)
+	}
+
+	// Version 2 edits 1 KiB in the middle: the puller, holding version 1,
+	// assembles the touched chunk from byte ranges (delta sync), and the
+	// counters say so.
+	v2 := bytes.Clone(data)
+	copy(v2[len(v2)/2:], randBytes(12, 1<<10))
+	ref2 := publishData(t, pub, "spend", v2, nii.AccessOpen)
+	waitListed(t, puller, "org0/spend", ref2.Version)
+	res2, err := puller.Pull(context.Background(), *ref2, node.PullOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res2.DeltaChunks == 0 || res2.ReusedBytes == 0 || res2.FetchedBytes >= 32<<10 {
+		t.Errorf("pull of a 1 KiB edit: %d delta chunks, %d bytes reused, %d fetched; want a delta fetching under one average chunk", res2.DeltaChunks, res2.ReusedBytes, res2.FetchedBytes)
+	}
+	m2 := scrape(t, c, puller)
+	if got := value(m2, "nii_pull_delta_chunks_total"); got != float64(res2.DeltaChunks) {
+		t.Errorf("nii_pull_delta_chunks_total = %v, want %d", got, res2.DeltaChunks)
+	}
+	if got := value(m2, "nii_pull_reused_bytes_total"); got != float64(res2.ReusedBytes) {
+		t.Errorf("nii_pull_reused_bytes_total = %v, want %d", got, res2.ReusedBytes)
+	}
 	if t.Failed() {
 		_, b := do(t, c, puller, call{path: "/metrics"})
 		for _, l := range strings.Split(string(b), "\n") {
