@@ -345,18 +345,22 @@ func (h *Host) FetchChunks(ctx context.Context, from nii.NodeID, req ChunkReques
 		return fmt.Errorf("fetch chunks from %s: %w", from.Short(), err)
 	}
 	err := h.requestWithin(ctx, from, chunksProtocol, chunksReserve, chunksTimeout(len(req.Hashes)), func(rw io.ReadWriter) error {
-		// Counted by the transport the stream crossed, as each chunk is
-		// handed over (verified).
-		tr := streamTransport(rw)
-		return fetchChunks(rw, req, func(h2 nii.Hash, data []byte) error {
-			h.fetchedBy.add(tr, int64(len(data)))
-			return fn(h2, data)
-		}, missing)
+		return fetchChunks(rw, req, h.countFetched(rw, fn), missing)
 	})
 	if err != nil {
 		return fmt.Errorf("fetch chunks of %s from %s: %w", shortHash(req.Manifest), from.Short(), err)
 	}
 	return nil
+}
+
+// countFetched wraps fn so that each chunk's bytes handed over (verified)
+// are counted by the transport the stream rw crossed.
+func (h *Host) countFetched(rw io.ReadWriter, fn func(nii.Hash, []byte) error) func(nii.Hash, []byte) error {
+	tr := streamTransport(rw)
+	return func(c nii.Hash, data []byte) error {
+		h.fetchedBy.add(tr, int64(len(data)))
+		return fn(c, data)
+	}
 }
 
 // shortHash is the first 12 hex digits of h, for messages.

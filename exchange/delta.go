@@ -564,11 +564,7 @@ func (h *Host) FetchRanges(ctx context.Context, from nii.NodeID, req RangeReques
 		return fmt.Errorf("fetch ranges from %s: %w", from.Short(), err)
 	}
 	err := h.requestWithin(ctx, from, rangesProtocol, chunksReserve, chunksTimeout(len(req.Chunks)), func(rw io.ReadWriter) error {
-		tr := streamTransport(rw)
-		return fetchRanges(rw, req, func(h2 nii.Hash, data []byte) error {
-			h.fetchedBy.add(tr, int64(len(data)))
-			return fn(h2, data)
-		}, missing)
+		return fetchRanges(rw, req, h.countFetched(rw, fn), missing)
 	})
 	if err != nil {
 		return fmt.Errorf("fetch ranges of %s from %s: %w", shortHash(req.Manifest), from.Short(), err)
