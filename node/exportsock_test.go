@@ -25,9 +25,9 @@ import (
 func exportSocket(t *testing.T, c *api.Client, ref nii.Ref, path string, perm os.FileMode) (*api.ExportResult, error) {
 	t.Helper()
 	var res *api.ExportResult
-	err := node.FillFileAtomic(path, perm, func(f *os.File) error {
+	err := node.FillFileAtomic(path, perm, node.Durable, func(f *os.File) error {
 		var err error
-		res, err = c.ExportTo(context.Background(), ref, f)
+		res, err = c.ExportTo(context.Background(), ref, f, false)
 		return err
 	})
 	return res, err
@@ -79,7 +79,7 @@ func TestExportSocketRefusesWithoutAdminToken(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = c.ExportTo(context.Background(), ref, f)
+		_, err = c.ExportTo(context.Background(), ref, f, false)
 		fi, _ := f.Stat()
 		f.Close()
 		if !errors.Is(err, nii.ErrUnauthorized) || errors.Is(err, api.ErrNoFastPath) {
@@ -110,7 +110,7 @@ func TestExportSocketRefusesBadFiles(t *testing.T) {
 	pr, pw, _ := os.Pipe()
 	defer pr.Close()
 	for name, f := range map[string]*os.File{"not empty": rw, "read-only": ro, "a pipe": pw} {
-		_, err := tn.client.ExportTo(context.Background(), ref, f)
+		_, err := tn.client.ExportTo(context.Background(), ref, f, false)
 		f.Close()
 		if !errors.Is(err, nii.ErrInvalid) {
 			t.Errorf("%s: %v, want a refusal (invalid)", name, err)
@@ -151,7 +151,7 @@ func TestExportWithoutSocketUsesContent(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if _, err := tn.client.ExportTo(context.Background(), ref, f); !errors.Is(err, api.ErrNoFastPath) {
+	if _, err := tn.client.ExportTo(context.Background(), ref, f, false); !errors.Is(err, api.ErrNoFastPath) {
 		t.Fatalf("no socket: %v, want ErrNoFastPath", err)
 	}
 	var buf bytes.Buffer

@@ -19,15 +19,32 @@ import (
 // allows (0o666 for a file anyone may read, 0o600 for a secret), and the
 // user's umask may only narrow it.
 func WriteFileAtomic(path string, perm os.FileMode, fill func(w io.Writer) error) error {
-	return FillFileAtomic(path, perm, func(f *os.File) error { return fill(WriteBehind(f)) })
+	return FillFileAtomic(path, perm, Durable, func(f *os.File) error { return fill(WriteBehind(f)) })
 }
+
+// Durability says whether FillFileAtomic fsyncs the file before renaming
+// it into place.
+type Durability bool
+
+const (
+	// Durable: fsync, then rename. After the rename the whole file
+	// survives a crash or a power loss. The default everywhere.
+	Durable Durability = true
+	// PageCache: rename without the fsync, as cp, curl -o and rsync (without
+	// --fsync) leave a file: while the machine runs, readers see the old
+	// file or the whole new one, but a power loss soon after may leave the
+	// name on an empty or partial file. For scratch copies, when speed
+	// matters more (nii export --no-fsync).
+	PageCache Durability = false
+)
 
 // FillFileAtomic is WriteFileAtomic with the temporary file itself handed
 // to fill, empty and open for reading and writing: for a caller that has
 // another process write it (nii export passes its descriptor to the
-// daemon). Whatever fill leaves in the file is synced and renamed into
-// place if fill returns nil; otherwise the file is removed.
-func FillFileAtomic(path string, perm os.FileMode, fill func(f *os.File) error) error {
+// daemon). Whatever fill leaves in the file is synced (if d is Durable)
+// and renamed into place if fill returns nil; otherwise the file is
+// removed.
+func FillFileAtomic(path string, perm os.FileMode, d Durability, fill func(f *os.File) error) error {
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
 		return fmt.Errorf("%s is a directory: give a file name", path)
 	}
@@ -46,8 +63,10 @@ func FillFileAtomic(path string, perm os.FileMode, fill func(f *os.File) error) 
 	if err := fill(f); err != nil {
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		return err
+	if d == Durable {
+		if err := f.Sync(); err != nil {
+			return err
+		}
 	}
 	if err := f.Close(); err != nil {
 		return err

@@ -481,7 +481,10 @@ func printVersion(out io.Writer, v *api.VersionInfo) error {
 }
 
 func exportCmd(g *globals) *cobra.Command {
-	var out, mode string
+	var (
+		out, mode string
+		noFsync   bool
+	)
 	c := &cobra.Command{
 		Use:   "export ORG/NAME[@N] -o FILE [--json]",
 		Short: "Write a stored version out to a file, verifying every chunk",
@@ -509,7 +512,7 @@ func exportCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			got, n, err := exportFile(cmd.Context(), cl, nii.Ref{Dataset: ref.Dataset, Version: v.Version}, out, perm)
+			got, n, err := exportFile(cmd.Context(), cl, nii.Ref{Dataset: ref.Dataset, Version: v.Version}, out, perm, durability(noFsync))
 			if err != nil {
 				return err
 			}
@@ -524,23 +527,37 @@ func exportCmd(g *globals) *cobra.Command {
 	c.Flags().StringVarP(&out, "output", "o", "", "file to write (- for standard output)")
 	c.MarkFlagRequired("output")
 	addModeFlag(c, &mode)
+	addNoFsyncFlag(c, &noFsync)
 	return c
 }
 
+// addNoFsyncFlag adds --no-fsync, for a file written with -o.
+func addNoFsyncFlag(c *cobra.Command, noFsync *bool) {
+	c.Flags().BoolVar(noFsync, "no-fsync", false, "rename the file into place without fsyncing it first, as cp does: faster, but a power loss soon after may leave it empty or partial")
+}
+
+func durability(noFsync bool) node.Durability {
+	if noFsync {
+		return node.PageCache
+	}
+	return node.Durable
+}
+
 // exportFile writes version r to path atomically (node.FillFileAtomic:
-// a temporary file, synced, renamed), with perm less the umask. The daemon
+// a temporary file, synced unless d is node.PageCache, renamed), with perm
+// less the umask. The daemon
 // fills the file itself through the export socket where it has one
 // (node/api/export.go): no bytes cross the HTTP API. Where it has none
 // (another platform, an older daemon) the bytes come over the HTTP API, as
 // verified. Either way every chunk is checked against the signed manifest
 // on the way out, and a failed export leaves no file.
-func exportFile(ctx context.Context, cl *api.Client, r nii.Ref, path string, perm os.FileMode) (string, int64, error) {
+func exportFile(ctx context.Context, cl *api.Client, r nii.Ref, path string, perm os.FileMode, d node.Durability) (string, int64, error) {
 	var (
 		got string
 		n   int64
 	)
-	err := node.FillFileAtomic(path, perm, func(f *os.File) error {
-		res, err := cl.ExportTo(ctx, r, f)
+	err := node.FillFileAtomic(path, perm, d, func(f *os.File) error {
+		res, err := cl.ExportTo(ctx, r, f, d == node.PageCache)
 		if err == nil {
 			got, n = res.Ref, res.Size
 			return nil
@@ -548,7 +565,11 @@ func exportFile(ctx context.Context, cl *api.Client, r nii.Ref, path string, per
 		if !errors.Is(err, api.ErrNoFastPath) {
 			return err
 		}
-		got, n, err = cl.Content(ctx, r, node.WriteBehind(f))
+		var w io.Writer = f
+		if d == node.Durable {
+			w = node.WriteBehind(f)
+		}
+		got, n, err = cl.Content(ctx, r, w)
 		return err
 	})
 	return got, n, err

@@ -13,7 +13,8 @@ import (
 
 // nii export -o FILE writes exactly the published bytes through the export
 // socket, and through the HTTP API when the daemon has no socket (an older
-// daemon, another platform); -o - streams them to standard output.
+// daemon, another platform), with and without --no-fsync; -o - streams
+// them to standard output.
 func TestExportBothPaths(t *testing.T) {
 	home := initHome(t, "greenwich")
 	startDaemon(t, home)
@@ -40,15 +41,21 @@ func TestExportBothPaths(t *testing.T) {
 	check("export through the socket", filepath.Join(dir, "socket.csv"))
 	mustNii(t, home, "pull", "greenwich/spend", "-q", "-o", filepath.Join(dir, "pull.csv"))
 	check("pull -o through the socket", filepath.Join(dir, "pull.csv"))
+	mustNii(t, home, "export", "greenwich/spend", "-o", filepath.Join(dir, "socket-nofsync.csv"), "--no-fsync")
+	check("export --no-fsync through the socket", filepath.Join(dir, "socket-nofsync.csv"))
+	mustNii(t, home, "pull", "greenwich/spend", "-q", "--no-fsync", "-o", filepath.Join(dir, "pull-nofsync.csv"))
+	check("pull --no-fsync -o through the socket", filepath.Join(dir, "pull-nofsync.csv"))
 
 	os.Remove(sock)
 	mustNii(t, home, "export", "greenwich/spend", "-o", filepath.Join(dir, "http.csv"))
 	check("export over HTTP", filepath.Join(dir, "http.csv"))
+	mustNii(t, home, "export", "greenwich/spend", "-o", filepath.Join(dir, "http-nofsync.csv"), "--no-fsync")
+	check("export --no-fsync over HTTP", filepath.Join(dir, "http-nofsync.csv"))
 	r := run(t, home, "export", "greenwich/spend", "-o", "-")
 	if r.code != 0 || sha256.Sum256([]byte(r.stdout)) != want {
 		t.Fatalf("export -o -: exit %d, %d bytes, %s", r.code, len(r.stdout), r.stderr)
 	}
-	if entries, _ := os.ReadDir(dir); len(entries) != 3 {
+	if entries, _ := os.ReadDir(dir); len(entries) != 6 {
 		t.Fatalf("files left: %v", entries)
 	}
 }

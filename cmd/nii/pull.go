@@ -26,7 +26,7 @@ func readGrant(s string) (string, error) {
 
 func pullCmd(g *globals) *cobra.Command {
 	var out, grant, mode string
-	var quiet, allowUnverified bool
+	var quiet, allowUnverified, noFsync bool
 	c := &cobra.Command{
 		Use:   "pull ORG/NAME[@N] [--grant TOKEN|@FILE] [-o FILE] [--allow-unverified]",
 		Short: "Fetch a dataset version from the federation, verified, into the store",
@@ -93,7 +93,7 @@ func pullCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if _, _, err := exportFile(cmd.Context(), cl, pulled, out, perm); err != nil {
+			if _, _, err := exportFile(cmd.Context(), cl, pulled, out, perm, durability(noFsync)); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s to %s\n", v.Ref, out)
@@ -104,6 +104,7 @@ func pullCmd(g *globals) *cobra.Command {
 	c.Flags().StringVar(&grant, "grant", "", "access grant for a restricted dataset: the token, or @FILE")
 	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress bar")
 	addModeFlag(c, &mode)
+	addNoFsyncFlag(c, &noFsync)
 	c.Flags().BoolVar(&allowUnverified, "allow-unverified", false, "take the data even if no membership credential proves the publisher's org (a node with trust anchors refuses otherwise)")
 	addJSON(c, g)
 	return c

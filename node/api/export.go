@@ -20,8 +20,9 @@ import (
 // ExportResult as JSON. The daemon checks the admin token before it
 // touches the descriptor, reads the version's chunks, verifies each
 // against the signed manifest and pwrites it at its offset; it never opens
-// a path the client names. The client then fsyncs and renames the file
-// (node.FillFileAtomic), or removes it if the result carries an error.
+// a path the client names. The client then fsyncs (unless asked not to:
+// nii export --no-fsync) and renames the file (node.FillFileAtomic), or
+// removes it if the result carries an error.
 // Closing the connection early cancels the export.
 //
 // Where there is no socket (another platform, a daemon from before it, a
@@ -41,6 +42,11 @@ var ErrNoFastPath = errors.New("the export socket is not available")
 type ExportRequest struct {
 	Token string `json:"token"` // the node's admin token
 	Ref   string `json:"ref"`   // ORG/NAME@N, or ORG/NAME for the latest
+	// NoFsync says the client will rename the file without fsyncing it
+	// (nii export --no-fsync): the daemon then leaves write-back to the
+	// kernel instead of starting it as it writes. Sent only when true, so
+	// a daemon from before it still reads every other request.
+	NoFsync bool `json:"no_fsync,omitempty"`
 }
 
 // ExportResult is the daemon's answer: what it wrote, or why it did not.

@@ -19,7 +19,7 @@ import (
 // pwritten at its offset. f is not synced: the caller syncs and renames it
 // (node.FillFileAtomic). ErrNoFastPath means the socket is not there or
 // does not admit this client, and nothing was written: use Content.
-func (c *Client) ExportTo(ctx context.Context, r nii.Ref, f *os.File) (*ExportResult, error) {
+func (c *Client) ExportTo(ctx context.Context, r nii.Ref, f *os.File, noFsync bool) (*ExportResult, error) {
 	if c.Home == "" {
 		return nil, ErrNoFastPath
 	}
@@ -34,7 +34,7 @@ func (c *Client) ExportTo(ctx context.Context, r nii.Ref, f *os.File) (*ExportRe
 	// Giving up closes the connection, which cancels the daemon's export.
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	msg, err := json.Marshal(ExportRequest{Token: c.Token, Ref: r.String()})
+	msg, err := json.Marshal(ExportRequest{Token: c.Token, Ref: r.String(), NoFsync: noFsync})
 	if err != nil {
 		return nil, err
 	}

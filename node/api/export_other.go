@@ -11,6 +11,6 @@ import (
 
 // ExportTo is the export socket's client (export_linux.go); elsewhere there
 // is no socket, and the caller uses Content.
-func (c *Client) ExportTo(ctx context.Context, r nii.Ref, f *os.File) (*ExportResult, error) {
+func (c *Client) ExportTo(ctx context.Context, r nii.Ref, f *os.File, noFsync bool) (*ExportResult, error) {
 	return nil, ErrNoFastPath
 }
