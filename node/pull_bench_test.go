@@ -86,8 +86,10 @@ func BenchmarkPull1GiB(b *testing.B) {
 // independent check, the TCP payload bytes the puller's sockets to and from
 // the publisher's p2p port received during the pull (ss -ti bytes_received:
 // TLS, yamux and every protocol on the connection included). Times: the
-// pull into the store, and the pull plus writing the file out (the store's
-// WriteTo into a file, as the daemon does for nii pull -o, without HTTP).
+// pull into the store, and the pull plus writing the file out as the daemon
+// does for nii pull -o (Store.WriteAt through the export socket), durable
+// (fsynced before the rename, the default) and with --no-fsync (as rsync
+// leaves its file: rsync does not fsync unless asked with --fsync).
 // rsync's literal data and bytes received come from its own --stats.
 func BenchmarkDeltaSync(b *testing.B) {
 	size := benchSize()
@@ -120,7 +122,7 @@ func BenchmarkDeltaSync(b *testing.B) {
 			os.WriteFile(v2, data, 0o644)
 			data = nil
 
-			var niiTime, fileTime, rsyncTime []float64
+			var niiTime, fileTime, fileNoSync, rsyncTime []float64
 			var chunkB, manifestB, listB, wireB, rsyncLiteral, rsyncWire []float64
 			for i := range b.N {
 				runNii := func() {
@@ -141,15 +143,31 @@ func BenchmarkDeltaSync(b *testing.B) {
 					}
 					niiTime = append(niiTime, time.Since(start).Seconds())
 					wireB = append(wireB, float64(tcpReceived(port)-before))
-					out := filepath.Join(b.TempDir(), "out.bin")
-					err = node.WriteFileAtomic(out, 0o644, func(w io.Writer) error {
-						_, err := puller.Store().WriteTo(context.Background(), res.Record, w)
-						return err
-					})
-					if err != nil {
-						b.Fatal(err)
+					pulled := time.Since(start)
+					// As the daemon writes for nii pull -o FILE (the export
+					// socket: Store.WriteAt, write-behind, fsync, rename), and
+					// with --no-fsync (no write-behind, no fsync, as rsync
+					// leaves its file), each timed as the pull plus its write.
+					toFile := func(d node.Durability) float64 {
+						out := filepath.Join(b.TempDir(), "out.bin")
+						t0 := time.Now()
+						err := node.FillFileAtomic(out, 0o644, d, func(f *os.File) error {
+							var w io.WriterAt = f
+							if d == node.Durable {
+								w = node.WriteBehindAt(f)
+							}
+							_, err := puller.Store().WriteAt(context.Background(), res.Record, w)
+							return err
+						})
+						if err != nil {
+							b.Fatal(err)
+						}
+						took := (pulled + time.Since(t0)).Seconds()
+						os.Remove(out)
+						return took
 					}
-					fileTime = append(fileTime, time.Since(start).Seconds())
+					fileTime = append(fileTime, toFile(node.Durable))
+					fileNoSync = append(fileNoSync, toFile(node.PageCache))
 					sm, err := puller.Store().Manifest(res.Record.Manifest)
 					if err != nil {
 						b.Fatal(err)
@@ -185,9 +203,9 @@ func BenchmarkDeltaSync(b *testing.B) {
 				}
 				load, _ := os.ReadFile("/proc/loadavg")
 				total := chunkB[i] + manifestB[i] + listB[i]
-				b.Logf("%s run %d: nii chunk %.2f MB + manifest %.2f MB + lists %.2f MB = %.2f MB (TCP received %.2f MB), %.2f s to store, %.2f s to a file; rsync literal %.2f MB, received %.2f MB, %.2f s; bytes %.2fx rsync literal, time to file %.2fx rsync; loadavg %s",
-					kind, i, chunkB[i]/1e6, manifestB[i]/1e6, listB[i]/1e6, total/1e6, wireB[i]/1e6, niiTime[i], fileTime[i],
-					rsyncLiteral[i]/1e6, rsyncWire[i]/1e6, rsyncTime[i], total/rsyncLiteral[i], fileTime[i]/rsyncTime[i], strings.TrimSpace(string(load)))
+				b.Logf("%s run %d: nii chunk %.2f MB + manifest %.2f MB + lists %.2f MB = %.2f MB (TCP received %.2f MB), %.2f s to store, %.2f s to a durable file, %.2f s to a file with --no-fsync; rsync literal %.2f MB, received %.2f MB, %.2f s; bytes %.2fx rsync literal, time to file %.2fx rsync (durable), %.2fx (--no-fsync, as rsync); loadavg %s",
+					kind, i, chunkB[i]/1e6, manifestB[i]/1e6, listB[i]/1e6, total/1e6, wireB[i]/1e6, niiTime[i], fileTime[i], fileNoSync[i],
+					rsyncLiteral[i]/1e6, rsyncWire[i]/1e6, rsyncTime[i], total/rsyncLiteral[i], fileTime[i]/rsyncTime[i], fileNoSync[i]/rsyncTime[i], strings.TrimSpace(string(load)))
 			}
 			mean := func(xs []float64) float64 {
 				var s float64
@@ -203,6 +221,7 @@ func BenchmarkDeltaSync(b *testing.B) {
 			b.ReportMetric(mean(rsyncWire)/1e6, "rsync-wire-MB")
 			b.ReportMetric(mean(niiTime), "nii-s")
 			b.ReportMetric(mean(fileTime), "nii-file-s")
+			b.ReportMetric(mean(fileNoSync), "nii-file-nofsync-s")
 			b.ReportMetric(mean(rsyncTime), "rsync-s")
 		})
 	}
