@@ -34,6 +34,9 @@ type memNet struct {
 	refuse atomic.Bool
 	// stalled counts fetches from silent members begun.
 	stalled atomic.Int64
+	// remote, if set, serves fetches from members not in cats (members in
+	// other worker processes, propagation_proc_bench_test.go).
+	remote Fetcher
 }
 
 func (m *memNet) FetchCatalogPage(ctx context.Context, from, origin nii.NodeID, after uint64, limit int) ([]*nii.SignedAdvert, bool, uint64, error) {
@@ -44,6 +47,9 @@ func (m *memNet) FetchCatalogPage(ctx context.Context, from, origin nii.NodeID, 
 		m.stalled.Add(1)
 		<-ctx.Done() // as a peer that accepts the stream and never answers
 		return nil, false, 0, ctx.Err()
+	}
+	if c == nil && m.remote != nil && !m.refuse.Load() {
+		return m.remote.FetchCatalogPage(ctx, from, origin, after, limit)
 	}
 	if c == nil || m.refuse.Load() {
 		return nil, false, 0, errors.New("unreachable")
