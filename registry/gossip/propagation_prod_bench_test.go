@@ -31,7 +31,12 @@ import (
 //
 // NII_PROP_SIZES takes sizes, each optionally with BenchmarkPropagation's
 // slowed probing and compression off ("256:5s"); NII_PROP_NOPUSH=1 adds
-// a third side, nii without its eager push (as it was before it).
+// a third side, nii without its eager push (as it was before it);
+// NII_PROP_SIDES=nii (or serf, nii-nopush) runs only the sides named.
+// NII_PROP_PROCS=W runs each federation's members in W worker processes
+// (propagation_proc_bench_test.go):
+//
+//	NII_PROP_PROCS=8 NII_PROP_SIZES=256 go test ./registry/gossip -run XXX -bench PropagationProduction -benchtime 10x -timeout 60m
 //
 // Beside the times it logs, for nii, a histogram of when each member
 // applied each record and by which path (the broadcast, or a catch-up
@@ -79,6 +84,16 @@ func BenchmarkPropagationProduction(b *testing.B) {
 			start  propStart
 			noPush bool
 		}{"nii-nopush", startNii, true})
+	}
+	if s := os.Getenv("NII_PROP_SIDES"); s != "" { // e.g. "nii": only those sides
+		want := strings.Split(s, ",")
+		sides = slices.DeleteFunc(sides, func(sd struct {
+			name   string
+			start  propStart
+			noPush bool
+		}) bool {
+			return !slices.Contains(want, sd.name)
+		})
 	}
 	procs := 0
 	if s := os.Getenv("NII_PROP_PROCS"); s != "" {
