@@ -46,6 +46,7 @@ type Gossip struct {
 
 	inbox     chan []byte
 	metaDirty chan struct{}
+	members   memberQueue // member changes, applied off memberlist's lock
 	catchup   chan catchupTask
 	pendMu    sync.Mutex
 	pending   map[nii.NodeID]*catchupState // origins with a catch-up queued or running
@@ -109,6 +110,9 @@ type Config struct {
 	// noPush turns the eager push off (benchmarks compare with and
 	// without it in one run).
 	noPush bool
+	// memberWrite, if set, runs before each write to the member table
+	// (tests make it slow).
+	memberWrite func()
 
 	// P2PAddrs returns the node's current libp2p addresses, for its metadata.
 	P2PAddrs func() []string
@@ -201,6 +205,7 @@ func New(cfg Config, cat *registry.Catalog, peers *registry.Peers, fetch Fetcher
 		peers:     peers,
 		inbox:     make(chan []byte, 1024),
 		metaDirty: make(chan struct{}, 1),
+		members:   memberQueue{ready: make(chan struct{}, 1), pending: map[nii.NodeID]memberEvent{}},
 		catchup:   make(chan catchupTask, 1024),
 		pending:   make(map[nii.NodeID]*catchupState),
 		synced:    make(chan struct{}),
@@ -282,9 +287,10 @@ func New(cfg Config, cat *registry.Catalog, peers *registry.Peers, fetch Fetcher
 	// memberlist rewrites LocalNode's fields in place on UpdateNode.
 	local := ml.LocalNode()
 	g.addr = net.JoinHostPort(local.Addr.String(), strconv.Itoa(int(local.Port)))
-	g.wg.Add(2 + catchupWorkers)
+	g.wg.Add(3 + catchupWorkers)
 	go g.receiveLoop()
 	go g.metaLoop()
+	go g.memberLoop()
 	for range catchupWorkers {
 		go g.catchupLoop()
 	}
@@ -754,6 +760,16 @@ func (e *eventDelegate) NotifyJoin(n *memberlist.Node)   { e.update(n, registry.
 func (e *eventDelegate) NotifyUpdate(n *memberlist.Node) { e.update(n, registry.PeerAlive) }
 func (e *eventDelegate) NotifyLeave(n *memberlist.Node)  { e.update(n, registry.PeerDead) }
 
+// update reads what it needs of n (memberlist calls with its node lock
+// held and rewrites the node in place later), keeps the push list, and
+// leaves the rest — a write to the member table in badger, the catch-up
+// the metadata may call for — to memberLoop. memberlist calls its event
+// delegate with its node lock held, on the goroutine that also handles
+// every alive, suspect and dead message and hands records to NotifyMsg:
+// a badger commit here (which waits its turn behind whatever the store is
+// writing, a pull's chunks say) held up the member's gossip, probes and
+// records for as long, once per member event, and a join or a false
+// failure makes one event per member at every member.
 func (e *eventDelegate) update(n *memberlist.Node, state string) {
 	g := e.g
 	var m nodeMeta
@@ -764,16 +780,83 @@ func (e *eventDelegate) update(n *memberlist.Node, state string) {
 	if m.ID == g.cfg.Self {
 		return
 	}
+	addr := n.Address()
 	if state == registry.PeerAlive {
-		g.push.add(n.Name, n.Address())
+		g.push.add(n.Name, addr)
 	} else {
 		g.push.remove(n.Name)
+	}
+	g.members.put(memberEvent{meta: m, addr: addr, state: state})
+}
+
+// memberEvent is a member's change, as memberlist reported it.
+type memberEvent struct {
+	meta  nodeMeta
+	addr  string
+	state string
+}
+
+// memberQueue holds member changes for memberLoop, the newest per member
+// (the member table keeps only the latest state anyway), in arrival order.
+type memberQueue struct {
+	ready   chan struct{} // signalled when pending is not empty
+	mu      sync.Mutex
+	pending map[nii.NodeID]memberEvent
+	order   []nii.NodeID
+}
+
+func (q *memberQueue) put(ev memberEvent) {
+	q.mu.Lock()
+	if _, ok := q.pending[ev.meta.ID]; !ok {
+		q.order = append(q.order, ev.meta.ID)
+	}
+	q.pending[ev.meta.ID] = ev
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+func (q *memberQueue) take() []memberEvent {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	out := make([]memberEvent, 0, len(q.order))
+	for _, id := range q.order {
+		out = append(out, q.pending[id])
+	}
+	clear(q.pending)
+	q.order = q.order[:0]
+	return out
+}
+
+// memberLoop applies member changes off memberlist's lock.
+func (g *Gossip) memberLoop() {
+	defer g.wg.Done()
+	for {
+		select {
+		case <-g.ctx.Done():
+			return
+		case <-g.members.ready:
+			for _, ev := range g.members.take() {
+				g.applyMember(ev)
+			}
+		}
+	}
+}
+
+// applyMember records a member's change in the member table and acts on
+// its metadata.
+func (g *Gossip) applyMember(ev memberEvent) {
+	m, state := ev.meta, ev.state
+	if g.cfg.memberWrite != nil {
+		g.cfg.memberWrite()
 	}
 	g.peers.Update(registry.Peer{
 		ID:       m.ID,
 		Org:      m.Org,
 		Addrs:    m.Addrs,
-		Gossip:   n.Address(),
+		Gossip:   ev.addr,
 		Registry: m.Registry,
 		State:    state,
 		Seq:      m.Seq,

@@ -34,6 +34,9 @@ type memNet struct {
 	refuse atomic.Bool
 	// stalled counts fetches from silent members begun.
 	stalled atomic.Int64
+	// remote, if set, serves fetches from members not in cats (members in
+	// other worker processes, propagation_proc_bench_test.go).
+	remote Fetcher
 }
 
 func (m *memNet) FetchCatalogPage(ctx context.Context, from, origin nii.NodeID, after uint64, limit int) ([]*nii.SignedAdvert, bool, uint64, error) {
@@ -44,6 +47,9 @@ func (m *memNet) FetchCatalogPage(ctx context.Context, from, origin nii.NodeID, 
 		m.stalled.Add(1)
 		<-ctx.Done() // as a peer that accepts the stream and never answers
 		return nil, false, 0, ctx.Err()
+	}
+	if c == nil && m.remote != nil && !m.refuse.Load() {
+		return m.remote.FetchCatalogPage(ctx, from, origin, after, limit)
 	}
 	if c == nil || m.refuse.Load() {
 		return nil, false, 0, errors.New("unreachable")
@@ -432,5 +438,63 @@ func TestSilentPeerDoesNotDelayGossip(t *testing.T) {
 			}
 		}
 		return true
+	})
+}
+
+// A member-table write that takes long (badger busy with a pull's chunks)
+// must not hold up memberlist: memberlist calls its event delegate with
+// its node lock held, so a write made there would stall the join, the
+// member count, probes and gossip until it ended. Here the table's writes
+// block until the test lets them go; the join still completes, the
+// member still counts its members and still receives and passes on a
+// record, and the table catches up once writes go through.
+func TestSlowMemberTableDoesNotStallMemberlist(t *testing.T) {
+	var net memNet
+	release := make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	a, b := net.start(t, nil), net.start(t, nil)
+	slow := net.startWith(t, nil, func(c *Config) { c.memberWrite = func() { <-release } })
+	t.Cleanup(unblock) // before slow closes (cleanups run last first): its member loop waits in memberWrite
+	if _, err := b.gossip.Join([]string{a.gossip.Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	joined := make(chan error, 1)
+	go func() {
+		_, err := slow.gossip.Join([]string{a.gossip.Addr()})
+		joined <- err
+	}()
+	select {
+	case err := <-joined:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		unblock()
+		<-joined
+		t.Fatal("the join did not return while the member table was slow")
+	}
+	counted := make(chan int, 1)
+	go func() { counted <- slow.gossip.NumMembers() }()
+	select {
+	case <-counted:
+	case <-time.After(10 * time.Second):
+		unblock()
+		<-counted
+		t.Fatal("NumMembers did not return while the member table was slow")
+	}
+	waitFor(t, 10*time.Second, "3 members seen by all", func() bool {
+		return a.gossip.NumMembers() == 3 && b.gossip.NumMembers() == 3 && slow.gossip.NumMembers() == 3
+	})
+	ad := a.publish(t, "slow-table", "Spend", 1)
+	waitFor(t, 10*time.Second, "the record reaches the member whose table is slow", func() bool { return hasAdvert(slow.cat, ad) })
+	if _, ok := slow.peers.Get(a.ID); ok {
+		t.Fatal("a member-table write went through while writes were held")
+	}
+	unblock()
+	waitFor(t, 10*time.Second, "the member table catches up", func() bool {
+		pa, okA := slow.peers.Get(a.ID)
+		pb, okB := slow.peers.Get(b.ID)
+		return okA && okB && pa.State == registry.PeerAlive && pb.State == registry.PeerAlive
 	})
 }

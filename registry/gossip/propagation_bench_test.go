@@ -92,6 +92,17 @@ type propFed struct {
 	log     failureLog
 	fetched func() int64 // records fetched by catch-up (nii only)
 
+	// Set when the members run in worker processes
+	// (propagation_proc_bench_test.go): the workers' CPU, and when the
+	// message being timed was published (by the worker's clock, which is
+	// this machine's). In a worker, onArrive and onFetch pass what its
+	// members see up to the parent instead of timing it here.
+	cpu      func() time.Duration
+	sentAt   func() time.Time
+	onArrive func(i int, key string, now int64)
+	onFetch  func(i int, fromOrigin bool, recs []*nii.SignedAdvert)
+	net      *memNet // nii's catch-up fetches (startNii makes it if nil)
+
 	sent   int          // messages published so far
 	target atomic.Value // string: the message being timed
 	sender atomic.Int64 // the member that published it
@@ -113,10 +124,19 @@ type propMember interface {
 
 // arrive notes that member i has the message key.
 func (f *propFed) arrive(i int, key string) {
+	now := time.Now().UnixNano()
+	if f.onArrive != nil {
+		f.onArrive(i, key, now)
+		return
+	}
+	f.arriveAt(i, key, now)
+}
+
+// arriveAt notes that member i had the message key at now (unix ns).
+func (f *propFed) arriveAt(i int, key string, now int64) {
 	if k, _ := f.target.Load().(string); k != key || int64(i) == f.sender.Load() {
 		return
 	}
-	now := time.Now().UnixNano()
 	f.got.Add(1)
 	f.trace.arrived(i, now)
 	for {
@@ -181,12 +201,12 @@ func (f *propFed) form(tb testing.TB, start propStart) {
 			tb.Logf("N=%d: member %d join retried: %v", n, i, err)
 		}
 		if (i+1)%batch == 0 || i == n-1 {
-			t, cpu := time.Now(), cpuTime()
+			t, cpu := time.Now(), f.cpuTime()
 			s := f.converge(tb, f.members[:i+1], rng)
 			syncs += s
-			tb.Logf("N=%d: %d members agree after %v (%d syncs; so far %d suspicions, %d failures; cpu %.0f%%)", n, i+1,
-				time.Since(t).Round(time.Millisecond), s, f.log.suspected.Load(), f.log.failed.Load(),
-				100*(cpuTime()-cpu).Seconds()/time.Since(t).Seconds()/float64(runtime.NumCPU()))
+			tb.Logf("N=%d: %d members agree after %v (%d syncs; so far %d suspicions, %d failures, %d handoff drops; cpu %.0f%%)", n, i+1,
+				time.Since(t).Round(time.Millisecond), s, f.log.suspected.Load(), f.log.failed.Load(), f.log.dropped.Load(),
+				100*(f.cpuTime()-cpu).Seconds()/time.Since(t).Seconds()/float64(runtime.NumCPU()))
 		}
 	}
 	// Let the joins' alive messages finish their retransmits: memberlist
@@ -199,8 +219,8 @@ func (f *propFed) form(tb testing.TB, start propStart) {
 		settle = 30 * time.Second
 	}
 	time.Sleep(settle)
-	tb.Logf("N=%d: formed in %v (batches of %d, %d eager syncs, %d join retries); settled %v; during setup %d suspicions, %d failures",
-		n, formed.Sub(t0).Round(time.Millisecond), batch, syncs, retries, settle, f.log.suspected.Load(), f.log.failed.Load())
+	tb.Logf("N=%d: formed in %v (batches of %d, %d eager syncs, %d join retries); settled %v; during setup %d suspicions, %d failures, %d handoff drops",
+		n, formed.Sub(t0).Round(time.Millisecond), batch, syncs, retries, settle, f.log.suspected.Load(), f.log.failed.Load(), f.log.dropped.Load())
 	f.formed = true
 }
 
@@ -244,13 +264,13 @@ func (f *propFed) converge(tb testing.TB, ms []propMember, rng *rand.Rand) int {
 // measure publishes b.N messages, a second apart, from members in turn, and
 // times each until every other member has it.
 func (f *propFed) measure(b *testing.B) {
-	susp0, failed0 := f.log.suspected.Load(), f.log.failed.Load()
+	susp0, failed0, dropped0 := f.log.suspected.Load(), f.log.failed.Load(), f.log.dropped.Load()
 	var fetched0 int64
 	if f.fetched != nil {
 		fetched0 = f.fetched()
 	}
 	lag := startLateness(200 * time.Millisecond)
-	cpu0, wall0 := cpuTime(), time.Now()
+	cpu0, wall0 := f.cpuTime(), time.Now()
 	udp0, tcp0 := f.wire.udp.Load(), f.wire.tcp.Load()
 	var times []time.Duration
 	b.ResetTimer()
@@ -264,6 +284,10 @@ func (f *propFed) measure(b *testing.B) {
 		start := time.Now()
 		f.trace.begin(int(f.n), key, start)
 		f.members[k].send(b, key)
+		if f.sentAt != nil {
+			start = f.sentAt()
+			f.trace.restart(start)
+		}
 		for f.got.Load() < f.want {
 			if time.Since(start) > time.Minute {
 				b.Fatalf("N=%d: %s reached %d of %d members in a minute", f.n, key, f.got.Load(), f.want)
@@ -275,13 +299,14 @@ func (f *propFed) measure(b *testing.B) {
 		f.trace.end()
 	}
 	b.StopTimer()
-	cpu := cpuTime() - cpu0
+	cpu := f.cpuTime() - cpu0
 	wall := time.Since(wall0)
 	late := lag.stop()
 	b.Logf("N=%d, %d messages: %v", f.n, len(times), roundAll(times))
 	report(b, times)
 	b.ReportMetric(float64(f.log.suspected.Load()-susp0), "suspicions")
 	b.ReportMetric(float64(f.log.failed.Load()-failed0), "false-failures")
+	b.ReportMetric(float64(f.log.dropped.Load()-dropped0), "handoff-drops")
 	b.ReportMetric(float64(percentile(late, 99).Microseconds())/1000, "tick-late-p99-ms")
 	b.ReportMetric(float64(percentile(late, 100).Microseconds())/1000, "tick-late-max-ms")
 	b.ReportMetric(100*cpu.Seconds()/(wall.Seconds()*float64(runtime.NumCPU())), "cpu-%")
@@ -327,6 +352,15 @@ func roundAll(ds []time.Duration) []time.Duration {
 		out[i] = d.Round(time.Millisecond)
 	}
 	return out
+}
+
+// cpuTime is the CPU time the members have used: this process's, or
+// their worker processes'.
+func (f *propFed) cpuTime() time.Duration {
+	if f.cpu != nil {
+		return f.cpu()
+	}
+	return cpuTime()
 }
 
 // cpuTime is the CPU time (user and system) this process has used.
@@ -380,10 +414,17 @@ func (l *lateness) stop() []time.Duration {
 // failureLog counts memberlist's reports of members it suspects ("Suspect
 // X has failed, no acks received") and declares failed ("Marking X as
 // failed"), from nii's slog and Serf's log.Logger alike.
-type failureLog struct{ suspected, failed atomic.Int64 }
+//
+// It also counts the messages memberlist dropped because a member's
+// handoff queue (HandoffQueueDepth, 1024: the alive messages, and the
+// suspect, dead and user messages, records among them) was full: "handler
+// queue full, dropping message".
+type failureLog struct{ suspected, failed, dropped atomic.Int64 }
 
 func (l *failureLog) note(s string) {
 	switch {
+	case strings.Contains(s, "handler queue full"):
+		l.dropped.Add(1)
 	case strings.Contains(s, "memberlist: Suspect ") && strings.Contains(s, "has failed"):
 		l.suspected.Add(1)
 	case strings.Contains(s, "memberlist: Marking ") && strings.Contains(s, "as failed"):
@@ -463,7 +504,15 @@ func (m niiMember) send(tb testing.TB, key string) {
 // catalogs in memory, signatures verified on receipt, catch-up through
 // memNet) with the LAN profile.
 func startNii(tb testing.TB, f *propFed) func(int) propMember {
-	net := &memNet{cats: map[nii.NodeID]*registry.Catalog{}}
+	if f.net == nil {
+		f.net = &memNet{}
+	}
+	net := f.net
+	net.mu.Lock()
+	if net.cats == nil {
+		net.cats = map[nii.NodeID]*registry.Catalog{}
+	}
+	net.mu.Unlock()
 	f.fetched = net.recs.Load
 	logger := slog.New(&f.log)
 	return func(i int) propMember {

@@ -31,7 +31,12 @@ import (
 //
 // NII_PROP_SIZES takes sizes, each optionally with BenchmarkPropagation's
 // slowed probing and compression off ("256:5s"); NII_PROP_NOPUSH=1 adds
-// a third side, nii without its eager push (as it was before it).
+// a third side, nii without its eager push (as it was before it);
+// NII_PROP_SIDES=nii (or serf, nii-nopush) runs only the sides named.
+// NII_PROP_PROCS=W runs each federation's members in W worker processes
+// (propagation_proc_bench_test.go):
+//
+//	NII_PROP_PROCS=8 NII_PROP_SIZES=256 go test ./registry/gossip -run XXX -bench PropagationProduction -benchtime 10x -timeout 60m
 //
 // Beside the times it logs, for nii, a histogram of when each member
 // applied each record and by which path (the broadcast, or a catch-up
@@ -80,12 +85,41 @@ func BenchmarkPropagationProduction(b *testing.B) {
 			noPush bool
 		}{"nii-nopush", startNii, true})
 	}
+	if s := os.Getenv("NII_PROP_SIDES"); s != "" { // e.g. "nii": only those sides
+		want := strings.Split(s, ",")
+		sides = slices.DeleteFunc(sides, func(sd struct {
+			name   string
+			start  propStart
+			noPush bool
+		}) bool {
+			return !slices.Contains(want, sd.name)
+		})
+	}
+	procs := 0
+	if s := os.Getenv("NII_PROP_PROCS"); s != "" {
+		var err error
+		if procs, err = strconv.Atoi(s); err != nil || procs < 1 {
+			b.Fatalf("NII_PROP_PROCS: want a number of worker processes, got %q", s)
+		}
+		for k := range sides {
+			if sides[k].noPush {
+				b.Fatal("NII_PROP_PROCS: nii-nopush runs in one process only")
+			}
+			sides[k].start = startProcs(sides[k].name, procs)
+		}
+	}
 	for _, sz := range sizes {
 		for rep := range reps {
 			for k := range sides {
 				side := sides[(k+rep)%len(sides)] // rotate who goes first
 				f := &propFed{n: int64(sz.n), want: int64(sz.n - 1), prod: sz.probe == 0, count: true, noPush: side.noPush, probe: sz.probe}
 				name := fmt.Sprintf("N=%d/rep=%d/%s", sz.n, rep, side.name)
+				if procs > 0 {
+					if sz.probe > 0 {
+						b.Fatal("NII_PROP_PROCS: worker processes run production settings only")
+					}
+					name = fmt.Sprintf("N=%d/procs=%d/rep=%d/%s", sz.n, procs, rep, side.name)
+				}
 				if sz.probe > 0 {
 					name = fmt.Sprintf("N=%d/probe=%v/rep=%d/%s", sz.n, sz.probe, rep, side.name)
 				}
@@ -108,8 +142,8 @@ type propTrace struct {
 	mu      sync.Mutex
 	key     string
 	start   time.Time
-	at      []int64 // per member: ns after start, 0 if not yet
-	fetched []int64 // per member: ns after start the fetch returned it, by from-origin (+) or from-other (-)
+	at      []int64 // per member: when it applied it (unix ns), 0 if not yet
+	fetched []int64 // per member: when the fetch returned it (unix ns), from the origin (+) or another member (-)
 	// over all messages of a run
 	hist                     []time.Duration // every member's arrival
 	byGossip, byMeta, byPull int
@@ -123,31 +157,44 @@ func (t *propTrace) begin(n int, key string, start time.Time) {
 	t.at, t.fetched = make([]int64, n), make([]int64, n)
 }
 
+// restart moves the start of the message being timed to when it was
+// published (the worker's clock), which is known only after the send.
+func (t *propTrace) restart(start time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.start = start
+}
+
 func (t *propTrace) arrived(i int, now int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.at != nil && t.at[i] == 0 {
-		t.at[i] = max(1, now-t.start.UnixNano())
+		t.at[i] = now
 	}
 }
 
 // fetchedBy notes that member i's catch-up from peer from fetched recs.
 func (t *propTrace) fetchedBy(i int, fromOrigin bool, recs []*nii.SignedAdvert) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.at == nil {
-		return
-	}
+	now := time.Now().UnixNano()
 	for _, sa := range recs {
 		var a nii.Advert
-		if nii.Unmarshal(sa.Body, &a) == nil && a.Dataset.Name == t.key {
-			d := max(1, time.Since(t.start).Nanoseconds())
-			if !fromOrigin {
-				d = -d
-			}
-			t.fetched[i] = d
+		if nii.Unmarshal(sa.Body, &a) == nil {
+			t.fetchedAt(i, fromOrigin, a.Dataset.Name, now)
 		}
 	}
+}
+
+// fetchedAt notes that member i's catch-up fetched key at now (unix ns).
+func (t *propTrace) fetchedAt(i int, fromOrigin bool, key string, now int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.at == nil || key != t.key {
+		return
+	}
+	if !fromOrigin {
+		now = -now
+	}
+	t.fetched[i] = now
 }
 
 func (t *propTrace) end() {
@@ -158,7 +205,7 @@ func (t *propTrace) end() {
 		if at == 0 {
 			continue // the sender
 		}
-		ms = append(ms, time.Duration(at))
+		ms = append(ms, time.Duration(max(1, at-t.start.UnixNano())))
 		switch fe := t.fetched[i]; {
 		case fe > 0 && fe <= at:
 			t.byMeta++
@@ -221,7 +268,11 @@ type traceFetcher struct {
 
 func (t *traceFetcher) FetchCatalogPage(ctx context.Context, from, origin nii.NodeID, after uint64, limit int) ([]*nii.SignedAdvert, bool, uint64, error) {
 	recs, more, wm, err := t.net.FetchCatalogPage(ctx, from, origin, after, limit)
-	if t.f.count && err == nil {
+	switch {
+	case err != nil || !t.f.count:
+	case t.f.onFetch != nil:
+		t.f.onFetch(t.i, from == origin, recs)
+	default:
 		t.f.trace.fetchedBy(t.i, from == origin, recs)
 	}
 	return recs, more, wm, err
