@@ -139,7 +139,7 @@ func (c *Catalog) Reverify() int {
 	changed := 0
 	for d, head := range c.entries {
 		for r := head; r != nil; r = r.next {
-			v := c.verifiedClaim(r.cred, r.origin, d.Org)
+			v := c.verifiedClaim(c.strs.str(r.cred), r.origin, d.Org)
 			if v == r.verified {
 				continue
 			}
@@ -177,7 +177,7 @@ func OpenCatalog(db *badger.DB, self nii.NodeID, key ed25519.PrivateKey, verify 
 		creds:      make(map[nii.NodeID]string),
 		perOrigin:  make(map[nii.NodeID]int),
 		entries:    make(map[nii.DatasetID]*record),
-		strs:       make(interner),
+		strs:       newInterner(),
 		index:      search.NewCompactIndex(),
 		orgNames:   make(map[string]orgName),
 		lists:      newListings(),
@@ -235,7 +235,7 @@ func (c *Catalog) install(a *nii.Advert) {
 	}
 	c.setEntry(nii.DatasetID{Org: c.strs.of(a.Dataset.Org), Name: a.Dataset.Name}, e.origin, e)
 	if a.Seq >= c.maxSeq[a.Origin] {
-		c.creds[e.origin] = e.cred
+		c.creds[e.origin] = c.strs.str(e.cred)
 	}
 	if a.Seq > c.maxSeq[a.Origin] {
 		c.maxSeq[e.origin] = a.Seq

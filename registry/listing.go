@@ -39,8 +39,9 @@ import (
 
 // orgListing is one org's public listed datasets.
 type orgListing struct {
-	issued   map[nii.DatasetID]time.Time // each public listed dataset's issue date
-	earliest time.Time                   // the earliest non-zero of them
+	datasets int
+	issued   map[stamp]int32 // how many of them were first issued at each time (zero times not counted)
+	earliest stamp           // the earliest of those times; zeroStamp if none
 }
 
 // listings are the aggregates. The zero value is not ready: see
@@ -168,9 +169,8 @@ func count(m map[string]int, keys []string, delta int) {
 }
 
 func (c *Catalog) listPublic(d nii.DatasetID, l *record) {
-	issued := l.issued
-	count(c.lists.themes, l.themes, 1)
-	count(c.lists.keywords, l.keywords, 1)
+	count(c.lists.themes, c.strs.list(l.themes), 1)
+	count(c.lists.keywords, c.strs.list(l.keywords), 1)
 	name := ListName(d)
 	if c.lists.nameRefs[name] == 0 {
 		c.lists.names.ReplaceOrInsert(name)
@@ -178,18 +178,21 @@ func (c *Catalog) listPublic(d nii.DatasetID, l *record) {
 	c.lists.nameRefs[name]++
 	o := c.lists.orgs[d.Org]
 	if o == nil {
-		o = &orgListing{issued: map[nii.DatasetID]time.Time{}}
+		o = &orgListing{issued: map[stamp]int32{}, earliest: zeroStamp}
 		c.lists.orgs[d.Org] = o
 	}
-	o.issued[d] = issued
-	if !issued.IsZero() && (o.earliest.IsZero() || issued.Before(o.earliest)) {
-		o.earliest = issued
+	o.datasets++
+	if issued := l.issued; !issued.isZero() {
+		o.issued[issued]++
+		if o.earliest.isZero() || issued.before(o.earliest) {
+			o.earliest = issued
+		}
 	}
 }
 
 func (c *Catalog) unlistPublic(d nii.DatasetID, l *record) {
-	count(c.lists.themes, l.themes, -1)
-	count(c.lists.keywords, l.keywords, -1)
+	count(c.lists.themes, c.strs.list(l.themes), -1)
+	count(c.lists.keywords, c.strs.list(l.keywords), -1)
 	name := ListName(d)
 	if c.lists.nameRefs[name]--; c.lists.nameRefs[name] <= 0 {
 		delete(c.lists.nameRefs, name)
@@ -199,17 +202,23 @@ func (c *Catalog) unlistPublic(d nii.DatasetID, l *record) {
 	if o == nil {
 		return
 	}
-	issued := o.issued[d]
-	delete(o.issued, d)
-	if len(o.issued) == 0 {
+	if o.datasets--; o.datasets <= 0 {
 		delete(c.lists.orgs, d.Org)
 		return
 	}
-	if !issued.IsZero() && issued.Equal(o.earliest) {
-		// The earliest went: look again over this org's datasets only.
-		o.earliest = time.Time{}
-		for _, t := range o.issued {
-			if !t.IsZero() && (o.earliest.IsZero() || t.Before(o.earliest)) {
+	issued := l.issued
+	if issued.isZero() {
+		return
+	}
+	if o.issued[issued]--; o.issued[issued] > 0 {
+		return
+	}
+	delete(o.issued, issued)
+	if issued == o.earliest {
+		// The earliest went: look again over this org's issue times only.
+		o.earliest = zeroStamp
+		for t := range o.issued {
+			if o.earliest.isZero() || t.before(o.earliest) {
 				o.earliest = t
 			}
 		}
@@ -264,7 +273,7 @@ func (c *Catalog) ListedOrgs() []OrgListing {
 	defer c.mu.RUnlock()
 	out := make([]OrgListing, 0, len(c.lists.orgs))
 	for org, o := range c.lists.orgs {
-		out = append(out, OrgListing{Org: org, Datasets: len(o.issued), Issued: o.earliest})
+		out = append(out, OrgListing{Org: org, Datasets: o.datasets, Issued: o.earliest.time()})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Org < out[j].Org })
 	return out
@@ -278,7 +287,7 @@ func (c *Catalog) ListedOrg(org string) (OrgListing, bool) {
 	if o == nil {
 		return OrgListing{}, false
 	}
-	return OrgListing{Org: org, Datasets: len(o.issued), Issued: o.earliest}, true
+	return OrgListing{Org: org, Datasets: o.datasets, Issued: o.earliest.time()}, true
 }
 
 // ListedThemes returns, for each theme of the public listed datasets, how
