@@ -47,7 +47,6 @@ type orgListing struct {
 // listings are the aggregates. The zero value is not ready: see
 // newListings.
 type listings struct {
-	listed   map[nii.DatasetID]*record // each listed dataset's publisher record
 	names    *btree.BTreeG[string]     // ListName of each public listed dataset
 	nameRefs map[string]int            // datasets per name (two IDs can share a CKAN name)
 	orgs     map[string]*orgListing
@@ -61,7 +60,6 @@ type listings struct {
 
 func newListings() listings {
 	return listings{
-		listed:   map[nii.DatasetID]*record{},
 		names:    btree.NewG(32, func(a, b string) bool { return a < b }),
 		nameRefs: map[string]int{},
 		orgs:     map[string]*orgListing{},
@@ -124,25 +122,36 @@ func (c *Catalog) setEntry(d nii.DatasetID, origin nii.NodeID, e *record) {
 		delete(c.entries, d)
 		c.aliasDataset(d, false)
 	}
-	c.relist(d)
+	c.relist(d, old)
 }
 
 // relist recomputes d's listing from its entries and moves the aggregates
-// by the difference. c.mu held.
-func (c *Catalog) relist(d nii.DatasetID) {
-	old, wasListed := c.lists.listed[d]
-	now, isListed := c.listingOf(d)
-	if wasListed == isListed && old == now {
+// by the difference. gone is the record of d just unlinked from its
+// entries, if any: it may be the one listed until now. c.mu held.
+func (c *Catalog) relist(d nii.DatasetID, gone *record) {
+	var old *record
+	if gone != nil && gone.listed {
+		old = gone
+	} else {
+		for r := c.entries[d]; r != nil; r = r.next {
+			if r.listed {
+				old = r
+				break
+			}
+		}
+	}
+	now, _ := c.listingOf(d)
+	if old == now {
 		return
 	}
-	if wasListed {
-		delete(c.lists.listed, d)
+	if old != nil {
+		old.listed = false
 		if !old.restricted {
 			c.unlistPublic(d, old)
 		}
 	}
-	if isListed {
-		c.lists.listed[d] = now
+	if now != nil {
+		now.listed = true
 		if !now.restricted {
 			c.listPublic(d, now)
 		}
@@ -229,12 +238,7 @@ func (c *Catalog) unlistPublic(d nii.DatasetID, l *record) {
 // changes). c.mu held.
 func (c *Catalog) relistAll() {
 	for d := range c.entries {
-		c.relist(d)
-	}
-	for d := range c.lists.listed {
-		if c.entries[d] == nil {
-			c.relist(d)
-		}
+		c.relist(d, nil)
 	}
 }
 

@@ -42,6 +42,7 @@ type record struct {
 	keywords lid   // Meta.Keywords
 
 	withdrawn, replica, restricted, verified bool
+	listed                                   bool // its dataset's listing (listing.go) is this record
 }
 
 // live reports whether r is a live claim to publish: what Search finds.
