@@ -4,6 +4,7 @@ import (
 	"hash/maphash"
 	"maps"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/google/btree"
@@ -47,12 +48,17 @@ type orgListing struct {
 // listings are the aggregates. The zero value is not ready: see
 // newListings.
 type listings struct {
-	names    *btree.BTreeG[string]     // ListName of each public listed dataset
-	nameRefs map[string]int            // datasets per name (two IDs can share a CKAN name)
-	orgs     map[string]*orgListing
-	themes   map[string]int     // public listed datasets per theme
-	keywords map[string]int     // public listed datasets per keyword
-	live     map[nii.NodeID]int // live (not withdrawn) records per origin, replicas included
+	// names holds each public listed dataset, by ListName then org (two
+	// IDs can share a CKAN name: "a-b"/"c" and "a"/"b-c"), and sameNames
+	// counts the datasets whose ListName is the one before them in that
+	// order, so the distinct names are names.Len() - sameNames. The IDs
+	// share the strings of entries' keys: no name is held twice.
+	names     *btree.BTreeG[nii.DatasetID]
+	sameNames int
+	orgs      map[string]*orgListing
+	themes    map[string]int     // public listed datasets per theme
+	keywords  map[string]int     // public listed datasets per keyword
+	live      map[nii.NodeID]int // live (not withdrawn) records per origin, replicas included
 	// aliases maps the hash of each name SetAliases's function gives a
 	// dataset, or a claim to publish it, to the dataset.
 	aliases map[uint64]nii.DatasetID
@@ -60,8 +66,7 @@ type listings struct {
 
 func newListings() listings {
 	return listings{
-		names:    btree.NewG(32, func(a, b string) bool { return a < b }),
-		nameRefs: map[string]int{},
+		names:    btree.NewG(32, listLess),
 		orgs:     map[string]*orgListing{},
 		themes:   map[string]int{},
 		keywords: map[string]int{},
@@ -180,11 +185,9 @@ func count(m map[string]int, keys []string, delta int) {
 func (c *Catalog) listPublic(d nii.DatasetID, l *record) {
 	count(c.lists.themes, c.strs.list(l.themes), 1)
 	count(c.lists.keywords, c.strs.list(l.keywords), 1)
-	name := ListName(d)
-	if c.lists.nameRefs[name] == 0 {
-		c.lists.names.ReplaceOrInsert(name)
-	}
-	c.lists.nameRefs[name]++
+	c.lists.sameNames -= c.lists.nameLinks(d)
+	c.lists.names.ReplaceOrInsert(d)
+	c.lists.sameNames += c.lists.nameLinks(d)
 	o := c.lists.orgs[d.Org]
 	if o == nil {
 		o = &orgListing{issued: map[stamp]int32{}, earliest: zeroStamp}
@@ -202,11 +205,9 @@ func (c *Catalog) listPublic(d nii.DatasetID, l *record) {
 func (c *Catalog) unlistPublic(d nii.DatasetID, l *record) {
 	count(c.lists.themes, c.strs.list(l.themes), -1)
 	count(c.lists.keywords, c.strs.list(l.keywords), -1)
-	name := ListName(d)
-	if c.lists.nameRefs[name]--; c.lists.nameRefs[name] <= 0 {
-		delete(c.lists.nameRefs, name)
-		c.lists.names.Delete(name)
-	}
+	c.lists.sameNames -= c.lists.nameLinks(d)
+	c.lists.names.Delete(d)
+	c.lists.sameNames += c.lists.nameLinks(d)
 	o := c.lists.orgs[d.Org]
 	if o == nil {
 		return
@@ -249,7 +250,7 @@ func (c *Catalog) relistAll() {
 func (c *Catalog) ListedNames(offset, limit int) ([]string, int) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	total := c.lists.names.Len()
+	total := c.lists.names.Len() - c.lists.sameNames
 	out := []string{}
 	if limit == 0 || offset >= total {
 		return out, total
@@ -259,16 +260,86 @@ func (c *Catalog) ListedNames(offset, limit int) ([]string, int) {
 	}
 	out = make([]string, 0, limit)
 	// btree has no rank index: skip from the start. The skipped names
-	// are visited, not copied.
+	// are visited, not made.
 	i := 0
-	c.lists.names.Ascend(func(name string) bool {
+	var prev nii.DatasetID
+	c.lists.names.Ascend(func(d nii.DatasetID) bool {
+		if i > 0 && cmpListName(prev, d) == 0 {
+			return true // the name just counted, of another ID
+		}
+		prev = d
 		if i >= offset {
-			out = append(out, name)
+			out = append(out, ListName(d))
 		}
 		i++
 		return len(out) < limit
 	})
 	return out, total
+}
+
+// cmpListName compares a's and b's ListNames without making them.
+func cmpListName(a, b nii.DatasetID) int {
+	x, y := [3]string{a.Org, "-", a.Name}, [3]string{b.Org, "-", b.Name}
+	i, io, j, jo := 0, 0, 0, 0
+	for {
+		for i < len(x) && io == len(x[i]) {
+			i, io = i+1, 0
+		}
+		for j < len(y) && jo == len(y[j]) {
+			j, jo = j+1, 0
+		}
+		switch {
+		case i == len(x) && j == len(y):
+			return 0
+		case i == len(x):
+			return -1
+		case j == len(y):
+			return 1
+		}
+		n := min(len(x[i])-io, len(y[j])-jo)
+		if c := strings.Compare(x[i][io:io+n], y[j][jo:jo+n]); c != 0 {
+			return c
+		}
+		io, jo = io+n, jo+n
+	}
+}
+
+// listLess orders names: by ListName, then org.
+func listLess(a, b nii.DatasetID) bool {
+	if c := cmpListName(a, b); c != 0 {
+		return c < 0
+	}
+	return a.Org < b.Org
+}
+
+// nameLinks counts, among d's neighbours in names and d itself (if
+// held), the adjacent pairs that share a ListName: what d adds to
+// sameNames, or takes away.
+func (l *listings) nameLinks(d nii.DatasetID) int {
+	var chain [3]nii.DatasetID
+	n := 0
+	l.names.DescendLessOrEqual(d, func(e nii.DatasetID) bool {
+		if e != d {
+			chain[n], n = e, n+1
+		}
+		return e == d // past d itself, stop at the one before it
+	})
+	if _, held := l.names.Get(d); held {
+		chain[n], n = d, n+1
+	}
+	l.names.AscendGreaterOrEqual(d, func(e nii.DatasetID) bool {
+		if e != d {
+			chain[n], n = e, n+1
+		}
+		return e == d
+	})
+	links := 0
+	for k := 1; k < n; k++ {
+		if cmpListName(chain[k-1], chain[k]) == 0 {
+			links++
+		}
+	}
+	return links
 }
 
 // ListedOrgs returns every org with a public listed dataset, by name.
