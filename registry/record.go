@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -74,7 +75,7 @@ type sid uint32
 type lid uint32
 
 // interner holds one copy of each string records carry, and of each
-// list of them (themes, keywords: a catalog's datasets repeat a few
+// set of them (themes, keywords: a catalog's datasets repeat a few
 // hundred combinations). It only grows, as the map of strings before it
 // did: what it holds is bounded by the distinct values ever seen, not by
 // the records held. The zero value is not ready: see newInterner.
@@ -109,11 +110,16 @@ func (in *interner) id(s string) sid {
 // str returns the string numbered id.
 func (in *interner) str(id sid) string { return in.strs[id] }
 
-// listID returns ss's number, interning the list (in order) and its
-// strings.
+// listID returns the number of ss as a multiset: its strings sorted, so
+// that lists of the same strings in another order (keywords picked in any
+// order) share one number. Records' themes and keywords are only counted
+// (listing.go), never shown in order. ss is not modified.
 func (in *interner) listID(ss []string) lid {
 	if len(ss) == 0 {
 		return 0
+	}
+	if !slices.IsSorted(ss) {
+		ss = slices.Sorted(slices.Values(ss))
 	}
 	// Each string length-prefixed: the key names one list only.
 	var k []byte
