@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -139,16 +140,16 @@ func (c *Catalog) Reverify() int {
 	changed := 0
 	for d, head := range c.entries {
 		for r := head; r != nil; r = r.next {
-			v := c.verifiedClaim(r.cred, r.origin, d.Org)
+			v := c.verifiedClaim(c.strs.str(r.cred), r.origin, d.Org)
 			if v == r.verified {
 				continue
 			}
 			changed++
 			// Entries are copied out, never shared: the record changes in place.
 			r.verified = v
-			c.relist(d)
+			c.relist(d, nil)
 			if r.live() {
-				c.index.SetVerified(docKey(r.origin, d), v)
+				c.index.SetVerified(c.docKey(r.origin, d), v)
 			}
 		}
 	}
@@ -177,7 +178,7 @@ func OpenCatalog(db *badger.DB, self nii.NodeID, key ed25519.PrivateKey, verify 
 		creds:      make(map[nii.NodeID]string),
 		perOrigin:  make(map[nii.NodeID]int),
 		entries:    make(map[nii.DatasetID]*record),
-		strs:       make(interner),
+		strs:       newInterner(),
 		index:      search.NewCompactIndex(),
 		orgNames:   make(map[string]orgName),
 		lists:      newListings(),
@@ -235,12 +236,12 @@ func (c *Catalog) install(a *nii.Advert) {
 	}
 	c.setEntry(nii.DatasetID{Org: c.strs.of(a.Dataset.Org), Name: a.Dataset.Name}, e.origin, e)
 	if a.Seq >= c.maxSeq[a.Origin] {
-		c.creds[e.origin] = e.cred
+		c.creds[e.origin] = c.strs.str(e.cred)
 	}
 	if a.Seq > c.maxSeq[a.Origin] {
 		c.maxSeq[e.origin] = a.Seq
 	}
-	key := docKey(a.Origin, a.Dataset)
+	key := c.docKey(a.Origin, a.Dataset)
 	if a.Withdrawn || a.Replica {
 		c.index.Delete(key)
 	} else {
@@ -264,16 +265,26 @@ type orgName struct {
 	verified bool
 }
 
-func docKey(origin nii.NodeID, d nii.DatasetID) string { return d.String() + " " + string(origin) }
+// docKey is the search index's key of origin's claim to d: the dataset,
+// then the number the catalog interned origin's ID under (interner), in
+// base 36 — a third of the bytes of the node ID itself. c.mu held for
+// writing (it may intern origin).
+func (c *Catalog) docKey(origin nii.NodeID, d nii.DatasetID) string {
+	return d.String() + " " + strconv.FormatUint(uint64(c.strs.id(string(origin))), 36)
+}
 
-// parseDocKey reverses docKey.
-func parseDocKey(key string) (nii.DatasetID, nii.NodeID, bool) {
-	ds, origin, ok := strings.Cut(key, " ")
+// parseDocKey reverses docKey. c.mu held.
+func (c *Catalog) parseDocKey(key string) (nii.DatasetID, nii.NodeID, bool) {
+	ds, num, ok := strings.Cut(key, " ")
 	if !ok {
 		return nii.DatasetID{}, "", false
 	}
+	id, err := strconv.ParseUint(num, 36, 32)
+	if err != nil || id == 0 || id >= uint64(len(c.strs.strs)) {
+		return nii.DatasetID{}, "", false
+	}
 	d, err := nii.ParseDatasetID(ds)
-	return d, nii.NodeID(origin), err == nil
+	return d, nii.NodeID(c.strs.str(sid(id))), err == nil
 }
 
 // verifiedClaim reports whether cred proves that origin publishes for org.
@@ -599,7 +610,7 @@ func (c *Catalog) Search(q search.Query) search.Result {
 	hits := res.Hits[:0]
 	c.db.View(func(txn *badger.Txn) error {
 		for _, h := range res.Hits {
-			d, origin, ok := parseDocKey(h.Doc.Key)
+			d, origin, ok := c.parseDocKey(h.Doc.Key)
 			r := c.rec(d, origin)
 			if !ok || r == nil || !r.live() {
 				res.Total--

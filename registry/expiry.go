@@ -104,7 +104,7 @@ func (c *Catalog) Expire(origin nii.NodeID) (int, error) {
 	}
 	for _, d := range drop {
 		c.setEntry(d, origin, nil)
-		c.index.Delete(docKey(origin, d))
+		c.index.Delete(c.docKey(origin, d))
 	}
 	delete(c.creds, origin)
 	delete(c.perOrigin, origin)

@@ -4,6 +4,7 @@ import (
 	"hash/maphash"
 	"maps"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/google/btree"
@@ -39,20 +40,25 @@ import (
 
 // orgListing is one org's public listed datasets.
 type orgListing struct {
-	issued   map[nii.DatasetID]time.Time // each public listed dataset's issue date
-	earliest time.Time                   // the earliest non-zero of them
+	datasets int
+	issued   map[stamp]int32 // how many of them were first issued at each time (zero times not counted)
+	earliest stamp           // the earliest of those times; zeroStamp if none
 }
 
 // listings are the aggregates. The zero value is not ready: see
 // newListings.
 type listings struct {
-	listed   map[nii.DatasetID]*record // each listed dataset's publisher record
-	names    *btree.BTreeG[string]     // ListName of each public listed dataset
-	nameRefs map[string]int            // datasets per name (two IDs can share a CKAN name)
-	orgs     map[string]*orgListing
-	themes   map[string]int     // public listed datasets per theme
-	keywords map[string]int     // public listed datasets per keyword
-	live     map[nii.NodeID]int // live (not withdrawn) records per origin, replicas included
+	// names holds each public listed dataset, by ListName then org (two
+	// IDs can share a CKAN name: "a-b"/"c" and "a"/"b-c"), and sameNames
+	// counts the datasets whose ListName is the one before them in that
+	// order, so the distinct names are names.Len() - sameNames. The IDs
+	// share the strings of entries' keys: no name is held twice.
+	names     *btree.BTreeG[nii.DatasetID]
+	sameNames int
+	orgs      map[string]*orgListing
+	themes    map[string]int     // public listed datasets per theme
+	keywords  map[string]int     // public listed datasets per keyword
+	live      map[nii.NodeID]int // live (not withdrawn) records per origin, replicas included
 	// aliases maps the hash of each name SetAliases's function gives a
 	// dataset, or a claim to publish it, to the dataset.
 	aliases map[uint64]nii.DatasetID
@@ -60,9 +66,7 @@ type listings struct {
 
 func newListings() listings {
 	return listings{
-		listed:   map[nii.DatasetID]*record{},
-		names:    btree.NewG(32, func(a, b string) bool { return a < b }),
-		nameRefs: map[string]int{},
+		names:    btree.NewG(32, listLess),
 		orgs:     map[string]*orgListing{},
 		themes:   map[string]int{},
 		keywords: map[string]int{},
@@ -123,25 +127,36 @@ func (c *Catalog) setEntry(d nii.DatasetID, origin nii.NodeID, e *record) {
 		delete(c.entries, d)
 		c.aliasDataset(d, false)
 	}
-	c.relist(d)
+	c.relist(d, old)
 }
 
 // relist recomputes d's listing from its entries and moves the aggregates
-// by the difference. c.mu held.
-func (c *Catalog) relist(d nii.DatasetID) {
-	old, wasListed := c.lists.listed[d]
-	now, isListed := c.listingOf(d)
-	if wasListed == isListed && old == now {
+// by the difference. gone is the record of d just unlinked from its
+// entries, if any: it may be the one listed until now. c.mu held.
+func (c *Catalog) relist(d nii.DatasetID, gone *record) {
+	var old *record
+	if gone != nil && gone.listed {
+		old = gone
+	} else {
+		for r := c.entries[d]; r != nil; r = r.next {
+			if r.listed {
+				old = r
+				break
+			}
+		}
+	}
+	now, _ := c.listingOf(d)
+	if old == now {
 		return
 	}
-	if wasListed {
-		delete(c.lists.listed, d)
+	if old != nil {
+		old.listed = false
 		if !old.restricted {
 			c.unlistPublic(d, old)
 		}
 	}
-	if isListed {
-		c.lists.listed[d] = now
+	if now != nil {
+		now.listed = true
 		if !now.restricted {
 			c.listPublic(d, now)
 		}
@@ -168,48 +183,52 @@ func count(m map[string]int, keys []string, delta int) {
 }
 
 func (c *Catalog) listPublic(d nii.DatasetID, l *record) {
-	issued := l.issued
-	count(c.lists.themes, l.themes, 1)
-	count(c.lists.keywords, l.keywords, 1)
-	name := ListName(d)
-	if c.lists.nameRefs[name] == 0 {
-		c.lists.names.ReplaceOrInsert(name)
-	}
-	c.lists.nameRefs[name]++
+	count(c.lists.themes, c.strs.list(l.themes), 1)
+	count(c.lists.keywords, c.strs.list(l.keywords), 1)
+	c.lists.sameNames -= c.lists.nameLinks(d)
+	c.lists.names.ReplaceOrInsert(d)
+	c.lists.sameNames += c.lists.nameLinks(d)
 	o := c.lists.orgs[d.Org]
 	if o == nil {
-		o = &orgListing{issued: map[nii.DatasetID]time.Time{}}
+		o = &orgListing{issued: map[stamp]int32{}, earliest: zeroStamp}
 		c.lists.orgs[d.Org] = o
 	}
-	o.issued[d] = issued
-	if !issued.IsZero() && (o.earliest.IsZero() || issued.Before(o.earliest)) {
-		o.earliest = issued
+	o.datasets++
+	if issued := l.issued; !issued.isZero() {
+		o.issued[issued]++
+		if o.earliest.isZero() || issued.before(o.earliest) {
+			o.earliest = issued
+		}
 	}
 }
 
 func (c *Catalog) unlistPublic(d nii.DatasetID, l *record) {
-	count(c.lists.themes, l.themes, -1)
-	count(c.lists.keywords, l.keywords, -1)
-	name := ListName(d)
-	if c.lists.nameRefs[name]--; c.lists.nameRefs[name] <= 0 {
-		delete(c.lists.nameRefs, name)
-		c.lists.names.Delete(name)
-	}
+	count(c.lists.themes, c.strs.list(l.themes), -1)
+	count(c.lists.keywords, c.strs.list(l.keywords), -1)
+	c.lists.sameNames -= c.lists.nameLinks(d)
+	c.lists.names.Delete(d)
+	c.lists.sameNames += c.lists.nameLinks(d)
 	o := c.lists.orgs[d.Org]
 	if o == nil {
 		return
 	}
-	issued := o.issued[d]
-	delete(o.issued, d)
-	if len(o.issued) == 0 {
+	if o.datasets--; o.datasets <= 0 {
 		delete(c.lists.orgs, d.Org)
 		return
 	}
-	if !issued.IsZero() && issued.Equal(o.earliest) {
-		// The earliest went: look again over this org's datasets only.
-		o.earliest = time.Time{}
-		for _, t := range o.issued {
-			if !t.IsZero() && (o.earliest.IsZero() || t.Before(o.earliest)) {
+	issued := l.issued
+	if issued.isZero() {
+		return
+	}
+	if o.issued[issued]--; o.issued[issued] > 0 {
+		return
+	}
+	delete(o.issued, issued)
+	if issued == o.earliest {
+		// The earliest went: look again over this org's issue times only.
+		o.earliest = zeroStamp
+		for t := range o.issued {
+			if o.earliest.isZero() || t.before(o.earliest) {
 				o.earliest = t
 			}
 		}
@@ -220,12 +239,7 @@ func (c *Catalog) unlistPublic(d nii.DatasetID, l *record) {
 // changes). c.mu held.
 func (c *Catalog) relistAll() {
 	for d := range c.entries {
-		c.relist(d)
-	}
-	for d := range c.lists.listed {
-		if c.entries[d] == nil {
-			c.relist(d)
-		}
+		c.relist(d, nil)
 	}
 }
 
@@ -236,7 +250,7 @@ func (c *Catalog) relistAll() {
 func (c *Catalog) ListedNames(offset, limit int) ([]string, int) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	total := c.lists.names.Len()
+	total := c.lists.names.Len() - c.lists.sameNames
 	out := []string{}
 	if limit == 0 || offset >= total {
 		return out, total
@@ -244,18 +258,105 @@ func (c *Catalog) ListedNames(offset, limit int) ([]string, int) {
 	if limit < 0 || limit > total-offset {
 		limit = total - offset
 	}
-	out = make([]string, 0, limit)
 	// btree has no rank index: skip from the start. The skipped names
-	// are visited, not copied.
+	// are visited, not made; the page's are written into one string and
+	// handed out as its substrings (one allocation, not one a name).
 	i := 0
-	c.lists.names.Ascend(func(name string) bool {
+	var prev nii.DatasetID
+	var all strings.Builder
+	ends := make([]int, 0, limit)
+	c.lists.names.Ascend(func(d nii.DatasetID) bool {
+		if i > 0 && cmpListName(prev, d) == 0 {
+			return true // the name just counted, of another ID
+		}
+		prev = d
 		if i >= offset {
-			out = append(out, name)
+			if all.Len() == 0 {
+				all.Grow(limit * (len(d.Org) + len(d.Name) + 1))
+			}
+			all.WriteString(d.Org)
+			all.WriteByte('-')
+			all.WriteString(d.Name)
+			ends = append(ends, all.Len())
 		}
 		i++
-		return len(out) < limit
+		return len(ends) < limit
 	})
+	names := all.String()
+	out = make([]string, len(ends))
+	start := 0
+	for k, end := range ends {
+		out[k], start = names[start:end], end
+	}
 	return out, total
+}
+
+// cmpListName compares a's and b's ListNames without making them.
+func cmpListName(a, b nii.DatasetID) int {
+	if a.Org == b.Org { // the common case: "org-" then the names
+		return strings.Compare(a.Name, b.Name)
+	}
+	x, y := [3]string{a.Org, "-", a.Name}, [3]string{b.Org, "-", b.Name}
+	i, io, j, jo := 0, 0, 0, 0
+	for {
+		for i < len(x) && io == len(x[i]) {
+			i, io = i+1, 0
+		}
+		for j < len(y) && jo == len(y[j]) {
+			j, jo = j+1, 0
+		}
+		switch {
+		case i == len(x) && j == len(y):
+			return 0
+		case i == len(x):
+			return -1
+		case j == len(y):
+			return 1
+		}
+		n := min(len(x[i])-io, len(y[j])-jo)
+		if c := strings.Compare(x[i][io:io+n], y[j][jo:jo+n]); c != 0 {
+			return c
+		}
+		io, jo = io+n, jo+n
+	}
+}
+
+// listLess orders names: by ListName, then org.
+func listLess(a, b nii.DatasetID) bool {
+	if c := cmpListName(a, b); c != 0 {
+		return c < 0
+	}
+	return a.Org < b.Org
+}
+
+// nameLinks counts, among d's neighbours in names and d itself (if
+// held), the adjacent pairs that share a ListName: what d adds to
+// sameNames, or takes away.
+func (l *listings) nameLinks(d nii.DatasetID) int {
+	var chain [3]nii.DatasetID
+	n := 0
+	l.names.DescendLessOrEqual(d, func(e nii.DatasetID) bool {
+		if e != d {
+			chain[n], n = e, n+1
+		}
+		return e == d // past d itself, stop at the one before it
+	})
+	if _, held := l.names.Get(d); held {
+		chain[n], n = d, n+1
+	}
+	l.names.AscendGreaterOrEqual(d, func(e nii.DatasetID) bool {
+		if e != d {
+			chain[n], n = e, n+1
+		}
+		return e == d
+	})
+	links := 0
+	for k := 1; k < n; k++ {
+		if cmpListName(chain[k-1], chain[k]) == 0 {
+			links++
+		}
+	}
+	return links
 }
 
 // ListedOrgs returns every org with a public listed dataset, by name.
@@ -264,7 +365,7 @@ func (c *Catalog) ListedOrgs() []OrgListing {
 	defer c.mu.RUnlock()
 	out := make([]OrgListing, 0, len(c.lists.orgs))
 	for org, o := range c.lists.orgs {
-		out = append(out, OrgListing{Org: org, Datasets: len(o.issued), Issued: o.earliest})
+		out = append(out, OrgListing{Org: org, Datasets: o.datasets, Issued: o.earliest.time()})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Org < out[j].Org })
 	return out
@@ -278,7 +379,7 @@ func (c *Catalog) ListedOrg(org string) (OrgListing, bool) {
 	if o == nil {
 		return OrgListing{}, false
 	}
-	return OrgListing{Org: org, Datasets: len(o.issued), Issued: o.earliest}, true
+	return OrgListing{Org: org, Datasets: o.datasets, Issued: o.earliest.time()}, true
 }
 
 // ListedThemes returns, for each theme of the public listed datasets, how

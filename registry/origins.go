@@ -165,7 +165,7 @@ func (c *Catalog) evict(origin nii.NodeID) {
 	}
 	for _, d := range drop {
 		c.setEntry(d, origin, nil)
-		c.index.Delete(docKey(origin, d))
+		c.index.Delete(c.docKey(origin, d))
 	}
 	delete(c.maxSeq, origin)
 	delete(c.watermarks, origin)

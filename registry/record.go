@@ -1,8 +1,10 @@
 package registry
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -23,50 +25,123 @@ import (
 // heap this costs.
 
 // record is one held advert, in memory. A dataset's records (one per
-// origin) are chained through next.
+// origin) are chained through next. Its strings are interned (interner):
+// the origin as a shared string, the rest as numbers into the catalog's
+// table, themes and keywords as one number per distinct list. So a record
+// is 96 bytes (192 before interning), with no allocation of its own besides itself.
 type record struct {
 	next     *record
 	origin   nii.NodeID // interned
 	seq      uint64
 	version  uint64
-	received int64     // when it arrived, Unix nanoseconds
-	issued   time.Time // Meta.Issued
-	cred     string    // Credential, interned
-	kind     string    // Meta.Kind, interned
-	conforms string    // Meta.ConformsTo, interned
-	themes   []string  // Meta.Themes, interned
-	keywords []string  // Meta.Keywords, interned
+	received int64 // when it arrived, Unix nanoseconds
+	issued   stamp // Meta.Issued
+	cred     sid   // Credential
+	kind     sid   // Meta.Kind
+	conforms sid   // Meta.ConformsTo
+	themes   lid   // Meta.Themes
+	keywords lid   // Meta.Keywords
 
 	withdrawn, replica, restricted, verified bool
+	listed                                   bool // its dataset's listing (listing.go) is this record
 }
 
 // live reports whether r is a live claim to publish: what Search finds.
 func (r *record) live() bool { return !r.withdrawn && !r.replica }
 
-// interner holds one copy of each string records carry.
-type interner map[string]string
+// stamp is a time to the nanosecond, in 12 bytes rather than time.Time's
+// 24 (no location, no monotonic reading: records' times are UTC wall
+// times). The zero time.Time round-trips to a time that IsZero.
+type stamp struct {
+	sec  int64
+	nsec int32
+}
 
-func (in interner) of(s string) string {
+func stampOf(t time.Time) stamp { return stamp{t.Unix(), int32(t.Nanosecond())} }
+
+func (s stamp) time() time.Time { return time.Unix(s.sec, int64(s.nsec)).UTC() }
+
+func (s stamp) before(o stamp) bool { return s.sec < o.sec || (s.sec == o.sec && s.nsec < o.nsec) }
+
+// isZero reports whether s is the zero time.Time's stamp.
+func (s stamp) isZero() bool { return s == zeroStamp }
+
+var zeroStamp = stampOf(time.Time{})
+
+// sid numbers an interned string; 0 is "".
+type sid uint32
+
+// lid numbers an interned list of strings; 0 is the empty list.
+type lid uint32
+
+// interner holds one copy of each string records carry, and of each
+// set of them (themes, keywords: a catalog's datasets repeat a few
+// hundred combinations). It only grows, as the map of strings before it
+// did: what it holds is bounded by the distinct values ever seen, not by
+// the records held. The zero value is not ready: see newInterner.
+type interner struct {
+	ids   map[string]sid
+	strs  []string // by sid; strs[0] is ""
+	lists map[string]lid
+	lv    [][]string // by lid; lv[0] is nil
+}
+
+func newInterner() interner {
+	return interner{ids: map[string]sid{}, strs: []string{""}, lists: map[string]lid{}, lv: [][]string{nil}}
+}
+
+// of returns the held copy of s.
+func (in *interner) of(s string) string { return in.strs[in.id(s)] }
+
+// id returns s's number, interning it.
+func (in *interner) id(s string) sid {
 	if s == "" {
-		return ""
+		return 0
 	}
-	if held, ok := in[s]; ok {
-		return held
+	if id, ok := in.ids[s]; ok {
+		return id
 	}
-	in[s] = s
-	return s
+	id := sid(len(in.strs))
+	in.strs = append(in.strs, s)
+	in.ids[s] = id
+	return id
 }
 
-func (in interner) all(ss []string) []string {
+// str returns the string numbered id.
+func (in *interner) str(id sid) string { return in.strs[id] }
+
+// listID returns the number of ss as a multiset: its strings sorted, so
+// that lists of the same strings in another order (keywords picked in any
+// order) share one number. Records' themes and keywords are only counted
+// (listing.go), never shown in order. ss is not modified.
+func (in *interner) listID(ss []string) lid {
 	if len(ss) == 0 {
-		return nil
+		return 0
 	}
-	out := make([]string, len(ss))
+	if !slices.IsSorted(ss) {
+		ss = slices.Sorted(slices.Values(ss))
+	}
+	// Each string length-prefixed: the key names one list only.
+	var k []byte
+	for _, s := range ss {
+		k = binary.AppendUvarint(k, uint64(len(s)))
+		k = append(k, s...)
+	}
+	if id, ok := in.lists[string(k)]; ok {
+		return id
+	}
+	l := make([]string, len(ss))
 	for i, s := range ss {
-		out[i] = in.of(s)
+		l[i] = in.of(s)
 	}
-	return out
+	id := lid(len(in.lv))
+	in.lv = append(in.lv, l)
+	in.lists[string(k)] = id
+	return id
 }
+
+// list returns the list numbered id. Callers must not modify it.
+func (in *interner) list(id lid) []string { return in.lv[id] }
 
 // newRecord makes a's record. c.mu held (or not yet shared).
 func (c *Catalog) newRecord(a *nii.Advert) *record {
@@ -75,12 +150,12 @@ func (c *Catalog) newRecord(a *nii.Advert) *record {
 		seq:        a.Seq,
 		version:    a.Version,
 		received:   time.Now().UnixNano(),
-		issued:     a.Meta.Issued,
-		cred:       c.strs.of(a.Credential),
-		kind:       c.strs.of(a.Meta.Kind),
-		conforms:   c.strs.of(a.Meta.ConformsTo),
-		themes:     c.strs.all(a.Meta.Themes),
-		keywords:   c.strs.all(a.Meta.Keywords),
+		issued:     stampOf(a.Meta.Issued),
+		cred:       c.strs.id(a.Credential),
+		kind:       c.strs.id(a.Meta.Kind),
+		conforms:   c.strs.id(a.Meta.ConformsTo),
+		themes:     c.strs.listID(a.Meta.Themes),
+		keywords:   c.strs.listID(a.Meta.Keywords),
 		withdrawn:  a.Withdrawn,
 		replica:    a.Replica,
 		restricted: a.Meta.Access == nii.AccessRestricted,
@@ -210,7 +285,7 @@ func (c *Catalog) EachLiveWhere(keep func(LiveClaim) bool, fn func(Entry)) {
 	var picked []*record
 	for d, head := range c.entries {
 		for r := head; r != nil; r = r.next {
-			if r.live() && keep(LiveClaim{Dataset: d, Origin: r.origin, Verified: r.verified, Kind: r.kind, ConformsTo: r.conforms}) {
+			if r.live() && keep(LiveClaim{Dataset: d, Origin: r.origin, Verified: r.verified, Kind: c.strs.str(r.kind), ConformsTo: c.strs.str(r.conforms)}) {
 				picked = append(picked, r)
 			}
 		}

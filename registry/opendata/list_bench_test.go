@@ -197,6 +197,22 @@ func benchCatalogLists(b *testing.B, n int) {
 			b.ReportMetric(heapMiB, "catalog-heap-MiB")
 		})
 	}
+	// 'nii peers' asks the catalog for these two (node.PeerList), then
+	// walks the member table, which is not the catalog's.
+	b.Run("nii_peers,catalog", func(b *testing.B) {
+		lat := make([]time.Duration, 0, b.N)
+		for b.Loop() {
+			t0 := time.Now()
+			counts, creds := cat.CountByOrigin(), cat.Credentials()
+			lat = append(lat, time.Since(t0))
+			if len(counts) == 0 || len(creds) == 0 {
+				b.Fatal("no origins")
+			}
+		}
+		slices.Sort(lat)
+		b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+	})
 	var end runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&end)

@@ -1,6 +1,8 @@
 package search
 
 import (
+	"encoding/binary"
+	"errors"
 	"math"
 	"slices"
 	"strings"
@@ -63,9 +65,8 @@ type value struct {
 
 type slot struct {
 	doc Doc
-	// tids are the doc's term IDs, so that it can be taken out of exactly
-	// those posting lists. (Its value IDs are in Index.varena.)
-	tids []uint32
+	// The doc's term IDs, so that it can be taken out of exactly those
+	// posting lists, are in Index.tarena; its value IDs in Index.varena.
 	live bool
 }
 
@@ -92,6 +93,13 @@ type Index struct {
 	varena   []uint32
 	vref     []uint64
 	vgarbage int
+
+	// Each doc's term IDs, sorted and delta-encoded as uvarints (about 2
+	// bytes a term rather than 4, and no allocation per doc), live in one
+	// shared byte arena likewise: tref[id] is offset<<24 | length.
+	tarena   []byte
+	tref     []uint64
+	tgarbage int
 
 	terms     []term
 	freeTerms []uint32
@@ -206,11 +214,14 @@ func (ix *Index) Put(d Doc) {
 		vids = append(vids, ix.addValue(id, v.field, v.key, v.show))
 	}
 	ix.setDocVals(id, vids)
-	tids := slices.Grow(s.tids[:0], len(a.terms))
+	var tb [64]uint32
+	tids := tb[:0]
 	for t, w := range a.terms {
 		tids = append(tids, ix.addTerm(id, last, t, uint8(min(w, math.MaxUint8))))
 	}
-	s.tids = slices.Clip(tids)
+	slices.Sort(tids)
+	var eb [128]byte
+	ix.setDocTerms(id, appendIDs(eb[:0], tids))
 	ix.mod[id] = modKey(d.Advert.Meta.Modified)
 	ix.dl[id] = float32(a.length)
 	ix.sumDL += float64(a.length)
@@ -249,6 +260,7 @@ func (ix *Index) newID() uint32 {
 	ix.dl = append(ix.dl, 0)
 	ix.title = append(ix.title, "")
 	ix.vref = append(ix.vref, 0)
+	ix.tref = append(ix.tref, 0)
 	return id
 }
 
@@ -295,6 +307,87 @@ func (ix *Index) compactVals() {
 	ix.vgarbage = 0
 }
 
+// tgarbageMin is the least garbage in the term arena worth compacting (a
+// var for tests).
+var tgarbageMin = 1 << 18
+
+// docTerms returns doc id's term IDs, sorted.
+func (ix *Index) docTerms(id uint32) []uint32 { return ix.docTermsTo(nil, id) }
+
+// docTermsTo appends doc id's term IDs, sorted, to dst.
+func (ix *Index) docTermsTo(dst []uint32, id uint32) []uint32 {
+	r := ix.tref[id]
+	off, n := r>>vrefShift, r&(1<<vrefShift-1)
+	out, err := decodeIDs(dst, ix.tarena[off:off+n])
+	if err != nil {
+		panic("search: term arena corrupt: " + err.Error()) // the index wrote it
+	}
+	return out
+}
+
+// setDocTerms records doc id's encoded term IDs, over its old ones if they
+// fit.
+func (ix *Index) setDocTerms(id uint32, enc []byte) {
+	r := ix.tref[id]
+	off, n := r>>vrefShift, r&(1<<vrefShift-1)
+	if uint64(len(enc)) > n {
+		ix.tgarbage += int(n)
+		off = uint64(len(ix.tarena))
+		ix.tarena = append(ix.tarena, enc...)
+	} else {
+		copy(ix.tarena[off:], enc)
+		ix.tgarbage += int(n) - len(enc)
+	}
+	ix.tref[id] = off<<vrefShift | uint64(len(enc))
+	if ix.tgarbage > tgarbageMin && ix.tgarbage > len(ix.tarena)/2 {
+		ix.compactTerms()
+	}
+}
+
+// compactTerms rewrites the term arena in doc-ID order without garbage.
+func (ix *Index) compactTerms() {
+	arena := make([]byte, 0, len(ix.tarena)-ix.tgarbage)
+	for id, r := range ix.tref {
+		off, n := r>>vrefShift, r&(1<<vrefShift-1)
+		ix.tref[id] = uint64(len(arena))<<vrefShift | n
+		arena = append(arena, ix.tarena[off:off+n]...)
+	}
+	ix.tarena = arena
+	ix.tgarbage = 0
+}
+
+// appendIDs appends ids, sorted ascending and distinct, to dst: the first
+// as a uvarint, each next as a uvarint of its distance from the one
+// before.
+func appendIDs(dst []byte, ids []uint32) []byte {
+	prev := uint32(0)
+	for _, id := range ids {
+		dst = binary.AppendUvarint(dst, uint64(id-prev))
+		prev = id
+	}
+	return dst
+}
+
+// decodeIDs reverses appendIDs, appending to dst.
+func decodeIDs(dst []uint32, b []byte) ([]uint32, error) {
+	var prev uint64
+	for i := 0; len(b) > 0; i++ {
+		d, n := binary.Uvarint(b)
+		if n <= 0 {
+			return dst, errors.New("bad uvarint")
+		}
+		if i > 0 && d == 0 {
+			return dst, errors.New("IDs not distinct")
+		}
+		if prev += d; prev > math.MaxUint32 || d > math.MaxUint32 {
+			return dst, errors.New("ID beyond 32 bits")
+		}
+		dst = append(dst, uint32(prev))
+		b = b[n:]
+	}
+	return dst, nil
+}
+
 // unindex removes doc id from every posting list, keeping its ID and key.
 func (ix *Index) unindex(id uint32) {
 	s := &ix.slots[id]
@@ -307,7 +400,8 @@ func (ix *Index) unindex(id uint32) {
 			ix.freeVals = append(ix.freeVals, vid)
 		}
 	}
-	for _, tid := range s.tids {
+	var tb [64]uint32
+	for _, tid := range ix.docTermsTo(tb[:0], id) {
 		t := &ix.terms[tid]
 		if t.bm != nil {
 			r := int(t.bm.Rank(id)) // id is in bm
@@ -327,7 +421,7 @@ func (ix *Index) unindex(id uint32) {
 		}
 	}
 	ix.maybeMergeDict()
-	s.tids = s.tids[:0]
+	ix.setDocTerms(id, nil)
 	s.live = false
 	ix.all.Remove(id)
 	ix.verified.Remove(id)

@@ -107,7 +107,7 @@ func checkSearchIndex(t *testing.T, ix *Index) {
 		for _, vid := range ix.docVals(id) {
 			add(inVal, vid, id)
 		}
-		tids := s.tids
+		tids := ix.docTerms(id)
 		if len(slices.Compact(slices.Sorted(slices.Values(tids)))) != len(tids) {
 			t.Fatalf("doc %q: term IDs not unique", key)
 		}
