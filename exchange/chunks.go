@@ -609,7 +609,7 @@ func (w *syncedWriter) run() {
 		synced := map[*packFile]bool{}
 		for _, g := range groups {
 			if err == nil && g.p != nil && !synced[g.p] {
-				err = g.p.sync()
+				err = w.s.packs.sync(g.p)
 				synced[g.p] = true
 			}
 		}

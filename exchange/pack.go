@@ -155,6 +155,8 @@ type packSet struct {
 	firstID uint32               // packs numbered below existed when the store opened
 	readers map[uint32]*os.File  // open for reading, by number
 	gone    map[uint32]bool      // removed by this instance
+
+	syncErr func() error // tests: a sync fails with what it returns
 }
 
 type packFile struct {
@@ -315,7 +317,7 @@ func (ps *packSet) put(chunks []Chunk) (*packFile, []packPtr, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := p.sync(); err != nil {
+	if err := ps.sync(p); err != nil {
 		ps.done(p)
 		return nil, nil, err
 	}
@@ -357,7 +359,12 @@ func (ps *packSet) writeFrames(chunks []Chunk) (*packFile, []packPtr, error) {
 }
 
 // sync makes everything written to p so far survive a crash.
-func (p *packFile) sync() error {
+func (ps *packSet) sync(p *packFile) error {
+	if ps.syncErr != nil {
+		if err := ps.syncErr(); err != nil {
+			return fmt.Errorf("sync pack %s: %w", packName(p.id), err)
+		}
+	}
 	if err := p.f.Sync(); err != nil {
 		return fmt.Errorf("sync pack %s: %w", packName(p.id), err)
 	}
