@@ -48,7 +48,9 @@ import (
 //
 // The order that makes a crash harmless: a batch of frames is written and
 // the pack fsynced before the badger transaction that records their index
-// entries commits, and a version is committed only after that. So an index
+// entries commits, and a version is committed only after that. (A pull's
+// syncedWriter syncs once for several batches written meanwhile, then
+// commits their entries: the same order, chunks.go.) So an index
 // entry never names bytes that are not on the disk, and a version never
 // names a chunk without an index entry. Reading checks the frame's hash and
 // size against the index and the bytes against the CRC (and, on every path
