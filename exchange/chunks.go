@@ -463,3 +463,232 @@ func (w *chunkWriter) discard() {
 	w.txn, w.batch, w.buf, w.seen, w.size = nil, nil, nil, nil, 0
 	w.s.counts.end(0, 0)
 }
+
+// syncedWriter stores a pull's chunks with the pack syncs off the
+// caller's path: put writes each group's new bodies to a pack at once
+// (when it returns, the chunks' buffers may be reused) and queues the
+// group; a goroutine of its own syncs the packs once for every group
+// queued meanwhile (a group commit: one fsync for several groups) and
+// only then commits the groups' index entries, in order. So an index entry
+// still never names bytes that are not on the disk, and the pull goes on
+// receiving while the disk makes the last groups durable. At most
+// syncPending groups wait to be synced; put blocks beyond that. close
+// waits for every queued group; the caller commits its version only after.
+type syncedWriter struct {
+	s     *Store
+	queue chan *writtenGroup
+	done  chan struct{} // closed when the goroutine has stopped
+
+	mu     sync.Mutex
+	err    error
+	closed bool
+}
+
+// writtenGroup is one transaction's worth of chunks: their frames written,
+// not yet synced; txn has read every hash and records nothing yet.
+type writtenGroup struct {
+	txn    *badger.Txn
+	p      *packFile // nil when every chunk was held
+	hashes []nii.Hash
+	ptrs   []packPtr
+	size   int64
+}
+
+// syncPending is how many written groups may wait for their sync: about
+// 64 MiB of a pull's 8 MiB groups.
+const syncPending = 8
+
+func (s *Store) newSyncedWriter() *syncedWriter {
+	w := &syncedWriter{s: s, queue: make(chan *writtenGroup, syncPending), done: make(chan struct{})}
+	go w.run()
+	return w
+}
+
+func (w *syncedWriter) failed() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+func (w *syncedWriter) fail(err error) {
+	w.mu.Lock()
+	if w.err == nil {
+		w.err = err
+	}
+	w.mu.Unlock()
+}
+
+// put writes the chunks not yet stored and queues them to be synced and
+// committed. It returns the first error of an earlier group's sync or
+// commit: the pull then ends, and keeps what was committed.
+func (w *syncedWriter) put(chunks []Chunk) error {
+	if err := w.failed(); err != nil {
+		return err
+	}
+	var size int64
+	for _, c := range chunks {
+		size += int64(len(c.Data))
+	}
+	if err := w.s.checkSpace(size); err != nil {
+		return err
+	}
+	for len(chunks) > 0 {
+		k := min(len(chunks), chunkTxnMax)
+		g, err := w.write(chunks[:k])
+		if err != nil {
+			return err
+		}
+		w.queue <- g
+		for _, c := range chunks[:k] {
+			w.s.putBytes.Add(int64(len(c.Data)))
+		}
+		chunks = chunks[k:]
+	}
+	return nil
+}
+
+// write looks up which of chunks are not stored, in a new transaction, and
+// writes those to a pack, unsynced.
+func (w *syncedWriter) write(chunks []Chunk) (*writtenGroup, error) {
+	w.s.counts.begin()
+	txn, err := w.s.newChunkTxn()
+	if err != nil {
+		w.s.counts.end(0, 0)
+		return nil, err
+	}
+	g := &writtenGroup{txn: txn}
+	var fresh []Chunk
+	seen := make(map[nii.Hash]struct{}, len(chunks))
+	for _, c := range chunks {
+		if _, dup := seen[c.Hash]; dup {
+			continue
+		}
+		seen[c.Hash] = struct{}{}
+		held, err := isHeld(txn, c.Hash)
+		if err != nil {
+			txn.Discard()
+			w.s.counts.end(0, 0)
+			return nil, err
+		}
+		if !held {
+			fresh = append(fresh, c)
+			g.hashes = append(g.hashes, c.Hash)
+			g.size += int64(len(c.Data))
+		}
+	}
+	if len(fresh) > 0 {
+		if g.p, g.ptrs, err = w.s.packs.writeFrames(fresh); err != nil {
+			txn.Discard()
+			w.s.counts.end(0, 0)
+			return nil, err
+		}
+	}
+	return g, nil
+}
+
+// run syncs and commits the queued groups until close.
+func (w *syncedWriter) run() {
+	defer close(w.done)
+	for g := range w.queue {
+		groups := []*writtenGroup{g}
+	more:
+		for {
+			select {
+			case g, ok := <-w.queue:
+				if !ok {
+					break more
+				}
+				groups = append(groups, g)
+			default:
+				break more
+			}
+		}
+		// Every group here was written before it was queued: one sync of
+		// each pack they use covers them all.
+		var err error
+		synced := map[*packFile]bool{}
+		for _, g := range groups {
+			if err == nil && g.p != nil && !synced[g.p] {
+				err = w.s.packs.sync(g.p)
+				synced[g.p] = true
+			}
+		}
+		if err == nil {
+			err = w.failed()
+		}
+		for _, g := range groups {
+			var n, size int64
+			if err == nil {
+				n, size, err = w.commit(g)
+			} else {
+				g.txn.Discard()
+			}
+			if g.p != nil {
+				w.s.packs.done(g.p)
+			}
+			w.s.counts.end(n, size)
+		}
+		if err != nil {
+			w.fail(err)
+		}
+	}
+}
+
+// commit records a synced group's index entries. If another writer stored
+// some of its chunks meanwhile (a conflict), it looks again in a new
+// transaction and points only the chunks still missing at the frames
+// already synced: nothing is written twice.
+func (w *syncedWriter) commit(g *writtenGroup) (n, size int64, err error) {
+	txn := g.txn
+	for i, h := range g.hashes {
+		if err := setPacked(txn, h, g.ptrs[i]); err != nil {
+			txn.Discard()
+			return 0, 0, err
+		}
+	}
+	for {
+		err := txn.Commit()
+		if err == nil {
+			return int64(len(g.hashes)), g.size, nil
+		}
+		if !errors.Is(err, badger.ErrConflict) {
+			return 0, 0, err
+		}
+		if txn, err = w.s.newChunkTxn(); err != nil {
+			return 0, 0, err
+		}
+		var keep []nii.Hash
+		var ptrs []packPtr
+		size = 0
+		for i, h := range g.hashes {
+			held, err := isHeld(txn, h)
+			if err != nil {
+				txn.Discard()
+				return 0, 0, err
+			}
+			if !held {
+				keep, ptrs = append(keep, h), append(ptrs, g.ptrs[i])
+				size += int64(g.ptrs[i].size)
+				if err := setPacked(txn, h, g.ptrs[i]); err != nil {
+					txn.Discard()
+					return 0, 0, err
+				}
+			}
+		}
+		g = &writtenGroup{hashes: keep, ptrs: ptrs, size: size}
+	}
+}
+
+// close waits until every queued group is synced and committed (or, after
+// an error, abandoned) and returns the first error. It is safe to call
+// more than once; put must not be called after.
+func (w *syncedWriter) close() error {
+	w.mu.Lock()
+	if !w.closed {
+		w.closed = true
+		close(w.queue)
+	}
+	w.mu.Unlock()
+	<-w.done
+	return w.failed()
+}

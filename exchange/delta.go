@@ -829,7 +829,9 @@ func (x *Fetch) delta(ctx context.Context, s *Store, need []nii.ChunkRef, done f
 			r, err := x.deltaBatch(ctx, df, s, old, from, b)
 			if err == nil && len(r.chunks) > 0 {
 				putMu.Lock()
-				err = storeSink{s: s}.Put(r.chunks)
+				if err = s.putChunks(r.chunks); err != nil {
+					err = fmt.Errorf("store chunks: %w", err)
+				}
 				putMu.Unlock()
 			}
 			var size int64

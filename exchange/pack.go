@@ -48,7 +48,9 @@ import (
 //
 // The order that makes a crash harmless: a batch of frames is written and
 // the pack fsynced before the badger transaction that records their index
-// entries commits, and a version is committed only after that. So an index
+// entries commits, and a version is committed only after that. (A pull's
+// syncedWriter syncs once for several batches written meanwhile, then
+// commits their entries: the same order, chunks.go.) So an index
 // entry never names bytes that are not on the disk, and a version never
 // names a chunk without an index entry. Reading checks the frame's hash and
 // size against the index and the bytes against the CRC (and, on every path
@@ -155,6 +157,8 @@ type packSet struct {
 	firstID uint32               // packs numbered below existed when the store opened
 	readers map[uint32]*os.File  // open for reading, by number
 	gone    map[uint32]bool      // removed by this instance
+
+	syncErr func() error // tests: a sync fails with what it returns
 }
 
 type packFile struct {
@@ -311,6 +315,23 @@ func (ps *packSet) synced(p *packFile, off int64, chunks []Chunk) ([]packPtr, er
 // are written from where they are (one pwritev(2) gathers the frame
 // headers and the bytes), not copied into a batch buffer first.
 func (ps *packSet) put(chunks []Chunk) (*packFile, []packPtr, error) {
+	p, ptrs, err := ps.writeFrames(chunks)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := ps.sync(p); err != nil {
+		ps.done(p)
+		return nil, nil, err
+	}
+	return p, ptrs, nil
+}
+
+// writeFrames writes chunks as one batch, framed, at the end of the
+// current pack, and returns where, without syncing: the frames may not
+// survive a crash until p.sync returns, so no index entry may name them
+// before (syncedWriter). The caller calls ps.done(p) once their index
+// entries are committed or abandoned.
+func (ps *packSet) writeFrames(chunks []Chunk) (*packFile, []packPtr, error) {
 	var n int64
 	for _, c := range chunks {
 		n += frameLen(len(c.Data))
@@ -326,17 +347,30 @@ func (ps *packSet) put(chunks []Chunk) (*packFile, []packPtr, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	err = pwritev(p.f, iovs, off)
-	if err != nil {
+	if err := pwritev(p.f, iovs, off); err != nil {
 		ps.done(p)
 		return nil, nil, fmt.Errorf("write pack %s: %w", packName(p.id), err)
 	}
-	ptrs, err := ps.synced(p, off, chunks)
-	if err != nil {
-		ps.done(p)
-		return nil, nil, err
+	ptrs := make([]packPtr, len(chunks))
+	at := off
+	for i, c := range chunks {
+		ptrs[i] = packPtr{pack: p.id, off: at, size: uint32(len(c.Data)), format: ptrFormat}
+		at += frameLen(len(c.Data))
 	}
 	return p, ptrs, nil
+}
+
+// sync makes everything written to p so far survive a crash.
+func (ps *packSet) sync(p *packFile) error {
+	if ps.syncErr != nil {
+		if err := ps.syncErr(); err != nil {
+			return fmt.Errorf("sync pack %s: %w", packName(p.id), err)
+		}
+	}
+	if err := p.f.Sync(); err != nil {
+		return fmt.Errorf("sync pack %s: %w", packName(p.id), err)
+	}
+	return nil
 }
 
 // maxIovecs is how many buffers one pwritev(2) takes (Linux's IOV_MAX).

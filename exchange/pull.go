@@ -149,8 +149,7 @@ func (x *Fetch) into(ctx context.Context, s *Store, progress func(done, total in
 			progress(deltaDone, total)
 		}
 	})
-	_, recycle := x.f.(ownBuffers)
-	err = x.run(ctx, need, storeSink{s: s, recycle: recycle}, false, report)
+	err = x.store(ctx, s, need, report)
 	res.FetchedChunks, res.FetchedBytes, res.Providers = x.stats.chunks+ds.chunks, x.stats.bytes+ds.bytes, x.stats.providers
 	for p, n := range ds.providers {
 		res.Providers[p] += n
@@ -170,16 +169,31 @@ func (x *Fetch) into(ctx context.Context, s *Store, progress func(done, total in
 	return res, nil
 }
 
-// storeSink puts a pull's chunks in the store. With recycle, the chunks'
+// store fetches need into s. When it returns, every chunk put is synced
+// and indexed (so the version may be committed), and, if the fetch
+// failed, kept for the next one.
+func (x *Fetch) store(ctx context.Context, s *Store, need []nii.ChunkRef, report func(int64)) error {
+	_, recycle := x.f.(ownBuffers)
+	w := s.newSyncedWriter()
+	err := x.run(ctx, need, storeSink{w: w, recycle: recycle}, false, report)
+	if werr := w.close(); err == nil && werr != nil {
+		err = fmt.Errorf("store chunks: %w", werr)
+	}
+	return err
+}
+
+// storeSink puts a pull's chunks in the store, through a syncedWriter:
+// Put returns once they are written to a pack, and the pack is synced and
+// their index entries committed behind it. With recycle, the chunks'
 // buffers are the Fetcher's own (ownBuffers) and go back to its pool once
-// they are in a pack: nothing refers to them after Put.
+// they are written: nothing refers to them after Put.
 type storeSink struct {
-	s       *Store
+	w       *syncedWriter
 	recycle bool
 }
 
 func (k storeSink) Put(chunks []Chunk) error {
-	err := k.s.putChunks(chunks)
+	err := k.w.put(chunks)
 	if k.recycle {
 		for _, c := range chunks {
 			putChunkBuf(c.Data)

@@ -81,6 +81,10 @@ type Store struct {
 	db     *badger.DB
 	params chunker.Params
 	counts chunkCounts
+	// putBytes counts the chunk bytes pulls have handed to a
+	// syncedWriter and it has written (or found stored): their buffers
+	// are free from then on (for tests of the fetch's memory bound).
+	putBytes atomic.Int64
 
 	commitMu sync.Mutex // serialises version commits, so numbering is race-free
 	flights  flights    // pulls in progress, by manifest (pull.go)
