@@ -284,8 +284,28 @@ type chunkWriter struct {
 	slots   chan struct{}
 	bufs    chan []byte // free batch buffers
 	pending sync.WaitGroup
-	mu      sync.Mutex
-	err     error
+	firstErr
+}
+
+// firstErr keeps the first error set on it: a writer's, whose goroutines
+// fail independently and whose every later call returns that error.
+type firstErr struct {
+	errMu sync.Mutex
+	err   error
+}
+
+func (e *firstErr) failed() error {
+	e.errMu.Lock()
+	defer e.errMu.Unlock()
+	return e.err
+}
+
+func (e *firstErr) fail(err error) {
+	e.errMu.Lock()
+	if e.err == nil {
+		e.err = err
+	}
+	e.errMu.Unlock()
 }
 
 const (
@@ -295,20 +315,6 @@ const (
 
 func (s *Store) newChunkWriter() *chunkWriter {
 	return &chunkWriter{s: s, slots: make(chan struct{}, ingestTxnPending), bufs: make(chan []byte, ingestTxnPending+1)}
-}
-
-func (w *chunkWriter) failed() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.err
-}
-
-func (w *chunkWriter) fail(err error) {
-	w.mu.Lock()
-	if w.err == nil {
-		w.err = err
-	}
-	w.mu.Unlock()
 }
 
 // set stores chunk h unless it is stored already. b must not change until
@@ -478,9 +484,9 @@ type syncedWriter struct {
 	s     *Store
 	queue chan *writtenGroup
 	done  chan struct{} // closed when the goroutine has stopped
+	firstErr
 
 	mu     sync.Mutex
-	err    error
 	closed bool
 }
 
@@ -502,20 +508,6 @@ func (s *Store) newSyncedWriter() *syncedWriter {
 	w := &syncedWriter{s: s, queue: make(chan *writtenGroup, syncPending), done: make(chan struct{})}
 	go w.run()
 	return w
-}
-
-func (w *syncedWriter) failed() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.err
-}
-
-func (w *syncedWriter) fail(err error) {
-	w.mu.Lock()
-	if w.err == nil {
-		w.err = err
-	}
-	w.mu.Unlock()
 }
 
 // put writes the chunks not yet stored and queues them to be synced and

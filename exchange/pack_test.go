@@ -269,6 +269,27 @@ func killVersionData(v uint64) []byte { return randBytes(1000+v, 2<<20+int(v%7)<
 
 var killDataset = nii.DatasetID{Org: "greenwich", Name: "kill"}
 
+// killChild runs this test binary's test child (a writer that works on a
+// store until it is killed) with env added, SIGKILLs it after ms
+// milliseconds (the kill instant, chosen by the caller, not a wait for
+// state) and fails t if the child failed before the kill.
+func killChild(t *testing.T, trial int, child string, ms int, env ...string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+child+"$", "-test.count=1")
+	cmd.Env = append(os.Environ(), env...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Duration(ms) * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	if strings.Contains(out.String(), "FAIL") {
+		t.Fatalf("trial %d: the child failed before the kill:\n%s", trial, out.String())
+	}
+}
+
 // TestKillDuringPackWrites SIGKILLs a process that publishes versions and
 // puts chunks (as a pull does) into packs as fast as it can, at a random
 // instant, again and again on the same store. After each kill the store
@@ -285,19 +306,7 @@ func TestKillDuringPackWrites(t *testing.T) {
 	log := filepath.Join(t.TempDir(), "committed")
 	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 2))
 	for trial := range trials {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestPackKillChild$", "-test.count=1")
-		cmd.Env = append(os.Environ(), killChildEnv+"="+dir, "NII_PACK_KILL_LOG="+log)
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(time.Duration(200+r.IntN(800)) * time.Millisecond) // the kill instant, not a wait for state
-		cmd.Process.Signal(syscall.SIGKILL)
-		cmd.Wait()
-		if strings.Contains(out.String(), "FAIL") {
-			t.Fatalf("trial %d: the child failed before the kill:\n%s", trial, out.String())
-		}
+		killChild(t, trial, "TestPackKillChild", 200+r.IntN(800), killChildEnv+"="+dir, "NII_PACK_KILL_LOG="+log)
 
 		db := niitest.OpenDB(t, dir)
 		s, err := NewStore(db, chunker.Default())

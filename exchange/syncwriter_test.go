@@ -7,11 +7,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -135,19 +133,7 @@ func TestKillDuringPull(t *testing.T) {
 	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 3))
 	for trial := range uint64(trials) {
 		log := filepath.Join(t.TempDir(), "committed")
-		cmd := exec.Command(os.Args[0], "-test.run=^TestPullKillChild$", "-test.count=1")
-		cmd.Env = append(os.Environ(), pullKillChildEnv+"="+dir, "NII_PULL_KILL_LOG="+log, "NII_PULL_KILL_TRIAL="+strconv.FormatUint(trial, 10))
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(time.Duration(300+r.IntN(1200)) * time.Millisecond) // the kill instant, not a wait for state
-		cmd.Process.Signal(syscall.SIGKILL)
-		cmd.Wait()
-		if strings.Contains(out.String(), "FAIL") {
-			t.Fatalf("trial %d: the child failed before the kill:\n%s", trial, out.String())
-		}
+		killChild(t, int(trial), "TestPullKillChild", 300+r.IntN(1200), pullKillChildEnv+"="+dir, "NII_PULL_KILL_LOG="+log, "NII_PULL_KILL_TRIAL="+strconv.FormatUint(trial, 10))
 
 		db := niitest.OpenDB(t, dir)
 		s, err := NewStore(db, chunker.Default())
