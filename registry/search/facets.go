@@ -49,9 +49,7 @@ func (ix *Index) facets(match *roaring.Bitmap, all bool, out map[string][]FacetC
 		it := match.ManyIterator()
 		for k := it.NextMany(buf[:]); k > 0; k = it.NextMany(buf[:]) {
 			for _, id := range buf[:k] {
-				r := ix.vref[id]
-				off, n := r>>vrefShift, r&(1<<vrefShift-1)
-				for _, vid := range ix.varena[off : off+n] {
+				for _, vid := range ix.valIDs.get(id) {
 					per[vid]++
 				}
 			}

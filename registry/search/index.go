@@ -66,7 +66,7 @@ type value struct {
 type slot struct {
 	doc Doc
 	// The doc's term IDs, so that it can be taken out of exactly those
-	// posting lists, are in Index.tarena; its value IDs in Index.varena.
+	// posting lists, are in Index.docTermIDs; its value IDs in Index.valIDs.
 	live bool
 }
 
@@ -89,17 +89,13 @@ type Index struct {
 
 	// Each doc's value IDs live in one shared arena, in doc-ID order after
 	// a bulk load, so that counting facets by scanning the matching docs
-	// reads memory nearly sequentially. vref[id] is offset<<24 | count.
-	varena   []uint32
-	vref     []uint64
-	vgarbage int
+	// reads memory nearly sequentially.
+	valIDs arena[uint32]
 
 	// Each doc's term IDs, sorted and delta-encoded as uvarints (about 2
 	// bytes a term rather than 4, and no allocation per doc), live in one
-	// shared byte arena likewise: tref[id] is offset<<24 | length.
-	tarena   []byte
-	tref     []uint64
-	tgarbage int
+	// shared byte arena likewise.
+	docTermIDs arena[byte]
 
 	terms     []term
 	freeTerms []uint32
@@ -259,53 +255,70 @@ func (ix *Index) newID() uint32 {
 	ix.mod = append(ix.mod, 0)
 	ix.dl = append(ix.dl, 0)
 	ix.title = append(ix.title, "")
-	ix.vref = append(ix.vref, 0)
-	ix.tref = append(ix.tref, 0)
+	ix.valIDs.ref = append(ix.valIDs.ref, 0)
+	ix.docTermIDs.ref = append(ix.docTermIDs.ref, 0)
 	return id
 }
 
+// arena holds every doc's run of T in one shared slice: ref[id] is
+// offset<<vrefShift | length. A run that grows moves to the end and leaves
+// garbage behind; past min garbage, and more garbage than live data, the
+// arena is rewritten in doc-ID order.
+type arena[T any] struct {
+	data    []T
+	ref     []uint64
+	garbage int
+}
+
 const vrefShift = 24
+
+// get returns doc id's run (capped: appending to it copies).
+func (a *arena[T]) get(id uint32) []T {
+	r := a.ref[id]
+	off, n := r>>vrefShift, r&(1<<vrefShift-1)
+	return a.data[off : off+n : off+n]
+}
+
+// set records doc id's run, over its old one if it fits, and compacts the
+// arena when garbage passes min.
+func (a *arena[T]) set(id uint32, v []T, min int) {
+	old := a.get(id)
+	off := a.ref[id] >> vrefShift
+	if len(v) > len(old) {
+		off = uint64(len(a.data))
+		a.data = append(a.data, v...)
+		a.garbage += len(old)
+	} else {
+		copy(old, v)
+		a.garbage += len(old) - len(v)
+	}
+	a.ref[id] = off<<vrefShift | uint64(len(v))
+	if a.garbage > min && a.garbage > len(a.data)/2 {
+		a.compact()
+	}
+}
+
+// compact rewrites the arena in doc-ID order without garbage.
+func (a *arena[T]) compact() {
+	data := make([]T, 0, len(a.data)-a.garbage)
+	for id := range a.ref {
+		v := a.get(uint32(id))
+		a.ref[id] = uint64(len(data))<<vrefShift | uint64(len(v))
+		data = append(data, v...)
+	}
+	a.data = data
+	a.garbage = 0
+}
 
 // vgarbageMin is the least garbage in the value arena worth compacting (a
 // var for tests).
 var vgarbageMin = 1 << 16
 
 // docVals returns doc id's value IDs.
-func (ix *Index) docVals(id uint32) []uint32 {
-	r := ix.vref[id]
-	off, n := r>>vrefShift, r&(1<<vrefShift-1)
-	return ix.varena[off : off+n : off+n]
-}
+func (ix *Index) docVals(id uint32) []uint32 { return ix.valIDs.get(id) }
 
 // setDocVals records doc id's value IDs, over its old ones if they fit.
-func (ix *Index) setDocVals(id uint32, vids []uint32) {
-	old := ix.docVals(id)
-	off := ix.vref[id] >> vrefShift
-	if len(vids) > len(old) {
-		off = uint64(len(ix.varena))
-		ix.varena = append(ix.varena, vids...)
-		ix.vgarbage += len(old)
-	} else {
-		copy(old, vids)
-		ix.vgarbage += len(old) - len(vids)
-	}
-	ix.vref[id] = off<<vrefShift | uint64(len(vids))
-	if ix.vgarbage > vgarbageMin && ix.vgarbage > len(ix.varena)/2 {
-		ix.compactVals()
-	}
-}
-
-// compactVals rewrites the value arena in doc-ID order without garbage.
-func (ix *Index) compactVals() {
-	arena := make([]uint32, 0, len(ix.varena)-ix.vgarbage)
-	for id := range ix.vref {
-		v := ix.docVals(uint32(id))
-		ix.vref[id] = uint64(len(arena))<<vrefShift | uint64(len(v))
-		arena = append(arena, v...)
-	}
-	ix.varena = arena
-	ix.vgarbage = 0
-}
+func (ix *Index) setDocVals(id uint32, vids []uint32) { ix.valIDs.set(id, vids, vgarbageMin) }
 
 // tgarbageMin is the least garbage in the term arena worth compacting (a
 // var for tests).
@@ -316,9 +329,7 @@ func (ix *Index) docTerms(id uint32) []uint32 { return ix.docTermsTo(nil, id) }
 
 // docTermsTo appends doc id's term IDs, sorted, to dst.
 func (ix *Index) docTermsTo(dst []uint32, id uint32) []uint32 {
-	r := ix.tref[id]
-	off, n := r>>vrefShift, r&(1<<vrefShift-1)
-	out, err := decodeIDs(dst, ix.tarena[off:off+n])
+	out, err := decodeIDs(dst, ix.docTermIDs.get(id))
 	if err != nil {
 		panic("search: term arena corrupt: " + err.Error()) // the index wrote it
 	}
@@ -327,34 +338,7 @@ func (ix *Index) docTermsTo(dst []uint32, id uint32) []uint32 {
 
 // setDocTerms records doc id's encoded term IDs, over its old ones if they
 // fit.
-func (ix *Index) setDocTerms(id uint32, enc []byte) {
-	r := ix.tref[id]
-	off, n := r>>vrefShift, r&(1<<vrefShift-1)
-	if uint64(len(enc)) > n {
-		ix.tgarbage += int(n)
-		off = uint64(len(ix.tarena))
-		ix.tarena = append(ix.tarena, enc...)
-	} else {
-		copy(ix.tarena[off:], enc)
-		ix.tgarbage += int(n) - len(enc)
-	}
-	ix.tref[id] = off<<vrefShift | uint64(len(enc))
-	if ix.tgarbage > tgarbageMin && ix.tgarbage > len(ix.tarena)/2 {
-		ix.compactTerms()
-	}
-}
-
-// compactTerms rewrites the term arena in doc-ID order without garbage.
-func (ix *Index) compactTerms() {
-	arena := make([]byte, 0, len(ix.tarena)-ix.tgarbage)
-	for id, r := range ix.tref {
-		off, n := r>>vrefShift, r&(1<<vrefShift-1)
-		ix.tref[id] = uint64(len(arena))<<vrefShift | n
-		arena = append(arena, ix.tarena[off:off+n]...)
-	}
-	ix.tarena = arena
-	ix.tgarbage = 0
-}
+func (ix *Index) setDocTerms(id uint32, enc []byte) { ix.docTermIDs.set(id, enc, tgarbageMin) }
 
 // appendIDs appends ids, sorted ascending and distinct, to dst: the first
 // as a uvarint, each next as a uvarint of its distance from the one

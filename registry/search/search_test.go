@@ -124,8 +124,8 @@ func checkSearchIndex(t *testing.T, ix *Index) {
 			used += n
 		}
 	}
-	if len(ix.varena)-used != ix.vgarbage {
-		t.Fatalf("value arena: %d long, %d used, garbage %d", len(ix.varena), used, ix.vgarbage)
+	if len(ix.valIDs.data)-used != ix.valIDs.garbage {
+		t.Fatalf("value arena: %d long, %d used, garbage %d", len(ix.valIDs.data), used, ix.valIDs.garbage)
 	}
 	if sumDL != ix.sumDL {
 		t.Fatalf("sumDL %v, want %v", ix.sumDL, sumDL)

@@ -60,13 +60,13 @@ func TestTermArenaCompacts(t *testing.T) {
 	for i := range 3000 {
 		d := docs[rng.IntN(len(docs))]
 		d.Key = fmt.Sprintf("k%d", rng.IntN(300))
-		before := len(ix.tarena)
+		before := len(ix.docTermIDs.data)
 		if rng.IntN(3) == 0 {
 			ix.Delete(d.Key)
 		} else {
 			ix.Put(d)
 		}
-		if len(ix.tarena) < before {
+		if len(ix.docTermIDs.data) < before {
 			compactions++
 		}
 		if i%500 == 0 {
@@ -78,15 +78,15 @@ func TestTermArenaCompacts(t *testing.T) {
 		t.Fatal("the term arena never compacted: the test exercised too little")
 	}
 	used := 0
-	for id := range ix.tref {
-		n := int(ix.tref[id] & (1<<vrefShift - 1))
+	for id := range ix.docTermIDs.ref {
+		n := int(ix.docTermIDs.ref[id] & (1<<vrefShift - 1))
 		if n > 0 && !ix.slots[id].live {
 			t.Fatalf("dead doc %d has %d bytes of terms", id, n)
 		}
 		used += n
 	}
-	if len(ix.tarena)-used != ix.tgarbage {
-		t.Fatalf("term arena: %d long, %d used, garbage %d", len(ix.tarena), used, ix.tgarbage)
+	if len(ix.docTermIDs.data)-used != ix.docTermIDs.garbage {
+		t.Fatalf("term arena: %d long, %d used, garbage %d", len(ix.docTermIDs.data), used, ix.docTermIDs.garbage)
 	}
 	// Every term a doc lists holds the doc, and every posting the doc's list.
 	for key, id := range ix.byKey {
