@@ -84,6 +84,8 @@ var (
 		"node", "org", "federation", "version")
 	descGossipMembers = desc("gossip_members_alive", "Live gossip members, this node included.")
 	descPeers         = desc("peers", "Members in this node's member table, by state (alive, dead, left).", "state")
+	descGossipPushed  = desc("gossip_pushed_packets_total", "Packets carrying a new record pushed straight to random members, besides memberlist's broadcast.")
+	descGossipDenied  = desc("gossip_push_denied_total", "New records not pushed because the push budget was spent (they still spread by broadcast).")
 
 	descCatalogDatasets = desc("catalog_datasets", "Searchable (not withdrawn) adverts in the federated catalog.")
 	descCatalogOrigins  = desc("catalog_origins", "Nodes the federated catalog holds records from.")
@@ -131,7 +133,7 @@ var peerStates = []string{registry.PeerAlive, registry.PeerDead, registry.PeerLe
 // Describe implements prometheus.Collector.
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		descNodeInfo, descGossipMembers, descPeers,
+		descNodeInfo, descGossipMembers, descPeers, descGossipPushed, descGossipDenied,
 		descCatalogDatasets, descCatalogOrigins, descCatalogApplied, descCatalogRejected,
 		descPullsStarted, descPullsCompleted, descPullsFailed, descPulledBytes, descPullDelta, descPullReused, descServedBytes, descServedChunks,
 		descStoreChunks, descStoreChunkBytes, descStoreVersions, descStoreDatasets, descStoreDiskBytes,
@@ -158,6 +160,9 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descNodeInfo, 1, string(n.id), n.cfg.Org, n.cfg.Federation, BuildVersion)
 
 	gauge(descGossipMembers, float64(c.gossip.NumMembers()))
+	pushed, denied := c.gossip.PushStats()
+	counter(descGossipPushed, float64(pushed))
+	counter(descGossipDenied, float64(denied))
 	byState := map[string]int{}
 	for _, p := range c.peers.List() {
 		byState[p.State]++

@@ -153,6 +153,22 @@ func TestOpsMetricsFollowTheNode(t *testing.T) {
 	// puller counts a completed pull and the bytes it fetched.
 	waitListed(t, puller, "org0/spend", 1)
 	waitListed(t, puller, "org0/secret", 1)
+
+	// The new records were pushed to the one other member at once, within
+	// the budget (registry/gossip/push.go): counted, none held back.
+	for deadline := time.Now().Add(nodetest.Bound(nodetest.FastTiming, 2)); ; {
+		m := scrape(t, c, pub)
+		if value(m, "nii_gossip_pushed_packets_total") >= 2 {
+			if got := value(m, "nii_gossip_push_denied_total"); got != 0 {
+				t.Errorf("nii_gossip_push_denied_total = %v after two records, want 0", got)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nii_gossip_pushed_packets_total = %v after two new records, want >= 2", value(m, "nii_gossip_pushed_packets_total"))
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval
+	}
 	resp, b := do(t, c, puller, call{method: "POST", path: "/api/v1/pull", header: admin(puller), body: strings.NewReader(`{"ref":"org0/spend"}`)})
 	if resp.StatusCode != http.StatusOK || !bytes.Contains(b, []byte(`"result"`)) {
 		t.Fatalf("pull: %s %s", resp.Status, b)

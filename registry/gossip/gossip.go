@@ -323,6 +323,11 @@ func (g *Gossip) Join(addrs []string) (int, error) {
 // NumMembers returns the number of live members, this node included.
 func (g *Gossip) NumMembers() int { return g.ml.NumMembers() }
 
+// PushStats returns the packets this node has pushed to random members on
+// top of memberlist's broadcasts (push.go) and the records it did not push
+// for want of budget (they still spread by broadcast and catch-up).
+func (g *Gossip) PushStats() (sent, denied int64) { return g.push.stats() }
+
 // Publish spreads one of this node's new records, as Catalog.Sign returned
 // it: the signed record and the advert it carries (which this node has just
 // signed, so it is not verified again). It also updates the node's metadata
