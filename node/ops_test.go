@@ -167,7 +167,7 @@ func TestOpsMetricsFollowTheNode(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("nii_gossip_pushed_packets_total = %v after two new records, want >= 2", value(m, "nii_gossip_pushed_packets_total"))
 		}
-		time.Sleep(20 * time.Millisecond) // polling interval
+		time.Sleep(40 * time.Millisecond) // polling interval, under the API rate limit
 	}
 	resp, b := do(t, c, puller, call{method: "POST", path: "/api/v1/pull", header: admin(puller), body: strings.NewReader(`{"ref":"org0/spend"}`)})
 	if resp.StatusCode != http.StatusOK || !bytes.Contains(b, []byte(`"result"`)) {

@@ -302,18 +302,26 @@ func WaitConverge(t testing.TB, stall time.Duration, what string, want int, coun
 	}
 }
 
-// WaitFor polls cond every few milliseconds until it holds or the deadline
-// passes, then fails the test saying what was awaited.
+// WaitFor polls cond until it holds or the deadline passes, then fails the
+// test saying what was awaited. It polls every 5 ms at first and backs off
+// to every 40 ms, so that a cond asking a node's HTTP API stays well under
+// the node's per-address rate limit (node.DefaultRate, 50 a second, after
+// a burst of 100) however long the wait: polling at 5 ms throughout spent
+// the burst in half a second and the API answered 429.
 func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
-	for {
+	for interval := 5 * time.Millisecond; ; interval = min(2*interval, pollMax) {
 		if cond() {
 			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out after %v waiting until %s", timeout, what)
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(interval) // polling interval
 	}
 }
+
+// pollMax is WaitFor's longest interval: 25 polls a second, half the
+// API's default rate.
+const pollMax = 40 * time.Millisecond
