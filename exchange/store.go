@@ -434,6 +434,12 @@ func (s *Store) dropDamaged(h nii.Hash, loc chunkLoc) error {
 	ls := &s.leases
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
+	// Marked before the entry goes: a concurrent reader (another export
+	// worker at a later copy of the same chunk) that finds it missing must
+	// already see why, or it reports "not found" where the damage is the
+	// cause. The mark holds even if the entry was rewritten meanwhile: the
+	// bytes this reader found were bad.
+	s.dropped.add(h)
 	n, err := s.deleteChunkEntries([]nii.Hash{h}, func(item *badger.Item) bool {
 		if item.UserMeta() != metaPacked || !loc.packed {
 			return item.UserMeta() != metaPacked && !loc.packed
@@ -448,7 +454,6 @@ func (s *Store) dropDamaged(h nii.Hash, loc chunkLoc) error {
 	})
 	if n == 1 {
 		ls.gen++
-		s.dropped.add(h)
 	}
 	return err
 }
