@@ -199,6 +199,31 @@ func (s *Store) writeChunks(chunks []Chunk) (n, size int64, err error) {
 	return n, size, nil
 }
 
+// freshChunks returns the chunks of chunks that txn does not hold, each
+// once, and their bytes: what a writer must still write.
+func freshChunks(txn *badger.Txn, chunks []Chunk) ([]Chunk, int64, error) {
+	var (
+		fresh []Chunk
+		size  int64
+	)
+	seen := make(map[nii.Hash]struct{}, len(chunks))
+	for _, c := range chunks {
+		if _, dup := seen[c.Hash]; dup {
+			continue
+		}
+		seen[c.Hash] = struct{}{}
+		held, err := isHeld(txn, c.Hash)
+		if err != nil {
+			return nil, 0, err
+		}
+		if !held {
+			fresh = append(fresh, c)
+			size += int64(len(c.Data))
+		}
+	}
+	return fresh, size, nil
+}
+
 // chunkTxnMax is how many chunks one chunk transaction records at most.
 const chunkTxnMax = 4096
 
@@ -215,25 +240,10 @@ func (s *Store) commitChunks(chunks []Chunk) (int, int64, int64, error) {
 		if err != nil {
 			return 0, 0, 0, err
 		}
-		var (
-			fresh []Chunk
-			seen  = make(map[nii.Hash]struct{}, len(chunks))
-			size  int64
-		)
-		for _, c := range chunks {
-			if _, dup := seen[c.Hash]; dup {
-				continue
-			}
-			seen[c.Hash] = struct{}{}
-			held, err := isHeld(txn, c.Hash)
-			if err != nil {
-				txn.Discard()
-				return 0, 0, 0, err
-			}
-			if !held {
-				fresh = append(fresh, c)
-				size += int64(len(c.Data))
-			}
+		fresh, size, err := freshChunks(txn, chunks)
+		if err != nil {
+			txn.Discard()
+			return 0, 0, 0, err
 		}
 		var p *packFile
 		if len(fresh) > 0 {
@@ -549,24 +559,15 @@ func (w *syncedWriter) write(chunks []Chunk) (*writtenGroup, error) {
 		return nil, err
 	}
 	g := &writtenGroup{txn: txn}
-	var fresh []Chunk
-	seen := make(map[nii.Hash]struct{}, len(chunks))
-	for _, c := range chunks {
-		if _, dup := seen[c.Hash]; dup {
-			continue
-		}
-		seen[c.Hash] = struct{}{}
-		held, err := isHeld(txn, c.Hash)
-		if err != nil {
-			txn.Discard()
-			w.s.counts.end(0, 0)
-			return nil, err
-		}
-		if !held {
-			fresh = append(fresh, c)
-			g.hashes = append(g.hashes, c.Hash)
-			g.size += int64(len(c.Data))
-		}
+	fresh, size, err := freshChunks(txn, chunks)
+	if err != nil {
+		txn.Discard()
+		w.s.counts.end(0, 0)
+		return nil, err
+	}
+	g.size = size
+	for _, c := range fresh {
+		g.hashes = append(g.hashes, c.Hash)
 	}
 	if len(fresh) > 0 {
 		if g.p, g.ptrs, err = w.s.packs.writeFrames(fresh); err != nil {

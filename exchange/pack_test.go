@@ -269,6 +269,46 @@ func killVersionData(v uint64) []byte { return randBytes(1000+v, 2<<20+int(v%7)<
 
 var killDataset = nii.DatasetID{Org: "greenwich", Name: "kill"}
 
+// checkAfterKill reopens the store in dir after a kill and checks what
+// every kill test checks: the store opens; every visible version of d
+// reads back byte-identical to data(version); every version the child
+// logged (one number per line in log) as committed is visible; and the
+// store check finds nothing damaged. The caller closes s, then db.
+func checkAfterKill(t *testing.T, trial int, dir, log string, d nii.DatasetID, data func(v uint64) []byte) (*badger.DB, *Store, []*VersionRecord, *VerifyReport) {
+	t.Helper()
+	db := niitest.OpenDB(t, dir)
+	s, err := NewStore(db, chunker.Default())
+	if err != nil {
+		t.Fatalf("trial %d: store does not reopen: %v", trial, err)
+	}
+	recs, err := s.Versions(&d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rec := range recs {
+		var buf bytes.Buffer
+		if _, err := s.WriteTo(context.Background(), rec, &buf); err != nil {
+			t.Fatalf("trial %d: %s after the kill: %v", trial, rec.Ref, err)
+		}
+		if !bytes.Equal(buf.Bytes(), data(rec.Ref.Version)) {
+			t.Fatalf("trial %d: %s is not byte-identical after the kill", trial, rec.Ref)
+		}
+	}
+	b, _ := os.ReadFile(log)
+	lines := strings.Fields(string(b))
+	if len(lines) > 0 {
+		last, _ := strconv.ParseUint(lines[len(lines)-1], 10, 64)
+		if uint64(len(recs)) < last {
+			t.Fatalf("trial %d: the child committed version %d; %d are visible", trial, last, len(recs))
+		}
+	}
+	rep, err := s.Verify(context.Background())
+	if err != nil || len(rep.Damaged) != 0 {
+		t.Fatalf("trial %d: store check after the kill: %v %+v", trial, err, rep.Damaged)
+	}
+	return db, s, recs, rep
+}
+
 // killChild runs this test binary's test child (a writer that works on a
 // store until it is killed) with env added, SIGKILLs it after ms
 // milliseconds (the kill instant, chosen by the caller, not a wait for
@@ -308,36 +348,7 @@ func TestKillDuringPackWrites(t *testing.T) {
 	for trial := range trials {
 		killChild(t, trial, "TestPackKillChild", 200+r.IntN(800), killChildEnv+"="+dir, "NII_PACK_KILL_LOG="+log)
 
-		db := niitest.OpenDB(t, dir)
-		s, err := NewStore(db, chunker.Default())
-		if err != nil {
-			t.Fatalf("trial %d: store does not reopen: %v", trial, err)
-		}
-		recs, err := s.Versions(&killDataset)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, rec := range recs {
-			var buf bytes.Buffer
-			if _, err := s.WriteTo(context.Background(), rec, &buf); err != nil {
-				t.Fatalf("trial %d: %s after the kill: %v", trial, rec.Ref, err)
-			}
-			if !bytes.Equal(buf.Bytes(), killVersionData(rec.Ref.Version)) {
-				t.Fatalf("trial %d: %s is not byte-identical after the kill", trial, rec.Ref)
-			}
-		}
-		b, _ := os.ReadFile(log)
-		lines := strings.Fields(string(b))
-		if len(lines) > 0 {
-			last, _ := strconv.ParseUint(lines[len(lines)-1], 10, 64)
-			if uint64(len(recs)) < last {
-				t.Fatalf("trial %d: the child committed version %d; %d are visible", trial, last, len(recs))
-			}
-		}
-		rep, err := s.Verify(context.Background())
-		if err != nil || len(rep.Damaged) != 0 {
-			t.Fatalf("trial %d: store check after the kill: %v %+v", trial, err, rep.Damaged)
-		}
+		db, s, recs, rep := checkAfterKill(t, trial, dir, log, killDataset, killVersionData)
 		if _, err := s.GC(context.Background()); err != nil {
 			t.Fatalf("trial %d: GC after the kill: %v", trial, err)
 		}

@@ -9,14 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/nii-uk/nii"
 	"github.com/nii-uk/nii/exchange/chunker"
-	"github.com/nii-uk/nii/internal/niitest"
 )
 
 func someChunks(seed uint64, n int) []Chunk {
@@ -135,37 +133,8 @@ func TestKillDuringPull(t *testing.T) {
 		log := filepath.Join(t.TempDir(), "committed")
 		killChild(t, int(trial), "TestPullKillChild", 300+r.IntN(1200), pullKillChildEnv+"="+dir, "NII_PULL_KILL_LOG="+log, "NII_PULL_KILL_TRIAL="+strconv.FormatUint(trial, 10))
 
-		db := niitest.OpenDB(t, dir)
-		s, err := NewStore(db, chunker.Default())
-		if err != nil {
-			t.Fatalf("trial %d: store does not reopen: %v", trial, err)
-		}
 		d := pullKillDataset(trial)
-		recs, err := s.Versions(&d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, rec := range recs {
-			var buf bytes.Buffer
-			if _, err := s.WriteTo(context.Background(), rec, &buf); err != nil {
-				t.Fatalf("trial %d: %s after the kill: %v", trial, rec.Ref, err)
-			}
-			if !bytes.Equal(buf.Bytes(), pullKillData(trial, rec.Ref.Version)) {
-				t.Fatalf("trial %d: %s is not byte-identical after the kill", trial, rec.Ref)
-			}
-		}
-		b, _ := os.ReadFile(log)
-		lines := strings.Fields(string(b))
-		if len(lines) > 0 {
-			last, _ := strconv.ParseUint(lines[len(lines)-1], 10, 64)
-			if uint64(len(recs)) < last {
-				t.Fatalf("trial %d: the child committed version %d; %d are visible", trial, last, len(recs))
-			}
-		}
-		rep, err := s.Verify(context.Background())
-		if err != nil || len(rep.Damaged) != 0 {
-			t.Fatalf("trial %d: store check after the kill: %v %+v", trial, err, rep.Damaged)
-		}
+		db, s, recs, rep := checkAfterKill(t, int(trial), dir, log, d, func(v uint64) []byte { return pullKillData(trial, v) })
 		// The version the kill interrupted: pulled again, it completes and
 		// fetches only the chunks the store lacks.
 		src, _ := openStore(t)

@@ -765,13 +765,12 @@ func (e *eventDelegate) NotifyJoin(n *memberlist.Node)   { e.update(n, registry.
 func (e *eventDelegate) NotifyUpdate(n *memberlist.Node) { e.update(n, registry.PeerAlive) }
 func (e *eventDelegate) NotifyLeave(n *memberlist.Node)  { e.update(n, registry.PeerDead) }
 
-// update reads what it needs of n (memberlist calls with its node lock
-// held and rewrites the node in place later), keeps the push list, and
-// leaves the rest — a write to the member table in badger, the catch-up
-// the metadata may call for — to memberLoop. memberlist calls its event
-// delegate with its node lock held, on the goroutine that also handles
-// every alive, suspect and dead message and hands records to NotifyMsg:
-// a badger commit here (which waits its turn behind whatever the store is
+// update reads what it needs of n (memberlist rewrites the node in place
+// later), keeps the push list, and leaves the rest — a write to the member
+// table in badger, the catch-up the metadata may call for — to memberLoop.
+// memberlist calls its event delegate with its node lock held, on the
+// goroutine that also handles every alive, suspect and dead message and
+// hands records to NotifyMsg: a badger commit here (which waits its turn behind whatever the store is
 // writing, a pull's chunks say) held up the member's gossip, probes and
 // records for as long, once per member event, and a join or a false
 // failure makes one event per member at every member.
