@@ -316,7 +316,9 @@ func checkAfterKill(t *testing.T, trial int, dir, log string, d nii.DatasetID, d
 func killChild(t *testing.T, trial int, child string, ms int, env ...string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^"+child+"$", "-test.count=1")
-	cmd.Env = append(os.Environ(), env...)
+	// The child's own t.TempDir directories live under the parent's: a
+	// killed child never runs its cleanups, so the parent's removes them.
+	cmd.Env = append(append(os.Environ(), "TMPDIR="+t.TempDir()), env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
