@@ -64,7 +64,7 @@ func FillFileAtomic(path string, perm os.FileMode, d Durability, fill func(f *os
 		return err
 	}
 	if d == Durable {
-		if err := f.Sync(); err != nil {
+		if err := syncFile(f); err != nil {
 			return err
 		}
 	}
@@ -77,6 +77,10 @@ func FillFileAtomic(path string, perm os.FileMode, d Durability, fill func(f *os
 	ok = true
 	return nil
 }
+
+// syncFile is (*os.File).Sync; a variable so that a test can see whether
+// FillFileAtomic called it.
+var syncFile = (*os.File).Sync
 
 func writeFileAtomic(path string, b []byte, perm os.FileMode) error {
 	return WriteFileAtomic(path, perm, func(w io.Writer) error {
