@@ -65,8 +65,9 @@ const maxPeerAddrs = 32
 const userAgent = "nii"
 
 // ErrUnreachable is wrapped when no connection to a peer could be made: no
-// known address, nothing listening, a timeout while dialling. It is of kind
-// nii.ErrUnavailable.
+// known address, nothing listening, a timeout while dialling; or when the
+// connection a request went out on turned out closed by the peer. It is of
+// kind nii.ErrUnavailable.
 var ErrUnreachable = nii.Errorf(nii.ErrUnavailable, "peer unreachable")
 
 // ErrNotSupported is wrapped when a peer does not speak the protocol asked
@@ -536,6 +537,12 @@ func (h *Host) requestWithin(ctx context.Context, to nii.NodeID, proto protocol.
 		return err
 	}
 	s.Reset()
+	if s.Conn().IsClosed() && h.ctx.Err() == nil && ctx.Err() == nil {
+		// The stream was opened on a connection the peer had already
+		// closed (libp2p reuses a connection until it sees it end): the
+		// peer went away, as if no connection could be made.
+		return fmt.Errorf("%w: %s: the connection closed: %w", ErrUnreachable, to.Short(), err)
+	}
 	return h.streamError(ctx, err)
 }
 
