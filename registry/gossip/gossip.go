@@ -7,6 +7,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"strings"
@@ -103,6 +104,14 @@ type Config struct {
 	PushPullInterval time.Duration
 	TCPTimeout       time.Duration
 	SuspicionMult    int
+	// ReconnectInterval is how often a member tries to rejoin a member it
+	// saw fail (0: 30 s, as Serf's reconnect_interval); ReconnectTimeout
+	// is how long after a failed member was last seen it stops trying (0:
+	// 24 h). memberlist itself never contacts a member it has declared
+	// dead once GossipToTheDeadTime (30 s on LAN) has passed, so without
+	// this the two sides of a healed network partition stay apart.
+	ReconnectInterval time.Duration
+	ReconnectTimeout  time.Duration
 	// tune, if set, adjusts memberlist's configuration last: this
 	// package's benchmarks use it to run hundreds of members in one
 	// process (docs/benchmarks.md).
@@ -287,10 +296,18 @@ func New(cfg Config, cat *registry.Catalog, peers *registry.Peers, fetch Fetcher
 	// memberlist rewrites LocalNode's fields in place on UpdateNode.
 	local := ml.LocalNode()
 	g.addr = net.JoinHostPort(local.Addr.String(), strconv.Itoa(int(local.Port)))
-	g.wg.Add(3 + catchupWorkers)
+	every, giveUp := cfg.ReconnectInterval, cfg.ReconnectTimeout
+	if every <= 0 {
+		every = defaultReconnectInterval
+	}
+	if giveUp <= 0 {
+		giveUp = defaultReconnectTimeout
+	}
+	g.wg.Add(4 + catchupWorkers)
 	go g.receiveLoop()
 	go g.metaLoop()
 	go g.memberLoop()
+	go g.reconnectLoop(every, giveUp)
 	for range catchupWorkers {
 		go g.catchupLoop()
 	}
@@ -394,7 +411,7 @@ func (g *Gossip) broadcastRecord(msg []byte) {
 func (g *Gossip) Leave(timeout time.Duration) error { return g.ml.Leave(timeout) }
 
 // Close leaves (briefly), stops memberlist and the workers, and waits for
-// them. It is idempotent.
+// them (a reconnect under way ends within TCPTimeout). It is idempotent.
 func (g *Gossip) Close() error {
 	var err error
 	g.once.Do(func() {
@@ -877,6 +894,62 @@ func (g *Gossip) applyMember(ev memberEvent) {
 			g.queueCatchup(m.ID, m.ID)
 		}
 	}
+}
+
+// Reconnect defaults, as Serf's.
+const (
+	defaultReconnectInterval = 30 * time.Second
+	defaultReconnectTimeout  = 24 * time.Hour
+)
+
+// reconnectLoop tries, every interval, to rejoin one member seen to fail
+// (reconnect), until the gossip closes.
+func (g *Gossip) reconnectLoop(every, giveUp time.Duration) {
+	defer g.wg.Done()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-g.ctx.Done():
+			return
+		case <-t.C:
+			g.reconnect(giveUp)
+		}
+	}
+}
+
+// reconnect picks at random one member the member table shows as failed
+// (dead, not left: one that said goodbye rejoins by itself when it comes
+// back), that memberlist does not list as a member now and that was last
+// seen within giveUp, and joins it. As in Serf, it tries at all only with
+// probability failed/alive, so that a federation makes about one attempt
+// per interval at a member that is really down rather than one per
+// member; across a partition, where as many are failed as alive, every
+// member tries. The member table is kept in badger, so a restarted node
+// also finds members it knew when its configured join addresses are down.
+// It returns the member it tried, if any.
+func (g *Gossip) reconnect(giveUp time.Duration) (nii.NodeID, bool) {
+	live := map[string]bool{}
+	for _, m := range g.ml.Members() {
+		live[m.Name] = true
+	}
+	now := time.Now()
+	var failed []registry.Peer
+	for _, p := range g.peers.List() {
+		if p.State == registry.PeerDead && p.Gossip != "" && p.ID != g.cfg.Self && !live[string(p.ID)] && now.Sub(p.LastSeen) <= giveUp {
+			failed = append(failed, p)
+		}
+	}
+	if len(failed) == 0 || rand.Float64() > float64(len(failed))/float64(len(live)) {
+		return "", false
+	}
+	p := failed[rand.IntN(len(failed))]
+	if k, err := g.ml.Join([]string{p.Gossip}); err != nil || k == 0 {
+		g.log.Debug("reconnect to a failed member", slog.String(nii.LogPeer, p.ID.Short()), slog.String(nii.LogAddr, p.Gossip), slog.Any(nii.LogErr, err))
+	} else {
+		g.log.Info("reconnected to a member seen to fail", slog.String(nii.LogPeer, p.ID.Short()), slog.String(nii.LogOrg, p.Org), slog.Int(nii.LogMembers, g.ml.NumMembers()))
+	}
+	return p.ID, true
 }
 
 // broadcast is one queued gossip message. Each is unique (a record, a
