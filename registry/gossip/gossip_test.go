@@ -292,7 +292,18 @@ func FuzzGossipMessage(f *testing.F) {
 // this checks nii's own goodbye.
 func TestGossipLeftVersusDead(t *testing.T) {
 	var net memNet
-	a, leaver, crasher := net.start(t, nil), net.start(t, nil), net.start(t, nil)
+	a, _, crasher := leaveAndCrash(t, &net)
+	if p, _ := a.peers.Get(crasher.ID); p.Online() || p.LastSeen.IsZero() {
+		t.Fatalf("dead peer: %+v", p)
+	}
+}
+
+// leaveAndCrash starts three members; of the two that joined a, one
+// leaves cleanly and one stops as a crash would. It returns once a shows
+// the leaver left and the crasher dead.
+func leaveAndCrash(t *testing.T, net *memNet) (a, leaver, crasher *member) {
+	t.Helper()
+	a, leaver, crasher = net.start(t, nil), net.start(t, nil), net.start(t, nil)
 	for _, m := range []*member{leaver, crasher} {
 		if _, err := m.gossip.Join([]string{a.gossip.Addr()}); err != nil {
 			t.Fatal(err)
@@ -309,9 +320,7 @@ func TestGossipLeftVersusDead(t *testing.T) {
 	waitFor(t, 10*time.Second, "the leaver is left and the crasher dead", func() bool {
 		return state(leaver.ID) == registry.PeerLeft && state(crasher.ID) == registry.PeerDead
 	})
-	if p, _ := a.peers.Get(crasher.ID); p.Online() || p.LastSeen.IsZero() {
-		t.Fatalf("dead peer: %+v", p)
-	}
+	return a, leaver, crasher
 }
 
 // Broadcasts alone reach every member, without anti-entropy's help: with

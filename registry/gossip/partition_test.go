@@ -176,19 +176,7 @@ func TestPartitionHealsWithoutRestart(t *testing.T) {
 // members failed recently.
 func TestReconnectPicksOnlyRecentFailures(t *testing.T) {
 	var net memNet
-	a, leaver, crasher := net.start(t, nil), net.start(t, nil), net.start(t, nil)
-	for _, m := range []*member{leaver, crasher} {
-		if _, err := m.gossip.Join([]string{a.gossip.Addr()}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitFor(t, 10*time.Second, "3 members", func() bool { return a.gossip.NumMembers() == 3 })
-	leaver.gossip.Close()
-	crasher.gossip.Stop()
-	state := func(m *member) string { p, _ := a.peers.Get(m.ID); return p.State }
-	waitFor(t, 10*time.Second, "the leaver is left and the crasher dead", func() bool {
-		return state(leaver) == registry.PeerLeft && state(crasher) == registry.PeerDead
-	})
+	a, _, crasher := leaveAndCrash(t, &net)
 	// With one failed and one live member (a itself), every call tries.
 	if id, ok := a.gossip.reconnect(time.Hour); !ok || id != crasher.ID {
 		t.Fatalf("reconnect tried %q (%v), want the crasher %s", id, ok, crasher.ID)
