@@ -20,6 +20,7 @@ import (
 	"github.com/nii-uk/nii"
 	"github.com/nii-uk/nii/exchange/chunker"
 	"github.com/nii-uk/nii/internal/niitest"
+	"github.com/nii-uk/nii/internal/storeopts"
 )
 
 // TestCorruptPackChunkCaughtOnce flips a byte of a chunk in its pack file
@@ -378,7 +379,7 @@ func TestPackKillChild(t *testing.T) {
 	if dir == "" {
 		t.Skip("the child process of TestKillDuringPackWrites")
 	}
-	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithValueThreshold(1 << 10).WithDetectConflicts(true))
+	db, err := badger.Open(storeopts.Badger(dir, false).WithLogger(nil)) // the node's options
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/nii-uk/nii"
 	"github.com/nii-uk/nii/exchange/chunker"
+	"github.com/nii-uk/nii/internal/storeopts"
 )
 
 func someChunks(seed uint64, n int) []Chunk {
@@ -172,7 +173,7 @@ func TestPullKillChild(t *testing.T) {
 		t.Skip("the child process of TestKillDuringPull")
 	}
 	trial, _ := strconv.ParseUint(os.Getenv("NII_PULL_KILL_TRIAL"), 10, 64)
-	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithValueThreshold(1 << 10).WithDetectConflicts(true))
+	db, err := badger.Open(storeopts.Badger(dir, false).WithLogger(nil)) // the node's options
 	if err != nil {
 		t.Fatal(err)
 	}

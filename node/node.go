@@ -32,6 +32,7 @@ import (
 	"github.com/nii-uk/nii/auth"
 	"github.com/nii-uk/nii/exchange"
 	"github.com/nii-uk/nii/exchange/chunker"
+	"github.com/nii-uk/nii/internal/storeopts"
 	"github.com/nii-uk/nii/registry"
 	"github.com/nii-uk/nii/registry/gossip"
 )
@@ -178,17 +179,10 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err := n.takeLock(); err != nil {
 		return err
 	}
-	opts := badger.DefaultOptions(filepath.Join(n.cfg.Home, StoreDir)).
-		WithLogger(badgerLogger{n.log}).
-		// Chunks go to the value log rather than the LSM tree: 2.7× the
-		// write rate for 64–256 KiB values (docs/storage.md).
-		WithValueThreshold(1 << 10).
-		WithNumVersionsToKeep(1).
-		WithDetectConflicts(true)
-	if n.cfg.LowMemory {
-		opts = opts.WithMemTableSize(8 << 20).WithNumMemtables(2).WithBlockCacheSize(8 << 20).
-			WithIndexCacheSize(4 << 20).WithValueLogFileSize(64 << 20).WithNumCompactors(2)
-	}
+	// The node's badger options (internal/storeopts: sized for the chunk
+	// index, manifests and catalog it holds; raised for one open when a
+	// killed node's memtable log was written with a larger memtable).
+	opts := storeopts.Badger(filepath.Join(n.cfg.Home, StoreDir), n.cfg.LowMemory).WithLogger(badgerLogger{n.log})
 	n.disk = newDiskGuard(n.cfg, n.log)
 	if full, why := n.disk.startFull(); full {
 		// badger writes through memory-mapped files: on a full disk a

@@ -10,6 +10,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/nii-uk/nii"
+	"github.com/nii-uk/nii/internal/storeopts"
 )
 
 // MemDB opens an in-memory badger for fast unit tests (the node tests run
@@ -26,12 +27,11 @@ func MemDB(tb testing.TB) *badger.DB {
 }
 
 // OpenDB opens (or creates) an on-disk badger in dir with the options the
-// node's chunk store uses in tests (values over 1 KiB kept in the value
-// log), for tests that close and reopen a store. The caller closes it;
+// node's store opens with (internal/storeopts), for tests that close and reopen a store. The caller closes it;
 // Close is idempotent in badger, so a test may also close it early.
 func OpenDB(tb testing.TB, dir string) *badger.DB {
 	tb.Helper()
-	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithValueThreshold(1 << 10))
+	db, err := badger.Open(storeopts.Badger(dir, false).WithLogger(nil))
 	if err != nil {
 		tb.Fatal(err)
 	}

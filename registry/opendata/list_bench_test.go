@@ -13,6 +13,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/nii-uk/nii"
+	"github.com/nii-uk/nii/internal/storeopts"
 	"github.com/nii-uk/nii/registry"
 	"github.com/nii-uk/nii/registry/opendata"
 	"github.com/nii-uk/nii/registry/registrytest"
@@ -71,18 +72,21 @@ func (r regCatalog) Stored(ref nii.Ref) (*nii.Advert, error) {
 }
 
 // BenchmarkCatalogLists builds a real catalog (on-disk badger with the
-// small memtables of BenchmarkCatalog100k) of 10,000 and 100,000 signed
-// adverts from registrytest's corpus, one key per borough, and drives the
-// CKAN list calls and package_search with one facet through the handler
+// node's options, internal/storeopts) of 10,000 and 100,000 signed adverts
+// from registrytest's corpus, one key per borough, and drives the CKAN
+// list calls and package_search with one facet through the handler
 // (routing, translation, JSON encoding; no network), reporting p50/p99
 // and the heap in use the catalog costs, badger included
-// (runtime.ReadMemStats after GC, before making the corpus and after
-// building the catalog with the corpus dropped). NII_BENCH_HEAPPROFILE=FILE writes a heap
-// profile after the build, for 'go tool pprof -sample_index=inuse_space'.
-// NII_BENCH_BADGER=node opens badger with the node's options (badger's
-// defaults), =low with its low_memory ones; by default, the small ones
-// above. The heap is measured once more after the calls, when reading
-// adverts back has filled badger's block cache.
+// (runtime.ReadMemStats after GC, from before making the corpus): after
+// the build with the corpus dropped, after the calls (reading adverts
+// back fills badger's block cache), and settled, once badger's table
+// builders' allocator pool has drained (settledHeap).
+//
+// NII_BENCH_HEAPPROFILE=FILE writes heap profiles after the build
+// (FILE.N) and settled (FILE.N.settled), for 'go tool pprof
+// -sample_index=inuse_space'. NII_BENCH_BADGER=low opens badger with the
+// node's low_memory options, =defaults with badger's defaults (the node's
+// before internal/storeopts), =small with BenchmarkCatalog100k's.
 //
 //	go test ./registry/opendata -run XXX -bench CatalogLists -benchtime 300x -timeout 30m
 func BenchmarkCatalogLists(b *testing.B) {
@@ -129,15 +133,22 @@ func benchCatalogLists(b *testing.B, n int) {
 	if err := nii.Unmarshal(signed[n/2].Body, &probe); err != nil {
 		b.Fatal(err)
 	}
-	opts := badger.DefaultOptions(b.TempDir()).WithLogger(nil).WithValueThreshold(1 << 10)
+	dir := b.TempDir()
+	var opts badger.Options
 	switch os.Getenv("NII_BENCH_BADGER") {
-	case "node": // the node's own options (node/node.go): badger's defaults, 256 MiB block cache
-		opts = opts.WithNumVersionsToKeep(1).WithDetectConflicts(true)
+	case "", "node": // the node's own options (internal/storeopts)
+		opts = storeopts.Badger(dir, false)
 	case "low": // the node's low_memory options
-		opts = opts.WithMemTableSize(8 << 20).WithNumMemtables(2).WithBlockCacheSize(8 << 20).WithIndexCacheSize(4 << 20)
-	default: // BenchmarkCatalog100k's
-		opts = opts.WithMemTableSize(16 << 20).WithNumMemtables(2).WithBlockCacheSize(16 << 20).WithIndexCacheSize(8 << 20)
+		opts = storeopts.Badger(dir, true)
+	case "defaults": // the node's before storeopts: badger's defaults, 64 MiB memtables, 256 MiB block cache
+		opts = badger.DefaultOptions(dir).WithValueThreshold(1 << 10).WithNumVersionsToKeep(1).WithDetectConflicts(true)
+	case "small": // BenchmarkCatalog100k's
+		opts = badger.DefaultOptions(dir).WithValueThreshold(1 << 10).
+			WithMemTableSize(16 << 20).WithNumMemtables(2).WithBlockCacheSize(16 << 20).WithIndexCacheSize(8 << 20)
+	default:
+		b.Fatalf("NII_BENCH_BADGER=%s: want node, low, defaults or small", os.Getenv("NII_BENCH_BADGER"))
 	}
+	opts = opts.WithLogger(nil)
 	db, err := badger.Open(opts)
 	if err != nil {
 		b.Fatal(err)
@@ -149,6 +160,7 @@ func benchCatalogLists(b *testing.B, n int) {
 		b.Fatal(err)
 	}
 	cat.SetAliases(opendata.PackageUUIDOf)
+	built := time.Now()
 	for _, sa := range signed {
 		if _, _, err := cat.Apply(sa); err != nil {
 			b.Fatal(err)
@@ -161,16 +173,9 @@ func benchCatalogLists(b *testing.B, n int) {
 		b.Fatalf("catalog holds %d, want %d", cat.Len(), n)
 	}
 	heapMiB := float64(int64(after.HeapInuse)-int64(before.HeapInuse)) / (1 << 20)
-	b.Logf("n=%d: heap in use grew %.1f MiB building the catalog (HeapInuse %.1f → %.1f MiB)", n, heapMiB,
-		float64(before.HeapInuse)/(1<<20), float64(after.HeapInuse)/(1<<20))
-	if f := os.Getenv("NII_BENCH_HEAPPROFILE"); f != "" {
-		out, err := os.Create(fmt.Sprintf("%s.%d", f, n))
-		if err != nil {
-			b.Fatal(err)
-		}
-		pprof.Lookup("heap").WriteTo(out, 0)
-		out.Close()
-	}
+	b.Logf("n=%d: heap in use grew %.1f MiB building the catalog in %v (HeapInuse %.1f → %.1f MiB)", n, heapMiB,
+		time.Since(built).Round(time.Millisecond), float64(before.HeapInuse)/(1<<20), float64(after.HeapInuse)/(1<<20))
+	writeHeapProfile(b, fmt.Sprint(n))
 
 	h := opendata.NewHandler(regCatalog{cat}, opendata.Config{Federation: "london", Org: "camden", Version: "bench"})
 	for _, c := range []struct{ name, path string }{
@@ -218,5 +223,50 @@ func benchCatalogLists(b *testing.B, n int) {
 	runtime.ReadMemStats(&end)
 	b.Logf("n=%d: heap in use after the calls %.1f MiB above the start (HeapInuse %.1f MiB)", n,
 		float64(int64(end.HeapInuse)-int64(before.HeapInuse))/(1<<20), float64(end.HeapInuse)/(1<<20))
+	settled, waited := settledHeap()
+	b.Logf("n=%d: heap in use settled %.1f MiB above the start after %v more (HeapInuse %.1f MiB)", n,
+		float64(int64(settled)-int64(before.HeapInuse))/(1<<20), waited, float64(settled)/(1<<20))
+	writeHeapProfile(b, fmt.Sprintf("%d.settled", n))
 	runtime.KeepAlive(cat)
+}
+
+// writeHeapProfile writes a heap profile to $NII_BENCH_HEAPPROFILE.suffix
+// if that is set.
+func writeHeapProfile(b *testing.B, suffix string) {
+	f := os.Getenv("NII_BENCH_HEAPPROFILE")
+	if f == "" {
+		return
+	}
+	out, err := os.Create(f + "." + suffix)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer out.Close()
+	if err := pprof.Lookup("heap").WriteTo(out, 0); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// settledHeap is HeapInuse once badger's table-builder allocator pool has
+// drained: it keeps up to 8 allocators after flushes and compactions and
+// frees one every 2 s (ristretto's z.AllocatorPool), so the heap is
+// sampled every 2 s until it has not fallen for five samples in a row, or
+// for at most a minute.
+func settledHeap() (uint64, time.Duration) {
+	const period, still, most = 2 * time.Second, 5, 30
+	var m runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m)
+	low, t0 := m.HeapInuse, time.Now()
+	for i, flat := 0, 0; i < most && flat < still; i++ {
+		time.Sleep(period) // the pool's own clock: nothing to poll for
+		runtime.GC()
+		runtime.ReadMemStats(&m)
+		if m.HeapInuse < low {
+			low, flat = m.HeapInuse, 0
+		} else {
+			flat++
+		}
+	}
+	return low, time.Since(t0).Round(time.Second)
 }
