@@ -84,6 +84,7 @@ var (
 		"node", "org", "federation", "version")
 	descGossipMembers = desc("gossip_members_alive", "Live gossip members, this node included.")
 	descPeers         = desc("peers", "Members in this node's member table, by state (alive, dead, left).", "state")
+	descGossipRejoins = desc("gossip_rejoins_total", "Joins tried to members seen to fail, to heal a partition, by result (joined: the member answered; failed: it did not).", "result")
 	descGossipPushed  = desc("gossip_pushed_packets_total", "Packets carrying a new record pushed straight to random members, besides memberlist's broadcast.")
 	descGossipDenied  = desc("gossip_push_denied_total", "New records not pushed because the push budget was spent (they still spread by broadcast).")
 
@@ -133,7 +134,7 @@ var peerStates = []string{registry.PeerAlive, registry.PeerDead, registry.PeerLe
 // Describe implements prometheus.Collector.
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		descNodeInfo, descGossipMembers, descPeers, descGossipPushed, descGossipDenied,
+		descNodeInfo, descGossipMembers, descPeers, descGossipPushed, descGossipDenied, descGossipRejoins,
 		descCatalogDatasets, descCatalogOrigins, descCatalogApplied, descCatalogRejected,
 		descPullsStarted, descPullsCompleted, descPullsFailed, descPulledBytes, descPullDelta, descPullReused, descServedBytes, descServedChunks,
 		descStoreChunks, descStoreChunkBytes, descStoreVersions, descStoreDatasets, descStoreDiskBytes,
@@ -163,6 +164,9 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	pushed, denied := c.gossip.PushStats()
 	counter(descGossipPushed, float64(pushed))
 	counter(descGossipDenied, float64(denied))
+	tried, joined := c.gossip.RejoinStats()
+	counter(descGossipRejoins, float64(joined), "joined")
+	counter(descGossipRejoins, float64(tried-joined), "failed")
 	byState := map[string]int{}
 	for _, p := range c.peers.List() {
 		byState[p.State]++

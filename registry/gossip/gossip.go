@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -61,6 +62,8 @@ type Gossip struct {
 	syncOnce sync.Once
 
 	push *pusher // sends new records on at once, besides queueing them
+
+	rejoinTried, rejoined atomic.Int64 // reconnect's joins to failed members, and those that answered
 }
 
 // Synced is closed once this node has exchanged state with a member and
@@ -344,6 +347,10 @@ func (g *Gossip) NumMembers() int { return g.ml.NumMembers() }
 // top of memberlist's broadcasts (push.go) and the records it did not push
 // for want of budget (they still spread by broadcast and catch-up).
 func (g *Gossip) PushStats() (sent, denied int64) { return g.push.stats() }
+
+// RejoinStats counts reconnect's joins to members seen to fail: tried,
+// and of those, answered (docs/registry.md, Failure model).
+func (g *Gossip) RejoinStats() (tried, joined int64) { return g.rejoinTried.Load(), g.rejoined.Load() }
 
 // Publish spreads one of this node's new records, as Catalog.Sign returned
 // it: the signed record and the advert it carries (which this node has just
@@ -944,9 +951,11 @@ func (g *Gossip) reconnect(giveUp time.Duration) (nii.NodeID, bool) {
 		return "", false
 	}
 	p := failed[rand.IntN(len(failed))]
+	g.rejoinTried.Add(1)
 	if k, err := g.ml.Join([]string{p.Gossip}); err != nil || k == 0 {
 		g.log.Debug("reconnect to a failed member", slog.String(nii.LogPeer, p.ID.Short()), slog.String(nii.LogAddr, p.Gossip), slog.Any(nii.LogErr, err))
 	} else {
+		g.rejoined.Add(1)
 		g.log.Info("reconnected to a member seen to fail", slog.String(nii.LogPeer, p.ID.Short()), slog.String(nii.LogOrg, p.Org), slog.Int(nii.LogMembers, g.ml.NumMembers()))
 	}
 	return p.ID, true

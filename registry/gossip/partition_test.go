@@ -169,6 +169,14 @@ func TestPartitionHealsWithoutRestart(t *testing.T) {
 		}
 		return true
 	})
+	var tried, joined int64
+	for _, m := range ms {
+		t1, j1 := m.gossip.RejoinStats()
+		tried, joined = tried+t1, joined+j1
+	}
+	if joined == 0 || tried < joined {
+		t.Errorf("RejoinStats over the members: %d tried, %d joined; the heal was a rejoin, so want joined > 0", tried, joined)
+	}
 }
 
 // A member that said goodbye is not reconnected to, and one last seen
