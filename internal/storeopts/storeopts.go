@@ -8,21 +8,27 @@ import (
 	"strings"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 )
 
 // The store's sizes. Chunk bodies live in pack files, not in badger
 // (docs/storage.md), so badger holds the chunk index, manifests, version
-// records and the catalog: small keys and pointers. Badger's defaults
-// (64 MiB memtables, a 256 MiB block cache) are sized for a database of
-// values; at 100,000 catalog entries they cost 83 MB of memtable arena
-// alone (docs/benchmarks.md, "Badger sized for what it holds").
+// records and the catalog: small keys and pointers. Badger's defaults (64
+// MiB memtables, whose arenas are allocated whole; Snappy-compressed
+// tables read through a 256 MiB block cache) are sized for a database of
+// values: at 100,000 catalog entries they cost 83 MB of memtable arena
+// and, once the catalog has been read, up to the cache's size in
+// decompressed blocks (docs/benchmarks.md, "Badger sized for what it
+// holds"). Tables are not compressed, so no block cache is needed: badger
+// reads blocks straight from the memory-mapped tables, which the kernel's
+// page cache holds, outside the Go heap (badger's own advice for
+// uncompressed, unencrypted tables). Tables written compressed before
+// stay readable: the manifest records each table's compression.
 const (
-	MemTableSize   = 16 << 20
-	BlockCacheSize = 32 << 20
+	MemTableSize = 16 << 20
 
 	// low_memory's, for small VMs.
 	lowMemTableSize   = 8 << 20
-	lowBlockCacheSize = 8 << 20
 	lowIndexCacheSize = 4 << 20
 	lowValueLogSize   = 64 << 20
 )
@@ -49,9 +55,10 @@ func Badger(dir string, lowMemory bool) badger.Options {
 		WithNumVersionsToKeep(1).
 		WithDetectConflicts(true).
 		WithMemTableSize(MemTableSize).
-		WithBlockCacheSize(BlockCacheSize)
+		WithCompression(options.None).
+		WithBlockCacheSize(0)
 	if lowMemory {
-		opts = opts.WithMemTableSize(lowMemTableSize).WithNumMemtables(2).WithBlockCacheSize(lowBlockCacheSize).
+		opts = opts.WithMemTableSize(lowMemTableSize).WithNumMemtables(2).
 			WithIndexCacheSize(lowIndexCacheSize).WithValueLogFileSize(lowValueLogSize).WithNumCompactors(2)
 	}
 	if need := leftoverMemTableSize(dir, opts.MemTableSize); need > opts.MemTableSize {

@@ -1,10 +1,13 @@
 package storeopts
 
 import (
+	"bytes"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
@@ -148,6 +151,67 @@ func copyDir(t *testing.T, from, to string) {
 		src.Close()
 		if err := dst.Close(); err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// TestBadgerReadsTablesWrittenCompressed opens a store whose tables were
+// written by badger's defaults (Snappy, as every node before
+// internal/storeopts wrote them) with the node's options (no compression,
+// no block cache) and checks every value reads back as written: badger
+// must take each table's compression from its manifest, not from the
+// options.
+func TestBadgerReadsTablesWrittenCompressed(t *testing.T) {
+	dir := t.TempDir()
+	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithValueLogFileSize(8 << 20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	value := func(i int) []byte { return fmt.Appendf(nil, "value %d %s", i, strings.Repeat("compressible ", i%50)) }
+	const n = 20_000
+	wb := db.NewWriteBatch()
+	for i := range n {
+		if err := wb.Set(binary.BigEndian.AppendUint64([]byte("k"), uint64(i)), value(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil { // flushes the memtable to a compressed table
+		t.Fatal(err)
+	}
+	if ssts, _ := filepath.Glob(filepath.Join(dir, "*.sst")); len(ssts) == 0 {
+		t.Fatal("no table written: the test reads nothing compressed")
+	}
+	for _, low := range []bool{false, true} {
+		db, err := badger.Open(Badger(dir, low).WithLogger(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := 0
+		err = db.View(func(txn *badger.Txn) error {
+			it := txn.NewIterator(badger.DefaultIteratorOptions)
+			defer it.Close()
+			for it.Rewind(); it.Valid(); it.Next() {
+				i := int(binary.BigEndian.Uint64(it.Item().Key()[1:]))
+				v, err := it.Item().ValueCopy(nil)
+				if err != nil {
+					return err
+				}
+				if !bytes.Equal(v, value(i)) {
+					return fmt.Errorf("key %d reads %q", i, v)
+				}
+				got++
+			}
+			return nil
+		})
+		db.Close()
+		if err != nil {
+			t.Fatalf("low_memory %v: %v", low, err)
+		}
+		if got != n {
+			t.Fatalf("low_memory %v: read %d entries, wrote %d", low, got, n)
 		}
 	}
 }

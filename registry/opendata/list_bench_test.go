@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 
 	"github.com/nii-uk/nii"
 	"github.com/nii-uk/nii/internal/storeopts"
@@ -86,7 +88,9 @@ func (r regCatalog) Stored(ref nii.Ref) (*nii.Advert, error) {
 // (FILE.N) and settled (FILE.N.settled), for 'go tool pprof
 // -sample_index=inuse_space'. NII_BENCH_BADGER=low opens badger with the
 // node's low_memory options, =defaults with badger's defaults (the node's
-// before internal/storeopts), =small with BenchmarkCatalog100k's.
+// before internal/storeopts), =snappy with the node's sizes but badger's
+// compressed tables and a 32 MiB block cache, =small with
+// BenchmarkCatalog100k's.
 //
 //	go test ./registry/opendata -run XXX -bench CatalogLists -benchtime 300x -timeout 30m
 func BenchmarkCatalogLists(b *testing.B) {
@@ -138,15 +142,17 @@ func benchCatalogLists(b *testing.B, n int) {
 	switch os.Getenv("NII_BENCH_BADGER") {
 	case "", "node": // the node's own options (internal/storeopts)
 		opts = storeopts.Badger(dir, false)
+	case "snappy": // the node's sizes with badger's compressed tables and a 32 MiB block cache
+		opts = storeopts.Badger(dir, false).WithCompression(options.Snappy).WithBlockCacheSize(32 << 20)
 	case "low": // the node's low_memory options
 		opts = storeopts.Badger(dir, true)
-	case "defaults": // the node's before storeopts: badger's defaults, 64 MiB memtables, 256 MiB block cache
+	case "defaults": // the node's before storeopts: badger's defaults, 64 MiB memtables, Snappy, 256 MiB block cache
 		opts = badger.DefaultOptions(dir).WithValueThreshold(1 << 10).WithNumVersionsToKeep(1).WithDetectConflicts(true)
 	case "small": // BenchmarkCatalog100k's
 		opts = badger.DefaultOptions(dir).WithValueThreshold(1 << 10).
 			WithMemTableSize(16 << 20).WithNumMemtables(2).WithBlockCacheSize(16 << 20).WithIndexCacheSize(8 << 20)
 	default:
-		b.Fatalf("NII_BENCH_BADGER=%s: want node, low, defaults or small", os.Getenv("NII_BENCH_BADGER"))
+		b.Fatalf("NII_BENCH_BADGER=%s: want node, low, defaults, snappy or small", os.Getenv("NII_BENCH_BADGER"))
 	}
 	opts = opts.WithLogger(nil)
 	db, err := badger.Open(opts)
@@ -227,6 +233,33 @@ func benchCatalogLists(b *testing.B, n int) {
 	b.Logf("n=%d: heap in use settled %.1f MiB above the start after %v more (HeapInuse %.1f MiB)", n,
 		float64(int64(settled)-int64(before.HeapInuse))/(1<<20), waited, float64(settled)/(1<<20))
 	writeHeapProfile(b, fmt.Sprintf("%d.settled", n))
+
+	// A node that restarts loads the catalog from its store instead of
+	// building it from gossip: the same records, without the garbage of
+	// verifying and decoding each advert as it arrived between them.
+	h, cat = nil, nil
+	opened := time.Now()
+	cat, err = registry.OpenCatalog(db, nii.NodeIDFromPublicKey(self), key, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cat.SetAliases(opendata.PackageUUIDOf)
+	took := time.Since(opened)
+	if cat.Len() != n {
+		b.Fatalf("reopened catalog holds %d, want %d", cat.Len(), n)
+	}
+	reopened, waited := settledHeap()
+	b.Logf("n=%d: catalog reopened from the store in %v: heap in use %.1f MiB above the start, settled after %v (HeapInuse %.1f MiB)", n,
+		took.Round(time.Millisecond), float64(int64(reopened)-int64(before.HeapInuse))/(1<<20), waited, float64(reopened)/(1<<20))
+	writeHeapProfile(b, fmt.Sprintf("%d.reopened", n))
+	var tables int64
+	ssts, _ := filepath.Glob(filepath.Join(dir, "*.sst"))
+	for _, f := range ssts {
+		if fi, err := os.Stat(f); err == nil {
+			tables += fi.Size()
+		}
+	}
+	b.Logf("n=%d: badger's tables on disk %.1f MiB", n, float64(tables)/(1<<20))
 	runtime.KeepAlive(cat)
 }
 
