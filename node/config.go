@@ -87,9 +87,35 @@ type GossipConfig struct {
 	// SyncWait is how long a publish waits for a node that had peers to
 	// learn from them what it published before (history.go).
 	SyncWait string `toml:"sync_wait,omitempty" comment:"how long a publish waits for the node to learn its own history from a member (default 30s; see docs/operations.md, backup and restore)"`
+	// ReconnectInterval and ReconnectTimeout set the gossip's rejoin of
+	// members seen to fail (registry/gossip, Config.ReconnectInterval).
+	ReconnectInterval string `toml:"reconnect_interval,omitempty" comment:"how often to try rejoining one member seen to fail, so a healed partition heals (default 30s)"`
+	ReconnectTimeout  string `toml:"reconnect_timeout,omitempty" comment:"how long after a failed member was last seen to stop trying (default 24h)"`
 
 	// Timing overrides, for tests. Runtime only.
 	Timing GossipTiming `toml:"-"`
+}
+
+// reconnect is the gossip's rejoin interval and timeout; zero keeps the
+// gossip package's defaults (30 s, 24 h).
+func (g GossipConfig) reconnect() (every, giveUp time.Duration, err error) {
+	parse := func(key, v string, least time.Duration) (time.Duration, error) {
+		if v == "" {
+			return 0, nil
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d < least {
+			return 0, fmt.Errorf("config: gossip.%s %q: want a duration of at least %v (e.g. 30s)", key, v, least)
+		}
+		return d, nil
+	}
+	if every, err = parse("reconnect_interval", g.ReconnectInterval, time.Second); err != nil {
+		return 0, 0, err
+	}
+	if giveUp, err = parse("reconnect_timeout", g.ReconnectTimeout, time.Minute); err != nil {
+		return 0, 0, err
+	}
+	return every, giveUp, nil
 }
 
 // GossipTiming overrides memberlist's timings; zero keeps the profile's.
@@ -272,6 +298,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config: p2p.admit %q: want auto, gossip or enrolled", c.P2P.Admit)
 	}
 	if _, err := c.Gossip.syncWait(); err != nil {
+		return err
+	}
+	if _, _, err := c.Gossip.reconnect(); err != nil {
 		return err
 	}
 	if _, err := c.Audit.retention(); err != nil {

@@ -56,26 +56,32 @@ func (n *Node) startFederation() error {
 	if err != nil {
 		return fmt.Errorf("gossip.listen %q: bad port", n.cfg.Gossip.Listen)
 	}
+	every, giveUp, err := n.cfg.Gossip.reconnect()
+	if err != nil {
+		return err
+	}
 	gc := gossip.Config{
-		Self:             n.id,
-		Org:              n.cfg.Org,
-		Federation:       n.cfg.Federation,
-		Registry:         n.cfg.RegistryOnly,
-		BindAddr:         host,
-		BindPort:         port,
-		Keys:             keys,
-		Profile:          n.cfg.Gossip.Profile,
-		GossipInterval:   n.cfg.Gossip.Timing.GossipInterval,
-		ProbeInterval:    n.cfg.Gossip.Timing.ProbeInterval,
-		ProbeTimeout:     n.cfg.Gossip.Timing.ProbeTimeout,
-		PushPullInterval: n.cfg.Gossip.Timing.PushPullInterval,
-		SuspicionMult:    n.cfg.Gossip.Timing.SuspicionMult,
-		TCPTimeout:       n.cfg.Gossip.Timing.TCPTimeout,
-		P2PAddrs:         n.host.Addrs,
-		OnPeer:           n.host.AddPeerAddrs,
-		Revocations:      n.revocations,
-		OnRevocation:     n.revoked,
-		Logger:           n.log,
+		Self:              n.id,
+		Org:               n.cfg.Org,
+		Federation:        n.cfg.Federation,
+		Registry:          n.cfg.RegistryOnly,
+		BindAddr:          host,
+		BindPort:          port,
+		Keys:              keys,
+		Profile:           n.cfg.Gossip.Profile,
+		GossipInterval:    n.cfg.Gossip.Timing.GossipInterval,
+		ProbeInterval:     n.cfg.Gossip.Timing.ProbeInterval,
+		ProbeTimeout:      n.cfg.Gossip.Timing.ProbeTimeout,
+		PushPullInterval:  n.cfg.Gossip.Timing.PushPullInterval,
+		SuspicionMult:     n.cfg.Gossip.Timing.SuspicionMult,
+		TCPTimeout:        n.cfg.Gossip.Timing.TCPTimeout,
+		ReconnectInterval: every,
+		ReconnectTimeout:  giveUp,
+		P2PAddrs:          n.host.Addrs,
+		OnPeer:            n.host.AddPeerAddrs,
+		Revocations:       n.revocations,
+		OnRevocation:      n.revoked,
+		Logger:            n.log,
 	}
 	if a := n.cfg.Gossip.Advertise; a != "" {
 		ah, ap, err := net.SplitHostPort(a)

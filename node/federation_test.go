@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -304,4 +305,35 @@ func TestRegistryOnlyNodeIndexesButHoldsNoData(t *testing.T) {
 	}
 	publishTo(t, nodes[1], "spend", "Spend")
 	nodetest.WaitFor(t, nodetest.Bound(nodetest.FastTiming, 3), "the registry indexes it", func() bool { return sees(nodes[0], "org1/spend", 1) })
+}
+
+// The gossip's rejoin settings are durations, checked when the config is:
+// too short an interval would have every node joining dead members in a
+// loop, and a bad value must name its key rather than start a node with
+// the default.
+func TestGossipReconnectValidated(t *testing.T) {
+	for _, c := range []struct {
+		key, v string
+		ok     bool
+	}{
+		{"reconnect_interval", "", true}, {"reconnect_interval", "30s", true}, {"reconnect_interval", "1s", true},
+		{"reconnect_interval", "100ms", false}, {"reconnect_interval", "often", false}, {"reconnect_interval", "-5s", false},
+		{"reconnect_timeout", "", true}, {"reconnect_timeout", "72h", true},
+		{"reconnect_timeout", "10s", false}, {"reconnect_timeout", "a day", false},
+	} {
+		cfg := node.DefaultConfig(t.TempDir())
+		cfg.Org = "lambeth"
+		if c.key == "reconnect_interval" {
+			cfg.Gossip.ReconnectInterval = c.v
+		} else {
+			cfg.Gossip.ReconnectTimeout = c.v
+		}
+		err := cfg.Validate()
+		if (err == nil) != c.ok {
+			t.Errorf("%s %q: %v; want ok=%v", c.key, c.v, err, c.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "gossip."+c.key) {
+			t.Errorf("%s %q: %v; want the setting named", c.key, c.v, err)
+		}
+	}
 }
