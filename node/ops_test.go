@@ -170,9 +170,9 @@ func TestOpsMetricsFollowTheNode(t *testing.T) {
 		time.Sleep(40 * time.Millisecond) // polling interval, under the API rate limit
 	}
 	// No member has failed: the reconnect has nothing to try.
-	if m := scrape(t, c, pub); value(m, "nii_gossip_rejoins_total", "result", "joined") != 0 || value(m, "nii_gossip_rejoins_total", "result", "failed") != 0 {
-		t.Errorf("nii_gossip_rejoins_total: joined %v, failed %v with no member failed, want both exported and 0",
-			value(m, "nii_gossip_rejoins_total", "result", "joined"), value(m, "nii_gossip_rejoins_total", "result", "failed"))
+	rm := scrape(t, c, pub)
+	if joined, failed := value(rm, "nii_gossip_rejoins_total", "result", "joined"), value(rm, "nii_gossip_rejoins_total", "result", "failed"); joined != 0 || failed != 0 {
+		t.Errorf("nii_gossip_rejoins_total: joined %v, failed %v with no member failed, want both exported and 0", joined, failed)
 	}
 	resp, b := do(t, c, puller, call{method: "POST", path: "/api/v1/pull", header: admin(puller), body: strings.NewReader(`{"ref":"org0/spend"}`)})
 	if resp.StatusCode != http.StatusOK || !bytes.Contains(b, []byte(`"result"`)) {

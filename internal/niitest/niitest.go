@@ -27,8 +27,9 @@ func MemDB(tb testing.TB) *badger.DB {
 }
 
 // OpenDB opens (or creates) an on-disk badger in dir with the options the
-// node's store opens with (internal/storeopts), for tests that close and reopen a store. The caller closes it;
-// Close is idempotent in badger, so a test may also close it early.
+// node's store opens with (internal/storeopts), for tests that close and
+// reopen a store. The caller closes it; Close is idempotent in badger, so
+// a test may also close it early.
 func OpenDB(tb testing.TB, dir string) *badger.DB {
 	tb.Helper()
 	db, err := badger.Open(storeopts.Badger(dir, false).WithLogger(nil))

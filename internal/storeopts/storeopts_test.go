@@ -93,8 +93,9 @@ func TestBadgerKeepsItsSizeForItsOwnLogs(t *testing.T) {
 	}
 }
 
-// writeSmall writes 900-byte entries (under the 1 KiB value threshold) until about bytes are written and
-// returns how many.
+// writeSmall writes 900-byte entries (under the 1 KiB value threshold, so
+// they stay in the memtable) until about bytes are written, and returns
+// how many.
 func writeSmall(t *testing.T, db *badger.DB, bytes int64) int {
 	t.Helper()
 	wb := db.NewWriteBatch()

@@ -80,13 +80,15 @@ func (r regCatalog) Stored(ref nii.Ref) (*nii.Advert, error) {
 // (routing, translation, JSON encoding; no network), reporting p50/p99
 // and the heap in use the catalog costs, badger included
 // (runtime.ReadMemStats after GC, from before making the corpus): after
-// the build with the corpus dropped, after the calls (reading adverts
-// back fills badger's block cache), and settled, once badger's table
-// builders' allocator pool has drained (settledHeap).
+// the build with the corpus dropped, after the calls, settled (once
+// badger's table builders' allocator pool has drained, settledHeap), and
+// settled again after dropping the catalog and reopening it from the
+// store, as a node's start does. It also logs badger's tables' size on
+// disk.
 //
 // NII_BENCH_HEAPPROFILE=FILE writes heap profiles after the build
-// (FILE.N) and settled (FILE.N.settled), for 'go tool pprof
-// -sample_index=inuse_space'. NII_BENCH_BADGER=low opens badger with the
+// (FILE.N), settled (FILE.N.settled) and reopened (FILE.N.reopened), for
+// 'go tool pprof -sample_index=inuse_space'. NII_BENCH_BADGER=low opens badger with the
 // node's low_memory options, =defaults with badger's defaults (the node's
 // before internal/storeopts), =snappy with the node's sizes but badger's
 // compressed tables and a 32 MiB block cache, =small with
@@ -178,7 +180,8 @@ func benchCatalogLists(b *testing.B, n int) {
 	if cat.Len() != n {
 		b.Fatalf("catalog holds %d, want %d", cat.Len(), n)
 	}
-	heapMiB := float64(int64(after.HeapInuse)-int64(before.HeapInuse)) / (1 << 20)
+	overStart := func(inuse uint64) float64 { return float64(int64(inuse)-int64(before.HeapInuse)) / (1 << 20) }
+	heapMiB := overStart(after.HeapInuse)
 	b.Logf("n=%d: heap in use grew %.1f MiB building the catalog in %v (HeapInuse %.1f → %.1f MiB)", n, heapMiB,
 		time.Since(built).Round(time.Millisecond), float64(before.HeapInuse)/(1<<20), float64(after.HeapInuse)/(1<<20))
 	writeHeapProfile(b, fmt.Sprint(n))
@@ -228,10 +231,10 @@ func benchCatalogLists(b *testing.B, n int) {
 	runtime.GC()
 	runtime.ReadMemStats(&end)
 	b.Logf("n=%d: heap in use after the calls %.1f MiB above the start (HeapInuse %.1f MiB)", n,
-		float64(int64(end.HeapInuse)-int64(before.HeapInuse))/(1<<20), float64(end.HeapInuse)/(1<<20))
+		overStart(end.HeapInuse), float64(end.HeapInuse)/(1<<20))
 	settled, waited := settledHeap()
 	b.Logf("n=%d: heap in use settled %.1f MiB above the start after %v more (HeapInuse %.1f MiB)", n,
-		float64(int64(settled)-int64(before.HeapInuse))/(1<<20), waited, float64(settled)/(1<<20))
+		overStart(settled), waited, float64(settled)/(1<<20))
 	writeHeapProfile(b, fmt.Sprintf("%d.settled", n))
 
 	// A node that restarts loads the catalog from its store instead of
@@ -250,7 +253,7 @@ func benchCatalogLists(b *testing.B, n int) {
 	}
 	reopened, waited := settledHeap()
 	b.Logf("n=%d: catalog reopened from the store in %v: heap in use %.1f MiB above the start, settled after %v (HeapInuse %.1f MiB)", n,
-		took.Round(time.Millisecond), float64(int64(reopened)-int64(before.HeapInuse))/(1<<20), waited, float64(reopened)/(1<<20))
+		took.Round(time.Millisecond), overStart(reopened), waited, float64(reopened)/(1<<20))
 	writeHeapProfile(b, fmt.Sprintf("%d.reopened", n))
 	var tables int64
 	ssts, _ := filepath.Glob(filepath.Join(dir, "*.sst"))
@@ -259,7 +262,7 @@ func benchCatalogLists(b *testing.B, n int) {
 			tables += fi.Size()
 		}
 	}
-	b.Logf("n=%d: badger's tables on disk %.1f MiB", n, float64(tables)/(1<<20))
+	b.Logf("n=%d: badger's tables on disk %.1f MiB (what the memtable holds not yet among them)", n, float64(tables)/(1<<20))
 	runtime.KeepAlive(cat)
 }
 
