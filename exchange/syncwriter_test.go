@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -103,6 +104,96 @@ func TestSyncedWriterIndexesOnlySyncedFrames(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("Store.Close waits for a write that never ends")
 	}
+}
+
+// TestSyncedWriterSharesSyncs: a pull's groups share one pack sync until
+// syncBytes of them are written or the writer's delay has passed, so a
+// fast pull does not pay one fsync (a journal commit, a device flush) per
+// small group, and a slow pull's chunks still become durable and indexed
+// within the delay, without waiting for the pull to end.
+func TestSyncedWriterSharesSyncs(t *testing.T) {
+	s, _ := openStore(t)
+	var syncs atomic.Int64
+	s.packs.syncErr = func() error { syncs.Add(1); return nil }
+
+	// Many small groups, fewer than syncBytes in all, and a delay no run
+	// reaches: one sync at close.
+	w := s.newSyncedWriterDelay(time.Hour)
+	var all []Chunk
+	for i := range 50 {
+		cs := someChunks(200+uint64(i), 2)
+		all = append(all, cs...)
+		if err := w.put(cs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := syncs.Load(); n != 1 {
+		t.Fatalf("%d syncs for 50 groups of %d KiB in all, want 1 (each group synced on its own?)", n, sizeOfChunks(all)>>10)
+	}
+	for _, c := range all {
+		if held, err := s.HasChunk(c.Hash); err != nil || !held {
+			t.Fatalf("chunk %s not stored after close (held %v, %v)", shortHash(c.Hash), held, err)
+		}
+	}
+
+	// More than syncBytes: a sync every syncBytes, before close.
+	syncs.Store(0)
+	w = s.newSyncedWriterDelay(time.Hour)
+	big := randBytes(7, nii.MaxChunkSize)
+	var written int64
+	for i := 0; written < 2*syncBytes+1; i++ {
+		b := append([]byte(strconv.Itoa(i)), big...)[:nii.MaxChunkSize]
+		if err := w.put([]Chunk{{nii.HashOf(b), b}}); err != nil {
+			t.Fatal(err)
+		}
+		written += int64(len(b))
+	}
+	if err := w.close(); err != nil {
+		t.Fatal(err)
+	}
+	if n, most := syncs.Load(), written/syncBytes+1; n < 2 || n > most {
+		t.Fatalf("%d syncs for %d MiB, want 2..%d (one per %d MiB)", n, written>>20, most, syncBytes>>20)
+	}
+
+	// A slow pull: a lone group is synced and indexed once the delay has
+	// passed, while the writer stays open.
+	syncs.Store(0)
+	w = s.newSyncedWriterDelay(10 * time.Millisecond)
+	lone := someChunks(300, 1)[0]
+	if err := w.put([]Chunk{lone}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		held, err := s.HasChunk(lone.Hash)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if held {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a lone group was never synced while its writer stayed open")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if syncs.Load() != 1 {
+		t.Fatalf("%d syncs before the lone group was indexed, want 1", syncs.Load())
+	}
+	if err := w.close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func sizeOfChunks(cs []Chunk) int64 {
+	var n int64
+	for _, c := range cs {
+		n += int64(len(c.Data))
+	}
+	return n
 }
 
 // pullKillChildEnv names the store directory a TestPullKillChild child

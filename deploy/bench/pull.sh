@@ -17,6 +17,9 @@
 #	NII_BENCH_PROFILE    N: during the first nii run, take an N-second CPU
 #	                     profile of both daemons (/debug/pprof, admin
 #	                     token) into $NII_BENCH_DIR/{pub,pull}.cpu.pprof
+#	NII_BENCH_TRACE      N: during the first nii run, take an N-second
+#	                     execution trace of the puller into
+#	                     $NII_BENCH_DIR/pull.trace (go tool trace)
 #	NII_BENCH_PEERS      1: print the puller's 'nii peers' after each pull
 #
 # Each nii run pulls into a fresh daemon (new home) so every chunk is
@@ -130,6 +133,11 @@ runnii() {
 				"$(cat "$hh/api.addr")/debug/pprof/profile?seconds=$NII_BENCH_PROFILE" -o "$dir/$h.cpu.pprof" &
 			profs+=($!)
 		done
+	fi
+	if [[ -n ${NII_BENCH_TRACE:-} && ! -f $dir/pull.trace ]]; then
+		curl -sf -H "Authorization: Bearer $(cat "$home/admin.token")" \
+			"$(cat "$home/api.addr")/debug/pprof/trace?seconds=$NII_BENCH_TRACE" -o "$dir/pull.trace" &
+		profs+=($!)
 	fi
 	PULLPID=$ppid timed nii "$pubpid" "$nii" --home "$home" pull benchpub/big -q "${out[@]}"
 	for p in "${profs[@]}"; do wait "$p" || true; done
