@@ -57,7 +57,22 @@ type result struct {
 
 func run(t *testing.T, home string, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(niiBin, append([]string{"--home", home}, args...)...)
+	return runIn(t, "", home, args...)
+}
+
+// niiCmd is the nii binary with args, run in network namespace ns (""
+// for this process's own; see netns_e2e_test.go).
+func niiCmd(ns string, args ...string) *exec.Cmd {
+	if ns == "" {
+		return exec.Command(niiBin, args...)
+	}
+	return exec.Command("ip", append([]string{"netns", "exec", ns, niiBin}, args...)...)
+}
+
+// runIn is run in network namespace ns.
+func runIn(t *testing.T, ns, home string, args ...string) result {
+	t.Helper()
+	cmd := niiCmd(ns, append([]string{"--home", home}, args...)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -72,7 +87,13 @@ func run(t *testing.T, home string, args ...string) result {
 
 func mustNii(t *testing.T, home string, args ...string) string {
 	t.Helper()
-	r := run(t, home, args...)
+	return mustNiiIn(t, "", home, args...)
+}
+
+// mustNiiIn is mustNii in network namespace ns.
+func mustNiiIn(t *testing.T, ns, home string, args ...string) string {
+	t.Helper()
+	r := runIn(t, ns, home, args...)
 	if r.code != 0 {
 		t.Fatalf("nii %s: exit %d\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
 	}
@@ -82,11 +103,19 @@ func mustNii(t *testing.T, home string, args ...string) string {
 // daemon is a running 'nii run' process.
 type daemon struct {
 	cmd    *exec.Cmd
-	stderr *bytes.Buffer
+	stderr *syncBuffer
 	done   chan error
 }
 
 func startDaemon(t *testing.T, home string, extra ...string) *daemon {
+	t.Helper()
+	return startDaemonIn(t, "", "127.0.0.1", home, extra...)
+}
+
+// startDaemonIn starts 'nii run' in network namespace ns ("" for this
+// process's), its gossip and libp2p listening on ip, its API on the
+// namespace's loopback.
+func startDaemonIn(t *testing.T, ns, ip, home string, extra ...string) *daemon {
 	t.Helper()
 	// Every listener on port 0, picked by the daemon itself: a port found
 	// free by listening and closing here could be taken before the daemon
@@ -94,9 +123,9 @@ func startDaemon(t *testing.T, home string, extra ...string) *daemon {
 	// through --join (memberlist lets a member reclaim its name on a new
 	// address); no test restarts the member the others join through.
 	args := append([]string{"--home", home, "run", "--api", "127.0.0.1:0",
-		"--gossip", "127.0.0.1:0", "--p2p", "/ip4/127.0.0.1/tcp/0"}, extra...)
-	cmd := exec.Command(niiBin, args...)
-	d := &daemon{cmd: cmd, stderr: &bytes.Buffer{}, done: make(chan error, 1)}
+		"--gossip", ip + ":0", "--p2p", "/ip4/" + ip + "/tcp/0"}, extra...)
+	cmd := niiCmd(ns, args...)
+	d := &daemon{cmd: cmd, stderr: &syncBuffer{}, done: make(chan error, 1)}
 	cmd.Stderr = d.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -109,7 +138,7 @@ func startDaemon(t *testing.T, home string, extra ...string) *daemon {
 	// Poll, with a deadline, until the daemon answers through its home.
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		if r := run(t, home, "status", "--json"); r.code == 0 {
+		if r := runIn(t, ns, home, "status", "--json"); r.code == 0 {
 			return d
 		}
 		select {
@@ -122,6 +151,9 @@ func startDaemon(t *testing.T, home string, extra ...string) *daemon {
 	t.Fatalf("nii run did not come up in time\n%s", d.stderr)
 	return nil
 }
+
+// log is what the daemon has written to its stderr so far.
+func (d *daemon) log() string { return d.stderr.String() }
 
 func (d *daemon) stop(t *testing.T, sig syscall.Signal) error {
 	t.Helper()

@@ -13,9 +13,15 @@ import (
 // passes.
 func pollNii(t *testing.T, home string, what string, ok func(out string) bool, args ...string) string {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	return pollNiiIn(t, "", 20*time.Second, home, what, ok, args...)
+}
+
+// pollNiiIn is pollNii in network namespace ns, for up to within.
+func pollNiiIn(t *testing.T, ns string, within time.Duration, home string, what string, ok func(out string) bool, args ...string) string {
+	t.Helper()
+	deadline := time.Now().Add(within)
 	for {
-		r := run(t, home, args...)
+		r := runIn(t, ns, home, args...)
 		if r.code == 0 && ok(r.stdout) {
 			return r.stdout
 		}
