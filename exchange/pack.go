@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/nii-uk/nii"
@@ -25,7 +26,8 @@ import (
 // directory packs/ inside badger's. badger's value log was the ceiling
 // for publish and pull (docs/storage.md): every byte went through a
 // memory-mapped file that is zero-filled page by page as it grows. A pack
-// is written with pwrite(2) and read with pread(2).
+// is written with pwrite(2), its large writes' middles direct (directio.go),
+// and read with pread(2).
 //
 // A pack file is "niipack\x02" and then frames, each the chunk's hash (32
 // bytes), its size (4 bytes, big-endian), the CRC-32C (Castagnoli) of its
@@ -159,6 +161,9 @@ type packSet struct {
 	gone    map[uint32]bool      // removed by this instance
 
 	syncErr func() error // tests: a sync fails with what it returns
+	// buffered turns direct writes off (directio.go): every write goes
+	// through the page cache.
+	buffered bool
 }
 
 type packFile struct {
@@ -166,6 +171,11 @@ type packFile struct {
 	f       *os.File
 	size    int64 // bytes reserved, header included
 	writers int   // batches reserved and not yet committed (or abandoned)
+
+	// wf is the pack opened for direct writes (directio.go), nil where
+	// the file system refuses them; direct is wf until a write is refused.
+	wf     *os.File
+	direct atomic.Pointer[os.File]
 }
 
 func packName(id uint32) string { return fmt.Sprintf("%08x.pack", id) }
@@ -244,6 +254,10 @@ func (ps *packSet) newPackLocked() (*packFile, error) {
 			return nil, fmt.Errorf("create pack: %w", err)
 		}
 		p := &packFile{id: id, f: f, size: int64(len(packMagic))}
+		if !ps.buffered {
+			p.wf = openDirect(f.Name())
+			p.direct.Store(p.wf)
+		}
 		ps.mine[id] = p
 		ps.readers[id] = f
 		return p, nil
@@ -289,7 +303,7 @@ func (ps *packSet) done(p *packFile) {
 // write writes a batch of frames at off in p and syncs p: once it returns
 // nil, the frames survive a crash. It returns the batch's pointers.
 func (ps *packSet) write(p *packFile, off int64, buf []byte, chunks []Chunk) ([]packPtr, error) {
-	if _, err := p.f.WriteAt(buf, off); err != nil {
+	if err := p.writeAt([][]byte{buf}, off); err != nil {
 		return nil, fmt.Errorf("write pack %s: %w", packName(p.id), err)
 	}
 	return ps.synced(p, off, chunks)
@@ -347,7 +361,7 @@ func (ps *packSet) writeFrames(chunks []Chunk) (*packFile, []packPtr, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := pwritev(p.f, iovs, off); err != nil {
+	if err := p.writeAt(iovs, off); err != nil {
 		ps.done(p)
 		return nil, nil, fmt.Errorf("write pack %s: %w", packName(p.id), err)
 	}
@@ -486,6 +500,9 @@ func (ps *packSet) remove(id uint32) error {
 		f.Close()
 		delete(ps.readers, id)
 	}
+	if p, ok := ps.mine[id]; ok && p.wf != nil {
+		p.wf.Close()
+	}
 	delete(ps.mine, id)
 	ps.gone[id] = true
 	if err := os.Remove(ps.path(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -550,6 +567,9 @@ func (ps *packSet) close() error {
 		}
 		if err := f.Close(); err != nil && first == nil {
 			first = err
+		}
+		if mine && p.wf != nil {
+			p.wf.Close()
 		}
 		delete(ps.readers, id)
 		if mine && p == ps.cur {

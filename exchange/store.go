@@ -148,6 +148,15 @@ func NewStore(db *badger.DB, p chunker.Params) (*Store, error) {
 	return s, nil
 }
 
+// SetBufferedWrites makes the store write pack files through the page
+// cache only, without O_DIRECT (directio.go), from the next pack it
+// creates. Call it before the first write.
+func (s *Store) SetBufferedWrites() {
+	s.packs.mu.Lock()
+	s.packs.buffered = true
+	s.packs.mu.Unlock()
+}
+
 // ChunkParams returns the store's chunker bounds.
 func (s *Store) ChunkParams() chunker.Params { return s.params }
 

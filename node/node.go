@@ -200,6 +200,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return err
 	}
 	n.store.SetSpaceCheck(n.disk.check)
+	if n.cfg.Store.BufferedWrites {
+		n.store.SetBufferedWrites()
+	}
 	if err := n.startFederation(); err != nil {
 		return err
 	}

@@ -43,6 +43,9 @@ type StoreConfig struct {
 	GCInterval string `toml:"gc_interval,omitempty" comment:"how often chunks no version names are deleted (Go duration; default 24h; off: only after failed publishes and by nii store gc)"`
 	// NoStartCheck skips the store check at start.
 	NoStartCheck bool `toml:"no_start_check,omitempty" comment:"skip the store check at start (not advised: it is what finds damage after a crash)"`
+	// BufferedWrites writes pack files through the page cache only, not
+	// their large writes' middles direct (exchange/directio.go).
+	BufferedWrites bool `toml:"buffered_writes,omitempty" comment:"write chunk packs through the page cache only, without O_DIRECT (for a file system where direct writes are slow; docs/storage.md)"`
 }
 
 // DefaultMinFree is the default free-space floor: above what badger can

@@ -1,0 +1,166 @@
+package exchange
+
+// Direct writes to packs.
+//
+// A pack write through the page cache makes the kernel allocate a page
+// for every 4 KiB and copy the bytes into it: in a CPU profile of a 1 GiB
+// pull between two daemons that copy (copy_folio_from_iter_atomic) was
+// 1.44 of the puller's 3.83 CPU-seconds, more than BLAKE3, TLS and every
+// other copy together. The page is then written back, and the cache holds
+// a GiB of chunks nothing is about to read. So the page-aligned middle of
+// every large write goes to the disk directly (O_DIRECT, from an aligned
+// buffer the frames are gathered into: one copy in user space, of data
+// already in the CPU's cache), and only its unaligned head and tail, less
+// than a page each, go through the page cache. Frames stay contiguous (no
+// padding, nothing rewritten), the fsync before the index commit is the
+// same, and reads (pread through the page cache) see what was written
+// either way: Linux keeps the two coherent.
+//
+// Where the file system refuses O_DIRECT (tmpfs, some FUSE and network
+// file systems: the open or the first write fails with EINVAL), the pack
+// is written through the page cache as before.
+
+import (
+	"errors"
+	"os"
+	"sync"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	// dioAlign is the offset, length and memory alignment of a direct
+	// write: the page size, a multiple of every disk's logical block.
+	dioAlign = 4096
+	// dioMin is the least aligned middle worth writing directly; smaller
+	// writes go through the page cache whole.
+	dioMin = 64 << 10
+	// dioBufSize is the aligned buffer a direct write is gathered into, a
+	// piece at a time.
+	dioBufSize = 1 << 20
+)
+
+var dioBufs = sync.Pool{New: func() any { return alignedBuf(dioBufSize) }}
+
+// alignedBuf returns n bytes whose address is a multiple of dioAlign.
+func alignedBuf(n int) []byte {
+	raw := make([]byte, n+dioAlign)
+	k := (dioAlign - int(uintptr(unsafe.Pointer(unsafe.SliceData(raw)))%dioAlign)) % dioAlign
+	return raw[k : k+n : k+n]
+}
+
+// pwriteDirect is the direct write (a var: tests make it fail as a file
+// system that refuses O_DIRECT does).
+var pwriteDirect = unix.Pwrite
+
+// openDirect opens path for direct writes, or returns nil where the file
+// system refuses O_DIRECT.
+func openDirect(path string) *os.File {
+	f, err := os.OpenFile(path, os.O_WRONLY|unix.O_DIRECT, 0)
+	if err != nil {
+		return nil
+	}
+	return f
+}
+
+// writeAt writes the buffers one after another at off in p: the aligned
+// middle directly when p has a direct descriptor and the write is large
+// enough, the rest (or all of it) through the page cache.
+func (p *packFile) writeAt(iovs [][]byte, off int64) error {
+	n := int64(0)
+	for _, b := range iovs {
+		n += int64(len(b))
+	}
+	wf := p.direct.Load()
+	start := (off + dioAlign - 1) &^ (dioAlign - 1)
+	end := (off + n) &^ (dioAlign - 1)
+	if wf == nil || end-start < dioMin {
+		return pwritev(p.f, iovs, off)
+	}
+	head, rest := splitIovs(iovs, start-off)
+	mid, tail := splitIovs(rest, end-start)
+	if len(head) > 0 {
+		if err := pwritev(p.f, head, off); err != nil {
+			return err
+		}
+	}
+	if err := p.writeDirect(wf, mid, start); err != nil {
+		return err
+	}
+	if len(tail) > 0 {
+		return pwritev(p.f, tail, end)
+	}
+	return nil
+}
+
+// writeDirect writes iovs, whose total is a multiple of dioAlign, at the
+// aligned offset off through wf, gathered into an aligned buffer a piece
+// at a time. If the file system refuses (EINVAL), p's direct writes stop
+// and this one goes through the page cache.
+func (p *packFile) writeDirect(wf *os.File, iovs [][]byte, off int64) error {
+	buf := dioBufs.Get().([]byte)
+	defer dioBufs.Put(buf)
+	rc, err := wf.SyscallConn()
+	if err != nil {
+		return err
+	}
+	for len(iovs) > 0 {
+		k := 0
+		for k < len(buf) && len(iovs) > 0 {
+			c := copy(buf[k:], iovs[0])
+			k += c
+			if iovs[0] = iovs[0][c:]; len(iovs[0]) == 0 {
+				iovs = iovs[1:]
+			}
+		}
+		piece := buf[:k]
+		var werr error
+		cerr := rc.Control(func(fd uintptr) {
+			for len(piece) > 0 && werr == nil {
+				w, err := pwriteDirect(int(fd), piece, off)
+				switch {
+				case errors.Is(err, unix.EINTR):
+				case err != nil:
+					werr = err
+				case w == 0:
+					werr = errors.New("direct write wrote nothing")
+				default:
+					piece, off = piece[w:], off+int64(w)
+				}
+			}
+		})
+		if cerr != nil {
+			return cerr
+		}
+		if errors.Is(werr, unix.EINVAL) {
+			// The file system takes O_DIRECT at open but not this write.
+			p.direct.Store(nil)
+			if _, err := p.f.WriteAt(piece, off); err != nil {
+				return err
+			}
+			return pwritev(p.f, iovs, off+int64(len(piece)))
+		}
+		if werr != nil {
+			return werr
+		}
+	}
+	return nil
+}
+
+// splitIovs cuts iovs after n bytes, without copying: the buffers before
+// and the buffers after (the one the cut falls in is sliced in two).
+func splitIovs(iovs [][]byte, n int64) (before, after [][]byte) {
+	for i, b := range iovs {
+		if n == 0 {
+			return iovs[:i:i], iovs[i:]
+		}
+		if int64(len(b)) > n {
+			before = append(iovs[:i:i], b[:n])
+			after = append([][]byte{b[n:]}, iovs[i+1:]...)
+			return before, after
+		}
+		n -= int64(len(b))
+	}
+	return iovs, nil
+}
