@@ -1,6 +1,8 @@
 package exchange
 
-// Direct writes to packs.
+// Direct writes to packs: a pull's and GC's (writeFrames); a publish's
+// batches go through the page cache, since what was just published is
+// read next (packSet.write).
 //
 // A pack write through the page cache makes the kernel allocate a page
 // for every 4 KiB and copy the bytes into it: in a CPU profile of a 1 GiB
