@@ -18,9 +18,10 @@ package exchange
 // same, and reads (pread through the page cache) see what was written
 // either way: Linux keeps the two coherent.
 //
-// Where the file system refuses O_DIRECT (tmpfs, some FUSE and network
-// file systems: the open or the first write fails with EINVAL), the pack
-// is written through the page cache as before.
+// Where the file system refuses O_DIRECT (some FUSE and network file
+// systems, tmpfs before Linux 6.6: the open or the first write fails with
+// EINVAL), the pack is written through the page cache as before; tmpfs
+// since 6.6 takes O_DIRECT and writes through its page cache anyway.
 
 import (
 	"errors"
@@ -47,7 +48,14 @@ const (
 	dioBufSize = 8 << 20
 )
 
-var dioBufs = sync.Pool{New: func() any { return alignedBuf(dioBufSize) }}
+// dioBufs holds dioBufSize buffers; dioSmallBufs 1 MiB ones, for direct
+// writes of a MiB or less, which need not take (and zero) 8 MiB.
+var (
+	dioBufs      = sync.Pool{New: func() any { return alignedBuf(dioBufSize) }}
+	dioSmallBufs = sync.Pool{New: func() any { return alignedBuf(dioSmallSize) }}
+)
+
+const dioSmallSize = 1 << 20
 
 // alignedBuf returns n bytes whose address is a multiple of dioAlign.
 func alignedBuf(n int) []byte {
@@ -74,10 +82,7 @@ func openDirect(path string) *os.File {
 // middle directly when p has a direct descriptor and the write is large
 // enough, the rest (or all of it) through the page cache.
 func (p *packFile) writeAt(iovs [][]byte, off int64) error {
-	n := int64(0)
-	for _, b := range iovs {
-		n += int64(len(b))
-	}
+	n := sizeOfIovs(iovs)
 	wf := p.direct.Load()
 	start := (off + dioAlign - 1) &^ (dioAlign - 1)
 	end := (off + n) &^ (dioAlign - 1)
@@ -102,11 +107,15 @@ func (p *packFile) writeAt(iovs [][]byte, off int64) error {
 
 // writeDirect writes iovs, whose total is a multiple of dioAlign, at the
 // aligned offset off through wf, gathered into an aligned buffer a piece
-// at a time. If the file system refuses (EINVAL), p's direct writes stop
+// at a time (consuming iovs' buffers as pwritev does). If the file system refuses (EINVAL), p's direct writes stop
 // and this one goes through the page cache.
 func (p *packFile) writeDirect(wf *os.File, iovs [][]byte, off int64) error {
-	buf := dioBufs.Get().([]byte)
-	defer dioBufs.Put(buf)
+	pool := &dioBufs
+	if n := sizeOfIovs(iovs); n <= dioSmallSize {
+		pool = &dioSmallBufs
+	}
+	buf := pool.Get().([]byte)
+	defer pool.Put(buf)
 	rc, err := wf.SyscallConn()
 	if err != nil {
 		return err
@@ -169,4 +178,12 @@ func splitIovs(iovs [][]byte, n int64) (before, after [][]byte) {
 		n -= int64(len(b))
 	}
 	return iovs, nil
+}
+
+func sizeOfIovs(iovs [][]byte) int64 {
+	n := int64(0)
+	for _, b := range iovs {
+		n += int64(len(b))
+	}
+	return n
 }

@@ -65,7 +65,7 @@ func TestPackDirectWrites(t *testing.T) {
 	probe := filepath.Join(dir, "probe")
 	os.WriteFile(probe, nil, 0o600)
 	if f := openDirect(probe); f == nil {
-		t.Skipf("the file system of %s refuses O_DIRECT: packs there are written through the page cache (TestPackDirectRefused)", dir)
+		t.Skipf("the file system of %s refuses O_DIRECT (some FUSE and network file systems, tmpfs before Linux 6.6): packs there are written through the page cache (TestPackDirectRefused)", dir)
 	} else {
 		f.Close()
 	}

@@ -285,6 +285,9 @@ func (ps *packSet) reserve(n int64) (*packFile, int64, error) {
 		if err != nil {
 			return nil, 0, err
 		}
+		if old := ps.cur; old != nil && old.writers == 0 {
+			old.closeDirect()
+		}
 		ps.cur = p
 	}
 	p := ps.cur
@@ -296,8 +299,20 @@ func (ps *packSet) reserve(n int64) (*packFile, int64, error) {
 
 func (ps *packSet) done(p *packFile) {
 	ps.mu.Lock()
-	p.writers--
+	if p.writers--; p.writers == 0 && p != ps.cur {
+		p.closeDirect() // sealed: nothing writes to it again
+	}
 	ps.mu.Unlock()
+}
+
+// closeDirect closes p's direct descriptor. ps.mu held, and no batch in
+// flight on p.
+func (p *packFile) closeDirect() {
+	if p.wf != nil {
+		p.direct.Store(nil)
+		p.wf.Close()
+		p.wf = nil
+	}
 }
 
 // write writes a batch of frames at off in p and syncs p: once it returns
@@ -504,8 +519,8 @@ func (ps *packSet) remove(id uint32) error {
 		f.Close()
 		delete(ps.readers, id)
 	}
-	if p, ok := ps.mine[id]; ok && p.wf != nil {
-		p.wf.Close()
+	if p, ok := ps.mine[id]; ok {
+		p.closeDirect()
 	}
 	delete(ps.mine, id)
 	ps.gone[id] = true
@@ -572,8 +587,8 @@ func (ps *packSet) close() error {
 		if err := f.Close(); err != nil && first == nil {
 			first = err
 		}
-		if mine && p.wf != nil {
-			p.wf.Close()
+		if mine {
+			p.closeDirect()
 		}
 		delete(ps.readers, id)
 		if mine && p == ps.cur {

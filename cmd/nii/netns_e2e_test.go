@@ -3,15 +3,15 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/memberlist"
-
 	"github.com/nii-uk/nii/node/api"
+	"github.com/nii-uk/nii/registry/gossip"
 )
 
 // netPair is two network namespaces this test made, joined by a veth
@@ -40,13 +40,19 @@ func newNetPair(t *testing.T) *netPair {
 	if _, err := exec.LookPath("ip"); err != nil {
 		cannot("needs iproute2's ip to make network namespaces")
 	}
-	tag := fmt.Sprintf("nii%d", os.Getpid()%1000000)
+	// A name of its own each run: a run killed before its cleanup leaves
+	// its namespaces behind (ip netns del nii...), and the next process
+	// may get the same PID.
+	tag := fmt.Sprintf("nii%06x", rand.Uint32()&0xffffff)
 	p := &netPair{
 		ns:   [2]string{tag + "a", tag + "b"},
-		dev:  [2]string{"v" + tag + "a", "v" + tag + "b"},
+		dev:  [2]string{"v" + tag + "a", "v" + tag + "b"}, // 11 bytes: interface names take 15
 		addr: [2]string{"10.213.0.1", "10.213.0.2"},
 	}
 	if out, err := exec.Command("ip", "netns", "add", p.ns[0]).CombinedOutput(); err != nil {
+		if strings.Contains(string(out), "exists") {
+			t.Fatalf("ip netns add %s: %s", p.ns[0], out)
+		}
 		cannot("cannot make a network namespace here (needs root): ip netns add: %v %s", err, out)
 	}
 	t.Cleanup(func() {
@@ -170,8 +176,11 @@ func TestPartitionOfDaemonsHeals(t *testing.T) {
 	// this test is about outlasts it, when only the reconnect rejoins.
 	// Held for that long (the scenario's length, not a wait for an
 	// outcome), plus a probe round.
-	lc := memberlist.DefaultLocalConfig()
-	time.Sleep(time.Until(failed.Add(lc.GossipToTheDeadTime + lc.ProbeInterval)))
+	toTheDead, probe, err := gossip.DeadTimes("local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Until(failed.Add(toTheDead + probe)))
 	net.link(t, true)
 	healed := time.Now()
 	for i := range 2 {

@@ -224,16 +224,9 @@ func New(cfg Config, cat *registry.Catalog, peers *registry.Peers, fetch Fetcher
 	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 
-	var mc *memberlist.Config
-	switch cfg.Profile {
-	case "", "lan":
-		mc = memberlist.DefaultLANConfig()
-	case "wan":
-		mc = memberlist.DefaultWANConfig()
-	case "local":
-		mc = memberlist.DefaultLocalConfig()
-	default:
-		return nil, fmt.Errorf("gossip profile %q: want lan, wan or local", cfg.Profile)
+	mc, err := profileConfig(cfg.Profile)
+	if err != nil {
+		return nil, err
 	}
 	// A broadcast counts one transmit per member it is sent to, so memberlist's
 	// local profile (RetransmitMult 2) sends each record to only two members
@@ -994,3 +987,28 @@ func (w *slogWriter) Write(p []byte) (int, error) {
 }
 
 var _ io.Writer = (*slogWriter)(nil)
+
+// profileConfig is memberlist's configuration for a timing profile.
+func profileConfig(profile string) (*memberlist.Config, error) {
+	switch profile {
+	case "", "lan":
+		return memberlist.DefaultLANConfig(), nil
+	case "wan":
+		return memberlist.DefaultWANConfig(), nil
+	case "local":
+		return memberlist.DefaultLocalConfig(), nil
+	}
+	return nil, fmt.Errorf("gossip profile %q: want lan, wan or local", profile)
+}
+
+// DeadTimes returns, for a timing profile, how long memberlist goes on
+// gossiping to a member it declared dead (GossipToTheDeadTime: a
+// partition shorter than that heals without the reconnect) and its probe
+// interval.
+func DeadTimes(profile string) (toTheDead, probe time.Duration, err error) {
+	mc, err := profileConfig(profile)
+	if err != nil {
+		return 0, 0, err
+	}
+	return mc.GossipToTheDeadTime, mc.ProbeInterval, nil
+}
