@@ -81,35 +81,37 @@ func openDirect(path string) *os.File {
 // writeAt writes the buffers one after another at off in p: the aligned
 // middle directly when p has a direct descriptor and the write is large
 // enough, the rest (or all of it) through the page cache.
-func (p *packFile) writeAt(iovs [][]byte, off int64) error {
+// It returns how many bytes went direct.
+func (p *packFile) writeAt(iovs [][]byte, off int64) (direct int64, err error) {
 	n := sizeOfIovs(iovs)
 	wf := p.direct.Load()
 	start := (off + dioAlign - 1) &^ (dioAlign - 1)
 	end := (off + n) &^ (dioAlign - 1)
 	if wf == nil || end-start < dioMin {
-		return pwritev(p.f, iovs, off)
+		return 0, pwritev(p.f, iovs, off)
 	}
 	head, rest := splitIovs(iovs, start-off)
 	mid, tail := splitIovs(rest, end-start)
 	if len(head) > 0 {
 		if err := pwritev(p.f, head, off); err != nil {
-			return err
+			return 0, err
 		}
 	}
-	if err := p.writeDirect(wf, mid, start); err != nil {
-		return err
+	if direct, err = p.writeDirect(wf, mid, start); err != nil {
+		return direct, err
 	}
 	if len(tail) > 0 {
-		return pwritev(p.f, tail, end)
+		return direct, pwritev(p.f, tail, end)
 	}
-	return nil
+	return direct, nil
 }
 
 // writeDirect writes iovs, whose total is a multiple of dioAlign, at the
 // aligned offset off through wf, gathered into an aligned buffer a piece
-// at a time (consuming iovs' buffers as pwritev does). If the file system refuses (EINVAL), p's direct writes stop
-// and this one goes through the page cache.
-func (p *packFile) writeDirect(wf *os.File, iovs [][]byte, off int64) error {
+// at a time (consuming iovs' buffers as pwritev does), and returns how
+// many bytes went direct. If the file system refuses (EINVAL), p's direct
+// writes stop and the rest goes through the page cache.
+func (p *packFile) writeDirect(wf *os.File, iovs [][]byte, off int64) (direct int64, err error) {
 	pool := &dioBufs
 	if n := sizeOfIovs(iovs); n <= dioSmallSize {
 		pool = &dioSmallBufs
@@ -118,7 +120,7 @@ func (p *packFile) writeDirect(wf *os.File, iovs [][]byte, off int64) error {
 	defer pool.Put(buf)
 	rc, err := wf.SyscallConn()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	for len(iovs) > 0 {
 		k := 0
@@ -141,26 +143,26 @@ func (p *packFile) writeDirect(wf *os.File, iovs [][]byte, off int64) error {
 				case w == 0:
 					werr = errors.New("direct write wrote nothing")
 				default:
-					piece, off = piece[w:], off+int64(w)
+					piece, off, direct = piece[w:], off+int64(w), direct+int64(w)
 				}
 			}
 		})
 		if cerr != nil {
-			return cerr
+			return direct, cerr
 		}
 		if errors.Is(werr, unix.EINVAL) {
 			// The file system takes O_DIRECT at open but not this write.
 			p.direct.Store(nil)
 			if _, err := p.f.WriteAt(piece, off); err != nil {
-				return err
+				return direct, err
 			}
-			return pwritev(p.f, iovs, off+int64(len(piece)))
+			return direct, pwritev(p.f, iovs, off+int64(len(piece)))
 		}
 		if werr != nil {
-			return werr
+			return direct, werr
 		}
 	}
-	return nil
+	return direct, nil
 }
 
 // splitIovs cuts iovs after n bytes, without copying: the buffers before

@@ -90,6 +90,12 @@ func TestPackDirectWrites(t *testing.T) {
 	if d := direct.Load(); d < total/2 {
 		t.Fatalf("%d of %d bytes written direct, want most", d, total)
 	}
+	// The counts the metrics export: every frame byte once, the direct
+	// ones as the direct writes made them.
+	frames := total + int64(len(all))*frameHeader
+	if d, c := ps.directBytes.Load(), ps.cachedBytes.Load(); d != direct.Load() || d+c != frames {
+		t.Fatalf("counted %d direct + %d through the page cache, want %d + %d", d, c, direct.Load(), frames-direct.Load())
+	}
 	if ps.cur.direct.Load() == nil {
 		t.Fatal("direct writes were turned off")
 	}

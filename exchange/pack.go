@@ -164,6 +164,9 @@ type packSet struct {
 	// buffered turns direct writes off (directio.go): every write goes
 	// through the page cache.
 	buffered bool
+
+	// Bytes written to packs directly and through the page cache.
+	directBytes, cachedBytes atomic.Int64
 }
 
 type packFile struct {
@@ -325,6 +328,7 @@ func (ps *packSet) write(p *packFile, off int64, buf []byte, chunks []Chunk) ([]
 	if err := pwritev(p.f, [][]byte{buf}, off); err != nil {
 		return nil, fmt.Errorf("write pack %s: %w", packName(p.id), err)
 	}
+	ps.cachedBytes.Add(int64(len(buf)))
 	return ps.synced(p, off, chunks)
 }
 
@@ -380,10 +384,13 @@ func (ps *packSet) writeFrames(chunks []Chunk) (*packFile, []packPtr, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := p.writeAt(iovs, off); err != nil {
+	direct, err := p.writeAt(iovs, off)
+	if err != nil {
 		ps.done(p)
 		return nil, nil, fmt.Errorf("write pack %s: %w", packName(p.id), err)
 	}
+	ps.directBytes.Add(direct)
+	ps.cachedBytes.Add(n - direct)
 	ptrs := make([]packPtr, len(chunks))
 	at := off
 	for i, c := range chunks {

@@ -157,6 +157,12 @@ func (s *Store) SetBufferedWrites() {
 	s.packs.mu.Unlock()
 }
 
+// PackWrites returns the bytes written to pack files since the store
+// opened: directly (O_DIRECT, directio.go) and through the page cache.
+func (s *Store) PackWrites() (direct, pageCache int64) {
+	return s.packs.directBytes.Load(), s.packs.cachedBytes.Load()
+}
+
 // ChunkParams returns the store's chunker bounds.
 func (s *Store) ChunkParams() chunker.Params { return s.params }
 

@@ -107,6 +107,7 @@ var (
 	descStoreVersions   = desc("store_versions", "Dataset versions held (counted at most every 30 s).")
 	descStoreDatasets   = desc("store_datasets", "Datasets held, own and replicas (counted at most every 30 s).")
 	descStoreDiskBytes  = desc("store_disk_bytes", "The store's size on disk by part (lsm, vlog), as badger estimates it.", "part")
+	descPackWrites      = desc("store_pack_written_bytes_total", "Bytes written to chunk pack files, by path: direct (O_DIRECT: a pull's large writes) or page_cache (publishes, small writes, file systems refusing O_DIRECT, [store] buffered_writes).", "path")
 
 	descFollows        = desc("follows", "Followed datasets, by sync state.", "state")
 	descGrantDecisions = desc("grant_decisions_total", "Access decisions on restricted content, by result and reason.", "result", "reason")
@@ -137,7 +138,7 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 		descNodeInfo, descGossipMembers, descPeers, descGossipPushed, descGossipDenied, descGossipRejoins,
 		descCatalogDatasets, descCatalogOrigins, descCatalogApplied, descCatalogRejected,
 		descPullsStarted, descPullsCompleted, descPullsFailed, descPulledBytes, descPullDelta, descPullReused, descServedBytes, descServedChunks,
-		descStoreChunks, descStoreChunkBytes, descStoreVersions, descStoreDatasets, descStoreDiskBytes,
+		descStoreChunks, descStoreChunkBytes, descStoreVersions, descStoreDatasets, descStoreDiskBytes, descPackWrites,
 		descFollows, descGrantDecisions, descRateClients,
 		descDiskFree, descDiskFloor, descDiskLow, descStoreReadOnly, descSpaceRefused, descCorruptServed,
 		descDamaged, descVerifies, descRepaired, descVlogTruncated, descGCRuns, descGCChunks, descGCBytes,
@@ -197,6 +198,9 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descStoreVersions, float64(st.Versions))
 		gauge(descStoreDatasets, float64(st.Datasets))
 	}
+	direct, cached := c.store.PackWrites()
+	counter(descPackWrites, float64(direct), "direct")
+	counter(descPackWrites, float64(cached), "page_cache")
 	if !c.db.IsClosed() {
 		lsm, vlog := c.db.Size()
 		gauge(descStoreDiskBytes, float64(lsm), "lsm")

@@ -188,6 +188,12 @@ func TestOpsMetricsFollowTheNode(t *testing.T) {
 	if got := value(after, "nii_served_chunks_total"); got < 1 {
 		t.Errorf("publisher: nii_served_chunks_total = %v", got)
 	}
+	// A publish writes its packs through the page cache; a pull's large
+	// writes may go direct (where the file system takes O_DIRECT): every
+	// byte is counted on one path or the other.
+	if d, c := value(after, "nii_store_pack_written_bytes_total", "path", "direct"), value(after, "nii_store_pack_written_bytes_total", "path", "page_cache"); d != 0 || c < float64(len(data)) {
+		t.Errorf("publisher: pack writes direct %v, page_cache %v, want 0 and at least %d", d, c, len(data))
+	}
 	pm := scrape(t, c, puller)
 	for name, want := range map[string]float64{
 		"nii_pulls_started_total": 2, "nii_pulls_completed_total": 1, "nii_pulls_failed_total": 1,
@@ -204,6 +210,9 @@ func TestOpsMetricsFollowTheNode(t *testing.T) {
 	}
 	if got := value(pm, "nii_store_chunks"); got != float64(st.Store.Chunks) || got < 1 {
 		t.Errorf("puller: nii_store_chunks = %v, status says %d", got, st.Store.Chunks)
+	}
+	if d, c := value(pm, "nii_store_pack_written_bytes_total", "path", "direct"), value(pm, "nii_store_pack_written_bytes_total", "path", "page_cache"); d+c < float64(len(data)) {
+		t.Errorf("puller: pack writes direct %v + page_cache %v, want at least the %d bytes pulled", d, c, len(data))
 	}
 	if got := value(pm, "nii_catalog_records_applied_total"); got < 2 {
 		t.Errorf("puller: nii_catalog_records_applied_total = %v", got)
