@@ -277,6 +277,12 @@ func New(cfg Config, cat *registry.Catalog, peers *registry.Peers, fetch Fetcher
 	mc.Delegate = &delegate{g}
 	mc.Events = &eventDelegate{g}
 	mc.Logger = log.New(&slogWriter{g.log}, "", 0)
+	var own *memberlist.NetTransport
+	if mc.Transport == nil {
+		if own, err = closingTransport(mc, g.ctx); err != nil {
+			return nil, fmt.Errorf("gossip: %w", err)
+		}
+	}
 	g.queue = &memberlist.TransmitLimitedQueue{
 		NumNodes:       func() int { return g.ml.NumMembers() },
 		RetransmitMult: recordRetransmitMult,
@@ -285,6 +291,9 @@ func New(cfg Config, cat *registry.Catalog, peers *registry.Peers, fetch Fetcher
 	g.push = newPusher(mc.GossipNodes, time.Now())
 	ml, err := memberlist.Create(mc)
 	if err != nil {
+		if own != nil {
+			own.Shutdown()
+		}
 		return nil, fmt.Errorf("gossip: %w", err)
 	}
 	g.ml = ml
@@ -411,7 +420,8 @@ func (g *Gossip) broadcastRecord(msg []byte) {
 func (g *Gossip) Leave(timeout time.Duration) error { return g.ml.Leave(timeout) }
 
 // Close leaves (briefly), stops memberlist and the workers, and waits for
-// them (a reconnect under way ends within TCPTimeout). It is idempotent.
+// them (a reconnect's join under way has its dial cut: closingTransport). It
+// is idempotent.
 func (g *Gossip) Close() error {
 	var err error
 	g.once.Do(func() {
@@ -1011,4 +1021,50 @@ func DeadTimes(profile string) (toTheDead, probe time.Duration, err error) {
 		return 0, 0, err
 	}
 	return mc.GossipToTheDeadTime, mc.ProbeInterval, nil
+}
+
+// closingTransport gives mc memberlist's own UDP/TCP transport, made as
+// memberlist makes it (a port picked when mc.BindPort is 0, retried while
+// the UDP half of a picked port is taken), but whose TCP dials end when
+// ctx does: a reconnect's join to a member that is down waits up to
+// TCPTimeout for its dial, and Close, which ends ctx, would wait with it.
+func closingTransport(mc *memberlist.Config, ctx context.Context) (*memberlist.NetTransport, error) {
+	tries := 1
+	if mc.BindPort == 0 {
+		tries = 10
+	}
+	var nt *memberlist.NetTransport
+	var err error
+	for range tries {
+		nt, err = memberlist.NewNetTransport(&memberlist.NetTransportConfig{
+			BindAddrs: []string{mc.BindAddr}, BindPort: mc.BindPort, Logger: mc.Logger,
+		})
+		if err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("transport: %w", err)
+	}
+	if mc.BindPort == 0 {
+		mc.BindPort = nt.GetAutoBindPort()
+		mc.AdvertisePort = mc.BindPort
+	}
+	mc.Transport = &ctxTransport{NetTransport: nt, ctx: ctx}
+	return nt, nil
+}
+
+// ctxTransport is a NetTransport whose dials end with ctx.
+type ctxTransport struct {
+	*memberlist.NetTransport
+	ctx context.Context
+}
+
+func (t *ctxTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
+	d := net.Dialer{Timeout: timeout}
+	return d.DialContext(t.ctx, "tcp", addr)
+}
+
+func (t *ctxTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
+	return t.DialTimeout(a.Addr, timeout)
 }
