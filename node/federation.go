@@ -110,8 +110,12 @@ func (n *Node) startFederation() error {
 	go n.authLoop(retention)
 	go n.memberLoop()
 	expiry, _ := n.cfg.Catalog.unverifiedExpiry() // validated
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.expiryLoop(expiry)
+	go func() {
+		defer n.wg.Done()
+		n.catalog.CollectWhileGrowing(n.closeCh)
+	}()
 	if !n.cfg.RegistryOnly {
 		n.catalog.OnChange(func(*nii.Advert) { n.kickFollow(); n.kickWatch() })
 		n.wg.Add(2)

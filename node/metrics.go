@@ -92,6 +92,7 @@ var (
 	descCatalogOrigins  = desc("catalog_origins", "Nodes the federated catalog holds records from.")
 	descCatalogApplied  = desc("catalog_records_applied_total", "Catalog records received and accepted since start.")
 	descCatalogRejected = desc("catalog_records_rejected_total", "Catalog records received and refused since start, by reason.", "reason")
+	descCatalogGCs      = desc("catalog_heap_collections_total", "Garbage collections run because the catalog grew by 2,048 records (registry/heap.go: keeps a fast-growing catalog's heap from fragmenting).")
 
 	descPullsStarted   = desc("pulls_started_total", "Pulls from other nodes started (by the API or by a follow).")
 	descPullsCompleted = desc("pulls_completed_total", "Pulls that fetched and verified a whole version.")
@@ -136,7 +137,7 @@ var peerStates = []string{registry.PeerAlive, registry.PeerDead, registry.PeerLe
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descNodeInfo, descGossipMembers, descPeers, descGossipPushed, descGossipDenied, descGossipRejoins,
-		descCatalogDatasets, descCatalogOrigins, descCatalogApplied, descCatalogRejected,
+		descCatalogDatasets, descCatalogOrigins, descCatalogApplied, descCatalogRejected, descCatalogGCs,
 		descPullsStarted, descPullsCompleted, descPullsFailed, descPulledBytes, descPullDelta, descPullReused, descServedBytes, descServedChunks,
 		descStoreChunks, descStoreChunkBytes, descStoreVersions, descStoreDatasets, descStoreDiskBytes, descPackWrites,
 		descFollows, descGrantDecisions, descRateClients,
@@ -179,6 +180,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descCatalogDatasets, float64(c.catalog.Len()))
 	gauge(descCatalogOrigins, float64(c.catalog.Origins()))
 	counter(descCatalogApplied, float64(c.catalog.Applied()))
+	counter(descCatalogGCs, float64(c.catalog.Collections()))
 	for reason, k := range c.catalog.Rejected() {
 		counter(descCatalogRejected, float64(k), reason)
 	}

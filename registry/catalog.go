@@ -106,6 +106,9 @@ type Catalog struct {
 	rejected sync.Map // reason -> *atomic.Int64
 	applied  atomic.Int64
 
+	grew        chan struct{} // growBurst more records applied (heap.go)
+	collections atomic.Int64
+
 	onChange func(*nii.Advert) // called (with c.mu held) for every record applied
 
 	credential string // this node's membership credential, carried in its adverts
@@ -169,6 +172,7 @@ func (c *Catalog) OnChange(f func(*nii.Advert)) {
 // and signing key; verify may be nil.
 func OpenCatalog(db *badger.DB, self nii.NodeID, key ed25519.PrivateKey, verify CredentialVerifier) (*Catalog, error) {
 	c := &Catalog{
+		grew:       make(chan struct{}, 1),
 		db:         db,
 		self:       self,
 		key:        key,
@@ -428,7 +432,7 @@ func (c *Catalog) Apply(sa *nii.SignedAdvert) (*nii.Advert, bool, error) {
 		}
 	}
 	c.install(a)
-	c.applied.Add(1)
+	c.noteApplied()
 	if c.onChange != nil {
 		c.onChange(a)
 	}
