@@ -8,7 +8,8 @@
 #	NII_BIN=/tmp/nii deploy/bench/pullcpu.sh
 #
 # Environment: NII_BIN (required), NII_BENCH_DIR (default /tmp/nii-pullcpu),
-# PERF (1: profile the pull).
+# PERF (1: profile the pull), NII_BENCH_INFLIGHT (the puller's [p2p]
+# in_flight, e.g. 64MiB).
 set -euo pipefail
 nii=${NII_BIN:?set NII_BIN to the nii binary}
 dir=${NII_BENCH_DIR:-/tmp/nii-pullcpu}
@@ -35,6 +36,9 @@ until_ok "$nii" --home "$dir/pub" status --json
 seed=$(field "$("$nii" --home "$dir/pub" status --json)" gossip)
 "$nii" --home "$dir/pub" publish "$dir/big.bin" --name big --title big --licence OGL-UK-3.0 -q >/dev/null
 "$nii" --home "$dir/pull" init --org benchpull --api 127.0.0.1:0 >/dev/null
+if [[ -n ${NII_BENCH_INFLIGHT:-} ]]; then
+	sed -i "s/^\[p2p\]\$/[p2p]\nin_flight = '$NII_BENCH_INFLIGHT'/" "$dir/pull/config.toml"
+fi
 "$nii" --home "$dir/pull" run --gossip 127.0.0.1:0 "${p2p[@]}" --join "$seed" >"$dir/pull.log" 2>&1 &
 puller=$!
 pids+=("$puller")
