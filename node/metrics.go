@@ -92,7 +92,7 @@ var (
 	descCatalogOrigins  = desc("catalog_origins", "Nodes the federated catalog holds records from.")
 	descCatalogApplied  = desc("catalog_records_applied_total", "Catalog records received and accepted since start.")
 	descCatalogRejected = desc("catalog_records_rejected_total", "Catalog records received and refused since start, by reason.", "reason")
-	descCatalogGCs      = desc("catalog_heap_collections_total", "Garbage collections run because the catalog grew by 2,048 records (registry/heap.go: keeps a fast-growing catalog's heap from fragmenting).")
+	descCatalogGCs      = desc("catalog_heap_collections_total", "Garbage collections run because the catalog grew by a step of records (registry/heap.go: keeps a fast-growing catalog's heap from fragmenting).")
 
 	descPullsStarted   = desc("pulls_started_total", "Pulls from other nodes started (by the API or by a follow).")
 	descPullsCompleted = desc("pulls_completed_total", "Pulls that fetched and verified a whole version.")

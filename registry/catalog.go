@@ -106,8 +106,10 @@ type Catalog struct {
 	rejected sync.Map // reason -> *atomic.Int64
 	applied  atomic.Int64
 
-	grew        chan struct{} // growBurst more records applied (heap.go)
+	grew        chan struct{} // a step more records added (heap.go)
 	collections atomic.Int64
+	added       int64 // records applied or signed; c.mu held
+	nextCollect int64 // added count at which the next collection is asked for
 
 	onChange func(*nii.Advert) // called (with c.mu held) for every record applied
 
@@ -172,21 +174,22 @@ func (c *Catalog) OnChange(f func(*nii.Advert)) {
 // and signing key; verify may be nil.
 func OpenCatalog(db *badger.DB, self nii.NodeID, key ed25519.PrivateKey, verify CredentialVerifier) (*Catalog, error) {
 	c := &Catalog{
-		grew:       make(chan struct{}, 1),
-		db:         db,
-		self:       self,
-		key:        key,
-		verify:     verify,
-		watermarks: make(map[nii.NodeID]uint64),
-		maxSeq:     make(map[nii.NodeID]uint64),
-		creds:      make(map[nii.NodeID]string),
-		perOrigin:  make(map[nii.NodeID]int),
-		entries:    make(map[nii.DatasetID]*record),
-		strs:       newInterner(),
-		index:      search.NewCompactIndex(),
-		orgNames:   make(map[string]orgName),
-		lists:      newListings(),
-		expired:    make(map[nii.NodeID]uint64),
+		grew:        make(chan struct{}, 1),
+		nextCollect: growBurst,
+		db:          db,
+		self:        self,
+		key:         key,
+		verify:      verify,
+		watermarks:  make(map[nii.NodeID]uint64),
+		maxSeq:      make(map[nii.NodeID]uint64),
+		creds:       make(map[nii.NodeID]string),
+		perOrigin:   make(map[nii.NodeID]int),
+		entries:     make(map[nii.DatasetID]*record),
+		strs:        newInterner(),
+		index:       search.NewCompactIndex(),
+		orgNames:    make(map[string]orgName),
+		lists:       newListings(),
+		expired:     make(map[nii.NodeID]uint64),
 	}
 	err := db.View(func(txn *badger.Txn) error {
 		if err := c.loadExpired(txn); err != nil {
@@ -432,7 +435,8 @@ func (c *Catalog) Apply(sa *nii.SignedAdvert) (*nii.Advert, bool, error) {
 		}
 	}
 	c.install(a)
-	c.noteApplied()
+	c.applied.Add(1)
+	c.noteGrowth()
 	if c.onChange != nil {
 		c.onChange(a)
 	}
@@ -496,6 +500,7 @@ func (c *Catalog) Sign(a nii.Advert) (*nii.SignedAdvert, *nii.Advert, error) {
 	c.selfSeq = a.Seq
 	c.watermarks[c.self] = a.Seq
 	c.install(&a)
+	c.noteGrowth()
 	return sa, &a, nil
 }
 

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nii-uk/nii"
 )
 
 // TestCollectWhileGrowing: a catalog asks for a collection once every
@@ -45,5 +47,53 @@ func TestCollectWhileGrowing(t *testing.T) {
 			t.Fatalf("%d collections after the second burst, want 2", c.Collections())
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestCollectStepGrowsWithTheCatalog: past growBurst×growShare records the
+// step between two requests is a fiftieth of the catalog, and a record
+// signed here counts as one applied does.
+func TestCollectStepGrowsWithTheCatalog(t *testing.T) {
+	c, _ := openCat(t)
+	asked := func() bool {
+		select {
+		case <-c.grew:
+			return true
+		default:
+			return false
+		}
+	}
+	if _, _, err := c.Sign(nii.Advert{Dataset: nii.DatasetID{Org: "greenwich", Name: "mine"}, Version: 1,
+		Manifest: nii.HashOf([]byte("mine")), Meta: nii.Metadata{Title: "Mine", Publisher: "greenwich"}}); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.added != 1 {
+		t.Fatalf("%d records counted after one signed, want 1", c.added)
+	}
+	for i := range 4 * growBurst * growShare { // a large catalog, as far as the step can tell
+		c.entries[nii.DatasetID{Org: "x", Name: fmt.Sprint(i)}] = nil
+	}
+	for c.added < growBurst-1 {
+		c.noteGrowth()
+	}
+	if asked() {
+		t.Fatal("a collection asked for before the first step")
+	}
+	c.noteGrowth()
+	if !asked() {
+		t.Fatal("no collection asked for at the first step")
+	}
+	step := int64(len(c.entries)) / growShare
+	for range step - 1 {
+		c.noteGrowth()
+	}
+	if asked() {
+		t.Fatalf("a collection asked for before a step of %d records (a fiftieth of %d)", step, len(c.entries))
+	}
+	c.noteGrowth()
+	if !asked() {
+		t.Fatalf("no collection asked for after a step of %d records", step)
 	}
 }

@@ -55,8 +55,12 @@ type Gossip struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	once   sync.Once
+	// dialCtx ends the transport's TCP dials and connections: at Close,
+	// once the leave is sent (closingTransport).
+	dialCtx    context.Context
+	dialCancel context.CancelFunc
+	wg         sync.WaitGroup
+	once       sync.Once
 
 	synced   chan struct{} // closed once this node has heard from a member what it holds of this node's own records
 	syncOnce sync.Once
@@ -223,6 +227,7 @@ func New(cfg Config, cat *registry.Catalog, peers *registry.Peers, fetch Fetcher
 		synced:    make(chan struct{}),
 	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
+	g.dialCtx, g.dialCancel = context.WithCancel(context.Background())
 
 	mc, err := profileConfig(cfg.Profile)
 	if err != nil {
@@ -279,7 +284,7 @@ func New(cfg Config, cat *registry.Catalog, peers *registry.Peers, fetch Fetcher
 	mc.Logger = log.New(&slogWriter{g.log}, "", 0)
 	var own *memberlist.NetTransport
 	if mc.Transport == nil {
-		if own, err = closingTransport(mc, g.ctx); err != nil {
+		if own, err = closingTransport(mc, g.dialCtx); err != nil {
 			return nil, fmt.Errorf("gossip: %w", err)
 		}
 	}
@@ -430,6 +435,8 @@ func (g *Gossip) Close() error {
 		if lerr := g.ml.Leave(500 * time.Millisecond); lerr != nil {
 			g.log.Debug("gossip leave", slog.String("err", lerr.Error()))
 		}
+		// Only now, the leave sent: its push/pulls and pings may dial.
+		g.dialCancel()
 		err = g.ml.Shutdown()
 		g.wg.Wait()
 		g.queue.Reset()
@@ -1025,9 +1032,10 @@ func DeadTimes(profile string) (toTheDead, probe time.Duration, err error) {
 
 // closingTransport gives mc memberlist's own UDP/TCP transport, made as
 // memberlist makes it (a port picked when mc.BindPort is 0, retried while
-// the UDP half of a picked port is taken), but whose TCP dials end when
-// ctx does: a reconnect's join to a member that is down waits up to
-// TCPTimeout for its dial, and Close, which ends ctx, would wait with it.
+// the UDP half of a picked port is taken), but whose TCP dials and
+// connections end when ctx does: a reconnect's join to a member that is
+// down waits up to TCPTimeout for its dial, and Close, which ends ctx,
+// would wait with it.
 func closingTransport(mc *memberlist.Config, ctx context.Context) (*memberlist.NetTransport, error) {
 	tries := 1
 	if mc.BindPort == 0 {
@@ -1037,7 +1045,7 @@ func closingTransport(mc *memberlist.Config, ctx context.Context) (*memberlist.N
 	var err error
 	for range tries {
 		nt, err = memberlist.NewNetTransport(&memberlist.NetTransportConfig{
-			BindAddrs: []string{mc.BindAddr}, BindPort: mc.BindPort, Logger: mc.Logger,
+			BindAddrs: []string{mc.BindAddr}, BindPort: mc.BindPort, Logger: mc.Logger, MetricLabels: mc.MetricLabels,
 		})
 		if err == nil {
 			break
@@ -1054,15 +1062,34 @@ func closingTransport(mc *memberlist.Config, ctx context.Context) (*memberlist.N
 	return nt, nil
 }
 
-// ctxTransport is a NetTransport whose dials end with ctx.
+// ctxTransport is a NetTransport whose TCP connections end with ctx: a
+// dial under way, and a connection open (a member that accepted but does
+// not answer would otherwise hold a push/pull until its read deadline).
 type ctxTransport struct {
 	*memberlist.NetTransport
 	ctx context.Context
 }
 
+var _ memberlist.NodeAwareTransport = (*ctxTransport)(nil)
+
 func (t *ctxTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
 	d := net.Dialer{Timeout: timeout}
-	return d.DialContext(t.ctx, "tcp", addr)
+	conn, err := d.DialContext(t.ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return &ctxConn{Conn: conn, stop: context.AfterFunc(t.ctx, func() { conn.Close() })}, nil
+}
+
+// ctxConn is a connection closed when its transport's ctx ends.
+type ctxConn struct {
+	net.Conn
+	stop func() bool
+}
+
+func (c *ctxConn) Close() error {
+	c.stop()
+	return c.Conn.Close()
 }
 
 func (t *ctxTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
