@@ -514,6 +514,11 @@ func (h *Host) requestWithin(ctx context.Context, to nii.NodeID, proto protocol.
 	if reserve > 0 {
 		if err := s.Scope().ReserveMemory(reserve, network.ReservationPriorityHigh); err != nil {
 			s.Reset()
+			if errors.Is(err, network.ErrResourceScopeClosed) && h.ctx.Err() == nil {
+				// The stream was opened on a connection the peer had
+				// already closed, and closed with it (below).
+				return fmt.Errorf("%w: %s: the connection closed: %w", ErrUnreachable, to.Short(), err)
+			}
 			return fmt.Errorf("%w: over local resource limits: %v", nii.ErrUnavailable, err)
 		}
 		defer s.Scope().ReleaseMemory(reserve)
