@@ -171,12 +171,15 @@ func benchCatalogLists(b *testing.B, n int) {
 	cat.SetAliases(opendata.PackageUUIDOf)
 	// The catalog collects while it grows, as the node runs it
 	// (registry/heap.go); NII_BENCH_NOCOLLECT=1 leaves it to the runtime.
+	// It is stopped before the catalog is dropped for the reopen below
+	// (its goroutine holds the catalog), as a node stops it at close.
 	done := make(chan struct{})
 	var collector sync.WaitGroup
 	if os.Getenv("NII_BENCH_NOCOLLECT") != "1" {
 		collector.Go(func() { cat.CollectWhileGrowing(done) })
 	}
-	defer func() { close(done); collector.Wait() }()
+	stopCollector := sync.OnceFunc(func() { close(done); collector.Wait() })
+	defer stopCollector()
 	built := time.Now()
 	for _, sa := range signed {
 		if _, _, err := cat.Apply(sa); err != nil {
@@ -249,6 +252,7 @@ func benchCatalogLists(b *testing.B, n int) {
 	// A node that restarts loads the catalog from its store instead of
 	// building it from gossip: the same records, without the garbage of
 	// verifying and decoding each advert as it arrived between them.
+	stopCollector()
 	h, cat = nil, nil
 	opened := time.Now()
 	cat, err = registry.OpenCatalog(db, nii.NodeIDFromPublicKey(self), key, nil)
