@@ -325,7 +325,7 @@ func (ps *packSet) write(p *packFile, off int64, buf []byte, chunks []Chunk) ([]
 	// was just published is what followers pull and exports read next,
 	// and reading it back from the disk made an export after a publish
 	// 0.6 s per GiB slower (docs/storage.md, "Direct writes").
-	if err := pwritev(p.f, [][]byte{buf}, off); err != nil {
+	if _, err := p.f.WriteAt(buf, off); err != nil {
 		return nil, fmt.Errorf("write pack %s: %w", packName(p.id), err)
 	}
 	ps.cachedBytes.Add(int64(len(buf)))
