@@ -242,9 +242,9 @@ func NewHost(cfg HostConfig) (*Host, error) {
 		// the connections instead of failing to start.
 		libp2p.Transport(tcp.NewTCPTransport, tcp.DisableReuseport()),
 		libp2p.Transport(quic.NewTransport),
-		libp2p.Security(tls.ID, tls.New),
+		libp2p.Security(tls.ID, newCoalescedTLS),
 		libp2p.Security(noise.ID, noise.New),
-		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+		libp2p.Muxer(yamux.ID, bulkYamux()),
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm),
 		// Nodes reach each other directly, at addresses gossip carries: no

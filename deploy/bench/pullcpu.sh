@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # pullcpu.sh: one 'nii pull' of a 1 GiB file between two real daemons on
-# loopback, printing its wall time and each daemon's CPU seconds over its
-# whole life (the publisher's includes its publish); with PERF=1, the pull
+# loopback, printing its wall time, the puller's CPU seconds over its
+# whole life and the publisher's during the pull; with PERF=1, the pull
 # runs under 'perf record -a -g' into $DIR/perf.data (docs/benchmarks.md,
 # "Where a pull's CPU goes").
 #
@@ -45,7 +45,8 @@ pids+=("$puller")
 until_ok "$nii" --home "$dir/pull" show benchpub/big
 wrap=()
 [[ ${PERF:-} != 1 ]] || wrap=(perf record -a -g -o "$dir/perf.data" --)
+pub0=$(cpu "$pub")
 start=$(date +%s.%N)
 "${wrap[@]}" "$nii" --home "$dir/pull" pull benchpub/big -q
 end=$(date +%s.%N)
-echo "pull $(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }') s, puller cpu $(cpu "$puller") s, publisher cpu $(cpu "$pub") s (with its publish)"
+echo "pull $(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }') s, puller cpu $(cpu "$puller") s, publisher cpu $(awk -v a="$pub0" -v b="$(cpu "$pub")" 'BEGIN { printf "%.2f", b - a }') s (during the pull)"
