@@ -134,6 +134,9 @@ func startDaemonIn(t *testing.T, ns, ip, home string, extra ...string) *daemon {
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		<-d.done
+		if t.Failed() {
+			t.Logf("log of 'nii run' in %s (pid %d):\n%s", home, cmd.Process.Pid, d.stderr)
+		}
 	})
 	// Poll, with a deadline, until the daemon answers through its home.
 	deadline := time.Now().Add(20 * time.Second)
