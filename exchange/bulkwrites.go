@@ -1,7 +1,6 @@
 package exchange
 
-// Bulk data over TCP in larger pieces: TLS records gathered into larger
-// writes, and yamux frames of up to 256 KiB.
+// TLS over TCP with each Write's records gathered into one write.
 //
 // crypto/tls hands every record it seals (at most 16 KiB of payload) to
 // its connection in a write call of its own, so each 64 KiB yamux frame
@@ -20,12 +19,12 @@ package exchange
 // coalesceMax bytes are gathered): the same bytes in the same order,
 // nothing held back after a Write returns, so no latency is added.
 //
-// yamux cuts a stream's writes into frames of at most MaxMessageSize,
-// 64 KiB by default, each a Write of the TLS connection (and so of the
-// TCP one). bulkYamux allows 256 KiB (still within the receive window a
-// stream starts with, and the receiver takes any frame its window
-// allows, as libp2p's yamux did before): a quarter of the frames, Writes
-// and window accounting for the same bytes.
+// Larger yamux frames (256 KiB, against libp2p's 64 KiB) were tried on
+// top and dropped: no gain measured (the publisher's CPU during a 1 GiB
+// pull, five each, alternated: median 1.55 s with them, 1.45 s without;
+// docs/benchmarks.md), and yamux
+// queues up to 64 frames per connection outside the resource manager,
+// 16 MiB at that size against 4 MiB.
 
 import (
 	"context"
@@ -37,23 +36,13 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/core/sec"
-	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	tptu "github.com/libp2p/go-libp2p/p2p/net/upgrader"
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
-	goyamux "github.com/libp2p/go-yamux/v5"
 )
 
-// bulkYamux is libp2p's yamux (its 16 MiB windows, no stream limit but
-// the resource manager's) with frames of up to 256 KiB.
-func bulkYamux() *yamux.Transport {
-	c := *(*goyamux.Config)(yamux.DefaultTransport)
-	c.MaxMessageSize = 256 << 10
-	return (*yamux.Transport)(&c)
-}
-
-// coalesceMax is the most a recordCoalescer gathers before it writes:
-// a few yamux frames (64 KiB each) at most. Past 64 KiB a larger write
-// saves little more.
+// coalesceMax is the most a recordCoalescer gathers before it writes
+// (and the go-buffer-pool class it gathers in): a yamux frame (64 KiB
+// at most) seals into 65,624 bytes, so every frame goes out in one write.
 const coalesceMax = 256 << 10
 
 // coalescedTLS is libp2p's TLS security transport whose connections
@@ -101,26 +90,49 @@ type coalescedConn struct {
 }
 
 // Write seals b and writes its records, gathered.
-func (c *coalescedConn) Write(b []byte) (int, error) {
+func (c *coalescedConn) Write(b []byte) (n int, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.rc.hold()
-	n, err := c.SecureConn.Write(b)
-	if ferr := c.rc.release(); err == nil {
-		err = ferr
+	defer func() {
+		if ferr := c.rc.release(); err == nil {
+			err = ferr
+		}
+	}()
+	return c.SecureConn.Write(b)
+}
+
+// Close closes the connection. While a Write is under way it closes the
+// TCP connection under it without a close_notify alert, as crypto/tls
+// does for a Close during its own Write: the alert would be gathered
+// behind that Write's records and cut off with them.
+func (c *coalescedConn) Close() error {
+	if !c.mu.TryLock() {
+		err := c.rc.Conn.Close()
+		c.SecureConn.Close() // marks the TLS connection closed; the TCP one is already
+		return err
 	}
-	return n, err
+	defer c.mu.Unlock()
+	return c.SecureConn.Close()
 }
 
 // recordCoalescer is the TCP connection under a coalescedConn's TLS.
 // Outside a Write (the handshake, an alert sent by Close) it writes
 // through.
+//
+// A failed write fails every later one. The TLS connection above took
+// the gathered records as written and has moved on (its record sequence
+// numbers, the rest of the Write); after a write that failed, or wrote
+// part of its bytes before a deadline, nothing more may follow, or the
+// peer would be sent records with a gap before them. (crypto/tls makes a
+// network error on its own writes permanent in the same way.)
 type recordCoalescer struct {
 	net.Conn
 
 	mu      sync.Mutex
 	holding bool
 	buf     []byte // from go-buffer-pool while holding
+	err     error  // the first write that failed
 }
 
 func (r *recordCoalescer) hold() {
@@ -142,15 +154,18 @@ func (r *recordCoalescer) release() error {
 func (r *recordCoalescer) Write(p []byte) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.err != nil {
+		return 0, r.err
+	}
 	if !r.holding {
-		return r.Conn.Write(p)
+		return r.writeLocked(p)
 	}
 	if len(r.buf)+len(p) > coalesceMax {
 		if err := r.flushLocked(); err != nil {
 			return 0, err
 		}
 		if len(p) >= coalesceMax {
-			return r.Conn.Write(p)
+			return r.writeLocked(p)
 		}
 	}
 	if r.buf == nil {
@@ -163,11 +178,26 @@ func (r *recordCoalescer) Write(p []byte) (int, error) {
 // flushLocked writes what is gathered and returns the buffer to the pool.
 func (r *recordCoalescer) flushLocked() error {
 	if r.buf == nil {
-		return nil
+		return r.err
 	}
 	b := r.buf
 	r.buf = nil
-	_, err := r.Conn.Write(b)
+	var err error
+	if r.err == nil {
+		_, err = r.writeLocked(b)
+	}
 	pool.Put(b[:cap(b)])
-	return err
+	if err != nil {
+		return err
+	}
+	return r.err
+}
+
+// writeLocked writes p to the connection, keeping the error if it fails.
+func (r *recordCoalescer) writeLocked(p []byte) (int, error) {
+	n, err := r.Conn.Write(p)
+	if err != nil {
+		r.err = err
+	}
+	return n, err
 }

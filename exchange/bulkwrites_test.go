@@ -128,6 +128,29 @@ func TestRecordCoalescer(t *testing.T) {
 	if r.buf != nil {
 		t.Fatal("buffer kept after the failed write")
 	}
+
+	// After a failed write nothing more goes out, gathered or not: the
+	// TLS records after it would follow a gap.
+	flaky := &writeLog{}
+	r = &recordCoalescer{Conn: flaky}
+	r.hold()
+	r.Write([]byte("a"))
+	flaky.err = errors.New("i/o timeout")
+	if err := r.release(); err == nil {
+		t.Fatal("release hid the failed write")
+	}
+	flaky.err = nil // the connection would take bytes again
+	if _, err := r.Write([]byte("b")); err == nil {
+		t.Fatal("a write after a failed one went through")
+	}
+	r.hold()
+	r.Write([]byte("c"))
+	if err := r.release(); err == nil {
+		t.Fatal("a gathering after a failed write went out")
+	}
+	if flaky.count() != 0 {
+		t.Fatalf("%d writes after the failure", flaky.count())
+	}
 }
 
 // securePair runs a TLS handshake between two libp2p TLS transports over
@@ -234,14 +257,89 @@ func TestCoalescedTLSWrites(t *testing.T) {
 			t.Fatalf("libp2p's TLS made %d writes for 1 MiB, fewer than its %d records: the check above proves nothing", n, records)
 		}
 		t.Logf("coalesce %v: %d writes", coalesce, log.count())
+		if !coalesce {
+			continue
+		}
+
+		// A full yamux frame (64 KiB, as yamux writes it) goes out in
+		// exactly one write of its four sealed records.
+		frame := make([]byte, 64<<10)
+		rand.Read(frame)
+		before := log.count()
+		go func() {
+			b := make([]byte, 4*len(frame))
+			if _, err := io.ReadFull(in, b); err != nil {
+				b = nil
+			}
+			got <- b
+		}()
+		for range 4 {
+			if _, err := out.Write(frame); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if b := <-got; !bytes.Equal(b, bytes.Repeat(frame, 4)) {
+			t.Fatal("the other side read other bytes than the four frames")
+		}
+		log.mu.Lock()
+		writes := log.writes[before:]
+		log.mu.Unlock()
+		if len(writes) != 4 {
+			t.Fatalf("four full frames took %d writes, want one each", len(writes))
+		}
+		for _, w := range writes {
+			if want := len(frame) + len(frame)/(16<<10)*22; len(w) != want {
+				t.Fatalf("a full frame sealed into a write of %d bytes, want %d", len(w), want)
+			}
+		}
+	}
+}
+
+// TestCoalescedConnCloseDuringWrites: Close while Writes are under way
+// (from another goroutine, as yamux closes a session while its send loop
+// writes) returns, fails the Writes after it, and leaves nothing for the
+// race detector.
+func TestCoalescedConnCloseDuringWrites(t *testing.T) {
+	k1, k2 := newTestKey(t), newTestKey(t)
+	id2, err := peer.IDFromPrivateKey(k2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := range 20 {
+		dialer, err := newCoalescedTLS(tls.ID, k1, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		listener, err := tls.New(tls.ID, k2, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, in, _ := securePair(t, dialer, listener, id2)
+		go io.Copy(io.Discard, in)
+		var wg sync.WaitGroup
+		frame := make([]byte, 64<<10)
+		for range 3 {
+			wg.Go(func() {
+				for {
+					if _, err := out.Write(frame); err != nil {
+						return
+					}
+				}
+			})
+		}
+		time.Sleep(time.Duration(round) * time.Millisecond) // where the Close lands, not a wait for state
+		out.Close()
+		wg.Wait() // every writer saw its Write fail
+		if _, err := out.Write([]byte("x")); err == nil {
+			t.Fatalf("round %d: a Write after Close succeeded", round)
+		}
 	}
 }
 
 // TestCoalescedTLSInterop: a node and a libp2p host with libp2p's own
-// TLS and yamux (as an older nii has) connect over TLS and move 8 MiB
-// each way on one stream, intact: the bytes on the wire are the same
-// protocol, only written in larger pieces, the node's in 256 KiB yamux
-// frames.
+// TLS (as an older nii has) connect over TLS and move 8 MiB each way on
+// one stream, intact: the bytes on the wire are the same protocol, only
+// written in larger pieces.
 func TestCoalescedTLSInterop(t *testing.T) {
 	node := newTestHost(t, nil, loopTCP)
 	const proto = "/nii-test/echo/1"
@@ -249,7 +347,7 @@ func TestCoalescedTLSInterop(t *testing.T) {
 		defer s.Close()
 		b, err := io.ReadAll(s)
 		if err == nil {
-			s.Write(b) // one Write: 256 KiB frames
+			s.Write(b)
 		}
 	})
 	stock, err := libp2p.New(

@@ -244,7 +244,7 @@ func NewHost(cfg HostConfig) (*Host, error) {
 		libp2p.Transport(quic.NewTransport),
 		libp2p.Security(tls.ID, newCoalescedTLS),
 		libp2p.Security(noise.ID, noise.New),
-		libp2p.Muxer(yamux.ID, bulkYamux()),
+		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm),
 		// Nodes reach each other directly, at addresses gossip carries: no
