@@ -199,7 +199,7 @@ func TestPackPutGathers(t *testing.T) {
 	var chunks []Chunk
 	for i := range maxIovecs {
 		b := randBytes(uint64(1000+i), 100+i)
-		chunks = append(chunks, Chunk{nii.HashOf(b), b})
+		chunks = append(chunks, Chunk{Hash: nii.HashOf(b), Data: b})
 	}
 	if err := s.putChunks(chunks); err != nil {
 		t.Fatal(err)

@@ -334,7 +334,7 @@ func (w *chunkWriter) set(h nii.Hash, b []byte) error {
 	if err := w.failed(); err != nil {
 		return err
 	}
-	c := Chunk{h, b}
+	c := Chunk{Hash: h, Data: b}
 	gen := w.txnGen
 	if w.lease != nil {
 		gen = w.lease.add(h)

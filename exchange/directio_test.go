@@ -2,6 +2,8 @@ package exchange
 
 import (
 	"bytes"
+	"errors"
+	"hash/crc32"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -30,7 +32,7 @@ func packBatches(t *testing.T, ps *packSet, seed uint64) ([]Chunk, []packPtr) {
 		var batch []Chunk
 		for i := range n {
 			data := randBytes(seed<<32|uint64(b)<<16|uint64(i), 1+r.IntN(64<<10))
-			batch = append(batch, Chunk{nii.HashOf(data), data})
+			batch = append(batch, Chunk{Hash: nii.HashOf(data), Data: data})
 		}
 		p, pp, err := ps.put(batch)
 		if err != nil {
@@ -163,5 +165,35 @@ func TestStoreBufferedWrites(t *testing.T) {
 	checkPackReads(t, s.packs, all, ptrs)
 	if s.packs.cur.wf != nil || direct.Load() != 0 {
 		t.Fatalf("buffered writes: direct descriptor %v, %d direct writes", s.packs.cur.wf != nil, direct.Load())
+	}
+}
+
+// TestFrameCRCFromTheFetch: a chunk whose CRC the fetch computed is
+// framed with that CRC, not one computed again, and the frame reads back;
+// a CRC that does not match its bytes is caught on the read, never
+// returned as the chunk.
+func TestFrameCRCFromTheFetch(t *testing.T) {
+	ps, err := openPacks(t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ps.close()
+	good := randBytes(1, 40<<10)
+	bad := randBytes(2, 40<<10)
+	c := Chunk{Hash: nii.HashOf(good), Data: good}.withCRC()
+	if !c.hasCRC || c.crc != crc32.Checksum(good, castagnoli) {
+		t.Fatalf("withCRC: %08x, want %08x", c.crc, crc32.Checksum(good, castagnoli))
+	}
+	wrong := Chunk{Hash: nii.HashOf(bad), Data: bad, crc: c.crc, hasCRC: true}
+	p, ptrs, err := ps.put([]Chunk{c, wrong})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps.done(p)
+	if got, err := ps.read(c.Hash, ptrs[0], nil); err != nil || !bytes.Equal(got, good) {
+		t.Fatalf("read of the chunk framed with the fetch's CRC: %v", err)
+	}
+	if got, err := ps.read(wrong.Hash, ptrs[1], nil); !errors.Is(err, nii.ErrCorrupt) || got != nil {
+		t.Fatalf("read of a frame whose CRC does not match: %d bytes, %v; want ErrCorrupt", len(got), err)
 	}
 }

@@ -559,7 +559,7 @@ func (s *Store) moveChunks(id uint32, hs []nii.Hash) (bool, error) {
 				delete(old, h)
 				continue
 			}
-			chunks = append(chunks, Chunk{h, b})
+			chunks = append(chunks, Chunk{Hash: h, Data: b})
 		}
 		if len(chunks) == 0 {
 			return all, nil

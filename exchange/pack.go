@@ -142,7 +142,10 @@ func appendFrame(buf []byte, c Chunk) []byte {
 func appendFrameHeader(buf []byte, c Chunk) []byte {
 	buf = append(buf, c.Hash[:]...)
 	buf = binary.BigEndian.AppendUint32(buf, uint32(len(c.Data)))
-	return binary.BigEndian.AppendUint32(buf, crc32.Checksum(c.Data, castagnoli))
+	if !c.hasCRC {
+		c = c.withCRC()
+	}
+	return binary.BigEndian.AppendUint32(buf, c.crc)
 }
 
 // errPackGone is a read of a pack removed (by a rewrite) since its index

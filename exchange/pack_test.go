@@ -398,7 +398,7 @@ func TestPackKillChild(t *testing.T) {
 			var batch []Chunk
 			for j := range uint64(16) {
 				b := randBytes(i<<8|j, 32<<10)
-				batch = append(batch, Chunk{nii.HashOf(b), b})
+				batch = append(batch, Chunk{Hash: nii.HashOf(b), Data: b})
 			}
 			if err := s.putChunks(batch); err != nil {
 				panic(err)

@@ -309,7 +309,7 @@ func (s *Store) PutChunk(h nii.Hash, b []byte) error {
 	if nii.HashOf(b) != h {
 		return fmt.Errorf("chunk %s: %w: content does not match its hash", h, nii.ErrCorrupt)
 	}
-	return s.putChunks([]Chunk{{h, b}})
+	return s.putChunks([]Chunk{{Hash: h, Data: b}})
 }
 
 // Chunk returns a chunk's bytes after verifying them against h.

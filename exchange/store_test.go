@@ -258,7 +258,7 @@ func TestChunkCountsUnderConcurrentWrites(t *testing.T) {
 		if err != nil {
 			break
 		}
-		direct = append(direct, Chunk{nii.HashOf(b), b})
+		direct = append(direct, Chunk{Hash: nii.HashOf(b), Data: b})
 	}
 	errs := make(chan error, 16)
 	var wg sync.WaitGroup

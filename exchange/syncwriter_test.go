@@ -23,7 +23,7 @@ func someChunks(seed uint64, n int) []Chunk {
 	var cs []Chunk
 	for i := range n {
 		b := randBytes(seed<<16|uint64(i), 20<<10+i)
-		cs = append(cs, Chunk{nii.HashOf(b), b})
+		cs = append(cs, Chunk{Hash: nii.HashOf(b), Data: b})
 	}
 	return cs
 }
@@ -146,7 +146,7 @@ func TestSyncedWriterSharesSyncs(t *testing.T) {
 	var written int64
 	for i := 0; written < 2*syncBytes+1; i++ {
 		b := append([]byte(strconv.Itoa(i)), big...)[:nii.MaxChunkSize]
-		if err := w.put([]Chunk{{nii.HashOf(b), b}}); err != nil {
+		if err := w.put([]Chunk{{Hash: nii.HashOf(b), Data: b}}); err != nil {
 			t.Fatal(err)
 		}
 		written += int64(len(b))
