@@ -63,18 +63,19 @@ func newCoalescedTLS(id protocol.ID, key crypto.PrivKey, muxers []tptu.StreamMux
 
 // SecureInbound secures an accepted connection.
 func (t *coalescedTLS) SecureInbound(ctx context.Context, insecure net.Conn, p peer.ID) (sec.SecureConn, error) {
-	rc := &recordCoalescer{Conn: insecure}
-	sc, err := t.Transport.SecureInbound(ctx, rc, p)
-	if err != nil {
-		return nil, err
-	}
-	return &coalescedConn{SecureConn: sc, rc: rc}, nil
+	return coalesced(insecure, func(c net.Conn) (sec.SecureConn, error) { return t.Transport.SecureInbound(ctx, c, p) })
 }
 
 // SecureOutbound secures a dialled connection.
 func (t *coalescedTLS) SecureOutbound(ctx context.Context, insecure net.Conn, p peer.ID) (sec.SecureConn, error) {
+	return coalesced(insecure, func(c net.Conn) (sec.SecureConn, error) { return t.Transport.SecureOutbound(ctx, c, p) })
+}
+
+// coalesced runs secure (libp2p's handshake) over a recordCoalescer on
+// insecure and returns its connection as a coalescedConn.
+func coalesced(insecure net.Conn, secure func(net.Conn) (sec.SecureConn, error)) (sec.SecureConn, error) {
 	rc := &recordCoalescer{Conn: insecure}
-	sc, err := t.Transport.SecureOutbound(ctx, rc, p)
+	sc, err := secure(rc)
 	if err != nil {
 		return nil, err
 	}

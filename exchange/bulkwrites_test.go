@@ -153,10 +153,29 @@ func TestRecordCoalescer(t *testing.T) {
 	}
 }
 
-// securePair runs a TLS handshake between two libp2p TLS transports over
-// a pipe, the dialling side's connection logged.
-func securePair(t *testing.T, dialer, listener sec.SecureTransport, listenerID peer.ID) (sec.SecureConn, sec.SecureConn, *writeLog) {
+// securePair runs a TLS handshake over a pipe between a dialler (nii's
+// coalesced TLS, or libp2p's own) and a listener with libp2p's own TLS,
+// the dialler's side of the pipe logged from the end of the handshake.
+func securePair(t *testing.T, coalesce bool) (sec.SecureConn, sec.SecureConn, *writeLog) {
 	t.Helper()
+	k1, k2 := newTestKey(t), newTestKey(t)
+	listenerID, err := peer.IDFromPrivateKey(k2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dialer sec.SecureTransport
+	if coalesce {
+		dialer, err = newCoalescedTLS(tls.ID, k1, nil)
+	} else {
+		dialer, err = tls.New(tls.ID, k1, nil)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	listener, err := tls.New(tls.ID, k2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	a, b := net.Pipe()
 	t.Cleanup(func() { a.Close(); b.Close() })
 	log := &pipeLog{Conn: a}
@@ -208,28 +227,10 @@ func (p *pipeLog) Write(b []byte) (int, error) {
 // makes one per 16 KiB record, 64 or more) and the other side, libp2p's
 // own TLS, reads the same bytes.
 func TestCoalescedTLSWrites(t *testing.T) {
-	k1, k2 := newTestKey(t), newTestKey(t)
-	id2, err := peer.IDFromPrivateKey(k2)
-	if err != nil {
-		t.Fatal(err)
-	}
 	msg := make([]byte, 1<<20)
 	rand.Read(msg)
 	for _, coalesce := range []bool{true, false} {
-		var dialer sec.SecureTransport
-		if coalesce {
-			dialer, err = newCoalescedTLS(tls.ID, k1, nil)
-		} else {
-			dialer, err = tls.New(tls.ID, k1, nil)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		listener, err := tls.New(tls.ID, k2, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out, in, log := securePair(t, dialer, listener, id2)
+		out, in, log := securePair(t, coalesce)
 		got := make(chan []byte, 1)
 		go func() {
 			b := make([]byte, len(msg))
@@ -300,21 +301,8 @@ func TestCoalescedTLSWrites(t *testing.T) {
 // writes) returns, fails the Writes after it, and leaves nothing for the
 // race detector.
 func TestCoalescedConnCloseDuringWrites(t *testing.T) {
-	k1, k2 := newTestKey(t), newTestKey(t)
-	id2, err := peer.IDFromPrivateKey(k2)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for round := range 20 {
-		dialer, err := newCoalescedTLS(tls.ID, k1, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		listener, err := tls.New(tls.ID, k2, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out, in, _ := securePair(t, dialer, listener, id2)
+		out, in, _ := securePair(t, true)
 		go io.Copy(io.Discard, in)
 		var wg sync.WaitGroup
 		frame := make([]byte, 64<<10)
