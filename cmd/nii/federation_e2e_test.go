@@ -7,13 +7,29 @@ import (
 	"time"
 
 	"github.com/nii-uk/nii/node/api"
+	"github.com/nii-uk/nii/registry/gossip"
 )
 
 // pollNii runs a command until its output satisfies ok or the deadline
-// passes.
+// passes: convergeWithin, since what e2e tests wait for is mostly the
+// federation agreeing.
 func pollNii(t *testing.T, home string, what string, ok func(out string) bool, args ...string) string {
 	t.Helper()
-	return pollNiiIn(t, "", 20*time.Second, home, what, ok, args...)
+	return pollNiiIn(t, "", convergeWithin(t), home, what, ok, args...)
+}
+
+// convergeWithin bounds how long an e2e test waits for the federation to
+// agree, from the timing profile its daemons run (the default, lan)
+// rather than a guess: a record whose broadcast a member missed reaches
+// it at the next push/pull, at most one interval away, and the catch-up
+// that starts takes well under another.
+func convergeWithin(t *testing.T) time.Duration {
+	t.Helper()
+	tm, err := gossip.ProfileTiming("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 2 * tm.PushPull
 }
 
 // pollNiiIn is pollNii in network namespace ns, for up to within.

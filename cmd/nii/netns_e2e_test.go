@@ -176,11 +176,11 @@ func TestPartitionOfDaemonsHeals(t *testing.T) {
 	// this test is about outlasts it, when only the reconnect rejoins.
 	// Held for that long (the scenario's length, not a wait for an
 	// outcome), plus a probe round.
-	toTheDead, probe, err := gossip.DeadTimes("local")
+	tm, err := gossip.ProfileTiming("local")
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Until(failed.Add(toTheDead + probe)))
+	time.Sleep(time.Until(failed.Add(tm.GossipToTheDead + tm.Probe)))
 	net.link(t, true)
 	healed := time.Now()
 	for i := range 2 {

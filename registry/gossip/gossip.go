@@ -1018,16 +1018,27 @@ func profileConfig(profile string) (*memberlist.Config, error) {
 	return nil, fmt.Errorf("gossip profile %q: want lan, wan or local", profile)
 }
 
-// DeadTimes returns, for a timing profile, how long memberlist goes on
-// gossiping to a member it declared dead (GossipToTheDeadTime: a
-// partition shorter than that heals without the reconnect) and its probe
-// interval.
-func DeadTimes(profile string) (toTheDead, probe time.Duration, err error) {
+// Timing is what of a timing profile bounds how long the federation
+// takes to notice things.
+type Timing struct {
+	// GossipToTheDead is how long memberlist goes on gossiping to a
+	// member it declared dead: a partition shorter than that heals
+	// without the reconnect.
+	GossipToTheDead time.Duration
+	// Probe is the failure detector's probe interval.
+	Probe time.Duration
+	// PushPull is the anti-entropy interval: a record whose broadcast a
+	// member missed reaches it at the next push/pull at the latest.
+	PushPull time.Duration
+}
+
+// ProfileTiming returns a timing profile's Timing ("" is lan).
+func ProfileTiming(profile string) (Timing, error) {
 	mc, err := profileConfig(profile)
 	if err != nil {
-		return 0, 0, err
+		return Timing{}, err
 	}
-	return mc.GossipToTheDeadTime, mc.ProbeInterval, nil
+	return Timing{GossipToTheDead: mc.GossipToTheDeadTime, Probe: mc.ProbeInterval, PushPull: mc.PushPullInterval}, nil
 }
 
 // closingTransport gives mc memberlist's own UDP/TCP transport, made as
