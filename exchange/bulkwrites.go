@@ -40,6 +40,9 @@ import (
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 )
 
+// tlsRecordPayload is the most plaintext one TLS record carries.
+const tlsRecordPayload = 16 << 10
+
 // coalesceMax is the most a recordCoalescer gathers before it writes
 // (and the go-buffer-pool class it gathers in): a yamux frame (64 KiB
 // at most) seals into 65,624 bytes, so every frame goes out in one write.
@@ -94,6 +97,11 @@ type coalescedConn struct {
 func (c *coalescedConn) Write(b []byte) (n int, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if len(b) <= tlsRecordPayload {
+		// One record (a window update, a request): nothing to gather,
+		// and no buffer to take for it.
+		return c.SecureConn.Write(b)
+	}
 	c.rc.hold()
 	defer func() {
 		if ferr := c.rc.release(); err == nil {

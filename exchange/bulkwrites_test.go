@@ -262,6 +262,25 @@ func TestCoalescedTLSWrites(t *testing.T) {
 			continue
 		}
 
+		// A write of one record (a window update) goes through as it is.
+		small := log.count()
+		go func() {
+			b := make([]byte, 12)
+			if _, err := io.ReadFull(in, b); err != nil {
+				b = nil
+			}
+			got <- b
+		}()
+		if _, err := out.Write([]byte("window-updat")); err != nil {
+			t.Fatal(err)
+		}
+		if b := <-got; string(b) != "window-updat" {
+			t.Fatalf("read %q", b)
+		}
+		if n := log.count() - small; n != 1 {
+			t.Fatalf("a 12-byte Write made %d writes", n)
+		}
+
 		// A full yamux frame (64 KiB, as yamux writes it) goes out in
 		// exactly one write of its four sealed records.
 		frame := make([]byte, 64<<10)
