@@ -98,14 +98,18 @@ func (c *coalescedConn) Write(b []byte) (n int, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(b) <= tlsRecordPayload {
-		// One record (a window update, a request): nothing to gather,
-		// and no buffer to take for it.
+		// One record once the connection is past crypto/tls's first,
+		// smaller records (a window update, a request): nothing to
+		// gather, and no buffer to take for it.
 		return c.SecureConn.Write(b)
 	}
 	c.rc.hold()
 	defer func() {
-		if ferr := c.rc.release(); err == nil {
-			err = ferr
+		if ferr := c.rc.release(); ferr != nil {
+			n = 0 // what was gathered did not go out
+			if err == nil {
+				err = ferr
+			}
 		}
 	}()
 	return c.SecureConn.Write(b)

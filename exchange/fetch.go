@@ -53,6 +53,10 @@ type Chunk struct {
 	hasCRC bool
 }
 
+// framingSink is a ChunkSink that writes the chunks into pack frames (a
+// pull's storeSink): the fetch computes each chunk's frame CRC for it.
+type framingSink interface{ framesChunks() }
+
 // withCRC returns c with its CRC computed.
 func (c Chunk) withCRC() Chunk {
 	c.crc, c.hasCRC = crc32.Checksum(c.Data, castagnoli), true
@@ -293,6 +297,7 @@ var errLacks = errors.New("provider lacks a chunk")
 // (or nothing is in flight), so received chunks never hold more than
 // InFlightBytes. progress, if set, is called with the bytes put so far.
 func (x *Fetch) run(ctx context.Context, want []nii.ChunkRef, sink ChunkSink, ordered bool, progress func(int64)) error {
+	_, frames := sink.(framingSink)
 	if len(want) == 0 {
 		return nil
 	}
@@ -322,7 +327,7 @@ func (x *Fetch) run(ctx context.Context, want []nii.ChunkRef, sink ChunkSink, or
 			go func() {
 				defer func() { done <- struct{}{} }()
 				for j := range jobs {
-					results <- x.request(ctx, j, chunks, ordered)
+					results <- x.request(ctx, j, chunks, ordered, frames)
 				}
 			}()
 		}
@@ -457,7 +462,7 @@ func (x *Fetch) account(r jobResult) {
 
 // request asks one provider for one batch, handing each chunk to the
 // writer as it arrives.
-func (x *Fetch) request(ctx context.Context, j fetchJob, out chan<- Chunk, ordered bool) jobResult {
+func (x *Fetch) request(ctx context.Context, j fetchJob, out chan<- Chunk, ordered, frames bool) jobResult {
 	n := len(j.b.chunks)
 	hashes := make([]nii.Hash, n)
 	sizes := make([]uint32, n)
@@ -475,8 +480,12 @@ func (x *Fetch) request(ctx context.Context, j fetchJob, out chan<- Chunk, order
 			if ordered && r.lacked {
 				return errLacks
 			}
+			c := Chunk{Hash: h, Data: data}
+			if frames {
+				c = c.withCRC()
+			}
 			select {
-			case out <- (Chunk{Hash: h, Data: data}).withCRC():
+			case out <- c:
 			case <-ctx.Done():
 				return ctx.Err()
 			}

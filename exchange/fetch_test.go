@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -708,5 +709,70 @@ func TestFetchReceivesWhileSinkWrites(t *testing.T) {
 	}
 	if x.stats.peak > budget {
 		t.Fatalf("held %d bytes, over the budget %d", x.stats.peak, budget)
+	}
+}
+
+// crcSink records, for each chunk it is given, whether it came with its
+// frame CRC and whether that CRC is right; framing makes it a framingSink.
+type crcSink struct {
+	mu           sync.Mutex
+	with, right  int
+	without, all int
+}
+
+func (s *crcSink) Put(cs []Chunk) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range cs {
+		s.all++
+		switch {
+		case !c.hasCRC:
+			s.without++
+		case c.crc == crc32.Checksum(c.Data, castagnoli):
+			s.with++
+			s.right++
+		default:
+			s.with++
+		}
+	}
+	return nil
+}
+
+type framingCRCSink struct{ crcSink }
+
+func (*framingCRCSink) framesChunks() {}
+
+// TestFetchCRCForFramingSinks: a fetch into a sink that frames chunks
+// (a pull's store) hands each chunk over with its right CRC; into any
+// other (the relay's stream) it computes none.
+func TestFetchCRCForFramingSinks(t *testing.T) {
+	fx := newFixture(t, randBytes(9, 900<<10))
+	for _, framing := range []bool{true, false} {
+		x, err := NewFetch(context.Background(), fx.pf, fx.request(fx.provider(&testSource{Store: fx.pub}, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var (
+			sink ChunkSink
+			got  *crcSink
+		)
+		if framing {
+			f := &framingCRCSink{}
+			sink, got = f, &f.crcSink
+		} else {
+			got = &crcSink{}
+			sink = got
+		}
+		if err := x.Stream(context.Background(), sink); err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case got.all != len(fx.m.Chunks):
+			t.Fatalf("framing %v: %d chunks, want %d", framing, got.all, len(fx.m.Chunks))
+		case framing && got.right != got.all:
+			t.Fatalf("framing sink: %d of %d chunks with a right CRC (%d with one)", got.right, got.all, got.with)
+		case !framing && got.with != 0:
+			t.Fatalf("plain sink: %d chunks with a CRC computed for nothing", got.with)
+		}
 	}
 }

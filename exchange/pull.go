@@ -192,6 +192,8 @@ type storeSink struct {
 	recycle bool
 }
 
+func (storeSink) framesChunks() {}
+
 func (k storeSink) Put(chunks []Chunk) error {
 	err := k.w.put(chunks)
 	if k.recycle {

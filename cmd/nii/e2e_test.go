@@ -117,11 +117,41 @@ func startDaemon(t *testing.T, home string, extra ...string) *daemon {
 // namespace's loopback.
 func startDaemonIn(t *testing.T, ns, ip, home string, extra ...string) *daemon {
 	t.Helper()
+	d, err := tryStartDaemonIn(t, ns, ip, home, extra...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// restartDaemon starts home's daemon again on gossip address addr, the one
+// it had, as a node with a configured port comes back (docs/registry.md,
+// "Restarts"). addr was picked from the ephemeral range: if something took
+// it since, the daemon comes back on a new one.
+func restartDaemon(t *testing.T, home, addr string, extra ...string) *daemon {
+	t.Helper()
+	d, err := tryStartDaemonIn(t, "", "127.0.0.1", home, append(extra, "--gossip", addr)...)
+	if err == nil {
+		return d
+	}
+	if !strings.Contains(err.Error(), "address already in use") {
+		t.Fatal(err)
+	}
+	t.Logf("gossip address %s was taken meanwhile: restarting on a new one", addr)
+	return startDaemon(t, home, extra...)
+}
+
+// tryStartDaemonIn is startDaemonIn, returning an error if the daemon
+// exits before it answers.
+func tryStartDaemonIn(t *testing.T, ns, ip, home string, extra ...string) (*daemon, error) {
+	t.Helper()
 	// Every listener on port 0, picked by the daemon itself: a port found
 	// free by listening and closing here could be taken before the daemon
 	// binds it. A restarted daemon gets a new gossip port and rejoins
 	// through --join (memberlist lets a member reclaim its name on a new
-	// address); no test restarts the member the others join through.
+	// address, once its old incarnation is dead), unless the test gives it
+	// back its old one (restartDaemon); no test restarts the member the
+	// others join through.
 	args := append([]string{"--home", home, "run", "--api", "127.0.0.1:0",
 		"--gossip", ip + ":0", "--p2p", "/ip4/" + ip + "/tcp/0"}, extra...)
 	cmd := niiCmd(ns, args...)
@@ -142,17 +172,17 @@ func startDaemonIn(t *testing.T, ns, ip, home string, extra ...string) *daemon {
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		if r := runIn(t, ns, home, "status", "--json"); r.code == 0 {
-			return d
+			return d, nil
 		}
 		select {
 		case err := <-d.done:
 			d.done <- err
-			t.Fatalf("nii run exited early: %v\n%s", err, d.stderr)
+			return nil, fmt.Errorf("nii run exited early: %v\n%s", err, d.stderr)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
 	t.Fatalf("nii run did not come up in time\n%s", d.stderr)
-	return nil
+	return nil, nil
 }
 
 // log is what the daemon has written to its stderr so far.

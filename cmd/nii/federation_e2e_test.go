@@ -21,8 +21,9 @@ func pollNii(t *testing.T, home string, what string, ok func(out string) bool, a
 // convergeWithin bounds how long an e2e test waits for the federation to
 // agree, from the timing profile its daemons run (the default, lan)
 // rather than a guess: a record whose broadcast a member missed reaches
-// it at the next push/pull, at most one interval away, and the catch-up
-// that starts takes well under another.
+// it at a push/pull. With two daemons every round pairs them; with three,
+// two rounds miss a given pair about one time in sixteen
+// (docs/testing.md).
 func convergeWithin(t *testing.T) time.Duration {
 	t.Helper()
 	tm, err := gossip.ProfileTiming("")

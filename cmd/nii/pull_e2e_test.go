@@ -72,7 +72,7 @@ func TestPullKilledMidTransferResumes(t *testing.T) {
 		time.Sleep(delay) // the kill instant, not a wait for state
 		d.stop(t, syscall.SIGKILL)
 		_ = pull.Wait() // the pull's daemon died under it: it fails, or finished first
-		d = startDaemon(t, puller, "--join", join, "--gossip", gossipAddr)
+		d = restartDaemon(t, puller, gossipAddr, "--join", join)
 		stored := status(t, puller).Store.Chunks - before
 		switch {
 		case stored == 0:
