@@ -11,12 +11,13 @@ package exchange
 // other copy together. The page is then written back, and the cache holds
 // a GiB of chunks nothing is about to read. So the page-aligned middle of
 // every large write goes to the disk directly (O_DIRECT, from an aligned
-// buffer the frames are gathered into: one copy in user space, of data
-// already in the CPU's cache), and only its unaligned head and tail, less
-// than a page each, go through the page cache. Frames stay contiguous (no
-// padding, nothing rewritten), the fsync before the index commit is the
-// same, and reads (pread through the page cache) see what was written
-// either way: Linux keeps the two coherent.
+// buffer the frames are gathered into: one copy in user space instead of
+// the kernel's, and no page allocated for it), and only its unaligned
+// head and tail, less than a page each, go through the page cache.
+// Frames stay contiguous (no padding, nothing rewritten), the fsync
+// before the index commit is the same, and reads (pread through the
+// page cache) see what was written either way: Linux keeps the two
+// coherent.
 //
 // Where the file system refuses O_DIRECT (some FUSE and network file
 // systems, tmpfs before Linux 6.6: the open or the first write fails with

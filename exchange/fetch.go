@@ -48,7 +48,7 @@ type Chunk struct {
 	// crc is Data's CRC-32C (the pack frame's checksum) where hasCRC: a
 	// fetch computes it right after the hash, while the bytes are still
 	// in the CPU's cache, where the pack writer's own pass over them
-	// reads memory (5–9× slower per GiB: docs/benchmarks.md).
+	// reads memory (about 3.5× slower per GiB: BenchmarkFrameCRC).
 	crc    uint32
 	hasCRC bool
 }
