@@ -167,8 +167,10 @@ func isHeld(txn *badger.Txn, h nii.Hash) (bool, error) {
 	return false, err
 }
 
-// setPacked records in txn that chunk h lives at p.
-func setPacked(txn *badger.Txn, h nii.Hash, p packPtr) error {
+// setPacked records in txn that chunk h lives at p, and remembers it
+// (locs.go: a hint, so it need not wait for the commit).
+func (s *Store) setPacked(txn *badger.Txn, h nii.Hash, p packPtr) error {
+	s.locs.put(h, p)
 	return txn.SetEntry(badger.NewEntry(chunkKey(h), p.encode()).WithMeta(metaPacked))
 }
 
@@ -255,7 +257,7 @@ func (s *Store) commitChunks(chunks []Chunk) (int, int64, int64, error) {
 				return 0, 0, 0, err
 			}
 			for i, c := range fresh {
-				if err := setPacked(txn, c.Hash, ptrs[i]); err != nil {
+				if err := s.setPacked(txn, c.Hash, ptrs[i]); err != nil {
 					txn.Discard()
 					s.packs.done(p)
 					return 0, 0, 0, err
@@ -445,7 +447,7 @@ func (w *chunkWriter) writeBatch(txn *badger.Txn, p *packFile, off int64, buf []
 		return err
 	}
 	for i, c := range batch {
-		if err := setPacked(txn, c.Hash, ptrs[i]); err != nil {
+		if err := w.s.setPacked(txn, c.Hash, ptrs[i]); err != nil {
 			txn.Discard()
 			return err
 		}
@@ -669,7 +671,7 @@ func (w *syncedWriter) run() {
 func (w *syncedWriter) commit(g *writtenGroup) (n, size int64, err error) {
 	txn := g.txn
 	for i, h := range g.hashes {
-		if err := setPacked(txn, h, g.ptrs[i]); err != nil {
+		if err := w.s.setPacked(txn, h, g.ptrs[i]); err != nil {
 			txn.Discard()
 			return 0, 0, err
 		}
@@ -697,7 +699,7 @@ func (w *syncedWriter) commit(g *writtenGroup) (n, size int64, err error) {
 			if !held {
 				keep, ptrs = append(keep, h), append(ptrs, g.ptrs[i])
 				size += int64(g.ptrs[i].size)
-				if err := setPacked(txn, h, g.ptrs[i]); err != nil {
+				if err := w.s.setPacked(txn, h, g.ptrs[i]); err != nil {
 					txn.Discard()
 					return 0, 0, err
 				}

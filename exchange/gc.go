@@ -350,6 +350,7 @@ func (s *Store) deleteUnleased(hs []nii.Hash, sizes map[nii.Hash]int64) (n, byte
 			return 0, 0, spared, err
 		}
 		ls.gen++
+		s.locs.forget(del...)
 		return n, bytes, spared, nil
 	}
 }
@@ -582,7 +583,7 @@ func (s *Store) moveChunks(id uint32, hs []nii.Hash) (bool, error) {
 				if item.UserMeta() != metaPacked || now != old[c.Hash] {
 					continue
 				}
-				if err := setPacked(txn, c.Hash, ptrs[i]); err != nil {
+				if err := s.setPacked(txn, c.Hash, ptrs[i]); err != nil {
 					return err
 				}
 			}

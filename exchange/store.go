@@ -93,6 +93,7 @@ type Store struct {
 	space    SpaceCheck // nil: writes are not checked for free space (space.go)
 	damage   damageSet  // damaged versions found by Verify or while serving (verify.go)
 	packs    *packSet   // the files chunk bodies live in (pack.go)
+	locs     recentLocs // where recently written chunks are, a hint (locs.go)
 	dropped  droppedSet // chunks dropped as damaged since the store opened
 }
 
@@ -381,7 +382,17 @@ func (s *Store) chunkBytes(h nii.Hash) ([]byte, chunkLoc, error) { return s.chun
 // chunkInto is chunkBytes reading into dst(pre, size) if dst is set (see
 // packSet.read; a chunk stored in badger is copied to its last size bytes).
 // A chunk in a v2 pack is checked against its CRC; nothing is hashed.
+//
+// A chunk written recently is read from where it was written (locs.go)
+// without the index lookup, if that frame passes its checks; otherwise,
+// and for every other chunk, from where the index says.
 func (s *Store) chunkInto(h nii.Hash, dst func(pre, size int) []byte) ([]byte, chunkLoc, error) {
+	if p, ok := s.locs.get(h); ok {
+		if b, err := s.packs.read(h, p, dst); err == nil {
+			return b, chunkLoc{found: true, packed: true, ptr: p}, nil
+		}
+		s.locs.forget(h) // moved, dropped or damaged: the index says which
+	}
 	for try := 0; ; try++ {
 		var (
 			b   []byte
@@ -517,6 +528,7 @@ func (s *Store) deleteChunkEntries(hs []nii.Hash, match func(*badger.Item) bool)
 			return 0, err
 		}
 		n, size = k, sz
+		s.locs.forget(hs...)
 		return n, nil
 	}
 }
