@@ -195,8 +195,10 @@ func (d *daemon) stop(t *testing.T, sig syscall.Signal) error {
 	case err := <-d.done:
 		d.done <- err
 		return err
-	case <-time.After(20 * time.Second):
-		t.Fatal("daemon did not stop within 20s")
+	case <-time.After(2 * node.DefaultShutdownGrace):
+		// The daemon gives requests in flight its shutdown grace (the
+		// default here), then closes: twice that is a hang.
+		t.Fatalf("daemon did not stop within %v (twice its shutdown grace)", 2*node.DefaultShutdownGrace)
 		return nil
 	}
 }

@@ -158,7 +158,9 @@ func TestFederationScript(t *testing.T) {
 			} `json:"results"`
 		} `json:"result"`
 	}
-	deadline := time.Now().Add(20 * time.Second)
+	// The third node learns of the dataset through gossip: the same bound
+	// as pollNii's.
+	deadline := time.Now().Add(convergeWithin(t))
 	for {
 		resp, err := http.Get(base + "/api/3/action/package_search?q=spend&fq=organization:" + org)
 		if err == nil {

@@ -3,6 +3,8 @@
 # loopback against curl from a Go http.FileServer and an rsync daemon full
 # copy of the same file, in the same run, alternating the order, and
 # prints one line per run and the ratios (docs/benchmarks.md, "Pull").
+# Beside those, the same two made durable as nii's pull is when it returns:
+# curl then sync(1) of its file, and rsync --fsync.
 #
 #	NII_BIN=/tmp/nii go build -o /tmp/nii ./cmd/nii && deploy/bench/pull.sh [REPS]
 #
@@ -155,13 +157,24 @@ runrsync() {
 	timed rsync "$rsyncpid" rsync "rsync://127.0.0.1:$rport/data/big.bin" "$dir/rsync.out"
 	rm -f "$dir/rsync.out"
 }
+# The like-for-like references: nii's pull is durable when it returns (the
+# packs fsynced, then the index), and curl and rsync above are not.
+runcurlsync() {
+	timed curlsync "$fspid" sh -c 'curl -sf -o "$1" "$2" && sync "$1"' sh "$dir/curl.out" "http://$fsaddr/big.bin"
+	rm -f "$dir/curl.out"
+}
+runrsyncfsync() {
+	rm -f "$dir/rsync.out"
+	timed rsyncfsync "$rsyncpid" rsync --fsync "rsync://127.0.0.1:$rport/data/big.bin" "$dir/rsync.out"
+	rm -f "$dir/rsync.out"
+}
 
 echo "# $(date -u +%FT%TZ) $mib MiB, publisher p2p: $transport, out: ${NII_BENCH_OUT:-0}, $(nproc) cores"
 echo "# run tool wall_s cpu_s loadavg1"
-order=(nii curl rsync)
+order=(nii curl rsync curlsync rsyncfsync)
 for ((r = 0; r < reps; r++)); do
-	for ((k = 0; k < 3; k++)); do
-		t=${order[$(((r + k) % 3))]}
+	for ((k = 0; k < ${#order[@]}; k++)); do
+		t=${order[$(((r + k) % ${#order[@]}))]}
 		line=$(run$t)
 		echo "$r $line $(cut -d' ' -f1 /proc/loadavg)"
 	done
@@ -177,6 +190,8 @@ awk '
 		for (i = 0; i < n; i++) { a[i] = wall["curl", i] / wall["nii", i] } stats("nii speed / curl", a, n)
 		for (i = 0; i < n; i++) { a[i] = wall["rsync", i] / wall["nii", i] } stats("nii speed / rsync", a, n)
 		for (i = 0; i < n; i++) { a[i] = cpu["nii", i] / cpu["curl", i] } stats("nii cpu / curl cpu", a, n)
+		for (i = 0; i < n; i++) { a[i] = wall["curlsync", i] / wall["nii", i] } stats("nii speed / (curl + sync)", a, n)
+		for (i = 0; i < n; i++) { a[i] = wall["rsyncfsync", i] / wall["nii", i] } stats("nii speed / rsync --fsync", a, n)
 		for (i = 0; i < n; i++) { a[i] = '"$mib"' * 1.048576 / wall["nii", i] } stats("nii MB/s", a, n)
 		for (i = 0; i < n; i++) { a[i] = '"$mib"' * 1.048576 / wall["curl", i] } stats("curl MB/s", a, n)
 		for (i = 0; i < n; i++) { a[i] = '"$mib"' * 1.048576 / wall["rsync", i] } stats("rsync MB/s", a, n)
