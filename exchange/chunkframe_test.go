@@ -82,7 +82,7 @@ func TestLegacyPackFrameHashed(t *testing.T) {
 	}
 	if err := db.Update(func(txn *badger.Txn) error {
 		for i, h := range []nii.Hash{gh, bh} {
-			if err := s.setPacked(txn, h, ptrs[i]); err != nil {
+			if err := setPacked(txn, h, ptrs[i]); err != nil {
 				return err
 			}
 		}

@@ -167,10 +167,9 @@ func isHeld(txn *badger.Txn, h nii.Hash) (bool, error) {
 	return false, err
 }
 
-// setPacked records in txn that chunk h lives at p, and remembers it
-// (locs.go: a hint, so it need not wait for the commit).
-func (s *Store) setPacked(txn *badger.Txn, h nii.Hash, p packPtr) error {
-	s.locs.put(h, p)
+// setPacked records in txn that chunk h lives at p. (Once txn has
+// committed, the writer hands the locations to Store.locs.)
+func setPacked(txn *badger.Txn, h nii.Hash, p packPtr) error {
 	return txn.SetEntry(badger.NewEntry(chunkKey(h), p.encode()).WithMeta(metaPacked))
 }
 
@@ -248,22 +247,25 @@ func (s *Store) commitChunks(chunks []Chunk) (int, int64, int64, error) {
 			txn.Discard()
 			return 0, 0, 0, err
 		}
-		var p *packFile
+		var (
+			p    *packFile
+			ptrs []packPtr
+		)
 		if len(fresh) > 0 {
-			var ptrs []packPtr
 			p, ptrs, err = s.packs.put(fresh)
 			if err != nil {
 				txn.Discard()
 				return 0, 0, 0, err
 			}
 			for i, c := range fresh {
-				if err := s.setPacked(txn, c.Hash, ptrs[i]); err != nil {
+				if err := setPacked(txn, c.Hash, ptrs[i]); err != nil {
 					txn.Discard()
 					s.packs.done(p)
 					return 0, 0, 0, err
 				}
 			}
 		}
+		epoch := s.locs.since()
 		err = txn.Commit()
 		if p != nil {
 			s.packs.done(p)
@@ -274,6 +276,7 @@ func (s *Store) commitChunks(chunks []Chunk) (int, int64, int64, error) {
 		if err != nil {
 			return 0, 0, 0, err
 		}
+		s.locs.putAll(epoch, len(fresh), func(i int) (nii.Hash, packPtr) { return fresh[i].Hash, ptrs[i] })
 		return len(chunks), int64(len(fresh)), size, nil
 	}
 }
@@ -447,12 +450,17 @@ func (w *chunkWriter) writeBatch(txn *badger.Txn, p *packFile, off int64, buf []
 		return err
 	}
 	for i, c := range batch {
-		if err := w.s.setPacked(txn, c.Hash, ptrs[i]); err != nil {
+		if err := setPacked(txn, c.Hash, ptrs[i]); err != nil {
 			txn.Discard()
 			return err
 		}
 	}
-	return txn.Commit()
+	epoch := w.s.locs.since()
+	if err := txn.Commit(); err != nil {
+		return err
+	}
+	w.s.locs.putAll(epoch, len(batch), func(i int) (nii.Hash, packPtr) { return batch[i].Hash, ptrs[i] })
+	return nil
 }
 
 // flush commits what is left and waits for every commit.
@@ -671,14 +679,16 @@ func (w *syncedWriter) run() {
 func (w *syncedWriter) commit(g *writtenGroup) (n, size int64, err error) {
 	txn := g.txn
 	for i, h := range g.hashes {
-		if err := w.s.setPacked(txn, h, g.ptrs[i]); err != nil {
+		if err := setPacked(txn, h, g.ptrs[i]); err != nil {
 			txn.Discard()
 			return 0, 0, err
 		}
 	}
 	for {
+		epoch := w.s.locs.since()
 		err := txn.Commit()
 		if err == nil {
+			w.s.locs.putAll(epoch, len(g.hashes), func(i int) (nii.Hash, packPtr) { return g.hashes[i], g.ptrs[i] })
 			return int64(len(g.hashes)), g.size, nil
 		}
 		if !errors.Is(err, badger.ErrConflict) {
@@ -699,7 +709,7 @@ func (w *syncedWriter) commit(g *writtenGroup) (n, size int64, err error) {
 			if !held {
 				keep, ptrs = append(keep, h), append(ptrs, g.ptrs[i])
 				size += int64(g.ptrs[i].size)
-				if err := w.s.setPacked(txn, h, g.ptrs[i]); err != nil {
+				if err := setPacked(txn, h, g.ptrs[i]); err != nil {
 					txn.Discard()
 					return 0, 0, err
 				}

@@ -569,7 +569,10 @@ func (s *Store) moveChunks(id uint32, hs []nii.Hash) (bool, error) {
 		if err != nil {
 			return false, err
 		}
+		var moved []int // of chunks, the ones whose index entries txn moves
+		epoch := s.locs.since()
 		err = s.db.Update(func(txn *badger.Txn) error {
+			moved = moved[:0]
 			for i, c := range chunks {
 				item, err := txn.Get(chunkKey(c.Hash))
 				if errors.Is(err, badger.ErrKeyNotFound) {
@@ -583,12 +586,16 @@ func (s *Store) moveChunks(id uint32, hs []nii.Hash) (bool, error) {
 				if item.UserMeta() != metaPacked || now != old[c.Hash] {
 					continue
 				}
-				if err := s.setPacked(txn, c.Hash, ptrs[i]); err != nil {
+				if err := setPacked(txn, c.Hash, ptrs[i]); err != nil {
 					return err
 				}
+				moved = append(moved, i)
 			}
 			return nil
 		})
+		if err == nil {
+			s.locs.putAll(epoch, len(moved), func(k int) (nii.Hash, packPtr) { return chunks[moved[k]].Hash, ptrs[moved[k]] })
+		}
 		s.packs.done(pf)
 		if errors.Is(err, badger.ErrConflict) {
 			continue

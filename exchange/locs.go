@@ -4,84 +4,125 @@ package exchange
 //
 // A version is pulled right after it is published: every subscriber's
 // node asks for its chunks as the advert reaches it. Serving each chunk
-// starts with finding it in the index, a badger read whose memtable (a
-// skiplist over random keys, the chunks just written) costs a string of
-// cache misses per lookup: in a profile of a 1 GiB pull between two
-// daemons those lookups were 11% of the publisher's CPU, against 0.2%
-// with the locations held in a map (docs/benchmarks.md, "A map of recent
-// chunk locations").
+// started with finding it in the index, a badger read through a memtable
+// full of the chunks just written (a skiplist over random keys): 5.5 µs a
+// chunk, 11% of the publisher's CPU in a profile of a 1 GiB pull between
+// two daemons (docs/benchmarks.md, "A map of recent chunk locations").
 //
-// The map is a hint, never the truth. Every writer records a location as
-// it records the index entry, before its transaction commits; a delete
-// forgets it after. So an entry may name a frame the index does not (a
-// commit that lost a conflict, a chunk a GC has just dropped), and a
-// reader only ever uses one through the frame's own checks: the hash and
-// size in its header and the CRC of its bytes (packSet.read). A frame that
-// passes them holds exactly that chunk's bytes, wherever the index points;
-// on any failure the reader forgets the entry and asks the index, as it
-// would without the map, so damage is judged (and a damaged chunk
-// dropped) only from what the index says.
+// The map is a hint, not the index. A writer records the locations its
+// transaction committed, after the commit; a delete forgets what it
+// deleted, after its commit, and a writer whose commit a delete may have
+// overtaken records nothing (the epoch). Even so an entry can name a
+// frame the index no longer does (a pack rewritten since, a chunk dropped
+// a moment ago, another chunk whose hash starts with the same 8 bytes),
+// so a hint is only ever read through the frame's own checks
+// (packSet.read): the full hash and size in its header, then the CRC of
+// its bytes. Only frames this store wrote with a CRC are remembered, at
+// the offsets it wrote them; packs are append-only and a removed pack is
+// never read again (errPackGone), so a frame that passes those checks is
+// the chunk's, as the index path's read of it would be. On any failure
+// the hint is forgotten and the read goes to the index.
+//
+// Only the content server's reads and exports take hints (chunkInto): the
+// store check and repair read through the index alone (chunkBytes), so
+// the damage they find, and drop, is always what the index names.
 
 import (
+	"encoding/binary"
 	"sync"
 
 	"github.com/nii-uk/nii"
 )
 
 // locsMax is how many locations each of the map's two generations holds:
-// 32,768 chunks, a GiB of 32 KiB chunks; with both, a node remembers the
-// last 1–2 GiB it wrote, in at most about 5 MB of heap (56 bytes a
-// location, and the map's slack).
+// 32,768 chunks, about a GiB of chunks; with both, a node remembers the
+// last 1–2 GiB it wrote, in about 2 MB of heap a generation (a location
+// is 24 bytes, and the map's slack).
 const locsMax = 1 << 15
 
-// recentLocs maps chunk hashes to where they were last written. When the
-// current generation is full it becomes the previous one and the one
-// before is dropped: the memory is bounded, and what was written last is
-// kept.
-type recentLocs struct {
-	mu   sync.RWMutex
-	cur  map[nii.Hash]packPtr
-	prev map[nii.Hash]packPtr
+// loc is a frame with a CRC (ptrFormat) in 16 bytes.
+type loc struct {
+	pack, size uint32
+	off        int64
 }
+
+// recentLocs maps chunks, by the first 8 bytes of their hash, to where
+// they were last written. When the current generation is full it becomes
+// the previous one and the one before is dropped: the memory is bounded,
+// and what was written last is kept.
+type recentLocs struct {
+	mu    sync.RWMutex
+	cur   map[uint64]loc
+	prev  map[uint64]loc
+	epoch uint64 // forgets so far
+}
+
+func locKey(h nii.Hash) uint64 { return binary.LittleEndian.Uint64(h[:8]) }
 
 // get returns where h was last written, if it is remembered.
 func (r *recentLocs) get(h nii.Hash) (packPtr, bool) {
+	k := locKey(h)
+	r.mu.RLock()
+	l, ok := r.cur[k]
+	if !ok {
+		l, ok = r.prev[k]
+	}
+	r.mu.RUnlock()
+	return packPtr{pack: l.pack, off: l.off, size: l.size, format: ptrFormat}, ok
+}
+
+// since returns the epoch, to be passed to putAll: a writer takes it
+// before its commit.
+func (r *recentLocs) since() uint64 {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	if p, ok := r.cur[h]; ok {
-		return p, true
-	}
-	p, ok := r.prev[h]
-	return p, ok
+	return r.epoch
 }
 
-// put remembers that h was written at p, if p is a frame with a CRC (every
-// frame written since packs had them): a reader can check such a frame's
-// bytes without hashing them, so a location that has gone stale is caught
-// by the read alone.
-func (r *recentLocs) put(h nii.Hash, p packPtr) {
-	if !p.hasCRC() {
-		return
-	}
+// putAll remembers that each(i) (for i < n) was written where it says,
+// unless a delete was forgotten since epoch (it may have committed after
+// the writer's commit, and would be undone). Frames without a CRC are not
+// remembered: only the CRC lets a reader check a frame's bytes without
+// hashing them.
+func (r *recentLocs) putAll(epoch uint64, n int, each func(i int) (nii.Hash, packPtr)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.cur == nil || len(r.cur) >= locsMax {
-		r.prev, r.cur = r.cur, make(map[nii.Hash]packPtr, min(locsMax, 1024))
+	if r.epoch != epoch {
+		return
 	}
-	r.cur[h] = p
-	if r.prev != nil {
-		delete(r.prev, h) // one location per chunk: the newest
+	for i := range n {
+		h, p := each(i)
+		if !p.hasCRC() {
+			continue
+		}
+		if r.cur == nil || len(r.cur) >= locsMax {
+			r.prev, r.cur = r.cur, make(map[uint64]loc, 1024)
+		}
+		k := locKey(h)
+		r.cur[k] = loc{pack: p.pack, size: p.size, off: p.off}
+		delete(r.prev, k) // one location per chunk: the newest
 	}
 }
 
-// forget drops what is remembered of hs.
+// forget drops what is remembered of hs, which a delete has just
+// removed from the index.
 func (r *recentLocs) forget(hs ...nii.Hash) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.epoch++
 	for _, h := range hs {
-		delete(r.cur, h)
-		delete(r.prev, h)
+		delete(r.cur, locKey(h))
+		delete(r.prev, locKey(h))
 	}
+}
+
+// drop forgets h's hint, which a read found stale: nothing was deleted,
+// so the epoch stays.
+func (r *recentLocs) drop(h nii.Hash) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.cur, locKey(h))
+	delete(r.prev, locKey(h))
 }
 
 // size is how many locations are remembered.

@@ -376,23 +376,30 @@ func (l chunkLoc) damaged(err error) bool {
 // stored bytes (the disk, the file system): the chunk is not dropped.
 var errReadFailed = errors.New("read failed")
 
-// chunkBytes returns a chunk's bytes as stored, not yet checked against h.
-func (s *Store) chunkBytes(h nii.Hash) ([]byte, chunkLoc, error) { return s.chunkInto(h, nil) }
+// chunkBytes returns a chunk's bytes as stored, not yet checked against h,
+// from where the index says (never from a hint: what the store check and
+// repair read).
+func (s *Store) chunkBytes(h nii.Hash) ([]byte, chunkLoc, error) { return s.indexedChunkInto(h, nil) }
 
 // chunkInto is chunkBytes reading into dst(pre, size) if dst is set (see
-// packSet.read; a chunk stored in badger is copied to its last size bytes).
-// A chunk in a v2 pack is checked against its CRC; nothing is hashed.
-//
-// A chunk written recently is read from where it was written (locs.go)
-// without the index lookup, if that frame passes its checks; otherwise,
-// and for every other chunk, from where the index says.
+// packSet.read; a chunk stored in badger is copied to its last size bytes),
+// for the content server and exports: a chunk written recently is read
+// from where it was written (locs.go) without the index lookup, if that
+// frame passes its checks; otherwise, and for every other chunk, from
+// where the index says. A chunk in a v2 pack is checked against its CRC;
+// nothing is hashed.
 func (s *Store) chunkInto(h nii.Hash, dst func(pre, size int) []byte) ([]byte, chunkLoc, error) {
 	if p, ok := s.locs.get(h); ok {
 		if b, err := s.packs.read(h, p, dst); err == nil {
 			return b, chunkLoc{found: true, packed: true, ptr: p}, nil
 		}
-		s.locs.forget(h) // moved, dropped or damaged: the index says which
+		s.locs.drop(h) // moved, dropped or damaged: the index says which
 	}
+	return s.indexedChunkInto(h, dst)
+}
+
+// indexedChunkInto is chunkInto without the hints.
+func (s *Store) indexedChunkInto(h nii.Hash, dst func(pre, size int) []byte) ([]byte, chunkLoc, error) {
 	for try := 0; ; try++ {
 		var (
 			b   []byte
@@ -876,7 +883,7 @@ func (s *Store) WriteTo(ctx context.Context, rec *VersionRecord, w io.Writer) (i
 			if ctx.Err() != nil {
 				return
 			}
-			b, loc, err := s.chunkBytes(c.Hash)
+			b, loc, err := s.chunkInto(c.Hash, nil)
 			p := &piece{i: i, c: c, b: b, loc: loc, err: err, verified: make(chan struct{})}
 			select {
 			case work <- p:
