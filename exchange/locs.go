@@ -5,9 +5,11 @@ package exchange
 // A version is pulled right after it is published: every subscriber's
 // node asks for its chunks as the advert reaches it. Serving each chunk
 // started with finding it in the index, a badger read through a memtable
-// full of the chunks just written (a skiplist over random keys): 5.5 µs a
-// chunk, 11% of the publisher's CPU in a profile of a 1 GiB pull between
-// two daemons (docs/benchmarks.md, "A map of recent chunk locations").
+// full of the chunks just written (a skiplist over random keys): about 5 µs
+// a chunk (BenchmarkServeRead), 11% of the publisher's CPU in a profile of
+// a 1 GiB pull between two daemons; with the map, the publisher serving two
+// pulls at once used 15% less CPU (docs/benchmarks.md, "A map of recent
+// chunk locations").
 //
 // The map is a hint, not the index. A writer records the locations its
 // transaction committed, after the commit; a delete forgets what it
