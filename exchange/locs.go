@@ -8,7 +8,7 @@ package exchange
 // full of the chunks just written (a skiplist over random keys): about 5 µs
 // a chunk (BenchmarkServeRead), 11% of the publisher's CPU in a profile of
 // a 1 GiB pull between two daemons; with the map, the publisher serving two
-// pulls at once used 15% less CPU (docs/benchmarks.md, "A map of recent
+// pulls at once used 9% less CPU (docs/benchmarks.md, "A map of recent
 // chunk locations").
 //
 // The map is a hint, not the index. A writer records the locations its

@@ -5,13 +5,19 @@
 # runs under 'perf record -a -g' into $DIR/perf.data (docs/benchmarks.md,
 # "Where a pull's CPU goes").
 #
-#	NII_BIN=/tmp/nii deploy/bench/pullcpu.sh
+# With K > 1, K pullers pull the same version at once, as a federation's
+# subscribers do when an advert reaches them, and it prints the wall time
+# until every pull is done, the publisher's CPU during the pulls and the
+# pullers' in all ("A map of recent chunk locations").
+#
+#	NII_BIN=/tmp/nii deploy/bench/pullcpu.sh [K]
 #
 # Environment: NII_BIN (required), NII_BENCH_DIR (default /tmp/nii-pullcpu),
-# PERF (1: profile the pull), NII_BENCH_INFLIGHT (the puller's [p2p]
-# in_flight, e.g. 64MiB).
+# PERF (1: profile the pull, one puller only), NII_BENCH_INFLIGHT (the
+# pullers' [p2p] in_flight, e.g. 64MiB).
 set -euo pipefail
 nii=${NII_BIN:?set NII_BIN to the nii binary}
+k=${1:-1}
 dir=${NII_BENCH_DIR:-/tmp/nii-pullcpu}
 pids=()
 cleanup() {
@@ -22,8 +28,11 @@ trap cleanup EXIT
 field() { awk -v k="\"$2\":" '$1 == k { v = $2; gsub(/[",]/, "", v); print v; exit }' <<<"$1"; }
 cpu() { awk -v t="$(getconf CLK_TCK)" '{ printf "%.2f", ($14+$15)/t }' "/proc/$1/stat"; }
 until_ok() { local end=$((SECONDS + 60)); until "$@" >/dev/null 2>&1; do ((SECONDS < end)) || exit 1; sleep 0.1; done; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 
-rm -rf "$dir/pub" "$dir/pull"
+((k >= 1)) || { echo "pullcpu.sh: K is at least 1" >&2; exit 1; }
+[[ ${PERF:-} != 1 || $k == 1 ]] || { echo "pullcpu.sh: PERF=1 profiles one puller" >&2; exit 1; }
+rm -rf "$dir/pub" "$dir"/pull*
 mkdir -p "$dir"
 [[ -f $dir/big.bin ]] || head -c $((1 << 30)) /dev/urandom >"$dir/big.bin"
 cat "$dir/big.bin" >/dev/null
@@ -35,18 +44,37 @@ pids+=("$pub")
 until_ok "$nii" --home "$dir/pub" status --json
 seed=$(field "$("$nii" --home "$dir/pub" status --json)" gossip)
 "$nii" --home "$dir/pub" publish "$dir/big.bin" --name big --title big --licence OGL-UK-3.0 -q >/dev/null
-"$nii" --home "$dir/pull" init --org benchpull --api 127.0.0.1:0 >/dev/null
-if [[ -n ${NII_BENCH_INFLIGHT:-} ]]; then
-	sed -i "s/^\[p2p\]\$/[p2p]\nin_flight = '$NII_BENCH_INFLIGHT'/" "$dir/pull/config.toml"
-fi
-"$nii" --home "$dir/pull" run --gossip 127.0.0.1:0 "${p2p[@]}" --join "$seed" >"$dir/pull.log" 2>&1 &
-puller=$!
-pids+=("$puller")
-until_ok "$nii" --home "$dir/pull" show benchpub/big
+pullers=() homes=()
+for ((i = 0; i < k; i++)); do
+	home=$dir/pull
+	((k == 1)) || home=$dir/pull$i
+	"$nii" --home "$home" init --org "benchpull$i" --api 127.0.0.1:0 >/dev/null
+	if [[ -n ${NII_BENCH_INFLIGHT:-} ]]; then
+		sed -i "s/^\[p2p\]\$/[p2p]\nin_flight = '$NII_BENCH_INFLIGHT'/" "$home/config.toml"
+	fi
+	"$nii" --home "$home" run --gossip 127.0.0.1:0 "${p2p[@]}" --join "$seed" >"$home.log" 2>&1 &
+	pullers+=($!)
+	pids+=($!)
+	homes+=("$home")
+done
+for home in "${homes[@]}"; do until_ok "$nii" --home "$home" show benchpub/big; done
 wrap=()
 [[ ${PERF:-} != 1 ]] || wrap=(perf record -a -g -o "$dir/perf.data" --)
 pub0=$(cpu "$pub")
 start=$(date +%s.%N)
-"${wrap[@]}" "$nii" --home "$dir/pull" pull benchpub/big -q
+if ((k == 1)); then
+	"${wrap[@]}" "$nii" --home "${homes[0]}" pull benchpub/big -q
+	end=$(date +%s.%N)
+	echo "pull $(secs "$start" "$end") s, puller cpu $(cpu "${pullers[0]}") s, publisher cpu $(secs "$pub0" "$(cpu "$pub")") s (during the pull)"
+	exit
+fi
+clients=()
+for home in "${homes[@]}"; do
+	"$nii" --home "$home" pull benchpub/big -q >/dev/null 2>&1 &
+	clients+=($!)
+done
+for p in "${clients[@]}"; do wait "$p"; done
 end=$(date +%s.%N)
-echo "pull $(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }') s, puller cpu $(cpu "$puller") s, publisher cpu $(awk -v a="$pub0" -v b="$(cpu "$pub")" 'BEGIN { printf "%.2f", b - a }') s (during the pull)"
+pc=0
+for p in "${pullers[@]}"; do pc=$(awk -v a="$pc" -v b="$(cpu "$p")" 'BEGIN { printf "%.2f", a + b }'); done
+echo "$k pulls $(secs "$start" "$end") s, publisher cpu $(secs "$pub0" "$(cpu "$pub")") s (during the pulls), pullers cpu $pc s"
