@@ -14,7 +14,10 @@
 #
 # Environment: NII_BIN (required), NII_BENCH_DIR (default /tmp/nii-pullcpu),
 # PERF (1: profile the pull, one puller only), NII_BENCH_INFLIGHT (the
-# pullers' [p2p] in_flight, e.g. 64MiB).
+# pullers' [p2p] in_flight, e.g. 64MiB), NII_BENCH_NETNS (1: the publisher
+# and the pullers in two network namespaces joined by a veth pair, MTU
+# 1500, rather than all on loopback, whose 64 KiB MTU no real link has;
+# needs root and ip(8)).
 set -euo pipefail
 nii=${NII_BIN:?set NII_BIN to the nii binary}
 k=${1:-1}
@@ -31,19 +34,36 @@ until_ok() { local end=$((SECONDS + 60)); until "$@" >/dev/null 2>&1; do ((SECON
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 
 ((k >= 1)) || { echo "pullcpu.sh: K is at least 1" >&2; exit 1; }
+pubx=() pullx=() pubip=127.0.0.1 pullip=127.0.0.1
+if [[ ${NII_BENCH_NETNS:-} == 1 ]]; then
+	ns=niibench$$
+	ip netns add "${ns}a"
+	ip netns add "${ns}b"
+	trap 'cleanup; ip netns del "${ns}a"; ip netns del "${ns}b"' EXIT
+	ip link add "${ns}x" type veth peer name "${ns}y"
+	ip link set "${ns}x" netns "${ns}a"
+	ip link set "${ns}y" netns "${ns}b"
+	ip -n "${ns}a" addr add 10.213.0.1/24 dev "${ns}x"
+	ip -n "${ns}b" addr add 10.213.0.2/24 dev "${ns}y"
+	for n in a b; do ip -n "$ns$n" link set lo up; done
+	ip -n "${ns}a" link set "${ns}x" up
+	ip -n "${ns}b" link set "${ns}y" up
+	pubx=(ip netns exec "${ns}a") pullx=(ip netns exec "${ns}b") pubip=10.213.0.1 pullip=10.213.0.2
+fi
 [[ ${PERF:-} != 1 || $k == 1 ]] || { echo "pullcpu.sh: PERF=1 profiles one puller" >&2; exit 1; }
 rm -rf "$dir/pub" "$dir"/pull*
 mkdir -p "$dir"
 [[ -f $dir/big.bin ]] || head -c $((1 << 30)) /dev/urandom >"$dir/big.bin"
 cat "$dir/big.bin" >/dev/null
-p2p=(--p2p /ip4/127.0.0.1/tcp/0 --p2p /ip4/127.0.0.1/udp/0/quic-v1)
+p2p() { echo "--p2p /ip4/$1/tcp/0 --p2p /ip4/$1/udp/0/quic-v1"; }
 "$nii" --home "$dir/pub" init --org benchpub --api 127.0.0.1:0 >/dev/null
-"$nii" --home "$dir/pub" run --gossip 127.0.0.1:0 "${p2p[@]}" >"$dir/pub.log" 2>&1 &
+# shellcheck disable=SC2046 # p2p's words are meant to split
+"${pubx[@]}" "$nii" --home "$dir/pub" run --gossip "$pubip:0" $(p2p "$pubip") >"$dir/pub.log" 2>&1 &
 pub=$!
 pids+=("$pub")
-until_ok "$nii" --home "$dir/pub" status --json
-seed=$(field "$("$nii" --home "$dir/pub" status --json)" gossip)
-"$nii" --home "$dir/pub" publish "$dir/big.bin" --name big --title big --licence OGL-UK-3.0 -q >/dev/null
+until_ok "${pubx[@]}" "$nii" --home "$dir/pub" status --json
+seed=$(field "$("${pubx[@]}" "$nii" --home "$dir/pub" status --json)" gossip)
+"${pubx[@]}" "$nii" --home "$dir/pub" publish "$dir/big.bin" --name big --title big --licence OGL-UK-3.0 -q >/dev/null
 pullers=() homes=()
 for ((i = 0; i < k; i++)); do
 	home=$dir/pull
@@ -52,25 +72,26 @@ for ((i = 0; i < k; i++)); do
 	if [[ -n ${NII_BENCH_INFLIGHT:-} ]]; then
 		sed -i "s/^\[p2p\]\$/[p2p]\nin_flight = '$NII_BENCH_INFLIGHT'/" "$home/config.toml"
 	fi
-	"$nii" --home "$home" run --gossip 127.0.0.1:0 "${p2p[@]}" --join "$seed" >"$home.log" 2>&1 &
+	# shellcheck disable=SC2046
+	"${pullx[@]}" "$nii" --home "$home" run --gossip "$pullip:0" $(p2p "$pullip") --join "$seed" >"$home.log" 2>&1 &
 	pullers+=($!)
 	pids+=($!)
 	homes+=("$home")
 done
-for home in "${homes[@]}"; do until_ok "$nii" --home "$home" show benchpub/big; done
+for home in "${homes[@]}"; do until_ok "${pullx[@]}" "$nii" --home "$home" show benchpub/big; done
 wrap=()
 [[ ${PERF:-} != 1 ]] || wrap=(perf record -a -g -o "$dir/perf.data" --)
 pub0=$(cpu "$pub")
 start=$(date +%s.%N)
 if ((k == 1)); then
-	"${wrap[@]}" "$nii" --home "${homes[0]}" pull benchpub/big -q
+	"${wrap[@]}" "${pullx[@]}" "$nii" --home "${homes[0]}" pull benchpub/big -q
 	end=$(date +%s.%N)
 	echo "pull $(secs "$start" "$end") s, puller cpu $(cpu "${pullers[0]}") s, publisher cpu $(secs "$pub0" "$(cpu "$pub")") s (during the pull)"
 	exit
 fi
 clients=()
 for home in "${homes[@]}"; do
-	"$nii" --home "$home" pull benchpub/big -q >/dev/null 2>&1 &
+	"${pullx[@]}" "$nii" --home "$home" pull benchpub/big -q >/dev/null 2>&1 &
 	clients+=($!)
 done
 for p in "${clients[@]}"; do wait "$p"; done
