@@ -32,6 +32,7 @@ package exchange
 import (
 	"encoding/binary"
 	"sync"
+	"sync/atomic"
 
 	"github.com/nii-uk/nii"
 )
@@ -57,6 +58,23 @@ type recentLocs struct {
 	cur   map[uint64]loc
 	prev  map[uint64]loc
 	epoch uint64 // forgets so far
+
+	// Reads that looked for a hint (chunkInto): found and read, found and
+	// stale (read through the index instead), not found.
+	hits, stale, misses atomic.Int64
+}
+
+// LocationHints is what the store's map of recent chunk locations holds
+// and how reads have fared with it (/metrics).
+type LocationHints struct {
+	Held                int   // locations remembered now
+	Hits, Stale, Misses int64 // reads since the store opened
+}
+
+// LocationHints reports the map of recent chunk locations (locs.go).
+func (s *Store) LocationHints() LocationHints {
+	r := &s.locs
+	return LocationHints{Held: r.size(), Hits: r.hits.Load(), Stale: r.stale.Load(), Misses: r.misses.Load()}
 }
 
 func locKey(h nii.Hash) uint64 { return binary.LittleEndian.Uint64(h[:8]) }

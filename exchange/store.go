@@ -391,9 +391,13 @@ func (s *Store) chunkBytes(h nii.Hash) ([]byte, chunkLoc, error) { return s.inde
 func (s *Store) chunkInto(h nii.Hash, dst func(pre, size int) []byte) ([]byte, chunkLoc, error) {
 	if p, ok := s.locs.get(h); ok {
 		if b, err := s.packs.read(h, p, dst); err == nil {
+			s.locs.hits.Add(1)
 			return b, chunkLoc{found: true, packed: true, ptr: p}, nil
 		}
+		s.locs.stale.Add(1)
 		s.locs.drop(h) // moved, dropped or damaged: the index says which
+	} else {
+		s.locs.misses.Add(1)
 	}
 	return s.indexedChunkInto(h, dst)
 }

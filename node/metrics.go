@@ -108,6 +108,8 @@ var (
 	descStoreVersions   = desc("store_versions", "Dataset versions held (counted at most every 30 s).")
 	descStoreDatasets   = desc("store_datasets", "Datasets held, own and replicas (counted at most every 30 s).")
 	descStoreDiskBytes  = desc("store_disk_bytes", "The store's size on disk by part (lsm, vlog), as badger estimates it.", "part")
+	descHintsHeld       = desc("store_location_hints", "Locations of recently written chunks the store remembers, so that serving and exports skip the index lookup (docs/storage.md).")
+	descHintReads       = desc("store_location_hint_reads_total", "Chunk reads by serving and exports, by what the remembered locations gave: hit (read from it), stale (failed its checks; read through the index), miss (none; read through the index).", "result")
 	descPackWrites      = desc("store_pack_written_bytes_total", "Bytes written to chunk pack files, by path: direct (O_DIRECT: a pull's large writes) or page_cache (publishes, small writes, file systems refusing O_DIRECT, [store] buffered_writes).", "path")
 
 	descFollows        = desc("follows", "Followed datasets, by sync state.", "state")
@@ -139,7 +141,7 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 		descNodeInfo, descGossipMembers, descPeers, descGossipPushed, descGossipDenied, descGossipRejoins,
 		descCatalogDatasets, descCatalogOrigins, descCatalogApplied, descCatalogRejected, descCatalogGCs,
 		descPullsStarted, descPullsCompleted, descPullsFailed, descPulledBytes, descPullDelta, descPullReused, descServedBytes, descServedChunks,
-		descStoreChunks, descStoreChunkBytes, descStoreVersions, descStoreDatasets, descStoreDiskBytes, descPackWrites,
+		descStoreChunks, descStoreChunkBytes, descStoreVersions, descStoreDatasets, descStoreDiskBytes, descPackWrites, descHintsHeld, descHintReads,
 		descFollows, descGrantDecisions, descRateClients,
 		descDiskFree, descDiskFloor, descDiskLow, descStoreReadOnly, descSpaceRefused, descCorruptServed,
 		descDamaged, descVerifies, descRepaired, descVlogTruncated, descGCRuns, descGCChunks, descGCBytes,
@@ -203,6 +205,11 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	direct, cached := c.store.PackWrites()
 	counter(descPackWrites, float64(direct), "direct")
 	counter(descPackWrites, float64(cached), "page_cache")
+	hints := c.store.LocationHints()
+	gauge(descHintsHeld, float64(hints.Held))
+	counter(descHintReads, float64(hints.Hits), "hit")
+	counter(descHintReads, float64(hints.Stale), "stale")
+	counter(descHintReads, float64(hints.Misses), "miss")
 	if !c.db.IsClosed() {
 		lsm, vlog := c.db.Size()
 		gauge(descStoreDiskBytes, float64(lsm), "lsm")

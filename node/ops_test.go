@@ -194,6 +194,14 @@ func TestOpsMetricsFollowTheNode(t *testing.T) {
 	if d, c := value(after, "nii_store_pack_written_bytes_total", "path", "direct"), value(after, "nii_store_pack_written_bytes_total", "path", "page_cache"); d != 0 || c < float64(len(data)) {
 		t.Errorf("publisher: pack writes direct %v, page_cache %v, want 0 and at least %d", d, c, len(data))
 	}
+	// Every chunk served had just been published: each was read from
+	// where it was written, none through the index.
+	if hit, stale, miss := value(after, "nii_store_location_hint_reads_total", "result", "hit"), value(after, "nii_store_location_hint_reads_total", "result", "stale"), value(after, "nii_store_location_hint_reads_total", "result", "miss"); hit != value(after, "nii_served_chunks_total") || stale != 0 || miss != 0 {
+		t.Errorf("publisher: location hint reads hit %v, stale %v, miss %v; want a hit for each of the %v chunks served", hit, stale, miss, value(after, "nii_served_chunks_total"))
+	}
+	if got := value(after, "nii_store_location_hints"); got < 1 {
+		t.Errorf("publisher: nii_store_location_hints = %v after a publish", got)
+	}
 	pm := scrape(t, c, puller)
 	for name, want := range map[string]float64{
 		"nii_pulls_started_total": 2, "nii_pulls_completed_total": 1, "nii_pulls_failed_total": 1,
