@@ -25,9 +25,10 @@ package exchange
 // the chunk's, as the index path's read of it would be. On any failure
 // the hint is forgotten and the read goes to the index.
 //
-// Only the content server's reads and exports take hints (chunkInto): the
-// store check and repair read through the index alone (chunkBytes), so
-// the damage they find, and drop, is always what the index names.
+// Only the content server's reads take hints (chunkInto): the store check
+// and repair read through the index alone (chunkBytes), so the damage they
+// find, and drop, is always what the index names; so do exports, which
+// were measured slower with hints (Store.WriteAt).
 
 import (
 	"encoding/binary"
@@ -59,8 +60,8 @@ type recentLocs struct {
 	prev  map[uint64]loc
 	epoch uint64 // forgets so far
 
-	// Reads that looked for a hint (chunkInto): found and read, found and
-	// stale (read through the index instead), not found.
+	// Serving reads that looked for a hint (chunkInto): found and read,
+	// found and stale (read through the index instead), not found.
 	hits, stale, misses atomic.Int64
 }
 

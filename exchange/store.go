@@ -377,13 +377,13 @@ func (l chunkLoc) damaged(err error) bool {
 var errReadFailed = errors.New("read failed")
 
 // chunkBytes returns a chunk's bytes as stored, not yet checked against h,
-// from where the index says (never from a hint: what the store check and
-// repair read).
+// from where the index says (never from a hint: what the store check,
+// repair and exports read).
 func (s *Store) chunkBytes(h nii.Hash) ([]byte, chunkLoc, error) { return s.indexedChunkInto(h, nil) }
 
 // chunkInto is chunkBytes reading into dst(pre, size) if dst is set (see
 // packSet.read; a chunk stored in badger is copied to its last size bytes),
-// for the content server and exports: a chunk written recently is read
+// for the content server: a chunk written recently is read
 // from where it was written (locs.go) without the index lookup, if that
 // frame passes its checks; otherwise, and for every other chunk, from
 // where the index says. A chunk in a v2 pack is checked against its CRC;
@@ -887,7 +887,7 @@ func (s *Store) WriteTo(ctx context.Context, rec *VersionRecord, w io.Writer) (i
 			if ctx.Err() != nil {
 				return
 			}
-			b, loc, err := s.chunkInto(c.Hash, nil)
+			b, loc, err := s.chunkBytes(c.Hash)
 			p := &piece{i: i, c: c, b: b, loc: loc, err: err, verified: make(chan struct{})}
 			select {
 			case work <- p:
@@ -1033,7 +1033,10 @@ func (s *Store) WriteAt(ctx context.Context, rec *VersionRecord, w io.WriterAt) 
 					return
 				}
 				c := m.Chunks[i]
-				b, loc, err := s.chunkInto(c.Hash, into)
+				// Through the index, not the hints (locs.go): with them a
+				// 1 GiB export took 0.82–0.96 s against 0.70–0.86 s, the
+				// extra time in its own preads and pwrites.
+				b, loc, err := s.indexedChunkInto(c.Hash, into)
 				if err == nil && nii.HashOf(b) != c.Hash {
 					err = fmt.Errorf("chunk %s: %w: stored bytes do not match the hash", c.Hash, nii.ErrCorrupt)
 				}

@@ -108,8 +108,8 @@ var (
 	descStoreVersions   = desc("store_versions", "Dataset versions held (counted at most every 30 s).")
 	descStoreDatasets   = desc("store_datasets", "Datasets held, own and replicas (counted at most every 30 s).")
 	descStoreDiskBytes  = desc("store_disk_bytes", "The store's size on disk by part (lsm, vlog), as badger estimates it.", "part")
-	descHintsHeld       = desc("store_location_hints", "Locations of recently written chunks the store remembers, so that serving and exports skip the index lookup (docs/storage.md).")
-	descHintReads       = desc("store_location_hint_reads_total", "Chunk reads by serving and exports, by what the remembered locations gave: hit (read from it), stale (failed its checks; read through the index), miss (none; read through the index).", "result")
+	descHintsHeld       = desc("store_location_hints", "Locations of recently written chunks the store remembers, so that serving them to peers skips the index lookup (docs/storage.md).")
+	descHintReads       = desc("store_location_hint_reads_total", "Chunk reads by the content server, by what the remembered locations gave: hit (read from it), stale (failed its checks; read through the index), miss (none; read through the index).", "result")
 	descPackWrites      = desc("store_pack_written_bytes_total", "Bytes written to chunk pack files, by path: direct (O_DIRECT: a pull's large writes) or page_cache (publishes, small writes, file systems refusing O_DIRECT, [store] buffered_writes).", "path")
 
 	descFollows        = desc("follows", "Followed datasets, by sync state.", "state")
