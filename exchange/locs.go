@@ -44,8 +44,8 @@ import (
 // is 24 bytes, and the map's slack).
 const locsMax = 1 << 15
 
-// loc is a frame with a CRC (ptrFormat) in 16 bytes.
-type loc struct {
+// hintLoc is a frame with a CRC (ptrFormat) in 16 bytes.
+type hintLoc struct {
 	pack, size uint32
 	off        int64
 }
@@ -56,8 +56,8 @@ type loc struct {
 // and what was written last is kept.
 type recentLocs struct {
 	mu    sync.RWMutex
-	cur   map[uint64]loc
-	prev  map[uint64]loc
+	cur   map[uint64]hintLoc
+	prev  map[uint64]hintLoc
 	epoch uint64 // forgets so far
 
 	// Serving reads that looked for a hint (chunkInto): found and read,
@@ -117,10 +117,10 @@ func (r *recentLocs) putAll(epoch uint64, n int, each func(i int) (nii.Hash, pac
 			continue
 		}
 		if r.cur == nil || len(r.cur) >= locsMax {
-			r.prev, r.cur = r.cur, make(map[uint64]loc, 1024)
+			r.prev, r.cur = r.cur, make(map[uint64]hintLoc, 1024)
 		}
 		k := locKey(h)
-		r.cur[k] = loc{pack: p.pack, size: p.size, off: p.off}
+		r.cur[k] = hintLoc{pack: p.pack, size: p.size, off: p.off}
 		delete(r.prev, k) // one location per chunk: the newest
 	}
 }
