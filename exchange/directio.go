@@ -1,8 +1,9 @@
 package exchange
 
-// Direct writes to packs: a pull's and GC's (writeFrames); a publish's
-// batches go through the page cache, since what was just published is
-// read next (packSet.write).
+// Direct writes: to packs, a pull's and GC's (writeFrames), while a
+// publish's batches go through the page cache, since what was just
+// published is read next (packSet.write); and a durable export's file
+// (Store.WriteDirect, at the end).
 //
 // A pack write through the page cache makes the kernel allocate a page
 // for every 4 KiB and copy the bytes into it: in a CPU profile of a 1 GiB
@@ -25,9 +26,14 @@ package exchange
 // since 6.6 takes O_DIRECT and writes through its page cache anyway.
 
 import (
+	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"os"
+	"sort"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -190,3 +196,198 @@ func sizeOfIovs(iovs [][]byte) int64 {
 	}
 	return n
 }
+
+// exportWindow is how much of an export's file one direct write covers
+// (WriteDirect): each worker gathers a window's chunks, then writes it.
+const exportWindow = 4 << 20
+
+var exportWindows = sync.Pool{New: func() any { return alignedBuf(exportWindow) }}
+
+// WriteDirect is WriteAt for a durable export into f, a new, empty
+// regular file that the caller fsyncs once it returns: the file is sized
+// first (fallocate, so a full disk fails the export before it writes),
+// and its page-aligned bulk is written directly (O_DIRECT, set on f's
+// open file description for the export and cleared after), a window of
+// exportWindow bytes at a time, so that the fsync after has little left
+// to do and no page of the page cache is filled with what no one is
+// about to read. What is left over (the last partial page) goes through
+// the page cache.
+//
+// Each of exportWorkers goroutines takes whole windows in order and reads
+// a window's chunks from last to first, each straight into the place it
+// belongs in the window (the frame header read before a chunk lands in
+// bytes the chunk before it fills next): no copy, except for a chunk that
+// crosses the window's edge, which is read into a buffer of its own and
+// copied, once for each window it is in (so it is also verified twice).
+// Every chunk is verified before its window is written, as WriteAt's are.
+//
+// It returns an error wrapping errors.ErrUnsupported, having written
+// nothing, where f's file system refuses O_DIRECT: the caller then uses
+// WriteAt. A refusal later (EINVAL from a write) makes the rest go
+// through the page cache.
+func (s *Store) WriteDirect(ctx context.Context, rec *VersionRecord, f *os.File) (int64, error) {
+	m, err := s.OpenManifest(rec)
+	if err != nil {
+		return 0, err
+	}
+	offs, end := chunkOffsets(m)
+	d := &directFile{f: f}
+	if err := d.set(true); err != nil {
+		return 0, fmt.Errorf("direct export: %w (%v)", errors.ErrUnsupported, err)
+	}
+	defer d.set(false)
+	if end > 0 {
+		err := unix.Fallocate(int(f.Fd()), 0, 0, end)
+		if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS) {
+			err = f.Truncate(end) // no fallocate here: sized, not reserved
+		}
+		if err != nil {
+			return 0, fmt.Errorf("export needs %d bytes on its disk: reserving them: %w", end, err)
+		}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		next, n   atomic.Int64
+		workers   sync.WaitGroup
+		failure   = exportFailure{at: len(m.Chunks), cancel: cancel}
+		tail      []byte // the last partial page, written once O_DIRECT is off
+		tailOff   int64
+		windows   = (end + exportWindow - 1) / exportWindow
+		chunkSize = func(i int) int64 { return int64(m.Chunks[i].Size) }
+	)
+	for range exportWorkers() {
+		workers.Go(func() {
+			var own []byte // for the chunks that cross a window's edge
+			for ctx.Err() == nil {
+				w := next.Add(1) - 1
+				if w >= windows {
+					return
+				}
+				lo, hi := w*exportWindow, min((w+1)*exportWindow, end)
+				win := exportWindows.Get().([]byte)[:hi-lo]
+				// The window's chunks: from the last that begins at or
+				// before lo to the last that begins before hi.
+				first := sort.Search(len(offs), func(i int) bool { return offs[i] > lo }) - 1
+				last := sort.Search(len(offs), func(i int) bool { return offs[i] >= hi }) - 1
+				for i := last; i >= first && ctx.Err() == nil; i-- {
+					at := offs[i] - lo // where chunk i begins, from the window's start
+					inside := at >= 0 && at+chunkSize(i) <= int64(len(win))
+					b, err := s.exportChunk(rec, m, i, func(pre, size int) []byte {
+						if inside && at >= int64(pre) && int64(size) == chunkSize(i) {
+							return win[at-int64(pre) : at+int64(size)]
+						}
+						if cap(own) < pre+size {
+							own = make([]byte, pre+size)
+						}
+						return own[:pre+size]
+					}, true)
+					if err != nil {
+						failure.fail(i, err)
+						break
+					}
+					if len(b) > 0 && (!inside || &b[0] != &win[at]) {
+						// Read elsewhere: copy the part in this window.
+						from := max(0, -at)
+						copy(win[at+from:], b[from:min(int64(len(b)), int64(len(win))-at)])
+					}
+				}
+				if ctx.Err() == nil {
+					whole := len(win) &^ (dioAlign - 1)
+					if whole < len(win) {
+						// Only the last window; read after workers.Wait.
+						tail, tailOff = bytes.Clone(win[whole:]), lo+int64(whole)
+					}
+					k, err := d.writeWindow(win[:whole], lo)
+					n.Add(k)
+					if err != nil {
+						failure.fail(len(m.Chunks), fmt.Errorf("writing the export at offset %d: %w", lo+k, err))
+					}
+				}
+				exportWindows.Put(win[:cap(win)])
+			}
+		})
+	}
+	workers.Wait()
+	if err := failure.result(ctx); err != nil {
+		return n.Load(), err
+	}
+	if err := d.set(false); err != nil {
+		return n.Load(), err
+	}
+	if len(tail) > 0 {
+		k, err := f.WriteAt(tail, tailOff)
+		n.Add(int64(k))
+		if err != nil {
+			return n.Load(), err
+		}
+	}
+	return n.Load(), nil
+}
+
+// directFile is an export's destination with O_DIRECT set on it.
+type directFile struct {
+	f      *os.File
+	mu     sync.Mutex
+	direct bool // O_DIRECT is set
+}
+
+// set turns O_DIRECT on or off on d's open file description.
+func (d *directFile) set(on bool) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.direct == on {
+		return nil
+	}
+	fd := int(d.f.Fd())
+	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	if err != nil {
+		return err
+	}
+	if on {
+		fl |= unix.O_DIRECT
+	} else {
+		fl &^= unix.O_DIRECT
+	}
+	if err := setfl(uintptr(fd), fl); err != nil {
+		return err
+	}
+	d.direct = on
+	return nil
+}
+
+// writeWindow writes win, whole pages, at off: directly, unless the file
+// system has refused a direct write, which turns O_DIRECT off and is made
+// again through the page cache.
+func (d *directFile) writeWindow(win []byte, off int64) (int64, error) {
+	if len(win) == 0 {
+		return 0, nil
+	}
+	d.mu.Lock()
+	direct := d.direct
+	d.mu.Unlock()
+	if !direct {
+		k, err := d.f.WriteAt(win, off)
+		return int64(k), err
+	}
+	k, err := exportWriteAt(d.f, win, off)
+	if errors.Is(err, unix.EINVAL) {
+		if err = d.set(false); err == nil {
+			var k2 int
+			k2, err = d.f.WriteAt(win[k:], off+int64(k))
+			k += k2
+		}
+	}
+	return int64(k), err
+}
+
+// setfl sets a descriptor's file status flags (a var: tests make it fail
+// as Linux does where the file system has no O_DIRECT).
+var setfl = func(fd uintptr, fl int) error {
+	_, err := unix.FcntlInt(fd, unix.F_SETFL, fl)
+	return err
+}
+
+// exportWriteAt is WriteDirect's write of a window (a var: tests make it
+// fail as a file system that refuses a direct write does).
+var exportWriteAt = (*os.File).WriteAt

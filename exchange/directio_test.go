@@ -47,7 +47,7 @@ func packBatches(t *testing.T, ps *packSet, seed uint64) ([]Chunk, []packPtr) {
 func checkPackReads(t *testing.T, ps *packSet, all []Chunk, ptrs []packPtr) {
 	t.Helper()
 	for i, c := range all {
-		b, err := ps.read(c.Hash, ptrs[i], nil)
+		b, err := ps.read(c.Hash, ptrs[i], nil, false)
 		if err != nil {
 			t.Fatalf("chunk %d (%d bytes at %d): %v", i, len(c.Data), ptrs[i].off, err)
 		}
@@ -190,10 +190,10 @@ func TestFrameCRCFromTheFetch(t *testing.T) {
 		t.Fatal(err)
 	}
 	ps.done(p)
-	if got, err := ps.read(c.Hash, ptrs[0], nil); err != nil || !bytes.Equal(got, good) {
+	if got, err := ps.read(c.Hash, ptrs[0], nil, false); err != nil || !bytes.Equal(got, good) {
 		t.Fatalf("read of the chunk framed with the fetch's CRC: %v", err)
 	}
-	if got, err := ps.read(wrong.Hash, ptrs[1], nil); !errors.Is(err, nii.ErrCorrupt) || got != nil {
+	if got, err := ps.read(wrong.Hash, ptrs[1], nil, false); !errors.Is(err, nii.ErrCorrupt) || got != nil {
 		t.Fatalf("read of a frame whose CRC does not match: %d bytes, %v; want ErrCorrupt", len(got), err)
 	}
 }

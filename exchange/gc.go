@@ -554,7 +554,7 @@ func (s *Store) moveChunks(id uint32, hs []nii.Hash) (bool, error) {
 			if !ok {
 				continue
 			}
-			b, err := s.packs.read(h, p, nil)
+			b, err := s.packs.read(h, p, nil, true)
 			if err != nil || nii.HashOf(b) != h {
 				all = false // damaged: left where it is, for the store check
 				delete(old, h)

@@ -25,10 +25,13 @@ package exchange
 // the chunk's, as the index path's read of it would be. On any failure
 // the hint is forgotten and the read goes to the index.
 //
-// Only the content server's reads take hints (chunkInto): the store check
-// and repair read through the index alone (chunkBytes), so the damage they
-// find, and drop, is always what the index names; so do exports, which
-// were measured slower with hints (Store.WriteAt).
+// The content server's reads take hints (chunkInto), and so do durable
+// exports (Store.WriteDirect), which take a hinted frame only if its bytes
+// hash to the chunk and otherwise read where the index says, which gives
+// the verdict. The store check and repair read through the index alone
+// (chunkBytes), so the damage they find, and drop, is always what the
+// index names; so does an export into the page cache (Store.WriteAt),
+// which was measured slower with hints (exportChunk).
 
 import (
 	"encoding/binary"

@@ -489,7 +489,9 @@ func (ps *packSet) reader(id uint32) (*os.File, error) {
 // If dst is set, the frame is read into dst(header, size), a buffer of
 // header+size bytes the caller gives (its first header bytes are scratch
 // for the frame's header), and the chunk's bytes are its last size bytes.
-func (ps *packSet) read(h nii.Hash, ptr packPtr, dst func(pre, size int) []byte) ([]byte, error) {
+// If hashed, the caller hashes the bytes next (an export, GC's rewrite),
+// a stronger check than the CRC, which is then not computed.
+func (ps *packSet) read(h nii.Hash, ptr packPtr, dst func(pre, size int) []byte, hashed bool) ([]byte, error) {
 	f, err := ps.reader(ptr.pack)
 	if err != nil {
 		return nil, err
@@ -515,7 +517,7 @@ func (ps *packSet) read(h nii.Hash, ptr packPtr, dst func(pre, size int) []byte)
 		return nil, fmt.Errorf("%w: pack %s at offset %d holds another frame than the index says", nii.ErrCorrupt, packName(ptr.pack), ptr.off)
 	}
 	data := buf[hl:]
-	if ptr.hasCRC() && crc32.Checksum(data, castagnoli) != binary.BigEndian.Uint32(buf[nii.HashSize+4:]) {
+	if ptr.hasCRC() && !hashed && crc32.Checksum(data, castagnoli) != binary.BigEndian.Uint32(buf[nii.HashSize+4:]) {
 		return nil, fmt.Errorf("%w: pack %s at offset %d: the chunk's bytes do not match their CRC", nii.ErrCorrupt, packName(ptr.pack), ptr.off)
 	}
 	return data, nil

@@ -379,7 +379,9 @@ var errReadFailed = errors.New("read failed")
 // chunkBytes returns a chunk's bytes as stored, not yet checked against h,
 // from where the index says (never from a hint: what the store check,
 // repair and exports read).
-func (s *Store) chunkBytes(h nii.Hash) ([]byte, chunkLoc, error) { return s.indexedChunkInto(h, nil) }
+func (s *Store) chunkBytes(h nii.Hash) ([]byte, chunkLoc, error) {
+	return s.indexedChunkInto(h, nil, false)
+}
 
 // chunkInto is chunkBytes reading into dst(pre, size) if dst is set (see
 // packSet.read; a chunk stored in badger is copied to its last size bytes),
@@ -390,7 +392,7 @@ func (s *Store) chunkBytes(h nii.Hash) ([]byte, chunkLoc, error) { return s.inde
 // nothing is hashed.
 func (s *Store) chunkInto(h nii.Hash, dst func(pre, size int) []byte) ([]byte, chunkLoc, error) {
 	if p, ok := s.locs.get(h); ok {
-		if b, err := s.packs.read(h, p, dst); err == nil {
+		if b, err := s.packs.read(h, p, dst, false); err == nil {
 			s.locs.hits.Add(1)
 			return b, chunkLoc{found: true, packed: true, ptr: p}, nil
 		}
@@ -399,11 +401,11 @@ func (s *Store) chunkInto(h nii.Hash, dst func(pre, size int) []byte) ([]byte, c
 	} else {
 		s.locs.misses.Add(1)
 	}
-	return s.indexedChunkInto(h, dst)
+	return s.indexedChunkInto(h, dst, false)
 }
 
-// indexedChunkInto is chunkInto without the hints.
-func (s *Store) indexedChunkInto(h nii.Hash, dst func(pre, size int) []byte) ([]byte, chunkLoc, error) {
+// indexedChunkInto is chunkInto without the hints; hashed is packSet.read's.
+func (s *Store) indexedChunkInto(h nii.Hash, dst func(pre, size int) []byte, hashed bool) ([]byte, chunkLoc, error) {
 	for try := 0; ; try++ {
 		var (
 			b   []byte
@@ -450,7 +452,7 @@ func (s *Store) indexedChunkInto(h nii.Hash, dst func(pre, size int) []byte) ([]
 			}
 			return b, loc, nil
 		}
-		b, err = s.packs.read(h, loc.ptr, dst)
+		b, err = s.packs.read(h, loc.ptr, dst, hashed)
 		if errors.Is(err, errPackGone) && try < 3 {
 			continue // moved by a pack rewrite: look it up again
 		}
@@ -977,6 +979,37 @@ func (s *Store) exportCheck(rec *VersionRecord, i, total int, c nii.ChunkRef, b 
 	return nil
 }
 
+// exportChunk reads chunk i of m (rec's manifest) into dst and hashes it,
+// returning its bytes or exportCheck's verdict: an export's read of one
+// chunk (WriteAt, WriteDirect). The CRC is not checked: the hash is.
+//
+// With hints, a chunk written recently is read from where it was written
+// (locs.go), as the content server reads it, if its frame's header names
+// it; WriteDirect reads so. WriteAt reads through the index alone: with
+// the hints its export into the page cache was slower, 0.82–0.96 s
+// against 0.70–0.86 s per GiB, the extra time in its own preads and
+// pwrites; WriteDirect's daemon CPU per GiB was 0.86–1.00 s with them
+// against 0.99–1.50 s without (docs/benchmarks.md).
+func (s *Store) exportChunk(rec *VersionRecord, m *nii.Manifest, i int, dst func(pre, size int) []byte, hints bool) ([]byte, error) {
+	c := m.Chunks[i]
+	if p, ok := s.locs.get(c.Hash); ok && hints {
+		// Only a frame that reads and hashes right is taken from a hint;
+		// anything else (moved, damaged) is read again where the index
+		// says, which gives the verdict.
+		if b, err := s.packs.read(c.Hash, p, dst, true); err == nil && len(b) == int(c.Size) && nii.HashOf(b) == c.Hash {
+			return b, nil
+		}
+	}
+	b, loc, err := s.indexedChunkInto(c.Hash, dst, true)
+	if err == nil && nii.HashOf(b) != c.Hash {
+		err = fmt.Errorf("chunk %s: %w: stored bytes do not match the hash", c.Hash, nii.ErrCorrupt)
+	}
+	if err := s.exportCheck(rec, i, len(m.Chunks), c, b, loc, err); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
 // WriteAt writes the content of a version into w, each chunk at its
 // offset, verifying every chunk's hash before its bytes are written: the
 // export of a version into a file (the daemon fills a file the CLI handed
@@ -992,29 +1025,15 @@ func (s *Store) WriteAt(ctx context.Context, rec *VersionRecord, w io.WriterAt) 
 	if err != nil {
 		return 0, err
 	}
-	offs := make([]int64, len(m.Chunks))
-	var end int64
-	for i, c := range m.Chunks {
-		offs[i] = end
-		end += int64(c.Size)
-	}
+	offs, _ := chunkOffsets(m)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
-		next, n  atomic.Int64
-		mu       sync.Mutex
-		failedAt = len(m.Chunks)
-		failed   error
-		workers  sync.WaitGroup
+		next, n atomic.Int64
+		workers sync.WaitGroup
+		failure = exportFailure{at: len(m.Chunks), cancel: cancel}
 	)
-	fail := func(i int, err error) {
-		mu.Lock()
-		if i < failedAt {
-			failedAt, failed = i, err
-		}
-		mu.Unlock()
-		cancel()
-	}
+	fail := failure.fail
 	for range exportWorkers() {
 		workers.Go(func() {
 			// One buffer per worker, reused chunk after chunk: w.WriteAt
@@ -1032,15 +1051,8 @@ func (s *Store) WriteAt(ctx context.Context, rec *VersionRecord, w io.WriterAt) 
 				if i >= len(m.Chunks) {
 					return
 				}
-				c := m.Chunks[i]
-				// Through the index, not the hints (locs.go): with them a
-				// 1 GiB export took 0.82–0.96 s against 0.70–0.86 s, the
-				// extra time in its own preads and pwrites.
-				b, loc, err := s.indexedChunkInto(c.Hash, into)
-				if err == nil && nii.HashOf(b) != c.Hash {
-					err = fmt.Errorf("chunk %s: %w: stored bytes do not match the hash", c.Hash, nii.ErrCorrupt)
-				}
-				if err := s.exportCheck(rec, i, len(m.Chunks), c, b, loc, err); err != nil {
+				b, err := s.exportChunk(rec, m, i, into, false)
+				if err != nil {
 					fail(i, err)
 					return
 				}
@@ -1054,13 +1066,47 @@ func (s *Store) WriteAt(ctx context.Context, rec *VersionRecord, w io.WriterAt) 
 		})
 	}
 	workers.Wait()
-	if failed != nil {
-		return n.Load(), failed
+	return n.Load(), failure.result(ctx)
+}
+
+// exportFailure is how an export's workers fail: the error of the lowest
+// chunk that failed is the export's (so the same damage gets the same
+// message however the workers ran), and the first failure stops the rest.
+type exportFailure struct {
+	mu     sync.Mutex
+	at     int // the chunk that failed, or the chunk count
+	err    error
+	cancel context.CancelFunc
+}
+
+func (f *exportFailure) fail(i int, err error) {
+	f.mu.Lock()
+	if i < f.at || f.err == nil {
+		f.at, f.err = i, err
 	}
-	if err := ctx.Err(); err != nil {
-		return n.Load(), err
+	f.mu.Unlock()
+	f.cancel()
+}
+
+// result is the export's error once its workers are done: the failure,
+// or ctx's if it was cancelled from outside.
+func (f *exportFailure) result(ctx context.Context) error {
+	if f.err != nil {
+		return f.err
 	}
-	return n.Load(), nil
+	return ctx.Err()
+}
+
+// chunkOffsets returns where each of m's chunks begins in the content,
+// and the content's size.
+func chunkOffsets(m *nii.Manifest) ([]int64, int64) {
+	offs := make([]int64, len(m.Chunks))
+	var end int64
+	for i, c := range m.Chunks {
+		offs[i] = end
+		end += int64(c.Size)
+	}
+	return offs, end
 }
 
 // exportWorkers is WriteAt's parallelism: enough to keep every core busy

@@ -7,9 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/nii-uk/nii"
+	"golang.org/x/sys/unix"
 )
 
 // WriteAt puts every chunk at its offset: the file is the content, byte
@@ -59,5 +61,165 @@ func TestWriteAtCorruptChunk(t *testing.T) {
 	}
 	if _, err := s.WriteAt(context.Background(), rec, f); !errors.Is(err, nii.ErrCorrupt) || !strings.Contains(err.Error(), "found damaged") {
 		t.Fatalf("WriteAt after the drop: %v, want corrupt, found damaged", err)
+	}
+}
+
+// WriteDirect's file is the content, byte for byte, whatever the size
+// against the window and the page: empty, under a page, a page, a window
+// either side, and several windows with a partial page at the end. Where
+// the test's file system takes O_DIRECT, the flag is off again after.
+func TestWriteDirectRoundTrip(t *testing.T) {
+	s, _ := openStore(t)
+	sg := newSigner(t)
+	for i, n := range []int{0, 1, dioAlign - 1, dioAlign, exportWindow - 1, exportWindow + 1, 2*exportWindow + 5<<20 + 3} {
+		data := randBytes(uint64(60+i), n)
+		rec := publish(t, s, sg, nii.DatasetID{Org: "greenwich", Name: "d" + string(rune('a'+i))}, data)
+		path := filepath.Join(t.TempDir(), "out")
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := s.WriteDirect(context.Background(), rec, f)
+		if errors.Is(err, errors.ErrUnsupported) {
+			f.Close()
+			t.Skipf("the file system of %s refuses O_DIRECT (%v): exports there go through WriteAt (TestWriteDirectRefused)", path, err)
+		}
+		fl, ferr := unix.FcntlInt(f.Fd(), unix.F_GETFL, 0)
+		f.Close()
+		if err != nil || k != int64(n) {
+			t.Fatalf("size %d: wrote %d, %v", n, k, err)
+		}
+		if ferr != nil || fl&unix.O_DIRECT != 0 {
+			t.Fatalf("size %d: O_DIRECT still set after the export (flags %#x, %v)", n, fl, ferr)
+		}
+		if got, _ := os.ReadFile(path); !bytes.Equal(got, data) {
+			t.Fatalf("size %d: the file is not the content", n)
+		}
+	}
+}
+
+// A file system that takes O_DIRECT at fcntl but refuses a direct write
+// (EINVAL) gets the rest of the export through the page cache, and the
+// file is still the content; one that refuses O_DIRECT outright (fcntl's
+// EINVAL) gets ErrUnsupported with nothing written, for the caller to use
+// WriteAt.
+func TestWriteDirectRefused(t *testing.T) {
+	s, _ := openStore(t)
+	sg := newSigner(t)
+	data := randBytes(70, 3*exportWindow+12345)
+	rec := publish(t, s, sg, nii.DatasetID{Org: "greenwich", Name: "refused"}, data)
+
+	var calls atomic.Int64
+	exportWriteAt = func(f *os.File, b []byte, off int64) (int, error) {
+		if calls.Add(1) == 2 {
+			return 0, unix.EINVAL
+		}
+		return f.WriteAt(b, off)
+	}
+	t.Cleanup(func() { exportWriteAt = (*os.File).WriteAt })
+	path := filepath.Join(t.TempDir(), "out")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := s.WriteDirect(context.Background(), rec, f)
+	f.Close()
+	if err != nil || k != int64(len(data)) {
+		t.Fatalf("wrote %d of %d: %v", k, len(data), err)
+	}
+	if got, _ := os.ReadFile(path); !bytes.Equal(got, data) {
+		t.Fatal("the file is not the content after a refused direct write")
+	}
+	if calls.Load() < 2 {
+		t.Fatalf("%d direct writes: the refusal was never met", calls.Load())
+	}
+
+	setfl = func(uintptr, int) error { return unix.EINVAL }
+	t.Cleanup(func() {
+		setfl = func(fd uintptr, fl int) error { _, err := unix.FcntlInt(fd, unix.F_SETFL, fl); return err }
+	})
+	f, err = os.Create(filepath.Join(t.TempDir(), "out2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	k, err = s.WriteDirect(context.Background(), rec, f)
+	if !errors.Is(err, errors.ErrUnsupported) || k != 0 {
+		t.Fatalf("O_DIRECT refused: wrote %d, %v; want nothing written and ErrUnsupported", k, err)
+	}
+	if st, _ := f.Stat(); st.Size() != 0 {
+		t.Fatalf("O_DIRECT refused: the file has %d bytes, want none", st.Size())
+	}
+}
+
+// A chunk damaged on disk stops WriteDirect as it stops WriteAt: ErrCorrupt
+// naming the chunk, and the chunk dropped once.
+func TestWriteDirectCorruptChunk(t *testing.T) {
+	s, _ := openStore(t)
+	sg := newSigner(t)
+	rec := publish(t, s, sg, nii.DatasetID{Org: "greenwich", Name: "spend"}, randBytes(23, 2*exportWindow))
+	m := mustManifest(t, s, rec)
+	victim := m.Chunks[len(m.Chunks)/2].Hash
+	flipChunkByte(t, s, victim, 10)
+	for _, want := range []string{"do not match", "found damaged"} {
+		f, err := os.Create(filepath.Join(t.TempDir(), "out"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = s.WriteDirect(context.Background(), rec, f)
+		f.Close()
+		if !errors.Is(err, nii.ErrCorrupt) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("WriteDirect over a corrupt chunk: %v, want corrupt, %q", err, want)
+		}
+	}
+	if ok, _ := s.HasChunk(victim); ok {
+		t.Fatal("the corrupt chunk is still held")
+	}
+}
+
+// WriteDirect reads recent chunks where they were written (locs.go), but
+// takes nothing from a hint that does not read and hash right: with one
+// chunk's hint pointing at another chunk's frame, and another's at a
+// frame damaged on disk whose indexed copy is good, the file is still the
+// content and nothing is dropped.
+func TestWriteDirectStaleHints(t *testing.T) {
+	s, _ := openStore(t)
+	sg := newSigner(t)
+	data := randBytes(81, exportWindow+777)
+	rec := publish(t, s, sg, nii.DatasetID{Org: "greenwich", Name: "hinted"}, data)
+	m := mustManifest(t, s, rec)
+	a, b, c := m.Chunks[1], m.Chunks[2], m.Chunks[3]
+	pa, ok := s.locs.get(a.Hash)
+	if !ok {
+		t.Fatal("a chunk just published has no location hint")
+	}
+	s.locs.putAll(s.locs.since(), 1, func(int) (nii.Hash, packPtr) { return b.Hash, pa })
+
+	// c's hint names a later frame that says it is c but whose bytes are
+	// not (a damaged copy); the index still names the good one.
+	p, ptrs, err := s.packs.put([]Chunk{{Hash: c.Hash, Data: randBytes(82, int(c.Size))}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.packs.done(p)
+	s.locs.putAll(s.locs.since(), 1, func(int) (nii.Hash, packPtr) { return c.Hash, ptrs[0] })
+
+	path := filepath.Join(t.TempDir(), "out")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := s.WriteDirect(context.Background(), rec, f)
+	f.Close()
+	if err != nil || k != int64(len(data)) {
+		t.Fatalf("wrote %d of %d: %v", k, len(data), err)
+	}
+	if got, _ := os.ReadFile(path); !bytes.Equal(got, data) {
+		t.Fatal("the file is not the content: a stale hint was taken")
+	}
+	for _, h := range []nii.Hash{b.Hash, c.Hash} {
+		if ok, _ := s.HasChunk(h); !ok {
+			t.Fatalf("chunk %s was dropped over a stale hint", h)
+		}
 	}
 }

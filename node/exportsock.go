@@ -2,8 +2,8 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 
@@ -11,14 +11,15 @@ import (
 	"github.com/nii-uk/nii/node/api"
 )
 
-// exportInto writes version ref into f, a descriptor a client of the
-// export socket sent (node/api/export.go): every chunk verified by the
-// store's WriteTo as for the HTTP export, written with pwrite from offset
-// 0 with the write-back started as it goes (unless the client will not
-// fsync: nii export --no-fsync). The client syncs and renames
+// ExportInto writes version ref into f, as for a descriptor a client of
+// the export socket sent (node/api/export.go): every chunk verified as for the
+// HTTP export, the bulk written directly (Store.WriteDirect) where the
+// file system allows, since the client fsyncs next, and otherwise with
+// pwrite and the write-back started as it goes; with nii export
+// --no-fsync, into the page cache alone. The client syncs and renames
 // the file; this only fills it. f must be an empty regular file open for
 // writing: the daemon never writes over data it was not asked to.
-func (n *Node) exportInto(ctx context.Context, ref nii.Ref, f *os.File, noFsync bool) (*api.ExportResult, error) {
+func (n *Node) ExportInto(ctx context.Context, ref nii.Ref, f *os.File, noFsync bool) (*api.ExportResult, error) {
 	if err := checkExportFile(f); err != nil {
 		return nil, err
 	}
@@ -26,13 +27,20 @@ func (n *Node) exportInto(ctx context.Context, ref nii.Ref, f *os.File, noFsync 
 	if err != nil {
 		return nil, err
 	}
-	var w io.WriterAt = WriteBehindAt(f)
+	var size int64
 	if noFsync {
-		// The client will not fsync: starting write-back now would only
-		// make these writes wait for the disk.
-		w = f
+		// The client will not fsync: the page cache is the fastest place
+		// to leave the bytes, and starting write-back now would only make
+		// these writes wait for the disk.
+		size, err = n.store.WriteAt(ctx, rec, f)
+	} else {
+		// The client fsyncs next: write the bulk directly, so that there
+		// is little left to sync (exchange/directio.go).
+		size, err = n.store.WriteDirect(ctx, rec, f)
+		if errors.Is(err, errors.ErrUnsupported) {
+			size, err = n.store.WriteAt(ctx, rec, WriteBehindAt(f))
+		}
 	}
-	size, err := n.store.WriteAt(ctx, rec, w)
 	if err != nil {
 		n.log.Error("export failed", slog.String(nii.LogDataset, rec.Ref.String()), slog.String(nii.LogErr, err.Error()))
 		return nil, err

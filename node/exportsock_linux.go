@@ -169,7 +169,7 @@ func (n *Node) exportRequest(ctx context.Context, c *net.UnixConn) *api.ExportRe
 		c.Read(make([]byte, 1))
 		cancel()
 	}()
-	res, err := n.exportInto(ctx, ref, f, req.NoFsync)
+	res, err := n.ExportInto(ctx, ref, f, req.NoFsync)
 	// Stop the watcher before returning: wake its read, wait for it.
 	c.SetReadDeadline(time.Now())
 	<-watch

@@ -3,7 +3,6 @@ package node_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -87,7 +86,7 @@ func BenchmarkPull1GiB(b *testing.B) {
 // the publisher's p2p port received during the pull (ss -ti bytes_received:
 // TLS, yamux and every protocol on the connection included). Times: the
 // pull into the store, and the pull plus writing the file out as the daemon
-// does for nii pull -o (Store.WriteAt through the export socket), durable
+// does for nii pull -o (Node.ExportInto, the export socket's), durable
 // (fsynced before the rename, the default) and with --no-fsync (as rsync
 // leaves its file: rsync does not fsync unless asked with --fsync).
 // rsync's literal data and bytes received come from its own --stats.
@@ -145,18 +144,15 @@ func BenchmarkDeltaSync(b *testing.B) {
 					wireB = append(wireB, float64(tcpReceived(port)-before))
 					pulled := time.Since(start)
 					// As the daemon writes for nii pull -o FILE (the export
-					// socket: Store.WriteAt, write-behind, fsync, rename), and
-					// with --no-fsync (no write-behind, no fsync, as rsync
-					// leaves its file), each timed as the pull plus its write.
+					// socket: Node.ExportInto, then fsync and rename), and
+					// with --no-fsync (into the page cache, no fsync, as
+					// rsync leaves its file), each timed as the pull plus
+					// its write.
 					toFile := func(d node.Durability) float64 {
 						out := filepath.Join(b.TempDir(), "out.bin")
 						t0 := time.Now()
 						err := node.FillFileAtomic(out, 0o644, d, func(f *os.File) error {
-							var w io.WriterAt = f
-							if d == node.Durable {
-								w = node.WriteBehindAt(f)
-							}
-							_, err := puller.Store().WriteAt(context.Background(), res.Record, w)
+							_, err := puller.ExportInto(context.Background(), res.Record.Ref, f, d == node.PageCache)
 							return err
 						})
 						if err != nil {

@@ -56,6 +56,24 @@ func TestPublishTooLargeForTheDisk(t *testing.T) {
 	if ds := mustNii(t, home, "datasets"); strings.Contains(ds, "@2") {
 		t.Fatalf("a refused publish left a version:\n%s", ds)
 	}
+
+	// An export onto a disk without room for it fails, says why and
+	// leaves nothing there, durable or not.
+	tiny := filepath.Join(disk, "tiny")
+	os.MkdirAll(tiny, 0o700)
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", tiny).CombinedOutput(); err != nil {
+		t.Fatalf("mount a 512 KiB tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", tiny).Run() })
+	for _, extra := range [][]string{nil, {"--no-fsync"}} {
+		r := run(t, home, append([]string{"export", "greenwich/spend@1", "-o", filepath.Join(tiny, "out.bin")}, extra...)...)
+		if r.code == 0 || !strings.Contains(r.stderr, "no space left on device") {
+			t.Fatalf("export %v of 1 MiB onto 512 KiB: exit %d\n%s%s", extra, r.code, r.stdout, r.stderr)
+		}
+		if left, _ := os.ReadDir(tiny); len(left) != 0 {
+			t.Fatalf("a failed export %v left %v", extra, left)
+		}
+	}
 	d.stop(t, syscall.SIGTERM)
 }
 

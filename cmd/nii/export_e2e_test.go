@@ -3,10 +3,16 @@ package main
 import (
 	"bytes"
 	"crypto/sha256"
+	"errors"
+	"io/fs"
+	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/nii-uk/nii/node/api"
 )
@@ -58,4 +64,81 @@ func TestExportBothPaths(t *testing.T) {
 	if entries, _ := os.ReadDir(dir); len(entries) != 6 {
 		t.Fatalf("files left: %v", entries)
 	}
+}
+
+// TestKillDuringExport SIGKILLs the daemon at random instants of a durable
+// 'nii export -o FILE' (the daemon writing the file directly, with
+// O_DIRECT set on the CLI's descriptor) and checks after each that the
+// file's name holds the whole version or does not exist, that no
+// temporary file is left beside it, and that the restarted daemon exports
+// the version exactly.
+func TestKillDuringExport(t *testing.T) {
+	trials := 6
+	if testing.Short() {
+		trials = 2
+	}
+	home := initHome(t, "greenwich")
+	dir := t.TempDir()
+	data := make([]byte, 48<<20+12345)
+	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 2))
+	for i := range data {
+		data[i] = byte(r.Uint32())
+	}
+	src := filepath.Join(dir, "big.bin")
+	if err := os.WriteFile(src, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, home)
+	mustNii(t, home, "publish", src, "--name", "big", "-q")
+	want := sha256.Sum256(data)
+	outDir := t.TempDir()
+	out := filepath.Join(outDir, "big.bin")
+	killWithin, midExport := 300*time.Millisecond, 0
+	for trial := range trials {
+		os.Remove(out)
+		exp := exec.Command(niiBin, "--home", home, "export", "greenwich/big", "-o", out)
+		var expErr bytes.Buffer
+		exp.Stderr = &expErr
+		if err := exp.Start(); err != nil {
+			t.Fatal(err)
+		}
+		expDone := make(chan error, 1)
+		go func() { expDone <- exp.Wait() }()
+		time.Sleep(time.Duration(r.Int64N(int64(killWithin)))) // the kill instant, not a wait for state
+		var err error
+		select {
+		case err = <-expDone:
+			if err != nil {
+				t.Fatalf("trial %d: export failed before any kill: %v\n%s", trial, err, expErr.String())
+			}
+			killWithin = max(killWithin*2/3, 10*time.Millisecond) // aim the next kills earlier
+			d.stop(t, syscall.SIGKILL)
+		default:
+			d.stop(t, syscall.SIGKILL)
+			err = <-expDone
+			midExport++
+		}
+		got, rerr := os.ReadFile(out)
+		switch {
+		case err == nil && (rerr != nil || sha256.Sum256(got) != want):
+			t.Fatalf("trial %d: the export succeeded but %s holds %d bytes (%v), not the version", trial, out, len(got), rerr)
+		case err != nil && rerr == nil:
+			t.Fatalf("trial %d: the export failed (%v) but left %d bytes at %s", trial, err, len(got), out)
+		case err != nil && !errors.Is(rerr, fs.ErrNotExist):
+			t.Fatalf("trial %d: %v", trial, rerr)
+		}
+		if entries, _ := os.ReadDir(outDir); len(entries) > 1 || (len(entries) == 1 && entries[0].Name() != "big.bin") {
+			t.Fatalf("trial %d: left beside the export: %v", trial, entries)
+		}
+		d = startDaemon(t, home)
+	}
+	if midExport == 0 {
+		t.Fatalf("no kill landed during an export (every one of %d finished first)", trials)
+	}
+	os.Remove(out)
+	mustNii(t, home, "export", "greenwich/big", "-o", out)
+	if got, err := os.ReadFile(out); err != nil || sha256.Sum256(got) != want {
+		t.Fatalf("export after the kills: %d bytes (%v), not the version", len(got), err)
+	}
+	t.Logf("%d of %d kills landed during an export", midExport, trials)
 }
