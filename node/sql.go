@@ -289,6 +289,13 @@ func (s *sqlService) Query(ctx context.Context, text string, admin bool) (*query
 			// (another query's overrun killed it): load and run again.
 			continue
 		}
+		if err != nil && try == 0 && errors.Is(err, query.ErrWorkerStopped) && ctx.Err() == nil {
+			// The worker ended under the query, not for the query's own
+			// limits (a crash, another query's overrun): a read-only
+			// query is safe to run again, once, on the next worker.
+			s.log.Warn("sql worker stopped under a query (its exit is logged); running the query again on the next worker")
+			continue
+		}
 		if err != nil {
 			return nil, s.explain(err, cat)
 		}

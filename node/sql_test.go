@@ -487,3 +487,78 @@ func TestSQLAdminOnly(t *testing.T) {
 		t.Errorf("admin query: %v", err)
 	}
 }
+
+// TestSQLWorkerCrashUnderAQueryRetries: a worker that dies under a query,
+// for a reason that is not the query's own limits (here a SIGKILL, as a
+// crash would be), costs the query nothing: it runs again, once, on the
+// next worker, and its answer is the right one.
+func TestSQLWorkerCrashUnderAQueryRetries(t *testing.T) {
+	tn := sqlNode(t, "greenwich", node.QueryConfig{Timeout: "60s"})
+	tn.publish(t, "spend", spendCSV(30, nil), node.PublishRequest{Filename: "spend.csv"})
+	ctx := context.Background()
+	// Long enough to be killed in the middle of on any machine; its sum
+	// is known in closed form.
+	const rows = 200_000_000
+	// It names a table, so the retry must load it into the next worker.
+	q := fmt.Sprintf(`SELECT count(*) AS n, sum(range %% 7) + (SELECT count(*) FROM "greenwich/spend") AS s FROM range(%d)`, int64(rows))
+	if _, err := tn.anon().QueryJSON(ctx, `SELECT count(*) FROM "greenwich/spend"`, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	w := tn.SQLWorkerForTest("open")
+	pid := w.Stats().PID
+	cpu := func() int64 {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return -1
+		}
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+		var u, s int64
+		fmt.Sscan(f[11], &u)
+		fmt.Sscan(f[12], &s)
+		return u + s
+	}
+	base := cpu()
+	type answer struct {
+		res *api.QueryResult
+		err error
+	}
+	done := make(chan answer, 1)
+	start := time.Now()
+	go func() {
+		res, err := tn.anon().QueryJSON(ctx, q, 0, false)
+		done <- answer{res, err}
+	}()
+	// Kill once the worker is busy with the query (a tenth of a second of
+	// its CPU), not at a guessed instant.
+	for deadline := time.Now().Add(30 * time.Second); cpu() < base+10; {
+		if time.Now().After(deadline) {
+			t.Fatal("the worker never got busy with the query")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Kill()
+	a := <-done
+	if a.err != nil {
+		t.Fatalf("the query failed when its worker was killed under it: %v", a.err)
+	}
+	got := fmt.Sprint(a.res.Rows[0])
+	wantS := 30 + int64(rows/7)*21 + func() int64 {
+		var r int64
+		for i := int64(0); i < rows%7; i++ {
+			r += i
+		}
+		return r
+	}()
+	if got != fmt.Sprintf("[%d %d]", int64(rows), wantS) {
+		t.Fatalf("answer %s, want [%d %d]", got, int64(rows), wantS)
+	}
+	st := w.Stats()
+	if st.PID == pid || st.Restarts != 1 {
+		t.Fatalf("stats %+v: want the killed worker replaced once", st)
+	}
+	t.Logf("answered in %s, on the worker after pid %d (%s)", time.Since(start).Round(time.Millisecond), pid, st.LastExit.Reason)
+}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -781,7 +782,7 @@ func (p *workerProc) deathError(mine bool) error {
 	p.mu.Unlock()
 	cfg := p.w.cfg
 	if killed != "" {
-		return fmt.Errorf("%w: the SQL worker was stopped while running this query (%s); it restarts by itself: run the query again", nii.ErrUnavailable, killed)
+		return workerStopped{fmt.Errorf("%w: the SQL worker was stopped while running this query (%s); it restarts by itself: run the query again", nii.ErrUnavailable, killed)}
 	}
 	text := p.exitText()
 	lower := strings.ToLower(text)
@@ -791,5 +792,17 @@ func (p *workerProc) deathError(mine bool) error {
 	if strings.Contains(text, "RLIMIT_CPU") {
 		return fmt.Errorf("%w: the SQL worker used more CPU time than its queries' budget (%s) and stopped; narrow the query, or raise [query] timeout in the node's config", ErrTimeout, text)
 	}
-	return fmt.Errorf("%w: the SQL worker stopped (%s); it restarts by itself: run the query again", nii.ErrUnavailable, text)
+	return workerStopped{fmt.Errorf("%w: the SQL worker stopped (%s); it restarts by itself: run the query again", nii.ErrUnavailable, text)}
 }
+
+// ErrWorkerStopped marks a request that failed because its worker ended
+// under it for a reason other than the request's own limits (its memory,
+// its CPU time, its time limit): a crash, or a kill for another query's
+// overrun. The same request may well succeed on the next worker.
+var ErrWorkerStopped = errors.New("the SQL worker stopped under the request")
+
+// workerStopped is an error that is ErrWorkerStopped as well as itself.
+type workerStopped struct{ error }
+
+func (e workerStopped) Is(target error) bool { return target == ErrWorkerStopped }
+func (e workerStopped) Unwrap() error        { return e.error }
