@@ -245,12 +245,11 @@ func (s *Store) WriteDirect(ctx context.Context, rec *VersionRecord, f *os.File)
 			return 0, fmt.Errorf("export needs %d bytes on its disk: reserving them: %w", end, err)
 		}
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, failure := startExport(ctx, m)
+	defer failure.cancel()
 	var (
 		next, n   atomic.Int64
 		workers   sync.WaitGroup
-		failure   = exportFailure{at: len(m.Chunks), cancel: cancel}
 		tail      []byte // the last partial page, written once O_DIRECT is off
 		tailOff   int64
 		windows   = (end + exportWindow - 1) / exportWindow

@@ -1026,12 +1026,11 @@ func (s *Store) WriteAt(ctx context.Context, rec *VersionRecord, w io.WriterAt) 
 		return 0, err
 	}
 	offs, _ := chunkOffsets(m)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, failure := startExport(ctx, m)
+	defer failure.cancel()
 	var (
 		next, n atomic.Int64
 		workers sync.WaitGroup
-		failure = exportFailure{at: len(m.Chunks), cancel: cancel}
 	)
 	fail := failure.fail
 	for range exportWorkers() {
@@ -1067,6 +1066,14 @@ func (s *Store) WriteAt(ctx context.Context, rec *VersionRecord, w io.WriterAt) 
 	}
 	workers.Wait()
 	return n.Load(), failure.result(ctx)
+}
+
+// startExport returns the context of an export of m's chunks, which its
+// first failure cancels (as does the caller's cancel, once it is done),
+// and the failure.
+func startExport(ctx context.Context, m *nii.Manifest) (context.Context, *exportFailure) {
+	ctx, cancel := context.WithCancel(ctx)
+	return ctx, &exportFailure{at: len(m.Chunks), cancel: cancel}
 }
 
 // exportFailure is how an export's workers fail: the error of the lowest

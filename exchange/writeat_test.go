@@ -14,26 +14,48 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// WriteAt puts every chunk at its offset: the file is the content, byte
-// for byte, for a version of many chunks and for an empty one.
-func TestWriteAtRoundTrip(t *testing.T) {
+// Both exports put every chunk at its offset: the file is the content,
+// byte for byte, whatever the size against WriteDirect's window and the
+// page (empty, under a page, a page, a window either side, several
+// windows with a partial page at the end). After WriteDirect the file's
+// O_DIRECT is off again.
+func TestExportRoundTrip(t *testing.T) {
 	s, _ := openStore(t)
 	sg := newSigner(t)
-	for i, n := range []int{0, 1, 5<<20 + 3} {
+	writers := []struct {
+		name  string
+		write func(*VersionRecord, *os.File) (int64, error)
+	}{
+		{"WriteAt", func(rec *VersionRecord, f *os.File) (int64, error) { return s.WriteAt(context.Background(), rec, f) }},
+		{"WriteDirect", func(rec *VersionRecord, f *os.File) (int64, error) {
+			return s.WriteDirect(context.Background(), rec, f)
+		}},
+	}
+	for i, n := range []int{0, 1, dioAlign - 1, dioAlign, exportWindow - 1, exportWindow + 1, 2*exportWindow + 5<<20 + 3} {
 		data := randBytes(uint64(40+i), n)
 		rec := publish(t, s, sg, nii.DatasetID{Org: "greenwich", Name: "f" + string(rune('a'+i))}, data)
-		path := filepath.Join(t.TempDir(), "out")
-		f, err := os.Create(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		k, err := s.WriteAt(context.Background(), rec, f)
-		f.Close()
-		if err != nil || k != int64(n) {
-			t.Fatalf("size %d: wrote %d, %v", n, k, err)
-		}
-		if got, _ := os.ReadFile(path); !bytes.Equal(got, data) {
-			t.Fatalf("size %d: the file is not the content", n)
+		for _, w := range writers {
+			path := filepath.Join(t.TempDir(), "out")
+			f, err := os.Create(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			k, err := w.write(rec, f)
+			if errors.Is(err, errors.ErrUnsupported) {
+				f.Close()
+				t.Skipf("the file system of %s refuses O_DIRECT (%v): exports there go through WriteAt (TestWriteDirectRefused)", path, err)
+			}
+			fl, ferr := unix.FcntlInt(f.Fd(), unix.F_GETFL, 0)
+			f.Close()
+			if err != nil || k != int64(n) {
+				t.Fatalf("%s, size %d: wrote %d, %v", w.name, n, k, err)
+			}
+			if ferr != nil || fl&unix.O_DIRECT != 0 {
+				t.Fatalf("%s, size %d: O_DIRECT set after the export (flags %#x, %v)", w.name, n, fl, ferr)
+			}
+			if got, _ := os.ReadFile(path); !bytes.Equal(got, data) {
+				t.Fatalf("%s, size %d: the file is not the content", w.name, n)
+			}
 		}
 	}
 }
@@ -64,40 +86,6 @@ func TestWriteAtCorruptChunk(t *testing.T) {
 	}
 }
 
-// WriteDirect's file is the content, byte for byte, whatever the size
-// against the window and the page: empty, under a page, a page, a window
-// either side, and several windows with a partial page at the end. Where
-// the test's file system takes O_DIRECT, the flag is off again after.
-func TestWriteDirectRoundTrip(t *testing.T) {
-	s, _ := openStore(t)
-	sg := newSigner(t)
-	for i, n := range []int{0, 1, dioAlign - 1, dioAlign, exportWindow - 1, exportWindow + 1, 2*exportWindow + 5<<20 + 3} {
-		data := randBytes(uint64(60+i), n)
-		rec := publish(t, s, sg, nii.DatasetID{Org: "greenwich", Name: "d" + string(rune('a'+i))}, data)
-		path := filepath.Join(t.TempDir(), "out")
-		f, err := os.Create(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		k, err := s.WriteDirect(context.Background(), rec, f)
-		if errors.Is(err, errors.ErrUnsupported) {
-			f.Close()
-			t.Skipf("the file system of %s refuses O_DIRECT (%v): exports there go through WriteAt (TestWriteDirectRefused)", path, err)
-		}
-		fl, ferr := unix.FcntlInt(f.Fd(), unix.F_GETFL, 0)
-		f.Close()
-		if err != nil || k != int64(n) {
-			t.Fatalf("size %d: wrote %d, %v", n, k, err)
-		}
-		if ferr != nil || fl&unix.O_DIRECT != 0 {
-			t.Fatalf("size %d: O_DIRECT still set after the export (flags %#x, %v)", n, fl, ferr)
-		}
-		if got, _ := os.ReadFile(path); !bytes.Equal(got, data) {
-			t.Fatalf("size %d: the file is not the content", n)
-		}
-	}
-}
-
 // A file system that takes O_DIRECT at fcntl but refuses a direct write
 // (EINVAL) gets the rest of the export through the page cache, and the
 // file is still the content; one that refuses O_DIRECT outright (fcntl's
@@ -110,40 +98,28 @@ func TestWriteDirectRefused(t *testing.T) {
 	rec := publish(t, s, sg, nii.DatasetID{Org: "greenwich", Name: "refused"}, data)
 
 	var calls atomic.Int64
+	oldWrite := exportWriteAt
+	t.Cleanup(func() { exportWriteAt = oldWrite })
 	exportWriteAt = func(f *os.File, b []byte, off int64) (int, error) {
 		if calls.Add(1) == 2 {
 			return 0, unix.EINVAL
 		}
 		return f.WriteAt(b, off)
 	}
-	t.Cleanup(func() { exportWriteAt = (*os.File).WriteAt })
-	path := filepath.Join(t.TempDir(), "out")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := s.WriteDirect(context.Background(), rec, f)
-	f.Close()
-	if err != nil || k != int64(len(data)) {
-		t.Fatalf("wrote %d of %d: %v", k, len(data), err)
-	}
-	if got, _ := os.ReadFile(path); !bytes.Equal(got, data) {
-		t.Fatal("the file is not the content after a refused direct write")
-	}
+	exportsExactly(t, s, rec, data, "after a refused direct write")
 	if calls.Load() < 2 {
 		t.Fatalf("%d direct writes: the refusal was never met", calls.Load())
 	}
 
+	oldSetfl := setfl
 	setfl = func(uintptr, int) error { return unix.EINVAL }
-	t.Cleanup(func() {
-		setfl = func(fd uintptr, fl int) error { _, err := unix.FcntlInt(fd, unix.F_SETFL, fl); return err }
-	})
-	f, err = os.Create(filepath.Join(t.TempDir(), "out2"))
+	t.Cleanup(func() { setfl = oldSetfl })
+	f, err := os.Create(filepath.Join(t.TempDir(), "out2"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	k, err = s.WriteDirect(context.Background(), rec, f)
+	k, err := s.WriteDirect(context.Background(), rec, f)
 	if !errors.Is(err, errors.ErrUnsupported) || k != 0 {
 		t.Fatalf("O_DIRECT refused: wrote %d, %v; want nothing written and ErrUnsupported", k, err)
 	}
@@ -204,6 +180,18 @@ func TestWriteDirectStaleHints(t *testing.T) {
 	s.packs.done(p)
 	s.locs.putAll(s.locs.since(), 1, func(int) (nii.Hash, packPtr) { return c.Hash, ptrs[0] })
 
+	exportsExactly(t, s, rec, data, "a stale hint was taken")
+	for _, h := range []nii.Hash{b.Hash, c.Hash} {
+		if ok, _ := s.HasChunk(h); !ok {
+			t.Fatalf("chunk %s was dropped over a stale hint", h)
+		}
+	}
+}
+
+// exportsExactly checks that WriteDirect of rec into a new file makes it
+// data, byte for byte.
+func exportsExactly(t *testing.T, s *Store, rec *VersionRecord, data []byte, what string) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "out")
 	f, err := os.Create(path)
 	if err != nil {
@@ -212,14 +200,9 @@ func TestWriteDirectStaleHints(t *testing.T) {
 	k, err := s.WriteDirect(context.Background(), rec, f)
 	f.Close()
 	if err != nil || k != int64(len(data)) {
-		t.Fatalf("wrote %d of %d: %v", k, len(data), err)
+		t.Fatalf("%s: wrote %d of %d: %v", what, k, len(data), err)
 	}
 	if got, _ := os.ReadFile(path); !bytes.Equal(got, data) {
-		t.Fatal("the file is not the content: a stale hint was taken")
-	}
-	for _, h := range []nii.Hash{b.Hash, c.Hash} {
-		if ok, _ := s.HasChunk(h); !ok {
-			t.Fatalf("chunk %s was dropped over a stale hint", h)
-		}
+		t.Fatalf("%s: the file is not the content", what)
 	}
 }
