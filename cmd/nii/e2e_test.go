@@ -142,7 +142,8 @@ func restartDaemon(t *testing.T, home, addr string, extra ...string) *daemon {
 }
 
 // tryStartDaemonIn is startDaemonIn, returning an error if the daemon
-// exits before it answers.
+// exits before it answers or does not answer in time (it is killed at the
+// test's end either way).
 func tryStartDaemonIn(t *testing.T, ns, ip, home string, extra ...string) (*daemon, error) {
 	t.Helper()
 	// Every listener on port 0, picked by the daemon itself: a port found
@@ -181,8 +182,7 @@ func tryStartDaemonIn(t *testing.T, ns, ip, home string, extra ...string) (*daem
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	t.Fatalf("nii run did not come up in time\n%s", d.stderr)
-	return nil, nil
+	return nil, fmt.Errorf("nii run did not come up in time\n%s", d.stderr)
 }
 
 // log is what the daemon has written to its stderr so far.
