@@ -278,6 +278,7 @@ func (s *sqlService) Query(ctx context.Context, text string, admin bool) (*query
 	if err != nil {
 		return nil, err
 	}
+	start, caller := time.Now(), ctx
 	for try := 0; ; try++ {
 		if err := sc.ensure(ctx, s, need); err != nil {
 			return nil, err
@@ -292,9 +293,18 @@ func (s *sqlService) Query(ctx context.Context, text string, admin bool) (*query
 		if err != nil && try == 0 && errors.Is(err, query.ErrWorkerStopped) && ctx.Err() == nil {
 			// The worker ended under the query, not for the query's own
 			// limits (a crash, another query's overrun): a read-only
-			// query is safe to run again, once, on the next worker.
+			// query is safe to run again, once, on the next worker,
+			// within what is left of the one query's time (so that a
+			// retry never outlasts the budget a caller was promised).
+			lim := sc.w.Limits()
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, start.Add(lim.Timeout+lim.KillGrace))
+			defer cancel()
 			s.log.Warn("sql worker stopped under a query (its exit is logged); running the query again on the next worker")
 			continue
+		}
+		if err != nil && try > 0 && ctx.Err() != nil && caller.Err() == nil {
+			return nil, fmt.Errorf("%w: the SQL worker stopped under the query and running it again took it past the %s time limit; run it again, or raise [query] timeout in the node's config", query.ErrTimeout, sc.w.Limits().Timeout)
 		}
 		if err != nil {
 			return nil, s.explain(err, cat)

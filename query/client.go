@@ -293,6 +293,8 @@ func (w *Worker) start() (*workerProc, error) {
 		pending: map[uint64]chan frame{},
 		dead:    make(chan struct{}),
 		started: time.Now(),
+
+		stderrDone: make(chan struct{}),
 	}
 	ready := make(chan frame, 1)
 	p.pending[0] = ready
@@ -379,6 +381,9 @@ func (w *Worker) Query(ctx context.Context, text string) (*Result, error) {
 		p.send(msgCancel, id, nil)
 		return nil, fmt.Errorf("sql query cancelled: %w", ctx.Err())
 	case <-timer.C:
+		p.mu.Lock()
+		p.overrun = p.killed == ""
+		p.mu.Unlock()
 		p.kill(fmt.Sprintf("a query ran %s past its %s time limit", w.cfg.KillGrace, w.cfg.Timeout))
 		<-p.dead
 		return nil, fmt.Errorf("%w: the query ran past the %s time limit and did not stop when interrupted, so the SQL worker running it was stopped (it restarts by itself; loaded tables are reloaded on use); narrow the query, or raise [query] timeout in the node's config", ErrTimeout, w.cfg.Timeout)
@@ -588,8 +593,12 @@ type workerProc struct {
 	nextID  uint64
 	pending map[uint64]chan frame
 	killed  string // why the daemon killed it, if it did
+	overrun bool   // killed for a query's overrun of its time limit
 	closing bool   // stopped by Close or a failed start
 	stderr  []string
+	oom     bool // a line of its stderr said it ran out of memory
+
+	stderrDone chan struct{} // closed once its stderr is read to the end
 
 	dead chan struct{} // closed when the process has exited and been waited for
 	exit WorkerExit
@@ -653,6 +662,14 @@ func (p *workerProc) read(stdout io.Reader) {
 			p.kill("sent more replies than asked for")
 		}
 	}
+	// Its last words first: cmd.Wait closes the stderr pipe, and the line
+	// that says why it died is often the last.
+	select {
+	case <-p.stderrDone:
+	case <-time.After(stopGrace):
+		p.kill("kept its stderr open after its stdout closed")
+		<-p.stderrDone
+	}
 	p.wait()
 }
 
@@ -697,6 +714,7 @@ const maxStderrLines = 8
 
 func (p *workerProc) logStderr(r io.Reader) {
 	defer p.w.wg.Done()
+	defer close(p.stderrDone)
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 4096), 64<<10)
 	for sc.Scan() {
@@ -704,7 +722,9 @@ func (p *workerProc) logStderr(r io.Reader) {
 		if len(line) > 512 {
 			line = line[:512] + "…"
 		}
+		oom := saysOutOfMemory(line)
 		p.mu.Lock()
+		p.oom = p.oom || oom
 		p.stderr = append(p.stderr, line)
 		if len(p.stderr) > maxStderrLines {
 			p.stderr = p.stderr[1:]
@@ -778,15 +798,19 @@ func (p *workerProc) deathError(mine bool) error {
 		<-p.dead
 	}
 	p.mu.Lock()
-	killed := p.killed
+	killed, overrun, oom := p.killed, p.overrun, p.oom
 	p.mu.Unlock()
 	cfg := p.w.cfg
 	if killed != "" {
-		return workerStopped{fmt.Errorf("%w: the SQL worker was stopped while running this query (%s); it restarts by itself: run the query again", nii.ErrUnavailable, killed)}
+		err := fmt.Errorf("%w: the SQL worker was stopped while running this query (%s); it restarts by itself: run the query again", nii.ErrUnavailable, killed)
+		if overrun {
+			// Another query's overrun: this one is not to blame.
+			return workerStopped{err}
+		}
+		return err // a protocol fault, which this request may have caused
 	}
 	text := p.exitText()
-	lower := strings.ToLower(text)
-	if strings.Contains(lower, "out of memory") || strings.Contains(lower, "bad_alloc") || strings.Contains(lower, "cannot allocate") {
+	if oom || saysOutOfMemory(text) {
 		return fmt.Errorf("%w: the SQL worker ran out of its %d MiB of address space and stopped (%s); narrow the query, or raise [query] memory_limit in the node's config", ErrMemory, cfg.AddressSpace>>20, text)
 	}
 	if strings.Contains(text, "RLIMIT_CPU") {
@@ -795,10 +819,18 @@ func (p *workerProc) deathError(mine bool) error {
 	return workerStopped{fmt.Errorf("%w: the SQL worker stopped (%s); it restarts by itself: run the query again", nii.ErrUnavailable, text)}
 }
 
+// saysOutOfMemory reports whether a line of the worker's output says an
+// allocation failed.
+func saysOutOfMemory(s string) bool {
+	lower := strings.ToLower(s)
+	return strings.Contains(lower, "out of memory") || strings.Contains(lower, "bad_alloc") || strings.Contains(lower, "cannot allocate")
+}
+
 // ErrWorkerStopped marks a request that failed because its worker ended
-// under it for a reason other than the request's own limits (its memory,
-// its CPU time, its time limit): a crash, or a kill for another query's
-// overrun. The same request may well succeed on the next worker.
+// under it for a reason other than running out of memory or CPU time, a
+// time-limit kill of this request, or a protocol fault: a crash, or a
+// kill for another query's overrun. The same request may well succeed on
+// the next worker (or, if it crashed the worker itself, crash the next).
 var ErrWorkerStopped = errors.New("the SQL worker stopped under the request")
 
 // workerStopped is an error that is ErrWorkerStopped as well as itself.

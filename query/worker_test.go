@@ -171,8 +171,8 @@ func TestWorkerMemoryBombsBounded(t *testing.T) {
 		start := time.Now()
 		_, err := w.Query(ctx, q)
 		took := time.Since(start)
-		if !errors.Is(err, query.ErrMemory) && !errors.Is(err, query.ErrTimeout) {
-			t.Errorf("%s: %v, want the memory (or time) limit", q, err)
+		if !errors.Is(err, query.ErrMemory) && !errors.Is(err, query.ErrTimeout) || errors.Is(err, query.ErrWorkerStopped) {
+			t.Errorf("%s: %v, want the memory (or time) limit, and not a worker stopped under it", q, err)
 		}
 		if took > lim.Timeout+lim.KillGrace {
 			t.Errorf("%s: took %s, past the %s time limit and the %s grace", q, took, lim.Timeout, lim.KillGrace)
@@ -235,6 +235,15 @@ func TestWorkerKilledPastTimeLimit(t *testing.T) {
 	if besideErr == nil || !(errors.Is(besideErr, query.ErrTimeout) || strings.Contains(besideErr.Error(), "was stopped while running this query")) {
 		t.Errorf("the query beside it: %v", besideErr)
 	}
+	// The overrunner's own kill is not "stopped under it" (it is not to
+	// be run again); the query beside it, killed for the other's overrun,
+	// is.
+	if errors.Is(err, query.ErrWorkerStopped) {
+		t.Errorf("the runaway query's own kill says the worker stopped under it: %v", err)
+	}
+	if besideErr != nil && !errors.Is(besideErr, query.ErrTimeout) && !errors.Is(besideErr, query.ErrWorkerStopped) {
+		t.Errorf("the query beside the runaway, killed for its overrun: %v, want ErrWorkerStopped", besideErr)
+	}
 	st := w.Stats()
 	if !strings.Contains(st.LastExit.Reason, "time limit") || st.LastExit.PID != first || st.LastExit.Wall > took+lim.KillGrace {
 		t.Errorf("last exit %+v", st.LastExit)
@@ -281,7 +290,7 @@ func TestWorkerCrashRestarts(t *testing.T) {
 	p.Kill()
 	// The next query either finds the old worker gone or fails with it.
 	_, err := w.Query(ctx, "SELECT 2")
-	if err != nil && !strings.Contains(err.Error(), "SQL worker stopped") {
+	if err != nil && (!strings.Contains(err.Error(), "SQL worker stopped") || !errors.Is(err, query.ErrWorkerStopped)) {
 		t.Fatalf("query as the worker died: %v", err)
 	}
 	if err != nil {
