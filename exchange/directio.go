@@ -232,12 +232,12 @@ func (s *Store) WriteDirect(ctx context.Context, rec *VersionRecord, f *os.File)
 	}
 	offs, end := chunkOffsets(m)
 	d := &directFile{f: f}
-	if err := d.set(true); err != nil {
+	if err := d.begin(); err != nil {
 		return 0, fmt.Errorf("direct export: %w (%v)", errors.ErrUnsupported, err)
 	}
-	defer d.set(false)
+	defer d.end()
 	if end > 0 {
-		err := unix.Fallocate(int(f.Fd()), 0, 0, end)
+		err := fallocate(f, end)
 		if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS) {
 			err = f.Truncate(end) // no fallocate here: sized, not reserved
 		}
@@ -311,17 +311,26 @@ func (s *Store) WriteDirect(ctx context.Context, rec *VersionRecord, f *os.File)
 	if err := failure.result(ctx); err != nil {
 		return n.Load(), err
 	}
-	if err := d.set(false); err != nil {
-		return n.Load(), err
-	}
 	if len(tail) > 0 {
+		if err := d.set(false); err != nil {
+			return n.Load(), err
+		}
 		k, err := f.WriteAt(tail, tailOff)
 		n.Add(int64(k))
 		if err != nil {
 			return n.Load(), err
 		}
 	}
-	return n.Load(), nil
+	return n.Load(), d.end()
+}
+
+// fallocate reserves f's first size bytes, as a retry on EINTR.
+func fallocate(f *os.File, size int64) error {
+	for {
+		if err := unix.Fallocate(int(f.Fd()), 0, 0, size); !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
 }
 
 // directFile is an export's destination with O_DIRECT set on it.
@@ -329,7 +338,22 @@ type directFile struct {
 	f      *os.File
 	mu     sync.Mutex
 	direct bool // O_DIRECT is set
+	was    bool // it was set before begin: end leaves it so
 }
+
+// begin sets O_DIRECT, noting whether the descriptor had it already.
+func (d *directFile) begin() error {
+	fl, err := unix.FcntlInt(d.f.Fd(), unix.F_GETFL, 0)
+	if err != nil {
+		return err
+	}
+	d.was = fl&unix.O_DIRECT != 0
+	d.direct = d.was
+	return d.set(true)
+}
+
+// end puts O_DIRECT back as begin found it (idempotent).
+func (d *directFile) end() error { return d.set(d.was) }
 
 // set turns O_DIRECT on or off on d's open file description.
 func (d *directFile) set(on bool) error {

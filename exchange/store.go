@@ -999,6 +999,7 @@ func (s *Store) exportChunk(rec *VersionRecord, m *nii.Manifest, i int, dst func
 		if b, err := s.packs.read(c.Hash, p, dst, true); err == nil && len(b) == int(c.Size) && nii.HashOf(b) == c.Hash {
 			return b, nil
 		}
+		s.locs.drop(c.Hash) // moved, dropped or damaged: not tried again
 	}
 	b, loc, err := s.indexedChunkInto(c.Hash, dst, true)
 	if err == nil && nii.HashOf(b) != c.Hash {

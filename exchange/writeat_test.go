@@ -17,26 +17,35 @@ import (
 // Both exports put every chunk at its offset: the file is the content,
 // byte for byte, whatever the size against WriteDirect's window and the
 // page (empty, under a page, a page, a window either side, several
-// windows with a partial page at the end). After WriteDirect the file's
-// O_DIRECT is off again.
+// windows with a partial page at the end), with recent chunks read from
+// their hints or every one through the index. After WriteDirect the
+// file's O_DIRECT is as it was opened.
 func TestExportRoundTrip(t *testing.T) {
 	s, _ := openStore(t)
 	sg := newSigner(t)
+	direct := func(rec *VersionRecord, f *os.File) (int64, error) { return s.WriteDirect(context.Background(), rec, f) }
 	writers := []struct {
-		name  string
-		write func(*VersionRecord, *os.File) (int64, error)
+		name   string
+		write  func(*VersionRecord, *os.File) (int64, error)
+		openFl int // extra open flags of the file; O_DIRECT must be as they say after
 	}{
-		{"WriteAt", func(rec *VersionRecord, f *os.File) (int64, error) { return s.WriteAt(context.Background(), rec, f) }},
-		{"WriteDirect", func(rec *VersionRecord, f *os.File) (int64, error) {
-			return s.WriteDirect(context.Background(), rec, f)
-		}},
+		{"WriteAt", func(rec *VersionRecord, f *os.File) (int64, error) { return s.WriteAt(context.Background(), rec, f) }, 0},
+		{"WriteDirect", direct, 0},
+		{"WriteDirect, no hints", func(rec *VersionRecord, f *os.File) (int64, error) {
+			// Every chunk read where the index says, as after a restart.
+			for _, c := range mustManifest(t, s, rec).Chunks {
+				s.locs.forget(c.Hash)
+			}
+			return direct(rec, f)
+		}, 0},
+		{"WriteDirect, opened O_DIRECT", direct, unix.O_DIRECT},
 	}
 	for i, n := range []int{0, 1, dioAlign - 1, dioAlign, exportWindow - 1, exportWindow + 1, 2*exportWindow + 5<<20 + 3} {
 		data := randBytes(uint64(40+i), n)
 		rec := publish(t, s, sg, nii.DatasetID{Org: "greenwich", Name: "f" + string(rune('a'+i))}, data)
 		for _, w := range writers {
 			path := filepath.Join(t.TempDir(), "out")
-			f, err := os.Create(path)
+			f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL|w.openFl, 0o644)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -50,8 +59,8 @@ func TestExportRoundTrip(t *testing.T) {
 			if err != nil || k != int64(n) {
 				t.Fatalf("%s, size %d: wrote %d, %v", w.name, n, k, err)
 			}
-			if ferr != nil || fl&unix.O_DIRECT != 0 {
-				t.Fatalf("%s, size %d: O_DIRECT set after the export (flags %#x, %v)", w.name, n, fl, ferr)
+			if ferr != nil || fl&unix.O_DIRECT != w.openFl&unix.O_DIRECT {
+				t.Fatalf("%s, size %d: O_DIRECT not as it was opened after the export (flags %#x, %v)", w.name, n, fl, ferr)
 			}
 			if got, _ := os.ReadFile(path); !bytes.Equal(got, data) {
 				t.Fatalf("%s, size %d: the file is not the content", w.name, n)
@@ -143,9 +152,13 @@ func TestWriteDirectCorruptChunk(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err = s.WriteDirect(context.Background(), rec, f)
+		fl, ferr := unix.FcntlInt(f.Fd(), unix.F_GETFL, 0)
 		f.Close()
 		if !errors.Is(err, nii.ErrCorrupt) || !strings.Contains(err.Error(), want) {
 			t.Fatalf("WriteDirect over a corrupt chunk: %v, want corrupt, %q", err, want)
+		}
+		if ferr != nil || fl&unix.O_DIRECT != 0 {
+			t.Fatalf("O_DIRECT left set on the descriptor after a failed export (flags %#x, %v)", fl, ferr)
 		}
 	}
 	if ok, _ := s.HasChunk(victim); ok {

@@ -65,10 +65,21 @@ func TestPublishTooLargeForTheDisk(t *testing.T) {
 		t.Fatalf("mount a 512 KiB tmpfs: %v: %s", err, out)
 	}
 	t.Cleanup(func() { exec.Command("umount", "-l", tiny).Run() })
+	// Where the file system takes O_DIRECT the durable export reserves
+	// its bytes first (fallocate) and says so before writing any.
+	reserves := false
+	if f, err := os.OpenFile(filepath.Join(tiny, "probe"), os.O_WRONLY|os.O_CREATE|syscall.O_DIRECT, 0o600); err == nil {
+		f.Close()
+		os.Remove(filepath.Join(tiny, "probe"))
+		reserves = true
+	}
 	for _, extra := range [][]string{nil, {"--no-fsync"}} {
 		r := run(t, home, append([]string{"export", "greenwich/spend@1", "-o", filepath.Join(tiny, "out.bin")}, extra...)...)
 		if r.code == 0 || !strings.Contains(r.stderr, "no space left on device") {
 			t.Fatalf("export %v of 1 MiB onto 512 KiB: exit %d\n%s%s", extra, r.code, r.stdout, r.stderr)
+		}
+		if reserves && extra == nil && !strings.Contains(r.stderr, "reserving them") {
+			t.Fatalf("durable export onto a full disk that takes O_DIRECT did not fail at the reservation: %s", r.stderr)
 		}
 		if left, _ := os.ReadDir(tiny); len(left) != 0 {
 			t.Fatalf("a failed export %v left %v", extra, left)

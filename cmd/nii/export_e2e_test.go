@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -93,7 +94,7 @@ func TestKillDuringExport(t *testing.T) {
 	want := sha256.Sum256(data)
 	outDir := t.TempDir()
 	out := filepath.Join(outDir, "big.bin")
-	killWithin, midExport := 300*time.Millisecond, 0
+	killWithin, midExport := 100*time.Millisecond, 0
 	for trial := range trials {
 		os.Remove(out)
 		exp := exec.Command(niiBin, "--home", home, "export", "greenwich/big", "-o", out)
@@ -104,6 +105,15 @@ func TestKillDuringExport(t *testing.T) {
 		}
 		expDone := make(chan error, 1)
 		go func() { expDone <- exp.Wait() }()
+		// Wait until the export is under way: its temporary file sized
+		// by the daemon (fallocate, before any write). Then a random
+		// instant within it.
+		for deadline := time.Now().Add(20 * time.Second); !exportUnderWay(outDir) && len(expDone) == 0; {
+			if time.Now().After(deadline) {
+				t.Fatalf("trial %d: no export under way after 20 s", trial)
+			}
+			time.Sleep(time.Millisecond)
+		}
 		time.Sleep(time.Duration(r.Int64N(int64(killWithin)))) // the kill instant, not a wait for state
 		var err error
 		select {
@@ -115,8 +125,12 @@ func TestKillDuringExport(t *testing.T) {
 			d.stop(t, syscall.SIGKILL)
 		default:
 			d.stop(t, syscall.SIGKILL)
-			err = <-expDone
-			midExport++
+			if err = <-expDone; err != nil {
+				midExport++
+				if !strings.Contains(expErr.String(), "without an answer") {
+					t.Fatalf("trial %d: the CLI, its daemon killed mid-export, says: %s", trial, expErr.String())
+				}
+			}
 		}
 		got, rerr := os.ReadFile(out)
 		switch {
@@ -141,4 +155,18 @@ func TestKillDuringExport(t *testing.T) {
 		t.Fatalf("export after the kills: %d bytes (%v), not the version", len(got), err)
 	}
 	t.Logf("%d of %d kills landed during an export", midExport, trials)
+}
+
+// exportUnderWay reports whether dir holds an export's temporary file with
+// bytes in it.
+func exportUnderWay(dir string) bool {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if strings.Contains(e.Name(), ".nii-tmp-") {
+			if fi, err := e.Info(); err == nil && fi.Size() > 0 {
+				return true
+			}
+		}
+	}
+	return false
 }
