@@ -23,7 +23,9 @@ import (
 func TestExportRoundTrip(t *testing.T) {
 	s, _ := openStore(t)
 	sg := newSigner(t)
-	direct := func(rec *VersionRecord, f *os.File) (int64, error) { return s.WriteDirect(context.Background(), rec, f) }
+	direct := func(rec *VersionRecord, f *os.File) (int64, error) {
+		return s.WriteDirect(context.Background(), rec, f)
+	}
 	writers := []struct {
 		name   string
 		write  func(*VersionRecord, *os.File) (int64, error)
