@@ -482,6 +482,16 @@ func (ps *packSet) reader(id uint32) (*os.File, error) {
 	return f, nil
 }
 
+// willNeed asks the kernel to read pack id's bytes [off, off+n) into the
+// page cache in the background (POSIX_FADV_WILLNEED): for a reader about
+// to read many adjacent frames from several goroutines, whose reads of
+// one descriptor defeat the kernel's readahead (WriteDirect).
+func (ps *packSet) willNeed(id uint32, off, n int64) {
+	if f, err := ps.reader(id); err == nil {
+		unix.Fadvise(int(f.Fd()), off, n, unix.FADV_WILLNEED)
+	}
+}
+
 // read returns chunk h's bytes from where ptr says, checking the frame's
 // header (hash and size) and, in a v2 pack, the bytes against the frame's
 // CRC, but not against the hash: Store.Chunk hashes those.

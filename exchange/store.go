@@ -466,6 +466,31 @@ func (s *Store) indexedChunkInto(h nii.Hash, dst func(pre, size int) []byte, has
 	}
 }
 
+// chunkPtr returns where chunk h's frame is, from its hint or the index,
+// if it is in a pack.
+func (s *Store) chunkPtr(h nii.Hash) (packPtr, bool) {
+	if p, ok := s.locs.get(h); ok {
+		return p, true
+	}
+	var (
+		p  packPtr
+		ok bool
+	)
+	s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(chunkKey(h))
+		if err != nil || item.UserMeta() != metaPacked {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			var err error
+			p, err = decodePackPtr(v)
+			ok = err == nil
+			return err
+		})
+	})
+	return p, ok
+}
+
 // dropDamaged deletes chunk h's index entry if it still names loc, with
 // the counts adjusted and the GC generation bumped (as a GC delete: an
 // ingest that saw the chunk held in an older snapshot looks again).
