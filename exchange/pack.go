@@ -487,8 +487,15 @@ func (ps *packSet) reader(id uint32) (*os.File, error) {
 // to read many adjacent frames from several goroutines, whose reads of
 // one descriptor defeat the kernel's readahead (WriteDirect).
 func (ps *packSet) willNeed(id uint32, off, n int64) {
-	if f, err := ps.reader(id); err == nil {
-		unix.Fadvise(int(f.Fd()), off, n, unix.FADV_WILLNEED)
+	f, err := ps.reader(id)
+	if err != nil {
+		return
+	}
+	// Through Control, which holds the descriptor open for the call: a
+	// pack removed meanwhile (GC) closes its reader, and a bare Fd could
+	// name another file by then.
+	if rc, err := f.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) { unix.Fadvise(int(fd), off, n, unix.FADV_WILLNEED) })
 	}
 }
 

@@ -215,6 +215,7 @@ func TestPackGCRewritesMostlyDeadPacks(t *testing.T) {
 	}
 	stop := make(chan struct{})
 	readErr := make(chan error, 1)
+	out := filepath.Join(t.TempDir(), "export")
 	go func() {
 		defer close(readErr)
 		for {
@@ -226,6 +227,18 @@ func TestPackGCRewritesMostlyDeadPacks(t *testing.T) {
 			var buf bytes.Buffer
 			if _, err := s.WriteTo(context.Background(), rec, &buf); err != nil || !bytes.Equal(buf.Bytes(), keep) {
 				readErr <- fmt.Errorf("read during the rewrite: %v (%d bytes)", err, buf.Len())
+				return
+			}
+			// And the durable export's reads (hints, prefetch, index).
+			f, err := os.Create(out)
+			if err != nil {
+				readErr <- err
+				return
+			}
+			_, err = s.WriteDirect(context.Background(), rec, f)
+			f.Close()
+			if got, _ := os.ReadFile(out); err != nil || !bytes.Equal(got, keep) {
+				readErr <- fmt.Errorf("direct export during the rewrite: %v (%d bytes)", err, len(got))
 				return
 			}
 		}
