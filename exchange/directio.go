@@ -275,7 +275,7 @@ func (s *Store) WriteDirect(ctx context.Context, rec *VersionRecord, f *os.File)
 				lo, hi := w*exportWindow, min((w+1)*exportWindow, end)
 				win := exportWindows.Get().([]byte)[:hi-lo]
 				first, last := chunksOf(w)
-				s.prefetch(m, first, last)
+				where := s.prefetch(m, first, last)
 				for i := last; i >= first && ctx.Err() == nil; i-- {
 					at := offs[i] - lo // where chunk i begins, from the window's start
 					inside := at >= 0 && at+chunkSize(i) <= int64(len(win))
@@ -287,7 +287,7 @@ func (s *Store) WriteDirect(ctx context.Context, rec *VersionRecord, f *os.File)
 							own = make([]byte, pre+size)
 						}
 						return own[:pre+size]
-					}, true)
+					}, where[i-first])
 					if err != nil {
 						failure.fail(i, err)
 						break
@@ -369,8 +369,7 @@ func (d *directFile) set(on bool) error {
 	if d.direct == on {
 		return nil
 	}
-	fd := int(d.f.Fd())
-	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	fl, err := unix.FcntlInt(d.f.Fd(), unix.F_GETFL, 0)
 	if err != nil {
 		return err
 	}
@@ -379,7 +378,7 @@ func (d *directFile) set(on bool) error {
 	} else {
 		fl &^= unix.O_DIRECT
 	}
-	if err := setfl(uintptr(fd), fl); err != nil {
+	if err := setfl(d.f.Fd(), fl); err != nil {
 		return err
 	}
 	d.direct = on
@@ -422,14 +421,17 @@ var setfl = func(fd uintptr, fl int) error {
 // fail as a file system that refuses a direct write does).
 var exportWriteAt = (*os.File).WriteAt
 
-// prefetch starts the kernel reading chunks first..last of m from their
-// packs (packSet.willNeed), a run of adjacent frames at a time: a worker's
-// window at once, in large reads. Without it a durable export of a GiB
-// whose packs were not in the page cache took 1.80 / 2.10 / 3.43 s
-// against 1.47 / 1.62 / 1.76 s with it, the workers' reads of windows
-// 4 MiB apart defeating the kernel's readahead (docs/benchmarks.md).
-func (s *Store) prefetch(m *nii.Manifest, first, last int) {
+// prefetch finds where chunks first..last of m are (chunkPtr) and starts
+// the kernel reading them from their packs (packSet.willNeed), a run of
+// adjacent frames at a time: a worker's window at once, in large reads.
+// It returns the locations, nil for a chunk it did not find, for the
+// reads to use. Without it a durable export of a GiB whose packs were not
+// in the page cache took 1.80 / 2.10 / 3.43 s against 1.47 / 1.62 /
+// 1.76 s with it, the workers' reads of windows 4 MiB apart defeating the
+// kernel's readahead (docs/benchmarks.md).
+func (s *Store) prefetch(m *nii.Manifest, first, last int) []*packPtr {
 	var (
+		where    = make([]*packPtr, last-first+1)
 		run      bool
 		pack     uint32
 		from, to int64
@@ -439,6 +441,7 @@ func (s *Store) prefetch(m *nii.Manifest, first, last int) {
 		if !ok {
 			continue
 		}
+		where[i-first] = &p
 		if run && p.pack == pack && p.off >= from && p.off <= to+dioMin {
 			to = max(to, p.off+p.frameLen())
 			continue
@@ -451,4 +454,5 @@ func (s *Store) prefetch(m *nii.Manifest, first, last int) {
 	if run {
 		s.packs.willNeed(pack, from, to-from)
 	}
+	return where
 }

@@ -407,27 +407,7 @@ func (s *Store) chunkInto(h nii.Hash, dst func(pre, size int) []byte) ([]byte, c
 // indexedChunkInto is chunkInto without the hints; hashed is packSet.read's.
 func (s *Store) indexedChunkInto(h nii.Hash, dst func(pre, size int) []byte, hashed bool) ([]byte, chunkLoc, error) {
 	for try := 0; ; try++ {
-		var (
-			b   []byte
-			loc chunkLoc
-		)
-		err := s.db.View(func(txn *badger.Txn) error {
-			item, err := txn.Get(chunkKey(h))
-			if err != nil {
-				return err
-			}
-			loc.found = true
-			if item.UserMeta() == metaPacked {
-				loc.packed = true
-				return item.Value(func(v []byte) error {
-					var err error
-					loc.ptr, err = decodePackPtr(v)
-					return err
-				})
-			}
-			b, err = item.ValueCopy(nil)
-			return err
-		})
+		loc, b, err := s.lookupChunk(h)
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return nil, loc, fmt.Errorf("chunk %s: %w", h, nii.ErrNotFound)
 		}
@@ -466,29 +446,37 @@ func (s *Store) indexedChunkInto(h nii.Hash, dst func(pre, size int) []byte, has
 	}
 }
 
+// lookupChunk reads chunk h's index entry: where its frame is, or (stored
+// by an earlier build) its bytes themselves.
+func (s *Store) lookupChunk(h nii.Hash) (loc chunkLoc, inline []byte, err error) {
+	err = s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(chunkKey(h))
+		if err != nil {
+			return err
+		}
+		loc.found = true
+		if item.UserMeta() == metaPacked {
+			loc.packed = true
+			return item.Value(func(v []byte) error {
+				var err error
+				loc.ptr, err = decodePackPtr(v)
+				return err
+			})
+		}
+		inline, err = item.ValueCopy(nil)
+		return err
+	})
+	return loc, inline, err
+}
+
 // chunkPtr returns where chunk h's frame is, from its hint or the index,
 // if it is in a pack.
 func (s *Store) chunkPtr(h nii.Hash) (packPtr, bool) {
 	if p, ok := s.locs.get(h); ok {
 		return p, true
 	}
-	var (
-		p  packPtr
-		ok bool
-	)
-	s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(chunkKey(h))
-		if err != nil || item.UserMeta() != metaPacked {
-			return err
-		}
-		return item.Value(func(v []byte) error {
-			var err error
-			p, err = decodePackPtr(v)
-			ok = err == nil
-			return err
-		})
-	})
-	return p, ok
+	loc, _, err := s.lookupChunk(h)
+	return loc.ptr, err == nil && loc.packed
 }
 
 // dropDamaged deletes chunk h's index entry if it still names loc, with
@@ -1008,23 +996,24 @@ func (s *Store) exportCheck(rec *VersionRecord, i, total int, c nii.ChunkRef, b 
 // returning its bytes or exportCheck's verdict: an export's read of one
 // chunk (WriteAt, WriteDirect). The CRC is not checked: the hash is.
 //
-// With hints, a chunk written recently is read from where it was written
-// (locs.go), as the content server reads it, if its frame's header names
-// it; WriteDirect reads so. WriteAt reads through the index alone: with
-// the hints its export into the page cache was slower, 0.82–0.96 s
+// If at is set, the chunk is first read from there: WriteDirect's
+// prefetch found it (chunkPtr: a chunk written recently where it was
+// written, locs.go, as the content server reads it; another where the
+// index said). WriteAt passes none and reads through the index alone:
+// with the hints its export into the page cache was slower, 0.82–0.96 s
 // against 0.70–0.86 s per GiB, the extra time in its own preads and
 // pwrites; WriteDirect's daemon CPU per GiB was 0.86–1.00 s with them
 // against 0.99–1.50 s without (docs/benchmarks.md).
-func (s *Store) exportChunk(rec *VersionRecord, m *nii.Manifest, i int, dst func(pre, size int) []byte, hints bool) ([]byte, error) {
+func (s *Store) exportChunk(rec *VersionRecord, m *nii.Manifest, i int, dst func(pre, size int) []byte, at *packPtr) ([]byte, error) {
 	c := m.Chunks[i]
-	if p, ok := s.locs.get(c.Hash); ok && hints {
-		// Only a frame that reads and hashes right is taken from a hint;
+	if at != nil {
+		// Only a frame that reads and hashes right is taken from there;
 		// anything else (moved, damaged) is read again where the index
-		// says, which gives the verdict.
-		if b, err := s.packs.read(c.Hash, p, dst, true); err == nil && len(b) == int(c.Size) && nii.HashOf(b) == c.Hash {
+		// says now, which gives the verdict.
+		if b, err := s.packs.read(c.Hash, *at, dst, true); err == nil && len(b) == int(c.Size) && nii.HashOf(b) == c.Hash {
 			return b, nil
 		}
-		s.locs.drop(c.Hash) // moved, dropped or damaged: not tried again
+		s.locs.drop(c.Hash) // if it was a hint: moved, dropped or damaged
 	}
 	b, loc, err := s.indexedChunkInto(c.Hash, dst, true)
 	if err == nil && nii.HashOf(b) != c.Hash {
@@ -1076,7 +1065,7 @@ func (s *Store) WriteAt(ctx context.Context, rec *VersionRecord, w io.WriterAt) 
 				if i >= len(m.Chunks) {
 					return
 				}
-				b, err := s.exportChunk(rec, m, i, into, false)
+				b, err := s.exportChunk(rec, m, i, into, nil)
 				if err != nil {
 					fail(i, err)
 					return

@@ -381,10 +381,7 @@ func (w *Worker) Query(ctx context.Context, text string) (*Result, error) {
 		p.send(msgCancel, id, nil)
 		return nil, fmt.Errorf("sql query cancelled: %w", ctx.Err())
 	case <-timer.C:
-		p.mu.Lock()
-		p.overrun = p.killed == ""
-		p.mu.Unlock()
-		p.kill(fmt.Sprintf("a query ran %s past its %s time limit", w.cfg.KillGrace, w.cfg.Timeout))
+		p.killFor(fmt.Sprintf("a query ran %s past its %s time limit", w.cfg.KillGrace, w.cfg.Timeout), true)
 		<-p.dead
 		return nil, fmt.Errorf("%w: the query ran past the %s time limit and did not stop when interrupted, so the SQL worker running it was stopped (it restarts by itself; loaded tables are reloaded on use); narrow the query, or raise [query] timeout in the node's config", ErrTimeout, w.cfg.Timeout)
 	case <-p.dead:
@@ -749,10 +746,14 @@ func (p *workerProc) dying() bool {
 }
 
 // kill ends the process at once (SIGKILL), noting why.
-func (p *workerProc) kill(reason string) {
+func (p *workerProc) kill(reason string) { p.killFor(reason, false) }
+
+// killFor is kill, noting too whether it is for a query's overrun of its
+// time limit (the other requests in flight are not to blame).
+func (p *workerProc) killFor(reason string, overrun bool) {
 	p.mu.Lock()
 	if p.killed == "" && !p.closing {
-		p.killed = reason
+		p.killed, p.overrun = reason, overrun
 	}
 	p.mu.Unlock()
 	p.cmd.Process.Kill()
@@ -810,7 +811,7 @@ func (p *workerProc) deathError(mine bool) error {
 		return err // a protocol fault, which this request may have caused
 	}
 	text := p.exitText()
-	if oom || saysOutOfMemory(text) {
+	if oom {
 		return fmt.Errorf("%w: the SQL worker ran out of its %d MiB of address space and stopped (%s); narrow the query, or raise [query] memory_limit in the node's config", ErrMemory, cfg.AddressSpace>>20, text)
 	}
 	if strings.Contains(text, "RLIMIT_CPU") {
@@ -819,7 +820,7 @@ func (p *workerProc) deathError(mine bool) error {
 	return workerStopped{fmt.Errorf("%w: the SQL worker stopped (%s); it restarts by itself: run the query again", nii.ErrUnavailable, text)}
 }
 
-// saysOutOfMemory reports whether a line of the worker's output says an
+// saysOutOfMemory reports whether a line of the worker's stderr says an
 // allocation failed.
 func saysOutOfMemory(s string) bool {
 	lower := strings.ToLower(s)

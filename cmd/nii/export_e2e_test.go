@@ -67,12 +67,12 @@ func TestExportBothPaths(t *testing.T) {
 	}
 }
 
-// TestKillDuringExport SIGKILLs the daemon at random instants of a durable
-// 'nii export -o FILE' (the daemon writing the file directly, with
-// O_DIRECT set on the CLI's descriptor) and checks after each that the
-// file's name holds the whole version or does not exist, that no
-// temporary file is left beside it, and that the restarted daemon exports
-// the version exactly.
+// TestKillDuringExport SIGKILLs the daemon at a random instant of a
+// durable 'nii export -o FILE' once it is under way (the daemon writing
+// the file directly, with O_DIRECT set on the CLI's descriptor) and
+// checks after each that the file's name holds the whole version or does
+// not exist, that no temporary file is left beside it, and that the
+// restarted daemon exports the version exactly.
 func TestKillDuringExport(t *testing.T) {
 	trials := 6
 	if testing.Short() {
@@ -80,15 +80,13 @@ func TestKillDuringExport(t *testing.T) {
 	}
 	home := initHome(t, "greenwich")
 	dir := t.TempDir()
-	data := make([]byte, 48<<20+12345)
-	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 2))
-	for i := range data {
-		data[i] = byte(r.Uint32())
-	}
 	src := filepath.Join(dir, "big.bin")
-	if err := os.WriteFile(src, data, 0o644); err != nil {
+	writeRandom(t, src, 48<<20+12345)
+	data, err := os.ReadFile(src)
+	if err != nil {
 		t.Fatal(err)
 	}
+	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 2))
 	d := startDaemon(t, home)
 	mustNii(t, home, "publish", src, "--name", "big", "-q")
 	want := sha256.Sum256(data)
@@ -115,7 +113,6 @@ func TestKillDuringExport(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 		time.Sleep(time.Duration(r.Int64N(int64(killWithin)))) // the kill instant, not a wait for state
-		var err error
 		select {
 		case err = <-expDone:
 			if err != nil {
