@@ -237,14 +237,8 @@ func (s *Store) WriteDirect(ctx context.Context, rec *VersionRecord, f *os.File)
 		return 0, fmt.Errorf("direct export: %w (%v)", errors.ErrUnsupported, err)
 	}
 	defer d.end()
-	if end > 0 {
-		err := fallocate(f, end)
-		if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS) {
-			err = f.Truncate(end) // no fallocate here: sized, not reserved
-		}
-		if err != nil {
-			return 0, fmt.Errorf("export needs %d bytes on its disk: reserving them: %w", end, err)
-		}
+	if err := ReserveFile(f, end); err != nil {
+		return 0, err
 	}
 	ctx, failure := startExport(ctx, m)
 	defer failure.cancel()
@@ -329,6 +323,24 @@ func (s *Store) WriteDirect(ctx context.Context, rec *VersionRecord, f *os.File)
 		}
 	}
 	return n.Load(), d.end()
+}
+
+// ReserveFile sizes f, an export's or a pull's copy, to size bytes and
+// reserves them on its disk (fallocate), so that a disk without the room
+// fails now, before anything is written, with an error that says so.
+// Where the file system has no fallocate, f is only sized.
+func ReserveFile(f *os.File, size int64) error {
+	if size <= 0 {
+		return nil
+	}
+	err := fallocate(f, size)
+	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS) {
+		err = f.Truncate(size) // no fallocate here: sized, not reserved
+	}
+	if err != nil {
+		return fmt.Errorf("the file needs %d bytes on its disk: reserving them: %w", size, err)
+	}
+	return nil
 }
 
 // fallocate reserves f's first size bytes, as a retry on EINTR.

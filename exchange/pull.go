@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -37,7 +38,14 @@ type PullRequest struct {
 	InFlightBytes int64
 	// Progress, if set, is called as chunks are stored.
 	Progress func(done, total int64)
-	Logger   *slog.Logger
+	// Copy, if set, is a file the version is also written into as it is
+	// pulled ('nii pull -o FILE'): each chunk fetched whole is written at
+	// its offsets once the store has taken it, from the verified bytes in
+	// hand, instead of being read back from the packs after the pull.
+	// PullResult.Copied says which chunks were; the caller writes the
+	// rest from the store (Store.WriteAtExcept).
+	Copy   VersionCopy
+	Logger *slog.Logger
 
 	retryWait time.Duration // between manifest rounds; tests shorten it
 }
@@ -73,6 +81,23 @@ type PullResult struct {
 	// the same time in this store, fetched the chunks: the counts above
 	// are that pull's.
 	Shared bool
+	// Copied, with PullRequest.Copy, marks the manifest positions whose
+	// chunk was written into the copy as it arrived (nil if none were:
+	// the version was held, assembled by delta, or another pull fetched
+	// it); CopiedChunks and CopiedBytes count them.
+	Copied       []bool
+	CopiedChunks int
+	CopiedBytes  int64
+}
+
+// VersionCopy is a file a pull writes its version into as the chunks
+// arrive (PullRequest.Copy).
+type VersionCopy interface {
+	io.WriterAt
+	// Reserve is called once the manifest is checked, before any chunk
+	// is written, with the version's size: a file that cannot hold it
+	// fails the pull before anything is fetched.
+	Reserve(size int64) error
 }
 
 // ErrNoProvider is returned when no provider could serve the pull. It is of
@@ -93,6 +118,11 @@ func Pull(ctx context.Context, f Fetcher, s *Store, req PullRequest) (*PullResul
 		return nil, fmt.Errorf("pull %s: %w", req.Ref, err)
 	}
 	m := x.Manifest
+	if req.Copy != nil {
+		if err := req.Copy.Reserve(m.Size); err != nil {
+			return nil, fmt.Errorf("pull %s: %w", m.Ref(), err)
+		}
+	}
 	if rec, err := s.Version(m.Ref()); err == nil && rec.Manifest == x.Hash {
 		return &PullResult{Record: rec, Manifest: m, ManifestHash: x.Hash, HeldChunks: len(m.Chunks), Providers: map[nii.NodeID]int64{}, ProviderChunks: map[nii.NodeID]int{}, Dropped: x.stats.dropped}, nil
 	}
@@ -105,6 +135,8 @@ func Pull(ctx context.Context, f Fetcher, s *Store, req PullRequest) (*PullResul
 	if shared {
 		cp := *res
 		cp.Shared = true
+		// The chunks were copied, if at all, into the other pull's file.
+		cp.Copied, cp.CopiedChunks, cp.CopiedBytes = nil, 0, 0
 		res = &cp
 	}
 	return res, nil
@@ -149,7 +181,14 @@ func (x *Fetch) into(ctx context.Context, s *Store, progress func(done, total in
 			progress(deltaDone, total)
 		}
 	})
-	err = x.store(ctx, s, need, report)
+	var cp *copyTee
+	if x.req.Copy != nil && len(need) > 0 {
+		cp = newCopyTee(x.req.Copy, m)
+	}
+	err = x.store(ctx, s, need, cp, report)
+	if cp != nil {
+		res.Copied, res.CopiedChunks, res.CopiedBytes = cp.copied, cp.chunks, cp.bytes
+	}
 	res.FetchedChunks, res.FetchedBytes, res.Providers = x.stats.chunks+ds.chunks, x.stats.bytes+ds.bytes, x.stats.providers
 	for p, n := range ds.providers {
 		res.Providers[p] += n
@@ -172,10 +211,10 @@ func (x *Fetch) into(ctx context.Context, s *Store, progress func(done, total in
 // store fetches need into s. When it returns, every chunk put is synced
 // and indexed (so the version may be committed), and, if the fetch
 // failed, kept for the next one.
-func (x *Fetch) store(ctx context.Context, s *Store, need []nii.ChunkRef, report func(int64)) error {
+func (x *Fetch) store(ctx context.Context, s *Store, need []nii.ChunkRef, cp *copyTee, report func(int64)) error {
 	_, recycle := x.f.(ownBuffers)
 	w := s.newSyncedWriter()
-	err := x.run(ctx, need, storeSink{w: w, recycle: recycle}, false, report)
+	err := x.run(ctx, need, storeSink{w: w, recycle: recycle, copy: cp}, false, report)
 	if werr := w.close(); err == nil && werr != nil {
 		err = fmt.Errorf("store chunks: %w", werr)
 	}
@@ -184,25 +223,67 @@ func (x *Fetch) store(ctx context.Context, s *Store, need []nii.ChunkRef, report
 
 // storeSink puts a pull's chunks in the store, through a syncedWriter:
 // Put returns once they are written to a pack, and the pack is synced and
-// their index entries committed behind it. With recycle, the chunks'
+// their index entries committed behind it. With copy, it then writes them
+// into the pull's copy too. With recycle, the chunks'
 // buffers are the Fetcher's own (ownBuffers) and go back to its pool once
 // they are written: nothing refers to them after Put.
 type storeSink struct {
 	w       *syncedWriter
 	recycle bool
+	copy    *copyTee // may be nil
 }
 
 func (storeSink) framesChunks() {}
 
 func (k storeSink) Put(chunks []Chunk) error {
 	err := k.w.put(chunks)
+	if err != nil {
+		err = fmt.Errorf("store chunks: %w", err)
+	} else if k.copy != nil {
+		err = k.copy.put(chunks)
+	}
 	if k.recycle {
 		for _, c := range chunks {
 			putChunkBuf(c.Data)
 		}
 	}
-	if err != nil {
-		return fmt.Errorf("store chunks: %w", err)
+	return err
+}
+
+// copyTee writes the chunks a pull stores into its copy, at every offset
+// of the version where each occurs. Its put runs on the fetch's one
+// writer goroutine; the caller reads copied once the fetch has returned.
+type copyTee struct {
+	w      VersionCopy
+	at     map[nii.Hash][]int // manifest positions by chunk
+	offs   []int64
+	copied []bool
+	chunks int
+	bytes  int64
+}
+
+func newCopyTee(w VersionCopy, m *nii.Manifest) *copyTee {
+	offs, _ := chunkOffsets(m)
+	at := make(map[nii.Hash][]int, len(m.Chunks))
+	for i, c := range m.Chunks {
+		at[c.Hash] = append(at[c.Hash], i)
+	}
+	return &copyTee{w: w, at: at, offs: offs, copied: make([]bool, len(m.Chunks))}
+}
+
+func (t *copyTee) put(chunks []Chunk) error {
+	for _, c := range chunks {
+		for _, i := range t.at[c.Hash] {
+			if t.copied[i] {
+				continue
+			}
+			if _, err := t.w.WriteAt(c.Data, t.offs[i]); err != nil {
+				return fmt.Errorf("write the copy: %w", err)
+			}
+			t.copied[i] = true
+			t.chunks++
+			t.bytes += int64(len(c.Data))
+		}
 	}
 	return nil
 }

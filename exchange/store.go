@@ -1036,9 +1036,20 @@ func (s *Store) exportChunk(rec *VersionRecord, m *nii.Manifest, i int, dst func
 // read into: no single reader, no copy into a write buffer (WriteTo's
 // order, which a stream needs, costs both).
 func (s *Store) WriteAt(ctx context.Context, rec *VersionRecord, w io.WriterAt) (int64, error) {
+	return s.WriteAtExcept(ctx, rec, w, nil)
+}
+
+// WriteAtExcept is WriteAt for the manifest positions i where skip[i]
+// is not set (skip may be nil, or as long as the manifest): the chunks a
+// pull did not write into its copy as they arrived (PullResult.Copied).
+// It returns the bytes it wrote.
+func (s *Store) WriteAtExcept(ctx context.Context, rec *VersionRecord, w io.WriterAt, skip []bool) (int64, error) {
 	m, err := s.OpenManifest(rec)
 	if err != nil {
 		return 0, err
+	}
+	if skip != nil && len(skip) != len(m.Chunks) {
+		return 0, fmt.Errorf("export %s: %d positions to skip for %d chunks", rec.Ref, len(skip), len(m.Chunks))
 	}
 	offs, _ := chunkOffsets(m)
 	ctx, failure := startExport(ctx, m)
@@ -1064,6 +1075,9 @@ func (s *Store) WriteAt(ctx context.Context, rec *VersionRecord, w io.WriterAt) 
 				i := int(next.Add(1) - 1)
 				if i >= len(m.Chunks) {
 					return
+				}
+				if skip != nil && skip[i] {
+					continue
 				}
 				b, err := s.exportChunk(rec, m, i, into, nil)
 				if err != nil {

@@ -279,7 +279,7 @@ func (x *Fetch) repairInto(ctx context.Context, s *Store, progress func(done, to
 	if progress != nil {
 		report = func(done int64) { progress(done, total) }
 	}
-	err = x.store(ctx, s, need, report)
+	err = x.store(ctx, s, need, nil, report)
 	res.FetchedChunks, res.FetchedBytes, res.Providers = x.stats.chunks, x.stats.bytes, x.stats.providers
 	res.Dropped, res.MaxInFlight = x.stats.dropped, x.stats.peak
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nii-uk/nii"
+	"github.com/nii-uk/nii/exchange"
 	"github.com/nii-uk/nii/node/api"
 )
 
@@ -47,7 +48,7 @@ func (n *Node) handlePull(w http.ResponseWriter, r *http.Request) {
 		if ev.Result == nil && ev.Error == nil {
 			cur = ev
 		}
-		if !force && time.Since(last) < 100*time.Millisecond {
+		if !force && time.Since(last) < api.PullProgressEvery {
 			return
 		}
 		last = time.Now()
@@ -89,17 +90,23 @@ func (n *Node) handlePull(w http.ResponseWriter, r *http.Request) {
 		emit(api.PullEvent{Error: &body}, true)
 		return
 	}
+	emit(api.PullEvent{Done: res.FetchedBytes, Total: res.FetchedBytes, Result: n.pullSummary(ref, res, body.AllowUnverified)}, true)
+}
+
+// pullSummary is what the API says of a finished pull of ref.
+func (n *Node) pullSummary(ref nii.Ref, res *exchange.PullResult, allowUnverified bool) *api.PullSummary {
 	sum := &api.PullSummary{
 		Version: versionInfo(res.Record), FetchedChunks: res.FetchedChunks, FetchedBytes: res.FetchedBytes,
 		HeldChunks: res.HeldChunks, Providers: map[string]int64{}, Dropped: res.Dropped,
+		CopiedChunks: res.CopiedChunks,
 	}
-	if pub, err := n.publisher(ref.Dataset, PullOptions{AllowUnverified: body.AllowUnverified}.sourceOptions()...); err == nil {
+	if pub, err := n.publisher(ref.Dataset, PullOptions{AllowUnverified: allowUnverified}.sourceOptions()...); err == nil {
 		sum.PublisherVerified = pub.Verified
 	}
 	for p, b := range res.Providers {
 		sum.Providers[string(p)] = b
 	}
-	emit(api.PullEvent{Done: res.FetchedBytes, Total: res.FetchedBytes, Result: sum}, true)
+	return sum
 }
 
 func (n *Node) handleFollows(w http.ResponseWriter, r *http.Request) {

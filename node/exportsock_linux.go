@@ -169,7 +169,12 @@ func (n *Node) exportRequest(ctx context.Context, c *net.UnixConn) *api.ExportRe
 		c.Read(make([]byte, 1))
 		cancel()
 	}()
-	res, err := n.ExportInto(ctx, ref, f, req.NoFsync)
+	var res *api.ExportResult
+	if req.Pull != nil {
+		res, err = n.pullRequest(ctx, c, ref, req, f)
+	} else {
+		res, err = n.ExportInto(ctx, ref, f, req.NoFsync)
+	}
 	// Stop the watcher before returning: wake its read, wait for it.
 	c.SetReadDeadline(time.Now())
 	<-watch
@@ -177,6 +182,59 @@ func (n *Node) exportRequest(ctx context.Context, c *net.UnixConn) *api.ExportRe
 		return fail(err)
 	}
 	return res
+}
+
+// pullRequest runs a pull through the export socket (PullInto) and
+// returns its answer. The pull's progress goes to the client from a
+// goroutine of its own, the newest at each tick, so a client slow to read
+// never holds the pull up; it stops before pullRequest returns.
+func (n *Node) pullRequest(ctx context.Context, c *net.UnixConn, ref nii.Ref, req api.ExportRequest, f *os.File) (*api.ExportResult, error) {
+	var (
+		mu  sync.Mutex
+		cur *api.PullProgress // nil until the pull reports
+	)
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(api.PullProgressEvery)
+		defer t.Stop()
+		var sent api.PullProgress
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+			mu.Lock()
+			p := cur
+			mu.Unlock()
+			if p == nil || *p == sent {
+				continue
+			}
+			b, err := json.Marshal(api.ExportResult{Progress: p})
+			if err == nil {
+				c.SetWriteDeadline(time.Now().Add(exportRequestWait))
+				_, err = c.Write(b)
+			}
+			if err != nil {
+				return // the answer, if it can still go, says the rest
+			}
+			sent = *p
+		}
+	}()
+	opt := PullOptions{Grant: req.Pull.Grant, AllowUnverified: req.Pull.AllowUnverified, Progress: func(done, total int64) {
+		mu.Lock()
+		cur = &api.PullProgress{Done: done, Total: total}
+		mu.Unlock()
+	}}
+	res, out, err := n.PullInto(ctx, ref, opt, f, req.NoFsync)
+	close(stop)
+	<-stopped
+	if err != nil {
+		return nil, err
+	}
+	out.Pulled = n.pullSummary(ref, res, req.Pull.AllowUnverified)
+	return out, nil
 }
 
 // receivedFDs returns the descriptors in a message's control data.

@@ -1,8 +1,12 @@
 package node
 
 import (
+	"errors"
+	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -57,4 +61,35 @@ func (w *writeBehindAt) WriteAt(b []byte, off int64) (int, error) {
 		unix.SyncFileRange(int(w.f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
 	}
 	return n, err
+}
+
+// ChmodAsCreated gives f the mode a file created with perm gets: perm less
+// the process's umask (createTemp's rule), for a file created narrower
+// until its contents said how widely it may be read ('nii pull -o FILE'
+// creates 0600, and widens only once the pull says the data is open).
+func ChmodAsCreated(f *os.File, perm os.FileMode) error {
+	mask, err := umask()
+	if err != nil {
+		return err
+	}
+	return f.Chmod(perm.Perm() &^ mask)
+}
+
+// umask is the process's umask, read from /proc/self/status (Linux 4.7
+// and later), where reading it does not set it as umask(2) does.
+func umask() (os.FileMode, error) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, fmt.Errorf("read the umask: %w", err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "Umask:"); ok {
+			m, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32)
+			if err != nil {
+				return 0, fmt.Errorf("read the umask: %q: %w", v, err)
+			}
+			return os.FileMode(m) & os.ModePerm, nil
+		}
+	}
+	return 0, errors.New("read the umask: /proc/self/status has no Umask line")
 }

@@ -3,6 +3,7 @@
 package node
 
 import (
+	"errors"
 	"io"
 	"os"
 )
@@ -13,3 +14,7 @@ func WriteBehind(f *os.File) io.Writer { return f }
 
 // WriteBehindAt is WriteBehind for writers at offsets.
 func WriteBehindAt(f *os.File) io.WriterAt { return f }
+
+// ChmodAsCreated is Linux only (files_linux.go): only the export socket's
+// pull, Linux only too, calls it.
+func ChmodAsCreated(f *os.File, perm os.FileMode) error { return errors.ErrUnsupported }

@@ -20,6 +20,9 @@ type PullOptions struct {
 	// AllowUnverified lets a node with trust anchors take the data of a
 	// publisher whose org claim nothing proves (registry.AllowUnverified).
 	AllowUnverified bool
+	// Copy, if set, gets each chunk fetched as it is stored
+	// (exchange.PullRequest.Copy; PullInto fills in the rest).
+	Copy exchange.VersionCopy
 }
 
 // sourceOptions are the catalog policy options a pull asks for.
@@ -63,7 +66,7 @@ func (n *Node) Pull(ctx context.Context, ref nii.Ref, opt PullOptions) (*exchang
 		return &exchange.PullResult{Record: rec, HeldChunks: rec.Chunks}, nil
 	}
 	req := n.fetchRequest(src)
-	req.Grant, req.Action, req.Credential, req.Progress = opt.Grant, opt.Action, n.Credential(), opt.Progress
+	req.Grant, req.Action, req.Credential, req.Progress, req.Copy = opt.Grant, opt.Action, n.Credential(), opt.Progress, opt.Copy
 	n.ops.pullsStarted.Add(1)
 	start := time.Now()
 	res, err := exchange.Pull(ctx, n.host, n.store, req)

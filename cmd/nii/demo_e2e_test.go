@@ -208,11 +208,16 @@ func TestDemoFederation(t *testing.T) {
 		t.Fatalf("search spend on the registry: %d hits, %v", sr.Total, err)
 	}
 	out := filepath.Join(t.TempDir(), "lambeth-spend.csv")
-	mustNii(t, demoNodeOf(t, info, "greenwich").Home, "pull", "lambeth/spend", "-o", out, "-q")
+	// Open data: the file is created 0600 and widened once the pull says
+	// it is open, to what the umask allows.
+	umaskNii(t, "027", demoNodeOf(t, info, "greenwich").Home, "pull", "lambeth/spend", "-o", out, "-q")
 	gotFile, _ := os.ReadFile(out)
 	wantFile, _ := demoFiles.ReadFile("demodata/lambeth-spend.csv")
 	if len(wantFile) == 0 || !bytes.Equal(gotFile, wantFile) {
 		t.Fatalf("pulled lambeth/spend: %d bytes, not the %d-byte sample", len(gotFile), len(wantFile))
+	}
+	if fi, err := os.Stat(out); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Fatalf("pull -o of open data under umask 027: %v, %v; want mode 0640", fi.Mode(), err)
 	}
 
 	// Restricted data, as the demo prints it: every borough is verified;
@@ -239,7 +244,11 @@ func TestDemoFederation(t *testing.T) {
 	grant := filepath.Join(t.TempDir(), "lambeth.jwt")
 	mustNii(t, lambeth, "grant", "issue", "--key", info.AdminKey, "--federation", info.Federation, "--to", "lambeth",
 		"--datasets", restricted, "--actions", "read", "--ttl", "1h", "-o", grant)
-	mustNii(t, lambeth, "pull", restricted, "--grant", "@"+grant, "-o", filepath.Join(t.TempDir(), "r.csv"), "-q")
+	rfile := filepath.Join(t.TempDir(), "r.csv")
+	umaskNii(t, "022", lambeth, "pull", restricted, "--grant", "@"+grant, "-o", rfile, "-q")
+	if fi, err := os.Stat(rfile); err != nil || fi.Mode().Perm() != 0o600 || fi.Size() == 0 {
+		t.Fatalf("pull -o of restricted data under umask 022: %v, %v; want a file of mode 0600", fi, err)
+	}
 	var page api.AuditPage
 	json.Unmarshal([]byte(mustNii(t, demoNodeOf(t, info, "greenwich").Home, "audit", "--json")), &page)
 	if len(page.Records) < 2 {

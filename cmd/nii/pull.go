@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
 
 	"github.com/dustin/go-humanize"
 	"github.com/nii-uk/nii"
+	"github.com/nii-uk/nii/node"
 	"github.com/nii-uk/nii/node/api"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
@@ -61,29 +64,52 @@ func pullCmd(g *globals) *cobra.Command {
 				}
 				bar.Set64(done)
 			}
-			sum, err := cl.PullWith(cmd.Context(), api.PullRequest{Ref: ref.String(), Grant: grant, AllowUnverified: allowUnverified}, progress)
-			if bar != nil {
-				bar.Finish()
+			req := api.PullRequest{Ref: ref.String(), Grant: grant, AllowUnverified: allowUnverified}
+			done := func(sum *api.PullSummary) {
+				if bar != nil {
+					bar.Finish()
+				}
+				if !sum.PublisherVerified && allowUnverified {
+					fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s came from node %s, whose claim to org %s no membership credential proves (pulled as asked, with --allow-unverified)\n",
+						ref.Dataset, sum.Version.Publisher, ref.Dataset.Org)
+				}
+				v := sum.Version
+				if g.json {
+					printJSON(cmd.OutOrStdout(), sum)
+				} else {
+					fmt.Fprintf(cmd.ErrOrStderr(), "pulled %s (%s): fetched %d chunks (%s) from %d provider(s), %d already held\n",
+						v.Ref, humanize.IBytes(uint64(v.Size)), sum.FetchedChunks, humanize.IBytes(uint64(sum.FetchedBytes)),
+						len(sum.Providers), sum.HeldChunks)
+				}
 			}
+			if out != "" && out != "-" {
+				// The daemon writes the file as the chunks arrive, where
+				// the export socket lets it.
+				sum, err := pullToFile(cmd.Context(), cl, req, out, mode, cmd.Flags().Changed("mode"), durability(noFsync), progress)
+				if !errors.Is(err, api.ErrNoFastPath) {
+					if err != nil {
+						if bar != nil {
+							bar.Finish()
+						}
+						return err
+					}
+					done(sum)
+					fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s to %s\n", sum.Version.Ref, out)
+					return nil
+				}
+			}
+			sum, err := cl.PullWith(cmd.Context(), req, progress)
 			if err != nil {
+				if bar != nil {
+					bar.Finish()
+				}
 				return err
 			}
-			if !sum.PublisherVerified && allowUnverified {
-				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s came from node %s, whose claim to org %s no membership credential proves (pulled as asked, with --allow-unverified)\n",
-					ref.Dataset, sum.Version.Publisher, ref.Dataset.Org)
-			}
-			v := sum.Version
-			msg := fmt.Sprintf("pulled %s (%s): fetched %d chunks (%s) from %d provider(s), %d already held",
-				v.Ref, humanize.IBytes(uint64(v.Size)), sum.FetchedChunks, humanize.IBytes(uint64(sum.FetchedBytes)),
-				len(sum.Providers), sum.HeldChunks)
-			if g.json {
-				printJSON(cmd.OutOrStdout(), sum)
-			} else {
-				fmt.Fprintln(cmd.ErrOrStderr(), msg)
-			}
+			done(sum)
 			if out == "" {
 				return nil
 			}
+			v := sum.Version
 			pulled := nii.Ref{Dataset: ref.Dataset, Version: v.Version}
 			if out == "-" {
 				_, _, err := cl.Content(cmd.Context(), pulled, cmd.OutOrStdout())
@@ -197,4 +223,39 @@ func unfollowCmd(g *globals) *cobra.Command {
 			})
 		},
 	}
+}
+
+// pullToFile pulls through the export socket (api.Client.PullTo): the
+// daemon pulls and writes path's temporary file as the chunks arrive, and
+// the file is synced (unless d is node.PageCache) and renamed as for
+// nii export. The file is created 0600, and widened to what outputMode
+// allows only once the pull says the data is open: restricted data is
+// never in a file others may read, not even for the pull's length.
+// api.ErrNoFastPath means nothing was pulled or written: pull over the
+// HTTP API instead.
+func pullToFile(ctx context.Context, cl *api.Client, req api.PullRequest, path, mode string, modeSet bool, d node.Durability, progress func(done, total int64)) (*api.PullSummary, error) {
+	perm := os.FileMode(0o600)
+	if modeSet {
+		var err error
+		if perm, err = outputMode("", mode, true); err != nil {
+			return nil, err
+		}
+	}
+	var sum *api.PullSummary
+	err := node.FillFileAtomic(path, perm, d, func(f *os.File) error {
+		res, err := cl.PullTo(ctx, req, f, d == node.PageCache, progress)
+		if err != nil {
+			return err
+		}
+		sum = res.Pulled
+		if modeSet {
+			return nil
+		}
+		want, err := outputMode(sum.Version.Meta.Access, "", false)
+		if err != nil || want == perm {
+			return err
+		}
+		return node.ChmodAsCreated(f, want)
+	})
+	return sum, err
 }

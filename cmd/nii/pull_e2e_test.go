@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -65,13 +68,28 @@ func TestPullKilledMidTransferResumes(t *testing.T) {
 		pollNii(t, puller, "the puller lists it", listsIt, "show", "greenwich/"+name, "--json")
 
 		before := status(t, puller).Store.Chunks
-		pull := exec.Command(niiBin, "--home", puller, "pull", "greenwich/"+name, "-q")
+		// The killed pull writes a file too (the daemon fills it as the
+		// chunks arrive): its name must hold the whole version or
+		// nothing, and no temporary file may be left.
+		killedDir := t.TempDir()
+		killedOut := filepath.Join(killedDir, "out.bin")
+		pull := exec.Command(niiBin, "--home", puller, "pull", "greenwich/"+name, "-q", "-o", killedOut)
 		if err := pull.Start(); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(delay) // the kill instant, not a wait for state
 		d.stop(t, syscall.SIGKILL)
-		_ = pull.Wait() // the pull's daemon died under it: it fails, or finished first
+		pullErr := pull.Wait() // the pull's daemon died under it: it fails, or finished first
+		got, rerr := os.ReadFile(killedOut)
+		switch {
+		case pullErr == nil && !bytes.Equal(got, data):
+			t.Fatalf("attempt %d: the pull succeeded but its file holds %d bytes (%v), not the version", attempt, len(got), rerr)
+		case pullErr != nil && !errors.Is(rerr, fs.ErrNotExist):
+			t.Fatalf("attempt %d: the killed pull (%v) left %d bytes at its file (%v)", attempt, pullErr, len(got), rerr)
+		}
+		if entries, _ := os.ReadDir(killedDir); len(entries) > 1 || len(entries) == 1 && pullErr != nil {
+			t.Fatalf("attempt %d: left beside the killed pull's file: %v", attempt, entries)
+		}
 		d = restartDaemon(t, puller, gossipAddr, "--join", join)
 		stored := status(t, puller).Store.Chunks - before
 		switch {
@@ -91,6 +109,11 @@ func TestPullKilledMidTransferResumes(t *testing.T) {
 		}
 		if sum.HeldChunks != int(stored) || sum.FetchedChunks != v.Chunks-int(stored) {
 			t.Fatalf("resumed pull: held %d fetched %d; %d of %d were stored before the kill", sum.HeldChunks, sum.FetchedChunks, stored, v.Chunks)
+		}
+		// Through the export socket, the chunks fetched went into the
+		// file as they came, and those held were written from the store.
+		if runtime.GOOS == "linux" && sum.CopiedChunks != sum.FetchedChunks {
+			t.Fatalf("resumed pull -o: %d chunks written as they arrived, %d fetched", sum.CopiedChunks, sum.FetchedChunks)
 		}
 		got, err := os.ReadFile(out)
 		if err != nil {

@@ -15,6 +15,7 @@
 #	NII_BENCH_TRANSPORT  the publisher's p2p listen addresses: both (the
 #	                     default config: TCP and QUIC), tcp or quic
 #	NII_BENCH_OUT        1: 'nii pull -o FILE' (also writes the file out)
+#	NII_BENCH_NOFSYNC    1: with NII_BENCH_OUT, 'nii pull -o FILE --no-fsync'
 #	NII_BENCH_DIR        work directory (default: a new one under /tmp)
 #	NII_BENCH_PROFILE    N: during the first nii run, take an N-second CPU
 #	                     profile of both daemons (/debug/pprof, admin
@@ -126,6 +127,7 @@ runnii() {
 	waitfor 60 "$nii" --home "$home" show benchpub/big || { kill $ppid; die "the puller never saw the dataset (see $dir/pull.log)"; }
 	local out=() profs=()
 	[[ ${NII_BENCH_OUT:-} != 1 ]] || out=(-o "$dir/nii.out")
+	[[ ${NII_BENCH_OUT:-}${NII_BENCH_NOFSYNC:-} != 11 ]] || out+=(--no-fsync)
 	if [[ -n ${NII_BENCH_PROFILE:-} && ! -f $dir/pull.cpu.pprof ]]; then
 		local h
 		for h in pub pull; do

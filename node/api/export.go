@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nii-uk/nii"
 )
@@ -17,7 +18,7 @@ import (
 // written (empty, opened for writing), sends one message — an
 // ExportRequest as JSON, at most MaxExportMessage bytes, with the file's
 // descriptor attached (SCM_RIGHTS) — and reads one message back, an
-// ExportResult as JSON. The daemon checks the admin token before it
+// ExportResult as JSON (after progress messages, for a pull). The daemon checks the admin token before it
 // touches the descriptor, reads the version's chunks, verifies each
 // against the signed manifest and pwrites it at its offset; it never opens
 // a path the client names. The client then fsyncs (unless asked not to:
@@ -47,15 +48,42 @@ type ExportRequest struct {
 	// kernel instead of starting it as it writes. Sent only when true, so
 	// a daemon from before it still reads every other request.
 	NoFsync bool `json:"no_fsync,omitempty"`
+	// Pull, if set, has the daemon pull the version first ('nii pull -o
+	// FILE'), as POST /api/v1/pull would, writing each chunk into the
+	// file as it arrives (node.Node.PullInto). The daemon then sends
+	// progress before its answer: messages with only Progress set, at
+	// most one per PullProgressEvery. A daemon from before it refuses the request as having an unknown
+	// field, and the client pulls over the HTTP API instead.
+	Pull *ExportPull `json:"pull,omitempty"`
+}
+
+// ExportPull is what a pull through the export socket asks for besides
+// the version: PullRequest's other fields.
+type ExportPull struct {
+	Grant           string `json:"grant,omitempty"`
+	AllowUnverified bool   `json:"allow_unverified,omitempty"`
 }
 
 // ExportResult is the daemon's answer: what it wrote, or why it did not.
+// For a pull, Pulled reports the pull as POST /api/v1/pull does; the
+// messages before the answer carry only Progress.
 type ExportResult struct {
-	Ref      string    `json:"ref,omitempty"`
-	Size     int64     `json:"size"`
-	Manifest nii.Hash  `json:"manifest,omitzero"`
-	Error    *APIError `json:"error,omitempty"`
+	Ref      string        `json:"ref,omitempty"`
+	Size     int64         `json:"size"`
+	Manifest nii.Hash      `json:"manifest,omitzero"`
+	Pulled   *PullSummary  `json:"pulled,omitempty"`
+	Progress *PullProgress `json:"progress,omitempty"`
+	Error    *APIError     `json:"error,omitempty"`
 }
+
+// PullProgress is a pull's progress: bytes stored of the total to fetch.
+type PullProgress struct {
+	Done  int64 `json:"done"`
+	Total int64 `json:"total"`
+}
+
+// PullProgressEvery is the most often a pull's progress is sent.
+const PullProgressEvery = 100 * time.Millisecond
 
 // ParseExportRequest decodes one request message strictly: one JSON
 // object, known fields only, a token and a valid reference.

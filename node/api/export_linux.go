@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 
 	"github.com/nii-uk/nii"
 	"golang.org/x/sys/unix"
@@ -20,6 +21,32 @@ import (
 // (node.FillFileAtomic). ErrNoFastPath means the socket is not there or
 // does not admit this client, and nothing was written: use Content.
 func (c *Client) ExportTo(ctx context.Context, r nii.Ref, f *os.File, noFsync bool) (*ExportResult, error) {
+	return c.fillFile(ctx, "export "+r.String(), ExportRequest{Ref: r.String(), NoFsync: noFsync}, f, nil)
+}
+
+// PullTo pulls a version as Pull does and has the daemon write it into f
+// as ExportTo does, each chunk fetched written as it arrives
+// (ExportRequest.Pull), calling progress as the pull goes.
+// ErrNoFastPath means the socket is not there, does not admit this
+// client, or belongs to a daemon from before pulls through it: nothing
+// was pulled or written, and the caller pulls over the HTTP API.
+func (c *Client) PullTo(ctx context.Context, req PullRequest, f *os.File, noFsync bool, progress func(done, total int64)) (*ExportResult, error) {
+	res, err := c.fillFile(ctx, "pull "+req.Ref, ExportRequest{Ref: req.Ref, NoFsync: noFsync,
+		Pull: &ExportPull{Grant: req.Grant, AllowUnverified: req.AllowUnverified}}, f, progress)
+	var remote *RemoteError
+	if errors.As(err, &remote) && remote.Code == CodeInvalid && strings.Contains(remote.APIError.Error, `unknown field "pull"`) {
+		return nil, fmt.Errorf("%w: the daemon does not pull through it", ErrNoFastPath)
+	}
+	if err == nil && res.Pulled == nil {
+		return nil, errors.New("pull " + req.Ref + ": an answer without the pull's summary")
+	}
+	return res, err
+}
+
+// fillFile sends req, with the admin token, and f's descriptor over the
+// export socket, passes progress messages to progress, and returns the
+// daemon's answer.
+func (c *Client) fillFile(ctx context.Context, what string, req ExportRequest, f *os.File, progress func(done, total int64)) (*ExportResult, error) {
 	if c.Home == "" {
 		return nil, ErrNoFastPath
 	}
@@ -31,10 +58,11 @@ func (c *Client) ExportTo(ctx context.Context, r nii.Ref, f *os.File, noFsync bo
 		return nil, fmt.Errorf("%w: %v", ErrNoFastPath, err)
 	}
 	defer conn.Close()
-	// Giving up closes the connection, which cancels the daemon's export.
+	// Giving up closes the connection, which cancels the daemon's work.
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	msg, err := json.Marshal(ExportRequest{Token: c.Token, Ref: r.String(), NoFsync: noFsync})
+	req.Token = c.Token
+	msg, err := json.Marshal(req)
 	if err != nil {
 		return nil, err
 	}
@@ -44,25 +72,33 @@ func (c *Client) ExportTo(ctx context.Context, r nii.Ref, f *os.File, noFsync bo
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, fmt.Errorf("export %s: send the request to %s: %w", r, path, err)
+		return nil, fmt.Errorf("%s: send the request to %s: %w", what, path, err)
 	}
 	buf := make([]byte, 64<<10)
-	n, err := conn.Read(buf)
-	if ctx.Err() != nil {
-		return nil, ctx.Err()
+	for {
+		n, err := conn.Read(buf)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: the node closed %s without an answer: %w (its log says why)", what, path, err)
+		}
+		var res ExportResult
+		if err := json.Unmarshal(buf[:n], &res); err != nil {
+			return nil, fmt.Errorf("%s: an answer that is not an export result: %w", what, err)
+		}
+		if res.Progress != nil && res.Error == nil && res.Ref == "" {
+			if progress != nil {
+				progress(res.Progress.Done, res.Progress.Total)
+			}
+			continue
+		}
+		if res.Error != nil {
+			return nil, &RemoteError{Status: StatusOf(res.Error.Code), APIError: *res.Error}
+		}
+		if res.Ref == "" {
+			return nil, errors.New(what + ": an answer without the version written")
+		}
+		return &res, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("export %s: the node closed %s without an answer: %w (its log says why)", r, path, err)
-	}
-	var res ExportResult
-	if err := json.Unmarshal(buf[:n], &res); err != nil {
-		return nil, fmt.Errorf("export %s: an answer that is not an export result: %w", r, err)
-	}
-	if res.Error != nil {
-		return nil, &RemoteError{Status: StatusOf(res.Error.Code), APIError: *res.Error}
-	}
-	if res.Ref == "" {
-		return nil, errors.New("export " + r.String() + ": an answer without the version written")
-	}
-	return &res, nil
 }

@@ -14,3 +14,9 @@ import (
 func (c *Client) ExportTo(ctx context.Context, r nii.Ref, f *os.File, noFsync bool) (*ExportResult, error) {
 	return nil, ErrNoFastPath
 }
+
+// PullTo is the export socket's pull (export_linux.go); elsewhere the
+// caller pulls over the HTTP API.
+func (c *Client) PullTo(ctx context.Context, req PullRequest, f *os.File, noFsync bool, progress func(done, total int64)) (*ExportResult, error) {
+	return nil, ErrNoFastPath
+}

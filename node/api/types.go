@@ -317,6 +317,10 @@ type PullSummary struct {
 	// PublisherVerified says whether the publisher's org claim is proven
 	// by a membership credential this node's trust anchors accept.
 	PublisherVerified bool `json:"publisher_verified"`
+	// CopiedChunks, for 'nii pull -o FILE' through the export socket, is
+	// how many of the version's chunks were written into the file as they
+	// arrived; the rest were written from the store after the pull.
+	CopiedChunks int `json:"copied_chunks,omitempty"`
 }
 
 // JWK is an issuer's public key as a JSON Web Key (RFC 7517; Ed25519 keys

@@ -1,0 +1,178 @@
+package exchange
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/nii-uk/nii"
+)
+
+// memCopy is a VersionCopy in memory. With failAt > 0, the write that
+// would take it past failAt bytes written fails; with refuse, Reserve does.
+type memCopy struct {
+	mu       sync.Mutex
+	b        []byte
+	reserved int64
+	written  int64
+	failAt   int64
+	refuse   bool
+}
+
+var errCopyFull = errors.New("the copy's disk is full")
+
+func (c *memCopy) Reserve(size int64) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.refuse {
+		return errCopyFull
+	}
+	c.reserved = size
+	if int64(len(c.b)) < size {
+		c.b = append(c.b, make([]byte, size-int64(len(c.b)))...)
+	}
+	return nil
+}
+
+func (c *memCopy) WriteAt(p []byte, off int64) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.failAt > 0 && c.written+int64(len(p)) > c.failAt {
+		return 0, errCopyFull
+	}
+	if end := off + int64(len(p)); end > int64(len(c.b)) {
+		c.b = append(c.b, make([]byte, end-int64(len(c.b)))...)
+	}
+	c.written += int64(len(p))
+	return copy(c.b[off:], p), nil
+}
+
+// copiedOf sums the sizes of the positions a pull says it copied.
+func copiedOf(m *nii.Manifest, copied []bool) (chunks int, size int64) {
+	for i, ok := range copied {
+		if ok {
+			chunks++
+			size += int64(m.Chunks[i].Size)
+		}
+	}
+	return chunks, size
+}
+
+// TestPullCopy: a pull with a copy writes each chunk it fetches into the
+// copy at every offset where the version has it, says which positions it
+// wrote, and WriteAtExcept fills in the rest from the store; the copy is
+// the version byte for byte whether the chunks were all fetched, partly
+// held, or all held. A copy that cannot be written fails the pull and
+// keeps what was stored.
+func TestPullCopy(t *testing.T) {
+	// A block repeated: the version has chunks at several offsets.
+	block := randBytes(71, 200<<10)
+	data := append(append(append([]byte{}, block...), block...), randBytes(72, 3<<20)...)
+	fx := newFixture(t, data)
+	positions := map[nii.Hash]int{}
+	for _, c := range fx.m.Chunks {
+		positions[c.Hash]++
+	}
+	if len(positions) == len(fx.m.Chunks) {
+		t.Fatal("the test data has no chunk at two offsets: the repeated block did not chunk alike")
+	}
+	prov := fx.provider(nil, nil)
+	ctx := context.Background()
+
+	// pull pulls into dst with a copy, fills the copy in, checks it, and
+	// returns the result and the bytes the fill wrote.
+	pull := func(t *testing.T, dst *Store) (*PullResult, int64) {
+		t.Helper()
+		cp := &memCopy{}
+		req := fx.request(prov)
+		req.Copy = cp
+		res, err := Pull(ctx, fx.pf, dst, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cp.reserved != int64(len(data)) {
+			t.Fatalf("the copy was reserved at %d bytes, want %d", cp.reserved, len(data))
+		}
+		n, s := copiedOf(fx.m, res.Copied)
+		if n != res.CopiedChunks || s != res.CopiedBytes || cp.written != s {
+			t.Fatalf("copied %d chunks, %d bytes by its positions; the result says %d, %d; %d bytes were written",
+				n, s, res.CopiedChunks, res.CopiedBytes, cp.written)
+		}
+		filled, err := dst.WriteAtExcept(ctx, res.Record, cp, res.Copied)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s+filled != int64(len(data)) || !bytes.Equal(cp.b, data) {
+			t.Fatalf("the copy is not the version (%d bytes copied, %d filled in, of %d)", s, filled, len(data))
+		}
+		return res, filled
+	}
+
+	t.Run("fetched", func(t *testing.T) {
+		res, filled := pull(t, openStoreWith(t, smallChunks))
+		if res.CopiedChunks != len(fx.m.Chunks) || filled != 0 {
+			t.Fatalf("a pull of chunks none of which were held copied %d of %d positions and left %d bytes to fill",
+				res.CopiedChunks, len(fx.m.Chunks), filled)
+		}
+	})
+
+	t.Run("partly held", func(t *testing.T) {
+		dst := openStoreWith(t, smallChunks)
+		publish(t, dst, fx.sg, nii.DatasetID{Org: "greenwich", Name: "start"}, data[:1<<20])
+		res, filled := pull(t, dst)
+		if res.HeldChunks == 0 || res.CopiedChunks == 0 || filled == 0 {
+			t.Fatalf("held %d, copied %d, filled %d bytes: want some of each", res.HeldChunks, res.CopiedChunks, filled)
+		}
+	})
+
+	t.Run("all held", func(t *testing.T) {
+		dst := openStoreWith(t, smallChunks)
+		if _, err := Pull(ctx, fx.pf, dst, fx.request(prov)); err != nil {
+			t.Fatal(err)
+		}
+		res, filled := pull(t, dst)
+		if res.Copied != nil || filled != int64(len(data)) {
+			t.Fatalf("a version already held: copied %v, filled %d bytes, want all filled", res.Copied != nil, filled)
+		}
+	})
+
+	t.Run("copy fails", func(t *testing.T) {
+		dst := openStoreWith(t, smallChunks)
+		req := fx.request(prov)
+		req.Copy = &memCopy{failAt: 1 << 20}
+		_, err := Pull(ctx, fx.pf, dst, req)
+		if !errors.Is(err, errCopyFull) || !strings.Contains(err.Error(), "write the copy") {
+			t.Fatalf("pull into a copy that fails: %v", err)
+		}
+		if _, err := dst.Version(fx.rec.Ref); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("the failed pull left its version visible: %v", err)
+		}
+		st, _ := dst.Stats()
+		if st.Chunks == 0 {
+			t.Fatal("the failed pull kept none of the chunks it stored")
+		}
+		res, err := Pull(ctx, fx.pf, dst, fx.request(prov))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.HeldChunks == 0 {
+			t.Fatal("the pull after a failed copy fetched everything again")
+		}
+		fx.checkPulled(t, dst, res)
+	})
+
+	t.Run("reserve refused", func(t *testing.T) {
+		dst := openStoreWith(t, smallChunks)
+		req := fx.request(prov)
+		req.Copy = &memCopy{refuse: true}
+		if _, err := Pull(ctx, fx.pf, dst, req); !errors.Is(err, errCopyFull) {
+			t.Fatalf("pull into a copy that cannot be reserved: %v", err)
+		}
+		if st, _ := dst.Stats(); st.Chunks != 0 {
+			t.Fatalf("a pull whose copy could not be reserved fetched %d chunks", st.Chunks)
+		}
+	})
+}
