@@ -43,7 +43,9 @@ type PullRequest struct {
 	// its offsets once the store has taken it, from the verified bytes in
 	// hand, instead of being read back from the packs after the pull.
 	// PullResult.Copied says which chunks were; the caller writes the
-	// rest from the store (Store.WriteAtExcept).
+	// rest from the store (Store.WriteAtExcept). A write into the copy
+	// that fails stops the copying, not the pull (other pulls of the
+	// version may have joined it): PullResult.CopyErr says why.
 	Copy   VersionCopy
 	Logger *slog.Logger
 
@@ -88,6 +90,9 @@ type PullResult struct {
 	Copied       []bool
 	CopiedChunks int
 	CopiedBytes  int64
+	// CopyErr is the write into the copy that failed, if one did: the
+	// version was stored, the copy is not whole.
+	CopyErr error
 }
 
 // VersionCopy is a file a pull writes its version into as the chunks
@@ -136,7 +141,7 @@ func Pull(ctx context.Context, f Fetcher, s *Store, req PullRequest) (*PullResul
 		cp := *res
 		cp.Shared = true
 		// The chunks were copied, if at all, into the other pull's file.
-		cp.Copied, cp.CopiedChunks, cp.CopiedBytes = nil, 0, 0
+		cp.Copied, cp.CopiedChunks, cp.CopiedBytes, cp.CopyErr = nil, 0, 0, nil
 		res = &cp
 	}
 	return res, nil
@@ -187,7 +192,7 @@ func (x *Fetch) into(ctx context.Context, s *Store, progress func(done, total in
 	}
 	err = x.store(ctx, s, need, cp, report)
 	if cp != nil {
-		res.Copied, res.CopiedChunks, res.CopiedBytes = cp.copied, cp.chunks, cp.bytes
+		res.Copied, res.CopiedChunks, res.CopiedBytes, res.CopyErr = cp.copied, cp.chunks, cp.bytes, cp.err
 	}
 	res.FetchedChunks, res.FetchedBytes, res.Providers = x.stats.chunks+ds.chunks, x.stats.bytes+ds.bytes, x.stats.providers
 	for p, n := range ds.providers {
@@ -240,7 +245,7 @@ func (k storeSink) Put(chunks []Chunk) error {
 	if err != nil {
 		err = fmt.Errorf("store chunks: %w", err)
 	} else if k.copy != nil {
-		err = k.copy.put(chunks)
+		k.copy.put(chunks)
 	}
 	if k.recycle {
 		for _, c := range chunks {
@@ -251,8 +256,9 @@ func (k storeSink) Put(chunks []Chunk) error {
 }
 
 // copyTee writes the chunks a pull stores into its copy, at every offset
-// of the version where each occurs. Its put runs on the fetch's one
-// writer goroutine; the caller reads copied once the fetch has returned.
+// of the version where each occurs, until a write fails. Its put runs on
+// the fetch's one writer goroutine; the caller reads the rest once the
+// fetch has returned.
 type copyTee struct {
 	w      VersionCopy
 	at     map[nii.Hash][]int // manifest positions by chunk
@@ -260,6 +266,7 @@ type copyTee struct {
 	copied []bool
 	chunks int
 	bytes  int64
+	err    error // the write that failed: nothing more is copied
 }
 
 func newCopyTee(w VersionCopy, m *nii.Manifest) *copyTee {
@@ -271,21 +278,24 @@ func newCopyTee(w VersionCopy, m *nii.Manifest) *copyTee {
 	return &copyTee{w: w, at: at, offs: offs, copied: make([]bool, len(m.Chunks))}
 }
 
-func (t *copyTee) put(chunks []Chunk) error {
+func (t *copyTee) put(chunks []Chunk) {
 	for _, c := range chunks {
 		for _, i := range t.at[c.Hash] {
+			if t.err != nil {
+				return
+			}
 			if t.copied[i] {
 				continue
 			}
 			if _, err := t.w.WriteAt(c.Data, t.offs[i]); err != nil {
-				return fmt.Errorf("write the copy: %w", err)
+				t.err = fmt.Errorf("write the output file: %w", err)
+				return
 			}
 			t.copied[i] = true
 			t.chunks++
 			t.bytes += int64(len(c.Data))
 		}
 	}
-	return nil
 }
 
 // ownBuffers is a Fetcher whose FetchChunks hands fn buffers nothing else

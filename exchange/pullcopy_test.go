@@ -140,28 +140,89 @@ func TestPullCopy(t *testing.T) {
 	})
 
 	t.Run("copy fails", func(t *testing.T) {
+		// The pull goes on into the store (other pulls may have joined
+		// it) and says the copy failed; the copy is not filled in.
 		dst := openStoreWith(t, smallChunks)
 		req := fx.request(prov)
-		req.Copy = &memCopy{failAt: 1 << 20}
-		_, err := Pull(ctx, fx.pf, dst, req)
-		if !errors.Is(err, errCopyFull) || !strings.Contains(err.Error(), "write the copy") {
-			t.Fatalf("pull into a copy that fails: %v", err)
+		cp := &memCopy{failAt: 1 << 20}
+		req.Copy = cp
+		res, err := Pull(ctx, fx.pf, dst, req)
+		if err != nil {
+			t.Fatalf("a pull whose copy failed: %v", err)
 		}
-		if _, err := dst.Version(fx.rec.Ref); !errors.Is(err, ErrNotFound) {
-			t.Fatalf("the failed pull left its version visible: %v", err)
+		if !errors.Is(res.CopyErr, errCopyFull) || !strings.Contains(res.CopyErr.Error(), "write the output file") {
+			t.Fatalf("the failed copy is reported as %v", res.CopyErr)
 		}
-		st, _ := dst.Stats()
-		if st.Chunks == 0 {
-			t.Fatal("the failed pull kept none of the chunks it stored")
+		if n, _ := copiedOf(fx.m, res.Copied); n != res.CopiedChunks || n == 0 || n == len(fx.m.Chunks) || cp.written > 1<<20 {
+			t.Fatalf("%d of %d positions copied (%d reported), %d bytes written, before the copy failed at 1 MiB",
+				n, len(fx.m.Chunks), res.CopiedChunks, cp.written)
 		}
-		res, err := Pull(ctx, fx.pf, dst, fx.request(prov))
+		fx.checkPulled(t, dst, res)
+	})
+
+	t.Run("joined", func(t *testing.T) {
+		// Two pulls of the version at once, each with its copy: one
+		// fetches and copies, the other joins it, copies nothing and
+		// fills its copy from the store.
+		dst := openStoreWith(t, smallChunks)
+		w := newWatch(fx.pf)
+		var first sync.Once
+		w.before = func(ctx context.Context, _ nii.NodeID) error {
+			var err error
+			first.Do(func() { err = waitJoined(ctx, dst, fx.rec.Manifest, 1) })
+			return err
+		}
+		copies := [2]*memCopy{{}, {}}
+		var results [2]*PullResult
+		var errs [2]error
+		var wg sync.WaitGroup
+		for i := range 2 {
+			wg.Go(func() {
+				if i == 1 {
+					waitFlight(t, dst, fx.rec.Manifest)
+				}
+				req := fx.request(prov)
+				req.Copy = copies[i]
+				results[i], errs[i] = Pull(ctx, w, dst, req)
+			})
+		}
+		wg.Wait()
+		for i, res := range results {
+			if errs[i] != nil {
+				t.Fatalf("pull %d: %v", i, errs[i])
+			}
+			if res.Shared != (res.Copied == nil) || res.Shared != (i == 1) {
+				t.Fatalf("pull %d: shared %v, copied %d positions", i, res.Shared, res.CopiedChunks)
+			}
+			if _, err := dst.WriteAtExcept(ctx, res.Record, copies[i], res.Copied); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(copies[i].b, data) {
+				t.Fatalf("pull %d's copy is not the version", i)
+			}
+		}
+	})
+
+	t.Run("delta", func(t *testing.T) {
+		// v2 is v1 with edits: most of it is held, some assembled by
+		// delta sync, the rest fetched whole and copied.
+		v1 := randBytes(81, 6<<20)
+		v2 := scatter(v1, 8, 20<<10, 9)
+		c := newDeltaCase(t, v1, v2)
+		req := c.req(c.rec2)
+		cp := &memCopy{}
+		req.Copy = cp
+		res, err := Pull(ctx, c.pf, c.dst, req)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if res.HeldChunks == 0 {
-			t.Fatal("the pull after a failed copy fetched everything again")
+		if _, err := c.dst.WriteAtExcept(ctx, res.Record, cp, res.Copied); err != nil {
+			t.Fatal(err)
 		}
-		fx.checkPulled(t, dst, res)
+		if !bytes.Equal(cp.b, v2) || res.DeltaChunks == 0 || res.HeldChunks == 0 {
+			t.Fatalf("delta pull with a copy: equal %v, %d delta chunks, %d held, %d copied",
+				bytes.Equal(cp.b, v2), res.DeltaChunks, res.HeldChunks, res.CopiedChunks)
+		}
 	})
 
 	t.Run("reserve refused", func(t *testing.T) {

@@ -67,7 +67,9 @@ func (n *Node) exportRecord(ctx context.Context, rec *exchange.VersionRecord, f 
 // rather than read back from the packs it was just written to. The chunks
 // not fetched (held already, assembled by delta, or fetched by another
 // pull of the version running at the same time) are written from the
-// store afterwards, verified as an export verifies them. With noFsync the
+// store afterwards, verified as an export verifies them. A write into f
+// that fails stops the copying, not the pull: the version is stored and
+// the error says so. With noFsync the
 // writes are left in the page cache; otherwise write-back is started as
 // they go, since the client fsyncs next. f must be as for ExportInto.
 func (n *Node) PullInto(ctx context.Context, ref nii.Ref, opt PullOptions, f *os.File, noFsync bool) (*exchange.PullResult, *api.ExportResult, error) {
@@ -84,6 +86,11 @@ func (n *Node) PullInto(ctx context.Context, ref nii.Ref, opt PullOptions, f *os
 		return res, nil, err
 	}
 	rec := res.Record
+	if res.CopyErr != nil {
+		// The pull went on into the store without the file (other pulls
+		// may have joined it): an export now can write the file whole.
+		return res, nil, fmt.Errorf("pulled %s into the store, but %w (nii export %s -o FILE writes it from the store)", rec.Ref, res.CopyErr, rec.Ref)
+	}
 	if res.CopiedChunks == 0 {
 		// Nothing came through the copy: the export as ExportInto
 		// writes it (directly, where it can).

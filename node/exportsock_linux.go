@@ -105,7 +105,7 @@ func (s *exportSocket) close() {
 func (n *Node) serveExport(ctx context.Context, c *net.UnixConn) {
 	defer c.Close()
 	res := n.exportRequest(ctx, c)
-	b, err := json.Marshal(res)
+	b, err := api.MarshalAnswer(res)
 	if err == nil {
 		c.SetWriteDeadline(time.Now().Add(exportRequestWait))
 		_, err = c.Write(b)
@@ -154,7 +154,8 @@ func (n *Node) exportRequest(ctx context.Context, c *net.UnixConn) *api.ExportRe
 	if len(fds) != 1 {
 		return fail(nii.Errorf(nii.ErrInvalid, "export request with %d file descriptors: want the one file to write", len(fds)))
 	}
-	f := os.NewFile(uintptr(fds[0]), "export")
+	// Named so that its errors read "write output: …".
+	f := os.NewFile(uintptr(fds[0]), "output")
 	fds[0] = -1 // f owns it now
 	defer f.Close()
 

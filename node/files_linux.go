@@ -68,28 +68,35 @@ func (w *writeBehindAt) WriteAt(b []byte, off int64) (int, error) {
 // until its contents said how widely it may be read ('nii pull -o FILE'
 // creates 0600, and widens only once the pull says the data is open).
 func ChmodAsCreated(f *os.File, perm os.FileMode) error {
-	mask, err := umask()
-	if err != nil {
-		return err
-	}
-	return f.Chmod(perm.Perm() &^ mask)
+	return f.Chmod(perm.Perm() &^ umask())
 }
 
 // umask is the process's umask, read from /proc/self/status (Linux 4.7
-// and later), where reading it does not set it as umask(2) does.
-func umask() (os.FileMode, error) {
+// and later), where reading it does not set it as umask(2) does. Where
+// that cannot be read (an older kernel, no /proc), it is umask(2)'s,
+// set back at once: the CLI creates no file meanwhile.
+func umask() os.FileMode {
+	if m, err := procUmask(); err == nil {
+		return m
+	}
+	m := unix.Umask(0o077)
+	unix.Umask(m)
+	return os.FileMode(m) & os.ModePerm
+}
+
+func procUmask() (os.FileMode, error) {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
-		return 0, fmt.Errorf("read the umask: %w", err)
+		return 0, err
 	}
 	for line := range strings.Lines(string(b)) {
 		if v, ok := strings.CutPrefix(line, "Umask:"); ok {
 			m, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32)
 			if err != nil {
-				return 0, fmt.Errorf("read the umask: %q: %w", v, err)
+				return 0, fmt.Errorf("umask %q: %w", v, err)
 			}
 			return os.FileMode(m) & os.ModePerm, nil
 		}
 	}
-	return 0, errors.New("read the umask: /proc/self/status has no Umask line")
+	return 0, errors.New("no Umask line in /proc/self/status")
 }

@@ -28,7 +28,11 @@ func TestPullInto(t *testing.T) {
 	waitListed(t, nodes[1], "org0/big", 1)
 	waitListed(t, nodes[1], "org0/secret", 1)
 	ctx := context.Background()
+	var pullIntoBy func(t *testing.T, by *node.Node, ref nii.Ref, noFsync bool) (string, int, error)
 	pullInto := func(t *testing.T, ref nii.Ref, noFsync bool) (string, int, error) {
+		return pullIntoBy(t, nodes[1], ref, noFsync)
+	}
+	pullIntoBy = func(t *testing.T, by *node.Node, ref nii.Ref, noFsync bool) (string, int, error) {
 		t.Helper()
 		path := filepath.Join(t.TempDir(), "out")
 		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
@@ -36,7 +40,7 @@ func TestPullInto(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer f.Close()
-		res, out, err := nodes[1].PullInto(ctx, ref, node.PullOptions{}, f, noFsync)
+		res, out, err := by.PullInto(ctx, ref, node.PullOptions{}, f, noFsync)
 		if err != nil {
 			return path, 0, err
 		}
@@ -72,6 +76,17 @@ func TestPullInto(t *testing.T) {
 	check(t, path)
 	if copied != 0 {
 		t.Fatalf("a pull of a version held wrote %d chunks as they arrived, from nowhere", copied)
+	}
+
+	// The publisher "pulling" its own version: nothing fetched, the
+	// whole file from its store.
+	path, copied, err = pullIntoBy(t, nodes[0], *ref, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, path)
+	if copied != 0 {
+		t.Fatalf("the publisher's own pull wrote %d chunks as they arrived", copied)
 	}
 
 	path, _, err = pullInto(t, nii.Ref{Dataset: nii.DatasetID{Org: "org0", Name: "secret"}}, false)

@@ -30,9 +30,17 @@ import (
 // home path too long for a socket address, or a client running as a user
 // the socket does not admit) ExportTo returns ErrNoFastPath and the caller
 // uses Content, the portable HTTP path: same bytes, same checks.
+//
+// A request is at most MaxExportMessage bytes (a pull's carries its
+// grant; POST /api/v1/pull takes 64 KiB too), an answer at most
+// MaxExportAnswer: where a pull's summary would be longer, the daemon
+// leaves the version's table and description out of it and says so
+// (ExportResult.MetaTrimmed), and PullTo reads them over HTTP. Daemons
+// before pulls through the socket took requests of at most 4 KiB.
 const (
 	ExportSocket     = "export.sock"
-	MaxExportMessage = 4 << 10
+	MaxExportMessage = 64 << 10
+	MaxExportAnswer  = 128 << 10
 )
 
 // ErrNoFastPath says the export socket is not available: use Content.
@@ -74,6 +82,25 @@ type ExportResult struct {
 	Pulled   *PullSummary  `json:"pulled,omitempty"`
 	Progress *PullProgress `json:"progress,omitempty"`
 	Error    *APIError     `json:"error,omitempty"`
+	// MetaTrimmed says Pulled.Version.Meta lacks its table and
+	// description, left out to keep the answer within MaxExportAnswer.
+	MetaTrimmed bool `json:"meta_trimmed,omitempty"`
+}
+
+// MarshalAnswer encodes an answer within MaxExportAnswer, leaving out
+// the pulled version's table and description if that is what it takes.
+func MarshalAnswer(res *ExportResult) ([]byte, error) {
+	b, err := json.Marshal(res)
+	if err != nil || len(b) <= MaxExportAnswer || res.Pulled == nil {
+		return b, err
+	}
+	cp, sum := *res, *res.Pulled
+	sum.Version.Meta.Table, sum.Version.Meta.Description = nil, ""
+	cp.Pulled, cp.MetaTrimmed = &sum, true
+	if b, err = json.Marshal(&cp); err == nil && len(b) > MaxExportAnswer {
+		err = fmt.Errorf("an export answer of %d bytes: at most %d", len(b), MaxExportAnswer)
+	}
+	return b, err
 }
 
 // PullProgress is a pull's progress: bytes stored of the total to fetch.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -34,13 +35,31 @@ func (c *Client) PullTo(ctx context.Context, req PullRequest, f *os.File, noFsyn
 	res, err := c.fillFile(ctx, "pull "+req.Ref, ExportRequest{Ref: req.Ref, NoFsync: noFsync,
 		Pull: &ExportPull{Grant: req.Grant, AllowUnverified: req.AllowUnverified}}, f, progress)
 	var remote *RemoteError
-	if errors.As(err, &remote) && remote.Code == CodeInvalid && strings.Contains(remote.APIError.Error, `unknown field "pull"`) {
-		return nil, fmt.Errorf("%w: the daemon does not pull through it", ErrNoFastPath)
+	if errors.As(err, &remote) && remote.Code == CodeInvalid {
+		// A daemon from before pulls through the socket: it knows no
+		// "pull", and took requests of at most 4 KiB.
+		if msg := remote.APIError.Error; strings.Contains(msg, `unknown field "pull"`) || strings.Contains(msg, "export request longer than 4096 bytes") {
+			return nil, fmt.Errorf("%w: the daemon does not pull through it", ErrNoFastPath)
+		}
 	}
-	if err == nil && res.Pulled == nil {
+	if err != nil {
+		return nil, err
+	}
+	if res.Pulled == nil {
 		return nil, errors.New("pull " + req.Ref + ": an answer without the pull's summary")
 	}
-	return res, err
+	if res.MetaTrimmed {
+		r, err := nii.ParseRef(res.Ref)
+		if err != nil {
+			return nil, fmt.Errorf("pull %s: the answer names %q: %w", req.Ref, res.Ref, err)
+		}
+		v, err := c.Version(ctx, r)
+		if err != nil {
+			return nil, fmt.Errorf("pull %s: the file is written, but reading the version's metadata: %w", req.Ref, err)
+		}
+		res.Pulled.Version = *v
+	}
+	return res, nil
 }
 
 // fillFile sends req, with the admin token, and f's descriptor over the
@@ -74,14 +93,20 @@ func (c *Client) fillFile(ctx context.Context, what string, req ExportRequest, f
 		}
 		return nil, fmt.Errorf("%s: send the request to %s: %w", what, path, err)
 	}
-	buf := make([]byte, 64<<10)
+	buf := make([]byte, MaxExportAnswer+1)
 	for {
-		n, err := conn.Read(buf)
+		n, _, flags, _, err := conn.ReadMsgUnix(buf, nil)
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: the node closed %s without an answer: %w (its log says why)", what, path, err)
+		if err != nil || n == 0 {
+			if err == nil {
+				err = io.EOF
+			}
+			return nil, fmt.Errorf("%s: the node closed %s without an answer: %w (it stopped or crashed: its log says why; run the command again)", what, path, err)
+		}
+		if flags&unix.MSG_TRUNC != 0 || n > MaxExportAnswer {
+			return nil, fmt.Errorf("%s: an answer longer than %d bytes", what, MaxExportAnswer)
 		}
 		var res ExportResult
 		if err := json.Unmarshal(buf[:n], &res); err != nil {
