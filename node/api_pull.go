@@ -61,30 +61,19 @@ func (n *Node) handlePull(w http.ResponseWriter, r *http.Request) {
 	// may take 30 s per provider), repeat the newest progress at least
 	// every api.PullHeartbeat, so the client can tell a slow pull from a
 	// dead node. It stops before the handler returns.
-	stop, stopped := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(stopped)
-		t := time.NewTicker(api.PullHeartbeat / 2)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				mu.Lock()
-				quiet, ev := time.Since(last) >= api.PullHeartbeat/2, cur
-				mu.Unlock()
-				if quiet {
-					emit(ev, true)
-				}
-			}
+	stop := tick(api.PullHeartbeat/2, func() bool {
+		mu.Lock()
+		quiet, ev := time.Since(last) >= api.PullHeartbeat/2, cur
+		mu.Unlock()
+		if quiet {
+			emit(ev, true)
 		}
-	}()
+		return true
+	})
 	res, err := n.Pull(r.Context(), ref, PullOptions{Grant: body.Grant, AllowUnverified: body.AllowUnverified, Progress: func(done, total int64) {
 		emit(api.PullEvent{Done: done, Total: total}, false)
 	}})
-	close(stop)
-	<-stopped
+	stop()
 	if err != nil {
 		_, body := api.ErrorFor(err)
 		emit(api.PullEvent{Error: &body}, true)
@@ -160,4 +149,30 @@ func (n *Node) handleUnfollow(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, api.UnfollowResult{Unfollowed: d.String()})
+}
+
+// tick calls fn every d, on a goroutine of its own, until fn returns
+// false or stop is called; stop returns once the goroutine has.
+func tick(d time.Duration, fn func() bool) (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-t.C:
+				if !fn() {
+					return
+				}
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() { close(quit) })
+		<-done
+	}
 }

@@ -194,43 +194,29 @@ func (n *Node) pullRequest(ctx context.Context, c *net.UnixConn, ref nii.Ref, re
 		mu  sync.Mutex
 		cur *api.PullProgress // nil until the pull reports
 	)
-	stop, stopped := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(stopped)
-		t := time.NewTicker(api.PullProgressEvery)
-		defer t.Stop()
-		var sent api.PullProgress
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-			}
-			mu.Lock()
-			p := cur
-			mu.Unlock()
-			if p == nil || *p == sent {
-				continue
-			}
-			b, err := json.Marshal(api.ExportResult{Progress: p})
-			if err == nil {
-				c.SetWriteDeadline(time.Now().Add(exportRequestWait))
-				_, err = c.Write(b)
-			}
-			if err != nil {
-				return // the answer, if it can still go, says the rest
-			}
-			sent = *p
+	var sent api.PullProgress
+	stop := tick(api.PullProgressEvery, func() bool {
+		mu.Lock()
+		p := cur
+		mu.Unlock()
+		if p == nil || *p == sent {
+			return true
 		}
-	}()
+		b, err := json.Marshal(api.ExportResult{Progress: p})
+		if err == nil {
+			c.SetWriteDeadline(time.Now().Add(exportRequestWait))
+			_, err = c.Write(b)
+		}
+		sent = *p
+		return err == nil // else the answer, if it can still go, says the rest
+	})
 	opt := PullOptions{Grant: req.Pull.Grant, AllowUnverified: req.Pull.AllowUnverified, Progress: func(done, total int64) {
 		mu.Lock()
 		cur = &api.PullProgress{Done: done, Total: total}
 		mu.Unlock()
 	}}
 	res, out, err := n.PullInto(ctx, ref, opt, f, req.NoFsync)
-	close(stop)
-	<-stopped
+	stop()
 	if err != nil {
 		return nil, err
 	}
