@@ -229,9 +229,9 @@ func (x *Fetch) store(ctx context.Context, s *Store, need []nii.ChunkRef, cp *co
 // storeSink puts a pull's chunks in the store, through a syncedWriter:
 // Put returns once they are written to a pack, and the pack is synced and
 // their index entries committed behind it. With copy, it then writes them
-// into the pull's copy too. With recycle, the chunks'
-// buffers are the Fetcher's own (ownBuffers) and go back to its pool once
-// they are written: nothing refers to them after Put.
+// into the pull's copy too. With recycle, the chunks' buffers are the
+// Fetcher's own (ownBuffers) and go back to its pool once they are
+// written: nothing refers to them after Put.
 type storeSink struct {
 	w       *syncedWriter
 	recycle bool

@@ -69,9 +69,9 @@ func (n *Node) exportRecord(ctx context.Context, rec *exchange.VersionRecord, f 
 // pull of the version running at the same time) are written from the
 // store afterwards, verified as an export verifies them. A write into f
 // that fails stops the copying, not the pull: the version is stored and
-// the error says so. With noFsync the
-// writes are left in the page cache; otherwise write-back is started as
-// they go, since the client fsyncs next. f must be as for ExportInto.
+// the error says so. With noFsync the writes are left in the page cache;
+// otherwise write-back is started as they go, since the client fsyncs
+// next. f must be as for ExportInto.
 func (n *Node) PullInto(ctx context.Context, ref nii.Ref, opt PullOptions, f *os.File, noFsync bool) (*exchange.PullResult, *api.ExportResult, error) {
 	if err := checkExportFile(f); err != nil {
 		return nil, nil, err
