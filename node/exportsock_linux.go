@@ -187,36 +187,66 @@ func (n *Node) exportRequest(ctx context.Context, c *net.UnixConn) *api.ExportRe
 
 // pullRequest runs a pull through the export socket (PullInto) and
 // returns its answer. The pull's progress goes to the client from a
-// goroutine of its own, the newest at each tick, so a client slow to read
-// never holds the pull up; it stops before pullRequest returns.
+// goroutine of its own, so a client slow to read never holds the pull up:
+// the first report at once, then the newest at most every
+// api.PullProgressEvery, and the last one, if not yet sent, before the
+// answer. The goroutine stops before pullRequest returns.
 func (n *Node) pullRequest(ctx context.Context, c *net.UnixConn, ref nii.Ref, req api.ExportRequest, f *os.File) (*api.ExportResult, error) {
 	var (
-		mu  sync.Mutex
-		cur *api.PullProgress // nil until the pull reports
+		mu   sync.Mutex
+		cur  *api.PullProgress // nil until the pull reports
+		kick = make(chan struct{}, 1)
+		quit = make(chan struct{})
+		done = make(chan struct{})
 	)
-	var sent api.PullProgress
-	stop := tick(api.PullProgressEvery, func() bool {
-		mu.Lock()
-		p := cur
-		mu.Unlock()
-		if p == nil || *p == sent {
-			return true
+	go func() {
+		defer close(done)
+		var sent api.PullProgress
+		send := func() bool {
+			mu.Lock()
+			p := cur
+			mu.Unlock()
+			if p == nil || *p == sent {
+				return true
+			}
+			b, err := json.Marshal(api.ExportResult{Progress: p})
+			if err == nil {
+				c.SetWriteDeadline(time.Now().Add(exportRequestWait))
+				_, err = c.Write(b)
+			}
+			sent = *p
+			return err == nil // else the answer, if it can still go, says the rest
 		}
-		b, err := json.Marshal(api.ExportResult{Progress: p})
-		if err == nil {
-			c.SetWriteDeadline(time.Now().Add(exportRequestWait))
-			_, err = c.Write(b)
+		for {
+			select {
+			case <-quit:
+				send()
+				return
+			case <-kick:
+			}
+			if !send() {
+				return
+			}
+			select {
+			case <-quit:
+				send()
+				return
+			case <-time.After(api.PullProgressEvery):
+			}
 		}
-		sent = *p
-		return err == nil // else the answer, if it can still go, says the rest
-	})
+	}()
 	opt := PullOptions{Grant: req.Pull.Grant, AllowUnverified: req.Pull.AllowUnverified, Progress: func(done, total int64) {
 		mu.Lock()
 		cur = &api.PullProgress{Done: done, Total: total}
 		mu.Unlock()
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
 	}}
 	res, out, err := n.PullInto(ctx, ref, opt, f, req.NoFsync)
-	stop()
+	close(quit)
+	<-done
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -47,7 +48,7 @@ func TestPullKilledMidTransferResumes(t *testing.T) {
 	gossipAddr := status(t, puller).Addresses["gossip"]
 
 	dir := t.TempDir()
-	delay := 150 * time.Millisecond
+	delay := 100 * time.Millisecond
 	for attempt := range 12 {
 		name := fmt.Sprintf("big-%d", attempt)
 		data := make([]byte, 48<<20)
@@ -77,9 +78,19 @@ func TestPullKilledMidTransferResumes(t *testing.T) {
 		if err := pull.Start(); err != nil {
 			t.Fatal(err)
 		}
+		pullDone := make(chan error, 1)
+		go func() { pullDone <- pull.Wait() }()
+		// Timed from the transfer's start, not the command's: the daemon
+		// sizes the file once the manifest is checked, before any chunk.
+		for deadline := time.Now().Add(20 * time.Second); !exportUnderWay(killedDir) && len(pullDone) == 0; {
+			if time.Now().After(deadline) {
+				t.Fatalf("attempt %d: no pull under way after 20 s", attempt)
+			}
+			time.Sleep(time.Millisecond)
+		}
 		time.Sleep(delay) // the kill instant, not a wait for state
 		d.stop(t, syscall.SIGKILL)
-		pullErr := pull.Wait() // the pull's daemon died under it: it fails, or finished first
+		pullErr := <-pullDone // the pull's daemon died under it: it fails, or finished first
 		got, rerr := os.ReadFile(killedOut)
 		switch {
 		case pullErr == nil && !bytes.Equal(got, data):
@@ -104,8 +115,17 @@ func TestPullKilledMidTransferResumes(t *testing.T) {
 		pollNii(t, puller, "the restarted puller lists it again", listsIt, "show", "greenwich/"+name, "--json")
 		out := filepath.Join(dir, "out.bin")
 		var sum api.PullSummary
-		if err := json.Unmarshal([]byte(mustNii(t, puller, "pull", "greenwich/"+name, "-o", out, "-q", "--json")), &sum); err != nil {
+		r := run(t, puller, "pull", "greenwich/"+name, "-o", out, "--json")
+		if r.code != 0 {
+			t.Fatalf("resumed pull: exit %d: %s", r.code, r.stderr)
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &sum); err != nil {
 			t.Fatal(err)
+		}
+		// Its progress came through the export socket: the daemon sends
+		// the first and the last report whatever the pull's speed.
+		if runtime.GOOS == "linux" && !strings.Contains(r.stderr, "pulling greenwich/"+name) {
+			t.Fatalf("resumed pull -o showed no progress: %q", r.stderr)
 		}
 		if sum.HeldChunks != int(stored) || sum.FetchedChunks != v.Chunks-int(stored) {
 			t.Fatalf("resumed pull: held %d fetched %d; %d of %d were stored before the kill", sum.HeldChunks, sum.FetchedChunks, stored, v.Chunks)

@@ -59,8 +59,9 @@ type ExportRequest struct {
 	// Pull, if set, has the daemon pull the version first ('nii pull -o
 	// FILE'), as POST /api/v1/pull would, writing each chunk into the
 	// file as it arrives (node.Node.PullInto). The daemon then sends
-	// progress before its answer: messages with only Progress set, at
-	// most one per PullProgressEvery. A daemon from before it refuses the request as having an unknown
+	// progress before its answer: messages with only Progress set, the
+	// first at once, then at most one per PullProgressEvery, and the last
+	// before the answer. A daemon from before it refuses the request as having an unknown
 	// field, and the client pulls over the HTTP API instead.
 	Pull *ExportPull `json:"pull,omitempty"`
 }
