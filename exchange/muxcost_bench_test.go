@@ -61,7 +61,7 @@ func reportBulk(b *testing.B, cpu time.Duration) {
 
 func BenchmarkBulkStream(b *testing.B) {
 	b.Run("libp2p-tls-yamux", func(b *testing.B) {
-		send, recv := newBenchHost(b), newBenchHost(b)
+		send, recv := newPullHost(b), newPullHost(b)
 		const proto = protocol.ID("/nii/bench/bulk/1")
 		send.setHandler(proto, 0, func(rw io.ReadWriter, _ nii.NodeID) error { return sendBulk(rw) })
 		recv.AddPeerAddrs(send.ID(), send.Addrs())
@@ -157,18 +157,4 @@ func (g gathered) Write(p []byte) (int, error) {
 		err = ferr
 	}
 	return n, err
-}
-
-func newBenchHost(b *testing.B) *Host {
-	b.Helper()
-	priv, _, err := crypto.GenerateEd25519Key(nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	h, err := NewHost(HostConfig{Key: priv, Listen: []string{"/ip4/127.0.0.1/tcp/0"}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { h.Close() })
-	return h
 }

@@ -25,7 +25,7 @@ func (e evilSource) Chunk(h nii.Hash) ([]byte, error) {
 
 func allow(AccessRequest) error { return nil }
 
-func newPullHost(t *testing.T) *Host {
+func newPullHost(t testing.TB) *Host {
 	t.Helper()
 	priv, _, err := crypto.GenerateEd25519Key(nil)
 	if err != nil {

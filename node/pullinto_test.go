@@ -28,11 +28,7 @@ func TestPullInto(t *testing.T) {
 	waitListed(t, nodes[1], "org0/big", 1)
 	waitListed(t, nodes[1], "org0/secret", 1)
 	ctx := context.Background()
-	var pullIntoBy func(t *testing.T, by *node.Node, ref nii.Ref, noFsync bool) (string, int, error)
-	pullInto := func(t *testing.T, ref nii.Ref, noFsync bool) (string, int, error) {
-		return pullIntoBy(t, nodes[1], ref, noFsync)
-	}
-	pullIntoBy = func(t *testing.T, by *node.Node, ref nii.Ref, noFsync bool) (string, int, error) {
+	pullIntoBy := func(t *testing.T, by *node.Node, ref nii.Ref, noFsync bool) (string, int, error) {
 		t.Helper()
 		path := filepath.Join(t.TempDir(), "out")
 		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
@@ -48,6 +44,10 @@ func TestPullInto(t *testing.T) {
 			t.Fatalf("PullInto answered %+v", out)
 		}
 		return path, res.CopiedChunks, nil
+	}
+	pullInto := func(t *testing.T, ref nii.Ref, noFsync bool) (string, int, error) {
+		t.Helper()
+		return pullIntoBy(t, nodes[1], ref, noFsync)
 	}
 	check := func(t *testing.T, path string) {
 		t.Helper()

@@ -98,20 +98,8 @@ func TestKillDuringExport(t *testing.T) {
 		exp := exec.Command(niiBin, "--home", home, "export", "greenwich/big", "-o", out)
 		var expErr bytes.Buffer
 		exp.Stderr = &expErr
-		if err := exp.Start(); err != nil {
-			t.Fatal(err)
-		}
-		expDone := make(chan error, 1)
-		go func() { expDone <- exp.Wait() }()
-		// Wait until the export is under way: its temporary file sized
-		// by the daemon (fallocate, before any write). Then a random
-		// instant within it.
-		for deadline := time.Now().Add(20 * time.Second); !exportUnderWay(outDir) && len(expDone) == 0; {
-			if time.Now().After(deadline) {
-				t.Fatalf("trial %d: no export under way after 20 s", trial)
-			}
-			time.Sleep(time.Millisecond)
-		}
+		// Once the export is under way, a random instant within it.
+		expDone := startUnderWay(t, exp, outDir)
 		time.Sleep(time.Duration(r.Int64N(int64(killWithin)))) // the kill instant, not a wait for state
 		select {
 		case err = <-expDone:
@@ -152,6 +140,26 @@ func TestKillDuringExport(t *testing.T) {
 		t.Fatalf("export after the kills: %d bytes (%v), not the version", len(got), err)
 	}
 	t.Logf("%d of %d kills landed during an export", midExport, trials)
+}
+
+// startUnderWay starts cmd, an export or a pull into a file of dir, and
+// waits until it is under way (its temporary file sized by the daemon,
+// with fallocate, before any chunk is written) or has exited. Its exit
+// comes on the channel returned.
+func startUnderWay(t *testing.T, cmd *exec.Cmd, dir string) <-chan error {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	for deadline := time.Now().Add(20 * time.Second); !exportUnderWay(dir) && len(done) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not under way after 20 s", strings.Join(cmd.Args[1:], " "))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return done
 }
 
 // exportUnderWay reports whether dir holds an export's temporary file with

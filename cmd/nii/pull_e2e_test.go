@@ -75,19 +75,9 @@ func TestPullKilledMidTransferResumes(t *testing.T) {
 		killedDir := t.TempDir()
 		killedOut := filepath.Join(killedDir, "out.bin")
 		pull := exec.Command(niiBin, "--home", puller, "pull", "greenwich/"+name, "-q", "-o", killedOut)
-		if err := pull.Start(); err != nil {
-			t.Fatal(err)
-		}
-		pullDone := make(chan error, 1)
-		go func() { pullDone <- pull.Wait() }()
 		// Timed from the transfer's start, not the command's: the daemon
 		// sizes the file once the manifest is checked, before any chunk.
-		for deadline := time.Now().Add(20 * time.Second); !exportUnderWay(killedDir) && len(pullDone) == 0; {
-			if time.Now().After(deadline) {
-				t.Fatalf("attempt %d: no pull under way after 20 s", attempt)
-			}
-			time.Sleep(time.Millisecond)
-		}
+		pullDone := startUnderWay(t, pull, killedDir)
 		time.Sleep(delay) // the kill instant, not a wait for state
 		d.stop(t, syscall.SIGKILL)
 		pullErr := <-pullDone // the pull's daemon died under it: it fails, or finished first
