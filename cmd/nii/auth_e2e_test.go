@@ -136,8 +136,24 @@ func TestTrustAddOfflineListsKeyOnce(t *testing.T) {
 	if len(cfg.Trust) != 1 || cfg.Trust[0].Name != "london" || bytes.Count(b, []byte("[[trust]]")) != 1 {
 		t.Fatalf("after two offline adds: %+v\n%s", cfg.Trust, b)
 	}
-	mustNii(t, home, "trust", "remove", cfg.Trust[0].KID)
+	// "--", since a key ID may begin with "-" (TestKeyIDWithADash).
+	mustNii(t, home, "trust", "remove", "--", cfg.Trust[0].KID)
 	if cfg, err := node.LoadConfig(home); err != nil || len(cfg.Trust) != 0 {
 		t.Fatalf("after remove: %+v %v", cfg.Trust, err)
+	}
+}
+
+// TestKeyIDWithADash: an argument that begins with "-" (a key ID does, 1
+// time in 64) is taken for a flag; the error says to put it after "--",
+// and after "--" it is the argument.
+func TestKeyIDWithADash(t *testing.T) {
+	home := initHome(t, "greenwich")
+	r := run(t, home, "trust", "remove", "-1Jb5uN-vcZfzx7YJfw32I5bCLSUZe_9NC8S5_3fzvk")
+	if r.code == 0 || !strings.Contains(r.stderr, `goes after "--": nii trust remove -- ARG`) {
+		t.Fatalf("trust remove of a key ID with a dash: exit %d, %s", r.code, r.stderr)
+	}
+	r = run(t, home, "trust", "remove", "--", "-1Jb5uN-vcZfzx7YJfw32I5bCLSUZe_9NC8S5_3fzvk")
+	if r.code == 0 || strings.Contains(r.stderr, "flag") || !strings.Contains(r.stderr, "-1Jb5uN") {
+		t.Fatalf("trust remove -- KID of a key not trusted: exit %d, %s", r.code, r.stderr)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -64,6 +65,14 @@ talk to a running node find it through its home.`,
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().StringVar(&g.home, "home", defaultHome(), "the node's home directory")
+	// A key ID or a token is base64url and may begin with "-" (1 in 64
+	// key IDs do): say how to pass it, not only that it is no flag.
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		if strings.Contains(err.Error(), "unknown shorthand flag") {
+			return fmt.Errorf(`%w (an argument that begins with "-", such as a key ID, goes after "--": %s -- ARG)`, err, c.CommandPath())
+		}
+		return err
+	})
 	root.AddCommand(
 		initCmd(g),
 		runCmd(g),
