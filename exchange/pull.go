@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nii-uk/nii"
@@ -41,11 +42,15 @@ type PullRequest struct {
 	// Copy, if set, is a file the version is also written into as it is
 	// pulled ('nii pull -o FILE'): each chunk fetched whole is written at
 	// its offsets once the store has taken it, from the verified bytes in
-	// hand, instead of being read back from the packs after the pull.
-	// PullResult.Copied says which chunks were; the caller writes the
-	// rest from the store (Store.WriteAtExcept). A write into the copy
-	// that fails stops the copying, not the pull (other pulls of the
-	// version may have joined it): PullResult.CopyErr says why.
+	// hand, instead of being read back from the packs after the pull, on
+	// a goroutine of its own that may lag the store by copyQueueBytes
+	// (chunks past that are left for the caller). PullResult.Copied says
+	// which chunks were written; the caller writes the rest from the
+	// store (Store.WriteAtExcept). A write into the copy that fails stops
+	// the copying, not the pull (other pulls of the version may have
+	// joined it): PullResult.CopyErr says why. Pull returns once the
+	// copy's writes are done; pulls joined to this one do not wait for
+	// them.
 	Copy   VersionCopy
 	Logger *slog.Logger
 
@@ -131,24 +136,39 @@ func Pull(ctx context.Context, f Fetcher, s *Store, req PullRequest) (*PullResul
 	if rec, err := s.Version(m.Ref()); err == nil && rec.Manifest == x.Hash {
 		return &PullResult{Record: rec, Manifest: m, ManifestHash: x.Hash, HeldChunks: len(m.Chunks), Providers: map[nii.NodeID]int64{}, ProviderChunks: map[nii.NodeID]int{}, Dropped: x.stats.dropped}, nil
 	}
-	res, shared, err := s.flights.do(ctx, x.Hash, req.Progress, func(progress func(done, total int64)) (*PullResult, error) {
-		return x.into(ctx, s, progress)
+	var cp *copyTee
+	if req.Copy != nil {
+		cp = newCopyTee(ctx, req.Copy, m)
+	}
+	res, shared, err := s.flights.do(ctx, x.Hash, req.Progress, func(f *flight) (*PullResult, error) {
+		if cp != nil {
+			cp.f = f
+		}
+		return x.into(ctx, s, f.report, cp)
 	})
+	// Only the pull that ran the fetch used its copy; it waits here, after
+	// the flight has ended, so pulls joined to it never wait on its file.
+	if cp != nil && cp.wait() && res != nil {
+		r := *res // f.res, which joined pulls read: not written to
+		r.Copied, r.CopiedChunks, r.CopiedBytes, r.CopyErr = cp.copied, cp.chunks, cp.bytes, cp.err
+		res = &r
+	}
 	if err != nil {
 		return res, fmt.Errorf("pull %s: %w", m.Ref(), err)
 	}
 	if shared {
-		cp := *res
-		cp.Shared = true
+		r := *res
+		r.Shared = true
 		// The chunks were copied, if at all, into the other pull's file.
-		cp.Copied, cp.CopiedChunks, cp.CopiedBytes, cp.CopyErr = nil, 0, 0, nil
-		res = &cp
+		r.Copied, r.CopiedChunks, r.CopiedBytes, r.CopyErr = nil, 0, 0, nil
+		res = &r
 	}
 	return res, nil
 }
 
 // into fetches the chunks the store lacks and commits the version.
-func (x *Fetch) into(ctx context.Context, s *Store, progress func(done, total int64)) (*PullResult, error) {
+// With cp, what is fetched whole is offered to it too (copyTee.offer).
+func (x *Fetch) into(ctx context.Context, s *Store, progress func(done, total int64), cp *copyTee) (*PullResult, error) {
 	m := x.Manifest
 	res := &PullResult{Manifest: m, ManifestHash: x.Hash}
 	// Every chunk of the version is leased before the store is looked at,
@@ -186,14 +206,10 @@ func (x *Fetch) into(ctx context.Context, s *Store, progress func(done, total in
 			progress(deltaDone, total)
 		}
 	})
-	var cp *copyTee
-	if x.req.Copy != nil && len(need) > 0 {
-		cp = newCopyTee(x.req.Copy, m)
+	if len(need) == 0 {
+		cp = nil
 	}
 	err = x.store(ctx, s, need, cp, report)
-	if cp != nil {
-		res.Copied, res.CopiedChunks, res.CopiedBytes, res.CopyErr = cp.copied, cp.chunks, cp.bytes, cp.err
-	}
 	res.FetchedChunks, res.FetchedBytes, res.Providers = x.stats.chunks+ds.chunks, x.stats.bytes+ds.bytes, x.stats.providers
 	for p, n := range ds.providers {
 		res.Providers[p] += n
@@ -218,6 +234,9 @@ func (x *Fetch) into(ctx context.Context, s *Store, progress func(done, total in
 // failed, kept for the next one.
 func (x *Fetch) store(ctx context.Context, s *Store, need []nii.ChunkRef, cp *copyTee, report func(int64)) error {
 	_, recycle := x.f.(ownBuffers)
+	if cp != nil {
+		cp.start(recycle)
+	}
 	w := s.newSyncedWriter()
 	err := x.run(ctx, need, storeSink{w: w, recycle: recycle, copy: cp}, false, report)
 	if werr := w.close(); err == nil && werr != nil {
@@ -228,10 +247,10 @@ func (x *Fetch) store(ctx context.Context, s *Store, need []nii.ChunkRef, cp *co
 
 // storeSink puts a pull's chunks in the store, through a syncedWriter:
 // Put returns once they are written to a pack, and the pack is synced and
-// their index entries committed behind it. With copy, it then writes them
-// into the pull's copy too. With recycle, the chunks' buffers are the
-// Fetcher's own (ownBuffers) and go back to its pool once they are
-// written: nothing refers to them after Put.
+// their index entries committed behind it. With copy, it then offers them
+// to the pull's copy. With recycle, the chunks' buffers are the Fetcher's
+// own (ownBuffers) and go back to its pool once they are written (by the
+// copy, if it took them): nothing else refers to them after Put.
 type storeSink struct {
 	w       *syncedWriter
 	recycle bool
@@ -244,8 +263,8 @@ func (k storeSink) Put(chunks []Chunk) error {
 	err := k.w.put(chunks)
 	if err != nil {
 		err = fmt.Errorf("store chunks: %w", err)
-	} else if k.copy != nil {
-		k.copy.put(chunks)
+	} else if k.copy != nil && k.copy.offer(chunks) {
+		return nil // the copy recycles them once written
 	}
 	if k.recycle {
 		for _, c := range chunks {
@@ -255,47 +274,177 @@ func (k storeSink) Put(chunks []Chunk) error {
 	return err
 }
 
+// copyQueueBytes bounds the chunk bytes a copyTee holds, taken and not
+// yet written: what a pull's copy may lag behind its store. (A var: tests
+// make it small.)
+var copyQueueBytes int64 = 16 << 20
+
 // copyTee writes the chunks a pull stores into its copy, at every offset
-// of the version where each occurs, until a write fails. Its put runs on
-// the fetch's one writer goroutine; the caller reads the rest once the
-// fetch has returned.
+// of the version where each occurs, until a write fails, on a goroutine
+// of its own: the fetch's writer only hands them over (offer), up to
+// copyQueueBytes ahead of the copy's writes. Past that the writer waits
+// for the copy while the pull is alone; once other pulls have joined the
+// fetch, a copy on a slow disk must not hold them up, and the chunks are
+// turned away instead: not marked copied, written by the caller from the
+// store once the pull is done, as the chunks held before are. (Turning
+// chunks away whenever the copy lagged was measured slower: they are read
+// back off the disk and hashed again; docs/benchmarks.md.) The pull that
+// started it waits for it (wait) before reading what it copied. What it
+// holds comes on top of the fetch's in-flight bytes.
 type copyTee struct {
-	w      VersionCopy
-	at     map[nii.Hash][]int // manifest positions by chunk
-	offs   []int64
+	ctx     context.Context // once it ends, taken chunks are dropped unwritten
+	w       VersionCopy
+	at      map[nii.Hash][]int // manifest positions by chunk
+	offs    []int64
+	recycle bool
+	f       *flight // the fetch it copies: pulls may join it
+
+	mu      sync.Mutex
+	queue   [][]Chunk     // taken, not yet written
+	queued  int64         // their bytes
+	closed  bool          // wait was called: nothing more comes
+	stopped bool          // a write failed: nothing more is taken
+	wake    chan struct{} // something was taken, or wait was called
+	room    chan struct{} // a group was written (or dropped)
+	done    chan struct{}
+
+	// Set by the goroutine, read after wait.
 	copied []bool
 	chunks int
 	bytes  int64
 	err    error // the write that failed: nothing more is copied
 }
 
-func newCopyTee(w VersionCopy, m *nii.Manifest) *copyTee {
+func newCopyTee(ctx context.Context, w VersionCopy, m *nii.Manifest) *copyTee {
 	offs, _ := chunkOffsets(m)
 	at := make(map[nii.Hash][]int, len(m.Chunks))
 	for i, c := range m.Chunks {
 		at[c.Hash] = append(at[c.Hash], i)
 	}
-	return &copyTee{w: w, at: at, offs: offs, copied: make([]bool, len(m.Chunks))}
+	return &copyTee{ctx: ctx, w: w, at: at, offs: offs, copied: make([]bool, len(m.Chunks))}
 }
 
-func (t *copyTee) put(chunks []Chunk) {
+// start starts the goroutine that writes what is offered. With recycle,
+// the chunks' buffers go back to the pool once written.
+func (t *copyTee) start(recycle bool) {
+	t.recycle = recycle
+	t.wake, t.room = make(chan struct{}, 1), make(chan struct{}, 1)
+	t.done = make(chan struct{})
+	go t.run()
+}
+
+// offer hands chunks, just stored, to the copy, and reports whether it
+// took them (it then owns their buffers). While copyQueueBytes wait to be
+// written it waits for room, since only this pull needs its file, unless
+// pulls have joined the fetch: those are not held up for this one's
+// disk, and it turns the chunks away. It turns them away too after a
+// failed write or once the pull's context has ended.
+func (t *copyTee) offer(chunks []Chunk) bool {
+	var size int64
 	for _, c := range chunks {
-		for _, i := range t.at[c.Hash] {
-			if t.err != nil {
-				return
-			}
-			if t.copied[i] {
-				continue
-			}
-			if _, err := t.w.WriteAt(c.Data, t.offs[i]); err != nil {
-				t.err = fmt.Errorf("write the output file: %w", err)
-				return
-			}
-			t.copied[i] = true
-			t.chunks++
-			t.bytes += int64(len(c.Data))
+		size += int64(len(c.Data))
+	}
+	var joins <-chan struct{}
+	if t.f != nil {
+		joins = t.f.joins
+	}
+	for {
+		t.mu.Lock()
+		stopped, fits := t.stopped, t.queued == 0 || t.queued+size <= copyQueueBytes
+		if !stopped && fits {
+			t.queue = append(t.queue, chunks)
+			t.queued += size
+		}
+		t.mu.Unlock()
+		switch {
+		case stopped:
+			return false
+		case fits:
+			signal(t.wake)
+			return true
+		case t.f != nil && t.f.waiters.Load() > 0:
+			return false
+		}
+		select {
+		case <-t.room:
+		case <-joins:
+		case <-t.ctx.Done():
+			return false
 		}
 	}
+}
+
+// signal wakes whoever waits on c (capacity 1) without waiting itself.
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+func (t *copyTee) run() {
+	defer close(t.done)
+	for {
+		t.mu.Lock()
+		groups, closed := t.queue, t.closed
+		t.queue = nil
+		t.mu.Unlock()
+		if len(groups) == 0 {
+			if closed {
+				return
+			}
+			<-t.wake
+			continue
+		}
+		for _, chunks := range groups {
+			var size int64
+			for _, c := range chunks {
+				size += int64(len(c.Data))
+				if t.err == nil && t.ctx.Err() == nil {
+					t.write(c)
+				}
+				if t.recycle {
+					putChunkBuf(c.Data)
+				}
+			}
+			t.mu.Lock()
+			t.queued -= size
+			t.stopped = t.err != nil
+			t.mu.Unlock()
+			signal(t.room)
+		}
+	}
+}
+
+// write writes c at every offset of the version where it occurs.
+func (t *copyTee) write(c Chunk) {
+	for _, i := range t.at[c.Hash] {
+		if t.copied[i] {
+			continue
+		}
+		if _, err := t.w.WriteAt(c.Data, t.offs[i]); err != nil {
+			t.err = fmt.Errorf("write the output file: %w", err)
+			return
+		}
+		t.copied[i] = true
+		t.chunks++
+		t.bytes += int64(len(c.Data))
+	}
+}
+
+// wait waits until everything taken is written (or dropped) and the
+// goroutine has stopped; it reports whether the copy was started, and so
+// whether its figures mean anything. Nothing may be offered after.
+func (t *copyTee) wait() bool {
+	if t.done == nil {
+		return false
+	}
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
+	signal(t.wake)
+	<-t.done
+	return true
 }
 
 // ownBuffers is a Fetcher whose FetchChunks hands fn buffers nothing else
@@ -318,7 +467,8 @@ type flight struct {
 	done    chan struct{} // closed when res and err are set
 	res     *PullResult
 	err     error
-	waiters int // pulls joined, besides the one running it
+	waiters atomic.Int32  // pulls joined, besides the one running it
+	joins   chan struct{} // a pull joined (capacity 1: a copy's wait for room ends on it)
 
 	mu       sync.Mutex
 	progress map[int]func(done, total int64)
@@ -361,23 +511,26 @@ func (f *flight) subscribe(fn func(done, total int64)) (unsubscribe func()) {
 // case it waits for that one's result (shared is then true). A pull that
 // stops because its own context ended does not fail those waiting on it:
 // they try again (the chunks it stored are kept). progress, if set, gets
-// the running pull's progress until do returns.
+// the running pull's progress until do returns. fn is given the flight:
+// its report passes progress on, and its waiters say who has joined.
 func (fs *flights) do(ctx context.Context, key nii.Hash, progress func(done, total int64),
-	fn func(progress func(done, total int64)) (*PullResult, error)) (res *PullResult, shared bool, err error) {
+	fn func(f *flight) (*PullResult, error)) (res *PullResult, shared bool, err error) {
 	for {
 		fs.mu.Lock()
 		if f, ok := fs.m[key]; ok {
-			f.waiters++
+			f.waiters.Add(1)
 			fs.mu.Unlock()
+			select {
+			case f.joins <- struct{}{}:
+			default:
+			}
 			unsubscribe := f.subscribe(progress)
 			select {
 			case <-f.done:
 			case <-ctx.Done():
 			}
 			unsubscribe()
-			fs.mu.Lock()
-			f.waiters--
-			fs.mu.Unlock()
+			f.waiters.Add(-1)
 			if ctx.Err() != nil {
 				return nil, false, ctx.Err()
 			}
@@ -386,7 +539,7 @@ func (fs *flights) do(ctx context.Context, key nii.Hash, progress func(done, tot
 			}
 			return f.res, true, f.err
 		}
-		f := &flight{done: make(chan struct{})}
+		f := &flight{done: make(chan struct{}), joins: make(chan struct{}, 1)}
 		if fs.m == nil {
 			fs.m = map[nii.Hash]*flight{}
 		}
@@ -394,7 +547,7 @@ func (fs *flights) do(ctx context.Context, key nii.Hash, progress func(done, tot
 		fs.mu.Unlock()
 
 		unsubscribe := f.subscribe(progress)
-		f.res, f.err = fn(f.report)
+		f.res, f.err = fn(f)
 		unsubscribe()
 		fs.mu.Lock()
 		delete(fs.m, key)
@@ -409,7 +562,7 @@ func (fs *flights) joined(key nii.Hash) int {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	if f, ok := fs.m[key]; ok {
-		return f.waiters
+		return int(f.waiters.Load())
 	}
 	return -1
 }

@@ -4,16 +4,21 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nii-uk/nii"
 )
 
 // memCopy is a VersionCopy in memory. With failAt > 0, the write that
-// would take it past failAt bytes written fails; with refuse, Reserve does.
+// would take it past failAt bytes written fails; with refuse, Reserve does;
+// with gate, every write waits until gate is closed (a disk that hangs).
 type memCopy struct {
+	gate     chan struct{}
 	mu       sync.Mutex
 	b        []byte
 	reserved int64
@@ -38,6 +43,9 @@ func (c *memCopy) Reserve(size int64) error {
 }
 
 func (c *memCopy) WriteAt(p []byte, off int64) (int, error) {
+	if c.gate != nil {
+		<-c.gate
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.failAt > 0 && c.written+int64(len(p)) > c.failAt {
@@ -48,6 +56,13 @@ func (c *memCopy) WriteAt(p []byte, off int64) (int, error) {
 	}
 	c.written += int64(len(p))
 	return copy(c.b[off:], p), nil
+}
+
+// setCopyQueue sets copyQueueBytes to n for the test.
+func setCopyQueue(t *testing.T, n int64) {
+	was := copyQueueBytes
+	copyQueueBytes = n
+	t.Cleanup(func() { copyQueueBytes = was })
 }
 
 // copiedOf sums the sizes of the positions a pull says it copied.
@@ -112,6 +127,9 @@ func TestPullCopy(t *testing.T) {
 	}
 
 	t.Run("fetched", func(t *testing.T) {
+		// A pull alone waits for its copy when the copy lags: nothing is
+		// turned away, even with room for only a chunk queued.
+		setCopyQueue(t, 1)
 		res, filled := pull(t, openStoreWith(t, smallChunks))
 		if res.CopiedChunks != len(fx.m.Chunks) || filled != 0 {
 			t.Fatalf("a pull of chunks none of which were held copied %d of %d positions and left %d bytes to fill",
@@ -203,6 +221,65 @@ func TestPullCopy(t *testing.T) {
 		}
 	})
 
+	t.Run("copy hangs", func(t *testing.T) {
+		// The copy's disk hangs: the fetch still stores the version, and
+		// a pull joined to it returns, while the pull whose copy it is
+		// waits for its file; once the disk answers, that copy is whole
+		// with what the store fills in (the chunks it turned away, with
+		// 64 KiB queued at most, once the other pull had joined).
+		setCopyQueue(t, 64<<10)
+		dst := openStoreWith(t, smallChunks)
+		w := newWatch(fx.pf)
+		var first sync.Once
+		w.before = func(ctx context.Context, _ nii.NodeID) error {
+			var err error
+			first.Do(func() { err = waitJoined(ctx, dst, fx.rec.Manifest, 1) })
+			return err
+		}
+		cp := &memCopy{gate: make(chan struct{})}
+		type result struct {
+			res *PullResult
+			err error
+		}
+		slow := make(chan result, 1)
+		go func() {
+			req := fx.request(prov)
+			req.Copy = cp
+			res, err := Pull(ctx, w, dst, req)
+			slow <- result{res, err}
+		}()
+		waitFlight(t, dst, fx.rec.Manifest)
+		joined, err := Pull(ctx, w, dst, fx.request(prov))
+		if err != nil || !joined.Shared {
+			close(cp.gate)
+			t.Fatalf("the joined pull: %v (shared %v)", err, joined != nil && joined.Shared)
+		}
+		if _, err := dst.Version(fx.m.Ref()); err != nil {
+			close(cp.gate)
+			t.Fatalf("the version is not stored while the copy hangs: %v", err)
+		}
+		select {
+		case r := <-slow:
+			t.Fatalf("the pull returned (%v) before its copy's first write did", r.err)
+		default:
+		}
+		close(cp.gate)
+		r := <-slow
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		n, size := copiedOf(fx.m, r.res.Copied)
+		if n == 0 || n != r.res.CopiedChunks || size != cp.written {
+			t.Fatalf("%d positions copied, %d reported, %d bytes written for %d", n, r.res.CopiedChunks, cp.written, size)
+		}
+		if _, err := dst.WriteAtExcept(ctx, r.res.Record, cp, r.res.Copied); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(cp.b, data) {
+			t.Fatal("the copy is not the version")
+		}
+	})
+
 	t.Run("delta", func(t *testing.T) {
 		// v2 is v1 with edits: most of it is held, some assembled by
 		// delta sync, the rest fetched whole and copied.
@@ -236,4 +313,100 @@ func TestPullCopy(t *testing.T) {
 			t.Fatalf("a pull whose copy could not be reserved fetched %d chunks", st.Chunks)
 		}
 	})
+}
+
+// TestCopyTeeTurnsAway: a copy with copyQueueBytes waiting makes a pull
+// alone wait for room, and takes the chunks once there is; once another
+// pull has joined the fetch, it turns them away instead (the caller keeps
+// their buffers and writes them from the store later), and does not mark
+// them copied. What it took is written at every offset of the chunk;
+// after a failed write it takes nothing more.
+func TestCopyTeeTurnsAway(t *testing.T) {
+	setCopyQueue(t, 100)
+	a, b := Chunk{Data: []byte("first chunk")}, Chunk{Data: []byte("second chunk")}
+	a.Hash, b.Hash = nii.HashOf(a.Data), nii.HashOf(b.Data)
+	big := Chunk{Data: bytes.Repeat([]byte{7}, 200)}
+	big.Hash = nii.HashOf(big.Data)
+	m := &nii.Manifest{Chunks: []nii.ChunkRef{
+		{Hash: a.Hash, Size: uint32(len(a.Data))},
+		{Hash: big.Hash, Size: uint32(len(big.Data))},
+		{Hash: a.Hash, Size: uint32(len(a.Data))},
+		{Hash: b.Hash, Size: uint32(len(b.Data))},
+	}}
+	var size int64
+	for _, c := range m.Chunks {
+		size += int64(c.Size)
+	}
+	newTee := func(cp *memCopy) (*copyTee, *flight) {
+		if err := cp.Reserve(size); err != nil {
+			t.Fatal(err)
+		}
+		f := &flight{done: make(chan struct{}), joins: make(chan struct{}, 1)}
+		tee := newCopyTee(context.Background(), cp, m)
+		tee.f = f
+		tee.start(false)
+		return tee, f
+	}
+
+	// Alone: the second offer waits for the first group's write.
+	cp := &memCopy{gate: make(chan struct{})}
+	tee, _ := newTee(cp)
+	if !tee.offer([]Chunk{big}) {
+		t.Fatal("an empty queue turned away a group larger than its bound")
+	}
+	took := make(chan bool, 1)
+	go func() { took <- tee.offer([]Chunk{b}) }()
+	close(cp.gate)
+	if !<-took {
+		t.Fatal("a pull alone had a chunk turned away when its copy lagged")
+	}
+	tee.wait()
+	if want := []bool{false, true, false, true}; !slices.Equal(tee.copied, want) || tee.chunks != 2 || tee.err != nil {
+		t.Fatalf("alone: copied %v (%d chunks, %v), want %v", tee.copied, tee.chunks, tee.err, want)
+	}
+
+	// Joined: an offer waiting for room gives up once a pull joins.
+	cp = &memCopy{gate: make(chan struct{})}
+	tee, f := newTee(cp)
+	if !tee.offer([]Chunk{big}) {
+		t.Fatal("an empty queue turned a group away")
+	}
+	go func() { took <- tee.offer([]Chunk{a}) }()
+	f.waiters.Add(1)
+	signal(f.joins)
+	if <-took {
+		t.Fatal("with a pull joined, a queue past its bound took more")
+	}
+	close(cp.gate)
+	tee.wait()
+	if want := []bool{false, true, false, false}; !slices.Equal(tee.copied, want) || tee.chunks != 1 || tee.err != nil {
+		t.Fatalf("joined: copied %v (%d chunks, %v), want %v", tee.copied, tee.chunks, tee.err, want)
+	}
+
+	// A failed write: nothing more is taken.
+	cp = &memCopy{failAt: int64(len(a.Data)) * 2}
+	tee, _ = newTee(cp)
+	if !tee.offer([]Chunk{a}) || !tee.offer([]Chunk{b}) {
+		t.Fatal("a copy with room turned a chunk away")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !tee.refusing() && time.Now().Before(deadline) {
+		runtime.Gosched()
+	}
+	if tee.offer([]Chunk{big}) {
+		t.Fatal("a copy whose write failed took more")
+	}
+	tee.wait()
+	if want := []bool{true, false, true, false}; !slices.Equal(tee.copied, want) || !errors.Is(tee.err, errCopyFull) {
+		t.Fatalf("copied %v (%v), want %v and the write's error", tee.copied, tee.err, want)
+	}
+	if !bytes.Equal(cp.b[:len(a.Data)], a.Data) || !bytes.Equal(cp.b[len(a.Data)+len(big.Data):][:len(a.Data)], a.Data) {
+		t.Fatal("the chunk taken is not at both its offsets")
+	}
+}
+
+func (t *copyTee) refusing() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.stopped
 }

@@ -239,8 +239,8 @@ func Repair(ctx context.Context, f Fetcher, s *Store, d Damage, req PullRequest)
 	if err := s.deleteChunks(d.bad); err != nil {
 		return nil, fmt.Errorf("repair %s: %w", d.Ref, err)
 	}
-	res, _, err := s.flights.do(ctx, x.Hash, req.Progress, func(progress func(done, total int64)) (*PullResult, error) {
-		return x.repairInto(ctx, s, progress)
+	res, _, err := s.flights.do(ctx, x.Hash, req.Progress, func(f *flight) (*PullResult, error) {
+		return x.repairInto(ctx, s, f.report)
 	})
 	if err != nil {
 		return res, fmt.Errorf("repair %s: %w", d.Ref, err)

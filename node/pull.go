@@ -83,7 +83,8 @@ func (n *Node) Pull(ctx context.Context, ref nii.Ref, opt PullOptions) (*exchang
 	}
 	n.log.Info("pulled", slog.String(LogDataset, res.Record.Ref.String()), slog.Int("fetched_chunks", res.FetchedChunks),
 		slog.Int64("fetched_bytes", res.FetchedBytes), slog.Int("held_chunks", res.HeldChunks), slog.Bool("shared", res.Shared),
-		slog.Int("delta_chunks", res.DeltaChunks), slog.Int64("reused_bytes", res.ReusedBytes), slog.Int64("manifest_bytes", res.ManifestBytes))
+		slog.Int("delta_chunks", res.DeltaChunks), slog.Int64("reused_bytes", res.ReusedBytes), slog.Int64("manifest_bytes", res.ManifestBytes),
+		slog.Int("copied_chunks", res.CopiedChunks))
 	if !res.Shared {
 		n.pulledBytes.Add(res.FetchedBytes)
 		n.pulledDelta.Add(int64(res.DeltaChunks))
