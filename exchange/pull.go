@@ -44,13 +44,14 @@ type PullRequest struct {
 	// its offsets once the store has taken it, from the verified bytes in
 	// hand, instead of being read back from the packs after the pull, on
 	// a goroutine of its own that may lag the store by copyQueueBytes
-	// (chunks past that are left for the caller). PullResult.Copied says
+	// (past that, the fetch waits for it while no other pull has joined,
+	// and leaves the chunks for the caller once one has). PullResult.Copied says
 	// which chunks were written; the caller writes the rest from the
 	// store (Store.WriteAtExcept). A write into the copy that fails stops
 	// the copying, not the pull (other pulls of the version may have
 	// joined it): PullResult.CopyErr says why. Pull returns once the
-	// copy's writes are done; pulls joined to this one do not wait for
-	// them.
+	// copy's writes are done (a write the disk never answers holds it,
+	// cancelled or not); pulls joined to this one do not wait for them.
 	Copy   VersionCopy
 	Logger *slog.Logger
 
@@ -89,9 +90,10 @@ type PullResult struct {
 	// are that pull's.
 	Shared bool
 	// Copied, with PullRequest.Copy, marks the manifest positions whose
-	// chunk was written into the copy as it arrived (nil if none were:
-	// the version was held, assembled by delta, or another pull fetched
-	// it); CopiedChunks and CopiedBytes count them.
+	// chunk was written into the copy as it arrived (nil if the copy
+	// never started: the version was held, assembled by delta, or another
+	// pull fetched it; all false if its first write failed or the pull
+	// was cancelled); CopiedChunks and CopiedBytes count them.
 	Copied       []bool
 	CopiedChunks int
 	CopiedBytes  int64
@@ -298,6 +300,7 @@ type copyTee struct {
 	offs    []int64
 	recycle bool
 	f       *flight // the fetch it copies: pulls may join it
+	waiting func()  // tests: called as offer begins to wait for room
 
 	mu      sync.Mutex
 	queue   [][]Chunk     // taken, not yet written
@@ -364,6 +367,9 @@ func (t *copyTee) offer(chunks []Chunk) bool {
 			return true
 		case t.f != nil && t.f.waiters.Load() > 0:
 			return false
+		}
+		if t.waiting != nil {
+			t.waiting()
 		}
 		select {
 		case <-t.room:

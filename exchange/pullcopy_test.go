@@ -249,7 +249,11 @@ func TestPullCopy(t *testing.T) {
 			slow <- result{res, err}
 		}()
 		waitFlight(t, dst, fx.rec.Manifest)
-		joined, err := Pull(ctx, w, dst, fx.request(prov))
+		// Bounded, so that a joined pull held up by the copy fails
+		// rather than hangs.
+		jctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		joined, err := Pull(jctx, w, dst, fx.request(prov))
 		if err != nil || !joined.Shared {
 			close(cp.gate)
 			t.Fatalf("the joined pull: %v (shared %v)", err, joined != nil && joined.Shared)
@@ -365,17 +369,27 @@ func TestCopyTeeTurnsAway(t *testing.T) {
 		t.Fatalf("alone: copied %v (%d chunks, %v), want %v", tee.copied, tee.chunks, tee.err, want)
 	}
 
-	// Joined: an offer waiting for room gives up once a pull joins.
+	// Joined: an offer already waiting for room gives up once a pull
+	// joins, though the copy's disk still hangs.
 	cp = &memCopy{gate: make(chan struct{})}
 	tee, f := newTee(cp)
+	waiting := make(chan struct{}, 1)
+	tee.waiting = func() { signal(waiting) }
 	if !tee.offer([]Chunk{big}) {
 		t.Fatal("an empty queue turned a group away")
 	}
 	go func() { took <- tee.offer([]Chunk{a}) }()
+	<-waiting
 	f.waiters.Add(1)
 	signal(f.joins)
-	if <-took {
-		t.Fatal("with a pull joined, a queue past its bound took more")
+	select {
+	case ok := <-took:
+		if ok {
+			t.Fatal("with a pull joined, a queue past its bound took more")
+		}
+	case <-time.After(time.Minute):
+		close(cp.gate)
+		t.Fatal("an offer waiting for room went on waiting after a pull joined")
 	}
 	close(cp.gate)
 	tee.wait()
