@@ -566,14 +566,8 @@ func TestConcurrentPullsShareOneFetch(t *testing.T) {
 	p := fx.provider(nil, nil)
 	dst := openStoreWith(t, smallChunks)
 	const pulls = 3
-	w := newWatch(fx.pf)
-	var first sync.Once
-	w.before = func(ctx context.Context, _ nii.NodeID) error {
-		// Hold the first chunk request until every other pull has joined.
-		var err error
-		first.Do(func() { err = waitJoined(ctx, dst, fx.rec.Manifest, pulls-1) })
-		return err
-	}
+	// The first chunk request waits until every other pull has joined.
+	w := joinedWatch(fx.pf, dst, fx.rec.Manifest, pulls-1)
 	var wg sync.WaitGroup
 	results := make([]*PullResult, pulls)
 	errs := make([]error, pulls)

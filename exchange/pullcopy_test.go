@@ -58,6 +58,19 @@ func (c *memCopy) WriteAt(p []byte, off int64) (int, error) {
 	return copy(c.b[off:], p), nil
 }
 
+// joinedWatch is f holding its first chunk request until n more pulls
+// have joined the flight of manifest in dst.
+func joinedWatch(f Fetcher, dst *Store, manifest nii.Hash, n int) *watchFetcher {
+	w := newWatch(f)
+	var first sync.Once
+	w.before = func(ctx context.Context, _ nii.NodeID) error {
+		var err error
+		first.Do(func() { err = waitJoined(ctx, dst, manifest, n) })
+		return err
+	}
+	return w
+}
+
 // setCopyQueue sets copyQueueBytes to n for the test.
 func setCopyQueue(t *testing.T, n int64) {
 	was := copyQueueBytes
@@ -183,13 +196,7 @@ func TestPullCopy(t *testing.T) {
 		// fetches and copies, the other joins it, copies nothing and
 		// fills its copy from the store.
 		dst := openStoreWith(t, smallChunks)
-		w := newWatch(fx.pf)
-		var first sync.Once
-		w.before = func(ctx context.Context, _ nii.NodeID) error {
-			var err error
-			first.Do(func() { err = waitJoined(ctx, dst, fx.rec.Manifest, 1) })
-			return err
-		}
+		w := joinedWatch(fx.pf, dst, fx.rec.Manifest, 1)
 		copies := [2]*memCopy{{}, {}}
 		var results [2]*PullResult
 		var errs [2]error
@@ -229,13 +236,7 @@ func TestPullCopy(t *testing.T) {
 		// 64 KiB queued at most, once the other pull had joined).
 		setCopyQueue(t, 64<<10)
 		dst := openStoreWith(t, smallChunks)
-		w := newWatch(fx.pf)
-		var first sync.Once
-		w.before = func(ctx context.Context, _ nii.NodeID) error {
-			var err error
-			first.Do(func() { err = waitJoined(ctx, dst, fx.rec.Manifest, 1) })
-			return err
-		}
+		w := joinedWatch(fx.pf, dst, fx.rec.Manifest, 1)
 		cp := &memCopy{gate: make(chan struct{})}
 		type result struct {
 			res *PullResult
