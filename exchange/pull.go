@@ -526,10 +526,7 @@ func (fs *flights) do(ctx context.Context, key nii.Hash, progress func(done, tot
 		if f, ok := fs.m[key]; ok {
 			f.waiters.Add(1)
 			fs.mu.Unlock()
-			select {
-			case f.joins <- struct{}{}:
-			default:
-			}
+			signal(f.joins)
 			unsubscribe := f.subscribe(progress)
 			select {
 			case <-f.done:

@@ -61,14 +61,13 @@ func (n *Node) handlePull(w http.ResponseWriter, r *http.Request) {
 	// may take 30 s per provider), repeat the newest progress at least
 	// every api.PullHeartbeat, so the client can tell a slow pull from a
 	// dead node. It stops before the handler returns.
-	stop := tick(api.PullHeartbeat/2, func() bool {
+	stop := tick(api.PullHeartbeat/2, func() {
 		mu.Lock()
 		quiet, ev := time.Since(last) >= api.PullHeartbeat/2, cur
 		mu.Unlock()
 		if quiet {
 			emit(ev, true)
 		}
-		return true
 	})
 	res, err := n.Pull(r.Context(), ref, PullOptions{Grant: body.Grant, AllowUnverified: body.AllowUnverified, Progress: func(done, total int64) {
 		emit(api.PullEvent{Done: done, Total: total}, false)
@@ -151,9 +150,9 @@ func (n *Node) handleUnfollow(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, api.UnfollowResult{Unfollowed: d.String()})
 }
 
-// tick calls fn every d, on a goroutine of its own, until fn returns
-// false or stop is called; stop returns once the goroutine has.
-func tick(d time.Duration, fn func() bool) (stop func()) {
+// tick calls fn every d, on a goroutine of its own, until stop is
+// called; stop returns once the goroutine has.
+func tick(d time.Duration, fn func()) (stop func()) {
 	quit, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
@@ -164,9 +163,7 @@ func tick(d time.Duration, fn func() bool) (stop func()) {
 			case <-quit:
 				return
 			case <-t.C:
-				if !fn() {
-					return
-				}
+				fn()
 			}
 		}
 	}()

@@ -18,13 +18,13 @@ import (
 // written (empty, opened for writing), sends one message — an
 // ExportRequest as JSON, at most MaxExportMessage bytes, with the file's
 // descriptor attached (SCM_RIGHTS) — and reads one message back, an
-// ExportResult as JSON (after progress messages, for a pull). The daemon checks the admin token before it
-// touches the descriptor, reads the version's chunks, verifies each
-// against the signed manifest and pwrites it at its offset; it never opens
-// a path the client names. The client then fsyncs (unless asked not to:
-// nii export --no-fsync) and renames the file (node.FillFileAtomic), or
-// removes it if the result carries an error.
-// Closing the connection early cancels the export.
+// ExportResult as JSON (after progress messages, for a pull). The daemon
+// checks the admin token before it touches the descriptor, reads the
+// version's chunks, verifies each against the signed manifest and
+// pwrites it at its offset; it never opens a path the client names. The
+// client then fsyncs (unless asked not to: nii export --no-fsync) and
+// renames the file (node.FillFileAtomic), or removes it if the result
+// carries an error. Closing the connection early cancels the export.
 //
 // Where there is no socket (another platform, a daemon from before it, a
 // home path too long for a socket address, or a client running as a user
@@ -61,8 +61,9 @@ type ExportRequest struct {
 	// file as it arrives (node.Node.PullInto). The daemon then sends
 	// progress before its answer: messages with only Progress set, the
 	// first at once, then at most one per PullProgressEvery, and the last
-	// before the answer. A daemon from before it refuses the request as having an unknown
-	// field, and the client pulls over the HTTP API instead.
+	// before the answer. A daemon from before it refuses the request as
+	// having an unknown field, and the client pulls over the HTTP API
+	// instead.
 	Pull *ExportPull `json:"pull,omitempty"`
 }
 
